@@ -1,0 +1,114 @@
+//! Who is buying: password login (argon2 hashes) and the JWTs that stand for a logged-in user.
+
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::db::Db;
+use crate::error::ApiError;
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// Signs and checks login tokens (HS256).
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl: Duration,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenKeys").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl TokenKeys {
+    pub fn new(secret: &[u8], ttl: Duration) -> Self {
+        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), ttl }
+    }
+
+    pub fn issue(&self, user_id: i64) -> Result<String, ApiError> {
+        let iat = now_secs();
+        let claims = Claims { sub: user_id.to_string(), iat, exp: iat + self.ttl.as_secs() };
+        jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
+            .map_err(|e| ApiError::Internal(format!("cannot sign token: {e}")))
+    }
+
+    /// The user id a token stands for, or why it does not stand for anyone.
+    pub fn verify(&self, token: &str) -> Result<i64, ApiError> {
+        let mut validation = Validation::default();
+        validation.leeway = 0;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
+            match e.kind() {
+                ErrorKind::ExpiredSignature => ApiError::unauthorized("token_expired", "the token has expired"),
+                _ => ApiError::unauthorized("invalid_token", "the token is not valid"),
+            }
+        })?;
+        data.claims.sub.parse().map_err(|_| ApiError::unauthorized("invalid_token", "the token is not valid"))
+    }
+}
+
+/// Hashes a password with argon2id and a salt derived from `salt_seed` (deterministic for seeding).
+pub fn hash_password(password: &str, salt_seed: &[u8]) -> Result<String, ApiError> {
+    let salt = SaltString::encode_b64(salt_seed).map_err(|e| ApiError::Internal(format!("salt: {e}")))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| ApiError::Internal(format!("cannot hash password: {e}")))
+}
+
+/// Checks an email and password; the same answer for an unknown email and a wrong password.
+pub async fn login(db: &Db, email: &str, password: &str) -> Result<i64, ApiError> {
+    let wrong = || ApiError::unauthorized("invalid_credentials", "wrong email or password");
+    db.statement("auth.find_user");
+    let user: Option<(i64, String)> = sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
+        .bind(email)
+        .fetch_optional(&mut *db.acquire().await?)
+        .await?;
+    let (user_id, stored) = user.ok_or_else(wrong)?;
+    let password = password.to_owned();
+    // argon2 is deliberately slow: keep it off the async workers.
+    let verified = tokio::task::spawn_blocking(move || {
+        PasswordHash::new(&stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("password check panicked: {e}")))?;
+    if verified { Ok(user_id) } else { Err(wrong()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_round_trips_and_a_forged_one_does_not() {
+        let keys = TokenKeys::new(b"0123456789abcdef0123", Duration::from_secs(60));
+        let token = keys.issue(42).unwrap();
+        assert_eq!(keys.verify(&token).unwrap(), 42);
+        let other = TokenKeys::new(b"another-secret-of-length", Duration::from_secs(60));
+        assert!(matches!(other.verify(&token), Err(ApiError::Unauthorized { code: "invalid_token", .. })));
+    }
+
+    #[test]
+    fn hashes_verify() {
+        let hash = hash_password("hunter22", b"seed-salt-0001").unwrap();
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(Argon2::default().verify_password(b"hunter22", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"wrong", &parsed).is_err());
+    }
+}

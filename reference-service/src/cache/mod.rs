@@ -1,0 +1,245 @@
+//! Cache-aside reads through Redis, and what happens when Redis fails.
+//!
+//! `fallthrough` is the code most services ship: try Redis with the client library's defaults, and on
+//! any error ask Postgres, so a dead cache turns every read into a database read. `breaker` is the
+//! defence: our own short deadline on every Redis call, a circuit breaker that stops calling a dead
+//! Redis, and a small in-process cache whose loads are single-flight (one database read per key at a
+//! time, however many requests want it), so the database load during an outage is bounded by the
+//! number of hot keys, not by the request rate.
+
+mod breaker;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use breaker::{BreakerState, CircuitBreaker};
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::modes::{CacheFailure, CacheMode, Modes};
+
+/// How long an entry lives in the in-process cache of the `breaker` mode.
+const LOCAL_TTL: Duration = Duration::from_secs(1);
+/// Consecutive Redis failures that open the breaker.
+const BREAKER_THRESHOLD: u32 = 5;
+/// How long an open breaker skips Redis before it lets a probe through.
+const BREAKER_COOL_DOWN: Duration = Duration::from_secs(1);
+
+/// The outcome of one cached read, as counted in `fortress_cache_requests_total{outcome}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Hit,
+    Miss,
+    Error,
+    /// Redis was not asked: the breaker is open, or the cache is off.
+    Bypass,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Hit => "hit",
+            Self::Miss => "miss",
+            Self::Error => "error",
+            Self::Bypass => "bypass",
+        }
+    }
+}
+
+
+#[derive(Clone)]
+pub struct Cache {
+    redis: ConnectionManager,
+    breaker: Arc<CircuitBreaker>,
+    local: moka::future::Cache<String, Arc<str>>,
+    deadline: Duration,
+    ttl: Duration,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache").field("breaker", &self.breaker.state()).finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// Connects lazily: the service starts, degraded, while Redis is down, and reconnects by itself.
+    pub fn new(
+        redis_url: &str,
+        deadline: Duration,
+        ttl: Duration,
+        metrics: Metrics,
+    ) -> Result<Self, redis::RedisError> {
+        let client = redis::Client::open(redis_url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_number_of_retries(1);
+        let redis = ConnectionManager::new_lazy_with_config(client, config)?;
+        Ok(Self {
+            redis,
+            breaker: Arc::new(CircuitBreaker::new(BREAKER_THRESHOLD, BREAKER_COOL_DOWN)),
+            local: moka::future::Cache::builder().max_capacity(10_000).time_to_live(LOCAL_TTL).build(),
+            deadline,
+            ttl,
+            metrics,
+        })
+    }
+
+    fn count(&self, outcome: Outcome) {
+        self.metrics.cache_requests.with_label_values(&[outcome.label()]).inc();
+    }
+
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker.state()
+    }
+
+    /// Answers whether Redis responds to PING within `deadline`.
+    pub async fn ping(&self, deadline: Duration) -> bool {
+        let mut redis = self.redis.clone();
+        let ping = async move { redis::cmd("PING").query_async::<String>(&mut redis).await };
+        matches!(tokio::time::timeout(deadline, ping).await, Ok(Ok(_)))
+    }
+
+    /// Reads `key` through the cache as the current modes say, loading it with `load` on a miss.
+    pub async fn read_through<T, F, Fut>(&self, modes: &Modes, key: &str, load: F) -> Result<T, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        match (modes.cache, modes.cache_failure) {
+            (CacheMode::Off, _) => {
+                self.count(Outcome::Bypass);
+                load().await
+            }
+            (CacheMode::Aside, CacheFailure::Fallthrough) => self.read_fallthrough(key, load).await,
+            (CacheMode::Aside, CacheFailure::Breaker) => self.read_guarded(key, load).await,
+        }
+    }
+
+    /// The naive read: any Redis failure, however slow, falls through to the database.
+    async fn read_fallthrough<T, F, Fut>(&self, key: &str, load: F) -> Result<T, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let mut redis = self.redis.clone();
+        match redis.get::<_, Option<String>>(key).await {
+            Ok(Some(cached)) => {
+                if let Ok(value) = serde_json::from_str(&cached) {
+                    self.count(Outcome::Hit);
+                    return Ok(value);
+                }
+                self.count(Outcome::Miss);
+            }
+            Ok(None) => self.count(Outcome::Miss),
+            Err(error) => {
+                self.count(Outcome::Error);
+                tracing::warn!(%error, key, "redis read failed; reading from postgres");
+            }
+        }
+        let value = load().await?;
+        let encoded = encode(&value)?;
+        if let Err(error) = redis.set_ex::<_, _, ()>(key, encoded, self.ttl.as_secs()).await {
+            tracing::warn!(%error, key, "redis write failed");
+        }
+        Ok(value)
+    }
+
+    /// The defended read: deadline, breaker, then a single-flight local cache in front of the database.
+    async fn read_guarded<T, F, Fut>(&self, key: &str, load: F) -> Result<T, ApiError>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        let redis_up = if self.breaker.allow() {
+            let mut redis = self.redis.clone();
+            match tokio::time::timeout(self.deadline, redis.get::<_, Option<String>>(key)).await {
+                Ok(Ok(found)) => {
+                    self.breaker.record_success();
+                    if let Some(value) = found.and_then(|cached| serde_json::from_str(&cached).ok()) {
+                        self.count(Outcome::Hit);
+                        return Ok(value);
+                    }
+                    self.count(Outcome::Miss);
+                    true
+                }
+                Ok(Err(_)) | Err(_) => {
+                    self.breaker.record_failure();
+                    self.count(Outcome::Error);
+                    false
+                }
+            }
+        } else {
+            self.count(Outcome::Bypass);
+            false
+        };
+
+        let encoded = self
+            .local
+            .try_get_with(key.to_owned(), async move { load().await.and_then(|v| encode(&v)).map(Arc::from) })
+            .await
+            .map_err(|shared: Arc<ApiError>| shared_error(&shared))?;
+        if redis_up {
+            self.write_guarded(key, &encoded).await;
+        }
+        serde_json::from_str(&encoded).map_err(|e| ApiError::Internal(format!("cached value for {key}: {e}")))
+    }
+
+    async fn write_guarded(&self, key: &str, encoded: &str) {
+        let mut redis = self.redis.clone();
+        let write = redis.set_ex::<_, _, ()>(key, encoded, self.ttl.as_secs());
+        match tokio::time::timeout(self.deadline, write).await {
+            Ok(Ok(())) => self.breaker.record_success(),
+            Ok(Err(_)) | Err(_) => self.breaker.record_failure(),
+        }
+    }
+
+    /// Replaces a cached value after a write committed (checkout updating availability).
+    pub async fn refresh<T: Serialize>(&self, modes: &Modes, key: &str, value: &T) {
+        self.local.invalidate(key).await;
+        if modes.cache == CacheMode::Off {
+            return;
+        }
+        let Ok(encoded) = encode(value) else { return };
+        match modes.cache_failure {
+            CacheFailure::Breaker if self.breaker.allow() => self.write_guarded(key, &encoded).await,
+            CacheFailure::Breaker => {}
+            CacheFailure::Fallthrough => {
+                let mut redis = self.redis.clone();
+                if let Err(error) = redis.set_ex::<_, _, ()>(key, encoded, self.ttl.as_secs()).await {
+                    tracing::warn!(%error, key, "redis write failed");
+                }
+            }
+        }
+    }
+
+    /// Drops every cached entry, in Redis and locally (used when the data set is reseeded).
+    pub async fn clear(&self) -> Result<(), redis::RedisError> {
+        self.local.invalidate_all();
+        let mut redis = self.redis.clone();
+        redis::cmd("FLUSHDB").query_async::<()>(&mut redis).await
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<String, ApiError> {
+    serde_json::to_string(value).map_err(|e| ApiError::Internal(format!("cannot encode cached value: {e}")))
+}
+
+/// Single-flight shares one load's error among all waiters; each gets its own copy with the same meaning.
+fn shared_error(error: &ApiError) -> ApiError {
+    match error {
+        ApiError::NotFound(what) => ApiError::NotFound(what),
+        ApiError::DatabaseUnavailable(e) => ApiError::DatabaseUnavailable(sqlx::Error::Protocol(e.to_string())),
+        other => ApiError::Internal(other.to_string()),
+    }
+}

@@ -1,0 +1,115 @@
+//! Service configuration, read from the environment (or flags) and validated before anything starts.
+//!
+//! Every knob has a default that suits a laptop; a bad value stops the service at start with a message
+//! naming the variable, never halfway through a request.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Args;
+
+/// Everything the service needs to run. `--help` on the binary lists each field with its variable.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Postgres connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres:postgres@127.0.0.1:5432/shop")]
+    pub database_url: String,
+
+    /// Redis connection URL.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    pub redis_url: String,
+
+    /// Size of the Postgres connection pool.
+    #[arg(long, env = "DB_POOL_SIZE", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub db_pool_size: u32,
+
+    /// How long a request waits for a pooled connection before it gets a 503, in milliseconds.
+    #[arg(long, env = "DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    pub db_acquire_timeout_ms: u64,
+
+    /// Deadline on every Redis call in the `breaker` cache-failure mode, in milliseconds.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 50, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub redis_timeout_ms: u64,
+
+    /// Time to live of cached product and availability entries in Redis, in seconds.
+    #[arg(long, env = "CACHE_TTL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub cache_ttl_secs: u64,
+
+    /// Secret used to sign the JWTs handed out by `/auth/login` (at least 16 bytes).
+    #[arg(long, env = "JWT_SECRET", default_value = "fortress-dev-secret-change-me", hide_env_values = true)]
+    pub jwt_secret: String,
+
+    /// Lifetime of a login token, in seconds.
+    #[arg(long, env = "JWT_TTL_SECS", default_value_t = 3_600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+    pub jwt_ttl_secs: u64,
+
+    /// Token for `/admin/*`, sent as `Authorization: Bearer <token>` (at least 8 bytes).
+    #[arg(long, env = "ADMIN_TOKEN", default_value = "fortress-admin", hide_env_values = true)]
+    pub admin_token: String,
+
+    /// Run the outbox worker inside this process.
+    #[arg(long, env = "OUTBOX_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub outbox_worker: bool,
+
+    /// Log format: `json` (one object per line) or `pretty`.
+    #[arg(long, env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "pretty"])]
+    pub log_format: String,
+}
+
+/// A configuration value that parses but cannot work.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("JWT_SECRET must be at least 16 bytes long (got {0})")]
+    JwtSecretTooShort(usize),
+    #[error("ADMIN_TOKEN must be at least 8 bytes long (got {0})")]
+    AdminTokenTooShort(usize),
+    #[error("DATABASE_URL must start with postgres:// or postgresql:// (got {0:?})")]
+    DatabaseUrl(String),
+    #[error("REDIS_URL must start with redis:// (got {0:?})")]
+    RedisUrl(String),
+}
+
+impl Config {
+    /// Checks what clap cannot: lengths of secrets and URL schemes.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.jwt_secret.len() < 16 {
+            return Err(ConfigError::JwtSecretTooShort(self.jwt_secret.len()));
+        }
+        if self.admin_token.len() < 8 {
+            return Err(ConfigError::AdminTokenTooShort(self.admin_token.len()));
+        }
+        if !(self.database_url.starts_with("postgres://") || self.database_url.starts_with("postgresql://")) {
+            return Err(ConfigError::DatabaseUrl(self.database_url.clone()));
+        }
+        if !self.redis_url.starts_with("redis://") {
+            return Err(ConfigError::RedisUrl(self.redis_url.clone()));
+        }
+        Ok(())
+    }
+
+    pub fn redis_timeout(&self) -> Duration {
+        Duration::from_millis(self.redis_timeout_ms)
+    }
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+
+    /// A configuration for tests and embedding: defaults with the given URLs.
+    pub fn for_urls(database_url: &str, redis_url: &str) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        let mut config = Wrapper::parse_from(["reference-service"]).config;
+        config.database_url = database_url.to_owned();
+        config.redis_url = redis_url.to_owned();
+        config
+    }
+}

@@ -1,0 +1,88 @@
+//! The Postgres pool, its migrations, and the statement counter every query reports to.
+//!
+//! Queries name themselves (`metrics.statement("checkout.lock_inventory")`) so `/metrics` shows database
+//! statements by query name, the service-side view an experiment sets beside `pg_stat_statements`.
+
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Postgres, Transaction};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// The schema, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The pool, wrapped so that every acquisition is measured (time waited, callers waiting).
+#[derive(Debug, Clone)]
+pub struct Db {
+    pool: PgPool,
+    metrics: Metrics,
+}
+
+impl Db {
+    /// Builds the pool without connecting: the service starts even while Postgres is still coming up,
+    /// and answers 503 until it is reachable.
+    pub fn connect_lazy(config: &Config, metrics: Metrics) -> Result<Self, sqlx::Error> {
+        let pool = PgPoolOptions::new()
+            .max_connections(config.db_pool_size)
+            .acquire_timeout(Duration::from_millis(config.db_acquire_timeout_ms))
+            .connect_lazy(&config.database_url)?;
+        Ok(Self { pool, metrics })
+    }
+
+    /// Counts one statement about to run, by the name of its query.
+    pub fn statement(&self, query: &'static str) {
+        self.metrics.statement(query);
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies the embedded migrations, retrying until `deadline` while Postgres is not reachable yet.
+    pub async fn migrate(&self, deadline: Duration) -> Result<(), sqlx::migrate::MigrateError> {
+        let started = Instant::now();
+        loop {
+            match MIGRATOR.run(&self.pool).await {
+                Ok(()) => return Ok(()),
+                Err(sqlx::migrate::MigrateError::Execute(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)))
+                    if started.elapsed() < deadline =>
+                {
+                    tracing::info!("postgres not reachable yet; retrying migrations");
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        self.measured(self.pool.acquire()).await
+    }
+
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        self.measured(self.pool.begin()).await
+    }
+
+    async fn measured<T>(&self, acquire: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
+        let waiting = &self.metrics.db_pool_waiting;
+        waiting.inc();
+        let started = Instant::now();
+        let result = acquire.await;
+        waiting.dec();
+        self.metrics.db_pool_acquire.observe(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Publishes the pool's size and idle count (called when `/metrics` is scraped).
+    pub fn publish_pool_gauges(&self) {
+        let size = i64::from(self.pool.size());
+        let idle = i64::try_from(self.pool.num_idle()).unwrap_or(i64::MAX);
+        let gauge = &self.metrics.db_pool_connections;
+        gauge.with_label_values(&["idle"]).set(idle);
+        gauge.with_label_values(&["in_use"]).set(size - idle);
+    }
+}

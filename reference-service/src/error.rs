@@ -1,0 +1,126 @@
+//! The one error type handlers return, and how it looks to a client.
+//!
+//! Clients get `{"error":{"code","message"}}` with a status that says whose fault it was; a server-side
+//! failure shows only a safe message, while its full cause chain goes to the log with the request id.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
+    #[error("the admin token is wrong")]
+    Forbidden,
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("sold out: {requested} requested, {available} left")]
+    SoldOut { requested: i32, available: i32 },
+    #[error("this Idempotency-Key was already used for a different order")]
+    IdempotencyConflict,
+    #[error("{message}")]
+    Rejected { status: StatusCode, code: &'static str, message: String },
+    #[error("the database is unavailable")]
+    DatabaseUnavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unprocessable { code, message: message.into() }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest { code, message: message.into() }
+    }
+
+    pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Unauthorized { code, message: message.into() }
+    }
+
+    /// Classifies a database error: a pool that cannot hand out a connection, or a server that went
+    /// away, means Postgres is unavailable (503), anything else is a bug or a broken invariant (500).
+    pub fn from_db(error: sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                Self::DatabaseUnavailable(error)
+            }
+            other => Self::Database(other),
+        }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code),
+            Self::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            Self::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
+            Self::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Self::SoldOut { .. } => (StatusCode::CONFLICT, "sold_out"),
+            Self::IdempotencyConflict => (StatusCode::CONFLICT, "idempotency_conflict"),
+            Self::Rejected { status, code, .. } => (*status, code),
+            Self::DatabaseUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            Self::Database(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::from_db(error)
+    }
+}
+
+/// Renders the full `source()` chain of an error on one line, for the log.
+pub fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::error!(error = %cause_chain(&self), code, "request failed");
+        }
+        let message = match &self {
+            // Never show a client the internals of a server-side failure.
+            Self::Database(_) | Self::Internal(_) => "something went wrong on our side; it has been logged".into(),
+            other => other.to_string(),
+        };
+        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_errors_hide_their_cause() {
+        let response = ApiError::Internal("secret detail".into()).into_response();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn pool_timeouts_are_unavailability_not_bugs() {
+        let (status, code) = ApiError::from_db(sqlx::Error::PoolTimedOut).status_and_code();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code, "database_unavailable");
+    }
+}

@@ -1,0 +1,181 @@
+//! Runtime modes: each one swaps a piece of the service for the naive code people really write, or back.
+//!
+//! Modes live in memory and change mid-run through `PUT /admin/modes`; every request reads the current
+//! value once, so a switch never tears a request in half. Defaults are the defended modes.
+
+use std::sync::{Arc, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+/// How checkout protects the last unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Locking {
+    /// `SELECT ... FOR UPDATE` on the inventory row inside the checkout transaction.
+    RowLock,
+    /// Read, think, write back the computed quantity: the lost update.
+    None,
+}
+
+/// How order history loads the products of a user's orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderHistory {
+    /// One query joining orders and products.
+    Join,
+    /// One query for the orders, then one per order for its product.
+    NPlusOne,
+}
+
+/// Whether reads go through Redis at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheMode {
+    Aside,
+    Off,
+}
+
+/// What a read does when Redis fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheFailure {
+    /// Every Redis error or hang falls through to Postgres, with no deadline of our own.
+    Fallthrough,
+    /// A deadline on every Redis call, a circuit breaker, single-flight loading and a small local cache.
+    Breaker,
+}
+
+/// Whether the simulated email sender accepts the outbox's deliveries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailSender {
+    Up,
+    /// Every delivery fails, so events are retried with backoff and finally dead-lettered.
+    Down,
+}
+
+/// The full set of modes, as `GET /admin/modes` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Modes {
+    pub locking: Locking,
+    /// Think time between reading and writing the stock when `locking = none`, in milliseconds.
+    pub race_window_ms: u64,
+    pub order_history: OrderHistory,
+    pub cache: CacheMode,
+    pub cache_failure: CacheFailure,
+    pub email_sender: EmailSender,
+}
+
+impl Default for Modes {
+    fn default() -> Self {
+        Self {
+            locking: Locking::RowLock,
+            race_window_ms: 0,
+            order_history: OrderHistory::Join,
+            cache: CacheMode::Aside,
+            cache_failure: CacheFailure::Breaker,
+            email_sender: EmailSender::Up,
+        }
+    }
+}
+
+/// A partial update: only the fields present change. Unknown fields are rejected.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModesPatch {
+    pub locking: Option<Locking>,
+    pub race_window_ms: Option<u64>,
+    pub order_history: Option<OrderHistory>,
+    pub cache: Option<CacheMode>,
+    pub cache_failure: Option<CacheFailure>,
+    pub email_sender: Option<EmailSender>,
+}
+
+/// The longest race window accepted: long enough to make any race visible, short enough not to wedge.
+pub const MAX_RACE_WINDOW_MS: u64 = 10_000;
+
+impl ModesPatch {
+    /// Applies the patch to `modes`, or says which value is out of range.
+    pub fn apply(&self, modes: &mut Modes) -> Result<(), String> {
+        if let Some(ms) = self.race_window_ms
+            && ms > MAX_RACE_WINDOW_MS
+        {
+            return Err(format!("race_window_ms must be between 0 and {MAX_RACE_WINDOW_MS} (got {ms})"));
+        }
+        let Self { locking, race_window_ms, order_history, cache, cache_failure, email_sender } = *self;
+        if let Some(v) = locking {
+            modes.locking = v;
+        }
+        if let Some(v) = race_window_ms {
+            modes.race_window_ms = v;
+        }
+        if let Some(v) = order_history {
+            modes.order_history = v;
+        }
+        if let Some(v) = cache {
+            modes.cache = v;
+        }
+        if let Some(v) = cache_failure {
+            modes.cache_failure = v;
+        }
+        if let Some(v) = email_sender {
+            modes.email_sender = v;
+        }
+        Ok(())
+    }
+}
+
+/// The shared, switchable modes of one service instance.
+#[derive(Debug, Clone, Default)]
+pub struct ModeSwitch(Arc<RwLock<Modes>>);
+
+impl ModeSwitch {
+    pub fn current(&self) -> Modes {
+        *self.0.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn update(&self, patch: &ModesPatch) -> Result<Modes, String> {
+        let mut guard = self.0.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut next = *guard;
+        patch.apply(&mut next)?;
+        *guard = next;
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_defended_modes() {
+        let modes = Modes::default();
+        assert_eq!(modes.locking, Locking::RowLock);
+        assert_eq!(modes.order_history, OrderHistory::Join);
+        assert_eq!(modes.cache_failure, CacheFailure::Breaker);
+    }
+
+    #[test]
+    fn a_patch_changes_only_what_it_names() {
+        let switch = ModeSwitch::default();
+        let patch: ModesPatch = serde_json::from_str(r#"{"locking":"none","race_window_ms":25}"#).unwrap();
+        let modes = switch.update(&patch).unwrap();
+        assert_eq!(modes.locking, Locking::None);
+        assert_eq!(modes.race_window_ms, 25);
+        assert_eq!(modes.cache, CacheMode::Aside);
+    }
+
+    #[test]
+    fn an_out_of_range_patch_changes_nothing() {
+        let switch = ModeSwitch::default();
+        let patch = ModesPatch { locking: Some(Locking::None), race_window_ms: Some(60_000), ..Default::default() };
+        assert!(switch.update(&patch).unwrap_err().contains("race_window_ms"));
+        assert_eq!(switch.current(), Modes::default());
+    }
+
+    #[test]
+    fn unknown_mode_names_are_rejected() {
+        assert!(serde_json::from_str::<ModesPatch>(r#"{"locking":"optimistic"}"#).is_err());
+        assert!(serde_json::from_str::<ModesPatch>(r#"{"turbo":true}"#).is_err());
+    }
+}
