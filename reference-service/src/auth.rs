@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
@@ -29,22 +29,34 @@ pub struct TokenKeys {
 
 impl std::fmt::Debug for TokenKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TokenKeys").field("ttl", &self.ttl).finish_non_exhaustive()
+        f.debug_struct("TokenKeys")
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
     }
 }
 
 fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl TokenKeys {
     pub fn new(secret: &[u8], ttl: Duration) -> Self {
-        Self { encoding: EncodingKey::from_secret(secret), decoding: DecodingKey::from_secret(secret), ttl }
+        Self {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            ttl,
+        }
     }
 
     pub fn issue(&self, user_id: i64) -> Result<String, ApiError> {
         let iat = now_secs();
-        let claims = Claims { sub: user_id.to_string(), iat, exp: iat + self.ttl.as_secs() };
+        let claims = Claims {
+            sub: user_id.to_string(),
+            iat,
+            exp: iat + self.ttl.as_secs(),
+        };
         jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
             .map_err(|e| ApiError::Internal(format!("cannot sign token: {e}")))
     }
@@ -53,13 +65,16 @@ impl TokenKeys {
     pub fn verify(&self, token: &str) -> Result<i64, ApiError> {
         let mut validation = Validation::default();
         validation.leeway = 0;
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| {
-            match e.kind() {
-                ErrorKind::ExpiredSignature => ApiError::unauthorized("token_expired", "the token has expired"),
-                _ => ApiError::unauthorized("invalid_token", "the token is not valid"),
-            }
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| match e
+            .kind()
+        {
+            ErrorKind::ExpiredSignature => ApiError::unauthorized("token_expired", "the token has expired"),
+            _ => ApiError::unauthorized("invalid_token", "the token is not valid"),
         })?;
-        data.claims.sub.parse().map_err(|_| ApiError::unauthorized("invalid_token", "the token is not valid"))
+        data.claims
+            .sub
+            .parse()
+            .map_err(|_| ApiError::unauthorized("invalid_token", "the token is not valid"))
     }
 }
 
@@ -84,7 +99,11 @@ pub async fn login(db: &Db, email: &str, password: &str) -> Result<i64, ApiError
     let password = password.to_owned();
     // argon2 is deliberately slow: keep it off the async workers.
     let verified = tokio::task::spawn_blocking(move || {
-        PasswordHash::new(&stored).is_ok_and(|hash| Argon2::default().verify_password(password.as_bytes(), &hash).is_ok())
+        PasswordHash::new(&stored).is_ok_and(|hash| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &hash)
+                .is_ok()
+        })
     })
     .await
     .map_err(|e| ApiError::Internal(format!("password check panicked: {e}")))?;
@@ -101,7 +120,13 @@ mod tests {
         let token = keys.issue(42).unwrap();
         assert_eq!(keys.verify(&token).unwrap(), 42);
         let other = TokenKeys::new(b"another-secret-of-length", Duration::from_secs(60));
-        assert!(matches!(other.verify(&token), Err(ApiError::Unauthorized { code: "invalid_token", .. })));
+        assert!(matches!(
+            other.verify(&token),
+            Err(ApiError::Unauthorized {
+                code: "invalid_token",
+                ..
+            })
+        ));
     }
 
     #[test]

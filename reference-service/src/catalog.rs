@@ -31,7 +31,12 @@ pub struct ProductQuery {
 impl ProductQuery {
     /// The Redis key of this page.
     pub fn cache_key(&self) -> String {
-        format!("products:{}:{}:{}", self.size.as_deref().unwrap_or("all"), self.limit, self.offset)
+        format!(
+            "products:{}:{}:{}",
+            self.size.as_deref().unwrap_or("all"),
+            self.limit,
+            self.offset
+        )
     }
 }
 
@@ -72,5 +77,10 @@ pub async fn availability(db: &Db, id: i64) -> Result<Availability, ApiError> {
         .bind(id)
         .fetch_optional(&mut *db.acquire().await?)
         .await?;
-    available.map(|available| Availability { product_id: id, available }).ok_or(ApiError::NotFound("product"))
+    available
+        .map(|available| Availability {
+            product_id: id,
+            available,
+        })
+        .ok_or(ApiError::NotFound("product"))
 }

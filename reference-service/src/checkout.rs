@@ -55,7 +55,10 @@ pub async fn place_order(db: &Db, modes: &Modes, checkout: &Checkout) -> Result<
     if !(1..=MAX_QUANTITY).contains(&checkout.quantity) {
         return Err(ApiError::unprocessable(
             "invalid_quantity",
-            format!("quantity must be between 1 and {MAX_QUANTITY} (got {})", checkout.quantity),
+            format!(
+                "quantity must be between 1 and {MAX_QUANTITY} (got {})",
+                checkout.quantity
+            ),
         ));
     }
     if let Some(order) = find_replay(db, checkout).await? {
@@ -68,9 +71,10 @@ pub async fn place_order(db: &Db, modes: &Modes, checkout: &Checkout) -> Result<
     match placed {
         // Two requests with one key raced past `find_replay`; the unique index let only one through.
         Err(ApiError::Database(sqlx::Error::Database(e))) if e.is_unique_violation() => {
-            find_replay(db, checkout).await?.map(Placed::Replayed).ok_or_else(|| {
-                ApiError::Internal("unique violation on an order that cannot be found".into())
-            })
+            find_replay(db, checkout)
+                .await?
+                .map(Placed::Replayed)
+                .ok_or_else(|| ApiError::Internal("unique violation on an order that cannot be found".into()))
         }
         other => other,
     }
@@ -79,7 +83,9 @@ pub async fn place_order(db: &Db, modes: &Modes, checkout: &Checkout) -> Result<
 /// The earlier order made with this checkout's `Idempotency-Key`, if any; a different order under the
 /// same key is a conflict.
 async fn find_replay(db: &Db, checkout: &Checkout) -> Result<Option<Order>, ApiError> {
-    let Some(key) = &checkout.idempotency_key else { return Ok(None) };
+    let Some(key) = &checkout.idempotency_key else {
+        return Ok(None);
+    };
     db.statement("checkout.find_by_idempotency_key");
     let order = sqlx::query_as::<_, Order>(&format!(
         "SELECT {ORDER_COLUMNS} FROM orders WHERE user_id = $1 AND idempotency_key = $2"
@@ -108,7 +114,10 @@ async fn place_locked(db: &Db, checkout: &Checkout) -> Result<Placed, ApiError> 
     .await?;
     let (available, price_cents) = row.ok_or(ApiError::NotFound("product"))?;
     if available < checkout.quantity {
-        return Err(ApiError::SoldOut { requested: checkout.quantity, available });
+        return Err(ApiError::SoldOut {
+            requested: checkout.quantity,
+            available,
+        });
     }
     db.statement("checkout.decrement_inventory");
     let remaining: i32 = sqlx::query_scalar(
@@ -135,7 +144,10 @@ async fn place_unlocked(db: &Db, checkout: &Checkout, race_window: Duration) -> 
     .await?;
     let (available, price_cents) = row.ok_or(ApiError::NotFound("product"))?;
     if available < checkout.quantity {
-        return Err(ApiError::SoldOut { requested: checkout.quantity, available });
+        return Err(ApiError::SoldOut {
+            requested: checkout.quantity,
+            available,
+        });
     }
     tokio::time::sleep(race_window).await;
     let remaining = available - checkout.quantity;
@@ -189,10 +201,12 @@ async fn insert_order(
 /// One order of the given user, or not found (another user's order is not found either).
 pub async fn get_order(db: &Db, user_id: i64, order_id: i64) -> Result<Order, ApiError> {
     db.statement("orders.get");
-    sqlx::query_as::<_, Order>(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND user_id = $2"))
-        .bind(order_id)
-        .bind(user_id)
-        .fetch_optional(&mut *db.acquire().await?)
-        .await?
-        .ok_or(ApiError::NotFound("order"))
+    sqlx::query_as::<_, Order>(&format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(order_id)
+    .bind(user_id)
+    .fetch_optional(&mut *db.acquire().await?)
+    .await?
+    .ok_or(ApiError::NotFound("order"))
 }

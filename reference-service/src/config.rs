@@ -16,7 +16,11 @@ pub struct Config {
     pub listen_addr: SocketAddr,
 
     /// Postgres connection URL.
-    #[arg(long, env = "DATABASE_URL", default_value = "postgres://postgres:postgres@127.0.0.1:5432/shop")]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres:postgres@127.0.0.1:5432/shop"
+    )]
     pub database_url: String,
 
     /// Redis connection URL.
@@ -40,7 +44,12 @@ pub struct Config {
     pub cache_ttl_secs: u64,
 
     /// Secret used to sign the JWTs handed out by `/auth/login` (at least 16 bytes).
-    #[arg(long, env = "JWT_SECRET", default_value = "fortress-dev-secret-change-me", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "JWT_SECRET",
+        default_value = "fortress-dev-secret-change-me",
+        hide_env_values = true
+    )]
     pub jwt_secret: String,
 
     /// Lifetime of a login token, in seconds.
@@ -48,12 +57,33 @@ pub struct Config {
     pub jwt_ttl_secs: u64,
 
     /// Token for `/admin/*`, sent as `Authorization: Bearer <token>` (at least 8 bytes).
-    #[arg(long, env = "ADMIN_TOKEN", default_value = "fortress-admin", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ADMIN_TOKEN",
+        default_value = "fortress-admin",
+        hide_env_values = true
+    )]
     pub admin_token: String,
 
     /// Run the outbox worker inside this process.
     #[arg(long, env = "OUTBOX_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
     pub outbox_worker: bool,
+
+    /// Outbox events relayed per batch (one transaction each).
+    #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub outbox_batch_size: u32,
+
+    /// Delivery attempts before an outbox event is dead-lettered.
+    #[arg(long, env = "OUTBOX_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub outbox_max_attempts: u32,
+
+    /// First retry delay of a failed delivery, in milliseconds; it doubles with every attempt (capped at 60 s).
+    #[arg(long, env = "OUTBOX_RETRY_BASE_MS", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    pub outbox_retry_base_ms: u64,
+
+    /// How often an idle outbox worker looks for new events, in milliseconds.
+    #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
+    pub outbox_poll_ms: u64,
 
     /// Log format: `json` (one object per line) or `pretty`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "pretty"])]

@@ -67,13 +67,18 @@ impl Db {
         self.measured(self.pool.begin()).await
     }
 
-    async fn measured<T>(&self, acquire: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, sqlx::Error> {
+    async fn measured<T>(
+        &self,
+        acquire: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, sqlx::Error> {
         let waiting = &self.metrics.db_pool_waiting;
         waiting.inc();
         let started = Instant::now();
         let result = acquire.await;
         waiting.dec();
-        self.metrics.db_pool_acquire.observe(started.elapsed().as_secs_f64());
+        self.metrics
+            .db_pool_acquire
+            .observe(started.elapsed().as_secs_f64());
         result
     }
 

@@ -25,7 +25,11 @@ pub enum ApiError {
     #[error("this Idempotency-Key was already used for a different order")]
     IdempotencyConflict,
     #[error("{message}")]
-    Rejected { status: StatusCode, code: &'static str, message: String },
+    Rejected {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),
     #[error("database error")]
@@ -36,15 +40,24 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Unprocessable { code, message: message.into() }
+        Self::Unprocessable {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest { code, message: message.into() }
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Unauthorized { code, message: message.into() }
+        Self::Unauthorized {
+            code,
+            message: message.into(),
+        }
     }
 
     /// Classifies a database error: a pool that cannot hand out a connection, or a server that went
@@ -100,10 +113,16 @@ impl IntoResponse for ApiError {
         }
         let message = match &self {
             // Never show a client the internals of a server-side failure.
-            Self::Database(_) | Self::Internal(_) => "something went wrong on our side; it has been logged".into(),
+            Self::Database(_) | Self::Internal(_) => {
+                "something went wrong on our side; it has been logged".into()
+            }
             other => other.to_string(),
         };
-        (status, Json(json!({ "error": { "code": code, "message": message } }))).into_response()
+        (
+            status,
+            Json(json!({ "error": { "code": code, "message": message } })),
+        )
+            .into_response()
     }
 }
 

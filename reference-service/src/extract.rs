@@ -19,7 +19,11 @@ fn rejected(status: StatusCode, body: String) -> ApiError {
         StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
         _ => "bad_request",
     };
-    ApiError::Rejected { status, code, message: body }
+    ApiError::Rejected {
+        status,
+        code,
+        message: body,
+    }
 }
 
 /// A JSON body (`Content-Type: application/json`), deserialized or rejected in our error format.

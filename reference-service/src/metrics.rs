@@ -9,8 +9,9 @@ use prometheus::{
 };
 
 /// Latency buckets from 1 ms to 10 s: fine enough to see a 50 ms Redis deadline and a 2 s pool timeout.
-const LATENCY_BUCKETS: &[f64] =
-    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 #[derive(Debug, Clone)]
 pub struct Metrics {
@@ -29,7 +30,9 @@ pub struct Metrics {
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
-    registry.register(Box::new(metric.clone())).expect("metric names are unique and valid");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique and valid");
     metric
 }
 
@@ -44,12 +47,17 @@ impl Metrics {
         let registry = Registry::new_custom(Some("fortress".into()), None).expect("valid prefix");
         let r = &registry;
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            register(r, IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter"))
+            register(
+                r,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter"),
+            )
         };
         Self {
-            http_requests: counter("http_requests_total", "HTTP requests by route and status", &[
-                "method", "route", "status",
-            ]),
+            http_requests: counter(
+                "http_requests_total",
+                "HTTP requests by route and status",
+                &["method", "route", "status"],
+            ),
             http_duration: register(
                 r,
                 HistogramVec::new(
@@ -59,11 +67,18 @@ impl Metrics {
                 )
                 .expect("valid histogram"),
             ),
-            db_statements: counter("db_statements_total", "Database statements by query name", &["query"]),
+            db_statements: counter(
+                "db_statements_total",
+                "Database statements by query name",
+                &["query"],
+            ),
             db_pool_connections: register(
                 r,
-                IntGaugeVec::new(Opts::new("db_pool_connections", "Pooled connections by state"), &["state"])
-                    .expect("valid gauge"),
+                IntGaugeVec::new(
+                    Opts::new("db_pool_connections", "Pooled connections by state"),
+                    &["state"],
+                )
+                .expect("valid gauge"),
             ),
             db_pool_waiting: register(
                 r,
@@ -80,8 +95,11 @@ impl Metrics {
             cache_requests: counter("cache_requests_total", "Cached reads by outcome", &["outcome"]),
             cache_breaker_state: register(
                 r,
-                IntGauge::new("cache_breaker_state", "Redis circuit breaker: 0 closed, 1 half-open, 2 open")
-                    .expect("valid"),
+                IntGauge::new(
+                    "cache_breaker_state",
+                    "Redis circuit breaker: 0 closed, 1 half-open, 2 open",
+                )
+                .expect("valid"),
             ),
             orders: counter("orders_total", "Checkout attempts by result", &["result"]),
             outbox_events: register(
@@ -89,7 +107,11 @@ impl Metrics {
                 IntGaugeVec::new(Opts::new("outbox_events", "Outbox events by status"), &["status"])
                     .expect("valid gauge"),
             ),
-            outbox_relayed: counter("outbox_relayed_total", "Outbox relay attempts by result", &["result"]),
+            outbox_relayed: counter(
+                "outbox_relayed_total",
+                "Outbox relay attempts by result",
+                &["result"],
+            ),
             registry,
         }
     }
@@ -97,7 +119,9 @@ impl Metrics {
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut buffer = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut buffer).expect("text encoding cannot fail");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding cannot fail");
         String::from_utf8(buffer).expect("the text format is UTF-8")
     }
 

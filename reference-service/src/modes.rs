@@ -100,9 +100,18 @@ impl ModesPatch {
         if let Some(ms) = self.race_window_ms
             && ms > MAX_RACE_WINDOW_MS
         {
-            return Err(format!("race_window_ms must be between 0 and {MAX_RACE_WINDOW_MS} (got {ms})"));
+            return Err(format!(
+                "race_window_ms must be between 0 and {MAX_RACE_WINDOW_MS} (got {ms})"
+            ));
         }
-        let Self { locking, race_window_ms, order_history, cache, cache_failure, email_sender } = *self;
+        let Self {
+            locking,
+            race_window_ms,
+            order_history,
+            cache,
+            cache_failure,
+            email_sender,
+        } = *self;
         if let Some(v) = locking {
             modes.locking = v;
         }
@@ -168,7 +177,11 @@ mod tests {
     #[test]
     fn an_out_of_range_patch_changes_nothing() {
         let switch = ModeSwitch::default();
-        let patch = ModesPatch { locking: Some(Locking::None), race_window_ms: Some(60_000), ..Default::default() };
+        let patch = ModesPatch {
+            locking: Some(Locking::None),
+            race_window_ms: Some(60_000),
+            ..Default::default()
+        };
         assert!(switch.update(&patch).unwrap_err().contains("race_window_ms"));
         assert_eq!(switch.current(), Modes::default());
     }

@@ -84,7 +84,13 @@ async fn one_query_per_order(db: &Db, user_id: i64) -> Result<Vec<HistoryEntry>,
         .bind(product_id)
         .fetch_one(&mut *conn)
         .await?;
-        entries.push(HistoryEntry { order_id, quantity, total_cents, created_at, product });
+        entries.push(HistoryEntry {
+            order_id,
+            quantity,
+            total_cents,
+            created_at,
+            product,
+        });
     }
     Ok(entries)
 }

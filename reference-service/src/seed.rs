@@ -27,7 +27,13 @@ pub struct SeedPlan {
 
 impl Default for SeedPlan {
     fn default() -> Self {
-        Self { products: 100, users: 100, stock: 100, orders_per_user: 5, seed: 42 }
+        Self {
+            products: 100,
+            users: 100,
+            stock: 100,
+            orders_per_user: 5,
+            seed: 42,
+        }
     }
 }
 
@@ -68,7 +74,10 @@ pub async fn seed(db: &Db, plan: &SeedPlan) -> Result<(), ApiError> {
     let seed = i64::try_from(plan.seed % 1_000_003).unwrap_or(0);
     let mut tx = db.begin().await?;
     let statements: [(&str, &str); 8] = [
-        ("seed.truncate", "TRUNCATE emails, outbox, orders, inventory, products, users RESTART IDENTITY CASCADE"),
+        (
+            "seed.truncate",
+            "TRUNCATE emails, outbox, orders, inventory, products, users RESTART IDENTITY CASCADE",
+        ),
         (
             "seed.products",
             "INSERT INTO products (sku, name, size, price_cents) \
@@ -86,7 +95,7 @@ pub async fn seed(db: &Db, plan: &SeedPlan) -> Result<(), ApiError> {
         (
             "seed.orders",
             "INSERT INTO orders (user_id, product_id, quantity, total_cents, created_at) \
-             SELECT u, p.id, 1, p.price_cents, now() - make_interval(mins => (u * $3 + i)) \
+             SELECT u, p.id, 1, p.price_cents, now() - make_interval(mins => (u * $3 + i)::int) \
              FROM generate_series(1, $2::int) AS u, generate_series(1, $3::int) AS i \
              JOIN LATERAL (SELECT id, price_cents FROM products \
                            WHERE id = 1 + ((u * 31 + i * 7 + $4) % $1::int)) p ON true",

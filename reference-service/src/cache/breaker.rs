@@ -20,11 +20,11 @@ pub enum BreakerState {
 
 impl BreakerState {
     /// The value of the `fortress_cache_breaker_state` gauge.
-    pub fn as_gauge(self) -> f64 {
+    pub fn as_gauge(self) -> i64 {
         match self {
-            Self::Closed => 0.0,
-            Self::HalfOpen => 1.0,
-            Self::Open => 2.0,
+            Self::Closed => 0,
+            Self::HalfOpen => 1,
+            Self::Open => 2,
         }
     }
 }

@@ -52,7 +52,6 @@ impl Outcome {
     }
 }
 
-
 #[derive(Clone)]
 pub struct Cache {
     redis: ConnectionManager,
@@ -65,7 +64,9 @@ pub struct Cache {
 
 impl std::fmt::Debug for Cache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cache").field("breaker", &self.breaker.state()).finish_non_exhaustive()
+        f.debug_struct("Cache")
+            .field("breaker", &self.breaker.state())
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,7 +86,10 @@ impl Cache {
         Ok(Self {
             redis,
             breaker: Arc::new(CircuitBreaker::new(BREAKER_THRESHOLD, BREAKER_COOL_DOWN)),
-            local: moka::future::Cache::builder().max_capacity(10_000).time_to_live(LOCAL_TTL).build(),
+            local: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(LOCAL_TTL)
+                .build(),
             deadline,
             ttl,
             metrics,
@@ -93,7 +97,10 @@ impl Cache {
     }
 
     fn count(&self, outcome: Outcome) {
-        self.metrics.cache_requests.with_label_values(&[outcome.label()]).inc();
+        self.metrics
+            .cache_requests
+            .with_label_values(&[outcome.label()])
+            .inc();
     }
 
     pub fn breaker_state(&self) -> BreakerState {
@@ -186,7 +193,9 @@ impl Cache {
 
         let encoded = self
             .local
-            .try_get_with(key.to_owned(), async move { load().await.and_then(|v| encode(&v)).map(Arc::from) })
+            .try_get_with(key.to_owned(), async move {
+                load().await.and_then(|v| encode(&v)).map(Arc::from)
+            })
             .await
             .map_err(|shared: Arc<ApiError>| shared_error(&shared))?;
         if redis_up {
@@ -239,7 +248,9 @@ fn encode<T: Serialize>(value: &T) -> Result<String, ApiError> {
 fn shared_error(error: &ApiError) -> ApiError {
     match error {
         ApiError::NotFound(what) => ApiError::NotFound(what),
-        ApiError::DatabaseUnavailable(e) => ApiError::DatabaseUnavailable(sqlx::Error::Protocol(e.to_string())),
+        ApiError::DatabaseUnavailable(e) => {
+            ApiError::DatabaseUnavailable(sqlx::Error::Protocol(e.to_string()))
+        }
         other => ApiError::Internal(other.to_string()),
     }
 }

@@ -1,0 +1,226 @@
+//! The outbox worker: relays `order.created` events, written in the checkout transaction, to the
+//! (simulated) email sender.
+//!
+//! One batch is one transaction: claim pending events with `FOR UPDATE SKIP LOCKED` (so several workers
+//! never take the same event), deliver each, mark it. Delivery is idempotent per event (`emails.event_id`
+//! is unique), so a batch that dies half-way and is retried never sends an email twice. A failed delivery
+//! is retried later with exponential backoff and dead-lettered after `max_attempts`.
+
+use std::time::Duration;
+
+use sqlx::PgConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::db::Db;
+use crate::metrics::Metrics;
+use crate::modes::{EmailSender, ModeSwitch};
+
+/// The longest a failed event waits before its next attempt.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone)]
+pub struct OutboxSettings {
+    pub batch_size: u32,
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub idle_poll: Duration,
+}
+
+impl OutboxSettings {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            batch_size: config.outbox_batch_size,
+            max_attempts: config.outbox_max_attempts,
+            retry_base: Duration::from_millis(config.outbox_retry_base_ms),
+            idle_poll: Duration::from_millis(config.outbox_poll_ms),
+        }
+    }
+
+    /// The wait before attempt `attempts + 1`: base x 2^(attempts - 1), capped. Computed rather than
+    /// taken from a retry crate because the attempt count lives in the database row, not in memory.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(30));
+        self.retry_base.saturating_mul(factor).min(MAX_BACKOFF)
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Relayed {
+    pub delivered: u32,
+    pub retried: u32,
+    pub dead: u32,
+}
+
+impl Relayed {
+    pub fn total(&self) -> u32 {
+        self.delivered + self.retried + self.dead
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboxWorker {
+    db: Db,
+    modes: ModeSwitch,
+    metrics: Metrics,
+    settings: OutboxSettings,
+}
+
+#[derive(sqlx::FromRow)]
+struct Event {
+    id: i64,
+    order_id: i64,
+    attempts: i32,
+}
+
+impl OutboxWorker {
+    pub fn new(db: Db, modes: ModeSwitch, metrics: Metrics, settings: OutboxSettings) -> Self {
+        Self {
+            db,
+            modes,
+            metrics,
+            settings,
+        }
+    }
+
+    /// Relays batches until `stop` is cancelled. Cancellation is only looked at between batches, so a
+    /// batch in progress always commits or rolls back as a whole.
+    pub async fn run(self, stop: CancellationToken) {
+        tracing::info!(batch_size = self.settings.batch_size, "outbox worker started");
+        let mut failures = 0u32;
+        while !stop.is_cancelled() {
+            let pause = match self.relay_batch().await {
+                Ok(relayed) if relayed.total() >= self.settings.batch_size => {
+                    failures = 0;
+                    continue;
+                }
+                Ok(_) => {
+                    failures = 0;
+                    self.settings.idle_poll
+                }
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(%error, failures, "outbox batch failed; backing off");
+                    self.settings.backoff(failures).max(self.settings.idle_poll)
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+        tracing::info!("outbox worker stopped");
+    }
+
+    /// One step of the worker: claims up to `batch_size` due events and relays them in one transaction.
+    pub async fn relay_batch(&self) -> Result<Relayed, sqlx::Error> {
+        let sender = self.modes.current().email_sender;
+        let mut tx = self.db.begin().await?;
+        self.db.statement("outbox.claim");
+        let events: Vec<Event> = sqlx::query_as(
+            "SELECT id, order_id, attempts FROM outbox \
+             WHERE status = 'pending' AND next_attempt_at <= now() \
+             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+        )
+        .bind(i64::from(self.settings.batch_size))
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut relayed = Relayed::default();
+        for event in &events {
+            let attempts = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
+            match sender {
+                EmailSender::Up => {
+                    self.deliver(&mut tx, event).await?;
+                    relayed.delivered += 1;
+                }
+                EmailSender::Down if attempts >= self.settings.max_attempts => {
+                    self.mark_failed(&mut tx, event, "dead", Duration::ZERO).await?;
+                    relayed.dead += 1;
+                }
+                EmailSender::Down => {
+                    self.mark_failed(&mut tx, event, "pending", self.settings.backoff(attempts))
+                        .await?;
+                    relayed.retried += 1;
+                }
+            }
+        }
+        tx.commit().await?;
+        let counter = &self.metrics.outbox_relayed;
+        counter
+            .with_label_values(&["delivered"])
+            .inc_by(u64::from(relayed.delivered));
+        counter
+            .with_label_values(&["retried"])
+            .inc_by(u64::from(relayed.retried));
+        counter
+            .with_label_values(&["dead"])
+            .inc_by(u64::from(relayed.dead));
+        if relayed.total() > 0 {
+            tracing::debug!(?relayed, "outbox batch committed");
+        }
+        Ok(relayed)
+    }
+
+    /// Sends the confirmation email (a row in `emails`) and marks the event delivered.
+    async fn deliver(&self, conn: &mut PgConnection, event: &Event) -> Result<(), sqlx::Error> {
+        self.db.statement("outbox.send_email");
+        sqlx::query(
+            "INSERT INTO emails (event_id, order_id, recipient, subject) \
+             SELECT $1, o.id, u.email, format('Order %s confirmed', o.id) \
+             FROM orders o JOIN users u ON u.id = o.user_id WHERE o.id = $2 \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event.id)
+        .bind(event.order_id)
+        .execute(&mut *conn)
+        .await?;
+        self.db.statement("outbox.mark_delivered");
+        sqlx::query(
+            "UPDATE outbox SET status = 'delivered', attempts = attempts + 1, delivered_at = now() WHERE id = $1",
+        )
+        .bind(event.id)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    async fn mark_failed(
+        &self,
+        conn: &mut PgConnection,
+        event: &Event,
+        status: &str,
+        retry_in: Duration,
+    ) -> Result<(), sqlx::Error> {
+        self.db.statement("outbox.mark_failed");
+        sqlx::query(
+            "UPDATE outbox SET status = $2, attempts = attempts + 1, last_error = 'email sender is down', \
+             next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
+        )
+        .bind(event.id)
+        .bind(status)
+        .bind(retry_in.as_secs_f64())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let settings = OutboxSettings {
+            batch_size: 10,
+            max_attempts: 5,
+            retry_base: Duration::from_millis(500),
+            idle_poll: Duration::from_millis(100),
+        };
+        assert_eq!(settings.backoff(1), Duration::from_millis(500));
+        assert_eq!(settings.backoff(2), Duration::from_secs(1));
+        assert_eq!(settings.backoff(4), Duration::from_secs(4));
+        assert_eq!(settings.backoff(40), MAX_BACKOFF);
+    }
+}
