@@ -40,7 +40,7 @@ pub struct AppState {
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration")]
     Config(#[from] ConfigError),
     #[error("invalid DATABASE_URL")]
     DatabaseUrl(#[source] sqlx::Error),
