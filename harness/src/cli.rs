@@ -1,0 +1,56 @@
+//! The `fortress` command line (clap definitions only; `main.rs` dispatches).
+
+use clap::{Args, Parser, Subcommand};
+
+const EXAMPLES: &str = "\
+Examples:
+  fortress doctor                 check Docker, images and ports, and say how to fix what is missing
+  fortress env up                 start Postgres, Redis and the service; print URLs; Ctrl-C removes it all
+  fortress env up --replicas 2    the same with two service replicas
+  fortress cleanup                remove containers and networks left by runs that were killed
+
+First time on this machine: ci/setup (installs Docker if needed and builds the images offline).";
+
+/// Fortress: a chaos and load-testing lab around a reference checkout backend.
+#[derive(Debug, Parser)]
+#[command(name = "fortress", version, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The lab environment (Postgres, Redis, service replicas in containers).
+    #[command(subcommand)]
+    Env(EnvCommand),
+    /// Check that this machine can run the lab, and say how to fix what it cannot.
+    Doctor,
+    /// Remove every container and network left behind by earlier runs (found by their labels).
+    Cleanup,
+    /// Run the reference service (what the lab's service containers execute).
+    #[command(hide = true)]
+    Service(Box<reference_service::Config>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EnvCommand {
+    /// Start the topology, print every URL and the admin token, and keep it until Ctrl-C.
+    Up(EnvArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EnvArgs {
+    /// Number of service replicas.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    pub replicas: u32,
+    /// Postgres connection pool size of each replica.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200))]
+    pub pool_size: u32,
+    /// Postgres image to use instead of fortress/postgres:15.
+    #[arg(long)]
+    pub postgres_image: Option<String>,
+    /// Redis image to use instead of fortress/redis:7.
+    #[arg(long)]
+    pub redis_image: Option<String>,
+}

@@ -1,0 +1,109 @@
+//! `fortress doctor`: can this machine run the lab? Each check says what it found and, when it fails,
+//! what to do about it.
+
+use crate::env::docker::DockerClient;
+use crate::env::images::{POSTGRES_DEFAULT, REDIS_DEFAULT, RUNTIME_BASE};
+
+#[derive(Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub found: String,
+    /// How to fix it, when it is not ok.
+    pub fix: Option<String>,
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mark = if self.ok { "ok  " } else { "FAIL" };
+        write!(f, "{mark} {:<14} {}", self.name, self.found)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "\n     fix: {fix}")?;
+        }
+        Ok(())
+    }
+}
+
+fn check(name: &'static str, ok: bool, found: impl Into<String>, fix: impl Into<String>) -> Check {
+    Check {
+        name,
+        ok,
+        found: found.into(),
+        fix: (!ok).then(|| fix.into()),
+    }
+}
+
+/// Runs every check; the lab can run when all are ok.
+pub async fn examine() -> Vec<Check> {
+    let mut checks = Vec::new();
+    let docker = match DockerClient::connect().await {
+        Ok(docker) => {
+            let version = docker.version().await.unwrap_or_else(|e| e.to_string());
+            checks.push(check("docker", true, format!("engine {version} answers"), ""));
+            Some(docker)
+        }
+        Err(error) => {
+            checks.push(check(
+                "docker",
+                false,
+                error.to_string(),
+                "run `ci/setup` as root (Debian/Ubuntu)",
+            ));
+            None
+        }
+    };
+    if let Some(docker) = &docker {
+        for image in [POSTGRES_DEFAULT, REDIS_DEFAULT, RUNTIME_BASE] {
+            let found = match docker.image_label(image, "fortress.image.source").await {
+                Ok(Some(source)) => Ok(format!("{image} ({source})")),
+                Ok(None) if docker.image_exists(image).await.unwrap_or(false) => {
+                    Ok(format!("{image} (unlabelled)"))
+                }
+                Ok(None) => Err(format!("{image} is missing")),
+                Err(error) => Err(error.to_string()),
+            };
+            let ok = found.is_ok();
+            checks.push(check(
+                "image",
+                ok,
+                found.unwrap_or_else(|e| e),
+                "run `ci/setup` (builds it offline if needed)",
+            ));
+        }
+        match docker.labelled_containers(None).await {
+            Ok(left) => checks.push(check(
+                "leftovers",
+                left.is_empty(),
+                format!("{} container(s) from earlier runs", left.len()),
+                "run `fortress cleanup`",
+            )),
+            Err(error) => checks.push(check(
+                "leftovers",
+                false,
+                error.to_string(),
+                "check the Docker engine",
+            )),
+        }
+    }
+    checks.push(match std::net::TcpListener::bind("127.0.0.1:0") {
+        Ok(listener) => {
+            let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+            let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+                .map(|r| r.split_whitespace().collect::<Vec<_>>().join("-"))
+                .unwrap_or_else(|_| "unknown".into());
+            check(
+                "ports",
+                true,
+                format!("127.0.0.1 has free ports (got {port}; ephemeral range {range})"),
+                "",
+            )
+        }
+        Err(error) => check(
+            "ports",
+            false,
+            format!("cannot bind 127.0.0.1:0: {error}"),
+            "free some local ports",
+        ),
+    });
+    checks
+}

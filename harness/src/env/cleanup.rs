@@ -1,0 +1,70 @@
+//! Removing what a run left behind, by label: on the way out of every run, and on demand
+//! (`fortress cleanup`) for runs that were killed before they could clean up after themselves.
+
+use super::docker::{DockerClient, DockerError, Labelled};
+
+/// What a cleanup removed.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub containers: Vec<Labelled>,
+    pub networks: Vec<String>,
+}
+
+impl std::fmt::Display for Removed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.containers.is_empty() && self.networks.is_empty() {
+            return write!(
+                f,
+                "nothing to remove: no container or network labelled by a Fortress run"
+            );
+        }
+        for c in &self.containers {
+            writeln!(
+                f,
+                "removed container {} (run {}, role {}, was {})",
+                c.name, c.run, c.role, c.state
+            )?;
+        }
+        for n in &self.networks {
+            writeln!(f, "removed network {n}")?;
+        }
+        write!(
+            f,
+            "{} container(s), {} network(s) removed",
+            self.containers.len(),
+            self.networks.len()
+        )
+    }
+}
+
+/// Removes the containers, then the networks, of one run (`Some(id)`) or of every run (`None`).
+pub async fn remove_runs(docker: &DockerClient, run: Option<&str>) -> Result<Removed, DockerError> {
+    let mut removed = Removed::default();
+    for container in docker.labelled_containers(run).await? {
+        docker.remove_container(&container.id).await?;
+        removed.containers.push(container);
+    }
+    for (network, _) in docker.labelled_networks(run).await? {
+        docker.remove_network(&network).await?;
+        removed.networks.push(network);
+    }
+    Ok(removed)
+}
+
+/// The same, from synchronous code that may be unwinding (a `Drop`): runs on a thread of its own with
+/// its own runtime, so it works inside or outside an async context.
+pub fn remove_run_blocking(run: &str) -> Result<Removed, String> {
+    let run = run.to_owned();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| e.to_string())?;
+        runtime.block_on(async {
+            let docker = DockerClient::connect().await.map_err(|e| e.to_string())?;
+            remove_runs(&docker, Some(&run)).await.map_err(|e| e.to_string())
+        })
+    })
+    .join()
+    .map_err(|_| "the cleanup thread panicked".to_owned())?
+}

@@ -1,0 +1,204 @@
+//! The Docker engine as the lab uses it directly: a reachable daemon (or a message saying how to get
+//! one), and the few calls testcontainers does not make for us (SIGKILL, finding things by label).
+
+use std::collections::HashMap;
+
+use testcontainers::bollard::Docker;
+use testcontainers::bollard::models::NetworkCreateRequest;
+use testcontainers::bollard::query_parameters::{
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, ListImagesOptionsBuilder,
+    ListNetworksOptionsBuilder, RemoveContainerOptionsBuilder, RemoveImageOptions,
+};
+
+/// Every container and network the lab creates carries this label (value: the run id).
+pub const RUN_LABEL: &str = "fortress.run";
+/// The role of a container in the topology (`postgres`, `redis`, `service-1`, ...).
+pub const ROLE_LABEL: &str = "fortress.role";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error(
+        "Docker is not reachable ({0}). Install and start it: on Debian/Ubuntu run `ci/setup` as root \
+         (it installs docker.io and starts dockerd); elsewhere see https://docs.docker.com/engine/install/"
+    )]
+    Unreachable(String),
+    #[error("docker: {0}")]
+    Api(#[from] testcontainers::bollard::errors::Error),
+}
+
+/// A container found by label.
+#[derive(Debug, Clone)]
+pub struct Labelled {
+    pub id: String,
+    pub name: String,
+    pub run: String,
+    pub role: String,
+    pub state: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct DockerClient {
+    docker: Docker,
+}
+
+impl DockerClient {
+    /// Connects to the local daemon and checks that it answers.
+    pub async fn connect() -> Result<Self, DockerError> {
+        let docker =
+            Docker::connect_with_local_defaults().map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        Ok(Self { docker })
+    }
+
+    pub fn api(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// The engine's version, for the record of a run.
+    pub async fn version(&self) -> Result<String, DockerError> {
+        Ok(self
+            .docker
+            .version()
+            .await?
+            .version
+            .unwrap_or_else(|| "unknown".into()))
+    }
+
+    pub async fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
+        match self.docker.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(testcontainers::bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A label of a local image, if the image and the label exist.
+    pub async fn image_label(&self, image: &str, label: &str) -> Result<Option<String>, DockerError> {
+        if !self.image_exists(image).await? {
+            return Ok(None);
+        }
+        let inspect = self.docker.inspect_image(image).await?;
+        Ok(inspect
+            .config
+            .and_then(|c| c.labels)
+            .and_then(|labels| labels.get(label).cloned()))
+    }
+
+    /// Sends SIGKILL: the process dies without any chance to clean up, as in a crash or an OOM kill.
+    pub async fn kill(&self, container: &str) -> Result<(), DockerError> {
+        let options = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        self.docker.kill_container(container, Some(options)).await?;
+        Ok(())
+    }
+
+    pub async fn create_network(&self, name: &str, run_id: &str) -> Result<(), DockerError> {
+        let request = NetworkCreateRequest {
+            name: name.to_owned(),
+            labels: Some(HashMap::from([(RUN_LABEL.to_owned(), run_id.to_owned())])),
+            ..Default::default()
+        };
+        self.docker.create_network(request).await?;
+        Ok(())
+    }
+
+    /// Containers carrying the run label; `run` narrows to one run.
+    pub async fn labelled_containers(&self, run: Option<&str>) -> Result<Vec<Labelled>, DockerError> {
+        let label = run.map_or_else(|| RUN_LABEL.to_owned(), |run| format!("{RUN_LABEL}={run}"));
+        let filters = HashMap::from([("label", vec![label])]);
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self.docker.list_containers(Some(options)).await?;
+        Ok(containers
+            .into_iter()
+            .map(|c| {
+                let labels = c.labels.unwrap_or_default();
+                Labelled {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.first().cloned())
+                        .unwrap_or_default()
+                        .trim_start_matches('/')
+                        .into(),
+                    run: labels.get(RUN_LABEL).cloned().unwrap_or_default(),
+                    role: labels.get(ROLE_LABEL).cloned().unwrap_or_default(),
+                    state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    /// Networks carrying the run label: (name, run id).
+    pub async fn labelled_networks(&self, run: Option<&str>) -> Result<Vec<(String, String)>, DockerError> {
+        let label = run.map_or_else(|| RUN_LABEL.to_owned(), |run| format!("{RUN_LABEL}={run}"));
+        let filters = HashMap::from([("label", vec![label])]);
+        let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
+        let networks = self.docker.list_networks(Some(options)).await?;
+        Ok(networks
+            .into_iter()
+            .map(|n| {
+                let run = n
+                    .labels
+                    .and_then(|l| l.get(RUN_LABEL).cloned())
+                    .unwrap_or_default();
+                (n.name.unwrap_or_default(), run)
+            })
+            .collect())
+    }
+
+    /// Removes a container (running or not) and its anonymous volumes; a container already gone is fine.
+    pub async fn remove_container(&self, id: &str) -> Result<(), DockerError> {
+        let options = RemoveContainerOptionsBuilder::new().force(true).v(true).build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(())
+            | Err(testcontainers::bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Removes the `repository:*` images other than `keep`; images in use by a container stay.
+    pub async fn prune_tags(&self, repository: &str, keep: &str) -> Result<Vec<String>, DockerError> {
+        let filters = HashMap::from([("reference", vec![repository.to_owned()])]);
+        let options = ListImagesOptionsBuilder::new().filters(&filters).build();
+        let mut removed = Vec::new();
+        for image in self.docker.list_images(Some(options)).await? {
+            for tag in image.repo_tags.iter().filter(|t| t.as_str() != keep) {
+                if self
+                    .docker
+                    .remove_image(tag, None::<RemoveImageOptions>, None)
+                    .await
+                    .is_ok()
+                {
+                    removed.push(tag.clone());
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
+        match self.docker.remove_network(name).await {
+            Ok(())
+            | Err(testcontainers::bollard::errors::Error::DockerResponseServerError {
+                status_code: 404,
+                ..
+            }) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+}

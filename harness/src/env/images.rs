@@ -1,0 +1,183 @@
+//! Which image each role runs, and why: the choice is printed and recorded with every run.
+//!
+//! Postgres and Redis: the image the user names, else `fortress/postgres:15` / `fortress/redis:7` as
+//! `ci/setup` made them (thin images on the official ones where a registry was reachable, built offline
+//! from Debian packages otherwise; the image's `fortress.image.source` label says which). The service and
+//! the fault proxy run the `fortress` binary itself (`fortress service`, `fortress proxy`) on
+//! `fortress/runtime:bookworm`, in a `fortress/lab` image tagged by the binary's content hash, so the
+//! code in the containers is always the code that is running the lab.
+
+use std::hash::Hasher;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::Serialize;
+
+use super::docker::{DockerClient, DockerError};
+
+pub const POSTGRES_DEFAULT: &str = "fortress/postgres:15";
+pub const REDIS_DEFAULT: &str = "fortress/redis:7";
+pub const RUNTIME_BASE: &str = "fortress/runtime:bookworm";
+const SOURCE_LABEL: &str = "fortress.image.source";
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ImageChoice {
+    pub role: String,
+    pub image: String,
+    /// `official`, `offline`, `user` (named on the command line) or `lab-binary` (built from this binary).
+    pub source: String,
+}
+
+impl std::fmt::Display for ImageChoice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:<9} {} ({})", self.role, self.image, self.source)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error(
+        "image {image} for {role} is not on this machine: run `ci/setup` (it pulls the official images \
+             where a registry is reachable and builds them offline from Debian packages otherwise){hint}"
+    )]
+    Missing {
+        role: String,
+        image: String,
+        hint: String,
+    },
+    #[error("cannot read the lab binary {path}: {source}")]
+    Binary { path: PathBuf, source: std::io::Error },
+    #[error("building the lab image {image} failed: {detail}")]
+    Build { image: String, detail: String },
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+}
+
+/// Resolves the image of a dependency role: the user's, else the default made by `ci/setup`.
+pub async fn resolve(
+    docker: &DockerClient,
+    role: &str,
+    default: &str,
+    named: Option<&str>,
+) -> Result<ImageChoice, ImageError> {
+    let (image, named) = named.map_or((default, false), |n| (n, true));
+    if !docker.image_exists(image).await? {
+        let hint = if named {
+            String::new()
+        } else {
+            format!(", or name another image with --{role}-image")
+        };
+        return Err(ImageError::Missing {
+            role: role.into(),
+            image: image.into(),
+            hint,
+        });
+    }
+    let source = if named {
+        "user".to_owned()
+    } else {
+        docker
+            .image_label(image, SOURCE_LABEL)
+            .await?
+            .unwrap_or_else(|| "unknown".into())
+    };
+    Ok(ImageChoice {
+        role: role.into(),
+        image: image.into(),
+        source,
+    })
+}
+
+/// A content hash of the binary (SipHash of its bytes): the tag of the lab image made from it.
+fn content_hash(path: &Path) -> Result<String, std::io::Error> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.write(&buffer[..n]);
+    }
+    Ok(format!("{:016x}", hasher.finish()))
+}
+
+/// The `fortress/lab` image holding `binary`, built on the runtime base if it does not exist yet.
+pub async fn lab_image(docker: &DockerClient, binary: &Path) -> Result<ImageChoice, ImageError> {
+    let binary_error = |source| ImageError::Binary {
+        path: binary.to_owned(),
+        source,
+    };
+    let tag = content_hash(binary).map_err(binary_error)?;
+    let image = format!("fortress/lab:{tag}");
+    let choice = ImageChoice {
+        role: "service".into(),
+        image: image.clone(),
+        source: "lab-binary".into(),
+    };
+    if docker.image_exists(&image).await? {
+        return Ok(choice);
+    }
+    if !docker.image_exists(RUNTIME_BASE).await? {
+        return Err(ImageError::Missing {
+            role: "runtime".into(),
+            image: RUNTIME_BASE.into(),
+            hint: String::new(),
+        });
+    }
+    // A context of its own: another process may be building the same tag right now.
+    let context = std::env::temp_dir().join(format!(
+        "fortress-lab-image-{tag}-{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&context).map_err(binary_error)?;
+    let target = context.join("fortress");
+    if std::fs::hard_link(binary, &target).is_err() {
+        std::fs::copy(binary, &target).map_err(binary_error)?;
+    }
+    std::fs::write(
+        context.join("Dockerfile"),
+        format!(
+            "FROM {RUNTIME_BASE}\nLABEL {SOURCE_LABEL}=lab-binary\nCOPY fortress /usr/local/bin/fortress\n\
+             ENTRYPOINT [\"/usr/local/bin/fortress\"]\n"
+        ),
+    )
+    .map_err(binary_error)?;
+    let docker_cli = image.clone();
+    let context_dir = context.clone();
+    // The docker CLI's classic builder: the same on Debian's docker 20.10 and on newer engines.
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("docker")
+            .args(["build", "-q", "-t", &docker_cli])
+            .arg(&context_dir)
+            .env("DOCKER_BUILDKIT", "0")
+            .output()
+    })
+    .await
+    .map_err(|e| ImageError::Build {
+        image: image.clone(),
+        detail: e.to_string(),
+    })?;
+    let _ = std::fs::remove_dir_all(&context);
+    match output {
+        Ok(out) if out.status.success() => {
+            // Each build of the binary makes a new tag; the older ones only take disk space.
+            if let Ok(removed) = docker.prune_tags("fortress/lab", &choice.image).await
+                && !removed.is_empty()
+            {
+                tracing::info!(?removed, "removed lab images of earlier builds");
+            }
+            Ok(choice)
+        }
+        Ok(out) => Err(ImageError::Build {
+            image,
+            detail: String::from_utf8_lossy(&out.stderr).trim().into(),
+        }),
+        Err(e) => Err(ImageError::Build {
+            image,
+            detail: format!("cannot run the docker CLI: {e}"),
+        }),
+    }
+}

@@ -1,0 +1,11 @@
+//! Fortress's lab: it starts the reference checkout service and its dependencies in containers, breaks
+//! them on purpose, and puts them back.
+//!
+//! Data flows down this list and never back up: `cli` (the command line), `env` (the topology in
+//! containers, images, cleanup), `faults` (inject/revert pairs on a timeline), `doctor` (can this
+//! machine run the lab).
+
+pub mod cli;
+pub mod doctor;
+pub mod env;
+pub mod faults;

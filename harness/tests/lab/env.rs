@@ -1,0 +1,78 @@
+//! The topology: it starts, is ready, binds only 127.0.0.1, and leaves nothing behind.
+
+use fortress::env::docker::{DockerClient, RUN_LABEL};
+use fortress::env::{Lab, Role};
+
+use crate::start_lab;
+
+async fn containers_of(docker: &DockerClient, run: &str) -> usize {
+    docker.labelled_containers(Some(run)).await.unwrap().len()
+}
+
+#[tokio::test]
+async fn the_lab_starts_ready_on_loopback_only_and_shutdown_removes_it() {
+    let lab = start_lab().await;
+    let (status, body) = lab.readiness(1).await.unwrap();
+    assert_eq!((status, body["status"].as_str()), (200, Some("ready")), "{body}");
+    assert_eq!(
+        lab.images.len(),
+        3,
+        "every image choice is recorded: {:?}",
+        lab.images
+    );
+    eprintln!("lab ready in {:?}", lab.ready_in);
+
+    let docker = DockerClient::connect().await.unwrap();
+    let containers = docker.labelled_containers(Some(&lab.run_id)).await.unwrap();
+    let roles: Vec<&str> = containers.iter().map(|c| c.role.as_str()).collect();
+    assert_eq!(containers.len(), 3, "{roles:?}");
+    for container in &containers {
+        let inspect = docker.api().inspect_container(&container.id, None).await.unwrap();
+        let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
+        assert_eq!(labels.get(RUN_LABEL), Some(&lab.run_id));
+        let bindings = inspect
+            .host_config
+            .and_then(|h| h.port_bindings)
+            .unwrap_or_default();
+        assert!(!bindings.is_empty(), "{} publishes its port", container.name);
+        for binding in bindings.values().flatten().flatten() {
+            assert_eq!(
+                binding.host_ip.as_deref(),
+                Some("127.0.0.1"),
+                "{} binds {binding:?}",
+                container.name
+            );
+        }
+    }
+
+    let run_id = lab.run_id.clone();
+    let removed = lab.shutdown().await.unwrap();
+    assert_eq!(removed.containers.len(), 3, "{removed}");
+    assert_eq!(removed.networks.len(), 1, "{removed}");
+    assert_eq!(containers_of(&docker, &run_id).await, 0);
+}
+
+#[tokio::test]
+async fn dropping_a_lab_without_shutdown_removes_its_containers() {
+    let lab: Lab = start_lab().await;
+    let run_id = lab.run_id.clone();
+    let docker = DockerClient::connect().await.unwrap();
+    assert_eq!(containers_of(&docker, &run_id).await, 3);
+    drop(lab);
+    assert_eq!(
+        containers_of(&docker, &run_id).await,
+        0,
+        "Drop cleans up (as after an error or a panic)"
+    );
+    assert!(docker.labelled_networks(Some(&run_id)).await.unwrap().is_empty());
+}
+
+#[test]
+fn roles_parse_and_unknown_roles_name_the_allowed_ones() {
+    assert_eq!("redis".parse::<Role>().unwrap(), Role::Redis);
+    assert_eq!("service-2".parse::<Role>().unwrap(), Role::Service(2));
+    assert_eq!("service".parse::<Role>().unwrap(), Role::Service(1));
+    let error = "mysql".parse::<Role>().unwrap_err().to_string();
+    assert!(error.contains("postgres, redis, service"), "{error}");
+    assert!("service-0".parse::<Role>().is_err());
+}

@@ -1,0 +1,233 @@
+//! Each fault observed from outside while injected, and gone after its revert, whatever happened.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+
+use fortress::env::{Lab, Role};
+use fortress::faults::{Action, Fault, FaultError, FaultTimeline, with_fault};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::{start_lab, wait_until};
+
+async fn readiness_says(lab: &Lab, status: &str, redis: &str) -> bool {
+    matches!(lab.readiness(1).await, Ok((_, body)) if body["status"] == status && body["dependencies"]["redis"] == redis)
+}
+
+async fn seed(lab: &Lab) {
+    let url = format!("{}/admin/seed", lab.service_url(1).await.unwrap());
+    let response = lab
+        .http()
+        .post(url)
+        .bearer_auth(fortress::env::ADMIN_TOKEN)
+        .json(&json!({ "products": 5, "users": 2, "stock": 10, "orders_per_user": 2 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn killed_redis_shows_on_readyz_and_comes_back_after_revert() {
+    let lab = start_lab().await;
+    let timeline = FaultTimeline::default();
+    let stop = CancellationToken::new();
+    with_fault(&lab, &timeline, &stop, &Fault::Kill(Role::Redis), async {
+        wait_until("readyz says redis is down", Duration::from_secs(15), || {
+            readiness_says(&lab, "degraded", "down")
+        })
+        .await;
+    })
+    .await
+    .unwrap();
+    wait_until("readyz says ready again", Duration::from_secs(20), || {
+        readiness_says(&lab, "ready", "up")
+    })
+    .await;
+    let entries = timeline.entries();
+    assert_eq!(
+        entries.iter().map(|e| e.action).collect::<Vec<_>>(),
+        [Action::Inject, Action::Revert]
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e.error.is_none() && e.fault == "kill redis"),
+        "{entries:?}"
+    );
+    assert!(timeline.still_injected().is_empty());
+}
+
+#[tokio::test]
+async fn paused_redis_makes_reads_hit_the_redis_deadline() {
+    let lab = start_lab().await;
+    seed(&lab).await;
+    let base = lab.service_url(1).await.unwrap();
+    let timeline = FaultTimeline::default();
+    let read = |path: &'static str| {
+        let url = format!("{base}{path}");
+        let http = lab.http().clone();
+        async move {
+            let started = Instant::now();
+            let status = http.get(url).send().await.unwrap().status();
+            (status.as_u16(), started.elapsed())
+        }
+    };
+    let (status, _) = read("/products/2").await;
+    assert_eq!(status, 200);
+    let slowest = with_fault(
+        &lab,
+        &timeline,
+        &CancellationToken::new(),
+        &Fault::Pause(Role::Redis),
+        async {
+            let mut latencies = Vec::new();
+            for path in ["/products/1", "/products/3", "/products/4"] {
+                let (status, latency) = read(path).await;
+                assert_eq!(status, 200, "reads still work with Redis hung");
+                latencies.push(latency);
+            }
+            latencies
+        },
+    )
+    .await
+    .unwrap();
+    // A first read of a key waits for the 50 ms Redis deadline, then reads Postgres.
+    assert!(
+        slowest[0] >= Duration::from_millis(50),
+        "the read waited for the deadline: {slowest:?}"
+    );
+    let metrics = lab
+        .http()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let errors = metrics
+        .lines()
+        .find(|l| l.starts_with("fortress_cache_requests_total{outcome=\"error\"}"));
+    assert!(errors.is_some(), "the service counted Redis errors:\n{metrics}");
+    wait_until("readyz says ready again", Duration::from_secs(10), || {
+        readiness_says(&lab, "ready", "up")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn mode_and_index_faults_revert_to_what_was_there() {
+    let lab = start_lab().await;
+    let timeline = FaultTimeline::default();
+    let stop = CancellationToken::new();
+    let modes_url = format!("{}/admin/modes", lab.service_url(1).await.unwrap());
+    let modes = || async {
+        let response = lab
+            .http()
+            .get(&modes_url)
+            .bearer_auth(fortress::env::ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        response.json::<serde_json::Value>().await.unwrap()
+    };
+    let inside = with_fault(
+        &lab,
+        &timeline,
+        &stop,
+        &Fault::Modes(json!({ "locking": "none" })),
+        modes(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(inside["locking"], "none");
+    assert_eq!(modes().await["locking"], "row_lock", "reverted");
+
+    let pg = sqlx::PgPool::connect(&lab.postgres_url().await.unwrap())
+        .await
+        .unwrap();
+    let index_count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM pg_indexes WHERE indexname = 'orders_user_id_idx'")
+            .fetch_one(&pg)
+            .await
+            .unwrap()
+    };
+    let fault = Fault::DropIndex("orders_user_id_idx".into());
+    let during = with_fault(&lab, &timeline, &stop, &fault, index_count())
+        .await
+        .unwrap();
+    assert_eq!(
+        (during, index_count().await),
+        (0, 1),
+        "dropped while injected, back after"
+    );
+
+    let missing = Fault::DropIndex("no_such_index".into());
+    let error = with_fault(&lab, &timeline, &stop, &missing, async {})
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("no index named no_such_index"),
+        "{error}"
+    );
+    assert!(timeline.still_injected().is_empty(), "{:?}", timeline.entries());
+}
+
+#[tokio::test]
+async fn a_panic_or_a_stop_signal_mid_fault_still_reverts() {
+    let lab = start_lab().await;
+    let timeline = FaultTimeline::default();
+    let stop = CancellationToken::new();
+    let fault = Fault::Pause(Role::Redis);
+
+    let body = async { panic!("the experiment body failed mid-fault") };
+    let panicked = AssertUnwindSafe(with_fault(&lab, &timeline, &stop, &fault, body))
+        .catch_unwind()
+        .await;
+    assert!(panicked.is_err(), "the panic propagates, after the revert");
+    assert!(timeline.still_injected().is_empty(), "{:?}", timeline.entries());
+    wait_until("redis answers again", Duration::from_secs(10), || {
+        readiness_says(&lab, "ready", "up")
+    })
+    .await;
+
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel(); // what Ctrl-C does
+    });
+    let interrupted = with_fault(&lab, &timeline, &stop, &fault, std::future::pending::<()>()).await;
+    assert!(
+        matches!(interrupted, Err(FaultError::Interrupted)),
+        "{interrupted:?}"
+    );
+    assert!(timeline.still_injected().is_empty(), "{:?}", timeline.entries());
+    assert_eq!(timeline.entries().len(), 4);
+    wait_until("redis answers again", Duration::from_secs(10), || {
+        readiness_says(&lab, "ready", "up")
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_fault_against_a_container_that_is_gone_fails_clearly_and_leaves_nothing_injected() {
+    let lab = start_lab().await;
+    lab.docker.remove_container(&lab.redis.name).await.unwrap();
+    let timeline = FaultTimeline::default();
+    let error = with_fault(
+        &lab,
+        &timeline,
+        &CancellationToken::new(),
+        &Fault::Pause(Role::Redis),
+        async {},
+    )
+    .await
+    .unwrap_err();
+    assert!(error.to_string().starts_with("pause redis:"), "{error}");
+    assert!(timeline.still_injected().is_empty());
+    let unknown = lab.node(Role::Service(3)).unwrap_err().to_string();
+    assert!(unknown.contains("no service-3"), "{unknown}");
+}
