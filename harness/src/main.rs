@@ -77,6 +77,9 @@ async fn env_up(args: EnvArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("failed to start the lab")?;
     println!("lab {} ready in {:.1?}", lab.run_id, lab.ready_in);
+    for (step, took) in &lab.startup {
+        println!("  {took:>8.1?}  {step}");
+    }
     for replica in 1..=args.replicas {
         println!("  service-{replica}  {}", lab.service_url(replica).await?);
     }

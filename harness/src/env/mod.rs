@@ -150,7 +150,10 @@ pub struct Lab {
     pub redis: Node,
     pub services: Vec<Node>,
     pub images: Vec<ImageChoice>,
+    /// From the call to `start` until every replica said ready.
     pub ready_in: Duration,
+    /// Where that time went: (step, duration), in order.
+    pub startup: Vec<(&'static str, Duration)>,
     http: reqwest::Client,
     removed: bool,
 }
@@ -236,6 +239,12 @@ impl Lab {
     /// what is going on (image choices, containers started).
     pub async fn start(spec: &LabSpec, progress: &(dyn Fn(&str) + Sync)) -> Result<Self, EnvError> {
         let started = Instant::now();
+        let mut startup = Vec::new();
+        let mut step_started = Instant::now();
+        let mut step = |name: &'static str| {
+            startup.push((name, step_started.elapsed()));
+            step_started = Instant::now();
+        };
         let docker = DockerClient::connect().await?;
         let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
         let postgres_image = images::resolve(
@@ -252,7 +261,9 @@ impl Lab {
             spec.redis_image.as_deref(),
         )
         .await?;
+        step("resolve postgres and redis images");
         let service_image = images::lab_image(&docker, &spec.lab_binary).await?;
+        step("lab image (hash the binary, build if new)");
         let images = vec![postgres_image, redis_image, service_image];
         for choice in &images {
             progress(&format!("image {choice}"));
@@ -296,6 +307,7 @@ impl Lab {
         );
         let (postgres, redis) = (postgres?, redis?);
         let services = services.into_iter().collect::<Result<Vec<_>, _>>()?;
+        step("create network, start containers");
         progress(&format!(
             "containers started on network {network} in {:.1?}",
             started.elapsed()
@@ -310,6 +322,7 @@ impl Lab {
             services,
             images,
             ready_in: Duration::ZERO,
+            startup: Vec::new(),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -320,6 +333,8 @@ impl Lab {
         for node in &lab.services {
             lab.wait_ready(node.role, spec.ready_deadline).await?;
         }
+        step("service replicas ready (migrations, /readyz)");
+        lab.startup = startup;
         lab.ready_in = started.elapsed();
         Ok(lab)
     }
