@@ -8,6 +8,8 @@ Examples:
   fortress env up                 start Postgres, Redis and the service; print URLs; Ctrl-C removes it all
   fortress env up --replicas 2    the same with two service replicas
   fortress cleanup                remove containers and networks left by runs that were killed
+  fortress proxy --link redis=127.0.0.1:16379=127.0.0.1:6379
+                                  a fault proxy in front of a local Redis; control API on 127.0.0.1:7000
 
 First time on this machine: ci/setup (installs Docker if needed and builds the images offline).";
 
@@ -28,6 +30,8 @@ pub enum Command {
     Doctor,
     /// Remove every container and network left behind by earlier runs (found by their labels).
     Cleanup,
+    /// Run the network fault proxy (what the lab's proxy container executes).
+    Proxy(ProxyArgs),
     /// Run the reference service (what the lab's service containers execute).
     #[command(hide = true)]
     Service(Box<reference_service::Config>),
@@ -53,4 +57,15 @@ pub struct EnvArgs {
     /// Redis image to use instead of fortress/redis:7.
     #[arg(long)]
     pub redis_image: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProxyArgs {
+    /// Address of the control API (`GET /links`, `PUT|DELETE /links/{name}`).
+    #[arg(long, default_value = "127.0.0.1:7000")]
+    pub control: std::net::SocketAddr,
+    /// A link to forward: NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT (repeat for more links), e.g.
+    /// `--link redis=127.0.0.1:16379=127.0.0.1:6379`.
+    #[arg(long = "link", required = true)]
+    pub links: Vec<crate::faults::proxy::LinkSpec>,
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use fortress::cli::{Cli, Command, EnvArgs, EnvCommand};
+use fortress::cli::{Cli, Command, EnvArgs, EnvCommand, ProxyArgs};
 use fortress::env::{Lab, LabSpec, cleanup, docker::DockerClient};
 use tracing_subscriber::EnvFilter;
 
@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
         Command::Env(EnvCommand::Up(args)) => env_up(args).await,
         Command::Doctor => doctor().await,
         Command::Cleanup => cleanup().await,
+        Command::Proxy(args) => proxy(args).await,
         Command::Service(_) => unreachable!("handled above"),
     };
     match result {
@@ -44,14 +45,7 @@ async fn serve(config: reference_service::Config) -> ExitCode {
         .with_current_span(true)
         .with_writer(std::io::stderr)
         .init();
-    let shutdown = async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            Some(()) = async { term.as_mut()?.recv().await } => {}
-        }
-    };
-    match reference_service::serve(config, shutdown).await {
+    match reference_service::serve(config, termination()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!(
@@ -60,6 +54,26 @@ async fn serve(config: reference_service::Config) -> ExitCode {
             );
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn proxy(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let control = tokio::net::TcpListener::bind(args.control)
+        .await
+        .with_context(|| format!("failed to listen on {} for the control API", args.control))?;
+    eprintln!("fortress proxy: control API on http://{}", control.local_addr()?);
+    fortress::faults::proxy::serve(control, args.links, termination())
+        .await
+        .context("failed to run the proxy")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on Ctrl-C or SIGTERM (what `docker stop` sends).
+async fn termination() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        Some(()) = async { term.as_mut()?.recv().await } => {}
     }
 }
 

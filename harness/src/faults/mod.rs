@@ -4,6 +4,7 @@
 //! whatever happens in the body (an error, a panic, or the stop signal that Ctrl-C cancels). A fault
 //! whose injection fails half-way is reverted too, so nothing is ever left broken.
 
+pub mod proxy;
 pub mod timeline;
 
 use std::future::Future;

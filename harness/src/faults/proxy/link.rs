@@ -1,0 +1,263 @@
+//! One link of the proxy: a listener, the connections it forwards to its upstream, the faults active
+//! on it, and the evidence of what those faults did to real traffic.
+//!
+//! Faults change at runtime and apply to connections that are already open (a pool's connections live
+//! for the whole run). The upstream host name is resolved for every new connection, so an upstream
+//! container that restarts with a new address is found again.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use super::network_fault::FaultSet;
+use super::pump::{self, End};
+
+/// How long the proxy waits for its upstream to accept a connection.
+const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `name=listen=upstream`, e.g. `postgres=0.0.0.0:5432=fortress-ab12-postgres:5432`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkSpec {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub upstream: String,
+}
+
+impl std::str::FromStr for LinkSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let usage = || {
+            format!(
+                "a link is NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT, e.g. redis=0.0.0.0:6379=redis:6379 (got {s:?})"
+            )
+        };
+        let mut parts = s.splitn(3, '=');
+        let (Some(name), Some(listen), Some(upstream)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(usage());
+        };
+        let listen = listen.parse().map_err(|_| usage())?;
+        if name.is_empty() || !upstream.contains(':') {
+            return Err(usage());
+        }
+        Ok(Self {
+            name: name.into(),
+            listen,
+            upstream: upstream.into(),
+        })
+    }
+}
+
+/// What the faults of one activation did, counted on real traffic.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub connections: AtomicU64,
+    pub upstream_unreachable: AtomicU64,
+    pub bytes_to_upstream: AtomicU64,
+    pub bytes_to_client: AtomicU64,
+    pub delayed_chunks: AtomicU64,
+    pub added_delay_us: AtomicU64,
+    pub throttled_chunks: AtomicU64,
+    pub held_chunks: AtomicU64,
+    pub resets: AtomicU64,
+    pub closed_by_down: AtomicU64,
+}
+
+/// A snapshot of `Counters`, as the control API reports it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Evidence {
+    pub connections: u64,
+    pub upstream_unreachable: u64,
+    pub bytes_to_upstream: u64,
+    pub bytes_to_client: u64,
+    pub delayed_chunks: u64,
+    pub mean_added_delay_ms: f64,
+    pub throttled_chunks: u64,
+    pub held_chunks: u64,
+    pub resets: u64,
+    pub closed_by_down: u64,
+}
+
+impl Evidence {
+    /// Whether any fault acted on any byte or connection (otherwise a verdict cannot blame the fault).
+    pub fn touched_traffic(&self) -> bool {
+        self.delayed_chunks + self.throttled_chunks + self.held_chunks + self.resets + self.closed_by_down > 0
+    }
+}
+
+impl Counters {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> Evidence {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let delayed = get(&self.delayed_chunks);
+        Evidence {
+            connections: get(&self.connections),
+            upstream_unreachable: get(&self.upstream_unreachable),
+            bytes_to_upstream: get(&self.bytes_to_upstream),
+            bytes_to_client: get(&self.bytes_to_client),
+            delayed_chunks: delayed,
+            mean_added_delay_ms: if delayed == 0 {
+                0.0
+            } else {
+                get(&self.added_delay_us) as f64 / delayed as f64 / 1000.0
+            },
+            throttled_chunks: get(&self.throttled_chunks),
+            held_chunks: get(&self.held_chunks),
+            resets: get(&self.resets),
+            closed_by_down: get(&self.closed_by_down),
+        }
+    }
+}
+
+/// The faults in force and the counters they report to. Replaced, never mutated, on every change.
+#[derive(Debug, Default)]
+pub struct Active {
+    pub faults: FaultSet,
+    pub since: DateTime<Utc>,
+    pub counters: Counters,
+}
+
+/// The state of a link as the control API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkReport {
+    pub name: String,
+    pub listen: SocketAddr,
+    pub upstream: String,
+    pub faults: Vec<super::NetworkFault>,
+    pub since: DateTime<Utc>,
+    /// What the faults listed here did since `since`.
+    pub evidence: Evidence,
+}
+
+#[derive(Debug)]
+pub struct Link {
+    pub spec: LinkSpec,
+    active: watch::Sender<Arc<Active>>,
+}
+
+impl Link {
+    /// Binds the listener (so a bad address fails at start) and starts forwarding.
+    pub async fn start(spec: LinkSpec) -> std::io::Result<Arc<Self>> {
+        let listener = TcpListener::bind(spec.listen).await?;
+        let spec = LinkSpec {
+            listen: listener.local_addr()?,
+            ..spec
+        };
+        let (active, _) = watch::channel(Arc::new(Active {
+            since: Utc::now(),
+            ..Active::default()
+        }));
+        let link = Arc::new(Self { spec, active });
+        tokio::spawn(Arc::clone(&link).accept_loop(listener));
+        Ok(link)
+    }
+
+    /// Replaces the faults; answers the report of the activation that just ended (its evidence).
+    pub fn set_faults(&self, faults: FaultSet) -> LinkReport {
+        let next = Arc::new(Active {
+            faults,
+            since: Utc::now(),
+            counters: Counters::default(),
+        });
+        let previous = self.active.send_replace(next);
+        self.report_of(&previous)
+    }
+
+    pub fn report(&self) -> LinkReport {
+        self.report_of(&self.active.borrow())
+    }
+
+    fn report_of(&self, active: &Active) -> LinkReport {
+        LinkReport {
+            name: self.spec.name.clone(),
+            listen: self.spec.listen,
+            upstream: self.spec.upstream.clone(),
+            faults: active.faults.to_list(),
+            since: active.since,
+            evidence: active.counters.snapshot(),
+        }
+    }
+
+    /// Accepts while the link is up; while it is down the listener is closed, so connections are refused.
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        let mut changes = self.active.subscribe();
+        let mut listener = Some(listener);
+        loop {
+            let down = changes.borrow_and_update().faults.down;
+            match (&listener, down) {
+                (Some(_), true) => listener = None,
+                (None, false) => match TcpListener::bind(self.spec.listen).await {
+                    Ok(bound) => listener = Some(bound),
+                    Err(error) => {
+                        tracing::error!(%error, link = self.spec.name, "cannot listen again after link down");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                },
+                _ => {}
+            }
+            let Some(open) = &listener else {
+                if changes.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            tokio::select! {
+                accepted = open.accept() => match accepted {
+                    Ok((client, _)) => {
+                        tokio::spawn(forward(client, self.spec.upstream.clone(), self.active.subscribe()));
+                    }
+                    Err(error) => tracing::warn!(%error, link = self.spec.name, "accept failed"),
+                },
+                changed = changes.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+}
+
+/// Forwards one client connection to a fresh upstream connection until either side closes, or a fault
+/// (reset, down) ends it with a RST on both sides.
+async fn forward(mut client: TcpStream, upstream: String, active: watch::Receiver<Arc<Active>>) {
+    let current = Arc::clone(&active.borrow());
+    Counters::add(&current.counters.connections, 1);
+    let connected = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(&upstream)).await;
+    let Ok(Ok(mut server)) = connected else {
+        Counters::add(&current.counters.upstream_unreachable, 1);
+        let _ = client.set_zero_linger();
+        return;
+    };
+    let _ = client.set_nodelay(true);
+    let _ = server.set_nodelay(true);
+    let end = {
+        let (client_read, client_write) = client.split();
+        let (server_read, server_write) = server.split();
+        pump::both_ways(client_read, client_write, server_read, server_write, active).await
+    };
+    if end == End::Reset {
+        let _ = client.set_zero_linger();
+        let _ = server.set_zero_linger();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_specs_parse_and_bad_ones_show_the_format() {
+        let spec: LinkSpec = "redis=0.0.0.0:6379=fortress-x-redis:6379".parse().unwrap();
+        assert_eq!(spec.name, "redis");
+        assert_eq!(spec.upstream, "fortress-x-redis:6379");
+        let error = "redis=6379".parse::<LinkSpec>().unwrap_err();
+        assert!(error.contains("NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT"), "{error}");
+        assert!("r=0.0.0.0:1=nohostport".parse::<LinkSpec>().is_err());
+    }
+}

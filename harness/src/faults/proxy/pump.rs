@@ -1,0 +1,182 @@
+//! Moving bytes through a link, one direction at a time, with the faults applied on the way.
+//!
+//! Each direction is a reader and a writer joined by a queue of chunks. The reader stamps every chunk
+//! with the time it may leave (`arrival + latency` towards the client), so the writer works as a delay
+//! line: a reply is late by the latency once, however many chunks it spans, and throughput is kept.
+//! The queue's bound (chunks x size) plays the part of a TCP window: at most that much is in flight.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::link::{Active, Counters};
+
+const CHUNK: usize = 16 * 1024;
+const QUEUE: usize = 256;
+
+/// How a connection ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// A side closed, or a write failed: shut down normally.
+    Closed,
+    /// A fault (reset, down) ends it: both sides get a RST.
+    Reset,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    ToUpstream,
+    ToClient,
+}
+
+struct Chunk {
+    due: Instant,
+    bytes: Vec<u8>,
+    active: Arc<Active>,
+}
+
+/// Runs both directions until both have closed, or either ends in a reset.
+pub async fn both_ways(
+    client_read: impl AsyncRead + Unpin,
+    client_write: impl AsyncWrite + Unpin,
+    server_read: impl AsyncRead + Unpin,
+    server_write: impl AsyncWrite + Unpin,
+    active: watch::Receiver<Arc<Active>>,
+) -> End {
+    let up = direction(client_read, server_write, Direction::ToUpstream, active.clone());
+    let down = direction(server_read, client_write, Direction::ToClient, active);
+    tokio::pin!(up, down);
+    let (mut up_done, mut down_done) = (false, false);
+    while !(up_done && down_done) {
+        let end = tokio::select! {
+            end = &mut up, if !up_done => { up_done = true; end }
+            end = &mut down, if !down_done => { down_done = true; end }
+        };
+        if end == End::Reset {
+            return End::Reset;
+        }
+    }
+    End::Closed
+}
+
+fn sample_delay(ms: f64, jitter_ms: f64) -> Duration {
+    let offset = if jitter_ms > 0.0 {
+        rand::rng().random_range(-jitter_ms..=jitter_ms)
+    } else {
+        0.0
+    };
+    Duration::from_secs_f64((ms + offset).max(0.0) / 1000.0)
+}
+
+/// Whether the faults in force end the connection now, counting it if so.
+fn ends_connection(active: &Active) -> bool {
+    if active.faults.down {
+        Counters::add(&active.counters.closed_by_down, 1);
+        true
+    } else if active.faults.reset {
+        Counters::add(&active.counters.resets, 1);
+        true
+    } else {
+        false
+    }
+}
+
+async fn direction(
+    mut from: impl AsyncRead + Unpin,
+    mut to: impl AsyncWrite + Unpin,
+    direction: Direction,
+    mut active: watch::Receiver<Arc<Active>>,
+) -> End {
+    let (queue, mut queued) = mpsc::channel::<Chunk>(QUEUE);
+    let reader = async move {
+        let mut buffer = vec![0u8; CHUNK];
+        loop {
+            let n = tokio::select! {
+                read = from.read(&mut buffer) => match read {
+                    Ok(0) | Err(_) => return End::Closed,
+                    Ok(n) => n,
+                },
+                changed = active.changed() => {
+                    if changed.is_err() {
+                        return End::Closed;
+                    }
+                    // A link going down closes idle connections too; other faults wait for traffic.
+                    let current = Arc::clone(&active.borrow_and_update());
+                    if current.faults.down && ends_connection(&current) {
+                        return End::Reset;
+                    }
+                    continue;
+                }
+            };
+            let mut current = Arc::clone(&active.borrow_and_update());
+            if ends_connection(&current) {
+                return End::Reset;
+            }
+            if current.faults.blackhole {
+                Counters::add(&current.counters.held_chunks, 1);
+                while current.faults.blackhole {
+                    if active.changed().await.is_err() {
+                        return End::Closed;
+                    }
+                    current = Arc::clone(&active.borrow_and_update());
+                    if ends_connection(&current) {
+                        return End::Reset;
+                    }
+                }
+            }
+            let mut due = Instant::now();
+            let counters = &current.counters;
+            match direction {
+                Direction::ToUpstream => Counters::add(&counters.bytes_to_upstream, n as u64),
+                Direction::ToClient => {
+                    Counters::add(&counters.bytes_to_client, n as u64);
+                    if let Some((ms, jitter_ms)) = current.faults.latency {
+                        let delay = sample_delay(ms, jitter_ms);
+                        due += delay;
+                        Counters::add(&counters.delayed_chunks, 1);
+                        Counters::add(&counters.added_delay_us, delay.as_micros() as u64);
+                    }
+                }
+            }
+            let chunk = Chunk {
+                due,
+                bytes: buffer[..n].to_vec(),
+                active: current,
+            };
+            if queue.send(chunk).await.is_err() {
+                return End::Closed;
+            }
+        }
+    };
+    let writer = async move {
+        // Chunks leave in order: with jitter, a chunk never overtakes the one before it.
+        let mut not_before = Instant::now();
+        while let Some(chunk) = queued.recv().await {
+            let leave = chunk.due.max(not_before);
+            tokio::time::sleep_until(leave).await;
+            not_before = leave;
+            if let Some(bytes_per_second) = chunk.active.faults.bandwidth {
+                Counters::add(&chunk.active.counters.throttled_chunks, 1);
+                not_before += Duration::from_secs_f64(chunk.bytes.len() as f64 / bytes_per_second as f64);
+            }
+            if to.write_all(&chunk.bytes).await.is_err() {
+                return End::Closed;
+            }
+        }
+        let _ = to.shutdown().await;
+        End::Closed
+    };
+    tokio::pin!(reader, writer);
+    tokio::select! {
+        end = &mut reader => match end {
+            // The source closed: deliver what is queued, then pass the close on.
+            End::Closed => writer.await,
+            End::Reset => End::Reset,
+        },
+        end = &mut writer => end,
+    }
+}
