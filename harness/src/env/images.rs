@@ -31,7 +31,7 @@ pub struct ImageChoice {
 
 impl std::fmt::Display for ImageChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:<9} {} ({})", self.role, self.image, self.source)
+        write!(f, "{:<13} {} ({})", self.role, self.image, self.source)
     }
 }
 

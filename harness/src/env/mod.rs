@@ -1,7 +1,8 @@
-//! The lab's topology in containers: one Docker network per run, with Postgres, Redis and one or more
-//! replicas of the reference service on it.
+//! The lab's topology in containers: one Docker network per run, with Postgres, Redis, the fault proxy
+//! and one or more replicas of the reference service on it.
 //!
-//! The service finds its dependencies by container name on the run's network, so a restarted Redis is
+//! The service reaches Postgres and Redis through the proxy's listeners (`proxy:5432`, `proxy:6379`),
+//! and the proxy reaches them by container name, resolved per connection, so a restarted Redis is
 //! found again without re-wiring. Everything is labelled with the run id and published on 127.0.0.1
 //! only. `Lab::shutdown` removes it all; if a run ends another way (error, panic), `Drop` does.
 
@@ -20,9 +21,11 @@ use testcontainers::{ContainerAsync, ContainerRequest, GenericImage, ImageExt};
 
 use self::docker::{DockerClient, DockerError, ROLE_LABEL, RUN_LABEL};
 use self::images::ImageChoice;
+use crate::faults::proxy::client::ProxyClient;
 
 const PG_PASSWORD: &str = "fortress";
 const SERVICE_PORT: u16 = 8080;
+const PROXY_CONTROL_PORT: u16 = 7000;
 /// Admin token of the lab's service replicas (they are reachable from this machine only).
 pub const ADMIN_TOKEN: &str = "fortress-lab-admin";
 
@@ -66,7 +69,7 @@ pub enum EnvError {
         deadline: Duration,
         last: String,
     },
-    #[error("there is no {0} in this lab (roles: postgres, redis, service, service-2, ...)")]
+    #[error("there is no {0} in this lab (roles: postgres, redis, proxy, service, service-2, ...)")]
     UnknownRole(String),
     #[error("{role} is not running or has no published port: {detail}")]
     NoPort { role: String, detail: String },
@@ -77,6 +80,8 @@ pub enum EnvError {
 pub enum Role {
     Postgres,
     Redis,
+    /// The network fault proxy between the service and its dependencies.
+    Proxy,
     /// Replica `n`, from 1.
     Service(u32),
 }
@@ -86,6 +91,7 @@ impl std::fmt::Display for Role {
         match self {
             Self::Postgres => f.write_str("postgres"),
             Self::Redis => f.write_str("redis"),
+            Self::Proxy => f.write_str("proxy"),
             Self::Service(1) => f.write_str("service"),
             Self::Service(n) => write!(f, "service-{n}"),
         }
@@ -98,6 +104,7 @@ impl std::str::FromStr for Role {
         match s {
             "postgres" => Ok(Self::Postgres),
             "redis" => Ok(Self::Redis),
+            "proxy" => Ok(Self::Proxy),
             "service" | "service-1" => Ok(Self::Service(1)),
             other => other
                 .strip_prefix("service-")
@@ -148,6 +155,7 @@ pub struct Lab {
     pub docker: DockerClient,
     pub postgres: Node,
     pub redis: Node,
+    pub proxy: Node,
     pub services: Vec<Node>,
     pub images: Vec<ImageChoice>,
     /// From the call to `start` until every replica said ready.
@@ -283,11 +291,27 @@ impl Lab {
                 "max_connections=300",
             ]);
         let redis = request(&images[1], 6379, WaitFor::Nothing, &run_id, Role::Redis);
-        let database_url = format!(
-            "postgres://postgres:{PG_PASSWORD}@{}:5432/shop",
-            container_name(&run_id, Role::Postgres)
-        );
-        let redis_url = format!("redis://{}:6379", container_name(&run_id, Role::Redis));
+        let links = [(Role::Postgres, 5432), (Role::Redis, 6379)]
+            .map(|(role, port)| format!("{role}=0.0.0.0:{port}={}:{port}", container_name(&run_id, role)));
+        let proxy = request(
+            &images[2],
+            PROXY_CONTROL_PORT,
+            WaitFor::Nothing,
+            &run_id,
+            Role::Proxy,
+        )
+        .with_cmd([
+            "proxy".to_owned(),
+            "--control".to_owned(),
+            format!("0.0.0.0:{PROXY_CONTROL_PORT}"),
+            "--link".to_owned(),
+            links[0].clone(),
+            "--link".to_owned(),
+            links[1].clone(),
+        ]);
+        let proxy_host = container_name(&run_id, Role::Proxy);
+        let database_url = format!("postgres://postgres:{PG_PASSWORD}@{proxy_host}:5432/shop");
+        let redis_url = format!("redis://{proxy_host}:6379");
         // Everything starts at once: a replica retries its migrations until Postgres accepts connections.
         let replicas = (1..=spec.replicas.max(1)).map(|n| {
             let role = Role::Service(n);
@@ -300,12 +324,13 @@ impl Lab {
                 .with_env_var("DB_POOL_SIZE", spec.db_pool_size.to_string());
             start_node(role, SERVICE_PORT, request)
         });
-        let (postgres, redis, services) = tokio::join!(
+        let (postgres, redis, proxy, services) = tokio::join!(
             start_node(Role::Postgres, 5432, postgres),
             start_node(Role::Redis, 6379, redis),
+            start_node(Role::Proxy, PROXY_CONTROL_PORT, proxy),
             futures::future::join_all(replicas),
         );
-        let (postgres, redis) = (postgres?, redis?);
+        let (postgres, redis, proxy) = (postgres?, redis?, proxy?);
         let services = services.into_iter().collect::<Result<Vec<_>, _>>()?;
         step("create network, start containers");
         progress(&format!(
@@ -319,6 +344,7 @@ impl Lab {
             docker,
             postgres,
             redis,
+            proxy,
             services,
             images,
             ready_in: Duration::ZERO,
@@ -343,6 +369,7 @@ impl Lab {
         match role {
             Role::Postgres => Ok(&self.postgres),
             Role::Redis => Ok(&self.redis),
+            Role::Proxy => Ok(&self.proxy),
             Role::Service(n) => self
                 .services
                 .get(usize::try_from(n).unwrap_or(usize::MAX).wrapping_sub(1))
@@ -364,6 +391,15 @@ impl Lab {
 
     pub async fn redis_url(&self) -> Result<String, EnvError> {
         Ok(format!("redis://127.0.0.1:{}", self.redis.host_port().await?))
+    }
+
+    /// The fault proxy's control API, on 127.0.0.1.
+    pub async fn proxy(&self) -> Result<ProxyClient, EnvError> {
+        let port = self.proxy.host_port().await?;
+        Ok(ProxyClient::new(
+            format!("http://127.0.0.1:{port}"),
+            self.http.clone(),
+        ))
     }
 
     pub fn http(&self) -> &reqwest::Client {

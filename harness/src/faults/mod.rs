@@ -18,6 +18,7 @@ use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 use crate::env::{EnvError, Lab, Role};
+use crate::faults::proxy::NetworkFault;
 pub use timeline::{Action, FaultTimeline, TimelineEntry};
 
 /// How long a revert waits for a restarted service replica to report ready again.
@@ -37,6 +38,9 @@ pub enum Fault {
     Modes(Value),
     /// Drops a Postgres index; revert recreates it from its saved definition.
     DropIndex(String),
+    /// A network fault on the proxy's link to a dependency (`postgres` or `redis`); revert removes it
+    /// and keeps the proxy's evidence of what it did.
+    Network { link: Role, fault: NetworkFault },
 }
 
 impl std::fmt::Display for Fault {
@@ -47,6 +51,7 @@ impl std::fmt::Display for Fault {
             Self::Pause(role) => write!(f, "pause {role}"),
             Self::Modes(modes) => write!(f, "modes {modes}"),
             Self::DropIndex(index) => write!(f, "drop index {index}"),
+            Self::Network { link, fault } => write!(f, "{fault} on the {link} link"),
         }
     }
 }
@@ -126,11 +131,25 @@ impl Fault {
                     .map_err(|e| failed(self, e))?;
                 undo.index_definition = Some(definition);
             }
+            Self::Network { link, fault } => {
+                let proxy = lab.proxy().await?;
+                let name = link_name(*link).map_err(|e| failed(self, e))?;
+                let mut faults = proxy.link(name).await.map_err(|e| failed(self, e))?.faults;
+                if faults.iter().any(|f| f.kind() == fault.kind()) {
+                    return Err(failed(
+                        self,
+                        format!("the {name} link already has a {} fault", fault.kind()),
+                    ));
+                }
+                faults.push(fault.clone());
+                proxy.set(name, &faults).await.map_err(|e| failed(self, e))?;
+            }
         }
         Ok(undo)
     }
 
-    pub async fn revert(&self, lab: &Lab, undo: &Undo) -> Result<(), FaultError> {
+    /// Puts back what `inject` changed; answers the evidence of a network fault.
+    pub async fn revert(&self, lab: &Lab, undo: &Undo) -> Result<Option<Value>, FaultError> {
         match self {
             Self::Kill(role) | Self::Stop(role) => {
                 let node = lab.node(*role)?;
@@ -161,8 +180,29 @@ impl Fault {
                         .map_err(|e| failed(self, e))?;
                 }
             }
+            Self::Network { link, fault } => {
+                let proxy = lab.proxy().await?;
+                let name = link_name(*link).map_err(|e| failed(self, e))?;
+                let mut faults = proxy.link(name).await.map_err(|e| failed(self, e))?.faults;
+                faults.retain(|f| f.kind() != fault.kind());
+                let changed = proxy.set(name, &faults).await.map_err(|e| failed(self, e))?;
+                return Ok(Some(
+                    serde_json::to_value(changed.previous.evidence).unwrap_or_default(),
+                ));
+            }
         }
-        Ok(())
+        Ok(None)
+    }
+}
+
+/// The proxy's name for the link to a dependency.
+fn link_name(role: Role) -> Result<&'static str, String> {
+    match role {
+        Role::Postgres => Ok("postgres"),
+        Role::Redis => Ok("redis"),
+        other => Err(format!(
+            "the proxy has links to postgres and redis, not to {other}"
+        )),
     }
 }
 
@@ -217,6 +257,7 @@ pub async fn with_fault<T>(
         finished_at: Utc::now(),
         error,
         detail,
+        evidence: None,
     };
     let undo = match injected {
         Ok(undo) => {
@@ -247,14 +288,16 @@ pub async fn with_fault<T>(
     };
     let reverted_at = Utc::now();
     let revert = fault.revert(lab, &undo).await;
-    timeline.record(entry(
+    let mut reverted = entry(
         Action::Revert,
         reverted_at,
         revert.as_ref().err().map(|e| e.to_string()),
         None,
-    ));
+    );
+    reverted.evidence = revert.as_ref().ok().cloned().flatten();
+    timeline.record(reverted);
     match outcome {
-        Some(Ok(value)) => revert.map(|()| value),
+        Some(Ok(value)) => revert.map(|_| value),
         Some(Err(panic)) => std::panic::resume_unwind(panic),
         None => Err(FaultError::Interrupted),
     }

@@ -25,6 +25,9 @@ pub struct TimelineEntry {
     pub error: Option<String>,
     /// What the step observed (e.g. the previous modes, the dropped index's definition).
     pub detail: Option<String>,
+    /// For a revert of a network fault: what the fault did to traffic while it was active (the proxy's
+    /// evidence: connections, bytes, delayed/held chunks, resets).
+    pub evidence: Option<serde_json::Value>,
 }
 
 /// Shared by everything that injects faults during one run; cheap to clone.
@@ -72,6 +75,7 @@ mod tests {
             finished_at: now,
             error: error.map(Into::into),
             detail: None,
+            evidence: None,
         }
     }
 

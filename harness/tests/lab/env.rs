@@ -25,7 +25,7 @@ async fn the_lab_starts_ready_on_loopback_only_and_shutdown_removes_it() {
     let docker = DockerClient::connect().await.unwrap();
     let containers = docker.labelled_containers(Some(&lab.run_id)).await.unwrap();
     let roles: Vec<&str> = containers.iter().map(|c| c.role.as_str()).collect();
-    assert_eq!(containers.len(), 3, "{roles:?}");
+    assert_eq!(containers.len(), 4, "postgres, redis, proxy, service: {roles:?}");
     for container in &containers {
         let inspect = docker.api().inspect_container(&container.id, None).await.unwrap();
         let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
@@ -47,7 +47,7 @@ async fn the_lab_starts_ready_on_loopback_only_and_shutdown_removes_it() {
 
     let run_id = lab.run_id.clone();
     let removed = lab.shutdown().await.unwrap();
-    assert_eq!(removed.containers.len(), 3, "{removed}");
+    assert_eq!(removed.containers.len(), 4, "{removed}");
     assert_eq!(removed.networks.len(), 1, "{removed}");
     assert_eq!(containers_of(&docker, &run_id).await, 0);
 }
@@ -57,7 +57,7 @@ async fn dropping_a_lab_without_shutdown_removes_its_containers() {
     let lab: Lab = start_lab().await;
     let run_id = lab.run_id.clone();
     let docker = DockerClient::connect().await.unwrap();
-    assert_eq!(containers_of(&docker, &run_id).await, 3);
+    assert_eq!(containers_of(&docker, &run_id).await, 4);
     drop(lab);
     assert_eq!(
         containers_of(&docker, &run_id).await,
@@ -73,6 +73,6 @@ fn roles_parse_and_unknown_roles_name_the_allowed_ones() {
     assert_eq!("service-2".parse::<Role>().unwrap(), Role::Service(2));
     assert_eq!("service".parse::<Role>().unwrap(), Role::Service(1));
     let error = "mysql".parse::<Role>().unwrap_err().to_string();
-    assert!(error.contains("postgres, redis, service"), "{error}");
+    assert!(error.contains("postgres, redis, proxy, service"), "{error}");
     assert!("service-0".parse::<Role>().is_err());
 }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use futures::FutureExt;
 
 use fortress::env::{Lab, Role};
+use fortress::faults::proxy::NetworkFault;
 use fortress::faults::{Action, Fault, FaultError, FaultTimeline, with_fault};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -230,4 +231,127 @@ async fn a_fault_against_a_container_that_is_gone_fails_clearly_and_leaves_nothi
     assert!(timeline.still_injected().is_empty());
     let unknown = lab.node(Role::Service(3)).unwrap_err().to_string();
     assert!(unknown.contains("no service-3"), "{unknown}");
+}
+
+/// The median time of `GET path` over a few requests.
+async fn median_get(lab: &Lab, path: &str) -> Duration {
+    let url = format!("{}{path}", lab.service_url(1).await.unwrap());
+    let mut times = Vec::new();
+    for _ in 0..7 {
+        let started = Instant::now();
+        let response = lab.http().get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times[3]
+}
+
+#[tokio::test]
+async fn latency_on_the_postgres_link_grows_a_database_round_trip_by_about_that_much() {
+    let lab = start_lab().await;
+    seed(&lab).await;
+    let stop = CancellationToken::new();
+    let timeline = FaultTimeline::default();
+    // Every read goes to Postgres.
+    with_fault(
+        &lab,
+        &timeline,
+        &stop,
+        &Fault::Modes(json!({ "cache": "off" })),
+        async {
+            let before = median_get(&lab, "/products/1").await;
+            let latency = Fault::Network {
+                link: Role::Postgres,
+                fault: NetworkFault::Latency {
+                    ms: 40.0,
+                    jitter_ms: 0.0,
+                },
+            };
+            let during = with_fault(&lab, &timeline, &stop, &latency, median_get(&lab, "/products/1"))
+                .await
+                .unwrap();
+            let added = during.saturating_sub(before);
+            eprintln!("GET /products/1 median: {before:?} -> {during:?} with 40 ms on the postgres link");
+            // A read is one or two round trips (the pool may check the connection first): 40 to 80 ms more.
+            assert!(added >= Duration::from_millis(38), "added {added:?}");
+            assert!(added < Duration::from_millis(200), "added {added:?}");
+        },
+    )
+    .await
+    .unwrap();
+    let latency_revert = timeline
+        .entries()
+        .into_iter()
+        .find(|e| e.fault.starts_with("latency") && e.action == Action::Revert);
+    let evidence = latency_revert
+        .and_then(|e| e.evidence)
+        .expect("the revert carries the proxy's evidence");
+    assert!(evidence["delayed_chunks"].as_u64().unwrap() >= 7, "{evidence}");
+    assert!(timeline.still_injected().is_empty());
+}
+
+#[tokio::test]
+async fn reset_on_the_redis_link_and_a_down_postgres_link_are_seen_by_the_service() {
+    let lab = start_lab().await;
+    let stop = CancellationToken::new();
+    let timeline = FaultTimeline::default();
+    let reset = Fault::Network {
+        link: Role::Redis,
+        fault: NetworkFault::Reset,
+    };
+    with_fault(&lab, &timeline, &stop, &reset, async {
+        wait_until("readyz says redis is down", Duration::from_secs(15), || {
+            readiness_says(&lab, "degraded", "down")
+        })
+        .await;
+    })
+    .await
+    .unwrap();
+    wait_until("redis is back", Duration::from_secs(15), || {
+        readiness_says(&lab, "ready", "up")
+    })
+    .await;
+
+    let down = Fault::Network {
+        link: Role::Postgres,
+        fault: NetworkFault::Down,
+    };
+    with_fault(&lab, &timeline, &stop, &down, async {
+        wait_until("readyz answers 503, postgres down", Duration::from_secs(15), || async {
+            matches!(lab.readiness(1).await, Ok((503, body)) if body["dependencies"]["postgres"] == "down")
+        })
+        .await;
+    })
+    .await
+    .unwrap();
+    wait_until("postgres is back", Duration::from_secs(20), || {
+        readiness_says(&lab, "ready", "up")
+    })
+    .await;
+
+    let evidence: Vec<_> = timeline
+        .entries()
+        .into_iter()
+        .filter_map(|e| e.evidence)
+        .collect();
+    assert!(
+        evidence[0]["resets"].as_u64().unwrap() >= 1,
+        "the reset hit Redis traffic: {evidence:?}"
+    );
+    assert!(
+        evidence[1]["closed_by_down"].as_u64().unwrap() >= 1,
+        "open pool connections were cut: {evidence:?}"
+    );
+    let bad = Fault::Network {
+        link: Role::Service(1),
+        fault: NetworkFault::Reset,
+    };
+    let error = with_fault(&lab, &timeline, &stop, &bad, async {})
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("links to postgres and redis"),
+        "{error}"
+    );
 }
