@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::link::{Active, Counters};
 
-const CHUNK: usize = 16 * 1024;
+const CHUNK: usize = 64 * 1024;
 const QUEUE: usize = 256;
 
 /// How a connection ended.
@@ -70,6 +70,23 @@ fn sample_delay(ms: f64, jitter_ms: f64) -> Duration {
         0.0
     };
     Duration::from_secs_f64((ms + offset).max(0.0) / 1000.0)
+}
+
+/// Waits until `at`, precisely. Tokio's timer ticks in whole milliseconds and fires up to one late, which
+/// would add ~1 ms to every chunk (and to every chunk with no fault at all, were it asked to wait for an
+/// instant already past): so no wait at all when `at` has passed, and the last millisecond is spent
+/// yielding to other tasks rather than sleeping.
+async fn wait_until(at: Instant) {
+    let now = Instant::now();
+    if at <= now {
+        return;
+    }
+    if at - now > Duration::from_millis(1) {
+        tokio::time::sleep_until(at - Duration::from_millis(1)).await;
+    }
+    while Instant::now() < at {
+        tokio::task::yield_now().await;
+    }
 }
 
 /// Whether the faults in force end the connection now, counting it if so.
@@ -157,14 +174,26 @@ async fn direction(
         let mut not_before = Instant::now();
         while let Some(chunk) = queued.recv().await {
             let leave = chunk.due.max(not_before);
-            tokio::time::sleep_until(leave).await;
+            wait_until(leave).await;
             not_before = leave;
-            if let Some(bytes_per_second) = chunk.active.faults.bandwidth {
+            let Some(bytes_per_second) = chunk.active.faults.bandwidth else {
+                if to.write_all(&chunk.bytes).await.is_err() {
+                    return End::Closed;
+                }
+                continue;
+            };
+            // Throttled: pieces of 1/20 s worth of bytes, each paced after the one before.
+            let piece = usize::try_from(bytes_per_second / 20)
+                .unwrap_or(usize::MAX)
+                .clamp(64, CHUNK);
+            for bytes in chunk.bytes.chunks(piece) {
+                wait_until(not_before).await;
                 Counters::add(&chunk.active.counters.throttled_chunks, 1);
-                not_before += Duration::from_secs_f64(chunk.bytes.len() as f64 / bytes_per_second as f64);
-            }
-            if to.write_all(&chunk.bytes).await.is_err() {
-                return End::Closed;
+                not_before = Instant::now().max(not_before)
+                    + Duration::from_secs_f64(bytes.len() as f64 / bytes_per_second as f64);
+                if to.write_all(bytes).await.is_err() {
+                    return End::Closed;
+                }
             }
         }
         let _ = to.shutdown().await;
