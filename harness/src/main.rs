@@ -99,7 +99,10 @@ async fn env_up(args: EnvArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  postgres   {}", lab.postgres_url().await?);
     println!("  redis      {}", lab.redis_url().await?);
-    println!("  proxy      http://127.0.0.1:{}/links (links: postgres, redis)", lab.proxy.host_port().await?);
+    println!(
+        "  proxy      http://127.0.0.1:{}/links (links: postgres, redis)",
+        lab.proxy.host_port().await?
+    );
     println!("  admin token: {}", fortress::env::ADMIN_TOKEN);
     println!("Ctrl-C stops the lab and removes its containers.");
     tokio::signal::ctrl_c()

@@ -273,9 +273,10 @@ async fn latency_on_the_postgres_link_grows_a_database_round_trip_by_about_that_
                 .unwrap();
             let added = during.saturating_sub(before);
             eprintln!("GET /products/1 median: {before:?} -> {during:?} with 40 ms on the postgres link");
-            // A read is one or two round trips (the pool may check the connection first): 40 to 80 ms more.
+            // An uncached read is one round trip to Postgres (the pool does not ping before handing out a
+            // connection), so it grows by the 40 ms, with room for a noisy machine above.
             assert!(added >= Duration::from_millis(38), "added {added:?}");
-            assert!(added < Duration::from_millis(200), "added {added:?}");
+            assert!(added < Duration::from_millis(100), "added {added:?}");
         },
     )
     .await
