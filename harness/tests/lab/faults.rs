@@ -356,3 +356,29 @@ async fn reset_on_the_redis_link_and_a_down_postgres_link_are_seen_by_the_servic
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_stopped_postgres_is_found_again_through_the_proxy_after_it_starts() {
+    let lab = start_lab().await;
+    let timeline = FaultTimeline::default();
+    with_fault(
+        &lab,
+        &timeline,
+        &CancellationToken::new(),
+        &Fault::Stop(Role::Postgres),
+        async {
+            wait_until("readyz answers 503", Duration::from_secs(20), || async {
+            matches!(lab.readiness(1).await, Ok((503, body)) if body["dependencies"]["postgres"] == "down")
+        })
+        .await;
+        },
+    )
+    .await
+    .unwrap();
+    // The proxy resolves the container's name per connection: no re-wiring, whatever address it got.
+    wait_until("postgres is back", Duration::from_secs(30), || {
+        readiness_says(&lab, "ready", "up")
+    })
+    .await;
+    assert!(timeline.still_injected().is_empty());
+}
