@@ -8,6 +8,9 @@ Examples:
   fortress env up                 start Postgres, Redis and the service; print URLs; Ctrl-C removes it all
   fortress env up --replicas 2    the same with two service replicas
   fortress cleanup                remove containers and networks left by runs that were killed
+  fortress list                   the built-in experiments
+  fortress plan cache-outage      check an experiment and print its phases, faults and predictions
+  fortress plan my-experiment.toml --profile quick
   fortress proxy --link redis=127.0.0.1:16379=127.0.0.1:6379
                                   a fault proxy in front of a local Redis; control API on 127.0.0.1:7000
 
@@ -30,11 +33,24 @@ pub enum Command {
     Doctor,
     /// Remove every container and network left behind by earlier runs (found by their labels).
     Cleanup,
+    /// List the built-in experiments: name, story, faults, duration.
+    List,
+    /// Check an experiment (built-in name or .toml path) and print its plan: phases, faults, variants,
+    /// predictions. Errors name the file, line and field.
+    Plan(PlanArgs),
     /// Run the network fault proxy (what the lab's proxy container executes).
     Proxy(ProxyArgs),
     /// Run the reference service (what the lab's service containers execute).
     #[command(hide = true)]
     Service(Box<reference_service::Config>),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// A built-in experiment (see `fortress list`) or the path of an experiment file.
+    pub experiment: String,
+    #[arg(long, value_enum, default_value_t = crate::experiment::definition::Profile::Standard)]
+    pub profile: crate::experiment::definition::Profile,
 }
 
 #[derive(Debug, Subcommand)]

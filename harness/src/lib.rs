@@ -2,10 +2,11 @@
 //! them on purpose, and puts them back.
 //!
 //! Data flows down this list and never back up: `cli` (the command line), `env` (the topology in
-//! containers, images, cleanup), `faults` (inject/revert pairs on a timeline), `doctor` (can this
-//! machine run the lab).
+//! containers, images, cleanup), `faults` (inject/revert pairs on a timeline), `experiment` (definitions,
+//! predictions and their judgement), `doctor` (can this machine run the lab).
 
 pub mod cli;
 pub mod doctor;
 pub mod env;
+pub mod experiment;
 pub mod faults;

@@ -1,0 +1,591 @@
+//! An experiment file (`experiments/*.toml`), parsed into a validated `Plan`.
+//!
+//! Every mistake in a file is reported as `file:line: field: what is wrong and what is allowed`, before
+//! any container starts. The schema, by example, is `experiments/cache-outage.toml`.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use reference_service::modes::{Modes, ModesPatch};
+use reference_service::seed::SeedPlan;
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::metric::{Comparison, Metric};
+use crate::env::Role;
+use crate::faults::Fault;
+use crate::faults::proxy::NetworkFault;
+
+/// A mistake in an experiment file, located.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{file}:{line}: {field}: {message}")]
+pub struct DefinitionError {
+    pub file: String,
+    pub line: usize,
+    pub field: String,
+    pub message: String,
+}
+
+/// What the virtual users do; weights in `load.mix` say how often.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Product list and product pages.
+    Browse,
+    /// Stock levels of products.
+    Availability,
+    /// Log in, then buy.
+    Checkout,
+    /// The user's order history.
+    History,
+}
+
+impl Scenario {
+    const NAMES: &'static str = "browse, availability, checkout, history";
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "browse" => Some(Self::Browse),
+            "availability" => Some(Self::Availability),
+            "checkout" => Some(Self::Checkout),
+            "history" => Some(Self::History),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum Profile {
+    /// Phases shortened by the file's `profiles.quick` factor (CI).
+    Quick,
+    /// Phases as written.
+    Standard,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub name: String,
+    pub story: String,
+    /// Where the definition came from (a path, or `built-in`).
+    pub source: String,
+    pub profile: Profile,
+    pub replicas: u32,
+    pub pool_size: u32,
+    pub seed: SeedPlan,
+    pub rate: f64,
+    pub users: u32,
+    pub mix: Vec<(Scenario, u32)>,
+    pub phases: Vec<PhasePlan>,
+    pub variants: Vec<VariantPlan>,
+    pub predictions: Vec<PredictionPlan>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PhasePlan {
+    pub name: String,
+    pub seconds: f64,
+    #[serde(serialize_with = "faults_as_text")]
+    pub faults: Vec<Fault>,
+}
+
+fn faults_as_text<S: serde::Serializer>(faults: &[Fault], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(faults.iter().map(ToString::to_string))
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantPlan {
+    pub name: String,
+    /// The `PUT /admin/modes` body that makes this variant.
+    pub modes: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PredictionPlan {
+    pub variant: String,
+    pub metric: Metric,
+    pub phase: String,
+    /// When set, the prediction is about `metric in phase / metric in over`.
+    pub over: Option<String>,
+    pub compare: Comparison,
+    pub threshold: f64,
+    pub why: String,
+}
+
+impl Plan {
+    pub fn run_seconds(&self) -> f64 {
+        self.phases.iter().map(|p| p.seconds).sum()
+    }
+}
+
+// ---- the file as written -------------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    name: Spanned<String>,
+    story: String,
+    #[serde(default)]
+    topology: Topology,
+    #[serde(default)]
+    seed: Option<Spanned<toml::Table>>,
+    load: LoadFile,
+    #[serde(default)]
+    profiles: Option<ProfilesFile>,
+    phases: Spanned<Vec<PhaseFile>>,
+    variants: Spanned<BTreeMap<String, VariantFile>>,
+    #[serde(default)]
+    predictions: Vec<PredictionFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct Topology {
+    replicas: Spanned<u32>,
+    pool_size: Spanned<u32>,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self {
+            replicas: Spanned::new(0..0, 1),
+            pool_size: Spanned::new(0..0, 10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoadFile {
+    rate: Spanned<f64>,
+    users: Spanned<u32>,
+    mix: Spanned<BTreeMap<String, u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    quick: Spanned<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PhaseFile {
+    name: Spanned<String>,
+    seconds: Spanned<f64>,
+    #[serde(default)]
+    faults: Vec<Spanned<FaultFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum FaultFile {
+    Kill {
+        target: String,
+    },
+    Stop {
+        target: String,
+    },
+    Pause {
+        target: String,
+    },
+    Modes {
+        modes: toml::Table,
+    },
+    DropIndex {
+        index: String,
+    },
+    Latency {
+        link: String,
+        ms: f64,
+        jitter_ms: Option<f64>,
+    },
+    Bandwidth {
+        link: String,
+        bytes_per_second: u64,
+    },
+    Blackhole {
+        link: String,
+    },
+    Reset {
+        link: String,
+    },
+    Down {
+        link: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VariantFile {
+    modes: Spanned<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PredictionFile {
+    variant: Spanned<String>,
+    metric: Spanned<String>,
+    phase: Spanned<String>,
+    over: Option<Spanned<String>>,
+    compare: Spanned<Comparison>,
+    threshold: Spanned<f64>,
+    #[serde(default)]
+    why: String,
+}
+
+// ---- parsing and validation ------------------------------------------------------------------------
+
+const VARIANTS: [&str; 2] = ["vulnerable", "defended"];
+/// The whole-run pseudo-phase, for end-of-run figures such as `oversold_units`.
+pub const RUN_PHASE: &str = "run";
+
+struct Source<'a> {
+    file: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line(&self, span: &Range<usize>) -> usize {
+        self.text[..span.start.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn error(&self, span: &Range<usize>, field: &str, message: impl Into<String>) -> DefinitionError {
+        DefinitionError {
+            file: self.file.into(),
+            line: self.line(span),
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The key written at the start of the line a parse error points to (toml's own messages name the
+    /// expected type, not always the key).
+    fn key_at(&self, span: &Range<usize>) -> String {
+        let start = self.text[..span.start.min(self.text.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
+        let line = self.text[start..].lines().next().unwrap_or("");
+        line.split_once('=')
+            .map_or_else(|| line.trim().to_owned(), |(key, _)| key.trim().to_owned())
+    }
+}
+
+/// Parses and validates an experiment file. `file` names it in errors.
+pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, DefinitionError> {
+    let src = Source { file, text };
+    let parsed: File = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        DefinitionError {
+            file: file.into(),
+            line: src.line(&span),
+            field: src.key_at(&span),
+            message: e.message().trim().to_owned(),
+        }
+    })?;
+    validate(&src, parsed, profile)
+}
+
+fn validate(src: &Source<'_>, file: File, profile: Profile) -> Result<Plan, DefinitionError> {
+    let name = file.name.get_ref();
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(src.error(
+            &file.name.span(),
+            "name",
+            "use lower-case letters, digits and dashes",
+        ));
+    }
+    let in_range = |value: &Spanned<u32>, field: &str, range: std::ops::RangeInclusive<u32>| {
+        if range.contains(value.get_ref()) {
+            Ok(*value.get_ref())
+        } else {
+            Err(src.error(
+                &value.span(),
+                field,
+                format!(
+                    "must be {} to {} (got {})",
+                    range.start(),
+                    range.end(),
+                    value.get_ref()
+                ),
+            ))
+        }
+    };
+    let replicas = in_range(&file.topology.replicas, "topology.replicas", 1..=8)?;
+    let pool_size = in_range(&file.topology.pool_size, "topology.pool_size", 1..=200)?;
+    let users = in_range(&file.load.users, "load.users", 1..=2000)?;
+
+    let seed = match &file.seed {
+        None => SeedPlan::default(),
+        Some(table) => {
+            let plan: SeedPlan = table
+                .get_ref()
+                .clone()
+                .try_into()
+                .map_err(|e: toml::de::Error| src.error(&table.span(), "seed", e.message().trim()))?;
+            plan.validate()
+                .map_err(|e| src.error(&table.span(), "seed", e.to_string()))?;
+            plan
+        }
+    };
+
+    let rate = *file.load.rate.get_ref();
+    if !(rate > 0.0 && rate <= 10_000.0) {
+        return Err(src.error(
+            &file.load.rate.span(),
+            "load.rate",
+            format!("requests per second, above 0 and at most 10000 (got {rate})"),
+        ));
+    }
+    let mut mix = Vec::new();
+    for (key, weight) in file.load.mix.get_ref() {
+        let scenario = Scenario::parse(key).ok_or_else(|| {
+            src.error(
+                &file.load.mix.span(),
+                "load.mix",
+                format!("unknown scenario {key:?}; scenarios: {}", Scenario::NAMES),
+            )
+        })?;
+        mix.push((scenario, *weight));
+    }
+    if mix.iter().map(|(_, w)| w).sum::<u32>() == 0 {
+        return Err(src.error(
+            &file.load.mix.span(),
+            "load.mix",
+            "at least one scenario needs a weight above 0",
+        ));
+    }
+
+    let factor = match (profile, &file.profiles) {
+        (Profile::Standard, _) => 1.0,
+        (Profile::Quick, None) => 0.5,
+        (Profile::Quick, Some(profiles)) => {
+            let quick = *profiles.quick.get_ref();
+            if !(quick > 0.0 && quick <= 1.0) {
+                return Err(src.error(
+                    &profiles.quick.span(),
+                    "profiles.quick",
+                    format!("a fraction of the standard durations, above 0 and at most 1 (got {quick})"),
+                ));
+            }
+            quick
+        }
+    };
+
+    let mut phases = Vec::new();
+    for phase in file.phases.get_ref() {
+        let name = phase.name.get_ref().clone();
+        if name == RUN_PHASE || phases.iter().any(|p: &PhasePlan| p.name == name) {
+            return Err(src.error(
+                &phase.name.span(),
+                "phases.name",
+                format!("phase names must be unique and not {RUN_PHASE:?} (got {name:?})"),
+            ));
+        }
+        let seconds = *phase.seconds.get_ref();
+        if !(seconds > 0.0 && seconds <= 600.0) {
+            return Err(src.error(
+                &phase.seconds.span(),
+                "phases.seconds",
+                format!("above 0 and at most 600 (got {seconds})"),
+            ));
+        }
+        let faults = phase
+            .faults
+            .iter()
+            .map(|f| to_fault(src, f))
+            .collect::<Result<Vec<_>, _>>()?;
+        phases.push(PhasePlan {
+            name,
+            seconds: seconds * factor,
+            faults,
+        });
+    }
+    if phases.is_empty() {
+        return Err(src.error(
+            &file.phases.span(),
+            "phases",
+            "an experiment needs at least one phase",
+        ));
+    }
+    let total: f64 = file.phases.get_ref().iter().map(|p| *p.seconds.get_ref()).sum();
+    if total > 1800.0 {
+        return Err(src.error(
+            &file.phases.span(),
+            "phases",
+            format!("the phases add up to {total} s; at most 1800 s"),
+        ));
+    }
+
+    let mut variants = Vec::new();
+    for (name, variant) in file.variants.get_ref() {
+        if !VARIANTS.contains(&name.as_str()) {
+            return Err(src.error(
+                &file.variants.span(),
+                "variants",
+                format!("unknown variant {name:?}; variants: vulnerable, defended"),
+            ));
+        }
+        let modes = checked_modes(src, &variant.modes, "variants.modes")?;
+        variants.push(VariantPlan {
+            name: name.clone(),
+            modes,
+        });
+    }
+    if variants.is_empty() {
+        return Err(src.error(
+            &file.variants.span(),
+            "variants",
+            "define vulnerable, defended or both",
+        ));
+    }
+
+    let mut predictions = Vec::new();
+    for p in file.predictions {
+        let variant = p.variant.get_ref();
+        if !variants.iter().any(|v| &v.name == variant) {
+            return Err(src.error(
+                &p.variant.span(),
+                "predictions.variant",
+                format!("no variant {variant:?} in this file"),
+            ));
+        }
+        let metric: Metric = p
+            .metric
+            .get_ref()
+            .parse()
+            .map_err(|e: String| src.error(&p.metric.span(), "predictions.metric", e))?;
+        let known_phase = |phase: &Spanned<String>, field: &str| {
+            let name = phase.get_ref();
+            if name == RUN_PHASE || phases.iter().any(|p| &p.name == name) {
+                Ok(name.clone())
+            } else {
+                let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
+                Err(src.error(
+                    &phase.span(),
+                    field,
+                    format!(
+                        "no phase {name:?}; phases: {}, or {RUN_PHASE:?}",
+                        names.join(", ")
+                    ),
+                ))
+            }
+        };
+        let phase = known_phase(&p.phase, "predictions.phase")?;
+        let over = p
+            .over
+            .as_ref()
+            .map(|o| known_phase(o, "predictions.over"))
+            .transpose()?;
+        let threshold = *p.threshold.get_ref();
+        if !threshold.is_finite() {
+            return Err(src.error(
+                &p.threshold.span(),
+                "predictions.threshold",
+                "must be a finite number",
+            ));
+        }
+        predictions.push(PredictionPlan {
+            variant: variant.clone(),
+            metric,
+            phase,
+            over,
+            compare: *p.compare.get_ref(),
+            threshold,
+            why: p.why,
+        });
+    }
+
+    Ok(Plan {
+        name: file.name.into_inner(),
+        story: file.story.trim().to_owned(),
+        source: src.file.to_owned(),
+        profile,
+        replicas,
+        pool_size,
+        seed,
+        rate,
+        users,
+        mix,
+        phases,
+        variants,
+        predictions,
+    })
+}
+
+/// Checks a modes table against what the service accepts, and turns it into the admin API's JSON.
+fn checked_modes(
+    src: &Source<'_>,
+    table: &Spanned<toml::Table>,
+    field: &str,
+) -> Result<serde_json::Value, DefinitionError> {
+    let json =
+        serde_json::to_value(table.get_ref()).map_err(|e| src.error(&table.span(), field, e.to_string()))?;
+    let patch: ModesPatch =
+        serde_json::from_value(json.clone()).map_err(|e| src.error(&table.span(), field, e.to_string()))?;
+    patch
+        .apply(&mut Modes::default())
+        .map_err(|e| src.error(&table.span(), field, e))?;
+    Ok(json)
+}
+
+fn to_fault(src: &Source<'_>, fault: &Spanned<FaultFile>) -> Result<Fault, DefinitionError> {
+    let span = fault.span();
+    let role = |target: &str| {
+        target
+            .parse::<Role>()
+            .map_err(|e| src.error(&span, "phases.faults.target", e.to_string()))
+    };
+    let link = |link: &str| match link {
+        "postgres" => Ok(Role::Postgres),
+        "redis" => Ok(Role::Redis),
+        other => Err(src.error(
+            &span,
+            "phases.faults.link",
+            format!("unknown link {other:?}; links: postgres, redis"),
+        )),
+    };
+    let network = |name: &str, fault: NetworkFault| {
+        fault
+            .validate()
+            .map_err(|e| src.error(&span, "phases.faults", e))?;
+        Ok(Fault::Network {
+            link: link(name)?,
+            fault,
+        })
+    };
+    match fault.get_ref() {
+        FaultFile::Kill { target } => Ok(Fault::Kill(role(target)?)),
+        FaultFile::Stop { target } => Ok(Fault::Stop(role(target)?)),
+        FaultFile::Pause { target } => Ok(Fault::Pause(role(target)?)),
+        FaultFile::Modes { modes } => Ok(Fault::Modes(checked_modes(
+            src,
+            &Spanned::new(span.clone(), modes.clone()),
+            "phases.faults.modes",
+        )?)),
+        FaultFile::DropIndex { index } => Ok(Fault::DropIndex(index.clone())),
+        FaultFile::Latency { link, ms, jitter_ms } => network(
+            link,
+            NetworkFault::Latency {
+                ms: *ms,
+                jitter_ms: jitter_ms.unwrap_or(0.0),
+            },
+        ),
+        FaultFile::Bandwidth {
+            link,
+            bytes_per_second,
+        } => network(
+            link,
+            NetworkFault::Bandwidth {
+                bytes_per_second: *bytes_per_second,
+            },
+        ),
+        FaultFile::Blackhole { link } => network(link, NetworkFault::Blackhole),
+        FaultFile::Reset { link } => network(link, NetworkFault::Reset),
+        FaultFile::Down { link } => network(link, NetworkFault::Down),
+    }
+}

@@ -1,0 +1,291 @@
+//! Judging each prediction against what was observed: confirmed, refuted, or inconclusive with the
+//! reason (the fault never touched traffic, the offered load was not reached, nothing was measured).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::definition::PredictionPlan;
+use super::metric::{Comparison, Metric};
+
+/// One second of observation.
+#[derive(Debug, Clone, Serialize)]
+pub struct Sample {
+    /// Seconds since the load started.
+    pub at_s: f64,
+    pub phase: String,
+    pub values: BTreeMap<Metric, f64>,
+}
+
+/// Each metric reduced to one figure per phase (the mean of its samples, unless the runner set a
+/// better figure, such as a percentile over the phase's merged histogram).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PhaseStats(BTreeMap<String, BTreeMap<Metric, f64>>);
+
+impl PhaseStats {
+    pub fn from_samples(samples: &[Sample]) -> Self {
+        let mut sums: BTreeMap<(String, Metric), (f64, u32)> = BTreeMap::new();
+        for sample in samples {
+            for (metric, value) in &sample.values {
+                if value.is_finite() {
+                    let entry = sums.entry((sample.phase.clone(), *metric)).or_default();
+                    entry.0 += value;
+                    entry.1 += 1;
+                }
+            }
+        }
+        let mut stats = Self::default();
+        for ((phase, metric), (sum, n)) in sums {
+            stats.set(&phase, metric, sum / f64::from(n));
+        }
+        stats
+    }
+
+    pub fn set(&mut self, phase: &str, metric: Metric, value: f64) {
+        self.0.entry(phase.to_owned()).or_default().insert(metric, value);
+    }
+
+    pub fn get(&self, phase: &str, metric: Metric) -> Option<f64> {
+        self.0.get(phase).and_then(|m| m.get(&metric)).copied()
+    }
+}
+
+/// What can make a phase unfit to judge.
+#[derive(Debug, Clone, Default)]
+pub struct Caveats {
+    /// Per phase, the faults that never touched traffic (the proxy's or the runner's evidence).
+    pub untouched_faults: BTreeMap<String, Vec<String>>,
+    /// Per phase, (offered, achieved) requests per second when achieved fell short of offered.
+    pub load_shortfall: BTreeMap<String, (f64, f64)>,
+}
+
+/// The share of the offered rate below which a phase's load counts as not reached.
+pub const MIN_ACHIEVED_SHARE: f64 = 0.8;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Confirmed,
+    Refuted,
+    Inconclusive { reason: String },
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Verdict {
+    pub variant: String,
+    pub metric: Metric,
+    pub phase: String,
+    pub over: Option<String>,
+    pub compare: Comparison,
+    pub threshold: f64,
+    pub observed: Option<f64>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    pub why: String,
+}
+
+impl Verdict {
+    /// `p95_ms in fault / baseline >= 3`, as a reader would write it.
+    pub fn claim(&self) -> String {
+        let over = self.over.as_ref().map(|o| format!(" / {o}")).unwrap_or_default();
+        format!(
+            "{} in {}{over} {} {}",
+            self.metric,
+            self.phase,
+            self.compare.symbol(),
+            self.threshold
+        )
+    }
+}
+
+fn caveat(caveats: &Caveats, phase: &str) -> Option<String> {
+    if let Some(faults) = caveats.untouched_faults.get(phase).filter(|f| !f.is_empty()) {
+        return Some(format!(
+            "in {phase}, the fault never touched traffic: {}",
+            faults.join(", ")
+        ));
+    }
+    caveats.load_shortfall.get(phase).map(|(offered, achieved)| {
+        format!("in {phase}, the offered load was not reached ({achieved:.1} of {offered:.1} requests/s)")
+    })
+}
+
+pub fn judge(prediction: &PredictionPlan, stats: &PhaseStats, caveats: &Caveats) -> Verdict {
+    let mut verdict = Verdict {
+        variant: prediction.variant.clone(),
+        metric: prediction.metric,
+        phase: prediction.phase.clone(),
+        over: prediction.over.clone(),
+        compare: prediction.compare,
+        threshold: prediction.threshold,
+        observed: None,
+        outcome: Outcome::Refuted,
+        why: prediction.why.clone(),
+    };
+    let inconclusive = |reason: String| Outcome::Inconclusive { reason };
+    let phases = std::iter::once(&prediction.phase).chain(prediction.over.as_ref());
+    if let Some(reason) = phases.filter_map(|p| caveat(caveats, p)).next() {
+        verdict.outcome = inconclusive(reason);
+        return verdict;
+    }
+    let Some(value) = stats.get(&prediction.phase, prediction.metric) else {
+        verdict.outcome = inconclusive(format!(
+            "no measurement of {} in {}",
+            prediction.metric, prediction.phase
+        ));
+        return verdict;
+    };
+    let observed = match &prediction.over {
+        None => value,
+        Some(over) => match stats.get(over, prediction.metric) {
+            Some(base) if base > 0.0 => value / base,
+            Some(base) => {
+                verdict.outcome = inconclusive(format!(
+                    "{} in {over} is {base}: the ratio is undefined",
+                    prediction.metric
+                ));
+                return verdict;
+            }
+            None => {
+                verdict.outcome = inconclusive(format!("no measurement of {} in {over}", prediction.metric));
+                return verdict;
+            }
+        },
+    };
+    verdict.observed = Some(observed);
+    verdict.outcome = if prediction.compare.holds(observed, prediction.threshold) {
+        Outcome::Confirmed
+    } else {
+        Outcome::Refuted
+    };
+    verdict
+}
+
+/// The process exit code for a judged run: 0 all confirmed and every invariant held, 1 a prediction
+/// refuted or an invariant violated, 2 something could not be judged.
+pub fn exit_code(verdicts: &[Verdict], invariants_held: bool) -> u8 {
+    if !invariants_held || verdicts.iter().any(|v| v.outcome == Outcome::Refuted) {
+        1
+    } else if verdicts
+        .iter()
+        .any(|v| matches!(v.outcome, Outcome::Inconclusive { .. }))
+    {
+        2
+    } else {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn series(phases: &[(&str, f64, usize)]) -> Vec<Sample> {
+        let mut samples = Vec::new();
+        for (phase, statements, seconds) in phases {
+            for i in 0..*seconds {
+                // A little noise around the level, as a real series has.
+                let wobble = if i % 2 == 0 { 0.95 } else { 1.05 };
+                let values = BTreeMap::from([(Metric::PgStatementsPerS, statements * wobble)]);
+                samples.push(Sample {
+                    at_s: samples.len() as f64,
+                    phase: (*phase).into(),
+                    values,
+                });
+            }
+        }
+        samples
+    }
+
+    fn prediction(over: Option<&str>, compare: Comparison, threshold: f64) -> PredictionPlan {
+        PredictionPlan {
+            variant: "vulnerable".into(),
+            metric: Metric::PgStatementsPerS,
+            phase: "fault".into(),
+            over: over.map(Into::into),
+            compare,
+            threshold,
+            why: "the cache is gone, so every read is a query".into(),
+        }
+    }
+
+    #[test]
+    fn a_database_load_jump_confirms_and_a_flat_one_refutes() {
+        let jump = PhaseStats::from_samples(&series(&[("baseline", 20.0, 10), ("fault", 300.0, 10)]));
+        let verdict = judge(
+            &prediction(Some("baseline"), Comparison::AtLeast, 3.0),
+            &jump,
+            &Caveats::default(),
+        );
+        assert_eq!(verdict.outcome, Outcome::Confirmed);
+        assert!((verdict.observed.unwrap() - 15.0).abs() < 0.01, "{verdict:?}");
+        assert_eq!(verdict.claim(), "pg_statements_per_s in fault / baseline >= 3");
+
+        let flat = PhaseStats::from_samples(&series(&[("baseline", 20.0, 10), ("fault", 22.0, 10)]));
+        let verdict = judge(
+            &prediction(Some("baseline"), Comparison::AtLeast, 3.0),
+            &flat,
+            &Caveats::default(),
+        );
+        assert_eq!(verdict.outcome, Outcome::Refuted);
+        assert_eq!(exit_code(&[verdict], true), 1);
+    }
+
+    #[test]
+    fn untouched_faults_missing_data_and_short_load_are_inconclusive() {
+        let stats = PhaseStats::from_samples(&series(&[("baseline", 20.0, 10), ("fault", 300.0, 10)]));
+        let mut caveats = Caveats::default();
+        caveats
+            .untouched_faults
+            .insert("fault".into(), vec!["latency 20ms on the postgres link".into()]);
+        let verdict = judge(
+            &prediction(Some("baseline"), Comparison::AtLeast, 3.0),
+            &stats,
+            &caveats,
+        );
+        assert!(
+            matches!(&verdict.outcome, Outcome::Inconclusive { reason } if reason.contains("never touched traffic"))
+        );
+        assert_eq!(exit_code(&[verdict], true), 2);
+
+        let short = Caveats {
+            load_shortfall: BTreeMap::from([("fault".into(), (100.0, 40.0))]),
+            ..Caveats::default()
+        };
+        let verdict = judge(&prediction(None, Comparison::Less, 1000.0), &stats, &short);
+        assert!(
+            matches!(&verdict.outcome, Outcome::Inconclusive { reason } if reason.contains("40.0 of 100.0"))
+        );
+
+        let no_baseline = PhaseStats::from_samples(&series(&[("baseline", 0.0, 5), ("fault", 300.0, 5)]));
+        let verdict = judge(
+            &prediction(Some("baseline"), Comparison::AtLeast, 3.0),
+            &no_baseline,
+            &Caveats::default(),
+        );
+        assert!(matches!(&verdict.outcome, Outcome::Inconclusive { reason } if reason.contains("undefined")));
+
+        let nothing = PhaseStats::default();
+        let verdict = judge(
+            &prediction(None, Comparison::Less, 1.0),
+            &nothing,
+            &Caveats::default(),
+        );
+        assert!(
+            matches!(&verdict.outcome, Outcome::Inconclusive { reason } if reason.contains("no measurement"))
+        );
+    }
+
+    #[test]
+    fn an_invariant_violation_fails_the_run_even_when_predictions_hold() {
+        let stats = PhaseStats::from_samples(&series(&[("fault", 5.0, 3)]));
+        let verdict = judge(
+            &prediction(None, Comparison::Less, 10.0),
+            &stats,
+            &Caveats::default(),
+        );
+        assert_eq!(verdict.outcome, Outcome::Confirmed);
+        assert_eq!(exit_code(std::slice::from_ref(&verdict), true), 0);
+        assert_eq!(exit_code(&[verdict], false), 1);
+    }
+}

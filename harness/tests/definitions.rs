@@ -1,0 +1,218 @@
+//! Experiment files: the built-ins parse, and every mistake is reported with its file, line and field.
+
+use fortress::experiment::catalog::{self, CatalogError};
+use fortress::experiment::definition::{DefinitionError, Profile, parse};
+use fortress::experiment::metric::Metric;
+
+const GOOD: &str = r#"
+name = "tiny"
+story = "A small experiment."
+
+[load]
+rate = 10
+users = 4
+mix = { browse = 1 }
+
+[[phases]]
+name = "baseline"
+seconds = 4
+
+[[phases]]
+name = "fault"
+seconds = 6
+faults = [{ kind = "latency", link = "postgres", ms = 20.0 }]
+
+[variants.defended]
+modes = { cache_failure = "breaker" }
+
+[[predictions]]
+variant = "defended"
+metric = "p95_ms"
+phase = "fault"
+over = "baseline"
+compare = ">="
+threshold = 2.0
+"#;
+
+fn error_of(text: &str) -> DefinitionError {
+    parse("bad.toml", text, Profile::Standard).expect_err("the file should be refused")
+}
+
+/// GOOD with one line replaced (the first line containing `from`).
+fn with(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "{from}");
+    GOOD.replacen(from, to, 1)
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).expect("needle") + 1
+}
+
+#[test]
+fn the_built_in_experiments_parse_in_both_profiles() {
+    let standard = catalog::all(Profile::Standard).unwrap();
+    let quick = catalog::all(Profile::Quick).unwrap();
+    let names: Vec<&str> = standard.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["cache-outage", "flash-sale", "n-plus-one", "db-latency"]);
+    for (s, q) in standard.iter().zip(&quick) {
+        assert!(!s.predictions.is_empty(), "{} predicts something", s.name);
+        assert!(
+            (q.run_seconds() - s.run_seconds() * 0.5).abs() < 1e-9,
+            "{}: quick halves the phases",
+            s.name
+        );
+    }
+}
+
+#[test]
+fn a_good_file_becomes_a_plan() {
+    let plan = parse("tiny.toml", GOOD, Profile::Standard).unwrap();
+    assert_eq!(
+        plan.phases[1].faults[0].to_string(),
+        "latency 20ms on the postgres link"
+    );
+    assert_eq!(plan.predictions[0].metric, Metric::P95Ms);
+    assert_eq!(plan.variants[0].modes["cache_failure"], "breaker");
+    assert_eq!(plan.run_seconds(), 10.0);
+}
+
+#[test]
+fn mistakes_name_the_file_line_and_field() {
+    struct Case {
+        from: &'static str,
+        to: &'static str,
+        field: &'static str,
+        says: &'static str,
+    }
+    let cases = [
+        Case {
+            from: "rate = 10",
+            to: "rate = -5",
+            field: "load.rate",
+            says: "above 0",
+        },
+        Case {
+            from: "rate = 10",
+            to: "rate = \"fast\"",
+            field: "rate",
+            says: "invalid type",
+        },
+        Case {
+            from: "users = 4",
+            to: "users = 4\nturbo = true",
+            field: "turbo",
+            says: "unknown field `turbo`",
+        },
+        Case {
+            from: "mix = { browse = 1 }",
+            to: "mix = { shopping = 1 }",
+            field: "load.mix",
+            says: "browse, availability, checkout, history",
+        },
+        Case {
+            from: "seconds = 6",
+            to: "seconds = 6000",
+            field: "phases.seconds",
+            says: "at most 600",
+        },
+        Case {
+            from: "metric = \"p95_ms\"",
+            to: "metric = \"p42_ms\"",
+            field: "predictions.metric",
+            says: "known metrics: offered_rps",
+        },
+        Case {
+            from: "phase = \"fault\"",
+            to: "phase = \"storm\"",
+            field: "predictions.phase",
+            says: "phases: baseline, fault",
+        },
+        Case {
+            from: "variant = \"defended\"",
+            to: "variant = \"vulnerable\"",
+            field: "predictions.variant",
+            says: "no variant",
+        },
+        Case {
+            from: "compare = \">=\"",
+            to: "compare = \"~\"",
+            field: "compare",
+            says: "unknown variant",
+        },
+        Case {
+            from: "kind = \"latency\", link = \"postgres\"",
+            to: "kind = \"latency\", link = \"mysql\"",
+            field: "phases.faults.link",
+            says: "links: postgres, redis",
+        },
+        Case {
+            from: "ms = 20.0",
+            to: "ms = -1.0",
+            field: "phases.faults",
+            says: "between 0 and 60000",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"teleport\" }",
+            field: "faults",
+            says: "unknown variant `teleport`",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"kill\", target = \"mysql\" }",
+            field: "phases.faults.target",
+            says: "postgres, redis, proxy, service",
+        },
+        Case {
+            from: "cache_failure = \"breaker\"",
+            to: "cache_failure = \"pray\"",
+            field: "variants.modes",
+            says: "unknown variant `pray`",
+        },
+        Case {
+            from: "[variants.defended]",
+            to: "[variants.hardened]",
+            field: "variants",
+            says: "vulnerable, defended",
+        },
+    ];
+    for case in cases {
+        let text = with(case.from, case.to);
+        let error = error_of(&text);
+        let shown = error.to_string();
+        assert_eq!(error.file, "bad.toml");
+        assert_eq!(error.field, case.field, "{shown}");
+        assert!(error.message.contains(case.says), "{shown}");
+        let expected = line_of(&text, case.to.lines().last().unwrap());
+        assert_eq!(error.line, expected, "{shown}");
+    }
+}
+
+#[test]
+fn malformed_toml_is_located() {
+    let error = error_of("name = \"x\"\nstory = \"y\"\n[load\nrate = 1\n");
+    assert_eq!(error.line, 3, "{error}");
+}
+
+#[test]
+fn unknown_experiments_list_the_built_ins_and_user_files_load_by_path() {
+    let error = catalog::load("cache-outgae", Profile::Standard).unwrap_err();
+    assert!(matches!(error, CatalogError::Unknown { .. }));
+    assert!(
+        error
+            .to_string()
+            .contains("cache-outage, flash-sale, n-plus-one, db-latency"),
+        "{error}"
+    );
+
+    let dir = std::env::temp_dir().join(format!("fortress-definitions-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tiny.toml");
+    std::fs::write(&path, GOOD).unwrap();
+    let plan = catalog::load(path.to_str().unwrap(), Profile::Quick).unwrap();
+    assert_eq!(plan.name, "tiny");
+    assert_eq!(plan.run_seconds(), 5.0, "quick is half by default");
+    let missing = catalog::load(dir.join("nope.toml").to_str().unwrap(), Profile::Quick).unwrap_err();
+    assert!(missing.to_string().starts_with("cannot read"), "{missing}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
