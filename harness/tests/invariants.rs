@@ -1,0 +1,166 @@
+//! The end-of-run invariants, on a real Postgres prepared with known violations: each must be caught.
+
+use std::time::Duration;
+
+use fortress::experiment::invariants::{self, InvariantReport, RunFacts};
+use reference_service::Config;
+use reference_service::db::Db;
+use reference_service::metrics::Metrics;
+use reference_service::seed::{SeedPlan, seed};
+use sqlx::PgPool;
+use testcontainers::bollard::models::{HostConfig, PortBinding};
+use testcontainers::core::{ContainerPort, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerAsync, GenericImage, ImageExt};
+
+async fn postgres() -> (ContainerAsync<GenericImage>, PgPool, Db) {
+    let container = GenericImage::new("fortress/postgres", "15")
+        .with_exposed_port(ContainerPort::Tcp(5432))
+        .with_wait_for(WaitFor::message_on_stderr(
+            "database system is ready to accept connections",
+        ))
+        .with_env_var("POSTGRES_PASSWORD", "x")
+        .with_env_var("POSTGRES_DB", "shop")
+        .with_label("fortress.test", "invariants")
+        .with_host_config_modifier(|host: &mut HostConfig| {
+            let binding = PortBinding {
+                host_ip: Some("127.0.0.1".into()),
+                host_port: Some(String::new()),
+            };
+            host.port_bindings = Some(
+                [("5432/tcp".to_owned(), Some(vec![binding]))]
+                    .into_iter()
+                    .collect(),
+            );
+        })
+        .start()
+        .await
+        .unwrap_or_else(|e| panic!("could not start Postgres: {e} (these tests need Docker: run ci/setup)"));
+    let port = container.get_host_port_ipv4(5432).await.unwrap();
+    let url = format!("postgres://postgres:x@127.0.0.1:{port}/shop");
+    let db = Db::connect_lazy(&Config::for_urls(&url, "redis://127.0.0.1:1"), Metrics::new()).unwrap();
+    db.migrate(Duration::from_secs(30)).await.unwrap();
+    seed(
+        &db,
+        &SeedPlan {
+            products: 3,
+            users: 3,
+            stock: 2,
+            orders_per_user: 1,
+            seed: 1,
+        },
+    )
+    .await
+    .unwrap();
+    let pg = PgPool::connect(&url).await.unwrap();
+    (container, pg, db)
+}
+
+fn broken(report: &InvariantReport) -> Vec<&'static str> {
+    report.checks.iter().filter(|c| !c.held).map(|c| c.name).collect()
+}
+
+async fn exec(pg: &PgPool, sql: &str) {
+    sqlx::query(sql)
+        .execute(pg)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+#[tokio::test]
+async fn a_clean_database_holds_and_each_known_violation_is_caught() {
+    let (_container, pg, _db) = postgres().await;
+    let before: i64 = sqlx::query_scalar("SELECT max(id) FROM orders")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    let facts = RunFacts {
+        acknowledged: vec![1, 2, 3],
+        orders_before_run: before,
+    };
+    let clean = invariants::check(&pg, &facts, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(clean.held(), "{:#?}", clean.checks);
+    assert_eq!((clean.oversold_units, clean.units_sold), (0, 0));
+
+    // An acknowledged order that never reached the database.
+    let lost = RunFacts {
+        acknowledged: vec![1, 424242],
+        orders_before_run: before,
+    };
+    let report = invariants::check(&pg, &lost, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(broken(&report), ["acknowledged orders persisted"]);
+    assert!(
+        report.checks[0].detail.contains("424242"),
+        "{}",
+        report.checks[0].detail
+    );
+
+    // Three more units of product 1 than it ever had, each with its event and email (a lost update).
+    let initial: i64 = sqlx::query_scalar("SELECT initial_stock::bigint FROM inventory WHERE product_id = 1")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    let sold: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(quantity), 0)::bigint FROM orders WHERE product_id = 1")
+            .fetch_one(&pg)
+            .await
+            .unwrap();
+    for _ in 0..(initial - sold + 3) {
+        exec(&pg, "WITH o AS (INSERT INTO orders (user_id, product_id, quantity, total_cents) VALUES (1, 1, 1, 100) RETURNING id), \
+                   e AS (INSERT INTO outbox (event_type, order_id, payload, status) SELECT 'order.created', id, '{}', 'delivered' FROM o RETURNING id, order_id) \
+                   INSERT INTO emails (event_id, order_id, recipient, subject) SELECT id, order_id, 'x', 'x' FROM e").await;
+    }
+    let report = invariants::check(&pg, &facts, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(broken(&report), ["no oversell"]);
+    assert_eq!(report.oversold_units, 3);
+    assert_eq!(report.units_sold, initial - sold + 3);
+
+    // Negative stock (only possible once the schema's CHECK is gone, as in a hand-rolled schema).
+    exec(
+        &pg,
+        "ALTER TABLE inventory DROP CONSTRAINT inventory_quantity_check",
+    )
+    .await;
+    exec(&pg, "UPDATE inventory SET quantity = -2 WHERE product_id = 2").await;
+    // An order written without its event (a dual write that lost its second half).
+    exec(
+        &pg,
+        "INSERT INTO orders (user_id, product_id, quantity, total_cents) VALUES (2, 3, 1, 100)",
+    )
+    .await;
+    let report = invariants::check(&pg, &facts, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert_eq!(
+        broken(&report),
+        [
+            "no oversell",
+            "no negative stock",
+            "one outbox event per order",
+            "one email per order"
+        ]
+    );
+    assert!(
+        report.checks[2].detail.contains("products 2"),
+        "{}",
+        report.checks[2].detail
+    );
+
+    // An event stuck in pending: the check waits for the drain, then says what is still pending.
+    exec(&pg, "INSERT INTO outbox (event_type, order_id, payload) SELECT 'order.created', max(id), '{}' FROM orders").await;
+    let report = invariants::check(&pg, &facts, Duration::from_millis(300))
+        .await
+        .unwrap();
+    let email = report
+        .checks
+        .iter()
+        .find(|c| c.name == "one email per order")
+        .unwrap();
+    assert!(email.detail.contains("still pending"), "{}", email.detail);
+}
