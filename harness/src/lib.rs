@@ -3,10 +3,12 @@
 //!
 //! Data flows down this list and never back up: `cli` (the command line), `env` (the topology in
 //! containers, images, cleanup), `faults` (inject/revert pairs on a timeline), `experiment` (definitions,
-//! predictions and their judgement), `doctor` (can this machine run the lab).
+//! predictions and their judgement), `observe` (the service's and Postgres's counters as
+//! rates, once a second), `doctor` (can this machine run the lab).
 
 pub mod cli;
 pub mod doctor;
 pub mod env;
 pub mod experiment;
 pub mod faults;
+pub mod observe;

@@ -18,7 +18,8 @@ async fn main() -> ExitCode {
         return serve(*config).await;
     }
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        // testcontainers logs an ERROR for every container it finds already removed by our own cleanup.
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,testcontainers=off")))
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {

@@ -3,6 +3,7 @@
 
 mod env;
 mod faults;
+mod observe;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

@@ -1,0 +1,45 @@
+//! Postgres's own view: statements executed (`pg_stat_statements`) and transactions committed or
+//! rolled back (`pg_stat_database`), read through the port published on 127.0.0.1 (not the proxy, so a
+//! network fault on the service's link does not blind the observer).
+
+use sqlx::{Connection, PgConnection};
+
+/// Cumulative counters at one reading.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DatabaseCounters {
+    pub statements: f64,
+    pub transactions: f64,
+}
+
+#[derive(Debug)]
+pub struct DatabaseProbe {
+    conn: PgConnection,
+}
+
+impl DatabaseProbe {
+    /// Connects and makes sure `pg_stat_statements` is there to read (the server preloads it).
+    pub async fn connect(url: &str) -> Result<Self, sqlx::Error> {
+        let mut conn = PgConnection::connect(url).await?;
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .execute(&mut conn)
+            .await?;
+        Ok(Self { conn })
+    }
+
+    /// The counters now. The probe's own statements are left out of the statement count.
+    pub async fn read(&mut self) -> Result<DatabaseCounters, sqlx::Error> {
+        let (statements, transactions): (f64, f64) = sqlx::query_as(
+            "SELECT (SELECT coalesce(sum(calls), 0)::float8 FROM pg_stat_statements \
+                     WHERE dbid = d.oid AND query NOT ILIKE '%pg_stat_%'), \
+                    (xact_commit + xact_rollback)::float8 \
+             FROM pg_stat_database s JOIN pg_database d ON d.datname = s.datname \
+             WHERE s.datname = current_database()",
+        )
+        .fetch_one(&mut self.conn)
+        .await?;
+        Ok(DatabaseCounters {
+            statements,
+            transactions,
+        })
+    }
+}
