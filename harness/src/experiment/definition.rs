@@ -3,15 +3,15 @@
 //! Every mistake in a file is reported as `file:line: field: what is wrong and what is allowed`, before
 //! any container starts. The schema, by example, is `experiments/cache-outage.toml`.
 
-use std::collections::BTreeMap;
 use std::ops::Range;
 
 use reference_service::modes::{Modes, ModesPatch};
 use reference_service::seed::SeedPlan;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use toml::Spanned;
 
 use super::metric::{Comparison, Metric};
+use super::schema::{FaultFile, File};
 use crate::env::Role;
 use crate::faults::Fault;
 use crate::faults::proxy::NetworkFault;
@@ -116,122 +116,6 @@ impl Plan {
     pub fn run_seconds(&self) -> f64 {
         self.phases.iter().map(|p| p.seconds).sum()
     }
-}
-
-// ---- the file as written -------------------------------------------------------------------------
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    name: Spanned<String>,
-    story: String,
-    #[serde(default)]
-    topology: Topology,
-    #[serde(default)]
-    seed: Option<Spanned<toml::Table>>,
-    load: LoadFile,
-    #[serde(default)]
-    profiles: Option<ProfilesFile>,
-    phases: Spanned<Vec<PhaseFile>>,
-    variants: Spanned<BTreeMap<String, VariantFile>>,
-    #[serde(default)]
-    predictions: Vec<PredictionFile>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Topology {
-    replicas: Spanned<u32>,
-    pool_size: Spanned<u32>,
-}
-
-impl Default for Topology {
-    fn default() -> Self {
-        Self {
-            replicas: Spanned::new(0..0, 1),
-            pool_size: Spanned::new(0..0, 10),
-        }
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoadFile {
-    rate: Spanned<f64>,
-    users: Spanned<u32>,
-    mix: Spanned<BTreeMap<String, u32>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ProfilesFile {
-    quick: Spanned<f64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PhaseFile {
-    name: Spanned<String>,
-    seconds: Spanned<f64>,
-    #[serde(default)]
-    faults: Vec<Spanned<FaultFile>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-enum FaultFile {
-    Kill {
-        target: String,
-    },
-    Stop {
-        target: String,
-    },
-    Pause {
-        target: String,
-    },
-    Modes {
-        modes: toml::Table,
-    },
-    DropIndex {
-        index: String,
-    },
-    Latency {
-        link: String,
-        ms: f64,
-        jitter_ms: Option<f64>,
-    },
-    Bandwidth {
-        link: String,
-        bytes_per_second: u64,
-    },
-    Blackhole {
-        link: String,
-    },
-    Reset {
-        link: String,
-    },
-    Down {
-        link: String,
-    },
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VariantFile {
-    modes: Spanned<toml::Table>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PredictionFile {
-    variant: Spanned<String>,
-    metric: Spanned<String>,
-    phase: Spanned<String>,
-    over: Option<Spanned<String>>,
-    compare: Spanned<Comparison>,
-    threshold: Spanned<f64>,
-    #[serde(default)]
-    why: String,
 }
 
 // ---- parsing and validation ------------------------------------------------------------------------

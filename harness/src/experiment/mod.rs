@@ -9,4 +9,5 @@ pub mod catalog;
 pub mod definition;
 pub mod invariants;
 pub mod metric;
+mod schema;
 pub mod verdict;

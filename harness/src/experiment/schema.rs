@@ -1,0 +1,124 @@
+//! An experiment file as written, before validation: the serde shape of `experiments/*.toml`.
+//! Fields that validation checks carry their position in the file (`Spanned`), so an error can name
+//! the line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::metric::Comparison;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct File {
+    pub(super) name: Spanned<String>,
+    pub(super) story: String,
+    #[serde(default)]
+    pub(super) topology: Topology,
+    #[serde(default)]
+    pub(super) seed: Option<Spanned<toml::Table>>,
+    pub(super) load: LoadFile,
+    #[serde(default)]
+    pub(super) profiles: Option<ProfilesFile>,
+    pub(super) phases: Spanned<Vec<PhaseFile>>,
+    pub(super) variants: Spanned<BTreeMap<String, VariantFile>>,
+    #[serde(default)]
+    pub(super) predictions: Vec<PredictionFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct Topology {
+    pub(super) replicas: Spanned<u32>,
+    pub(super) pool_size: Spanned<u32>,
+}
+
+impl Default for Topology {
+    fn default() -> Self {
+        Self {
+            replicas: Spanned::new(0..0, 1),
+            pool_size: Spanned::new(0..0, 10),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct LoadFile {
+    pub(super) rate: Spanned<f64>,
+    pub(super) users: Spanned<u32>,
+    pub(super) mix: Spanned<BTreeMap<String, u32>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ProfilesFile {
+    pub(super) quick: Spanned<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PhaseFile {
+    pub(super) name: Spanned<String>,
+    pub(super) seconds: Spanned<f64>,
+    #[serde(default)]
+    pub(super) faults: Vec<Spanned<FaultFile>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub(super) enum FaultFile {
+    Kill {
+        target: String,
+    },
+    Stop {
+        target: String,
+    },
+    Pause {
+        target: String,
+    },
+    Modes {
+        modes: toml::Table,
+    },
+    DropIndex {
+        index: String,
+    },
+    Latency {
+        link: String,
+        ms: f64,
+        jitter_ms: Option<f64>,
+    },
+    Bandwidth {
+        link: String,
+        bytes_per_second: u64,
+    },
+    Blackhole {
+        link: String,
+    },
+    Reset {
+        link: String,
+    },
+    Down {
+        link: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct VariantFile {
+    pub(super) modes: Spanned<toml::Table>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PredictionFile {
+    pub(super) variant: Spanned<String>,
+    pub(super) metric: Spanned<String>,
+    pub(super) phase: Spanned<String>,
+    pub(super) over: Option<Spanned<String>>,
+    pub(super) compare: Spanned<Comparison>,
+    pub(super) threshold: Spanned<f64>,
+    #[serde(default)]
+    pub(super) why: String,
+}
