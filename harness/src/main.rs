@@ -19,7 +19,9 @@ async fn main() -> ExitCode {
     }
     tracing_subscriber::fmt()
         // testcontainers logs an ERROR for every container it finds already removed by our own cleanup.
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,testcontainers=off")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,testcontainers=off")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
