@@ -8,6 +8,8 @@ Examples:
   fortress env up                 start Postgres, Redis and the service; print URLs; Ctrl-C removes it all
   fortress env up --replicas 2    the same with two service replicas
   fortress cleanup                remove containers and networks left by runs that were killed
+  fortress experiment cache-outage                      both variants, standard profile
+  fortress experiment flash-sale --variant defended --profile quick
   fortress list                   the built-in experiments
   fortress plan cache-outage      check an experiment and print its phases, faults and predictions
   fortress plan my-experiment.toml --profile quick
@@ -33,6 +35,12 @@ pub enum Command {
     Doctor,
     /// Remove every container and network left behind by earlier runs (found by their labels).
     Cleanup,
+    /// Run an experiment: load it, break it, watch it, and judge its predictions.
+    ///
+    /// Exit codes: 0 every prediction confirmed and every invariant held; 1 a prediction refuted or an
+    /// invariant violated; 2 something could not be judged (inconclusive); 3 usage or definition
+    /// error; 4 environment error (Docker, images) or interrupted.
+    Experiment(ExperimentArgs),
     /// List the built-in experiments: name, story, faults, duration.
     List,
     /// Check an experiment (built-in name or .toml path) and print its plan: phases, faults, variants,
@@ -43,6 +51,30 @@ pub enum Command {
     /// Run the reference service (what the lab's service containers execute).
     #[command(hide = true)]
     Service(Box<reference_service::Config>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VariantChoice {
+    Vulnerable,
+    Defended,
+    Both,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExperimentArgs {
+    /// A built-in experiment (see `fortress list`) or the path of an experiment file.
+    pub experiment: String,
+    /// Which variant(s) to run; `both` runs the vulnerable one first.
+    #[arg(long, value_enum, default_value_t = VariantChoice::Both)]
+    pub variant: VariantChoice,
+    #[arg(long, value_enum, default_value_t = crate::experiment::definition::Profile::Standard)]
+    pub profile: crate::experiment::definition::Profile,
+    /// Seed of the data set (names, prices, order history).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where run folders are written.
+    #[arg(long, default_value = "reports")]
+    pub out: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

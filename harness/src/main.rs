@@ -29,6 +29,7 @@ async fn main() -> ExitCode {
         Command::Doctor => doctor().await,
         Command::Cleanup => cleanup().await,
         Command::Proxy(args) => proxy(args).await,
+        Command::Experiment(args) => experiment(&args).await,
         Command::List => list(),
         Command::Plan(args) => plan(&args),
         Command::Service(_) => unreachable!("handled above"),
@@ -121,6 +122,13 @@ async fn env_up(args: EnvArgs) -> anyhow::Result<ExitCode> {
         .context("cleanup took longer than a minute; run `fortress cleanup`")??;
     println!("{removed}");
     Ok(ExitCode::SUCCESS)
+}
+
+async fn experiment(args: &fortress::cli::ExperimentArgs) -> anyhow::Result<ExitCode> {
+    let binary = std::env::current_exe().context("failed to find the fortress executable")?;
+    Ok(ExitCode::from(
+        fortress::commands::experiment::run(args, binary).await,
+    ))
 }
 
 fn list() -> anyhow::Result<ExitCode> {

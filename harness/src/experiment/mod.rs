@@ -9,5 +9,7 @@ pub mod catalog;
 pub mod definition;
 pub mod invariants;
 pub mod metric;
+pub mod output;
+pub mod runner;
 mod schema;
 pub mod verdict;

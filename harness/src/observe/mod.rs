@@ -52,7 +52,7 @@ impl Observer {
                 .text()
                 .await
                 .ok()?;
-            service::parse(&text).ok()
+            Some(service::parse(&text))
         };
         tokio::time::timeout(READ_DEADLINE, read).await.ok().flatten()
     }

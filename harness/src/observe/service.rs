@@ -1,8 +1,6 @@
 //! The service's own view, from its `/metrics` (Prometheus text): statements it issued, cache outcomes,
 //! orders by result, responses by status.
 
-use prometheus_parse::{Sample, Scrape, Value};
-
 /// Cumulative counters at one scrape.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ServiceCounters {
@@ -19,49 +17,98 @@ pub struct ServiceCounters {
     pub breaker_state: f64,
 }
 
-fn value(sample: &Sample) -> f64 {
-    match sample.value {
-        Value::Counter(v) | Value::Gauge(v) | Value::Untyped(v) => v,
-        _ => 0.0,
+/// One line of the text exposition format: `name{label="value",...} value`.
+#[derive(Debug, PartialEq)]
+struct Line<'a> {
+    name: &'a str,
+    labels: Vec<(&'a str, String)>,
+    value: f64,
+}
+
+impl Line<'_> {
+    fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
-/// Sums the samples of `metric` whose `label` is `wanted` (or all of them when `wanted` is `None`).
-fn sum(scrape: &Scrape, metric: &str, label: &str, wanted: Option<&str>) -> f64 {
-    scrape
-        .samples
-        .iter()
-        .filter(|s| s.metric == metric && wanted.is_none_or(|w| s.labels.get(label) == Some(w)))
-        .map(value)
-        .sum()
+/// Parses a sample line. Written here because the `prometheus-parse` crate drops every sample whose
+/// label values contain a brace, and the service's routes do (`/products/{id}`).
+fn parse_line(line: &str) -> Option<Line<'_>> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let name_end = line.find(['{', ' ']).unwrap_or(line.len());
+    let name = &line[..name_end];
+    let mut rest = &line[name_end..];
+    let mut labels = Vec::new();
+    if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices();
+        let mut key_start = 0;
+        loop {
+            let (eq, _) = chars.by_ref().find(|(_, c)| *c == '=' || *c == '}')?;
+            if inner[eq..].starts_with('}') {
+                rest = &inner[eq + 1..];
+                break;
+            }
+            let key = inner[key_start..eq].trim_matches(|c: char| c == ',' || c.is_whitespace());
+            let (_, quote) = chars.next()?;
+            if quote != '"' {
+                return None;
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next()? {
+                    (_, '\\') => match chars.next()?.1 {
+                        'n' => value.push('\n'),
+                        other => value.push(other),
+                    },
+                    (_, '"') => break,
+                    (_, c) => value.push(c),
+                }
+            }
+            labels.push((key, value));
+            key_start = chars.clone().next().map_or(inner.len(), |(i, _)| i);
+        }
+    }
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Line { name, labels, value })
 }
 
 /// Reads the counters out of a `/metrics` body.
-pub fn parse(text: &str) -> Result<ServiceCounters, std::io::Error> {
-    let scrape = Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))?;
-    let cache = |outcome| sum(&scrape, "fortress_cache_requests_total", "outcome", Some(outcome));
-    let orders = |result| sum(&scrape, "fortress_orders_total", "result", Some(result));
-    let responses_5xx = scrape
-        .samples
+pub fn parse(text: &str) -> ServiceCounters {
+    let lines: Vec<Line<'_>> = text.lines().filter_map(parse_line).collect();
+    let sum = |metric: &str, label: &str, wanted: Option<&str>| -> f64 {
+        lines
+            .iter()
+            .filter(|l| l.name == metric && wanted.is_none_or(|w| l.label(label) == Some(w)))
+            .map(|l| l.value)
+            .sum()
+    };
+    let cache = |outcome| sum("fortress_cache_requests_total", "outcome", Some(outcome));
+    let orders = |result| sum("fortress_orders_total", "result", Some(result));
+    let responses_5xx = lines
         .iter()
-        .filter(|s| {
-            s.metric == "fortress_http_requests_total"
-                && s.labels.get("status").is_some_and(|c| c.starts_with('5'))
+        .filter(|l| {
+            l.name == "fortress_http_requests_total" && l.label("status").is_some_and(|c| c.starts_with('5'))
         })
-        .map(value)
+        .map(|l| l.value)
         .sum();
-    Ok(ServiceCounters {
-        statements: sum(&scrape, "fortress_db_statements_total", "query", None),
+    ServiceCounters {
+        statements: sum("fortress_db_statements_total", "query", None),
         cache_hits: cache("hit"),
         cache_misses: cache("miss"),
         cache_errors: cache("error"),
         cache_bypassed: cache("bypass"),
         orders_created: orders("created"),
         orders_sold_out: orders("sold_out"),
-        responses: sum(&scrape, "fortress_http_requests_total", "status", None),
+        responses: sum("fortress_http_requests_total", "status", None),
         responses_5xx,
-        breaker_state: sum(&scrape, "fortress_cache_breaker_state", "", None),
-    })
+        breaker_state: sum("fortress_cache_breaker_state", "", None),
+    }
 }
 
 #[cfg(test)]
@@ -84,10 +131,23 @@ fortress_http_requests_total{method=\"POST\",route=\"/orders\",status=\"503\"} 5
 # TYPE fortress_cache_breaker_state gauge
 fortress_cache_breaker_state 2
 ";
-        let counters = parse(text).unwrap();
+        let counters = parse(text);
         assert_eq!((counters.cache_hits, counters.cache_misses), (90.0, 10.0));
         assert_eq!(counters.statements, 10.0);
         assert_eq!((counters.responses, counters.responses_5xx), (100.0, 5.0));
         assert_eq!(counters.breaker_state, 2.0);
+    }
+
+    #[test]
+    fn label_values_may_hold_braces_commas_and_escaped_quotes() {
+        let line = parse_line(r#"m{route="/a/{id}",note="x, \"y\"",z="1"} 7"#).unwrap();
+        assert_eq!(line.name, "m");
+        assert_eq!(line.label("route"), Some("/a/{id}"));
+        assert_eq!(line.label("note"), Some(r#"x, "y""#));
+        assert_eq!(line.label("z"), Some("1"));
+        assert_eq!(line.value, 7.0);
+        assert_eq!(parse_line("plain 3.5").unwrap().value, 3.5);
+        assert!(parse_line("# HELP m help").is_none());
+        assert!(parse_line(r#"broken{a="1"#).is_none());
     }
 }

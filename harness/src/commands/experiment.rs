@@ -1,0 +1,181 @@
+//! `fortress experiment`: the front door. Prints the story and the predictions, runs the variants with
+//! a progress bar per phase, then the verdicts, the invariants and where the run folder is.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{ExperimentArgs, VariantChoice};
+use crate::experiment::catalog;
+use crate::experiment::definition::VariantPlan;
+use crate::experiment::output;
+use crate::experiment::runner::{self, Event, RunContext, RunError};
+use crate::experiment::verdict::Outcome;
+
+/// Runs the experiment and answers the process exit code (see `fortress experiment --help`).
+pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> u8 {
+    let plan = match catalog::load(&args.experiment, args.profile) {
+        Ok(plan) => plan,
+        Err(error) => {
+            eprintln!("fortress: {error}");
+            return 3;
+        }
+    };
+    let wanted = |v: &&VariantPlan| match args.variant {
+        VariantChoice::Both => true,
+        VariantChoice::Vulnerable => v.name == "vulnerable",
+        VariantChoice::Defended => v.name == "defended",
+    };
+    let mut variants: Vec<&VariantPlan> = plan.variants.iter().filter(wanted).collect();
+    variants.sort_by_key(|v| v.name != "vulnerable");
+    if variants.is_empty() {
+        let known: Vec<&str> = plan.variants.iter().map(|v| v.name.as_str()).collect();
+        eprintln!(
+            "fortress: {} has no {:?} variant; it has: {}",
+            plan.name,
+            args.variant,
+            known.join(", ")
+        );
+        return 3;
+    }
+
+    println!(
+        "{} ({:?} profile, {:.0} s of load per variant)\n",
+        plan.name,
+        plan.profile,
+        plan.run_seconds()
+    );
+    println!("{}\n", plan.story);
+    println!("Predicted:");
+    for p in plan
+        .predictions
+        .iter()
+        .filter(|p| variants.iter().any(|v| v.name == p.variant))
+    {
+        let over = p.over.as_ref().map(|o| format!(" / {o}")).unwrap_or_default();
+        println!(
+            "  {:<10} {} in {}{over} {} {}: {}",
+            p.variant,
+            p.metric,
+            p.phase,
+            p.compare.symbol(),
+            p.threshold,
+            p.why
+        );
+    }
+    println!();
+
+    let started = chrono::Utc::now();
+    let out_dir = match output::run_dir(&args.out, &plan, started) {
+        Ok(dir) => dir,
+        Err(error) => {
+            eprintln!(
+                "fortress: cannot create the run folder under {}: {error}",
+                args.out.display()
+            );
+            return 4;
+        }
+    };
+    let stop = CancellationToken::new();
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            crate::load::interrupted().await;
+            eprintln!("\ninterrupted: reverting faults and removing the lab...");
+            stop.cancel();
+        })
+    };
+    let bars = MultiProgress::new();
+    let current: Mutex<HashMap<String, ProgressBar>> = Mutex::new(HashMap::new());
+    let style = ProgressStyle::with_template("{prefix:>22} [{bar:30}] {pos:>3}/{len}s {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    let total = plan.run_seconds().ceil() as u64;
+    let progress = |event: Event<'_>| {
+        let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Event::Message(text) => bars.println(text).unwrap_or(()),
+            Event::Phase { variant, phase } => {
+                let bar = current
+                    .entry(variant.to_owned())
+                    .or_insert_with(|| bars.add(ProgressBar::new(total).with_style(style.clone())));
+                bar.set_prefix(format!("{variant}/{}", phase.name));
+            }
+            Event::Second {
+                variant,
+                at_s,
+                figures,
+                ..
+            } => {
+                if let Some(bar) = current.get(variant) {
+                    bar.set_position(at_s as u64);
+                    bar.set_message(figures);
+                }
+            }
+        }
+    };
+    let ctx = RunContext {
+        lab_binary,
+        out_dir: &out_dir,
+        stop: stop.clone(),
+        progress: &progress,
+    };
+    let result = runner::run(&plan, &variants, args.seed, &ctx).await;
+    watcher.abort();
+    for bar in current.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        bar.finish();
+    }
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(error @ RunError::Interrupted) => {
+            eprintln!("fortress: {error}");
+            return 4;
+        }
+        Err(error) => {
+            eprintln!("fortress: {error}");
+            return 4;
+        }
+    };
+
+    println!("\nVerdicts:");
+    for variant in &summary.variants {
+        for v in &variant.verdicts {
+            let observed = v.observed.map_or_else(|| "-".to_owned(), |o| format!("{o:.3}"));
+            let (word, reason) = match &v.outcome {
+                Outcome::Confirmed => ("CONFIRMED", String::new()),
+                Outcome::Refuted => ("REFUTED", String::new()),
+                Outcome::Inconclusive { reason } => ("INCONCLUSIVE", format!(" ({reason})")),
+            };
+            println!(
+                "  {:<10} {word:<12} {}  observed {observed}{reason}",
+                variant.variant,
+                v.claim()
+            );
+        }
+        for check in &variant.invariants.checks {
+            let word = if check.held { "held" } else { "VIOLATED" };
+            println!(
+                "  {:<10} {word:<12} {}: {}",
+                variant.variant, check.name, check.detail
+            );
+        }
+        println!(
+            "  {:<10} load: {:.1} of {:.1} requests/s offered, {} requests",
+            variant.variant, variant.achieved_rps, variant.offered_rps, variant.requests
+        );
+    }
+    println!(
+        "\nrun folder: {} (summary.json, time series, goose reports)",
+        out_dir.display()
+    );
+    let meaning = match summary.exit_code {
+        0 => "every prediction confirmed, every invariant held",
+        1 => "a prediction was refuted or an invariant violated",
+        _ => "some predictions could not be judged",
+    };
+    println!("exit {}: {meaning}", summary.exit_code);
+    summary.exit_code
+}

@@ -1,0 +1,3 @@
+//! What each `fortress` subcommand does and prints, so that `main.rs` only parses and dispatches.
+
+pub mod experiment;

@@ -1,0 +1,100 @@
+//! What a run leaves behind in `reports/<experiment>-<timestamp>/`: `summary.json` (verdicts with
+//! predicted and observed values, invariants, the fault timeline with its evidence, images, versions,
+//! seed, git revision) and, per variant, the time series as CSV and JSON beside goose's own report.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::definition::Plan;
+use super::invariants::InvariantReport;
+use super::metric::Metric;
+use super::verdict::{PhaseStats, Sample, Verdict};
+use crate::env::images::ImageChoice;
+use crate::faults::TimelineEntry;
+
+/// One variant's run, as it is written and judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantReport {
+    pub variant: String,
+    pub modes: serde_json::Value,
+    pub run_id: String,
+    pub images: Vec<ImageChoice>,
+    pub ready_in_s: f64,
+    pub offered_rps: f64,
+    pub achieved_rps: f64,
+    pub requests: u64,
+    pub verdicts: Vec<Verdict>,
+    pub invariants: InvariantReport,
+    pub timeline: Vec<TimelineEntry>,
+    pub phase_stats: PhaseStats,
+    #[serde(skip)]
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub experiment: String,
+    pub story: String,
+    pub source: String,
+    pub profile: String,
+    pub seed: u64,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub fortress_version: &'static str,
+    pub git_revision: Option<String>,
+    pub docker_version: Option<String>,
+    pub exit_code: u8,
+    pub variants: Vec<VariantReport>,
+}
+
+/// `reports/<experiment>-<UTC timestamp>` under `root`, created.
+pub fn run_dir(root: &Path, plan: &Plan, started: chrono::DateTime<chrono::Utc>) -> std::io::Result<PathBuf> {
+    let dir = root.join(format!("{}-{}", plan.name, started.format("%Y%m%dT%H%M%SZ")));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The commit the lab was built from, if this is a git checkout.
+pub fn git_revision() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+pub fn write_summary(dir: &Path, summary: &Summary) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(summary).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join("summary.json"), json)
+}
+
+/// `timeseries-<variant>.csv` (one row per second, one column per metric) and `.json`.
+pub fn write_series(dir: &Path, variant: &str, samples: &[Sample]) -> std::io::Result<()> {
+    let metrics: BTreeSet<Metric> = samples.iter().flat_map(|s| s.values.keys().copied()).collect();
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(
+        dir.join(format!("timeseries-{variant}.csv")),
+    )?);
+    let header: Vec<&str> = metrics.iter().map(|m| m.name()).collect();
+    writeln!(csv, "at_s,phase,{}", header.join(","))?;
+    for sample in samples {
+        let cells: Vec<String> = metrics
+            .iter()
+            .map(|m| {
+                sample
+                    .values
+                    .get(m)
+                    .map(|v| format!("{v:.4}"))
+                    .unwrap_or_default()
+            })
+            .collect();
+        writeln!(csv, "{:.1},{},{}", sample.at_s, sample.phase, cells.join(","))?;
+    }
+    csv.flush()?;
+    let json = serde_json::to_vec(samples).map_err(std::io::Error::other)?;
+    std::fs::write(dir.join(format!("timeseries-{variant}.json")), json)
+}

@@ -1,0 +1,433 @@
+//! Running one variant of an experiment: a fresh lab, the variant's modes, the load through every
+//! phase, each phase's faults injected and reverted around it, one sample a second, then the
+//! invariants and the verdicts.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
+
+use super::definition::{PhasePlan, Plan, RUN_PHASE, VariantPlan};
+use super::invariants::{self, RunFacts};
+use super::metric::Metric;
+use super::output::{self, Summary, VariantReport};
+use super::verdict::{self, Caveats, MIN_ACHIEVED_SHARE, PhaseStats, Sample};
+use crate::env::{ADMIN_TOKEN, EnvError, Lab, LabSpec};
+use crate::faults::{self, Action, Fault, FaultError, FaultTimeline};
+use crate::load::{self, Group, LoadSpec, Recorder, quantile_ms};
+use crate::observe::Observer;
+
+/// How long the outbox gets to drain before the email invariant is judged.
+const DRAIN: Duration = Duration::from_secs(15);
+/// The cache hit ratio that counts as recovered.
+const RECOVERED_HIT_RATIO: f64 = 0.9;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error(transparent)]
+    Fault(#[from] FaultError),
+    #[error("the service refused {what}: {detail}")]
+    Service { what: &'static str, detail: String },
+    #[error("the load generator failed: {0}")]
+    Load(String),
+    #[error("checking the invariants failed: {0}")]
+    Invariants(#[from] sqlx::Error),
+    #[error("interrupted (Ctrl-C); every fault was reverted and the lab removed")]
+    Interrupted,
+}
+
+/// What the runner tells whoever shows progress.
+#[derive(Debug, Clone)]
+pub enum Event<'a> {
+    Message(String),
+    Phase {
+        variant: &'a str,
+        phase: &'a PhasePlan,
+    },
+    Second {
+        variant: &'a str,
+        at_s: f64,
+        total_s: f64,
+        figures: String,
+    },
+}
+
+pub struct RunContext<'a> {
+    pub lab_binary: PathBuf,
+    pub out_dir: &'a Path,
+    pub stop: CancellationToken,
+    pub progress: &'a (dyn Fn(Event<'_>) + Sync),
+}
+
+async fn admin(lab: &Lab, path: &str, body: &serde_json::Value, what: &'static str) -> Result<(), RunError> {
+    let url = format!("{}{path}", lab.service_url(1).await?);
+    let request = if path == "/admin/modes" {
+        lab.http().put(url)
+    } else {
+        lab.http().post(url)
+    };
+    let response = request
+        .bearer_auth(ADMIN_TOKEN)
+        .json(body)
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await;
+    match response {
+        Ok(r) if r.status().is_success() => Ok(()),
+        Ok(r) => Err(RunError::Service {
+            what,
+            detail: format!("{} {}", r.status(), r.text().await.unwrap_or_default()),
+        }),
+        Err(e) => Err(RunError::Service {
+            what,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Runs `variant` of `plan` on a lab of its own and judges it.
+pub async fn run_variant(
+    plan: &Plan,
+    variant: &VariantPlan,
+    ctx: &RunContext<'_>,
+) -> Result<VariantReport, RunError> {
+    let progress = ctx.progress;
+    let spec = LabSpec {
+        replicas: plan.replicas,
+        db_pool_size: plan.pool_size,
+        ..LabSpec::with_binary(ctx.lab_binary.clone())
+    };
+    progress(Event::Message(format!("{}: starting the lab", variant.name)));
+    let show = |line: &str| progress(Event::Message(format!("  {line}")));
+    let lab = tokio::select! {
+        lab = Lab::start(&spec, &show) => lab?,
+        () = ctx.stop.cancelled() => return Err(RunError::Interrupted),
+    };
+    progress(Event::Message(format!(
+        "{}: lab {} ready in {:.1?}",
+        variant.name, lab.run_id, lab.ready_in
+    )));
+    let result = drive(plan, variant, &lab, ctx).await;
+    if let Err(error) = lab.shutdown().await {
+        progress(Event::Message(format!(
+            "could not remove the lab ({error}); run `fortress cleanup`"
+        )));
+    }
+    result
+}
+
+async fn drive(
+    plan: &Plan,
+    variant: &VariantPlan,
+    lab: &Lab,
+    ctx: &RunContext<'_>,
+) -> Result<VariantReport, RunError> {
+    admin(
+        lab,
+        "/admin/seed",
+        &serde_json::to_value(&plan.seed).unwrap_or_default(),
+        "the seed plan",
+    )
+    .await?;
+    admin(lab, "/admin/modes", &variant.modes, "the variant's modes").await?;
+    let pg = sqlx::PgPool::connect(&lab.postgres_url().await?).await?;
+    let orders_before_run: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM orders")
+        .fetch_one(&pg)
+        .await?;
+
+    let recorder = Recorder::new();
+    let total = plan.run_seconds();
+    let load_spec = LoadSpec::from_plan(
+        plan,
+        &lab.service_url(1).await?,
+        Duration::from_secs_f64(total.ceil() + 1.0),
+    );
+    let report_dir = ctx.out_dir.join(format!("goose-{}", variant.name));
+    let _ = std::fs::create_dir_all(&report_dir);
+    let load_recorder = recorder.clone();
+    let load_stop = ctx.stop.clone();
+    let load =
+        tokio::spawn(async move { load::run(&load_spec, load_recorder, &report_dir, &load_stop).await });
+
+    let timeline = FaultTimeline::default();
+    let mut observer = Observer::new();
+    observer.sample(lab).await;
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut phase_histograms: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
+    for phase in &plan.phases {
+        (ctx.progress)(Event::Phase {
+            variant: &variant.name,
+            phase,
+        });
+        let watch = watch_phase(
+            lab,
+            &mut observer,
+            &recorder,
+            phase,
+            started,
+            total,
+            &variant.name,
+            ctx,
+            &mut samples,
+            &mut phase_histograms,
+        );
+        with_faults(lab, &timeline, &ctx.stop, &phase.faults, watch).await?;
+        if ctx.stop.is_cancelled() {
+            load.abort();
+            return Err(RunError::Interrupted);
+        }
+    }
+    let summary = load
+        .await
+        .map_err(|e| RunError::Load(e.to_string()))?
+        .map_err(|e| RunError::Load(e.to_string()))?;
+    let facts = RunFacts {
+        acknowledged: recorder.acknowledged_orders(),
+        orders_before_run,
+    };
+    let invariants = invariants::check(&pg, &facts, DRAIN).await?;
+
+    let mut stats = PhaseStats::from_samples(&samples);
+    derived_stats(plan, &samples, &phase_histograms, &mut stats);
+    stats.set(RUN_PHASE, Metric::OversoldUnits, invariants.oversold_units as f64);
+    stats.set(RUN_PHASE, Metric::UnitsSold, invariants.units_sold as f64);
+    let requests = recorder.request_count();
+    let errors: u64 = recorder.totals().iter().map(|g| g.errors).sum();
+    if requests > 0 {
+        stats.set(RUN_PHASE, Metric::ErrorRate, errors as f64 / requests as f64);
+    }
+    let caveats = caveats(plan, &stats, &timeline);
+    let verdicts = plan
+        .predictions
+        .iter()
+        .filter(|p| p.variant == variant.name)
+        .map(|p| verdict::judge(p, &stats, &caveats))
+        .collect();
+    if let Err(error) = output::write_series(ctx.out_dir, &variant.name, &samples) {
+        (ctx.progress)(Event::Message(format!(
+            "could not write the time series: {error}"
+        )));
+    }
+    Ok(VariantReport {
+        variant: variant.name.clone(),
+        modes: variant.modes.clone(),
+        run_id: lab.run_id.clone(),
+        images: lab.images.clone(),
+        ready_in_s: lab.ready_in.as_secs_f64(),
+        offered_rps: plan.rate,
+        achieved_rps: requests as f64 / total,
+        requests: summary.requests.max(requests),
+        verdicts,
+        invariants,
+        timeline: timeline.entries(),
+        phase_stats: stats,
+        samples,
+    })
+}
+
+/// Injects every fault of a phase (in order), runs `body`, reverts them all (in reverse order).
+async fn with_faults<T>(
+    lab: &Lab,
+    timeline: &FaultTimeline,
+    stop: &CancellationToken,
+    faults: &[Fault],
+    body: impl Future<Output = T>,
+) -> Result<T, FaultError> {
+    match faults {
+        [] => Ok(body.await),
+        [first, rest @ ..] => {
+            let inner = Box::pin(with_faults(lab, timeline, stop, rest, body));
+            faults::with_fault(lab, timeline, stop, first, inner).await?
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn watch_phase(
+    lab: &Lab,
+    observer: &mut Observer,
+    recorder: &Recorder,
+    phase: &PhasePlan,
+    started: Instant,
+    total: f64,
+    variant: &str,
+    ctx: &RunContext<'_>,
+    samples: &mut Vec<Sample>,
+    histograms: &mut BTreeMap<String, Histogram<u64>>,
+) {
+    let end = Instant::now() + Duration::from_secs_f64(phase.seconds);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    while Instant::now() < end && !ctx.stop.is_cancelled() {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = ctx.stop.cancelled() => return,
+        }
+        let mut values = observer.sample(lab).await;
+        for second in recorder.take_finished() {
+            let count = second.count() as f64;
+            values.insert(Metric::ThroughputRps, count);
+            if count > 0.0 {
+                values.insert(Metric::ErrorRate, second.errors() as f64 / count);
+                let latency = second.latency_us(&Group::ALL);
+                values.insert(Metric::P50Ms, quantile_ms(&latency, 0.50));
+                values.insert(Metric::P95Ms, quantile_ms(&latency, 0.95));
+                values.insert(Metric::P99Ms, quantile_ms(&latency, 0.99));
+                match histograms.get_mut(&phase.name) {
+                    Some(merged) => {
+                        let _ = merged.add(&latency);
+                    }
+                    None => {
+                        histograms.insert(phase.name.clone(), latency);
+                    }
+                }
+            }
+        }
+        let at_s = started.elapsed().as_secs_f64();
+        let figures = format!(
+            "{:.0} req/s, p95 {:.0} ms, pg {:.0} stmt/s",
+            values.get(&Metric::ThroughputRps).unwrap_or(&0.0),
+            values.get(&Metric::P95Ms).unwrap_or(&0.0),
+            values.get(&Metric::PgStatementsPerS).unwrap_or(&0.0)
+        );
+        (ctx.progress)(Event::Second {
+            variant,
+            at_s,
+            total_s: total,
+            figures,
+        });
+        samples.push(Sample {
+            at_s,
+            phase: phase.name.clone(),
+            values,
+        });
+    }
+}
+
+/// Figures a mean of seconds cannot give: percentiles over the phase's merged histogram, statements
+/// per request over the phase's totals, and how long the cache took to recover after a fault phase.
+fn derived_stats(
+    plan: &Plan,
+    samples: &[Sample],
+    histograms: &BTreeMap<String, Histogram<u64>>,
+    stats: &mut PhaseStats,
+) {
+    for (phase, histogram) in histograms {
+        stats.set(phase, Metric::P50Ms, quantile_ms(histogram, 0.50));
+        stats.set(phase, Metric::P95Ms, quantile_ms(histogram, 0.95));
+        stats.set(phase, Metric::P99Ms, quantile_ms(histogram, 0.99));
+    }
+    for phase in &plan.phases {
+        let in_phase = samples.iter().filter(|s| s.phase == phase.name);
+        let (statements, requests) = in_phase.fold((0.0, 0.0), |(st, rq), s| {
+            (
+                st + s.values.get(&Metric::PgStatementsPerS).unwrap_or(&0.0),
+                rq + s.values.get(&Metric::ThroughputRps).unwrap_or(&0.0),
+            )
+        });
+        if requests > 0.0 {
+            stats.set(&phase.name, Metric::StatementsPerRequest, statements / requests);
+        }
+    }
+    for pair in plan.phases.windows(2) {
+        let (before, after) = (&pair[0], &pair[1]);
+        if before.faults.is_empty() {
+            continue;
+        }
+        let phase_start = samples.iter().find(|s| s.phase == after.name).map(|s| s.at_s);
+        let recovered = samples.iter().filter(|s| s.phase == after.name).find(|s| {
+            s.values
+                .get(&Metric::CacheHitRatio)
+                .is_some_and(|r| *r >= RECOVERED_HIT_RATIO)
+        });
+        let seconds = match (phase_start, recovered) {
+            (Some(start), Some(sample)) => sample.at_s - start + 1.0,
+            // Not within the phase: no finite figure is honest (it serializes as null).
+            _ => f64::INFINITY,
+        };
+        stats.set(&after.name, Metric::HitRatioRecoveryS, seconds);
+    }
+}
+
+fn caveats(plan: &Plan, stats: &PhaseStats, timeline: &FaultTimeline) -> Caveats {
+    let mut caveats = Caveats::default();
+    for phase in &plan.phases {
+        let untouched: Vec<String> = timeline
+            .entries()
+            .into_iter()
+            .filter(|e| e.action == Action::Revert && phase.faults.iter().any(|f| f.to_string() == e.fault))
+            .filter(|e| e.evidence.as_ref().is_some_and(|ev| !evidence_touched(ev)))
+            .map(|e| e.fault)
+            .collect();
+        if !untouched.is_empty() {
+            caveats.untouched_faults.insert(phase.name.clone(), untouched);
+        }
+        // A phase without faults must reach the offered rate; in a fault phase a shortfall is the story.
+        if phase.faults.is_empty()
+            && let Some(achieved) = stats.get(&phase.name, Metric::ThroughputRps)
+            && achieved < plan.rate * MIN_ACHIEVED_SHARE
+        {
+            caveats
+                .load_shortfall
+                .insert(phase.name.clone(), (plan.rate, achieved));
+        }
+    }
+    caveats
+}
+
+fn evidence_touched(evidence: &serde_json::Value) -> bool {
+    [
+        "delayed_chunks",
+        "throttled_chunks",
+        "held_chunks",
+        "resets",
+        "closed_by_down",
+    ]
+    .iter()
+    .any(|k| evidence[k].as_u64().unwrap_or(0) > 0)
+}
+
+/// Runs the chosen variants one after the other (each on a fresh lab), writes the run folder, and
+/// answers the summary with its exit code.
+pub async fn run(
+    plan: &Plan,
+    variants: &[&VariantPlan],
+    seed: u64,
+    ctx: &RunContext<'_>,
+) -> Result<Summary, RunError> {
+    let started_at = chrono::Utc::now();
+    let mut reports = Vec::new();
+    for variant in variants {
+        let mut plan = plan.clone();
+        plan.seed.seed = seed;
+        reports.push(run_variant(&plan, variant, ctx).await?);
+    }
+    let verdicts: Vec<_> = reports.iter().flat_map(|r| r.verdicts.iter().cloned()).collect();
+    let held = reports.iter().all(|r| r.invariants.held());
+    let docker_version = match crate::env::docker::DockerClient::connect().await {
+        Ok(docker) => docker.version().await.ok(),
+        Err(_) => None,
+    };
+    let summary = Summary {
+        experiment: plan.name.clone(),
+        story: plan.story.clone(),
+        source: plan.source.clone(),
+        profile: format!("{:?}", plan.profile).to_lowercase(),
+        seed,
+        started_at,
+        fortress_version: env!("CARGO_PKG_VERSION"),
+        git_revision: output::git_revision(),
+        docker_version,
+        exit_code: verdict::exit_code(&verdicts, held),
+        variants: reports,
+    };
+    if let Err(error) = output::write_summary(ctx.out_dir, &summary) {
+        (ctx.progress)(Event::Message(format!("could not write summary.json: {error}")));
+    }
+    Ok(summary)
+}

@@ -1,0 +1,200 @@
+//! The client's own record of every request: latency in microseconds (HdrHistogram) and ok /
+//! expected / error counts, per wall-clock second and per endpoint group, plus the id of every order the
+//! client saw acknowledged (201).
+//!
+//! Goose's report is the run's summary; this is what the lab reads while the load runs. A request is
+//! filed under the second in which it completed, so a second is final once the clock has left it:
+//! `take_second` hands out each finished second exactly once, in order, empty ones included (a total
+//! stall shows as seconds with nothing in them). Per request the cost is one uncontended lock and two
+//! histogram increments. Seconds nobody takes stay in memory (tens of kB each with slow requests), so a
+//! long run should be drained as it goes; `take_all` drains what is left once the load is over.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use super::sample::{Group, GroupSecond, Outcome, SecondSample};
+
+type Buckets = [Option<GroupSecond>; 5];
+
+fn sample(unix_second: i64, buckets: Buckets) -> SecondSample {
+    SecondSample {
+        unix_second,
+        groups: buckets.into_iter().flatten().collect(),
+    }
+}
+
+struct State {
+    /// Wall-clock time at `base`, in microseconds since the epoch; seconds are counted on the
+    /// monotonic clock from there, so a clock step cannot move a request into a taken second.
+    base: Instant,
+    base_unix_us: i64,
+    /// The next second `take_second` hands out.
+    next: i64,
+    open: BTreeMap<i64, Buckets>,
+    totals: Buckets,
+    acknowledged: Vec<i64>,
+}
+
+impl State {
+    fn second_now(&self) -> i64 {
+        let since = i64::try_from(self.base.elapsed().as_micros()).unwrap_or(i64::MAX / 2);
+        (self.base_unix_us + since).div_euclid(1_000_000)
+    }
+
+    /// Every second before `boundary` not yet handed out, oldest first; empty seconds included.
+    fn take_before(&mut self, boundary: i64, limit: usize) -> Vec<SecondSample> {
+        let from = self
+            .open
+            .keys()
+            .next()
+            .map_or(self.next, |&first| first.min(self.next));
+        let mut taken = Vec::new();
+        let mut second = from;
+        while second < boundary && taken.len() < limit {
+            match self.open.remove(&second) {
+                Some(buckets) => taken.push(sample(second, buckets)),
+                None if second >= self.next => taken.push(sample(second, Default::default())),
+                None => {}
+            }
+            second += 1;
+        }
+        self.next = self.next.max(second);
+        taken
+    }
+}
+
+/// A cheap-to-clone handle on one shared record: the load's users write, anyone reads.
+#[derive(Clone)]
+pub struct Recorder(Arc<Mutex<State>>);
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder").finish_non_exhaustive()
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Recorder {
+    /// A record whose first second is the current one.
+    pub fn new() -> Self {
+        let base = Instant::now();
+        let base_unix_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2));
+        Self(Arc::new(Mutex::new(State {
+            base,
+            base_unix_us,
+            next: base_unix_us.div_euclid(1_000_000),
+            open: BTreeMap::new(),
+            totals: Default::default(),
+            acknowledged: Vec::new(),
+        })))
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Files a request that has just completed.
+    pub fn record(&self, group: Group, outcome: Outcome, latency: Duration) {
+        let mut state = self.state();
+        let second = state.second_now();
+        let bucket = &mut state.open.entry(second).or_default()[group.index()];
+        bucket
+            .get_or_insert_with(|| GroupSecond::new(group))
+            .add(outcome, latency);
+        state.totals[group.index()]
+            .get_or_insert_with(|| GroupSecond::new(group))
+            .add(outcome, latency);
+    }
+
+    /// Notes an order the service acknowledged (201) to this client.
+    pub fn acknowledge(&self, order_id: i64) {
+        self.state().acknowledged.push(order_id);
+    }
+
+    /// The oldest finished second not yet taken, or `None` while the next one is still running.
+    pub fn take_second(&self) -> Option<SecondSample> {
+        let mut state = self.state();
+        let now = state.second_now();
+        state.take_before(now, 1).pop()
+    }
+
+    /// Every finished second not yet taken, oldest first.
+    pub fn take_finished(&self) -> Vec<SecondSample> {
+        let mut state = self.state();
+        let now = state.second_now();
+        state.take_before(now, usize::MAX)
+    }
+
+    /// Everything not yet taken, the running second included: for when the load is over.
+    pub fn take_all(&self) -> Vec<SecondSample> {
+        let mut state = self.state();
+        let now = state.second_now();
+        state.take_before(now + 1, usize::MAX)
+    }
+
+    /// Per group, everything recorded since the recorder was made (taking seconds does not change it).
+    pub fn totals(&self) -> Vec<GroupSecond> {
+        self.state().totals.iter().flatten().cloned().collect()
+    }
+
+    /// Requests recorded since the recorder was made.
+    pub fn request_count(&self) -> u64 {
+        self.state().totals.iter().flatten().map(GroupSecond::count).sum()
+    }
+
+    /// The ids of the orders acknowledged to this client, in the order it saw them.
+    pub fn acknowledged_orders(&self) -> Vec<i64> {
+        self.state().acknowledged.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_requests_by_group_and_hands_each_second_out_once() {
+        let recorder = Recorder::new();
+        recorder.record(Group::Browse, Outcome::Ok, Duration::from_micros(1_500));
+        recorder.record(Group::Browse, Outcome::Error, Duration::from_millis(500));
+        recorder.record(Group::Checkout, Outcome::Expected, Duration::from_micros(800));
+        recorder.acknowledge(7);
+        let seconds = recorder.take_all();
+        let browse: Vec<_> = seconds.iter().filter_map(|s| s.group(Group::Browse)).collect();
+        assert_eq!(browse.iter().map(|g| g.count()).sum::<u64>(), 2);
+        assert_eq!(seconds.iter().map(SecondSample::errors).sum::<u64>(), 1);
+        assert!(recorder.take_all().iter().all(|s| s.count() == 0));
+        assert_eq!(recorder.request_count(), 3);
+        assert_eq!(recorder.acknowledged_orders(), [7]);
+        let total = recorder.totals();
+        let browse = total.iter().find(|g| g.group == Group::Browse).unwrap().summary();
+        assert!((browse.max_ms - 500.0).abs() < 1.0, "{browse:?}");
+        assert!((browse.p50_ms - 1.5).abs() < 0.01, "{browse:?}");
+    }
+
+    #[test]
+    fn empty_seconds_are_handed_out_too() {
+        let recorder = Recorder::new();
+        {
+            let mut state = recorder.state();
+            state.next -= 3; // as if made three seconds ago with nothing recorded since
+        }
+        let finished = recorder.take_finished();
+        assert_eq!(finished.len(), 3);
+        assert!(finished.iter().all(|s| s.count() == 0));
+        assert!(
+            finished
+                .windows(2)
+                .all(|w| w[1].unix_second == w[0].unix_second + 1)
+        );
+        assert!(recorder.take_second().is_none());
+    }
+}

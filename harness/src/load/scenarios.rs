@@ -1,0 +1,297 @@
+//! What the virtual users do, as goose scenarios: browse, availability, checkout and history, each
+//! request classified (ok, expected, error), filed in the `Recorder` and told to goose the same way.
+//!
+//! Checkout and history users log in once at start (`user{N}@fortress.test`, N from the user's index)
+//! and keep the token; a failed login is retried on the user's next iteration. Product ids are drawn
+//! uniformly from the seeded range. Latency is goose's own measure of each request (from after the
+//! throttle let it go until the response headers, in microseconds) plus the time to read the body.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use goose::goose::{
+    GooseMethod, GooseRequest, GooseUser, Scenario as GooseScenario, Transaction, TransactionError,
+    TransactionResult,
+};
+use goose::{GooseAttack, GooseError};
+use rand::Rng;
+use reference_service::seed::SEED_PASSWORD;
+use serde_json::{Value, json};
+
+use super::recorder::Recorder;
+use super::sample::{Group, Outcome};
+use crate::experiment::definition::Scenario;
+
+/// What every transaction needs to know.
+#[derive(Debug)]
+pub(super) struct Ctx {
+    pub recorder: Recorder,
+    /// Seeded products: ids `1..=products`.
+    pub products: u32,
+    /// Seeded users: `user1` to `user{shoppers}`.
+    pub shoppers: u32,
+    /// When this run's first request started and its last one completed.
+    pub window: Mutex<Option<(Instant, Instant)>>,
+}
+
+impl Ctx {
+    pub fn new(recorder: Recorder, products: u32, shoppers: u32) -> Self {
+        Self {
+            recorder,
+            products,
+            shoppers,
+            window: Mutex::new(None),
+        }
+    }
+
+    fn note(&self, started: Instant, completed: Instant) {
+        let mut window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        let (first, last) = window.get_or_insert((started, completed));
+        *first = (*first).min(started);
+        *last = (*last).max(completed);
+    }
+
+    /// From this run's first request start to its last completion.
+    pub fn active(&self) -> Option<Duration> {
+        let window = self.window.lock().unwrap_or_else(|p| p.into_inner());
+        window.map(|(first, last)| last.saturating_duration_since(first))
+    }
+}
+
+/// A logged-in user's bearer token, kept in goose's per-user session data.
+#[derive(Debug, Clone)]
+struct Session {
+    token: String,
+}
+
+type Step = for<'r> fn(
+    &'r mut GooseUser,
+    Arc<Ctx>,
+) -> std::pin::Pin<Box<dyn Future<Output = TransactionResult> + Send + 'r>>;
+
+fn transaction(name: &str, ctx: &Arc<Ctx>, step: Step) -> Transaction {
+    let ctx = Arc::clone(ctx);
+    Transaction::new(Arc::new(move |user| step(user, Arc::clone(&ctx)))).set_name(name)
+}
+
+/// Registers one goose scenario per scenario of the mix with a weight above 0.
+pub(super) fn register(
+    mut attack: GooseAttack,
+    mix: &[(Scenario, u32)],
+    ctx: &Arc<Ctx>,
+) -> Result<GooseAttack, GooseError> {
+    for &(scenario, weight) in mix.iter().filter(|(_, w)| *w > 0) {
+        let (name, step): (&str, Step) = match scenario {
+            Scenario::Browse => ("browse", |u, c| Box::pin(async move { browse(u, &c).await })),
+            Scenario::Availability => ("availability", |u, c| {
+                Box::pin(async move { availability(u, &c).await })
+            }),
+            Scenario::Checkout => ("checkout", |u, c| Box::pin(async move { checkout(u, &c).await })),
+            Scenario::History => ("history", |u, c| Box::pin(async move { history(u, &c).await })),
+        };
+        let mut goose_scenario = GooseScenario::new(name).set_weight(weight as usize)?;
+        if matches!(scenario, Scenario::Checkout | Scenario::History) {
+            let login: Step = |u, c| Box::pin(async move { ensure_token(u, &c).await.map(|_| ()) });
+            goose_scenario =
+                goose_scenario.register_transaction(transaction("login", ctx, login).set_on_start());
+        }
+        attack = attack.register_scenario(goose_scenario.register_transaction(transaction(name, ctx, step)));
+    }
+    Ok(attack)
+}
+
+/// What a request answered, once classified and recorded.
+struct Answer {
+    outcome: Outcome,
+    body: Vec<u8>,
+}
+
+/// Sends `request`, reads the whole answer, classifies it with `classify(status, body)`, records it
+/// and makes goose's success/failure agree. Fails only when goose refuses to send (the run is over).
+async fn send(
+    user: &mut GooseUser,
+    ctx: &Ctx,
+    group: Group,
+    request: GooseRequest<'_>,
+    classify: fn(u16, &[u8]) -> Outcome,
+) -> Result<Answer, Box<TransactionError>> {
+    let mut goose = user.request(request).await?;
+    let to_headers = Duration::from_micros(
+        goose.request.response_time * 1000 + u64::from(goose.request.response_time_fraction_us),
+    );
+    let reading = Instant::now();
+    let (outcome, body, problem) = match goose.response {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            match response.bytes().await {
+                Ok(body) => (classify(status, &body), body.to_vec(), "unexpected answer"),
+                Err(_) => (Outcome::Error, Vec::new(), "body not read"),
+            }
+        }
+        Err(_) => (Outcome::Error, Vec::new(), "no answer"),
+    };
+    let latency = to_headers + reading.elapsed();
+    ctx.recorder.record(group, outcome, latency);
+    let completed = Instant::now();
+    ctx.note(completed.checked_sub(latency).unwrap_or(completed), completed);
+    match outcome {
+        Outcome::Ok | Outcome::Expected if !goose.request.success => user.set_success(&mut goose.request)?,
+        Outcome::Error if goose.request.success => {
+            // `set_failure` answers an error meant to end the transaction; the user carries on instead.
+            let _ = user.set_failure(problem, &mut goose.request, None, None);
+        }
+        _ => {}
+    }
+    Ok(Answer { outcome, body })
+}
+
+fn ok_if_200(status: u16, _body: &[u8]) -> Outcome {
+    if status == 200 {
+        Outcome::Ok
+    } else {
+        Outcome::Error
+    }
+}
+
+fn token_of(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value["token"].as_str().map(str::to_owned)
+}
+
+fn order_id_of(body: &[u8]) -> Option<i64> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value["id"].as_i64()
+}
+
+fn login_outcome(status: u16, body: &[u8]) -> Outcome {
+    if status == 200 && token_of(body).is_some() {
+        Outcome::Ok
+    } else {
+        Outcome::Error
+    }
+}
+
+/// 201 with an order id, or 409 `sold_out`; anything else is an error.
+fn checkout_outcome(status: u16, body: &[u8]) -> Outcome {
+    match status {
+        201 if order_id_of(body).is_some() => Outcome::Ok,
+        409 if serde_json::from_slice::<Value>(body).is_ok_and(|v| v["error"]["code"] == "sold_out") => {
+            Outcome::Expected
+        }
+        _ => Outcome::Error,
+    }
+}
+
+fn random_product(ctx: &Ctx) -> u32 {
+    rand::rng().random_range(1..=ctx.products.max(1))
+}
+
+fn get<'a>(path: &'a str, name: &'static str) -> GooseRequest<'a> {
+    GooseRequest::builder().path(path).name(name).build()
+}
+
+/// The user's token, logging in first if it has none. `None` when the login failed (recorded).
+async fn ensure_token(user: &mut GooseUser, ctx: &Ctx) -> Result<Option<String>, Box<TransactionError>> {
+    if let Some(session) = user.get_session_data::<Session>() {
+        return Ok(Some(session.token.clone()));
+    }
+    let n = user.weighted_users_index % ctx.shoppers.max(1) as usize + 1;
+    let body = json!({ "email": format!("user{n}@fortress.test"), "password": SEED_PASSWORD });
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, "/auth/login")?
+        .json(&body);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path("/auth/login")
+        .name("POST /auth/login")
+        .set_request_builder(builder)
+        .build();
+    let answer = send(user, ctx, Group::Login, request, login_outcome).await?;
+    let token = token_of(&answer.body);
+    if let Some(token) = &token {
+        user.set_session_data(Session { token: token.clone() });
+    }
+    Ok(token)
+}
+
+async fn browse(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
+    let list = get("/products?limit=20", "GET /products");
+    send(user, ctx, Group::Browse, list, ok_if_200).await?;
+    let path = format!("/products/{}", random_product(ctx));
+    send(
+        user,
+        ctx,
+        Group::Browse,
+        get(&path, "GET /products/{id}"),
+        ok_if_200,
+    )
+    .await?;
+    Ok(())
+}
+
+async fn availability(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
+    let path = format!("/products/{}/availability", random_product(ctx));
+    let request = get(&path, "GET /products/{id}/availability");
+    send(user, ctx, Group::Availability, request, ok_if_200).await?;
+    Ok(())
+}
+
+async fn checkout(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
+    let Some(token) = ensure_token(user, ctx).await? else {
+        return Ok(());
+    };
+    let body = json!({ "product_id": random_product(ctx), "quantity": 1 });
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, "/orders")?
+        .bearer_auth(token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&body);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path("/orders")
+        .name("POST /orders")
+        .set_request_builder(builder)
+        .build();
+    let answer = send(user, ctx, Group::Checkout, request, checkout_outcome).await?;
+    if answer.outcome == Outcome::Ok
+        && let Some(id) = order_id_of(&answer.body)
+    {
+        ctx.recorder.acknowledge(id);
+    }
+    Ok(())
+}
+
+async fn history(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
+    let Some(token) = ensure_token(user, ctx).await? else {
+        return Ok(());
+    };
+    let builder = user
+        .get_request_builder(&GooseMethod::Get, "/users/me/orders")?
+        .bearer_auth(token);
+    let request = GooseRequest::builder()
+        .path("/users/me/orders")
+        .name("GET /users/me/orders")
+        .set_request_builder(builder)
+        .build();
+    send(user, ctx, Group::History, request, ok_if_200).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkout_answers_are_classified() {
+        assert_eq!(checkout_outcome(201, br#"{"id":12,"user_id":1}"#), Outcome::Ok);
+        assert_eq!(checkout_outcome(201, b"{}"), Outcome::Error);
+        let sold_out = br#"{"error":{"code":"sold_out","message":"gone"}}"#;
+        assert_eq!(checkout_outcome(409, sold_out), Outcome::Expected);
+        let other = br#"{"error":{"code":"conflict","message":"?"}}"#;
+        assert_eq!(checkout_outcome(409, other), Outcome::Error);
+        assert_eq!(checkout_outcome(503, b""), Outcome::Error);
+        assert_eq!(login_outcome(200, br#"{"token":"t","user_id":1}"#), Outcome::Ok);
+        assert_eq!(login_outcome(401, b"{}"), Outcome::Error);
+        assert_eq!(ok_if_200(404, b""), Outcome::Error);
+    }
+}

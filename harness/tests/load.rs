@@ -1,0 +1,289 @@
+//! The load generator against a real lab: pacing at the target rate, the recorder agreeing with
+//! goose's own count, acknowledged orders found in Postgres, and a Redis stall showing as latency.
+//! Without Docker these fail, saying how to get it (`ci/setup`).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fortress::env::{Lab, LabSpec, Role};
+use fortress::experiment::definition::Scenario;
+use fortress::faults::{Action, Fault, FaultTimeline, with_fault};
+use fortress::load::{self, Group, LoadSpec, Recorder, SecondSample};
+use hdrhistogram::Histogram;
+use serde_json::json;
+use sqlx::Connection;
+use tokio_util::sync::CancellationToken;
+
+async fn start_lab() -> Lab {
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("info")
+        .try_init();
+    let spec = LabSpec::with_binary(PathBuf::from(env!("CARGO_BIN_EXE_fortress")));
+    Lab::start(&spec, &|line| eprintln!("{line}"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("could not start the lab: {e}\n(the lab needs Docker and the images: run ci/setup)")
+        })
+}
+
+const PRODUCTS: u32 = 50;
+const SHOPPERS: u32 = 50;
+
+async fn seed(lab: &Lab) {
+    let url = format!("{}/admin/seed", lab.service_url(1).await.unwrap());
+    let body = json!({ "products": PRODUCTS, "users": SHOPPERS, "stock": 100_000, "orders_per_user": 2 });
+    let response = lab
+        .http()
+        .post(url)
+        .bearer_auth(fortress::env::ADMIN_TOKEN)
+        .timeout(Duration::from_secs(60))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "{}",
+        response.text().await.unwrap_or_default()
+    );
+}
+
+fn report_dir(test: &str) -> PathBuf {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("load-{test}-{}", uuid::Uuid::new_v4()));
+    eprintln!("goose report in {}", dir.display());
+    dir
+}
+
+fn spec(base_url: String, users: u32, mix: Vec<(Scenario, u32)>, seconds: u64) -> LoadSpec {
+    LoadSpec {
+        base_url,
+        rate: 40.0,
+        users,
+        mix,
+        duration: Duration::from_secs(seconds),
+        products: PRODUCTS,
+        shoppers: SHOPPERS,
+        request_timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paced_mix_is_recorded_like_goose_counts_it_and_orders_land() {
+    let lab = start_lab().await;
+    seed(&lab).await;
+    let mix = vec![
+        (Scenario::Browse, 5),
+        (Scenario::Availability, 3),
+        (Scenario::Checkout, 1),
+        (Scenario::History, 1),
+    ];
+    let spec = spec(lab.service_url(1).await.unwrap(), 20, mix, 5);
+    let recorder = Recorder::new();
+    let dir = report_dir("mix");
+    let summary = load::run(&spec, recorder.clone(), &dir, &CancellationToken::new())
+        .await
+        .unwrap();
+    eprintln!("{}", serde_json::to_string_pretty(&summary).unwrap());
+
+    let seconds = recorder.take_all();
+    eprintln!(
+        "per second: {:?}",
+        seconds.iter().map(SecondSample::count).collect::<Vec<_>>()
+    );
+    eprintln!(
+        "offered {:.1}/s, achieved {:.1}/s; recorder {} vs goose {} requests ({} failed by goose)",
+        summary.offered_rate,
+        summary.achieved_rate,
+        summary.requests,
+        summary.goose_requests,
+        summary.goose_failures
+    );
+    assert!(!summary.stopped_early);
+    let off_by = (summary.achieved_rate - summary.offered_rate).abs() / summary.offered_rate;
+    assert!(
+        off_by <= 0.20,
+        "achieved {} for {} offered",
+        summary.achieved_rate,
+        summary.offered_rate
+    );
+    let (ours, goose) = (summary.requests as f64, summary.goose_requests as f64);
+    assert!(
+        (ours - goose).abs() <= (goose * 0.03).max(2.0),
+        "recorder {ours} vs goose {goose}"
+    );
+    assert_eq!(
+        seconds.iter().map(SecondSample::count).sum::<u64>(),
+        summary.requests
+    );
+    let errors: u64 = summary.groups.iter().map(|g| g.errors).sum();
+    assert_eq!(errors, 0, "{:?}", summary.groups);
+    assert_eq!(summary.goose_failures, 0);
+    for group in [
+        Group::Browse,
+        Group::Availability,
+        Group::Checkout,
+        Group::History,
+    ] {
+        assert!(
+            summary.groups.iter().any(|g| g.group == group && g.count > 0),
+            "no {group:?} requests: {:?}",
+            summary.groups
+        );
+    }
+    let report = std::fs::read_to_string(&summary.report).unwrap();
+    assert!(
+        report.contains("<html") && report.contains("POST /orders"),
+        "{}",
+        summary.report.display()
+    );
+
+    let acknowledged = recorder.acknowledged_orders();
+    assert!(!acknowledged.is_empty(), "no checkout was acknowledged");
+    assert_eq!(acknowledged.len(), summary.acknowledged_orders);
+    let mut db = sqlx::PgConnection::connect(&lab.postgres_url().await.unwrap())
+        .await
+        .unwrap();
+    let found: i64 = sqlx::query_scalar("SELECT count(*) FROM orders WHERE id = ANY($1)")
+        .bind(&acknowledged)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    eprintln!(
+        "{} acknowledged orders, {found} of them in Postgres",
+        acknowledged.len()
+    );
+    assert_eq!(found as usize, acknowledged.len());
+
+    db.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    lab.shutdown().await.unwrap();
+}
+
+/// The p99 (ms) of the requests completed in the whole seconds within `[from, to)` (Unix seconds).
+fn p99_between(seconds: &[SecondSample], from: i64, to: i64) -> (f64, u64) {
+    let mut merged = Histogram::<u64>::new(3).unwrap();
+    for second in seconds
+        .iter()
+        .filter(|s| s.unix_second >= from && s.unix_second < to)
+    {
+        merged.add(second.latency_us(&[])).unwrap();
+    }
+    (load::quantile_ms(&merged, 0.99), merged.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_redis_under_fallthrough_shows_as_latency_at_the_same_rate() {
+    let lab = start_lab().await;
+    seed(&lab).await;
+    let mix = vec![(Scenario::Browse, 1), (Scenario::Availability, 1)];
+    // 40/s with each request waiting out the 500 ms Redis timeout at least once: 20+ in flight.
+    let spec = spec(lab.service_url(1).await.unwrap(), 64, mix, 8);
+    let recorder = Recorder::new();
+    let dir = report_dir("stall");
+    let timeline = FaultTimeline::default();
+    let stop = CancellationToken::new();
+    let fallthrough = Fault::Modes(json!({ "cache_failure": "fallthrough" }));
+    let summary = with_fault(&lab, &timeline, &stop, &fallthrough, async {
+        let pause = async {
+            // The load may wait for another test's run to finish: count from its first request.
+            while recorder.request_count() == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            with_fault(&lab, &timeline, &stop, &Fault::Pause(Role::Redis), async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            })
+            .await
+            .unwrap();
+        };
+        let (summary, ()) = tokio::join!(load::run(&spec, recorder.clone(), &dir, &stop), pause);
+        summary.unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(timeline.still_injected().is_empty());
+
+    let entries = timeline.entries();
+    let paused = |action| {
+        entries
+            .iter()
+            .find(|e| e.fault == "pause redis" && e.action == action && e.error.is_none())
+            .unwrap_or_else(|| panic!("no {action:?} of the pause: {entries:?}"))
+    };
+    // Whole seconds inside the pause, and whole seconds of load before it (the first one warms up).
+    let inside_from = paused(Action::Inject).finished_at.timestamp() + 1;
+    let inside_to = paused(Action::Revert).started_at.timestamp();
+    let seconds = recorder.take_all();
+    let first = seconds.iter().find(|s| s.count() > 0).unwrap().unix_second;
+    let before_to = paused(Action::Inject).started_at.timestamp();
+    let (before, before_n) = p99_between(&seconds, first + 1, before_to);
+    let (inside, inside_n) = p99_between(&seconds, inside_from, inside_to);
+    for s in &seconds {
+        let all = s.latency_us(&[]);
+        eprintln!(
+            "second {:+}: {:>3} requests, {} errors, p99 {:>8.2} ms",
+            s.unix_second - first,
+            s.count(),
+            s.errors(),
+            load::quantile_ms(&all, 0.99)
+        );
+    }
+    eprintln!(
+        "p99 before the pause {before:.2} ms ({before_n} requests), inside it {inside:.2} ms ({inside_n} requests); \
+         offered {:.1}/s, achieved {:.1}/s",
+        summary.offered_rate, summary.achieved_rate
+    );
+    assert!(
+        before_n > 0 && inside_n > 0,
+        "{before_n} requests before, {inside_n} inside"
+    );
+    assert!(
+        inside >= 5.0 * before,
+        "p99 inside the pause {inside:.2} ms is not 5x the p99 before it {before:.2} ms"
+    );
+
+    let _ = std::fs::remove_dir_all(&dir);
+    lab.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancelling_stop_ends_the_load_early_and_cleanly() {
+    // A stand-in service on 127.0.0.1 that answers 200 to everything: stopping needs no lab.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(|| async { "{}" });
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let spec = spec(base_url, 8, vec![(Scenario::Browse, 1)], 120);
+    let recorder = Recorder::new();
+    let dir = report_dir("stop");
+    let stop = CancellationToken::new();
+    let cancel = async {
+        while recorder.request_count() < 20 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        std::time::Instant::now()
+    };
+    let (summary, cancelled_at) = tokio::join!(load::run(&spec, recorder.clone(), &dir, &stop), cancel);
+    let summary = summary.unwrap();
+    let took = cancelled_at.elapsed();
+    eprintln!("stopped {took:?} after the cancel: {summary:?}");
+    assert!(summary.stopped_early);
+    assert!(
+        took < Duration::from_secs(30),
+        "a 120 s load took {took:?} to stop"
+    );
+    assert!(
+        summary.requests >= 20 && summary.goose_failures == 0,
+        "{summary:?}"
+    );
+    assert!(summary.report.exists());
+    // A stopped token stops the next run before it starts.
+    let again = load::run(&spec, recorder, &dir, &stop).await;
+    assert!(matches!(again, Err(load::LoadError::Interrupted)), "{again:?}");
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}
