@@ -63,14 +63,18 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         .metrics
         .cache_breaker_state
         .set(state.cache.breaker_state().as_gauge());
+    // A scrape must not queue for the pool behind the requests it is measuring, nor hang on a sick
+    // database: with no idle connection at hand, the outbox gauges keep their last values.
     let counts = async {
-        let mut conn = state.db.acquire().await?;
+        let Some(mut conn) = state.db.pool().try_acquire() else {
+            return Ok(None);
+        };
         sqlx::query_as::<_, (String, i64)>("SELECT status, count(*) FROM outbox GROUP BY status")
             .fetch_all(&mut *conn)
             .await
+            .map(Some)
     };
-    // A scrape must not hang on a sick database: the outbox gauges keep their last values instead.
-    if let Ok(Ok(rows)) = tokio::time::timeout(PROBE_DEADLINE, counts).await {
+    if let Ok(Ok(Some(rows))) = tokio::time::timeout(PROBE_DEADLINE, counts).await {
         for status in ["pending", "delivered", "dead"] {
             let count = rows.iter().find(|(s, _)| s == status).map_or(0, |(_, n)| *n);
             state
