@@ -189,16 +189,7 @@ fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
         println!("variant {:<10} modes {}", variant.name, variant.modes);
     }
     for p in &plan.predictions {
-        let over = p.over.as_ref().map(|o| format!(" / {o}")).unwrap_or_default();
-        println!(
-            "predict {:<10} {} in {}{over} {} {}  ({})",
-            p.variant,
-            p.metric,
-            p.phase,
-            p.compare.symbol(),
-            p.threshold,
-            p.why
-        );
+        println!("predict {:<10} {}  ({})", p.variant, p.claim(), p.why);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -55,16 +55,7 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> u8 {
         .iter()
         .filter(|p| variants.iter().any(|v| v.name == p.variant))
     {
-        let over = p.over.as_ref().map(|o| format!(" / {o}")).unwrap_or_default();
-        println!(
-            "  {:<10} {} in {}{over} {} {}: {}",
-            p.variant,
-            p.metric,
-            p.phase,
-            p.compare.symbol(),
-            p.threshold,
-            p.why
-        );
+        println!("  {:<10} {}: {}", p.variant, p.claim(), p.why);
     }
     println!();
 
@@ -156,9 +147,13 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> u8 {
             );
         }
         for check in &variant.invariants.checks {
-            let word = if check.held { "held" } else { "VIOLATED" };
+            let (word, note) = match (&check.held, &check.predicted_by) {
+                (true, _) => ("held", String::new()),
+                (false, Some(claim)) => ("VIOLATED", format!(" (the failure predicted: {claim})")),
+                (false, None) => ("VIOLATED", String::new()),
+            };
             println!(
-                "  {:<10} {word:<12} {}: {}",
+                "  {:<10} {word:<12} {}: {}{note}",
                 variant.variant, check.name, check.detail
             );
         }

@@ -109,7 +109,22 @@ pub struct PredictionPlan {
     pub over: Option<String>,
     pub compare: Comparison,
     pub threshold: f64,
+    /// For `within`: the allowed distance from the threshold, as a fraction of it.
+    pub tolerance: Option<f64>,
     pub why: String,
+}
+
+impl PredictionPlan {
+    pub fn claim(&self) -> String {
+        super::metric::claim(
+            self.metric,
+            &self.phase,
+            self.over.as_deref(),
+            self.compare,
+            self.threshold,
+            self.tolerance,
+        )
+    }
 }
 
 impl Plan {
@@ -373,13 +388,40 @@ fn validate(src: &Source<'_>, file: File, profile: Profile) -> Result<Plan, Defi
                 "must be a finite number",
             ));
         }
+        let compare = *p.compare.get_ref();
+        let tolerance = match (&p.tolerance, compare) {
+            (Some(t), Comparison::Within) if *t.get_ref() > 0.0 && *t.get_ref() <= 1.0 => Some(*t.get_ref()),
+            (Some(t), Comparison::Within) => {
+                return Err(src.error(
+                    &t.span(),
+                    "predictions.tolerance",
+                    "a fraction above 0 and at most 1 (0.3 = 30%)",
+                ));
+            }
+            (None, Comparison::Within) => {
+                return Err(src.error(
+                    &p.compare.span(),
+                    "predictions.tolerance",
+                    "compare = \"within\" needs a tolerance (0.3 = 30%)",
+                ));
+            }
+            (Some(t), _) => {
+                return Err(src.error(
+                    &t.span(),
+                    "predictions.tolerance",
+                    "only compare = \"within\" takes a tolerance",
+                ));
+            }
+            (None, _) => None,
+        };
         predictions.push(PredictionPlan {
             variant: variant.clone(),
             metric,
             phase,
             over,
-            compare: *p.compare.get_ref(),
+            compare,
             threshold,
+            tolerance,
             why: p.why,
         });
     }

@@ -78,11 +78,16 @@ pub enum Comparison {
     AtLeast,
     #[serde(rename = "==")]
     Equal,
+    /// Within `tolerance` (a fraction) of the threshold, either side: for figures predicted from a model.
+    #[serde(rename = "within")]
+    Within,
 }
 
 impl Comparison {
-    pub fn holds(self, observed: f64, threshold: f64) -> bool {
+    /// Whether `observed` satisfies the comparison; `tolerance` only matters for `Within`.
+    pub fn holds(self, observed: f64, threshold: f64, tolerance: f64) -> bool {
         match self {
+            Self::Within => (observed - threshold).abs() <= tolerance * threshold.abs(),
             Self::Less => observed < threshold,
             Self::AtMost => observed <= threshold,
             Self::Greater => observed > threshold,
@@ -98,7 +103,28 @@ impl Comparison {
             Self::Greater => ">",
             Self::AtLeast => ">=",
             Self::Equal => "==",
+            Self::Within => "within",
         }
+    }
+}
+
+/// A prediction as a reader would write it: `p95_ms in fault / baseline >= 3`,
+/// `orders_per_s in far within 30% of 28.6`.
+pub fn claim(
+    metric: Metric,
+    phase: &str,
+    over: Option<&str>,
+    compare: Comparison,
+    threshold: f64,
+    tolerance: Option<f64>,
+) -> String {
+    let over = over.map(|o| format!(" / {o}")).unwrap_or_default();
+    match (compare, tolerance) {
+        (Comparison::Within, Some(t)) => format!(
+            "{metric} in {phase}{over} within {:.0}% of {threshold}",
+            t * 100.0
+        ),
+        _ => format!("{metric} in {phase}{over} {} {threshold}", compare.symbol()),
     }
 }
 
@@ -118,9 +144,11 @@ mod tests {
 
     #[test]
     fn comparisons_hold_as_written() {
-        assert!(Comparison::AtLeast.holds(3.0, 3.0));
-        assert!(!Comparison::Less.holds(3.0, 3.0));
-        assert!(Comparison::Equal.holds(5.0, 5.0));
-        assert!(!Comparison::Equal.holds(5.0, 5.1));
+        assert!(Comparison::AtLeast.holds(3.0, 3.0, 0.0));
+        assert!(!Comparison::Less.holds(3.0, 3.0, 0.0));
+        assert!(Comparison::Equal.holds(5.0, 5.0, 0.0));
+        assert!(!Comparison::Equal.holds(5.0, 5.1, 0.0));
+        assert!(Comparison::Within.holds(25.0, 28.6, 0.3));
+        assert!(!Comparison::Within.holds(18.0, 28.6, 0.3));
     }
 }

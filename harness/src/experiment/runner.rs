@@ -153,6 +153,15 @@ async fn drive(
     let load =
         tokio::spawn(async move { load::run(&load_spec, load_recorder, &report_dir, &load_stop).await });
 
+    // The phases start when the load does (goose starts its users first; a run in the same process
+    // may still hold goose's turn).
+    let waiting = Instant::now();
+    while recorder.request_count() == 0 {
+        if load.is_finished() || waiting.elapsed() > Duration::from_secs(60) || ctx.stop.is_cancelled() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let timeline = FaultTimeline::default();
     let mut observer = Observer::new();
     observer.sample(lab).await;
@@ -190,7 +199,7 @@ async fn drive(
         acknowledged: recorder.acknowledged_orders(),
         orders_before_run,
     };
-    let invariants = invariants::check(&pg, &facts, DRAIN).await?;
+    let mut invariants = invariants::check(&pg, &facts, DRAIN).await?;
 
     let mut stats = PhaseStats::from_samples(&samples);
     derived_stats(plan, &samples, &phase_histograms, &mut stats);
@@ -202,10 +211,16 @@ async fn drive(
         stats.set(RUN_PHASE, Metric::ErrorRate, errors as f64 / requests as f64);
     }
     let caveats = caveats(plan, &stats, &timeline);
-    let verdicts = plan
+    let predictions: Vec<_> = plan
         .predictions
         .iter()
         .filter(|p| p.variant == variant.name)
+        .collect();
+    for p in &predictions {
+        invariants.predicted(p.metric, p.claim());
+    }
+    let verdicts = predictions
+        .iter()
         .map(|p| verdict::judge(p, &stats, &caveats))
         .collect();
     if let Err(error) = output::write_series(ctx.out_dir, &variant.name, &samples) {
@@ -317,6 +332,16 @@ fn derived_stats(
     histograms: &BTreeMap<String, Histogram<u64>>,
     stats: &mut PhaseStats,
 ) {
+    let whole_run: Vec<Sample> = samples
+        .iter()
+        .map(|s| Sample {
+            phase: RUN_PHASE.into(),
+            ..s.clone()
+        })
+        .collect();
+    for (metric, value) in PhaseStats::from_samples(&whole_run).phase(RUN_PHASE) {
+        stats.set(RUN_PHASE, metric, value);
+    }
     for (phase, histogram) in histograms {
         stats.set(phase, Metric::P50Ms, quantile_ms(histogram, 0.50));
         stats.set(phase, Metric::P95Ms, quantile_ms(histogram, 0.95));

@@ -119,6 +119,7 @@ pub(super) struct PredictionFile {
     pub(super) over: Option<Spanned<String>>,
     pub(super) compare: Spanned<Comparison>,
     pub(super) threshold: Spanned<f64>,
+    pub(super) tolerance: Option<Spanned<f64>>,
     #[serde(default)]
     pub(super) why: String,
 }

@@ -45,6 +45,14 @@ impl PhaseStats {
         self.0.entry(phase.to_owned()).or_default().insert(metric, value);
     }
 
+    /// Every figure of one phase.
+    pub fn phase(&self, phase: &str) -> Vec<(Metric, f64)> {
+        self.0
+            .get(phase)
+            .map(|m| m.iter().map(|(k, v)| (*k, *v)).collect())
+            .unwrap_or_default()
+    }
+
     pub fn get(&self, phase: &str, metric: Metric) -> Option<f64> {
         self.0.get(phase).and_then(|m| m.get(&metric)).copied()
     }
@@ -78,6 +86,7 @@ pub struct Verdict {
     pub over: Option<String>,
     pub compare: Comparison,
     pub threshold: f64,
+    pub tolerance: Option<f64>,
     pub observed: Option<f64>,
     #[serde(flatten)]
     pub outcome: Outcome,
@@ -87,13 +96,13 @@ pub struct Verdict {
 impl Verdict {
     /// `p95_ms in fault / baseline >= 3`, as a reader would write it.
     pub fn claim(&self) -> String {
-        let over = self.over.as_ref().map(|o| format!(" / {o}")).unwrap_or_default();
-        format!(
-            "{} in {}{over} {} {}",
+        super::metric::claim(
             self.metric,
-            self.phase,
-            self.compare.symbol(),
-            self.threshold
+            &self.phase,
+            self.over.as_deref(),
+            self.compare,
+            self.threshold,
+            self.tolerance,
         )
     }
 }
@@ -118,6 +127,7 @@ pub fn judge(prediction: &PredictionPlan, stats: &PhaseStats, caveats: &Caveats)
         over: prediction.over.clone(),
         compare: prediction.compare,
         threshold: prediction.threshold,
+        tolerance: prediction.tolerance,
         observed: None,
         outcome: Outcome::Refuted,
         why: prediction.why.clone(),
@@ -153,7 +163,11 @@ pub fn judge(prediction: &PredictionPlan, stats: &PhaseStats, caveats: &Caveats)
         },
     };
     verdict.observed = Some(observed);
-    verdict.outcome = if prediction.compare.holds(observed, prediction.threshold) {
+    verdict.outcome = if prediction.compare.holds(
+        observed,
+        prediction.threshold,
+        prediction.tolerance.unwrap_or(0.0),
+    ) {
         Outcome::Confirmed
     } else {
         Outcome::Refuted
@@ -205,6 +219,7 @@ mod tests {
             over: over.map(Into::into),
             compare,
             threshold,
+            tolerance: None,
             why: "the cache is gone, so every read is a query".into(),
         }
     }
