@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use fortress::cli::{Cli, Command, EnvArgs, EnvCommand, PlanArgs, ProxyArgs};
+use fortress::cli::{Cli, Command, EnvArgs, EnvCommand, ProxyArgs};
 use fortress::env::{Lab, LabSpec, cleanup, docker::DockerClient};
-use fortress::experiment::catalog;
-use fortress::experiment::definition::Profile;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -30,8 +28,8 @@ async fn main() -> ExitCode {
         Command::Cleanup => cleanup().await,
         Command::Proxy(args) => proxy(args).await,
         Command::Experiment(args) => experiment(&args).await,
-        Command::List => list(),
-        Command::Plan(args) => plan(&args),
+        Command::List => Ok(ExitCode::from(fortress::commands::catalog::list())),
+        Command::Plan(args) => Ok(ExitCode::from(fortress::commands::catalog::plan(&args))),
         Command::Service(_) => unreachable!("handled above"),
     };
     match result {
@@ -129,69 +127,6 @@ async fn experiment(args: &fortress::cli::ExperimentArgs) -> anyhow::Result<Exit
     Ok(ExitCode::from(
         fortress::commands::experiment::run(args, binary).await,
     ))
-}
-
-fn list() -> anyhow::Result<ExitCode> {
-    for plan in catalog::all(Profile::Standard).context("a built-in experiment does not parse")? {
-        let faults: Vec<String> = plan
-            .phases
-            .iter()
-            .flat_map(|p| p.faults.iter().map(ToString::to_string))
-            .collect();
-        let faults = if faults.is_empty() {
-            "none (the load is the fault)".to_owned()
-        } else {
-            faults.join(", ")
-        };
-        println!("{}  ({:.0} s standard)", plan.name, plan.run_seconds());
-        println!("  faults: {faults}");
-        let story = plan.story.split_whitespace().collect::<Vec<_>>().join(" ");
-        let first = story.split_inclusive(". ").next().unwrap_or(&story);
-        println!("  {}\n", first.trim());
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn plan(args: &PlanArgs) -> anyhow::Result<ExitCode> {
-    let plan = match catalog::load(&args.experiment, args.profile) {
-        Ok(plan) => plan,
-        Err(error) => {
-            eprintln!("fortress: {error}");
-            return Ok(ExitCode::from(3));
-        }
-    };
-    println!(
-        "{} ({:?} profile, {:.0} s of load, from {})\n",
-        plan.name,
-        plan.profile,
-        plan.run_seconds(),
-        plan.source
-    );
-    println!("{}\n", plan.story);
-    println!(
-        "load: {} requests/s from {} users, mix {:?}",
-        plan.rate, plan.users, plan.mix
-    );
-    println!(
-        "topology: {} replica(s), pool of {}",
-        plan.replicas, plan.pool_size
-    );
-    for phase in &plan.phases {
-        let faults: Vec<String> = phase.faults.iter().map(ToString::to_string).collect();
-        println!(
-            "phase {:<10} {:>5.1} s  {}",
-            phase.name,
-            phase.seconds,
-            faults.join(", ")
-        );
-    }
-    for variant in &plan.variants {
-        println!("variant {:<10} modes {}", variant.name, variant.modes);
-    }
-    for p in &plan.predictions {
-        println!("predict {:<10} {}  ({})", p.variant, p.claim(), p.why);
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 async fn doctor() -> anyhow::Result<ExitCode> {

@@ -1,3 +1,4 @@
 //! What each `fortress` subcommand does and prints, so that `main.rs` only parses and dispatches.
 
+pub mod catalog;
 pub mod experiment;
