@@ -63,11 +63,24 @@ impl ApiError {
     /// Classifies a database error: a pool that cannot hand out a connection, or a server that went
     /// away, means Postgres is unavailable (503), anything else is a bug or a broken invariant (500).
     pub fn from_db(error: sqlx::Error) -> Self {
-        match error {
-            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-                Self::DatabaseUnavailable(error)
-            }
-            other => Self::Database(other),
+        let unavailable = match &error {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => true,
+            // SQLSTATE class 08 (connection exception) and 57 (operator intervention: the server is
+            // shutting down and ends this connection) mean Postgres is going away, not a bug here.
+            sqlx::Error::Database(db) => db
+                .code()
+                .is_some_and(|code| code.starts_with("08") || code.starts_with("57")),
+            _ => false,
+        };
+        if unavailable {
+            Self::DatabaseUnavailable(error)
+        } else {
+            Self::Database(error)
         }
     }
 
