@@ -13,6 +13,13 @@ Examples:
   fortress list                   the built-in experiments
   fortress plan cache-outage      check an experiment and print its phases, faults and predictions
   fortress plan my-experiment.toml --profile quick
+  fortress report reports/cache-outage-20261125T172705Z
+                                  draw that run's charts and report.html again from its saved data
+  fortress gate --junit reports/gate.xml
+                                  the CI gate: ci/gates.toml's experiments, quick profile, against ci/baselines/
+  fortress gate --update-baseline after an intended change: rewrite ci/baselines/ from this run
+  fortress compare reports/cache-outage-20261125T172705Z reports/cache-outage-20261126T090000Z
+                                  the key figures of two runs side by side, with their change
   fortress proxy --link redis=127.0.0.1:16379=127.0.0.1:6379
                                   a fault proxy in front of a local Redis; control API on 127.0.0.1:7000
 
@@ -46,6 +53,20 @@ pub enum Command {
     /// Check an experiment (built-in name or .toml path) and print its plan: phases, faults, variants,
     /// predictions. Errors name the file, line and field.
     Plan(PlanArgs),
+    /// Draw a run folder's charts and `report.html` again from its saved data.
+    ///
+    /// Exit codes: 0 written; 3 the folder is not a readable run (the error names the file).
+    Report(ReportArgs),
+    /// Run the CI gate: each experiment of the suite in the quick profile, every prediction and invariant
+    /// a test case, and key figures held against the committed baselines.
+    ///
+    /// Exit codes: 0 every case passed; 1 a prediction refuted, an invariant violated or a figure
+    /// regressed; 3 a bad suite or baseline; 4 environment error (Docker, images) or interrupted.
+    Gate(GateArgs),
+    /// The key figures of two runs side by side with their change (b against a), as text and as a page.
+    ///
+    /// Exit codes: 0 compared; 3 a folder is not a readable run.
+    Compare(CompareArgs),
     /// Run the network fault proxy (what the lab's proxy container executes).
     Proxy(ProxyArgs),
     /// Run the reference service (what the lab's service containers execute).
@@ -83,6 +104,45 @@ pub struct PlanArgs {
     pub experiment: String,
     #[arg(long, value_enum, default_value_t = crate::experiment::definition::Profile::Standard)]
     pub profile: crate::experiment::definition::Profile,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// A run folder written by `fortress experiment` (e.g. reports/cache-outage-20261125T172705Z).
+    pub run_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct GateArgs {
+    /// The suite: which experiments to run and which figures to hold against the baseline.
+    #[arg(long, default_value = "ci/gates.toml")]
+    pub suite: std::path::PathBuf,
+    /// Write the results as JUnit XML here (one test case per prediction, invariant and figure).
+    #[arg(long)]
+    pub junit: Option<std::path::PathBuf>,
+    /// Folder of the baselines (one <experiment>.json each).
+    #[arg(long, default_value = "ci/baselines")]
+    pub baseline: std::path::PathBuf,
+    /// Write the baselines from this run (only from runs whose predictions and invariants all pass).
+    #[arg(long)]
+    pub update_baseline: bool,
+    /// Seed of the data set.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where run folders are written.
+    #[arg(long, default_value = "reports")]
+    pub out: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CompareArgs {
+    /// The earlier run folder.
+    pub run_a: std::path::PathBuf,
+    /// The later run folder; changes are b against a.
+    pub run_b: std::path::PathBuf,
+    /// Where to write the comparison page [default: compare-<a>-vs-<b>.html beside run b].
+    #[arg(long)]
+    pub out: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

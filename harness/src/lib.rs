@@ -5,7 +5,9 @@
 //! containers, images, cleanup), `faults` (inject/revert pairs on a timeline), `experiment` (definitions,
 //! predictions and their judgement), `load` (goose drives a plan's mix at a target rate; every request
 //! recorded per second and endpoint group), `observe` (the service's and Postgres's counters as
-//! rates, once a second), `doctor` (can this machine run the lab).
+//! rates, once a second), `report` (a run folder drawn into charts and an HTML page), `gate` (a suite of experiments
+//! judged for CI against committed baselines), `doctor` (can
+//! this machine run the lab).
 
 pub mod cli;
 pub mod commands;
@@ -13,5 +15,7 @@ pub mod doctor;
 pub mod env;
 pub mod experiment;
 pub mod faults;
+pub mod gate;
 pub mod load;
 pub mod observe;
+pub mod report;

@@ -28,8 +28,11 @@ async fn main() -> ExitCode {
         Command::Cleanup => cleanup().await,
         Command::Proxy(args) => proxy(args).await,
         Command::Experiment(args) => experiment(&args).await,
+        Command::Gate(args) => gate(&args).await,
         Command::List => Ok(ExitCode::from(fortress::commands::catalog::list())),
         Command::Plan(args) => Ok(ExitCode::from(fortress::commands::catalog::plan(&args))),
+        Command::Report(args) => Ok(ExitCode::from(fortress::commands::report::report(&args))),
+        Command::Compare(args) => Ok(ExitCode::from(fortress::commands::report::compare(&args))),
         Command::Service(_) => unreachable!("handled above"),
     };
     match result {
@@ -127,6 +130,11 @@ async fn experiment(args: &fortress::cli::ExperimentArgs) -> anyhow::Result<Exit
     Ok(ExitCode::from(
         fortress::commands::experiment::run(args, binary).await,
     ))
+}
+
+async fn gate(args: &fortress::cli::GateArgs) -> anyhow::Result<ExitCode> {
+    let binary = std::env::current_exe().context("failed to find the fortress executable")?;
+    Ok(ExitCode::from(fortress::commands::gate::run(args, binary).await))
 }
 
 async fn doctor() -> anyhow::Result<ExitCode> {

@@ -1,6 +1,8 @@
-//! Every built-in experiment, quick profile, both variants, end to end on a real lab: each prediction
-//! must be confirmed and each invariant hold (or fail exactly where a prediction says it will).
-//! The experiments run one at a time: each one loads the 2-core machine on its own.
+//! The built-in experiment the CI gate does not run yet (`db-latency`, see ci/gates.toml), quick
+//! profile, end to end on a real lab through the runner's API; its report must open whole in a
+//! browser. The other three run end to end, both variants, in tests/gate.rs.
+
+mod browser;
 
 use std::path::PathBuf;
 
@@ -11,10 +13,7 @@ use fortress::experiment::runner::{self, Event, RunContext};
 use fortress::experiment::verdict::Outcome;
 use tokio_util::sync::CancellationToken;
 
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 async fn run_quick(name: &str) -> Summary {
-    let _turn = ONE_AT_A_TIME.lock().await;
     let _ = tracing_subscriber::fmt()
         .with_test_writer()
         .with_env_filter("warn,testcontainers=off")
@@ -47,85 +46,14 @@ async fn run_quick(name: &str) -> Summary {
                 .is_file()
         );
     }
+    let rendered = fortress::report::render(&out).unwrap();
+    browser::assert_page_is_whole(&rendered.html, name);
     std::fs::remove_dir_all(&out).unwrap();
     summary
 }
 
-/// Fails with the whole verdict table when anything was not confirmed.
-fn assert_confirmed(summary: &Summary) {
-    let mut table = Vec::new();
-    let mut all_good = true;
-    for variant in &summary.variants {
-        for v in &variant.verdicts {
-            all_good &= v.outcome == Outcome::Confirmed;
-            table.push(format!(
-                "{} {:?} {} observed {:?}",
-                variant.variant,
-                v.outcome,
-                v.claim(),
-                v.observed
-            ));
-        }
-        for c in &variant.invariants.checks {
-            all_good &= c.held || c.predicted_by.is_some();
-            table.push(format!(
-                "{} invariant {} held={} {}",
-                variant.variant, c.name, c.held, c.detail
-            ));
-        }
-    }
-    assert!(
-        all_good && summary.exit_code == 0,
-        "{}: exit {}\n{}",
-        summary.experiment,
-        summary.exit_code,
-        table.join("\n")
-    );
-    assert!(
-        summary
-            .variants
-            .iter()
-            .all(|v| !v.verdicts.is_empty() || v.variant == "vulnerable")
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cache_outage_confirms_in_both_variants() {
-    let summary = run_quick("cache-outage").await;
-    assert_confirmed(&summary);
-    let fault = summary.variants[0]
-        .timeline
-        .iter()
-        .filter(|e| e.fault == "kill redis")
-        .count();
-    assert_eq!(fault, 2, "the kill was injected and reverted");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn flash_sale_oversells_only_without_the_lock() {
-    let summary = run_quick("flash-sale").await;
-    assert_confirmed(&summary);
-    let vulnerable = &summary.variants[0];
-    assert!(vulnerable.invariants.oversold_units > 0);
-    assert!(
-        !vulnerable
-            .invariants
-            .checks
-            .iter()
-            .find(|c| c.name == "no oversell")
-            .unwrap()
-            .held
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn n_plus_one_confirms_in_both_variants() {
-    assert_confirmed(&run_quick("n-plus-one").await);
-}
-
-/// The timeouts are asserted; the Little's-law throughput is reported, not yet asserted: it was
-/// observed at 20.5 and 22.4 checkouts/s against the predicted 28.6 (within 30%, but near the edge),
-/// and more users made it worse (18, the idempotency lookup queues for the pool a second time).
+/// The timeouts are asserted; the Little's-law throughput only up to the pool's capacity: it was
+/// observed at 20.5 to 22.9 checkouts/s against the predicted 28.6 (within 30%, but near the edge).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn db_latency_times_out_beyond_the_pools_capacity() {
     let summary = run_quick("db-latency").await;

@@ -56,8 +56,13 @@ async fn postgres() -> (ContainerAsync<GenericImage>, PgPool, Db) {
     (container, pg, db)
 }
 
-fn broken(report: &InvariantReport) -> Vec<&'static str> {
-    report.checks.iter().filter(|c| !c.held).map(|c| c.name).collect()
+fn broken(report: &InvariantReport) -> Vec<&str> {
+    report
+        .checks
+        .iter()
+        .filter(|c| !c.held)
+        .map(|c| c.name.as_str())
+        .collect()
 }
 
 async fn exec(pg: &PgPool, sql: &str) {

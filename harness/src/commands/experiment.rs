@@ -2,7 +2,7 @@
 //! a progress bar per phase, then the verdicts, the invariants and where the run folder is.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::{ExperimentArgs, VariantChoice};
 use crate::experiment::catalog;
-use crate::experiment::definition::VariantPlan;
-use crate::experiment::output;
-use crate::experiment::runner::{self, Event, RunContext, RunError};
+use crate::experiment::definition::{Plan, VariantPlan};
+use crate::experiment::output::{self, Summary};
+use crate::experiment::runner::{self, Event, RunContext};
 use crate::experiment::verdict::Outcome;
 
 /// Runs the experiment and answers the process exit code (see `fortress experiment --help`).
@@ -59,15 +59,43 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> u8 {
     }
     println!();
 
+    let (summary, out_dir) = match execute(&plan, &variants, args.seed, &args.out, lab_binary).await {
+        Ok(done) => done,
+        Err(code) => return code,
+    };
+    print_verdicts(&summary);
+    println!(
+        "\nrun folder: {} (summary.json, report.html, time series, goose reports)",
+        out_dir.display()
+    );
+    let meaning = match summary.exit_code {
+        0 => "every prediction confirmed, every invariant held",
+        1 => "a prediction was refuted or an invariant violated",
+        _ => "some predictions could not be judged",
+    };
+    println!("exit {}: {meaning}", summary.exit_code);
+    summary.exit_code
+}
+
+/// Runs `variants` of `plan` with a progress bar per phase, Ctrl-C reverting everything, and writes
+/// the run folder under `out_root` with its report. Answers the summary and the folder, or the exit
+/// code of what went wrong (4: environment, interrupted).
+pub async fn execute(
+    plan: &Plan,
+    variants: &[&VariantPlan],
+    seed: u64,
+    out_root: &Path,
+    lab_binary: PathBuf,
+) -> Result<(Summary, PathBuf), u8> {
     let started = chrono::Utc::now();
-    let out_dir = match output::run_dir(&args.out, &plan, started) {
+    let out_dir = match output::run_dir(out_root, plan, started) {
         Ok(dir) => dir,
         Err(error) => {
             eprintln!(
                 "fortress: cannot create the run folder under {}: {error}",
-                args.out.display()
+                out_root.display()
             );
-            return 4;
+            return Err(4);
         }
     };
     let stop = CancellationToken::new();
@@ -114,23 +142,27 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> u8 {
         stop: stop.clone(),
         progress: &progress,
     };
-    let result = runner::run(&plan, &variants, args.seed, &ctx).await;
+    let result = runner::run(plan, variants, seed, &ctx).await;
     watcher.abort();
     for bar in current.lock().unwrap_or_else(|p| p.into_inner()).values() {
         bar.finish();
     }
     let summary = match result {
         Ok(summary) => summary,
-        Err(error @ RunError::Interrupted) => {
-            eprintln!("fortress: {error}");
-            return 4;
-        }
         Err(error) => {
             eprintln!("fortress: {error}");
-            return 4;
+            return Err(4);
         }
     };
+    match crate::report::render(&out_dir) {
+        Ok(rendered) => println!("report: {}", rendered.html.display()),
+        Err(error) => eprintln!("fortress: the run is saved, but its report failed: {error}"),
+    }
+    Ok((summary, out_dir))
+}
 
+/// The verdict table: every prediction, every invariant, the load offered and achieved.
+pub fn print_verdicts(summary: &Summary) {
     println!("\nVerdicts:");
     for variant in &summary.variants {
         for v in &variant.verdicts {
@@ -162,15 +194,4 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> u8 {
             variant.variant, variant.achieved_rps, variant.offered_rps, variant.requests
         );
     }
-    println!(
-        "\nrun folder: {} (summary.json, time series, goose reports)",
-        out_dir.display()
-    );
-    let meaning = match summary.exit_code {
-        0 => "every prediction confirmed, every invariant held",
-        1 => "a prediction was refuted or an invariant violated",
-        _ => "some predictions could not be judged",
-    };
-    println!("exit {}: {meaning}", summary.exit_code);
-    summary.exit_code
 }

@@ -2,3 +2,5 @@
 
 pub mod catalog;
 pub mod experiment;
+pub mod gate;
+pub mod report;

@@ -21,7 +21,7 @@ pub const REDIS_DEFAULT: &str = "fortress/redis:7";
 pub const RUNTIME_BASE: &str = "fortress/runtime:bookworm";
 const SOURCE_LABEL: &str = "fortress.image.source";
 
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
 pub struct ImageChoice {
     pub role: String,
     pub image: String,

@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Invariant {
-    pub name: &'static str,
+    pub name: String,
     pub held: bool,
     /// What was found, in figures (and the first offending ids when it did not hold).
     pub detail: String,
@@ -18,7 +18,7 @@ pub struct Invariant {
     pub predicted_by: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InvariantReport {
     pub checks: Vec<Invariant>,
     /// Units sold beyond the initial stock, summed over products.
@@ -79,7 +79,7 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
     .await?;
     checks.push(Invariant {
         predicted_by: None,
-        name: "acknowledged orders persisted",
+        name: "acknowledged orders persisted".into(),
         held: missing.is_empty(),
         detail: if missing.is_empty() {
             format!(
@@ -107,7 +107,7 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
     .await?;
     checks.push(Invariant {
         predicted_by: None,
-        name: "no oversell",
+        name: "no oversell".into(),
         held: oversold_units == 0,
         detail: if oversold_units == 0 {
             "no product sold more units than its initial stock".into()
@@ -125,7 +125,7 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
             .await?;
     checks.push(Invariant {
         predicted_by: None,
-        name: "no negative stock",
+        name: "no negative stock".into(),
         held: negative.is_empty(),
         detail: if negative.is_empty() {
             "every stock level is 0 or more".into()
@@ -142,7 +142,7 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
     .await?;
     checks.push(Invariant {
         predicted_by: None,
-        name: "one outbox event per order",
+        name: "one outbox event per order".into(),
         held: without_event.is_empty(),
         detail: if without_event.is_empty() {
             "every order has exactly one order.created event".into()
@@ -177,7 +177,7 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
     };
     checks.push(Invariant {
         predicted_by: None,
-        name: "one email per order",
+        name: "one email per order".into(),
         held: without_email.is_empty(),
         detail: if without_email.is_empty() {
             format!("every order has exactly one email ({drained})")

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::definition::Plan;
 use super::invariants::InvariantReport;
@@ -15,14 +15,19 @@ use super::verdict::{PhaseStats, Sample, Verdict};
 use crate::env::images::ImageChoice;
 use crate::faults::TimelineEntry;
 
+/// The version of `summary.json`'s layout; a reader refuses files of another version by name.
+pub const SUMMARY_SCHEMA: u32 = 1;
+
 /// One variant's run, as it is written and judged.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VariantReport {
     pub variant: String,
     pub modes: serde_json::Value,
     pub run_id: String,
     pub images: Vec<ImageChoice>,
     pub ready_in_s: f64,
+    /// When the load (and `at_s` 0 of the time series) started: fault windows are placed from it.
+    pub load_started_at: chrono::DateTime<chrono::Utc>,
     pub offered_rps: f64,
     pub achieved_rps: f64,
     pub requests: u64,
@@ -30,22 +35,61 @@ pub struct VariantReport {
     pub invariants: InvariantReport,
     pub timeline: Vec<TimelineEntry>,
     pub phase_stats: PhaseStats,
+    /// Written beside the summary as `timeseries-<variant>.json`.
     #[serde(skip)]
     pub samples: Vec<Sample>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A phase as it was planned: reports label the phases and say which faults each one held.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PhaseOutline {
+    pub name: String,
+    pub seconds: f64,
+    pub faults: Vec<String>,
+}
+
+/// The machine a run ran on: figures from a 2-core laptop and a 64-core runner do not compare.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Machine {
+    pub cpus: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn this() -> Self {
+        let memory_kib = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|m| {
+                let line = m.lines().find(|l| l.starts_with("MemTotal:"))?.to_owned();
+                line.split_whitespace().nth(1)?.parse::<f64>().ok()
+            })
+            .unwrap_or(0.0);
+        Self {
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            memory_gib: memory_kib / 1024.0 / 1024.0,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|k| format!("{} {}", std::env::consts::OS, k.trim()))
+                .unwrap_or_else(|_| std::env::consts::OS.to_owned()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Summary {
+    pub schema: u32,
     pub experiment: String,
     pub story: String,
     pub source: String,
     pub profile: String,
     pub seed: u64,
     pub started_at: chrono::DateTime<chrono::Utc>,
-    pub fortress_version: &'static str,
+    pub fortress_version: String,
     pub git_revision: Option<String>,
     pub docker_version: Option<String>,
+    pub machine: Machine,
     pub exit_code: u8,
+    pub phases: Vec<PhaseOutline>,
     pub variants: Vec<VariantReport>,
 }
 

@@ -166,6 +166,7 @@ async fn drive(
     let mut observer = Observer::new();
     observer.sample(lab).await;
     let started = Instant::now();
+    let load_started_at = chrono::Utc::now();
     let mut samples = Vec::new();
     let mut phase_histograms: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
     for phase in &plan.phases {
@@ -234,6 +235,7 @@ async fn drive(
         run_id: lab.run_id.clone(),
         images: lab.images.clone(),
         ready_in_s: lab.ready_in.as_secs_f64(),
+        load_started_at,
         offered_rps: plan.rate,
         achieved_rps: requests as f64 / total,
         requests: summary.requests.max(requests),
@@ -302,6 +304,13 @@ async fn watch_phase(
                     }
                 }
             }
+        }
+        if let (Some(statements), Some(requests)) = (
+            values.get(&Metric::PgStatementsPerS),
+            values.get(&Metric::ThroughputRps),
+        ) && *requests > 0.0
+        {
+            values.insert(Metric::StatementsPerRequest, statements / requests);
         }
         let at_s = started.elapsed().as_secs_f64();
         let figures = format!(
@@ -445,10 +454,21 @@ pub async fn run(
         profile: format!("{:?}", plan.profile).to_lowercase(),
         seed,
         started_at,
-        fortress_version: env!("CARGO_PKG_VERSION"),
+        schema: output::SUMMARY_SCHEMA,
+        fortress_version: env!("CARGO_PKG_VERSION").into(),
         git_revision: output::git_revision(),
         docker_version,
+        machine: output::Machine::this(),
         exit_code: verdict::exit_code(&verdicts, held),
+        phases: plan
+            .phases
+            .iter()
+            .map(|p| output::PhaseOutline {
+                name: p.name.clone(),
+                seconds: p.seconds,
+                faults: p.faults.iter().map(ToString::to_string).collect(),
+            })
+            .collect(),
         variants: reports,
     };
     if let Err(error) = output::write_summary(ctx.out_dir, &summary) {

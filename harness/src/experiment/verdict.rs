@@ -3,24 +3,50 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::definition::PredictionPlan;
 use super::metric::{Comparison, Metric};
 
 /// One second of observation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Sample {
     /// Seconds since the load started.
     pub at_s: f64,
     pub phase: String,
+    /// A metric missing from a second was not measured in it (JSON writes NaN as null; reading
+    /// drops it again).
+    #[serde(deserialize_with = "measured_only")]
     pub values: BTreeMap<Metric, f64>,
+}
+
+fn measured_only<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<Metric, f64>, D::Error> {
+    let raw: BTreeMap<Metric, Option<f64>> = BTreeMap::deserialize(d)?;
+    Ok(raw.into_iter().filter_map(|(k, v)| Some((k, v?))).collect())
 }
 
 /// Each metric reduced to one figure per phase (the mean of its samples, unless the runner set a
 /// better figure, such as a percentile over the phase's merged histogram).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct PhaseStats(BTreeMap<String, BTreeMap<Metric, f64>>);
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PhaseStats(#[serde(deserialize_with = "null_as_never")] BTreeMap<String, BTreeMap<Metric, f64>>);
+
+/// The only non-finite figure a phase holds is "never" (infinity, e.g. the cache never recovered),
+/// which JSON writes as null.
+fn null_as_never<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, BTreeMap<Metric, f64>>, D::Error> {
+    let raw: BTreeMap<String, BTreeMap<Metric, Option<f64>>> = BTreeMap::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .map(|(phase, figures)| {
+            let figures = figures
+                .into_iter()
+                .map(|(k, v)| (k, v.unwrap_or(f64::INFINITY)))
+                .collect();
+            (phase, figures)
+        })
+        .collect())
+}
 
 impl PhaseStats {
     pub fn from_samples(samples: &[Sample]) -> Self {
@@ -70,7 +96,7 @@ pub struct Caveats {
 /// The share of the offered rate below which a phase's load counts as not reached.
 pub const MIN_ACHIEVED_SHARE: f64 = 0.8;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Outcome {
     Confirmed,
@@ -78,7 +104,7 @@ pub enum Outcome {
     Inconclusive { reason: String },
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     pub variant: String,
     pub metric: Metric,

@@ -4,9 +4,9 @@
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Action {
     Inject,
@@ -14,7 +14,7 @@ pub enum Action {
 }
 
 /// One inject or revert.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TimelineEntry {
     /// The fault, as `fortress` names it (`kill redis`, `modes {"locking":"none"}`).
     pub fault: String,

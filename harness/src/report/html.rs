@@ -1,0 +1,335 @@
+//! `report.html`: one page a reader can open offline and understand without the terminal: the story,
+//! the verdict, each prediction with what was observed, the charts (embedded), the invariants, the
+//! fault timeline with its evidence, and the environment the run had.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+use super::charts::ChartSpec;
+use super::{ReportError, Run};
+use crate::experiment::metric::Metric;
+use crate::experiment::verdict::Outcome;
+
+pub(super) const STYLE: &str = "
+body { font-family: 'DejaVu Sans', Verdana, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
+h1 { margin-bottom: 0.2em; } .meta { color: #666; font-size: 0.9em; }
+.story { white-space: pre-wrap; background: #f6f6f6; padding: 0.8em 1em; border-left: 4px solid #bbb; }
+table { border-collapse: collapse; width: 100%; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.35em 0.5em; text-align: left; vertical-align: top; }
+th { background: #fafafa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.confirmed, .held { color: #1a7f37; font-weight: bold; } .refuted, .violated { color: #cf222e; font-weight: bold; }
+.inconclusive, .predicted { color: #9a6700; font-weight: bold; }
+.badge { display: inline-block; padding: 0.2em 0.7em; border-radius: 1em; color: white; }
+.badge.confirmed { background: #1a7f37; } .badge.refuted { background: #cf222e; } .badge.inconclusive { background: #9a6700; }
+img.chart { width: 100%; max-width: 960px; border: 1px solid #eee; }
+code, .evidence { font-family: 'DejaVu Sans Mono', monospace; font-size: 0.85em; }
+";
+
+/// Marks the page with how many charts loaded (`data-images`, `data-broken-images` on `<body>`) so a
+/// headless browser can check it, and tells a reader when one did not.
+const SELF_CHECK: &str = "<script>
+window.addEventListener('load', function () {
+  var images = Array.prototype.slice.call(document.images);
+  var broken = images.filter(function (i) { return !i.complete || i.naturalWidth === 0; });
+  document.body.dataset.images = images.length;
+  document.body.dataset.brokenImages = broken.length;
+  if (broken.length > 0) {
+    var note = document.createElement('p');
+    note.className = 'refuted';
+    note.textContent = broken.length + ' chart(s) failed to load: draw them again with fortress report <run-dir>';
+    document.body.insertBefore(note, document.body.firstChild);
+  }
+});
+</script>
+";
+
+/// Text made safe to put between tags or in an attribute.
+pub(super) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A figure with the precision a reader wants: integers as integers, small ratios with 3 digits.
+pub fn figure(value: f64) -> String {
+    if !value.is_finite() {
+        return "never".into();
+    }
+    let magnitude = value.abs();
+    if magnitude >= 100.0 || value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else if magnitude >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3}")
+    }
+}
+
+fn embedded(path: &Path) -> Result<String, ReportError> {
+    let bytes = std::fs::read(path).map_err(|source| ReportError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}
+
+fn verdict_word(exit_code: u8) -> (&'static str, &'static str) {
+    match exit_code {
+        0 => ("confirmed", "every prediction confirmed, every invariant held"),
+        1 => ("refuted", "a prediction was refuted or an invariant was violated"),
+        _ => ("inconclusive", "the experiment could not be judged"),
+    }
+}
+
+pub fn page(
+    run: &Run,
+    headline: (&ChartSpec, &PathBuf),
+    charts: &[(ChartSpec, PathBuf)],
+) -> Result<String, ReportError> {
+    let s = &run.summary;
+    let (word, meaning) = verdict_word(s.exit_code);
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{name}: {word}</title>\
+         <style>{STYLE}</style></head><body>\n<h1>{name} <span class=\"badge {word}\">{word}</span></h1>\n\
+         <p class=\"meta\">{meaning} (exit code {code}) · {profile} profile · seed {seed} · started {started} · \
+         revision {rev}</p>\n<div class=\"story\">{story}</div>\n",
+        name = escape(&s.experiment),
+        code = s.exit_code,
+        profile = escape(&s.profile),
+        seed = s.seed,
+        started = s.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
+        rev = escape(s.git_revision.as_deref().unwrap_or("unknown")),
+        story = escape(s.story.trim()),
+    );
+    let _ = write!(
+        page,
+        "<h2>At a glance</h2>\n<img class=\"chart\" id=\"headline\" alt=\"{}\" src=\"{}\">\n\
+         <p class=\"meta\">Shaded: the fault windows. Vertical lines: phase boundaries.</p>\n",
+        escape(&headline.0.title),
+        embedded(headline.1)?
+    );
+    predictions(run, &mut page);
+    phases(run, &mut page);
+    page.push_str("<h2>Over time</h2>\n");
+    for (spec, path) in charts {
+        let _ = writeln!(
+            page,
+            "<img class=\"chart\" alt=\"{}\" src=\"{}\">",
+            escape(&spec.title),
+            embedded(path)?
+        );
+    }
+    invariants(run, &mut page);
+    timeline(run, &mut page);
+    environment(run, &mut page);
+    page.push_str(SELF_CHECK);
+    page.push_str("</body></html>\n");
+    Ok(page)
+}
+
+fn predictions(run: &Run, page: &mut String) {
+    page.push_str(
+        "<h2>Predictions</h2>\n<table><tr><th>variant</th><th>prediction</th><th>why</th>\
+         <th>observed</th><th>verdict</th></tr>\n",
+    );
+    for variant in &run.summary.variants {
+        for v in &variant.verdicts {
+            let (class, word) = match &v.outcome {
+                Outcome::Confirmed => ("confirmed", "confirmed".to_owned()),
+                Outcome::Refuted => ("refuted", "refuted".to_owned()),
+                Outcome::Inconclusive { reason } => ("inconclusive", format!("inconclusive: {reason}")),
+            };
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td>\
+                 <td class=\"{class}\">{}</td></tr>",
+                escape(&v.variant),
+                escape(&v.claim()),
+                escape(&v.why),
+                v.observed.map_or_else(|| "-".into(), figure),
+                escape(&word)
+            );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
+fn phases(run: &Run, page: &mut String) {
+    let s = &run.summary;
+    page.push_str("<h2>Phases</h2>\n<table><tr><th>phase</th><th>seconds</th><th>faults</th>");
+    for v in &s.variants {
+        let _ = write!(
+            page,
+            "<th>{0}: achieved of offered req/s</th><th>{0}: p95 ms</th>",
+            escape(&v.variant)
+        );
+    }
+    page.push_str("</tr>\n");
+    for phase in &s.phases {
+        let _ = write!(
+            page,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td>",
+            escape(&phase.name),
+            figure(phase.seconds),
+            escape(&phase.faults.join(", "))
+        );
+        for v in &s.variants {
+            let get = |m| v.phase_stats.get(&phase.name, m);
+            let _ = write!(
+                page,
+                "<td class=\"num\">{} of {}</td><td class=\"num\">{}</td>",
+                get(Metric::ThroughputRps).map_or_else(|| "-".into(), figure),
+                figure(v.offered_rps),
+                get(Metric::P95Ms).map_or_else(|| "-".into(), figure)
+            );
+        }
+        page.push_str("</tr>\n");
+    }
+    page.push_str("</table>\n");
+}
+
+fn invariants(run: &Run, page: &mut String) {
+    page.push_str(
+        "<h2>Invariants</h2>\n<table><tr><th>variant</th><th>invariant</th><th>held</th><th>what was found</th></tr>\n",
+    );
+    for variant in &run.summary.variants {
+        for check in &variant.invariants.checks {
+            let (class, word) = match (&check.held, &check.predicted_by) {
+                (true, _) => ("held", "held".to_owned()),
+                (false, Some(claim)) => ("predicted", format!("violated, as predicted ({claim})")),
+                (false, None) => ("violated", "violated".to_owned()),
+            };
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td></tr>",
+                escape(&variant.variant),
+                escape(&check.name),
+                escape(&word),
+                escape(&check.detail)
+            );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
+fn timeline(run: &Run, page: &mut String) {
+    page.push_str(
+        "<h2>Fault timeline</h2>\n<table><tr><th>variant</th><th>at (s)</th><th>fault</th><th>action</th>\
+         <th>took</th><th>result</th><th>evidence</th></tr>\n",
+    );
+    for variant in &run.summary.variants {
+        for e in &variant.timeline {
+            let at = (e.started_at - variant.load_started_at).as_seconds_f64();
+            let took = (e.finished_at - e.started_at).as_seconds_f64() * 1000.0;
+            let result = match (&e.error, &e.detail) {
+                (Some(error), _) => format!("failed: {error}"),
+                (None, Some(detail)) => format!("ok: {detail}"),
+                (None, None) => "ok".into(),
+            };
+            let evidence = e.evidence.as_ref().map(evidence_text).unwrap_or_default();
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td class=\"num\">{at:.1}</td><td><code>{}</code></td><td>{:?}</td>\
+                 <td class=\"num\">{took:.0} ms</td><td>{}</td><td class=\"evidence\">{}</td></tr>",
+                escape(&variant.variant),
+                escape(&e.fault),
+                e.action,
+                escape(&result),
+                escape(&evidence)
+            );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
+/// The proxy's evidence as `key value` pairs, leaving out what stayed zero.
+fn evidence_text(evidence: &serde_json::Value) -> String {
+    match evidence.as_object() {
+        Some(fields) => fields
+            .iter()
+            .filter(|(_, v)| v.as_f64() != Some(0.0))
+            .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
+            .collect::<Vec<_>>()
+            .join(", "),
+        None => evidence.to_string(),
+    }
+}
+
+fn environment(run: &Run, page: &mut String) {
+    let s = &run.summary;
+    let _ = write!(
+        page,
+        "<h2>Environment</h2>\n<table>\
+         <tr><th>fortress</th><td>{} (revision {})</td></tr>\
+         <tr><th>docker</th><td>{}</td></tr>\
+         <tr><th>machine</th><td>{} CPUs, {:.1} GiB, {}</td></tr>\
+         <tr><th>definition</th><td>{}</td></tr>\
+         <tr><th>profile, seed</th><td>{}, {}</td></tr>\n",
+        escape(&s.fortress_version),
+        escape(s.git_revision.as_deref().unwrap_or("unknown")),
+        escape(s.docker_version.as_deref().unwrap_or("unknown")),
+        s.machine.cpus,
+        s.machine.memory_gib,
+        escape(&s.machine.kernel),
+        escape(&s.source),
+        escape(&s.profile),
+        s.seed
+    );
+    for v in &s.variants {
+        let images: Vec<String> = v
+            .images
+            .iter()
+            .map(|i| format!("{}: {} ({})", i.role, i.image, i.source))
+            .collect();
+        let _ = writeln!(
+            page,
+            "<tr><th>{0}</th><td>modes <code>{1}</code>; lab {2} ready in {3:.1} s; {4} requests<br>{5}<br>\
+             <a href=\"goose-{0}/goose-report.html\">goose's report</a> · \
+             <a href=\"timeseries-{0}.csv\">time series (CSV)</a></td></tr>",
+            escape(&v.variant),
+            escape(&v.modes.to_string()),
+            escape(&v.run_id),
+            v.ready_in_s,
+            v.requests,
+            escape(&images.join("; "))
+        );
+    }
+    page.push_str("</table>\n<p class=\"meta\"><a href=\"summary.json\">summary.json</a> holds every figure on this page.</p>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+    }
+
+    #[test]
+    fn figures_read_naturally() {
+        assert_eq!(figure(150.0), "150");
+        assert_eq!(figure(3.6736), "3.67");
+        assert_eq!(figure(0.00423), "0.004");
+        assert_eq!(figure(f64::INFINITY), "never");
+    }
+}

@@ -1,0 +1,145 @@
+//! The CI gate end to end, through the `fortress` binary on a real lab: the committed suite passes
+//! against the committed baselines (every built-in experiment in it runs in the quick profile, both
+//! variants), its JUnit names every case, and every report it wrote opens whole in a browser. Then the
+//! gate bites: with the defended variant's circuit breaker removed, it fails and names the broken
+//! prediction and the regressed figure.
+//!
+//! The runs take turns: each one loads the 2-core machine on its own.
+
+mod browser;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fortress-gate-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `fortress gate ...` from the workspace root; fails the test when the lab could not start.
+fn gate(args: &[&str]) -> (Output, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("gate")
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .expect("failed to run fortress");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprintln!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert_ne!(
+        output.status.code(),
+        Some(4),
+        "the lab did not start (it needs Docker and the images: run ci/setup)"
+    );
+    (output, stdout)
+}
+
+fn run_folders(out: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("summary.json").is_file())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+#[test]
+fn the_committed_suite_passes_against_its_baselines_and_every_report_opens() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = scratch("suite");
+    let junit = out.join("gate.xml");
+    let (output, stdout) = gate(&["--junit", junit.to_str().unwrap(), "--out", out.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "the gate failed:\n{stdout}");
+    assert!(
+        stdout.contains(" 0 failed, 0 skipped"),
+        "every figure has a committed baseline: {stdout}"
+    );
+
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<testsuites name=\"fortress-gate\""), "{xml}");
+    assert!(xml.contains("failures=\"0\""), "{xml}");
+    for expected in [
+        "defended: predicts pg_statements_per_s in fault / baseline &lt;= 2",
+        "vulnerable: invariant no oversell",
+        "defended: figure defended statements per history request",
+    ] {
+        assert!(xml.contains(expected), "the JUnit lacks {expected:?}");
+    }
+    let cases = xml.matches("<testcase ").count();
+    assert!(cases >= 40, "{cases} test cases");
+
+    let runs = run_folders(&out);
+    assert_eq!(
+        runs.len(),
+        3,
+        "one run folder per experiment of the suite: {runs:?}"
+    );
+    for run in &runs {
+        let name = run.file_name().unwrap().to_string_lossy().into_owned();
+        let experiment = name.rsplit_once('-').unwrap().0.to_owned();
+        browser::assert_page_is_whole(&run.join("report.html"), &experiment);
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn the_gate_fails_and_names_the_prediction_when_the_breaker_is_removed() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("bites");
+    let definition = std::fs::read_to_string(workspace().join("experiments/cache-outage.toml")).unwrap();
+    let defended = "[variants.defended]\nmodes = { cache_failure = \"breaker\" }";
+    assert!(definition.contains(defended));
+    let broken = definition.replace(
+        defended,
+        "[variants.defended]\nmodes = { cache_failure = \"fallthrough\" }",
+    );
+    std::fs::write(dir.join("cache-outage-without-breaker.toml"), broken).unwrap();
+    let suite = dir.join("gates.toml");
+    let committed = std::fs::read_to_string(workspace().join("ci/gates.toml")).unwrap();
+    let figures = committed
+        .split("[[gate]]")
+        .find(|g| g.contains("experiment = \"cache-outage\""))
+        .unwrap()
+        .replace(
+            "experiment = \"cache-outage\"",
+            "experiment = \"cache-outage-without-breaker.toml\"\nvariants = [\"defended\"]",
+        );
+    std::fs::write(&suite, format!("[[gate]]{figures}")).unwrap();
+    let out = dir.join("runs");
+    let junit = dir.join("gate.xml");
+
+    let (output, stdout) = gate(&[
+        "--suite",
+        suite.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "the gate should fail:\n{stdout}");
+    assert!(
+        stdout.contains(
+            "FAILED cache-outage / defended: predicts pg_statements_per_s in fault / baseline <= 2: REFUTED"
+        ),
+        "the failure names the broken prediction:\n{stdout}"
+    );
+    assert!(
+        stdout.contains(
+            "FAILED cache-outage / defended: figure defended Postgres load in the outage: REGRESSED"
+        ),
+        "the failure names the regressed figure:\n{stdout}"
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<failure message=\"REFUTED: observed"), "{xml}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
