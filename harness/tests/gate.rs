@@ -143,3 +143,50 @@ fn the_gate_fails_and_names_the_prediction_when_the_breaker_is_removed() {
     assert!(xml.contains("<failure message=\"REFUTED: observed"), "{xml}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Bad suites and baselines stop the gate before anything runs, with exit code 3 and the file named.
+#[test]
+fn a_bad_suite_or_baseline_is_refused_naming_the_file() {
+    let dir = scratch("bad-input");
+    let unknown = dir.join("unknown.toml");
+    std::fs::write(&unknown, "[[gate]]\nexperiment = \"cache-outrage\"\n").unwrap();
+    let (output, _) = gate(&["--suite", unknown.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("unknown.toml:2: gate[0].experiment"), "{stderr}");
+    assert!(
+        stderr.contains("cache-outage"),
+        "the known experiments are listed: {stderr}"
+    );
+
+    let bad_phase = dir.join("bad-phase.toml");
+    std::fs::write(
+        &bad_phase,
+        "[[gate]]\nexperiment = \"n-plus-one\"\n[[gate.figure]]\nname = \"x\"\nvariant = \"defended\"\n\
+         metric = \"statements_per_request\"\nphase = \"nowhere\"\nworse = \"higher\"\ntolerance = 0.5\n",
+    )
+    .unwrap();
+    let (output, _) = gate(&["--suite", bad_phase.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("bad-phase.toml:7: gate[0].figure[0].phase"),
+        "{stderr}"
+    );
+
+    let baselines = dir.join("baselines");
+    std::fs::create_dir_all(&baselines).unwrap();
+    std::fs::write(
+        baselines.join("cache-outage.json"),
+        r#"{"experiment": "cache-outage", "figures": {}}"#,
+    )
+    .unwrap();
+    let (output, _) = gate(&["--baseline", baselines.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("cache-outage.json: baseline schema none") && stderr.contains("--update-baseline"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -116,6 +116,8 @@ pub async fn execute(
     let progress = |event: Event<'_>| {
         let mut current = current.lock().unwrap_or_else(|p| p.into_inner());
         match event {
+            // Without a terminal the bars are hidden, and so would be their messages.
+            Event::Message(text) if bars.is_hidden() => eprintln!("{text}"),
             Event::Message(text) => bars.println(text).unwrap_or(()),
             Event::Phase { variant, phase } => {
                 let bar = current

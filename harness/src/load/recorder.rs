@@ -66,7 +66,11 @@ impl State {
 
 /// A cheap-to-clone handle on one shared record: the load's users write, anyone reads.
 #[derive(Clone)]
-pub struct Recorder(Arc<Mutex<State>>);
+pub struct Recorder {
+    state: Arc<Mutex<State>>,
+    /// `false` only in [`Recorder::off`], which measures what recording costs.
+    on: bool,
+}
 
 impl std::fmt::Debug for Recorder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -87,22 +91,35 @@ impl Recorder {
         let base_unix_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX / 2));
-        Self(Arc::new(Mutex::new(State {
+        let state = Arc::new(Mutex::new(State {
             base,
             base_unix_us,
             next: base_unix_us.div_euclid(1_000_000),
             open: BTreeMap::new(),
             totals: Default::default(),
             acknowledged: Vec::new(),
-        })))
+        }));
+        Self { state, on: true }
+    }
+
+    /// A recorder that files nothing: the load without its observer, for the overhead benchmark
+    /// (`cargo bench -p harness --bench observer_overhead`).
+    pub fn off() -> Self {
+        Self {
+            on: false,
+            ..Self::new()
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Files a request that has just completed.
     pub fn record(&self, group: Group, outcome: Outcome, latency: Duration) {
+        if !self.on {
+            return;
+        }
         let mut state = self.state();
         let second = state.second_now();
         let bucket = &mut state.open.entry(second).or_default()[group.index()];

@@ -1,4 +1,5 @@
-//! Postgres's own view: statements executed (`pg_stat_statements`) and transactions committed or
+//! Postgres's own view: statements executed and rows they answered or touched (`pg_stat_statements`),
+//! and transactions committed or
 //! rolled back (`pg_stat_database`), read through the port published on 127.0.0.1 (not the proxy, so a
 //! network fault on the service's link does not blind the observer).
 
@@ -8,6 +9,7 @@ use sqlx::{Connection, PgConnection};
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct DatabaseCounters {
     pub statements: f64,
+    pub rows: f64,
     pub transactions: f64,
 }
 
@@ -28,17 +30,20 @@ impl DatabaseProbe {
 
     /// The counters now. The probe's own statements are left out of the statement count.
     pub async fn read(&mut self) -> Result<DatabaseCounters, sqlx::Error> {
-        let (statements, transactions): (f64, f64) = sqlx::query_as(
-            "SELECT (SELECT coalesce(sum(calls), 0)::float8 FROM pg_stat_statements \
-                     WHERE dbid = d.oid AND query NOT ILIKE '%pg_stat_%'), \
-                    (xact_commit + xact_rollback)::float8 \
-             FROM pg_stat_database s JOIN pg_database d ON d.datname = s.datname \
+        let (statements, rows, transactions): (f64, f64, f64) = sqlx::query_as(
+            "SELECT st.calls, st.rows, (s.xact_commit + s.xact_rollback)::float8 \
+             FROM pg_stat_database s JOIN pg_database d ON d.datname = s.datname, \
+                  LATERAL (SELECT coalesce(sum(calls), 0)::float8 AS calls, \
+                                  coalesce(sum(rows), 0)::float8 AS rows \
+                           FROM pg_stat_statements \
+                           WHERE dbid = d.oid AND query NOT ILIKE '%pg_stat_%') st \
              WHERE s.datname = current_database()",
         )
         .fetch_one(&mut self.conn)
         .await?;
         Ok(DatabaseCounters {
             statements,
+            rows,
             transactions,
         })
     }

@@ -1,16 +1,18 @@
-//! Watching the system while it is loaded and broken: once a second, the service's counters and
-//! Postgres's, turned into rates (statements/s, cache hit ratio, orders/s...) for the time series.
+//! Watching the system while it is loaded and broken: once a second, the service's counters,
+//! Postgres's and Redis's, turned into rates (statements/s, cache hit ratio, orders/s...) for the time series.
 //!
 //! A source that cannot be read in a second (the service restarting, Postgres stopped) leaves its
 //! metrics out of that second rather than failing the run; counters that went backwards (a restarted
 //! process) are skipped for one sample.
 
+pub mod cache;
 pub mod database;
 pub mod service;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use self::cache::{CacheCounters, CacheProbe};
 use self::database::{DatabaseCounters, DatabaseProbe};
 use self::service::ServiceCounters;
 use crate::env::Lab;
@@ -24,11 +26,13 @@ struct Reading {
     at: Instant,
     service: Option<ServiceCounters>,
     database: Option<DatabaseCounters>,
+    cache: Option<CacheCounters>,
 }
 
 #[derive(Debug)]
 pub struct Observer {
     database: Option<DatabaseProbe>,
+    cache: Option<CacheProbe>,
     last: Option<Reading>,
 }
 
@@ -36,6 +40,7 @@ impl Observer {
     pub fn new() -> Self {
         Self {
             database: None,
+            cache: None,
             last: None,
         }
     }
@@ -57,31 +62,55 @@ impl Observer {
         tokio::time::timeout(READ_DEADLINE, read).await.ok().flatten()
     }
 
-    async fn read_database(&mut self, lab: &Lab) -> Option<DatabaseCounters> {
-        if self.database.is_none() {
+    async fn read_database(slot: &mut Option<DatabaseProbe>, lab: &Lab) -> Option<DatabaseCounters> {
+        if slot.is_none() {
             let url = lab.postgres_url().await.ok()?;
-            self.database = tokio::time::timeout(READ_DEADLINE, DatabaseProbe::connect(&url))
+            *slot = tokio::time::timeout(READ_DEADLINE, DatabaseProbe::connect(&url))
                 .await
                 .ok()?
                 .ok();
         }
-        let probe = self.database.as_mut()?;
+        let probe = slot.as_mut()?;
         match tokio::time::timeout(READ_DEADLINE, probe.read()).await {
             Ok(Ok(counters)) => Some(counters),
             _ => {
-                self.database = None; // reconnect next second
+                *slot = None; // reconnect next second
                 None
             }
         }
     }
 
-    /// Reads every source and answers the rates since the previous call (nothing on the first call).
+    async fn read_cache(slot: &mut Option<CacheProbe>, lab: &Lab) -> Option<CacheCounters> {
+        if slot.is_none() {
+            let url = lab.redis_url().await.ok()?;
+            *slot = tokio::time::timeout(READ_DEADLINE, CacheProbe::connect(&url, READ_DEADLINE))
+                .await
+                .ok()?
+                .ok();
+        }
+        let probe = slot.as_mut()?;
+        match tokio::time::timeout(READ_DEADLINE, probe.read()).await {
+            Ok(Ok(counters)) => counters,
+            _ => {
+                *slot = None; // Redis is down or restarted: reconnect next second
+                None
+            }
+        }
+    }
+
+    /// Reads every source (at once: a hung source costs the second at most one deadline) and answers
+    /// the rates since the previous call (nothing on the first call).
     pub async fn sample(&mut self, lab: &Lab) -> BTreeMap<Metric, f64> {
-        let (service, database) = (Self::read_service(lab).await, self.read_database(lab).await);
+        let (service, database, cache) = tokio::join!(
+            Self::read_service(lab),
+            Self::read_database(&mut self.database, lab),
+            Self::read_cache(&mut self.cache, lab),
+        );
         let reading = Reading {
             at: Instant::now(),
             service,
             database,
+            cache,
         };
         let rates = self.last.map(|last| rates(&last, &reading)).unwrap_or_default();
         self.last = Some(reading);
@@ -134,6 +163,21 @@ fn rates(before: &Reading, now: &Reading) -> BTreeMap<Metric, f64> {
         if let Some(v) = delta(a.transactions, b.transactions) {
             out.insert(Metric::PgTransactionsPerS, v / seconds);
         }
+        if let Some(v) = delta(a.rows, b.rows) {
+            out.insert(Metric::PgRowsPerS, v / seconds);
+        }
+    }
+    // A Redis that was restarted starts its counters again: the backwards delta is skipped.
+    if let (Some(a), Some(b)) = (before.cache, now.cache) {
+        for (metric, value) in [
+            (Metric::RedisCommandsPerS, delta(a.commands, b.commands)),
+            (Metric::RedisHitsPerS, delta(a.hits, b.hits)),
+            (Metric::RedisMissesPerS, delta(a.misses, b.misses)),
+        ] {
+            if let Some(v) = value {
+                out.insert(metric, v / seconds);
+            }
+        }
     }
     out
 }
@@ -154,8 +198,10 @@ mod tests {
             service: Some(service),
             database: Some(DatabaseCounters {
                 statements: pg,
+                rows: 0.0,
                 transactions: 0.0,
             }),
+            cache: None,
         }
     }
 

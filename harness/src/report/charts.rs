@@ -92,6 +92,12 @@ pub fn standard() -> Vec<ChartSpec> {
             "hits / reads",
             &[Metric::CacheHitRatio],
         ),
+        ChartSpec::new(
+            "redis-commands",
+            "Redis commands/s (none while it is down)",
+            "commands/s",
+            &[Metric::RedisCommandsPerS],
+        ),
     ]
 }
 
