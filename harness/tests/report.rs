@@ -6,7 +6,7 @@ mod browser;
 
 use std::path::{Path, PathBuf};
 
-use fortress::report::{self, ReportError, Run};
+use fortress::report::{self, ReportError, Run, compare};
 
 const CHARTS: usize = 6;
 
@@ -125,4 +125,42 @@ fn bad_run_folders_get_errors_that_name_the_file() {
     for dir in [half, old, no_series] {
         std::fs::remove_dir_all(dir).unwrap();
     }
+}
+
+#[test]
+fn compare_shows_each_key_figure_of_two_runs_with_its_change() {
+    let a = Run::load(&fixture()).unwrap();
+    let changed = copy_of_fixture("compare");
+    let summary = std::fs::read_to_string(changed.join("summary.json")).unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    // The defended variant's baseline p95, doubled.
+    let p95 = &mut json["variants"][1]["phase_stats"]["baseline"]["p95_ms"];
+    let before = p95.as_f64().unwrap();
+    *p95 = serde_json::json!(before * 2.0);
+    std::fs::write(changed.join("summary.json"), json.to_string()).unwrap();
+    let b = Run::load(&changed).unwrap();
+
+    let changes = compare::changes(&a, &b);
+    let p95 = changes
+        .iter()
+        .find(|c| c.key == "defended / baseline / p95_ms")
+        .unwrap();
+    assert!((p95.ratio().unwrap() - 2.0).abs() < 1e-9, "{p95:?}");
+    let unchanged = changes
+        .iter()
+        .find(|c| c.key == "vulnerable / fault / pg_statements_per_s")
+        .unwrap();
+    assert_eq!(unchanged.ratio(), Some(1.0));
+    assert!(changes.iter().any(|c| c.key.contains("/ prediction / ")));
+
+    let text = compare::text(&a, &b, &changes);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("defended / baseline / p95_ms"))
+        .unwrap();
+    assert!(line.ends_with("+100.0%"), "{line}");
+    let page = changed.join("compare.html");
+    compare::write_page(&a, &b, &changes, &page).unwrap();
+    assert!(std::fs::read_to_string(&page).unwrap().contains("+100.0%"));
+    std::fs::remove_dir_all(&changed).unwrap();
 }
