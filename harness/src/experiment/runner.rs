@@ -13,16 +13,15 @@ use super::definition::{PhasePlan, Plan, RUN_PHASE, VariantPlan};
 use super::invariants::{self, RunFacts};
 use super::metric::Metric;
 use super::output::{self, Summary, VariantReport};
-use super::verdict::{self, Caveats, MIN_ACHIEVED_SHARE, PhaseStats, Sample};
+use super::phase_figures::{caveats, derived_stats};
+use super::verdict::{self, PhaseStats, Sample};
 use crate::env::{ADMIN_TOKEN, EnvError, Lab, LabSpec};
-use crate::faults::{self, Action, Fault, FaultError, FaultTimeline};
+use crate::faults::{self, Fault, FaultError, FaultTimeline};
 use crate::load::{self, Group, LoadSpec, Recorder, quantile_ms};
 use crate::observe::Observer;
 
 /// How long the outbox gets to drain before the email invariant is judged.
 const DRAIN: Duration = Duration::from_secs(15);
-/// The cache hit ratio that counts as recovered.
-const RECOVERED_HIT_RATIO: f64 = 0.9;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -339,103 +338,6 @@ async fn watch_phase(
             values,
         });
     }
-}
-
-/// Figures a mean of seconds cannot give: percentiles over the phase's merged histogram, statements
-/// per request over the phase's totals, and how long the cache took to recover after a fault phase.
-fn derived_stats(
-    plan: &Plan,
-    samples: &[Sample],
-    histograms: &BTreeMap<String, Histogram<u64>>,
-    stats: &mut PhaseStats,
-) {
-    let whole_run: Vec<Sample> = samples
-        .iter()
-        .map(|s| Sample {
-            phase: RUN_PHASE.into(),
-            ..s.clone()
-        })
-        .collect();
-    for (metric, value) in PhaseStats::from_samples(&whole_run).phase(RUN_PHASE) {
-        stats.set(RUN_PHASE, metric, value);
-    }
-    for (phase, histogram) in histograms {
-        stats.set(phase, Metric::P50Ms, quantile_ms(histogram, 0.50));
-        stats.set(phase, Metric::P95Ms, quantile_ms(histogram, 0.95));
-        stats.set(phase, Metric::P99Ms, quantile_ms(histogram, 0.99));
-    }
-    for phase in &plan.phases {
-        let in_phase = samples.iter().filter(|s| s.phase == phase.name);
-        let (statements, requests) = in_phase.fold((0.0, 0.0), |(st, rq), s| {
-            (
-                st + s.values.get(&Metric::PgStatementsPerS).unwrap_or(&0.0),
-                rq + s.values.get(&Metric::ThroughputRps).unwrap_or(&0.0),
-            )
-        });
-        if requests > 0.0 {
-            stats.set(&phase.name, Metric::StatementsPerRequest, statements / requests);
-        }
-    }
-    for pair in plan.phases.windows(2) {
-        let (before, after) = (&pair[0], &pair[1]);
-        if before.faults.is_empty() {
-            continue;
-        }
-        let phase_start = samples.iter().find(|s| s.phase == after.name).map(|s| s.at_s);
-        let recovered = samples.iter().filter(|s| s.phase == after.name).find(|s| {
-            s.values
-                .get(&Metric::CacheHitRatio)
-                .is_some_and(|r| *r >= RECOVERED_HIT_RATIO)
-        });
-        let seconds = match (phase_start, recovered) {
-            (Some(start), Some(sample)) => sample.at_s - start + 1.0,
-            // Not within the phase: no finite figure is honest (it serializes as null).
-            _ => f64::INFINITY,
-        };
-        stats.set(&after.name, Metric::HitRatioRecoveryS, seconds);
-    }
-}
-
-fn caveats(plan: &Plan, stats: &PhaseStats, timeline: &FaultTimeline) -> Caveats {
-    let mut caveats = Caveats::default();
-    let mut after_a_fault = false;
-    for phase in &plan.phases {
-        let untouched: Vec<String> = timeline
-            .entries()
-            .into_iter()
-            .filter(|e| e.action == Action::Revert && phase.faults.iter().any(|f| f.to_string() == e.fault))
-            .filter(|e| e.evidence.as_ref().is_some_and(|ev| !evidence_touched(ev)))
-            .map(|e| e.fault)
-            .collect();
-        if !untouched.is_empty() {
-            caveats.untouched_faults.insert(phase.name.clone(), untouched);
-        }
-        // The steady state (every phase before the first fault) must reach the offered rate: otherwise
-        // the load generator, not the system, set the figures. During and after a fault, a shortfall
-        // is the system's own story (a stall, a slow recovery), which the predictions judge.
-        after_a_fault |= !phase.faults.is_empty();
-        if !after_a_fault
-            && let Some(achieved) = stats.get(&phase.name, Metric::ThroughputRps)
-            && achieved < plan.rate * MIN_ACHIEVED_SHARE
-        {
-            caveats
-                .load_shortfall
-                .insert(phase.name.clone(), (plan.rate, achieved));
-        }
-    }
-    caveats
-}
-
-fn evidence_touched(evidence: &serde_json::Value) -> bool {
-    [
-        "delayed_chunks",
-        "throttled_chunks",
-        "held_chunks",
-        "resets",
-        "closed_by_down",
-    ]
-    .iter()
-    .any(|k| evidence[k].as_u64().unwrap_or(0) > 0)
 }
 
 /// Runs the chosen variants one after the other (each on a fresh lab), writes the run folder, and
