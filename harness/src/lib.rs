@@ -19,3 +19,4 @@ pub mod gate;
 pub mod load;
 pub mod observe;
 pub mod report;
+pub mod saved_json;

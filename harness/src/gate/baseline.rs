@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::saved_json::{self, Unreadable};
+
 /// The version of the baseline layout; files of another version are refused by name.
 pub const BASELINE_SCHEMA: u32 = 1;
 
@@ -56,24 +58,25 @@ pub fn read(dir: &Path, experiment: &str) -> Result<Option<Baseline>, BaselineEr
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(BaselineError::Read { path, source }),
     };
-    let malformed = |e: serde_json::Error| BaselineError::Malformed {
-        path: path.clone(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    };
-    let raw: serde_json::Value = serde_json::from_str(&text).map_err(malformed)?;
-    if raw["schema"].as_u64() != Some(u64::from(BASELINE_SCHEMA)) {
-        return Err(BaselineError::Schema {
-            path,
-            found: match &raw["schema"] {
-                serde_json::Value::Null => "none".into(),
-                other => other.to_string(),
+    saved_json::parse_versioned(&text, BASELINE_SCHEMA)
+        .map(Some)
+        .map_err(|why| match why {
+            Unreadable::Malformed {
+                line,
+                column,
+                message,
+            } => BaselineError::Malformed {
+                path,
+                line,
+                column,
+                message,
             },
-            expected: BASELINE_SCHEMA,
-        });
-    }
-    serde_json::from_str(&text).map(Some).map_err(malformed)
+            Unreadable::Schema { found } => BaselineError::Schema {
+                path,
+                found,
+                expected: BASELINE_SCHEMA,
+            },
+        })
 }
 
 pub fn write(dir: &Path, baseline: &Baseline) -> Result<PathBuf, BaselineError> {

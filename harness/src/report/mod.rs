@@ -16,6 +16,7 @@ use crate::experiment::metric::Metric;
 use crate::experiment::output::{SUMMARY_SCHEMA, Summary};
 use crate::experiment::verdict::Sample;
 use crate::faults::Action;
+use crate::saved_json::{self, Unreadable};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -72,13 +73,25 @@ fn read(path: &Path) -> Result<String, ReportError> {
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T, ReportError> {
-    serde_json::from_str(text).map_err(|e| ReportError::Malformed {
-        path: path.to_owned(),
-        line: e.line(),
-        column: e.column(),
-        message: e.to_string(),
-    })
+fn refused(path: &Path, why: Unreadable) -> ReportError {
+    let path = path.to_owned();
+    match why {
+        Unreadable::Malformed {
+            line,
+            column,
+            message,
+        } => ReportError::Malformed {
+            path,
+            line,
+            column,
+            message,
+        },
+        Unreadable::Schema { found } => ReportError::Schema {
+            path,
+            found,
+            expected: SUMMARY_SCHEMA,
+        },
+    }
 }
 
 impl Run {
@@ -88,23 +101,12 @@ impl Run {
         if !path.is_file() {
             return Err(ReportError::NotARun { path: dir.to_owned() });
         }
-        let text = read(&path)?;
-        let raw: serde_json::Value = parse(&path, &text)?;
-        if raw["schema"].as_u64() != Some(u64::from(SUMMARY_SCHEMA)) {
-            return Err(ReportError::Schema {
-                path,
-                found: match &raw["schema"] {
-                    serde_json::Value::Null => "none (written before schemas were numbered)".into(),
-                    other => other.to_string(),
-                },
-                expected: SUMMARY_SCHEMA,
-            });
-        }
-        let summary: Summary = parse(&path, &text)?;
+        let summary: Summary =
+            saved_json::parse_versioned(&read(&path)?, SUMMARY_SCHEMA).map_err(|e| refused(&path, e))?;
         let mut samples = BTreeMap::new();
         for variant in &summary.variants {
             let path = dir.join(format!("timeseries-{}.json", variant.variant));
-            let series: Vec<Sample> = parse(&path, &read(&path)?)?;
+            let series: Vec<Sample> = saved_json::parse(&read(&path)?).map_err(|e| refused(&path, e))?;
             samples.insert(variant.variant.clone(), series);
         }
         Ok(Self {
