@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::cli::GateArgs;
 use crate::commands::experiment::execute;
 use crate::experiment::definition::VariantPlan;
-use crate::gate::{self, Case, baseline, suite};
+use crate::gate::{self, Case, CaseKind, baseline, suite};
 
 /// Exit codes: 0 every case passed; 1 a case failed; 3 a bad suite or baseline; 4 environment.
 pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> u8 {
@@ -87,7 +87,7 @@ pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> u8 {
 fn update(args: &GateArgs, g: &suite::Gate, summary: &crate::experiment::output::Summary, judged: &[Case]) {
     if judged
         .iter()
-        .any(|c| c.passed == Some(false) && !c.name.contains(": figure "))
+        .any(|c| c.passed == Some(false) && c.kind != CaseKind::Figure)
     {
         println!(
             "  baseline not updated: a prediction or invariant failed, and a baseline must be a good run"

@@ -14,10 +14,20 @@ use crate::experiment::verdict::Outcome;
 use baseline::Baseline;
 use suite::{Figure, Gate, Worse};
 
+/// What a case holds the run to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaseKind {
+    Prediction,
+    Invariant,
+    /// A figure against the baseline.
+    Figure,
+}
+
 /// One test case of the gate.
 #[derive(Debug, Clone)]
 pub struct Case {
     pub experiment: String,
+    pub kind: CaseKind,
     pub name: String,
     /// `None`: skipped (no baseline to hold the figure against).
     pub passed: Option<bool>,
@@ -53,6 +63,7 @@ pub fn judge(gate: &Gate, summary: &Summary, baseline: Option<&Baseline>) -> Vec
             };
             cases.push(Case {
                 experiment: experiment.clone(),
+                kind: CaseKind::Prediction,
                 name: format!("{}: predicts {}", variant.variant, v.claim()),
                 passed: Some(passed),
                 message: format!("{outcome}: observed {observed} ({})", v.why),
@@ -62,6 +73,7 @@ pub fn judge(gate: &Gate, summary: &Summary, baseline: Option<&Baseline>) -> Vec
             let passed = check.held || check.predicted_by.is_some();
             cases.push(Case {
                 experiment: experiment.clone(),
+                kind: CaseKind::Invariant,
                 name: format!("{}: invariant {}", variant.variant, check.name),
                 passed: Some(passed),
                 message: match (&check.held, &check.predicted_by) {
@@ -82,6 +94,7 @@ fn judge_figure(experiment: &str, figure: &Figure, summary: &Summary, baseline: 
     let name = format!("{}: figure {}", figure.variant, figure.name);
     let case = |passed, message| Case {
         experiment: experiment.to_owned(),
+        kind: CaseKind::Figure,
         name: name.clone(),
         passed,
         message,
