@@ -2,30 +2,20 @@
 //! goose's own count, acknowledged orders found in Postgres, and a Redis stall showing as latency.
 //! Without Docker these fail, saying how to get it (`ci/setup`).
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fortress::env::{Lab, LabSpec, Role};
+use fortress::env::{Lab, Role};
 use fortress::experiment::definition::Scenario;
 use fortress::faults::{Action, Fault, FaultTimeline, with_fault};
 use fortress::load::{self, Group, LoadSpec, Recorder, SecondSample};
 use hdrhistogram::Histogram;
 use serde_json::json;
 use sqlx::Connection;
+use support::start_lab;
 use tokio_util::sync::CancellationToken;
-
-async fn start_lab() -> Lab {
-    let _ = tracing_subscriber::fmt()
-        .with_test_writer()
-        .with_env_filter("info")
-        .try_init();
-    let spec = LabSpec::with_binary(PathBuf::from(env!("CARGO_BIN_EXE_fortress")));
-    Lab::start(&spec, &|line| eprintln!("{line}"))
-        .await
-        .unwrap_or_else(|e| {
-            panic!("could not start the lab: {e}\n(the lab needs Docker and the images: run ci/setup)")
-        })
-}
 
 const PRODUCTS: u32 = 50;
 const SHOPPERS: u32 = 50;
