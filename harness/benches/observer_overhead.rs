@@ -2,7 +2,7 @@
 //! per-request recorder and the 1 Hz sampler of the service's /metrics and Postgres's statistics)
 //! against the same load without them, side by side in one run on one lab.
 //!
-//! The load is closed-loop (goose's throttle far above what the lab can serve), so throughput is
+//! The load is closed-loop (an arrival rate far above what the lab can serve), so throughput is
 //! whatever the client, the service and Postgres manage together on this machine; the recorder and
 //! the sampler are the only difference between the two arms. The arms alternate (observed, bare,
 //! observed, bare, ...) so that drift in the machine falls on both. Target: observed / bare >= 0.95.

@@ -2,9 +2,9 @@
 //! arrival rate against a service replica on 127.0.0.1, while `Recorder` files every request per
 //! second and per endpoint group for the rest of the lab to read as the load runs.
 //!
-//! Pacing: goose's `throttle_requests` lets through `rate` requests per second across all users, and
-//! `users` virtual users wait on it, so as long as there are more users than `rate x latency`, a stall
-//! in the service shows as latency at the same arrival rate, not as fewer requests. The run is bounded:
+//! Pacing: `Arrivals` lets `rate` requests a second leave across all users, on an absolute schedule,
+//! and `users` virtual users wait on it, so as long as there are more users than `rate x latency`, a
+//! stall in the service shows as latency at the same arrival rate, not as fewer requests. The run is bounded:
 //! `duration` (whole seconds, as goose counts them) after the users have started, then in-flight
 //! requests finish within `request_timeout`; past a hard deadline the run is stopped and reported.
 //!
@@ -14,6 +14,7 @@
 //! one process take turns, a Ctrl-C that goose catches during a run is passed on by cancelling the
 //! caller's `stop`, and between runs a Ctrl-C shows only as `goose::is_killswitch_triggered()`.
 
+mod arrivals;
 pub mod recorder;
 pub mod sample;
 mod scenarios;
@@ -52,7 +53,7 @@ pub enum LoadError {
 /// What a run did, from the client's side.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadSummary {
-    /// Requests per second asked of goose's throttle.
+    /// Requests per second the schedule offered.
     pub offered_rate: f64,
     /// Requests recorded during this run, per second of `active`.
     pub achieved_rate: f64,
@@ -105,6 +106,7 @@ pub async fn run(
     }
     let ctx = Arc::new(scenarios::Ctx::new(
         recorder.clone(),
+        spec.rate,
         spec.products,
         spec.shoppers,
     ));
@@ -148,7 +150,7 @@ pub async fn run(
         .sum();
     let goose_failures: usize = metrics.requests.values().map(|r| r.fail_count).sum();
     Ok(LoadSummary {
-        offered_rate: spec.offered_rate() as f64,
+        offered_rate: spec.rate,
         achieved_rate: ctx
             .active()
             .map_or(0.0, |active| requests as f64 / active.as_secs_f64().max(1e-3)),

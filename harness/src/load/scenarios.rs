@@ -3,8 +3,9 @@
 //!
 //! Checkout and history users log in once at start (`user{N}@fortress.test`, N from the user's index)
 //! and keep the token; a failed login is retried on the user's next iteration. Product ids are drawn
-//! uniformly from the seeded range. Latency is goose's own measure of each request (from after the
-//! throttle let it go until the response headers, in microseconds) plus the time to read the body.
+//! uniformly from the seeded range. Every request, the login too, first waits for its slot in the
+//! run's `Arrivals`. Latency is goose's own measure of each request (from its slot until the response
+//! headers, in microseconds) plus the time to read the body.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ use rand::Rng;
 use reference_service::seed::SEED_PASSWORD;
 use serde_json::{Value, json};
 
+use super::arrivals::Arrivals;
 use super::recorder::Recorder;
 use super::sample::{Group, Outcome};
 use crate::experiment::definition::Scenario;
@@ -30,16 +32,19 @@ pub(super) struct Ctx {
     pub products: u32,
     /// Seeded users: `user1` to `user{shoppers}`.
     pub shoppers: u32,
+    /// Paces every request of the run.
+    pub arrivals: Arrivals,
     /// When this run's first request started and its last one completed.
     pub window: Mutex<Option<(Instant, Instant)>>,
 }
 
 impl Ctx {
-    pub fn new(recorder: Recorder, products: u32, shoppers: u32) -> Self {
+    pub fn new(recorder: Recorder, rate: f64, products: u32, shoppers: u32) -> Self {
         Self {
             recorder,
             products,
             shoppers,
+            arrivals: Arrivals::new(rate),
             window: Mutex::new(None),
         }
     }
@@ -115,6 +120,7 @@ async fn send(
     request: GooseRequest<'_>,
     classify: fn(u16, &[u8]) -> Outcome,
 ) -> Result<Answer, Box<TransactionError>> {
+    ctx.arrivals.take_slot().await;
     let mut goose = user.request(request).await?;
     let to_headers = Duration::from_micros(
         goose.request.response_time * 1000 + u64::from(goose.request.response_time_fraction_us),

@@ -16,7 +16,7 @@ use crate::experiment::definition::{Plan, Scenario};
 pub struct LoadSpec {
     /// A service replica, `http://127.0.0.1:<port>` (loopback only).
     pub base_url: String,
-    /// Target arrival rate, requests per second (goose's throttle takes a whole number: rounded).
+    /// Target arrival rate, requests per second.
     pub rate: f64,
     /// Virtual users; enough that `rate x the slowest expected latency` of them can wait at once.
     pub users: u32,
@@ -44,11 +44,6 @@ impl LoadSpec {
             shoppers: plan.seed.users,
             request_timeout: Duration::from_secs(10),
         }
-    }
-
-    /// The rate goose's throttle is given.
-    pub fn offered_rate(&self) -> usize {
-        self.rate.round().max(1.0) as usize
     }
 
     fn run_seconds(&self) -> u64 {
@@ -110,7 +105,7 @@ impl LoadSpec {
         // Every user within about a tenth of a second.
         config.increase_rate = Some((f64::from(self.users) * 10.0).to_string());
         config.run_time = Some(self.run_seconds().to_string());
-        config.throttle_requests = Some(self.offered_rate());
+        // No `throttle_requests`: the users pace themselves on `Arrivals` (goose's throttle drifts).
         config.timeout = Some(format!("{:.3}", self.request_timeout.as_secs_f64()));
         // Count the start-up too, so goose's figures and the recorder's cover the same requests.
         config.no_reset_metrics = true;
@@ -164,10 +159,10 @@ mod tests {
     }
 
     #[test]
-    fn goose_is_configured_in_whole_requests_and_seconds() {
+    fn goose_is_configured_in_whole_seconds_without_its_throttle() {
         let spec = spec("http://127.0.0.1:8080");
         let config = spec.goose_configuration(Path::new("/tmp/r.html"));
-        assert_eq!(config.throttle_requests, Some(40));
+        assert_eq!(config.throttle_requests, None);
         assert_eq!(config.run_time.as_deref(), Some("3"));
         assert!(config.no_telnet && config.no_reset_metrics);
         assert_eq!(config.report_file, ["/tmp/r.html"]);
