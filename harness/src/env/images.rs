@@ -104,8 +104,12 @@ fn content_hash(path: &Path) -> Result<String, std::io::Error> {
     Ok(format!("{:016x}", hasher.finish()))
 }
 
+/// One lab image build at a time in this process: labs started together would build the same tag twice.
+static LAB_IMAGE_BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The `fortress/lab` image holding `binary`, built on the runtime base if it does not exist yet.
 pub async fn lab_image(docker: &DockerClient, binary: &Path) -> Result<ImageChoice, ImageError> {
+    let _building = LAB_IMAGE_BUILD.lock().await;
     let binary_error = |source| ImageError::Binary {
         path: binary.to_owned(),
         source,

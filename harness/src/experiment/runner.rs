@@ -88,16 +88,19 @@ async fn admin(lab: &Lab, path: &str, body: &serde_json::Value, what: &'static s
     }
 }
 
-/// A lab being removed in the background while the next variant starts.
+/// A lab being removed in the background while the next variant runs.
 type Removal = tokio::task::JoinHandle<()>;
 
-/// Runs `variant` of `plan` on a lab of its own and judges it. The lab is removed in the background;
-/// the caller awaits the answered removal before it finishes.
-pub async fn run_variant(
-    plan: &Plan,
-    variant: &VariantPlan,
-    ctx: &RunContext<'_>,
-) -> (Result<VariantReport, RunError>, Option<Removal>) {
+fn remove_in_background(lab: Lab) -> Removal {
+    tokio::spawn(async move {
+        if let Err(error) = lab.shutdown().await {
+            tracing::warn!(%error, "could not remove the lab; run `fortress cleanup`");
+        }
+    })
+}
+
+/// Starts the lab `variant` runs on, sized by `plan`.
+async fn start_lab(plan: &Plan, variant: &VariantPlan, ctx: &RunContext<'_>) -> Result<Lab, RunError> {
     let progress = ctx.progress;
     let spec = LabSpec {
         replicas: plan.replicas,
@@ -105,26 +108,16 @@ pub async fn run_variant(
         ..LabSpec::with_binary(ctx.lab_binary.clone())
     };
     progress(Event::Message(format!("{}: starting the lab", variant.name)));
-    let show = |line: &str| progress(Event::Message(format!("  {line}")));
+    let show = |line: &str| progress(Event::Message(format!("  {}: {line}", variant.name)));
     let lab = tokio::select! {
-        lab = Lab::start(&spec, &show) => lab,
-        () = ctx.stop.cancelled() => return (Err(RunError::Interrupted), None),
-    };
-    let lab = match lab {
-        Ok(lab) => lab,
-        Err(error) => return (Err(error.into()), None),
+        lab = Lab::start(&spec, &show) => lab?,
+        () = ctx.stop.cancelled() => return Err(RunError::Interrupted),
     };
     progress(Event::Message(format!(
         "{}: lab {} ready in {:.1?}",
         variant.name, lab.run_id, lab.ready_in
     )));
-    let result = drive(plan, variant, &lab, ctx).await;
-    let removal = tokio::spawn(async move {
-        if let Err(error) = lab.shutdown().await {
-            tracing::warn!(%error, "could not remove the lab; run `fortress cleanup`");
-        }
-    });
-    (result, Some(removal))
+    Ok(lab)
 }
 
 async fn drive(
@@ -156,9 +149,12 @@ async fn drive(
     let report_dir = ctx.out_dir.join(format!("goose-{}", variant.name));
     let _ = std::fs::create_dir_all(&report_dir);
     let load_recorder = recorder.clone();
-    let load_stop = ctx.stop.clone();
-    let load =
-        tokio::spawn(async move { load::run(&load_spec, load_recorder, &report_dir, &load_stop).await });
+    // Ends the load when the last phase does (goose's own end is only whole seconds after its start).
+    let load_stop = ctx.stop.child_token();
+    let load = {
+        let load_stop = load_stop.clone();
+        tokio::spawn(async move { load::run(&load_spec, load_recorder, &report_dir, &load_stop).await })
+    };
 
     // The phases start when the load does (goose starts its users first; a run in the same process
     // may still hold goose's turn).
@@ -172,7 +168,8 @@ async fn drive(
     let timeline = FaultTimeline::default();
     let mut observer = Observer::new();
     observer.sample(lab).await;
-    let started = Instant::now();
+    let mut clock = Clock::start();
+    let requests_before_phases = recorder.request_count();
     let load_started_at = chrono::Utc::now();
     let mut samples = Vec::new();
     let mut phase_histograms: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
@@ -181,12 +178,13 @@ async fn drive(
             variant: &variant.name,
             phase,
         });
+        clock.phase_end += Duration::from_secs_f64(phase.seconds);
         let watch = watch_phase(
             lab,
             &mut observer,
             &recorder,
             phase,
-            started,
+            &mut clock,
             total,
             &variant.name,
             ctx,
@@ -199,6 +197,8 @@ async fn drive(
             return Err(RunError::Interrupted);
         }
     }
+    let requests_in_phases = recorder.request_count() - requests_before_phases;
+    load_stop.cancel();
     let summary = load
         .await
         .map_err(|e| RunError::Load(e.to_string()))?
@@ -244,7 +244,7 @@ async fn drive(
         ready_in_s: lab.ready_in.as_secs_f64(),
         load_started_at,
         offered_rps: plan.rate,
-        achieved_rps: requests as f64 / total,
+        achieved_rps: requests_in_phases as f64 / total,
         requests: summary.requests.max(requests),
         verdicts,
         invariants,
@@ -271,25 +271,58 @@ async fn with_faults<T>(
     }
 }
 
+/// The run's timetable, fixed when the load starts: phases end at their planned offsets, and samples
+/// are taken every whole second after the start, so a slow sample or a slow fault injection never
+/// stretches the run.
+struct Clock {
+    started: Instant,
+    /// Where the current phase ends.
+    phase_end: Instant,
+    next_sample: Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        let started = Instant::now();
+        Self {
+            started,
+            phase_end: started,
+            next_sample: started + Duration::from_secs(1),
+        }
+    }
+
+    /// Waits for the next sample of the current phase; `false` once the phase is over (at its end).
+    /// A sample due within a few milliseconds of the phase's end still belongs to it.
+    async fn next_sample_in_phase(&mut self) -> bool {
+        if self.next_sample > self.phase_end + Duration::from_millis(10) {
+            tokio::time::sleep_until(self.phase_end.into()).await;
+            return false;
+        }
+        tokio::time::sleep_until(self.next_sample.into()).await;
+        // A sample that took longer than a second skips the seconds it missed rather than bunching.
+        while self.next_sample <= Instant::now() {
+            self.next_sample += Duration::from_secs(1);
+        }
+        true
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn watch_phase(
     lab: &Lab,
     observer: &mut Observer,
     recorder: &Recorder,
     phase: &PhasePlan,
-    started: Instant,
+    clock: &mut Clock,
     total: f64,
     variant: &str,
     ctx: &RunContext<'_>,
     samples: &mut Vec<Sample>,
     histograms: &mut BTreeMap<String, Histogram<u64>>,
 ) {
-    let end = Instant::now() + Duration::from_secs_f64(phase.seconds);
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    while Instant::now() < end && !ctx.stop.is_cancelled() {
+    loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            in_phase = clock.next_sample_in_phase() => if !in_phase { return },
             () = ctx.stop.cancelled() => return,
         }
         let mut values = observer.sample(lab).await;
@@ -319,7 +352,7 @@ async fn watch_phase(
         {
             values.insert(Metric::StatementsPerRequest, statements / requests);
         }
-        let at_s = started.elapsed().as_secs_f64();
+        let at_s = clock.started.elapsed().as_secs_f64();
         let figures = format!(
             "{:.0} req/s, p95 {:.0} ms, pg {:.0} stmt/s",
             values.get(&Metric::ThroughputRps).unwrap_or(&0.0),
@@ -340,8 +373,13 @@ async fn watch_phase(
     }
 }
 
-/// Runs the chosen variants one after the other (each on a fresh lab), writes the run folder, and
-/// answers the summary with its exit code.
+/// Runs the chosen variants one after the other, each on a fresh lab of its own, writes the run
+/// folder, and answers the summary with its exit code.
+///
+/// Every lab starts at once, before any load: most of a start is Postgres's initdb, which leaves
+/// the other core free, so the second lab is ready with the first instead of after the first variant
+/// (about 2.5 s saved). A waiting lab is idle (its outbox worker polls an empty table ten times a
+/// second); each lab is removed in the background as soon as its variant is done.
 pub async fn run(
     plan: &Plan,
     variants: &[&VariantPlan],
@@ -352,17 +390,28 @@ pub async fn run(
     let mut reports = Vec::new();
     let mut removals = Vec::new();
     let mut failure = None;
-    for variant in variants {
-        let mut plan = plan.clone();
-        plan.seed.seed = seed;
-        let (report, removal) = run_variant(&plan, variant, ctx).await;
-        removals.extend(removal);
+    let mut plan = plan.clone();
+    plan.seed.seed = seed;
+    let mut labs = Vec::new();
+    for lab in futures::future::join_all(variants.iter().map(|v| start_lab(&plan, v, ctx))).await {
+        match lab {
+            Ok(lab) => labs.push(lab),
+            Err(error) => failure = failure.or(Some(error)),
+        }
+    }
+    if failure.is_some() {
+        removals.extend(labs.drain(..).map(remove_in_background));
+    }
+    for (variant, lab) in variants.iter().zip(labs) {
+        if failure.is_some() {
+            removals.push(remove_in_background(lab));
+            continue;
+        }
+        let report = drive(&plan, variant, &lab, ctx).await;
+        removals.push(remove_in_background(lab));
         match report {
             Ok(report) => reports.push(report),
-            Err(error) => {
-                failure = Some(error);
-                break;
-            }
+            Err(error) => failure = Some(error),
         }
     }
     // Every lab is gone before the run answers, whatever happened.

@@ -81,6 +81,10 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const STOP_REASON: &str = "fortress: stop requested";
 
+/// Set while the killswitch is pulled by Fortress itself (a run told to stop), so `interrupted` does
+/// not take it for a Ctrl-C that goose caught.
+static STOPPING: AtomicBool = AtomicBool::new(false);
+
 /// Runs the load of `spec`, filing every request in `recorder`, and writes goose's HTML report into
 /// `report_dir`. Cancelling `stop` ends it early (in-flight requests finish first).
 pub async fn run(
@@ -127,6 +131,7 @@ pub async fn run(
         outcome = &mut execute => Ok(outcome),
         () = tokio::time::sleep(deadline) => {
             ours.store(true, Ordering::SeqCst);
+            STOPPING.store(true, Ordering::SeqCst);
             goose::trigger_killswitch("fortress: the load overran its deadline");
             tokio::time::timeout(spec.request_timeout + Duration::from_secs(5), &mut execute)
                 .await
@@ -139,6 +144,7 @@ pub async fn run(
     let stopped_early = ours.load(Ordering::SeqCst) || stop.is_cancelled();
     if ours.load(Ordering::SeqCst) {
         goose::reset_killswitch();
+        STOPPING.store(false, Ordering::SeqCst);
     }
     let metrics = outcome?.map_err(Box::new)?;
 
@@ -177,6 +183,7 @@ async fn watch(stop: CancellationToken, done: CancellationToken, ours: Arc<Atomi
         }
         if stop.is_cancelled() {
             ours.store(true, Ordering::SeqCst);
+            STOPPING.store(true, Ordering::SeqCst);
             goose::trigger_killswitch(STOP_REASON);
         } else if goose::is_killswitch_triggered() && !ours.load(Ordering::SeqCst) {
             tracing::warn!("goose caught a Ctrl-C: stopping the load and the run");
@@ -187,6 +194,7 @@ async fn watch(stop: CancellationToken, done: CancellationToken, ours: Arc<Atomi
 
 /// Completes when the user presses Ctrl-C, whether or not goose has taken SIGINT over yet (from its
 /// first run on, goose's own handler records the press in its killswitch instead of passing it on).
+/// A killswitch that Fortress pulled itself to end a run is not a Ctrl-C.
 pub async fn interrupted() {
     let tokio_signal = async {
         if tokio::signal::ctrl_c().await.is_err() {
@@ -194,7 +202,7 @@ pub async fn interrupted() {
         }
     };
     let killswitch = async {
-        while !goose::is_killswitch_triggered() {
+        while !goose::is_killswitch_triggered() || STOPPING.load(Ordering::SeqCst) {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
