@@ -56,11 +56,16 @@ fn the_built_in_experiments_parse_in_both_profiles() {
     assert_eq!(names, ["cache-outage", "flash-sale", "n-plus-one", "db-latency"]);
     for (s, q) in standard.iter().zip(&quick) {
         assert!(!s.predictions.is_empty(), "{} predicts something", s.name);
-        assert!(
-            (q.run_seconds() - s.run_seconds() * 0.5).abs() < 1e-9,
-            "{}: quick halves the phases",
-            s.name
-        );
+        for (sp, qp) in s.phases.iter().zip(&q.phases) {
+            assert!(
+                qp.seconds.fract() == 0.0 && qp.seconds >= 1.0 && qp.seconds <= sp.seconds,
+                "{} {}: a quick phase is whole seconds, no longer than the standard one ({} s)",
+                s.name,
+                qp.name,
+                qp.seconds
+            );
+        }
+        assert!(q.run_seconds() < s.run_seconds(), "{}: quick is shorter", s.name);
     }
 }
 

@@ -57,7 +57,8 @@ impl Scenario {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
-    /// Phases shortened by the file's `profiles.quick` factor (CI).
+    /// Phases shortened by the file's `profiles.quick` factor (CI), to whole seconds (at least 1), so
+    /// that phase boundaries fall on the once-a-second samples.
     Quick,
     /// Phases as written.
     Standard,
@@ -298,9 +299,13 @@ fn validate(src: &Source<'_>, file: File, profile: Profile) -> Result<Plan, Defi
             .iter()
             .map(|f| to_fault(src, f))
             .collect::<Result<Vec<_>, _>>()?;
+        let seconds = match profile {
+            Profile::Standard => seconds,
+            Profile::Quick => (seconds * factor).round().max(1.0).min(seconds),
+        };
         phases.push(PhasePlan {
             name,
-            seconds: seconds * factor,
+            seconds,
             faults,
         });
     }
