@@ -113,7 +113,7 @@ impl Comparison {
 }
 
 /// A prediction as a reader would write it: `p95_ms in fault / baseline >= 3`,
-/// `orders_per_s in far within 30% of 28.6`.
+/// `orders_per_s in far within 30% of 22.2`.
 pub fn claim(
     metric: Metric,
     phase: &str,
