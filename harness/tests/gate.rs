@@ -72,16 +72,17 @@ fn the_committed_suite_passes_against_its_baselines_and_every_report_opens() {
         "defended: predicts pg_statements_per_s in fault / baseline &lt;= 2",
         "vulnerable: invariant no oversell",
         "defended: figure defended statements per history request",
+        "defended: predicts orders_per_s in far within 30% of 22.2",
     ] {
         assert!(xml.contains(expected), "the JUnit lacks {expected:?}");
     }
     let cases = xml.matches("<testcase ").count();
-    assert!(cases >= 40, "{cases} test cases");
+    assert!(cases >= 50, "{cases} test cases");
 
     let runs = run_folders(&out);
     assert_eq!(
         runs.len(),
-        3,
+        4,
         "one run folder per experiment of the suite: {runs:?}"
     );
     for run in &runs {
