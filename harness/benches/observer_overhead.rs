@@ -4,11 +4,12 @@
 //!
 //! The load is closed-loop (an arrival rate far above what the lab can serve), so throughput is
 //! whatever the client, the service and Postgres manage together on this machine; the recorder and
-//! the sampler are the only difference between the two arms. The arms alternate (observed, bare,
-//! observed, bare, ...) so that drift in the machine falls on both. Target: observed / bare >= 0.95.
+//! the sampler are the only difference between the two arms. After an uncounted warm-up, the arms
+//! alternate in ABBA order (observed, bare, bare, observed, ...) so that drift in the machine falls on
+//! both. Target: observed / bare >= 0.95.
 //!
 //! Run: `cargo bench -p harness --bench observer_overhead` (env `BENCH_SECONDS` per arm, default 10;
-//! `BENCH_ROUNDS`, default 3). Needs Docker and the images (`ci/setup`).
+//! `BENCH_ROUNDS`, default 4: whole ABBA pairs). Needs Docker and the images (`ci/setup`).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -46,7 +47,7 @@ async fn sample_until(lab: &Lab, recorder: &Recorder, done: &CancellationToken) 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let seconds = env_number("BENCH_SECONDS", 10);
-    let rounds = env_number("BENCH_ROUNDS", 3);
+    let rounds = env_number("BENCH_ROUNDS", 4);
     let spec = LabSpec::with_binary(PathBuf::from(env!("CARGO_BIN_EXE_fortress")));
     let lab = Lab::start(&spec, &|line| eprintln!("  {line}"))
         .await
@@ -65,7 +66,7 @@ async fn main() {
 
     let load = LoadSpec {
         base_url,
-        rate: 10_000.0,
+        rate: 1_000_000.0, // far above what the lab serves: a closed loop
         users: 32,
         mix: vec![(Scenario::Browse, 70), (Scenario::Availability, 30)],
         duration: Duration::from_secs(seconds),
@@ -79,9 +80,23 @@ async fn main() {
         "{:>5}  {:>9}  {:>12}  {:>8}  {:>8}",
         "round", "arm", "requests/s", "failed", "samples"
     );
+    // A warm-up first (Postgres's buffers, the service's pools, the caches), counted in neither arm.
+    let warm_up = LoadSpec {
+        duration: Duration::from_secs(3),
+        ..load.clone()
+    };
+    load::run(&warm_up, Recorder::off(), &report_dir, &CancellationToken::new())
+        .await
+        .expect("the warm-up load failed");
     let (mut observed_total, mut bare_total) = (0.0, 0.0);
     for round in 1..=rounds {
-        for observed in [true, false] {
+        // ABBA: the arm that goes first changes every round, so neither always runs on a colder lab.
+        let order = if round % 2 == 1 {
+            [true, false]
+        } else {
+            [false, true]
+        };
+        for observed in order {
             let recorder = if observed {
                 Recorder::new()
             } else {

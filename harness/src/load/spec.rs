@@ -67,9 +67,9 @@ impl LoadSpec {
                 self.base_url
             ));
         }
-        if !(self.rate > 0.0 && self.rate <= 10_000.0) {
+        if !(self.rate > 0.0 && self.rate <= 1_000_000.0) {
             return invalid(format!(
-                "rate must be above 0 and at most 10000 (got {})",
+                "rate must be above 0 and at most 1000000 (got {})",
                 self.rate
             ));
         }
