@@ -22,6 +22,8 @@ use crate::observe::Observer;
 
 /// How long the outbox gets to drain before the email invariant is judged.
 const DRAIN: Duration = Duration::from_secs(15);
+/// How long an interrupted run waits for the load's users to stop (in-flight requests finish first).
+const LOAD_STOP_GRACE: Duration = Duration::from_secs(3);
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -151,7 +153,7 @@ async fn drive(
     let load_recorder = recorder.clone();
     // Ends the load when the last phase does (goose's own end is only whole seconds after its start).
     let load_stop = ctx.stop.child_token();
-    let load = {
+    let mut load = {
         let load_stop = load_stop.clone();
         tokio::spawn(async move { load::run(&load_spec, load_recorder, &report_dir, &load_stop).await })
     };
@@ -191,10 +193,17 @@ async fn drive(
             &mut samples,
             &mut phase_histograms,
         );
-        with_faults(lab, &timeline, &ctx.stop, &phase.faults, watch).await?;
-        if ctx.stop.is_cancelled() {
-            load.abort();
-            return Err(RunError::Interrupted);
+        let watched = with_faults(lab, &timeline, &ctx.stop, &phase.faults, watch).await;
+        if watched.is_err() || ctx.stop.is_cancelled() {
+            // The load stops before the lab goes, or its users keep firing at removed containers.
+            load_stop.cancel();
+            if tokio::time::timeout(LOAD_STOP_GRACE, &mut load).await.is_err() {
+                load.abort();
+            }
+            return match watched {
+                Ok(()) | Err(FaultError::Interrupted) => Err(RunError::Interrupted),
+                Err(error) => Err(error.into()),
+            };
         }
     }
     let requests_in_phases = recorder.request_count() - requests_before_phases;

@@ -85,6 +85,10 @@ const STOP_REASON: &str = "fortress: stop requested";
 /// not take it for a Ctrl-C that goose caught.
 static STOPPING: AtomicBool = AtomicBool::new(false);
 
+/// Set for good once goose's handler caught a Ctrl-C during a run. The run's `stop` may be a child
+/// token that ends only the load; this is how the rest of the process hears of the Ctrl-C.
+static CAUGHT_CTRL_C: AtomicBool = AtomicBool::new(false);
+
 /// Runs the load of `spec`, filing every request in `recorder`, and writes goose's HTML report into
 /// `report_dir`. Cancelling `stop` ends it early (in-flight requests finish first).
 pub async fn run(
@@ -187,6 +191,7 @@ async fn watch(stop: CancellationToken, done: CancellationToken, ours: Arc<Atomi
             goose::trigger_killswitch(STOP_REASON);
         } else if goose::is_killswitch_triggered() && !ours.load(Ordering::SeqCst) {
             tracing::warn!("goose caught a Ctrl-C: stopping the load and the run");
+            CAUGHT_CTRL_C.store(true, Ordering::SeqCst);
             stop.cancel();
         }
     }
@@ -202,7 +207,9 @@ pub async fn interrupted() {
         }
     };
     let killswitch = async {
-        while !goose::is_killswitch_triggered() || STOPPING.load(Ordering::SeqCst) {
+        while !CAUGHT_CTRL_C.load(Ordering::SeqCst)
+            && (!goose::is_killswitch_triggered() || STOPPING.load(Ordering::SeqCst))
+        {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     };
