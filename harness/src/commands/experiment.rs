@@ -120,6 +120,15 @@ pub async fn execute(
             Event::Message(text) if bars.is_hidden() => eprintln!("{text}"),
             Event::Message(text) => bars.println(text).unwrap_or(()),
             Event::Phase { variant, phase } => {
+                if bars.is_hidden() {
+                    let faults: Vec<String> = phase.faults.iter().map(ToString::to_string).collect();
+                    let faults = if faults.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", faults.join(", "))
+                    };
+                    eprintln!("{variant}: phase {} ({} s){faults}", phase.name, phase.seconds);
+                }
                 let bar = current
                     .entry(variant.to_owned())
                     .or_insert_with(|| bars.add(ProgressBar::new(total).with_style(style.clone())));
