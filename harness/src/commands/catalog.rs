@@ -59,12 +59,11 @@ pub fn plan(args: &PlanArgs) -> u8 {
         plan.replicas, plan.pool_size
     );
     for phase in &plan.phases {
-        let faults: Vec<String> = phase.faults.iter().map(ToString::to_string).collect();
         println!(
             "phase {:<10} {:>5.1} s  {}",
             phase.name,
             phase.seconds,
-            faults.join(", ")
+            phase.faults_text()
         );
     }
     for variant in &plan.variants {

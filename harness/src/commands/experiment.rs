@@ -121,11 +121,11 @@ pub async fn execute(
             Event::Message(text) => bars.println(text).unwrap_or(()),
             Event::Phase { variant, phase } => {
                 if bars.is_hidden() {
-                    let faults: Vec<String> = phase.faults.iter().map(ToString::to_string).collect();
+                    let faults = phase.faults_text();
                     let faults = if faults.is_empty() {
-                        String::new()
+                        faults
                     } else {
-                        format!(": {}", faults.join(", "))
+                        format!(": {faults}")
                     };
                     eprintln!("{variant}: phase {} ({} s){faults}", phase.name, phase.seconds);
                 }

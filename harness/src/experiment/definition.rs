@@ -87,6 +87,14 @@ pub struct PhasePlan {
     pub faults: Vec<Fault>,
 }
 
+impl PhasePlan {
+    /// The phase's faults as one line of text (`kill redis, latency 20ms on the postgres link`).
+    pub fn faults_text(&self) -> String {
+        let faults: Vec<String> = self.faults.iter().map(ToString::to_string).collect();
+        faults.join(", ")
+    }
+}
+
 fn faults_as_text<S: serde::Serializer>(faults: &[Fault], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(faults.iter().map(ToString::to_string))
 }

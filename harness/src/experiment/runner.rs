@@ -408,20 +408,15 @@ pub async fn run(
             Err(error) => failure = failure.or(Some(error)),
         }
     }
-    if failure.is_some() {
-        removals.extend(labs.drain(..).map(remove_in_background));
-    }
+    // After a failure (a lab that did not start, a variant that failed), the labs left go unused.
     for (variant, lab) in variants.iter().zip(labs) {
-        if failure.is_some() {
-            removals.push(remove_in_background(lab));
-            continue;
+        if failure.is_none() {
+            match drive(&plan, variant, &lab, ctx).await {
+                Ok(report) => reports.push(report),
+                Err(error) => failure = Some(error),
+            }
         }
-        let report = drive(&plan, variant, &lab, ctx).await;
         removals.push(remove_in_background(lab));
-        match report {
-            Ok(report) => reports.push(report),
-            Err(error) => failure = Some(error),
-        }
     }
     // Every lab is gone before the run answers, whatever happened.
     for removal in removals {
