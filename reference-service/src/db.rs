@@ -75,11 +75,9 @@ impl Db {
         &self,
         acquire: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, sqlx::Error> {
-        let waiting = &self.metrics.db_pool_waiting;
-        waiting.inc();
+        let _waiting = Waiting::on(&self.metrics.db_pool_waiting);
         let started = Instant::now();
         let result = acquire.await;
-        waiting.dec();
         self.metrics
             .db_pool_acquire
             .observe(started.elapsed().as_secs_f64());
@@ -93,5 +91,41 @@ impl Db {
         let gauge = &self.metrics.db_pool_connections;
         gauge.with_label_values(&["idle"]).set(idle);
         gauge.with_label_values(&["in_use"]).set(size - idle);
+    }
+}
+
+/// One caller waiting for a connection, counted on the gauge for as long as it lives: a request that
+/// is cancelled mid-wait (its client gave up) drops it, and the gauge goes down all the same.
+struct Waiting<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Waiting<'a> {
+    fn on(gauge: &'a prometheus::IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wait_cancelled_half_way_leaves_the_waiting_gauge_where_it_was() {
+        let config = Config::for_urls("postgres://nobody@127.0.0.1:1/none", "redis://127.0.0.1:1");
+        let db = Db::connect_lazy(&config, Metrics::new()).unwrap();
+        // A caller that gives up while it waits (its client went away): the wait is dropped mid-way.
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(10),
+            db.measured(std::future::pending::<Result<(), sqlx::Error>>()),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the wait was cut short");
+        assert_eq!(db.metrics.db_pool_waiting.get(), 0);
     }
 }

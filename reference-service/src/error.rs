@@ -143,10 +143,27 @@ impl IntoResponse for ApiError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn server_errors_hide_their_cause() {
-        let response = ApiError::Internal("secret detail".into()).into_response();
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    async fn body_of(error: ApiError) -> (StatusCode, serde_json::Value) {
+        let response = error.into_response();
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn server_errors_hide_their_cause() {
+        let (status, body) = body_of(ApiError::Internal("secret detail".into())).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(body["error"]["code"], "internal");
+        let text = body.to_string();
+        assert!(!text.contains("secret"), "the cause reached the client: {text}");
+        assert!(text.contains("something went wrong on our side"), "{text}");
+
+        let (status, body) = body_of(ApiError::Database(sqlx::Error::RowNotFound)).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body.to_string().contains("no rows"), "{body}");
     }
 
     #[test]

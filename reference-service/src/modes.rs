@@ -79,16 +79,53 @@ impl Default for Modes {
     }
 }
 
-/// A partial update: only the fields present change. Unknown fields are rejected.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A partial update: only the fields present change. Unknown fields are rejected. It is also how the
+/// lab writes a variant's modes down: serialised, it holds only the fields it sets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModesPatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub locking: Option<Locking>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub race_window_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub order_history: Option<OrderHistory>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_failure: Option<CacheFailure>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email_sender: Option<EmailSender>,
+}
+
+/// The patch that puts every mode back as it was in `modes`.
+impl From<Modes> for ModesPatch {
+    fn from(modes: Modes) -> Self {
+        let Modes {
+            locking,
+            race_window_ms,
+            order_history,
+            cache,
+            cache_failure,
+            email_sender,
+        } = modes;
+        Self {
+            locking: Some(locking),
+            race_window_ms: Some(race_window_ms),
+            order_history: Some(order_history),
+            cache: Some(cache),
+            cache_failure: Some(cache_failure),
+            email_sender: Some(email_sender),
+        }
+    }
+}
+
+/// As the admin API takes it: `{"locking":"none","race_window_ms":50}`.
+impl std::fmt::Display for ModesPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let json = serde_json::to_string(self).map_err(|_| std::fmt::Error)?;
+        f.write_str(&json)
+    }
 }
 
 /// The longest race window accepted: long enough to make any race visible, short enough not to wedge.
@@ -184,6 +221,17 @@ mod tests {
         };
         assert!(switch.update(&patch).unwrap_err().contains("race_window_ms"));
         assert_eq!(switch.current(), Modes::default());
+    }
+
+    #[test]
+    fn a_patch_is_written_as_only_what_it_sets_and_a_full_one_restores_everything() {
+        let patch: ModesPatch = serde_json::from_str(r#"{"race_window_ms":50,"locking":"none"}"#).unwrap();
+        assert_eq!(patch.to_string(), r#"{"locking":"none","race_window_ms":50}"#);
+        let switch = ModeSwitch::default();
+        let before = switch.current();
+        switch.update(&patch).unwrap();
+        switch.update(&ModesPatch::from(before)).unwrap();
+        assert_eq!(switch.current(), before);
     }
 
     #[test]

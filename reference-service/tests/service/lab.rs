@@ -261,8 +261,10 @@ impl Service {
         reply(request.send().await.expect("POST /orders")).await
     }
 
-    /// The value of one series of the service's `/metrics` (0 when absent), e.g.
-    /// `fortress_cache_requests_total{outcome="bypass"}`.
+    /// The value of one series of the service's `/metrics`, e.g.
+    /// `fortress_cache_requests_total{outcome="bypass"}`: 0 when the service exports the metric but
+    /// has not counted that series yet (a label set is only shown once it is used). A metric the
+    /// service does not export at all fails the test, so a renamed metric cannot read as a zero.
     pub async fn metric(&self, series: &str) -> f64 {
         let text = self
             .http
@@ -273,9 +275,26 @@ impl Service {
             .text()
             .await
             .unwrap();
-        text.lines()
+        if let Some(value) = text
+            .lines()
             .find_map(|line| line.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
-            .map_or(0.0, |value| value.trim().parse().expect("a number"))
+        {
+            return value.trim().parse().expect("a number");
+        }
+        let family = series.split('{').next().unwrap_or(series);
+        let exported = text.lines().any(|line| {
+            line.strip_prefix("# TYPE ")
+                .is_some_and(|rest| rest.split(' ').next() == Some(family))
+        });
+        assert!(
+            exported,
+            "the service exports no metric {family:?}; it exports:\n{}",
+            text.lines()
+                .filter(|l| l.starts_with("# TYPE "))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+        0.0
     }
 
     /// Signals shutdown and waits for the server (and its outbox worker) to finish draining.
