@@ -14,10 +14,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fortress::env::{ADMIN_TOKEN, Lab, LabSpec};
-use fortress::experiment::definition::Scenario;
+use fortress::env::{Lab, LabSpec};
 use fortress::load::{self, LoadSpec, Recorder};
 use fortress::observe::Observer;
+use fortress::vocabulary::Scenario;
+use reference_service::seed::SeedPlan;
 use tokio_util::sync::CancellationToken;
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -40,7 +41,7 @@ async fn sample_until(lab: &Lab, recorder: &Recorder, done: &CancellationToken) 
         let values = observer.sample(lab).await;
         let seconds = recorder.take_finished();
         // A tick counts when it read the lab's counters or took a finished second from the recorder.
-        samples += usize::from(!values.is_empty() || !seconds.is_empty());
+        samples += usize::from(!values.total.is_empty() || !seconds.is_empty());
     }
 }
 
@@ -53,16 +54,13 @@ async fn main() {
         .await
         .expect("the lab did not start: it needs Docker and the images (run ci/setup)");
     let base_url = lab.service_url(1).await.expect("service url");
-    let seeded = lab
-        .http()
-        .post(format!("{base_url}/admin/seed"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&serde_json::json!({"products": 20, "users": 50, "stock": 100000}))
-        .timeout(Duration::from_secs(60))
-        .send()
-        .await
-        .expect("seed");
-    assert!(seeded.status().is_success(), "seed: {}", seeded.status());
+    let plan = SeedPlan {
+        products: 20,
+        users: 50,
+        stock: 100_000,
+        ..SeedPlan::default()
+    };
+    lab.seed(&plan).await.expect("seed");
 
     let load = LoadSpec {
         base_url,
@@ -75,6 +73,7 @@ async fn main() {
         request_timeout: Duration::from_secs(10),
     };
     let report_dir = std::env::temp_dir().join(format!("fortress-overhead-{}", std::process::id()));
+    let report = report_dir.join("goose-report.html");
     println!("closed-loop browse/availability, 32 users, {seconds} s per arm, {rounds} rounds");
     println!(
         "{:>5}  {:>9}  {:>12}  {:>8}  {:>8}",
@@ -85,7 +84,7 @@ async fn main() {
         duration: Duration::from_secs(3),
         ..load.clone()
     };
-    load::run(&warm_up, Recorder::off(), &report_dir, &CancellationToken::new())
+    load::run(&warm_up, Recorder::off(), &report, &CancellationToken::new())
         .await
         .expect("the warm-up load failed");
     let (mut observed_total, mut bare_total) = (0.0, 0.0);
@@ -104,8 +103,7 @@ async fn main() {
             };
             let done = CancellationToken::new();
             let run = async {
-                let summary =
-                    load::run(&load, recorder.clone(), &report_dir, &CancellationToken::new()).await;
+                let summary = load::run(&load, recorder.clone(), &report, &CancellationToken::new()).await;
                 done.cancel();
                 summary
             };

@@ -2,6 +2,8 @@
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::vocabulary::{ExitCode, Variant};
+
 const EXAMPLES: &str = "\
 Examples:
   fortress doctor                 check Docker, images and ports, and say how to fix what is missing
@@ -43,10 +45,7 @@ pub enum Command {
     /// Remove every container and network left behind by earlier runs (found by their labels).
     Cleanup,
     /// Run an experiment: load it, break it, watch it, and judge its predictions.
-    ///
-    /// Exit codes: 0 every prediction confirmed and every invariant held; 1 a prediction refuted or an
-    /// invariant violated; 2 something could not be judged (inconclusive); 3 usage or definition
-    /// error; 4 environment error (Docker, images) or interrupted.
+    #[command(after_help = ExitCode::help())]
     Experiment(ExperimentArgs),
     /// List the built-in experiments: name, story, faults, duration.
     List,
@@ -54,18 +53,14 @@ pub enum Command {
     /// predictions. Errors name the file, line and field.
     Plan(PlanArgs),
     /// Draw a run folder's charts and `report.html` again from its saved data.
-    ///
-    /// Exit codes: 0 written; 3 the folder is not a readable run (the error names the file).
+    #[command(after_help = ExitCode::help())]
     Report(ReportArgs),
     /// Run the CI gate: each experiment of the suite in the quick profile, every prediction and invariant
     /// a test case, and key figures held against the committed baselines.
-    ///
-    /// Exit codes: 0 every case passed; 1 a prediction refuted, an invariant violated or a figure
-    /// regressed; 3 a bad suite or baseline; 4 environment error (Docker, images) or interrupted.
+    #[command(after_help = ExitCode::help())]
     Gate(GateArgs),
     /// The key figures of two runs side by side with their change (b against a), as text and as a page.
-    ///
-    /// Exit codes: 0 compared; 3 a folder is not a readable run.
+    #[command(after_help = ExitCode::help())]
     Compare(CompareArgs),
     /// Run the network fault proxy (what the lab's proxy container executes).
     Proxy(ProxyArgs),
@@ -79,6 +74,16 @@ pub enum VariantChoice {
     Vulnerable,
     Defended,
     Both,
+}
+
+impl VariantChoice {
+    pub fn includes(self, variant: Variant) -> bool {
+        match self {
+            Self::Both => true,
+            Self::Vulnerable => variant == Variant::Vulnerable,
+            Self::Defended => variant == Variant::Defended,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

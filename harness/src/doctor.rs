@@ -1,6 +1,8 @@
 //! `fortress doctor`: can this machine run the lab? Each check says what it found and, when it fails,
 //! what to do about it.
 
+use reference_service::error::cause_chain;
+
 use crate::env::docker::DockerClient;
 use crate::env::images::{POSTGRES_DEFAULT, REDIS_DEFAULT, RUNTIME_BASE};
 
@@ -36,67 +38,63 @@ fn check(name: &'static str, ok: bool, found: impl Into<String>, fix: impl Into<
 /// Runs every check; the lab can run when all are ok.
 pub async fn examine() -> Vec<Check> {
     let mut checks = Vec::new();
-    let docker = match DockerClient::connect().await {
+    match DockerClient::connect().await {
         Ok(docker) => {
-            let version = docker.version().await.unwrap_or_else(|e| e.to_string());
+            let version = docker.version().await.unwrap_or_else(|e| cause_chain(&e));
             checks.push(check("docker", true, format!("engine {version} answers"), ""));
-            Some(docker)
+            for image in [POSTGRES_DEFAULT, REDIS_DEFAULT, RUNTIME_BASE] {
+                checks.push(image_check(&docker, image).await);
+            }
+            checks.push(leftovers_check(&docker).await);
         }
-        Err(error) => {
-            checks.push(check(
-                "docker",
-                false,
-                error.to_string(),
-                "run `ci/setup` as root (Debian/Ubuntu)",
-            ));
-            None
-        }
-    };
-    if let Some(docker) = &docker {
-        for image in [POSTGRES_DEFAULT, REDIS_DEFAULT, RUNTIME_BASE] {
-            let found = match docker.image_label(image, "fortress.image.source").await {
-                Ok(Some(source)) => Ok(format!("{image} ({source})")),
-                Ok(None) if docker.image_exists(image).await.unwrap_or(false) => {
-                    Ok(format!("{image} (unlabelled)"))
-                }
-                Ok(None) => Err(format!("{image} is missing")),
-                Err(error) => Err(error.to_string()),
-            };
-            let ok = found.is_ok();
-            checks.push(check(
-                "image",
-                ok,
-                found.unwrap_or_else(|e| e),
-                "run `ci/setup` (builds it offline if needed)",
-            ));
-        }
-        match docker.labelled_containers(None).await {
-            Ok(left) => checks.push(check(
-                "leftovers",
-                left.is_empty(),
-                format!("{} container(s) from earlier runs", left.len()),
-                "run `fortress cleanup`",
-            )),
-            Err(error) => checks.push(check(
-                "leftovers",
-                false,
-                error.to_string(),
-                "check the Docker engine",
-            )),
-        }
+        Err(error) => checks.push(check(
+            "docker",
+            false,
+            cause_chain(&error),
+            "run `ci/setup` as root (Debian/Ubuntu)",
+        )),
     }
-    checks.push(match std::net::TcpListener::bind("127.0.0.1:0") {
+    checks.push(ports_check());
+    checks
+}
+
+async fn image_check(docker: &DockerClient, image: &str) -> Check {
+    let found = match docker.image_label(image, "fortress.image.source").await {
+        Ok(Some(source)) => Ok(format!("{image} ({source})")),
+        Ok(None) if docker.image_exists(image).await.unwrap_or(false) => Ok(format!("{image} (unlabelled)")),
+        Ok(None) => Err(format!("{image} is missing")),
+        Err(error) => Err(cause_chain(&error)),
+    };
+    let ok = found.is_ok();
+    check(
+        "image",
+        ok,
+        found.unwrap_or_else(|e| e),
+        "run `ci/setup` (builds it offline if needed)",
+    )
+}
+
+async fn leftovers_check(docker: &DockerClient) -> Check {
+    match docker.labelled_containers(None).await {
+        Ok(left) => check(
+            "leftovers",
+            left.is_empty(),
+            format!("{} container(s) from earlier runs", left.len()),
+            "run `fortress cleanup`",
+        ),
+        Err(error) => check("leftovers", false, cause_chain(&error), "check the Docker engine"),
+    }
+}
+
+fn ports_check() -> Check {
+    match std::net::TcpListener::bind("127.0.0.1:0") {
         Ok(listener) => {
             let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
             let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
                 .map(|r| r.split_whitespace().collect::<Vec<_>>().join("-"))
                 .unwrap_or_else(|_| "unknown".into());
-            check(
-                "ports",
-                true,
-                format!("127.0.0.1 has free ports (got {port}; ephemeral range {range})"),
-                "",
-            )
+            let found = format!("127.0.0.1 has free ports (got {port}; ephemeral range {range})");
+            check("ports", true, found, "")
         }
         Err(error) => check(
             "ports",
@@ -104,6 +102,5 @@ pub async fn examine() -> Vec<Check> {
             format!("cannot bind 127.0.0.1:0: {error}"),
             "free some local ports",
         ),
-    });
-    checks
+    }
 }

@@ -1,13 +1,28 @@
-//! Fortress's lab: it starts the reference checkout service and its dependencies in containers, breaks
-//! them on purpose, and puts them back.
+//! Fortress's lab: it starts the reference checkout service and its dependencies in containers, drives
+//! load at it, breaks it on purpose, watches it, and judges what was predicted.
 //!
-//! Data flows down this list and never back up: `cli` (the command line), `env` (the topology in
-//! containers, images, cleanup), `faults` (inject/revert pairs on a timeline), `experiment` (definitions,
-//! predictions and their judgement), `load` (goose drives a plan's mix at a target rate; every request
-//! recorded per second and endpoint group), `observe` (the service's and Postgres's counters as
-//! rates, once a second), `report` (a run folder drawn into charts and an HTML page), `gate` (a suite of experiments
-//! judged for CI against committed baselines), `doctor` (can
-//! this machine run the lab).
+//! The modules are layers, listed here from the top. Each may use the ones below it and never one
+//! above it; `tests/layering.rs` reads this list and the sources, and fails on an import that runs
+//! upwards.
+//!
+//! - `commands`: what each subcommand does and prints (`main.rs` parses and dispatches to it)
+//! - `cli`: the command line's clap definitions
+//! - `doctor`: can this machine run the lab
+//! - `report`: a run folder drawn into charts and `report.html`; two runs compared
+//! - `gate`: a suite of experiments judged for CI against committed baselines
+//! - `experiment`: definitions, the runner (prepare, phases, judge), invariants, verdicts
+//! - `load`: goose at a paced arrival rate, every request in our recorder
+//! - `observe`: every replica's, Postgres's and Redis's counters as rates, once a second
+//! - `faults`: every fault's inject and revert, the timeline, the network fault proxy
+//! - `env`: the topology in containers, images, the replicas' admin routes, cleanup
+//! - `run_folder`: where each file of a run goes
+//! - `saved_json`: reading Fortress's own JSON files back
+//! - `vocabulary`: the closed sets every layer speaks (variant, role and link, metric, scenario,
+//!   outcome, exit code)
+//!
+//! Where things happen: a fault is injected and reverted in `faults::with_fault`; a metric is sampled
+//! in `observe` (the lab's counters) and `experiment::runner::phases` (the client's); a verdict is
+//! decided in `experiment::verdict`; a file of the run folder is named in `run_folder`.
 
 pub mod cli;
 pub mod commands;
@@ -19,4 +34,6 @@ pub mod gate;
 pub mod load;
 pub mod observe;
 pub mod report;
+pub mod run_folder;
 pub mod saved_json;
+pub mod vocabulary;

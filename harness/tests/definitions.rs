@@ -2,7 +2,8 @@
 
 use fortress::experiment::catalog::{self, CatalogError};
 use fortress::experiment::definition::{DefinitionError, Profile, parse};
-use fortress::experiment::metric::Metric;
+use fortress::vocabulary::{Metric, Variant};
+use reference_service::modes::CacheFailure;
 
 const GOOD: &str = r#"
 name = "tiny"
@@ -53,7 +54,7 @@ fn the_built_in_experiments_parse_in_both_profiles() {
     let standard = catalog::all(Profile::Standard).unwrap();
     let quick = catalog::all(Profile::Quick).unwrap();
     let names: Vec<&str> = standard.iter().map(|p| p.name.as_str()).collect();
-    assert_eq!(names, ["cache-outage", "flash-sale", "n-plus-one", "db-latency"]);
+    assert_eq!(names, ["cache-outage", "db-latency", "flash-sale", "n-plus-one"]);
     for (s, q) in standard.iter().zip(&quick) {
         assert!(!s.predictions.is_empty(), "{} predicts something", s.name);
         for (sp, qp) in s.phases.iter().zip(&q.phases) {
@@ -70,14 +71,36 @@ fn the_built_in_experiments_parse_in_both_profiles() {
 }
 
 #[test]
+fn the_built_ins_are_every_file_of_the_experiments_folder() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+    let mut files: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let built_in: Vec<&str> = catalog::BUILT_IN.iter().map(|(name, _)| *name).collect();
+    assert_eq!(built_in, files);
+    for (name, text) in catalog::BUILT_IN {
+        let on_disk = std::fs::read_to_string(format!(
+            "{}/../experiments/{name}.toml",
+            env!("CARGO_MANIFEST_DIR")
+        ));
+        assert_eq!(on_disk.unwrap(), *text, "{name} is compiled in as it is on disk");
+    }
+}
+
+#[test]
 fn a_good_file_becomes_a_plan() {
     let plan = parse("tiny.toml", GOOD, Profile::Standard).unwrap();
     assert_eq!(
         plan.phases[1].faults[0].to_string(),
         "latency 20ms on the postgres link"
     );
-    assert_eq!(plan.predictions[0].metric, Metric::P95Ms);
-    assert_eq!(plan.variants[0].modes["cache_failure"], "breaker");
+    assert_eq!(plan.predictions[0].claim.metric, Metric::P95Ms);
+    assert_eq!(plan.variants[0].variant, Variant::Defended);
+    assert_eq!(plan.variants[0].modes.cache_failure, Some(CacheFailure::Breaker));
     assert_eq!(plan.run_seconds(), 10.0);
 }
 
@@ -124,7 +147,7 @@ fn mistakes_name_the_file_line_and_field() {
             from: "metric = \"p95_ms\"",
             to: "metric = \"p42_ms\"",
             field: "predictions.metric",
-            says: "known metrics: offered_rps",
+            says: "unknown metric \"p42_ms\"; metrics: offered_rps",
         },
         Case {
             from: "phase = \"fault\"",
@@ -206,7 +229,7 @@ fn unknown_experiments_list_the_built_ins_and_user_files_load_by_path() {
     assert!(
         error
             .to_string()
-            .contains("cache-outage, flash-sale, n-plus-one, db-latency"),
+            .contains("cache-outage, db-latency, flash-sale, n-plus-one"),
         "{error}"
     );
 

@@ -7,12 +7,13 @@ mod support;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fortress::env::{Lab, Role};
-use fortress::experiment::definition::Scenario;
+use fortress::env::Lab;
 use fortress::faults::{Action, Fault, FaultTimeline, with_fault};
 use fortress::load::{self, Group, LoadSpec, Recorder, SecondSample};
+use fortress::vocabulary::{Role, Scenario};
 use hdrhistogram::Histogram;
-use serde_json::json;
+use reference_service::modes::{CacheFailure, ModesPatch};
+use reference_service::seed::SeedPlan;
 use sqlx::Connection;
 use support::start_lab;
 use tokio_util::sync::CancellationToken;
@@ -21,23 +22,14 @@ const PRODUCTS: u32 = 50;
 const SHOPPERS: u32 = 50;
 
 async fn seed(lab: &Lab) {
-    let url = format!("{}/admin/seed", lab.service_url(1).await.unwrap());
-    let body = json!({ "products": PRODUCTS, "users": SHOPPERS, "stock": 100_000, "orders_per_user": 2 });
-    let response = lab
-        .http()
-        .post(url)
-        .bearer_auth(fortress::env::ADMIN_TOKEN)
-        .timeout(Duration::from_secs(60))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        response.status(),
-        200,
-        "{}",
-        response.text().await.unwrap_or_default()
-    );
+    let plan = SeedPlan {
+        products: PRODUCTS,
+        users: SHOPPERS,
+        stock: 100_000,
+        orders_per_user: 2,
+        seed: 42,
+    };
+    lab.seed(&plan).await.unwrap();
 }
 
 fn report_dir(test: &str) -> PathBuf {
@@ -45,6 +37,11 @@ fn report_dir(test: &str) -> PathBuf {
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("load-{test}-{}", uuid::Uuid::new_v4()));
     eprintln!("goose report in {}", dir.display());
     dir
+}
+
+/// Goose's report, in the test's own folder.
+fn report(dir: &std::path::Path) -> PathBuf {
+    dir.join("goose-report.html")
 }
 
 fn spec(base_url: String, users: u32, mix: Vec<(Scenario, u32)>, seconds: u64) -> LoadSpec {
@@ -73,7 +70,8 @@ async fn paced_mix_is_recorded_like_goose_counts_it_and_orders_land() {
     let spec = spec(lab.service_url(1).await.unwrap(), 20, mix, 5);
     let recorder = Recorder::new();
     let dir = report_dir("mix");
-    let summary = load::run(&spec, recorder.clone(), &dir, &CancellationToken::new())
+    let goose = report(&dir);
+    let summary = load::run(&spec, recorder.clone(), &goose, &CancellationToken::new())
         .await
         .unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&summary).unwrap());
@@ -173,9 +171,13 @@ async fn paused_redis_under_fallthrough_shows_as_latency_at_the_same_rate() {
     let spec = spec(lab.service_url(1).await.unwrap(), 64, mix, 8);
     let recorder = Recorder::new();
     let dir = report_dir("stall");
+    let goose = report(&dir);
     let timeline = FaultTimeline::default();
     let stop = CancellationToken::new();
-    let fallthrough = Fault::Modes(json!({ "cache_failure": "fallthrough" }));
+    let fallthrough = Fault::Modes(ModesPatch {
+        cache_failure: Some(CacheFailure::Fallthrough),
+        ..ModesPatch::default()
+    });
     let summary = with_fault(&lab, &timeline, &stop, &fallthrough, async {
         let pause = async {
             // The load may wait for another test's run to finish: count from its first request.
@@ -189,7 +191,7 @@ async fn paused_redis_under_fallthrough_shows_as_latency_at_the_same_rate() {
             .await
             .unwrap();
         };
-        let (summary, ()) = tokio::join!(load::run(&spec, recorder.clone(), &dir, &stop), pause);
+        let (summary, ()) = tokio::join!(load::run(&spec, recorder.clone(), &goose, &stop), pause);
         summary.unwrap()
     })
     .await
@@ -249,6 +251,7 @@ async fn cancelling_stop_ends_the_load_early_and_cleanly() {
     let spec = spec(base_url, 8, vec![(Scenario::Browse, 1)], 120);
     let recorder = Recorder::new();
     let dir = report_dir("stop");
+    let goose = report(&dir);
     let stop = CancellationToken::new();
     let cancel = async {
         while recorder.request_count() < 20 {
@@ -257,7 +260,7 @@ async fn cancelling_stop_ends_the_load_early_and_cleanly() {
         stop.cancel();
         std::time::Instant::now()
     };
-    let (summary, cancelled_at) = tokio::join!(load::run(&spec, recorder.clone(), &dir, &stop), cancel);
+    let (summary, cancelled_at) = tokio::join!(load::run(&spec, recorder.clone(), &goose, &stop), cancel);
     let summary = summary.unwrap();
     let took = cancelled_at.elapsed();
     eprintln!("stopped {took:?} after the cancel: {summary:?}");
@@ -272,7 +275,7 @@ async fn cancelling_stop_ends_the_load_early_and_cleanly() {
     );
     assert!(summary.report.exists());
     // A stopped token stops the next run before it starts.
-    let again = load::run(&spec, recorder, &dir, &stop).await;
+    let again = load::run(&spec, recorder, &goose, &stop).await;
     assert!(matches!(again, Err(load::LoadError::Interrupted)), "{again:?}");
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);

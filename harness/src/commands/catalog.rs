@@ -1,16 +1,19 @@
 //! `fortress list` and `fortress plan`: the experiments, as a reader wants to see them before running one.
 
+use super::print_error;
 use crate::cli::PlanArgs;
 use crate::experiment::catalog;
 use crate::experiment::definition::Profile;
+use crate::vocabulary::ExitCode;
 
 /// Prints each built-in experiment: name, length, faults, and the first sentence of its story.
-pub fn list() -> u8 {
+pub fn list() -> ExitCode {
     let plans = match catalog::all(Profile::Standard) {
         Ok(plans) => plans,
         Err(error) => {
-            eprintln!("fortress: a built-in experiment does not parse: {error}");
-            return 3;
+            eprint!("a built-in experiment does not parse: ");
+            print_error(&error);
+            return ExitCode::Usage;
         }
     };
     for plan in plans {
@@ -30,29 +33,32 @@ pub fn list() -> u8 {
         let first = story.split_inclusive(". ").next().unwrap_or(&story);
         println!("  {}\n", first.trim());
     }
-    0
+    ExitCode::Confirmed
 }
 
-/// Checks an experiment file (or a built-in) and prints its plan; 3 when the file is wrong.
-pub fn plan(args: &PlanArgs) -> u8 {
+/// Checks an experiment file (or a built-in) and prints its plan; a usage error when the file is wrong.
+pub fn plan(args: &PlanArgs) -> ExitCode {
     let plan = match catalog::load(&args.experiment, args.profile) {
         Ok(plan) => plan,
         Err(error) => {
-            eprintln!("fortress: {error}");
-            return 3;
+            print_error(&error);
+            return ExitCode::Usage;
         }
     };
     println!(
-        "{} ({:?} profile, {:.0} s of load, from {})\n",
+        "{} ({} profile, {:.0} s of load, from {})\n",
         plan.name,
         plan.profile,
         plan.run_seconds(),
         plan.source
     );
     println!("{}\n", plan.story);
+    let mix: Vec<String> = plan.mix.iter().map(|(s, w)| format!("{s} {w}")).collect();
     println!(
-        "load: {} requests/s from {} users, mix {:?}",
-        plan.rate, plan.users, plan.mix
+        "load: {} requests/s from {} users, mix {}",
+        plan.rate,
+        plan.users,
+        mix.join(", ")
     );
     println!(
         "topology: {} replica(s), pool of {}",
@@ -67,10 +73,10 @@ pub fn plan(args: &PlanArgs) -> u8 {
         );
     }
     for variant in &plan.variants {
-        println!("variant {:<10} modes {}", variant.name, variant.modes);
+        println!("variant {:<10} modes {}", variant.variant, variant.modes);
     }
     for p in &plan.predictions {
-        println!("predict {:<10} {}  ({})", p.variant, p.claim(), p.why);
+        println!("predict {:<10} {}  ({})", p.variant, p.claim, p.why);
     }
-    0
+    ExitCode::Confirmed
 }

@@ -4,61 +4,42 @@
 
 use std::path::PathBuf;
 
+use super::print_error;
 use crate::cli::GateArgs;
 use crate::commands::experiment::execute;
 use crate::experiment::definition::VariantPlan;
+use crate::experiment::output::Summary;
 use crate::gate::{self, Case, CaseKind, baseline, suite};
+use crate::vocabulary::ExitCode;
 
-/// Exit codes: 0 every case passed; 1 a case failed; 3 a bad suite or baseline; 4 environment.
-pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> u8 {
+/// Every case passed: confirmed; a case failed: refuted; a bad suite or baseline: usage.
+pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> ExitCode {
     let gates = match suite::load(&args.suite) {
         Ok(gates) => gates,
         Err(error) => {
-            eprintln!("fortress: {error}");
-            return 3;
+            print_error(&error);
+            return ExitCode::Usage;
         }
     };
     // Every baseline is read before anything runs: a bad one should not cost a suite's run time.
-    let mut baselines = Vec::new();
-    for g in &gates {
-        match baseline::read(&args.baseline, &g.plan.name) {
-            Ok(b) => baselines.push(b),
-            Err(error) => {
-                eprintln!("fortress: {error}");
-                return 3;
-            }
+    let baselines = match gates
+        .iter()
+        .map(|g| baseline::read(&args.baseline, &g.plan.name))
+        .collect::<Result<Vec<_>, _>>()
+    {
+        Ok(baselines) => baselines,
+        Err(error) => {
+            print_error(&error);
+            return ExitCode::Usage;
         }
-    }
-
+    };
     let mut cases: Vec<Case> = Vec::new();
     for (g, base) in gates.iter().zip(&baselines) {
-        println!("\n=== gate: {} (quick profile)", g.plan.name);
-        let variants: Vec<&VariantPlan> = g
-            .variants
-            .iter()
-            .filter_map(|name| g.plan.variants.iter().find(|v| v.name == *name))
-            .collect();
-        let (summary, out_dir) =
-            match execute(&g.plan, &variants, args.seed, &args.out, lab_binary.clone()).await {
-                Ok(done) => done,
-                Err(code) => return code,
-            };
-        let judged = gate::judge(g, &summary, base.as_ref());
-        for case in &judged {
-            let word = match case.passed {
-                Some(true) => "pass",
-                Some(false) => "FAIL",
-                None => "skip",
-            };
-            println!("  {word}  {}  {}", case.name, case.message);
+        match run_one(args, g, base.as_ref(), lab_binary.clone()).await {
+            Ok(judged) => cases.extend(judged),
+            Err(code) => return code,
         }
-        println!("  run folder: {}", out_dir.display());
-        if args.update_baseline {
-            update(args, g, &summary, &judged);
-        }
-        cases.extend(judged);
     }
-
     if let Some(path) = &args.junit {
         let written = gate::junit(&cases)
             .map_err(|e| e.to_string())
@@ -67,10 +48,45 @@ pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> u8 {
             Ok(()) => println!("\nJUnit: {}", path.display()),
             Err(error) => {
                 eprintln!("fortress: cannot write {}: {error}", path.display());
-                return 4;
+                return ExitCode::Environment;
             }
         }
     }
+    print_totals(&cases)
+}
+
+/// One experiment of the suite: run, judged, printed, and its baseline rewritten if asked.
+async fn run_one(
+    args: &GateArgs,
+    g: &suite::Gate,
+    base: Option<&baseline::Baseline>,
+    lab_binary: PathBuf,
+) -> Result<Vec<Case>, ExitCode> {
+    println!("\n=== gate: {} (quick profile)", g.plan.name);
+    let variants: Vec<&VariantPlan> = g
+        .plan
+        .variants
+        .iter()
+        .filter(|v| g.variants.contains(&v.variant))
+        .collect();
+    let (summary, folder) = execute(&g.plan, &variants, args.seed, &args.out, lab_binary).await?;
+    let judged = gate::judge(g, &summary, base);
+    for case in &judged {
+        let word = match case.passed {
+            Some(true) => "pass",
+            Some(false) => "FAIL",
+            None => "skip",
+        };
+        println!("  {word}  {}  {}", case.name, case.message);
+    }
+    println!("  run folder: {}", folder.dir().display());
+    if args.update_baseline {
+        update(args, g, &summary, &judged);
+    }
+    Ok(judged)
+}
+
+fn print_totals(cases: &[Case]) -> ExitCode {
     let failed: Vec<&Case> = cases.iter().filter(|c| c.passed == Some(false)).collect();
     let skipped = cases.iter().filter(|c| c.passed.is_none()).count();
     println!(
@@ -81,10 +97,14 @@ pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> u8 {
     for case in &failed {
         println!("  FAILED {} / {}: {}", case.experiment, case.name, case.message);
     }
-    u8::from(!failed.is_empty())
+    if failed.is_empty() {
+        ExitCode::Confirmed
+    } else {
+        ExitCode::Refuted
+    }
 }
 
-fn update(args: &GateArgs, g: &suite::Gate, summary: &crate::experiment::output::Summary, judged: &[Case]) {
+fn update(args: &GateArgs, g: &suite::Gate, summary: &Summary, judged: &[Case]) {
     if judged
         .iter()
         .any(|c| c.passed == Some(false) && c.kind != CaseKind::Figure)
@@ -97,13 +117,13 @@ fn update(args: &GateArgs, g: &suite::Gate, summary: &crate::experiment::output:
     let baseline = baseline::Baseline {
         schema: baseline::BASELINE_SCHEMA,
         experiment: g.plan.name.clone(),
-        profile: summary.profile.clone(),
+        profile: summary.profile.to_string(),
         revision: summary.git_revision.clone(),
         written_at: chrono::Utc::now(),
         figures: gate::figures_of(g, summary),
     };
     match baseline::write(&args.baseline, &baseline) {
         Ok(path) => println!("  baseline written: {}", path.display()),
-        Err(error) => eprintln!("fortress: {error}"),
+        Err(error) => print_error(&error),
     }
 }

@@ -51,20 +51,31 @@ pub async fn remove_runs(docker: &DockerClient, run: Option<&str>) -> Result<Rem
     Ok(removed)
 }
 
+/// Why a cleanup from synchronous code could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanupError {
+    #[error("could not start a runtime for the cleanup")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("the cleanup thread panicked")]
+    Panicked,
+}
+
 /// The same, from synchronous code that may be unwinding (a `Drop`): runs on a thread of its own with
 /// its own runtime, so it works inside or outside an async context.
-pub fn remove_run_blocking(run: &str) -> Result<Removed, String> {
+pub fn remove_run_blocking(run: &str) -> Result<Removed, CleanupError> {
     let run = run.to_owned();
     std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .map_err(|e| e.to_string())?;
+            .map_err(CleanupError::Runtime)?;
         runtime.block_on(async {
-            let docker = DockerClient::connect().await.map_err(|e| e.to_string())?;
-            remove_runs(&docker, Some(&run)).await.map_err(|e| e.to_string())
+            let docker = DockerClient::connect().await?;
+            Ok(remove_runs(&docker, Some(&run)).await?)
         })
     })
     .join()
-    .map_err(|_| "the cleanup thread panicked".to_owned())?
+    .map_err(|_| CleanupError::Panicked)?
 }

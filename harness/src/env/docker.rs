@@ -18,11 +18,11 @@ pub const ROLE_LABEL: &str = "fortress.role";
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
     #[error(
-        "Docker is not reachable ({0}). Install and start it: on Debian/Ubuntu run `ci/setup` as root \
+        "Docker is not reachable. Install and start it: on Debian/Ubuntu run `ci/setup` as root \
          (it installs docker.io and starts dockerd); elsewhere see https://docs.docker.com/engine/install/"
     )]
-    Unreachable(String),
-    #[error("docker: {0}")]
+    Unreachable(#[source] testcontainers::bollard::errors::Error),
+    #[error("the Docker engine refused a request")]
     Api(#[from] testcontainers::bollard::errors::Error),
 }
 
@@ -44,16 +44,12 @@ pub struct DockerClient {
 impl DockerClient {
     /// Connects to the local daemon and checks that it answers.
     pub async fn connect() -> Result<Self, DockerError> {
-        let docker =
-            Docker::connect_with_local_defaults().map_err(|e| DockerError::Unreachable(e.to_string()))?;
+        let docker = Docker::connect_with_local_defaults().map_err(DockerError::Unreachable)?;
         let docker = docker
             .negotiate_version()
             .await
-            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
-        docker
-            .ping()
-            .await
-            .map_err(|e| DockerError::Unreachable(e.to_string()))?;
+            .map_err(DockerError::Unreachable)?;
+        docker.ping().await.map_err(DockerError::Unreachable)?;
         Ok(Self { docker })
     }
 

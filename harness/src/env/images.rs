@@ -46,10 +46,15 @@ pub enum ImageError {
         image: String,
         hint: String,
     },
-    #[error("cannot read the lab binary {path}: {source}")]
+    #[error("cannot read the lab binary {}", path.display())]
     Binary { path: PathBuf, source: std::io::Error },
     #[error("building the lab image {image} failed: {detail}")]
     Build { image: String, detail: String },
+    #[error("cannot run the docker CLI to build the lab image")]
+    DockerCli {
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Docker(#[from] DockerError),
 }
@@ -104,6 +109,35 @@ fn content_hash(path: &Path) -> Result<String, std::io::Error> {
     Ok(format!("{:016x}", hasher.finish()))
 }
 
+/// The images of one lab: Postgres, Redis, and the lab binary's (service replicas and proxy).
+#[derive(Debug, Clone)]
+pub struct LabImages {
+    pub postgres: ImageChoice,
+    pub redis: ImageChoice,
+    pub lab: ImageChoice,
+}
+
+impl LabImages {
+    pub fn all(&self) -> impl Iterator<Item = &ImageChoice> {
+        [&self.postgres, &self.redis, &self.lab].into_iter()
+    }
+}
+
+/// Resolves and, for the lab binary, builds what `spec` needs.
+pub async fn for_lab(docker: &DockerClient, spec: &super::LabSpec) -> Result<LabImages, ImageError> {
+    Ok(LabImages {
+        postgres: resolve(
+            docker,
+            "postgres",
+            POSTGRES_DEFAULT,
+            spec.postgres_image.as_deref(),
+        )
+        .await?,
+        redis: resolve(docker, "redis", REDIS_DEFAULT, spec.redis_image.as_deref()).await?,
+        lab: lab_image(docker, &spec.lab_binary).await?,
+    })
+}
+
 /// One lab image build at a time in this process: labs started together would build the same tag twice.
 static LAB_IMAGE_BUILD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -115,13 +149,12 @@ pub async fn lab_image(docker: &DockerClient, binary: &Path) -> Result<ImageChoi
         source,
     };
     let tag = content_hash(binary).map_err(binary_error)?;
-    let image = format!("fortress/lab:{tag}");
     let choice = ImageChoice {
         role: "service".into(),
-        image: image.clone(),
+        image: format!("fortress/lab:{tag}"),
         source: "lab-binary".into(),
     };
-    if docker.image_exists(&image).await? {
+    if docker.image_exists(&choice.image).await? {
         return Ok(choice);
     }
     if !docker.image_exists(RUNTIME_BASE).await? {
@@ -136,10 +169,25 @@ pub async fn lab_image(docker: &DockerClient, binary: &Path) -> Result<ImageChoi
         "fortress-lab-image-{tag}-{}",
         uuid::Uuid::new_v4().simple()
     ));
-    std::fs::create_dir_all(&context).map_err(binary_error)?;
+    write_context(&context, binary).map_err(binary_error)?;
+    let built = docker_build(&choice.image, &context).await;
+    let _ = std::fs::remove_dir_all(&context);
+    built?;
+    // Each build of the binary makes a new tag; the older ones only take disk space.
+    if let Ok(removed) = docker.prune_tags("fortress/lab", &choice.image).await
+        && !removed.is_empty()
+    {
+        tracing::info!(?removed, "removed lab images of earlier builds");
+    }
+    Ok(choice)
+}
+
+/// A build context: the binary (hard-linked where it can be) and a Dockerfile on the runtime base.
+fn write_context(context: &Path, binary: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(context)?;
     let target = context.join("fortress");
     if std::fs::hard_link(binary, &target).is_err() {
-        std::fs::copy(binary, &target).map_err(binary_error)?;
+        std::fs::copy(binary, &target)?;
     }
     std::fs::write(
         context.join("Dockerfile"),
@@ -148,40 +196,30 @@ pub async fn lab_image(docker: &DockerClient, binary: &Path) -> Result<ImageChoi
              ENTRYPOINT [\"/usr/local/bin/fortress\"]\n"
         ),
     )
-    .map_err(binary_error)?;
-    let docker_cli = image.clone();
-    let context_dir = context.clone();
-    // The docker CLI's classic builder: the same on Debian's docker 20.10 and on newer engines.
+}
+
+/// `docker build` with the CLI's classic builder: the same on Debian's docker 20.10 and on newer engines.
+async fn docker_build(image: &str, context: &Path) -> Result<(), ImageError> {
+    let (tag, dir) = (image.to_owned(), context.to_owned());
     let output = tokio::task::spawn_blocking(move || {
         Command::new("docker")
-            .args(["build", "-q", "-t", &docker_cli])
-            .arg(&context_dir)
+            .args(["build", "-q", "-t", &tag])
+            .arg(&dir)
             .env("DOCKER_BUILDKIT", "0")
             .output()
     })
     .await
-    .map_err(|e| ImageError::Build {
-        image: image.clone(),
-        detail: e.to_string(),
-    })?;
-    let _ = std::fs::remove_dir_all(&context);
-    match output {
-        Ok(out) if out.status.success() => {
-            // Each build of the binary makes a new tag; the older ones only take disk space.
-            if let Ok(removed) = docker.prune_tags("fortress/lab", &choice.image).await
-                && !removed.is_empty()
-            {
-                tracing::info!(?removed, "removed lab images of earlier builds");
-            }
-            Ok(choice)
-        }
-        Ok(out) => Err(ImageError::Build {
-            image,
-            detail: String::from_utf8_lossy(&out.stderr).trim().into(),
-        }),
-        Err(e) => Err(ImageError::Build {
-            image,
-            detail: format!("cannot run the docker CLI: {e}"),
-        }),
+    .map_err(|_| ImageError::Build {
+        image: image.into(),
+        detail: "the build task panicked".into(),
+    })?
+    .map_err(|source| ImageError::DockerCli { source })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(ImageError::Build {
+            image: image.into(),
+            detail: String::from_utf8_lossy(&output.stderr).trim().into(),
+        })
     }
 }

@@ -1,25 +1,18 @@
-//! The built-in experiments (`experiments/*.toml`, compiled in) and finding an experiment by name or path.
+//! The built-in experiments (every `experiments/*.toml`, compiled in by `build.rs`) and finding an
+//! experiment by name or path.
 
 use std::path::Path;
 
 use super::definition::{self, DefinitionError, Plan, Profile};
 
-/// Name and text of each built-in experiment.
-pub const BUILT_IN: &[(&str, &str)] = &[
-    (
-        "cache-outage",
-        include_str!("../../../experiments/cache-outage.toml"),
-    ),
-    ("flash-sale", include_str!("../../../experiments/flash-sale.toml")),
-    ("n-plus-one", include_str!("../../../experiments/n-plus-one.toml")),
-    ("db-latency", include_str!("../../../experiments/db-latency.toml")),
-];
+// `BUILT_IN`: every `experiments/*.toml`, compiled in by `build.rs`.
+include!(concat!(env!("OUT_DIR"), "/built_in.rs"));
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("unknown experiment {name:?}; built-in experiments: {known} (or give the path of a .toml file)")]
     Unknown { name: String, known: String },
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read { path: String, source: std::io::Error },
     #[error(transparent)]
     Definition(#[from] DefinitionError),

@@ -3,15 +3,17 @@
 //! Every mistake in a file is reported as `file:line: field: what is wrong and what is allowed`, before
 //! any container starts. The schema, by example, is `experiments/cache-outage.toml`.
 
+use reference_service::modes::ModesPatch;
 use reference_service::seed::SeedPlan;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 mod validate;
 
 pub use validate::parse;
 
-use super::metric::{Comparison, Metric};
+use super::claim::Claim;
 use crate::faults::Fault;
+use crate::vocabulary::{Scenario, Variant};
 
 /// A mistake in an experiment file, located.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -23,35 +25,7 @@ pub struct DefinitionError {
     pub message: String,
 }
 
-/// What the virtual users do; weights in `load.mix` say how often.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scenario {
-    /// Product list and product pages.
-    Browse,
-    /// Stock levels of products.
-    Availability,
-    /// Log in, then buy.
-    Checkout,
-    /// The user's order history.
-    History,
-}
-
-impl Scenario {
-    const NAMES: &'static str = "browse, availability, checkout, history";
-
-    fn parse(s: &str) -> Option<Self> {
-        match s {
-            "browse" => Some(Self::Browse),
-            "availability" => Some(Self::Availability),
-            "checkout" => Some(Self::Checkout),
-            "history" => Some(Self::History),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum Profile {
     /// Phases shortened by the file's `profiles.quick` factor (CI), to whole seconds (at least 1), so
@@ -59,6 +33,15 @@ pub enum Profile {
     Quick,
     /// Phases as written.
     Standard,
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Quick => "quick",
+            Self::Standard => "standard",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +58,7 @@ pub struct Plan {
     pub users: u32,
     pub mix: Vec<(Scenario, u32)>,
     pub phases: Vec<PhasePlan>,
+    /// Vulnerable first.
     pub variants: Vec<VariantPlan>,
     pub predictions: Vec<PredictionPlan>,
 }
@@ -101,41 +85,27 @@ fn faults_as_text<S: serde::Serializer>(faults: &[Fault], s: S) -> Result<S::Ok,
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VariantPlan {
-    pub name: String,
-    /// The `PUT /admin/modes` body that makes this variant.
-    pub modes: serde_json::Value,
+    pub variant: Variant,
+    /// What makes this variant: the modes set on every replica before the load starts.
+    pub modes: ModesPatch,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PredictionPlan {
-    pub variant: String,
-    pub metric: Metric,
-    pub phase: String,
-    /// When set, the prediction is about `metric in phase / metric in over`.
-    pub over: Option<String>,
-    pub compare: Comparison,
-    pub threshold: f64,
-    /// For `within`: the allowed distance from the threshold, as a fraction of it.
-    pub tolerance: Option<f64>,
+    pub variant: Variant,
+    #[serde(flatten)]
+    pub claim: Claim,
     pub why: String,
-}
-
-impl PredictionPlan {
-    pub fn claim(&self) -> String {
-        super::metric::claim(
-            self.metric,
-            &self.phase,
-            self.over.as_deref(),
-            self.compare,
-            self.threshold,
-            self.tolerance,
-        )
-    }
 }
 
 impl Plan {
     pub fn run_seconds(&self) -> f64 {
         self.phases.iter().map(|p| p.seconds).sum()
+    }
+
+    /// The predictions about one variant.
+    pub fn predictions_of(&self, variant: Variant) -> impl Iterator<Item = &PredictionPlan> {
+        self.predictions.iter().filter(move |p| p.variant == variant)
     }
 }
 

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+use crate::vocabulary::Metric;
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Invariant {
     pub name: String,
@@ -16,6 +18,33 @@ pub struct Invariant {
     /// When the variant predicts this very failure (the vulnerable flash sale predicts oversold units),
     /// the prediction judges it instead, and a violation does not fail the run.
     pub predicted_by: Option<String>,
+}
+
+impl Invariant {
+    fn check(name: &str, held: bool, detail: String) -> Self {
+        Self {
+            name: name.to_owned(),
+            held,
+            detail,
+            predicted_by: None,
+        }
+    }
+
+    /// Whether it passes: held, or broken only where a prediction said it would be.
+    pub fn passed(&self) -> bool {
+        self.held || self.predicted_by.is_some()
+    }
+}
+
+/// As every report shows it: `held`, `VIOLATED`, or `violated, as predicted (<claim>)`.
+impl std::fmt::Display for Invariant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.held, &self.predicted_by) {
+            (true, _) => f.write_str("held"),
+            (false, Some(claim)) => write!(f, "violated, as predicted ({claim})"),
+            (false, None) => f.write_str("VIOLATED"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -30,13 +59,13 @@ pub struct InvariantReport {
 impl InvariantReport {
     /// Whether every invariant held, or was violated only where a prediction said it would be.
     pub fn held(&self) -> bool {
-        self.checks.iter().all(|c| c.held || c.predicted_by.is_some())
+        self.checks.iter().all(Invariant::passed)
     }
 
     /// Hands the invariant that `metric` measures over to the prediction `claim`.
-    pub fn predicted(&mut self, metric: super::metric::Metric, claim: String) {
+    pub fn predicted(&mut self, metric: Metric, claim: String) {
         let name = match metric {
-            super::metric::Metric::OversoldUnits => "no oversell",
+            Metric::OversoldUnits => NO_OVERSELL,
             _ => return,
         };
         for check in self.checks.iter_mut().filter(|c| c.name == name) {
@@ -45,6 +74,8 @@ impl InvariantReport {
     }
 }
 
+const NO_OVERSELL: &str = "no oversell";
+
 /// What the run knows that the database cannot tell.
 #[derive(Debug, Clone, Default)]
 pub struct RunFacts {
@@ -52,6 +83,13 @@ pub struct RunFacts {
     pub acknowledged: Vec<i64>,
     /// The highest order id before the load started (seeded history); later ids are the run's orders.
     pub orders_before_run: i64,
+}
+
+/// The highest order id so far (0 when there is none).
+pub async fn last_order_id(pg: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM orders")
+        .fetch_one(pg)
+        .await
 }
 
 fn first_ids(ids: &[i64]) -> String {
@@ -66,9 +104,28 @@ fn first_ids(ids: &[i64]) -> String {
 
 /// Checks every invariant, first waiting up to `drain` for the outbox to relay what is pending.
 pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<InvariantReport, sqlx::Error> {
-    let mut checks = Vec::new();
+    let (oversold, oversold_units) = no_oversell(pg).await?;
+    let checks = vec![
+        acknowledged_persisted(pg, &facts.acknowledged).await?,
+        oversold,
+        no_negative_stock(pg).await?,
+        one_event_per_order(pg).await?,
+        one_email_per_order(pg, drain).await?,
+    ];
+    let units_sold: i64 =
+        sqlx::query_scalar("SELECT coalesce(sum(quantity), 0)::bigint FROM orders WHERE id > $1")
+            .bind(facts.orders_before_run)
+            .fetch_one(pg)
+            .await?;
+    Ok(InvariantReport {
+        checks,
+        oversold_units,
+        units_sold,
+    })
+}
 
-    let mut acknowledged = facts.acknowledged.clone();
+async fn acknowledged_persisted(pg: &PgPool, acknowledged: &[i64]) -> Result<Invariant, sqlx::Error> {
+    let mut acknowledged = acknowledged.to_vec();
     acknowledged.sort_unstable();
     acknowledged.dedup();
     let missing: Vec<i64> = sqlx::query_scalar(
@@ -77,26 +134,29 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
     .bind(&acknowledged)
     .fetch_all(pg)
     .await?;
-    checks.push(Invariant {
-        predicted_by: None,
-        name: "acknowledged orders persisted".into(),
-        held: missing.is_empty(),
-        detail: if missing.is_empty() {
-            format!(
-                "all {} acknowledged orders are in the database",
-                acknowledged.len()
-            )
-        } else {
-            format!(
-                "{} of {} acknowledged orders are missing: {}",
-                missing.len(),
-                acknowledged.len(),
-                first_ids(&missing)
-            )
-        },
-    });
+    let detail = if missing.is_empty() {
+        format!(
+            "all {} acknowledged orders are in the database",
+            acknowledged.len()
+        )
+    } else {
+        format!(
+            "{} of {} acknowledged orders are missing: {}",
+            missing.len(),
+            acknowledged.len(),
+            first_ids(&missing)
+        )
+    };
+    Ok(Invariant::check(
+        "acknowledged orders persisted",
+        missing.is_empty(),
+        detail,
+    ))
+}
 
-    let (oversold_units, oversold_products): (i64, Vec<i64>) = sqlx::query_as(
+/// The invariant, and the oversold units (a figure predictions use).
+async fn no_oversell(pg: &PgPool) -> Result<(Invariant, i64), sqlx::Error> {
+    let (units, products): (i64, Vec<i64>) = sqlx::query_as(
         "SELECT coalesce(sum(sold - initial_stock), 0)::bigint, coalesce(array_agg(product_id ORDER BY product_id), '{}') \
          FROM (SELECT i.product_id, i.initial_stock, coalesce(sum(o.quantity), 0) AS sold \
                FROM inventory i LEFT JOIN orders o ON o.product_id = i.product_id \
@@ -105,56 +165,52 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
     )
     .fetch_one(pg)
     .await?;
-    checks.push(Invariant {
-        predicted_by: None,
-        name: "no oversell".into(),
-        held: oversold_units == 0,
-        detail: if oversold_units == 0 {
-            "no product sold more units than its initial stock".into()
-        } else {
-            format!(
-                "{oversold_units} unit(s) oversold, products {}",
-                first_ids(&oversold_products)
-            )
-        },
-    });
+    let detail = if units == 0 {
+        "no product sold more units than its initial stock".into()
+    } else {
+        format!("{units} unit(s) oversold, products {}", first_ids(&products))
+    };
+    Ok((Invariant::check(NO_OVERSELL, units == 0, detail), units))
+}
 
+async fn no_negative_stock(pg: &PgPool) -> Result<Invariant, sqlx::Error> {
     let negative: Vec<i64> =
         sqlx::query_scalar("SELECT product_id FROM inventory WHERE quantity < 0 ORDER BY product_id")
             .fetch_all(pg)
             .await?;
-    checks.push(Invariant {
-        predicted_by: None,
-        name: "no negative stock".into(),
-        held: negative.is_empty(),
-        detail: if negative.is_empty() {
-            "every stock level is 0 or more".into()
-        } else {
-            format!("negative stock on products {}", first_ids(&negative))
-        },
-    });
+    let detail = if negative.is_empty() {
+        "every stock level is 0 or more".into()
+    } else {
+        format!("negative stock on products {}", first_ids(&negative))
+    };
+    Ok(Invariant::check("no negative stock", negative.is_empty(), detail))
+}
 
+async fn one_event_per_order(pg: &PgPool) -> Result<Invariant, sqlx::Error> {
     let without_event: Vec<i64> = sqlx::query_scalar(
         "SELECT o.id FROM orders o WHERE (SELECT count(*) FROM outbox e \
          WHERE e.order_id = o.id AND e.event_type = 'order.created') <> 1 ORDER BY o.id",
     )
     .fetch_all(pg)
     .await?;
-    checks.push(Invariant {
-        predicted_by: None,
-        name: "one outbox event per order".into(),
-        held: without_event.is_empty(),
-        detail: if without_event.is_empty() {
-            "every order has exactly one order.created event".into()
-        } else {
-            format!(
-                "{} order(s) without exactly one event: {}",
-                without_event.len(),
-                first_ids(&without_event)
-            )
-        },
-    });
+    let detail = if without_event.is_empty() {
+        "every order has exactly one order.created event".into()
+    } else {
+        format!(
+            "{} order(s) without exactly one event: {}",
+            without_event.len(),
+            first_ids(&without_event)
+        )
+    };
+    Ok(Invariant::check(
+        "one outbox event per order",
+        without_event.is_empty(),
+        detail,
+    ))
+}
 
+/// Waits up to `drain` for the outbox to relay what is pending, then counts emails per order.
+async fn one_email_per_order(pg: &PgPool, drain: Duration) -> Result<Invariant, sqlx::Error> {
     let started = Instant::now();
     let pending = loop {
         let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM outbox WHERE status = 'pending'")
@@ -175,29 +231,18 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
     } else {
         format!("{pending} event(s) still pending after {drain:?}")
     };
-    checks.push(Invariant {
-        predicted_by: None,
-        name: "one email per order".into(),
-        held: without_email.is_empty(),
-        detail: if without_email.is_empty() {
-            format!("every order has exactly one email ({drained})")
-        } else {
-            format!(
-                "{} order(s) without exactly one email: {} ({drained})",
-                without_email.len(),
-                first_ids(&without_email)
-            )
-        },
-    });
-
-    let units_sold: i64 =
-        sqlx::query_scalar("SELECT coalesce(sum(quantity), 0)::bigint FROM orders WHERE id > $1")
-            .bind(facts.orders_before_run)
-            .fetch_one(pg)
-            .await?;
-    Ok(InvariantReport {
-        checks,
-        oversold_units,
-        units_sold,
-    })
+    let detail = if without_email.is_empty() {
+        format!("every order has exactly one email ({drained})")
+    } else {
+        format!(
+            "{} order(s) without exactly one email: {} ({drained})",
+            without_email.len(),
+            first_ids(&without_email)
+        )
+    };
+    Ok(Invariant::check(
+        "one email per order",
+        without_email.is_empty(),
+        detail,
+    ))
 }

@@ -1,28 +1,30 @@
-//! What a run leaves behind in `reports/<experiment>-<timestamp>/`: `summary.json` (verdicts with
-//! predicted and observed values, invariants, the fault timeline with its evidence, images, versions,
-//! seed, git revision) and, per variant, the time series as CSV and JSON beside goose's own report.
+//! What a run leaves behind in its run folder: `summary.json` (verdicts with predicted and observed
+//! values, invariants, the fault timeline with its evidence, images, versions, seed, git revision)
+//! and, per variant, the time series as CSV and JSON beside goose's own report.
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
 
+use reference_service::modes::ModesPatch;
 use serde::{Deserialize, Serialize};
 
-use super::definition::Plan;
+use super::definition::Profile;
 use super::invariants::InvariantReport;
-use super::metric::Metric;
 use super::verdict::{PhaseStats, Sample, Verdict};
 use crate::env::images::ImageChoice;
 use crate::faults::TimelineEntry;
+use crate::run_folder::RunFolder;
+use crate::vocabulary::{ExitCode, Metric, Variant};
 
 /// The version of `summary.json`'s layout; a reader refuses files of another version by name.
-pub const SUMMARY_SCHEMA: u32 = 1;
+/// 2: timeline entries carry their injection number.
+pub const SUMMARY_SCHEMA: u32 = 2;
 
 /// One variant's run, as it is written and judged.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VariantReport {
-    pub variant: String,
-    pub modes: serde_json::Value,
+    pub variant: Variant,
+    pub modes: ModesPatch,
     pub run_id: String,
     pub images: Vec<ImageChoice>,
     pub ready_in_s: f64,
@@ -81,23 +83,16 @@ pub struct Summary {
     pub experiment: String,
     pub story: String,
     pub source: String,
-    pub profile: String,
+    pub profile: Profile,
     pub seed: u64,
     pub started_at: chrono::DateTime<chrono::Utc>,
     pub fortress_version: String,
     pub git_revision: Option<String>,
     pub docker_version: Option<String>,
     pub machine: Machine,
-    pub exit_code: u8,
+    pub exit_code: ExitCode,
     pub phases: Vec<PhaseOutline>,
     pub variants: Vec<VariantReport>,
-}
-
-/// `reports/<experiment>-<UTC timestamp>` under `root`, created.
-pub fn run_dir(root: &Path, plan: &Plan, started: chrono::DateTime<chrono::Utc>) -> std::io::Result<PathBuf> {
-    let dir = root.join(format!("{}-{}", plan.name, started.format("%Y%m%dT%H%M%SZ")));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// The commit the lab was built from, if this is a git checkout.
@@ -112,33 +107,54 @@ pub fn git_revision() -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-pub fn write_summary(dir: &Path, summary: &Summary) -> std::io::Result<()> {
+pub fn write_summary(folder: &RunFolder, summary: &Summary) -> std::io::Result<()> {
     let json = serde_json::to_vec_pretty(summary).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join("summary.json"), json)
+    std::fs::write(folder.summary(), json)
+}
+
+/// One column per metric, then one per metric and replica (`service_rps@service-2`) when there are
+/// several.
+fn columns(samples: &[Sample]) -> (Vec<Metric>, Vec<(u32, Metric)>) {
+    let metrics: BTreeSet<Metric> = samples.iter().flat_map(|s| s.values.keys().copied()).collect();
+    let per_replica: BTreeSet<(u32, Metric)> = samples
+        .iter()
+        .flat_map(|s| {
+            s.replicas
+                .iter()
+                .flat_map(|(r, v)| v.keys().map(move |m| (*r, *m)))
+        })
+        .collect();
+    (metrics.into_iter().collect(), per_replica.into_iter().collect())
 }
 
 /// `timeseries-<variant>.csv` (one row per second, one column per metric) and `.json`.
-pub fn write_series(dir: &Path, variant: &str, samples: &[Sample]) -> std::io::Result<()> {
-    let metrics: BTreeSet<Metric> = samples.iter().flat_map(|s| s.values.keys().copied()).collect();
-    let mut csv = std::io::BufWriter::new(std::fs::File::create(
-        dir.join(format!("timeseries-{variant}.csv")),
-    )?);
-    let header: Vec<&str> = metrics.iter().map(|m| m.name()).collect();
+pub fn write_series(folder: &RunFolder, variant: Variant, samples: &[Sample]) -> std::io::Result<()> {
+    let (metrics, per_replica) = columns(samples);
+    let mut csv = std::io::BufWriter::new(std::fs::File::create(folder.series_csv(variant))?);
+    let header: Vec<String> = metrics
+        .iter()
+        .map(ToString::to_string)
+        .chain(
+            per_replica
+                .iter()
+                .map(|(r, m)| format!("{m}@{}", crate::vocabulary::Role::Service(*r))),
+        )
+        .collect();
     writeln!(csv, "at_s,phase,{}", header.join(","))?;
+    let cell = |value: Option<&f64>| value.map(|v| format!("{v:.4}")).unwrap_or_default();
     for sample in samples {
         let cells: Vec<String> = metrics
             .iter()
-            .map(|m| {
-                sample
-                    .values
-                    .get(m)
-                    .map(|v| format!("{v:.4}"))
-                    .unwrap_or_default()
-            })
+            .map(|m| cell(sample.values.get(m)))
+            .chain(
+                per_replica
+                    .iter()
+                    .map(|(r, m)| cell(sample.replicas.get(r).and_then(|v| v.get(m)))),
+            )
             .collect();
         writeln!(csv, "{:.1},{},{}", sample.at_s, sample.phase, cells.join(","))?;
     }
     csv.flush()?;
     let json = serde_json::to_vec(samples).map_err(std::io::Error::other)?;
-    std::fs::write(dir.join(format!("timeseries-{variant}.json")), json)
+    std::fs::write(folder.series_json(variant), json)
 }

@@ -8,10 +8,9 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 
 use super::definition::{Plan, RUN_PHASE};
-use super::metric::Metric;
 use super::verdict::{Caveats, MIN_ACHIEVED_SHARE, PhaseStats, Sample};
-use crate::faults::{Action, FaultTimeline};
 use crate::load::quantile_ms;
+use crate::vocabulary::Metric;
 
 /// The cache hit ratio that counts as recovered.
 const RECOVERED_HIT_RATIO: f64 = 0.9;
@@ -71,20 +70,15 @@ pub(super) fn derived_stats(
     }
 }
 
-pub(super) fn caveats(plan: &Plan, stats: &PhaseStats, timeline: &FaultTimeline) -> Caveats {
-    let mut caveats = Caveats::default();
+/// What makes a phase unfit to judge: `untouched` (per phase, the faults that never touched traffic,
+/// from the proxy's evidence), and a steady state that fell short of the offered load.
+pub(super) fn caveats(plan: &Plan, stats: &PhaseStats, untouched: &BTreeMap<String, Vec<String>>) -> Caveats {
+    let mut caveats = Caveats {
+        untouched_faults: untouched.clone(),
+        ..Caveats::default()
+    };
     let mut after_a_fault = false;
     for phase in &plan.phases {
-        let untouched: Vec<String> = timeline
-            .entries()
-            .into_iter()
-            .filter(|e| e.action == Action::Revert && phase.faults.iter().any(|f| f.to_string() == e.fault))
-            .filter(|e| e.evidence.as_ref().is_some_and(|ev| !evidence_touched(ev)))
-            .map(|e| e.fault)
-            .collect();
-        if !untouched.is_empty() {
-            caveats.untouched_faults.insert(phase.name.clone(), untouched);
-        }
         // The steady state (every phase before the first fault) must reach the offered rate: otherwise
         // the load generator, not the system, set the figures. During and after a fault, a shortfall
         // is the system's own story (a stall, a slow recovery), which the predictions judge.
@@ -99,16 +93,4 @@ pub(super) fn caveats(plan: &Plan, stats: &PhaseStats, timeline: &FaultTimeline)
         }
     }
     caveats
-}
-
-fn evidence_touched(evidence: &serde_json::Value) -> bool {
-    [
-        "delayed_chunks",
-        "throttled_chunks",
-        "held_chunks",
-        "resets",
-        "closed_by_down",
-    ]
-    .iter()
-    .any(|k| evidence[k].as_u64().unwrap_or(0) > 0)
 }

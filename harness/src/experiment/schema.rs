@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
-use super::metric::Comparison;
+use super::claim::Comparison;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::claim::Claim;
 use super::definition::PredictionPlan;
-use super::metric::{Comparison, Metric};
+use crate::vocabulary::{ExitCode, Metric, Outcome, Variant};
 
 /// One second of observation.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -18,6 +19,10 @@ pub struct Sample {
     /// drops it again).
     #[serde(deserialize_with = "measured_only")]
     pub values: BTreeMap<Metric, f64>,
+    /// With more than one replica: each replica's own figures (by replica number, from 1) of the
+    /// metrics the service counts itself; `values` holds their sum.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replicas: BTreeMap<u32, BTreeMap<Metric, f64>>,
 }
 
 fn measured_only<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<Metric, f64>, D::Error> {
@@ -96,41 +101,15 @@ pub struct Caveats {
 /// The share of the offered rate below which a phase's load counts as not reached.
 pub const MIN_ACHIEVED_SHARE: f64 = 0.8;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "outcome", rename_all = "snake_case")]
-pub enum Outcome {
-    Confirmed,
-    Refuted,
-    Inconclusive { reason: String },
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
-    pub variant: String,
-    pub metric: Metric,
-    pub phase: String,
-    pub over: Option<String>,
-    pub compare: Comparison,
-    pub threshold: f64,
-    pub tolerance: Option<f64>,
+    pub variant: Variant,
+    #[serde(flatten)]
+    pub claim: Claim,
     pub observed: Option<f64>,
     #[serde(flatten)]
     pub outcome: Outcome,
     pub why: String,
-}
-
-impl Verdict {
-    /// `p95_ms in fault / baseline >= 3`, as a reader would write it.
-    pub fn claim(&self) -> String {
-        super::metric::claim(
-            self.metric,
-            &self.phase,
-            self.over.as_deref(),
-            self.compare,
-            self.threshold,
-            self.tolerance,
-        )
-    }
 }
 
 fn caveat(caveats: &Caveats, phase: &str) -> Option<String> {
@@ -146,79 +125,85 @@ fn caveat(caveats: &Caveats, phase: &str) -> Option<String> {
 }
 
 pub fn judge(prediction: &PredictionPlan, stats: &PhaseStats, caveats: &Caveats) -> Verdict {
-    let mut verdict = Verdict {
-        variant: prediction.variant.clone(),
-        metric: prediction.metric,
-        phase: prediction.phase.clone(),
-        over: prediction.over.clone(),
-        compare: prediction.compare,
-        threshold: prediction.threshold,
-        tolerance: prediction.tolerance,
-        observed: None,
-        outcome: Outcome::Refuted,
-        why: prediction.why.clone(),
+    let (observed, outcome) = match observe(&prediction.claim, stats, caveats) {
+        Ok(observed) if prediction.claim.holds(observed) => (Some(observed), Outcome::Confirmed),
+        Ok(observed) => (Some(observed), Outcome::Refuted),
+        Err(unjudged) => (
+            None,
+            Outcome::Inconclusive {
+                reason: unjudged.to_string(),
+            },
+        ),
     };
-    let inconclusive = |reason: String| Outcome::Inconclusive { reason };
-    let phases = std::iter::once(&prediction.phase).chain(prediction.over.as_ref());
-    if let Some(reason) = phases.filter_map(|p| caveat(caveats, p)).next() {
-        verdict.outcome = inconclusive(reason);
-        return verdict;
-    }
-    let Some(value) = stats.get(&prediction.phase, prediction.metric) else {
-        verdict.outcome = inconclusive(format!(
-            "no measurement of {} in {}",
-            prediction.metric, prediction.phase
-        ));
-        return verdict;
-    };
-    let observed = match &prediction.over {
-        None => value,
-        Some(over) => match stats.get(over, prediction.metric) {
-            Some(base) if base > 0.0 => value / base,
-            Some(base) => {
-                verdict.outcome = inconclusive(format!(
-                    "{} in {over} is {base}: the ratio is undefined",
-                    prediction.metric
-                ));
-                return verdict;
-            }
-            None => {
-                verdict.outcome = inconclusive(format!("no measurement of {} in {over}", prediction.metric));
-                return verdict;
-            }
-        },
-    };
-    verdict.observed = Some(observed);
-    verdict.outcome = if prediction.compare.holds(
+    Verdict {
+        variant: prediction.variant,
+        claim: prediction.claim.clone(),
         observed,
-        prediction.threshold,
-        prediction.tolerance.unwrap_or(0.0),
-    ) {
-        Outcome::Confirmed
-    } else {
-        Outcome::Refuted
-    };
-    verdict
+        outcome,
+        why: prediction.why.clone(),
+    }
 }
 
-/// The process exit code for a judged run: 0 all confirmed and every invariant held, 1 a prediction
-/// refuted or an invariant violated, 2 something could not be judged.
-pub fn exit_code(verdicts: &[Verdict], invariants_held: bool) -> u8 {
+/// Why a claim has no figure to be judged on.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum Unjudged {
+    /// The phase is unfit to judge (a fault that never touched traffic, a short load).
+    #[error("{0}")]
+    Caveat(String),
+    #[error("no measurement of {metric} in {phase}")]
+    Unmeasured { metric: Metric, phase: String },
+    #[error("{metric} in {phase} is {base}: the ratio is undefined")]
+    NoBase {
+        metric: Metric,
+        phase: String,
+        base: f64,
+    },
+}
+
+/// The figure a claim is about, or why there is none to judge.
+fn observe(claim: &Claim, stats: &PhaseStats, caveats: &Caveats) -> Result<f64, Unjudged> {
+    let phases = std::iter::once(&claim.phase).chain(claim.over.as_ref());
+    if let Some(reason) = phases.filter_map(|p| caveat(caveats, p)).next() {
+        return Err(Unjudged::Caveat(reason));
+    }
+    let measured = |phase: &str| {
+        stats
+            .get(phase, claim.metric)
+            .ok_or_else(|| Unjudged::Unmeasured {
+                metric: claim.metric,
+                phase: phase.to_owned(),
+            })
+    };
+    let value = measured(&claim.phase)?;
+    match &claim.over {
+        None => Ok(value),
+        Some(over) => match measured(over)? {
+            base if base > 0.0 => Ok(value / base),
+            base => Err(Unjudged::NoBase {
+                metric: claim.metric,
+                phase: over.clone(),
+                base,
+            }),
+        },
+    }
+}
+
+/// The process exit code for a judged run: confirmed when every prediction is and every invariant
+/// held, refuted when a prediction was or an invariant broke, inconclusive otherwise.
+pub fn exit_code(verdicts: &[Verdict], invariants_held: bool) -> ExitCode {
     if !invariants_held || verdicts.iter().any(|v| v.outcome == Outcome::Refuted) {
-        1
-    } else if verdicts
-        .iter()
-        .any(|v| matches!(v.outcome, Outcome::Inconclusive { .. }))
-    {
-        2
+        ExitCode::Refuted
+    } else if verdicts.iter().all(|v| v.outcome.confirmed()) {
+        ExitCode::Confirmed
     } else {
-        0
+        ExitCode::Inconclusive
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::experiment::claim::Comparison;
 
     fn series(phases: &[(&str, f64, usize)]) -> Vec<Sample> {
         let mut samples = Vec::new();
@@ -231,6 +216,7 @@ mod tests {
                     at_s: samples.len() as f64,
                     phase: (*phase).into(),
                     values,
+                    replicas: BTreeMap::new(),
                 });
             }
         }
@@ -239,13 +225,15 @@ mod tests {
 
     fn prediction(over: Option<&str>, compare: Comparison, threshold: f64) -> PredictionPlan {
         PredictionPlan {
-            variant: "vulnerable".into(),
-            metric: Metric::PgStatementsPerS,
-            phase: "fault".into(),
-            over: over.map(Into::into),
-            compare,
-            threshold,
-            tolerance: None,
+            variant: Variant::Vulnerable,
+            claim: Claim {
+                metric: Metric::PgStatementsPerS,
+                phase: "fault".into(),
+                over: over.map(Into::into),
+                compare,
+                threshold,
+                tolerance: None,
+            },
             why: "the cache is gone, so every read is a query".into(),
         }
     }
@@ -260,7 +248,10 @@ mod tests {
         );
         assert_eq!(verdict.outcome, Outcome::Confirmed);
         assert!((verdict.observed.unwrap() - 15.0).abs() < 0.01, "{verdict:?}");
-        assert_eq!(verdict.claim(), "pg_statements_per_s in fault / baseline >= 3");
+        assert_eq!(
+            verdict.claim.to_string(),
+            "pg_statements_per_s in fault / baseline >= 3"
+        );
 
         let flat = PhaseStats::from_samples(&series(&[("baseline", 20.0, 10), ("fault", 22.0, 10)]));
         let verdict = judge(
@@ -269,7 +260,7 @@ mod tests {
             &Caveats::default(),
         );
         assert_eq!(verdict.outcome, Outcome::Refuted);
-        assert_eq!(exit_code(&[verdict], true), 1);
+        assert_eq!(exit_code(&[verdict], true), ExitCode::Refuted);
     }
 
     #[test]
@@ -287,7 +278,7 @@ mod tests {
         assert!(
             matches!(&verdict.outcome, Outcome::Inconclusive { reason } if reason.contains("never touched traffic"))
         );
-        assert_eq!(exit_code(&[verdict], true), 2);
+        assert_eq!(exit_code(&[verdict], true), ExitCode::Inconclusive);
 
         let short = Caveats {
             load_shortfall: BTreeMap::from([("fault".into(), (100.0, 40.0))]),
@@ -326,7 +317,10 @@ mod tests {
             &Caveats::default(),
         );
         assert_eq!(verdict.outcome, Outcome::Confirmed);
-        assert_eq!(exit_code(std::slice::from_ref(&verdict), true), 0);
-        assert_eq!(exit_code(&[verdict], false), 1);
+        assert_eq!(
+            exit_code(std::slice::from_ref(&verdict), true),
+            ExitCode::Confirmed
+        );
+        assert_eq!(exit_code(&[verdict], false), ExitCode::Refuted);
     }
 }

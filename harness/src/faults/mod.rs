@@ -2,7 +2,7 @@
 //!
 //! `with_fault` is the only way the lab breaks something: it injects, runs the body, and reverts
 //! whatever happens in the body (an error, a panic, or the stop signal that Ctrl-C cancels). A fault
-//! whose injection fails half-way is reverted too, so nothing is ever left broken.
+//! whose injection fails half-way is reverted as far as it got, so nothing is ever left broken.
 
 pub mod proxy;
 pub mod timeline;
@@ -11,14 +11,17 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
-use chrono::Utc;
 use futures::FutureExt;
-use serde_json::Value;
+use reference_service::error::cause_chain;
+use reference_service::modes::{Modes, ModesPatch};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
-use crate::env::{EnvError, Lab, Role};
-use crate::faults::proxy::NetworkFault;
+use self::proxy::client::{ProxyClient, ProxyError};
+use self::proxy::{Evidence, FaultKind, NetworkFault};
+use crate::env::docker::DockerError;
+use crate::env::{AdminError, EnvError, Lab};
+use crate::vocabulary::{Link, Role};
 pub use timeline::{Action, FaultTimeline, TimelineEntry};
 
 /// How long a revert waits for a restarted service replica to report ready again.
@@ -35,12 +38,12 @@ pub enum Fault {
     Pause(Role),
     /// Switches runtime modes of every service replica (`{"locking":"none"}`); revert restores the
     /// modes each replica had.
-    Modes(Value),
+    Modes(ModesPatch),
     /// Drops a Postgres index; revert recreates it from its saved definition.
     DropIndex(String),
-    /// A network fault on the proxy's link to a dependency (`postgres` or `redis`); revert removes it
-    /// and keeps the proxy's evidence of what it did.
-    Network { link: Role, fault: NetworkFault },
+    /// A network fault on the proxy's link to a dependency; revert removes it and keeps the proxy's
+    /// evidence of what it did.
+    Network { link: Link, fault: NetworkFault },
 }
 
 impl std::fmt::Display for Fault {
@@ -58,185 +61,148 @@ impl std::fmt::Display for Fault {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FaultError {
-    #[error(transparent)]
-    Env(#[from] EnvError),
-    #[error("{fault}: {detail}")]
-    Failed { fault: String, detail: String },
+    #[error("could not {action} {fault}")]
+    Failed {
+        fault: String,
+        action: Action,
+        #[source]
+        cause: Cause,
+    },
     #[error("interrupted (Ctrl-C); the fault was reverted")]
     Interrupted,
 }
 
-/// What an injection saw that its revert needs.
+/// What went wrong inside an inject or a revert.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("docker")]
+    Container(#[from] testcontainers::TestcontainersError),
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    #[error("postgres")]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    #[error("there is no index named {0}")]
+    NoSuchIndex(String),
+    #[error("the {link} link already has a {kind} fault")]
+    AlreadyFaulted { link: Link, kind: FaultKind },
+}
+
+/// What an injection changed that its revert needs, filled in as the injection goes: a revert after
+/// a half-done injection puts back exactly what did change.
 #[derive(Debug, Clone, Default)]
 pub struct Undo {
-    /// Per replica, the modes before the change.
-    previous_modes: Vec<Value>,
+    /// Per replica, from 1, the modes before the change.
+    previous_modes: Vec<Modes>,
     /// The `CREATE INDEX` statement of a dropped index.
     index_definition: Option<String>,
 }
 
-fn failed(fault: &Fault, detail: impl std::fmt::Display) -> FaultError {
-    FaultError::Failed {
-        fault: fault.to_string(),
-        detail: detail.to_string(),
+impl Undo {
+    /// What the timeline shows of it.
+    fn detail(&self) -> Option<String> {
+        self.index_definition.clone().or_else(|| {
+            (!self.previous_modes.is_empty()).then(|| {
+                let modes: Vec<String> = self
+                    .previous_modes
+                    .iter()
+                    .map(|m| ModesPatch::from(*m).to_string())
+                    .collect();
+                format!("previous modes: {}", modes.join(", "))
+            })
+        })
     }
 }
 
 impl Fault {
-    pub async fn inject(&self, lab: &Lab) -> Result<Undo, FaultError> {
-        let mut undo = Undo::default();
+    /// Breaks it, noting in `undo` what its revert must put back.
+    pub async fn inject(&self, lab: &Lab, undo: &mut Undo) -> Result<(), Cause> {
         match self {
-            Self::Kill(role) => lab
-                .docker
-                .kill(&lab.node(*role)?.name)
-                .await
-                .map_err(|e| failed(self, e))?,
-            Self::Stop(role) => lab
-                .node(*role)?
-                .container
-                .stop()
-                .await
-                .map_err(|e| failed(self, e))?,
-            Self::Pause(role) => lab
-                .node(*role)?
-                .container
-                .pause()
-                .await
-                .map_err(|e| failed(self, e))?,
+            Self::Kill(role) => lab.docker.kill(&lab.node(*role)?.name).await?,
+            Self::Stop(role) => lab.node(*role)?.container.stop().await?,
+            Self::Pause(role) => lab.node(*role)?.container.pause().await?,
             Self::Modes(patch) => {
-                for replica in 1..=lab.services.len() as u32 {
-                    let previous = admin(lab, replica, reqwest::Method::GET, None)
-                        .await
-                        .map_err(|e| failed(self, e))?;
-                    undo.previous_modes.push(previous);
-                    admin(lab, replica, reqwest::Method::PUT, Some(patch))
-                        .await
-                        .map_err(|e| failed(self, e))?;
+                for replica in lab.replicas() {
+                    undo.previous_modes.push(lab.modes(replica).await?);
+                    lab.set_modes(replica, patch).await?;
                 }
             }
-            Self::DropIndex(index) => {
-                let mut db = postgres(lab).await.map_err(|e| failed(self, e))?;
-                let definition: Option<String> = sqlx::query_scalar(
-                    "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND indexname = $1",
-                )
-                .bind(index)
-                .fetch_optional(&mut db)
-                .await
-                .map_err(|e| failed(self, e))?;
-                let definition =
-                    definition.ok_or_else(|| failed(self, format!("there is no index named {index}")))?;
-                sqlx::query(&format!("DROP INDEX \"{}\"", index.replace('"', "\"\"")))
-                    .execute(&mut db)
-                    .await
-                    .map_err(|e| failed(self, e))?;
-                undo.index_definition = Some(definition);
-            }
-            Self::Network { link, fault } => {
-                let proxy = lab.proxy().await?;
-                let name = link_name(*link).map_err(|e| failed(self, e))?;
-                let mut faults = proxy.link(name).await.map_err(|e| failed(self, e))?.faults;
-                if faults.iter().any(|f| f.kind() == fault.kind()) {
-                    return Err(failed(
-                        self,
-                        format!("the {name} link already has a {} fault", fault.kind()),
-                    ));
-                }
-                faults.push(fault.clone());
-                proxy.set(name, &faults).await.map_err(|e| failed(self, e))?;
-            }
+            Self::DropIndex(index) => undo.index_definition = Some(drop_index(lab, index).await?),
+            Self::Network { link, fault } => add_network_fault(lab, *link, fault).await?,
         }
-        Ok(undo)
+        Ok(())
     }
 
-    /// Puts back what `inject` changed; answers the evidence of a network fault.
-    pub async fn revert(&self, lab: &Lab, undo: &Undo) -> Result<Option<Value>, FaultError> {
+    /// Puts back what `inject` changed; answers the proxy's evidence of a network fault.
+    pub async fn revert(&self, lab: &Lab, undo: &Undo) -> Result<Option<Evidence>, Cause> {
         match self {
             Self::Kill(role) | Self::Stop(role) => {
-                let node = lab.node(*role)?;
-                node.container.start().await.map_err(|e| failed(self, e))?;
-                if let Role::Service(_) = role {
-                    lab.wait_ready(*role, RECOVERY_DEADLINE).await?;
+                lab.node(*role)?.container.start().await?;
+                if let Role::Service(replica) = role {
+                    lab.wait_ready(*replica, RECOVERY_DEADLINE).await?;
                 }
             }
-            Self::Pause(role) => lab
-                .node(*role)?
-                .container
-                .unpause()
-                .await
-                .map_err(|e| failed(self, e))?,
+            Self::Pause(role) => lab.node(*role)?.container.unpause().await?,
             Self::Modes(_) => {
                 for (replica, previous) in (1..).zip(&undo.previous_modes) {
-                    admin(lab, replica, reqwest::Method::PUT, Some(previous))
-                        .await
-                        .map_err(|e| failed(self, e))?;
+                    lab.set_modes(replica, &ModesPatch::from(*previous)).await?;
                 }
             }
             Self::DropIndex(_) => {
                 if let Some(definition) = &undo.index_definition {
-                    let mut db = postgres(lab).await.map_err(|e| failed(self, e))?;
-                    sqlx::query(definition)
-                        .execute(&mut db)
-                        .await
-                        .map_err(|e| failed(self, e))?;
+                    let mut db = sqlx::PgConnection::connect(&lab.postgres_url().await?).await?;
+                    sqlx::query(definition).execute(&mut db).await?;
                 }
             }
             Self::Network { link, fault } => {
-                let proxy = lab.proxy().await?;
-                let name = link_name(*link).map_err(|e| failed(self, e))?;
-                let mut faults = proxy.link(name).await.map_err(|e| failed(self, e))?.faults;
-                faults.retain(|f| f.kind() != fault.kind());
-                let changed = proxy.set(name, &faults).await.map_err(|e| failed(self, e))?;
-                return Ok(Some(
-                    serde_json::to_value(changed.previous.evidence).unwrap_or_default(),
-                ));
+                return Ok(Some(remove_network_fault(lab, *link, fault.kind()).await?));
             }
         }
         Ok(None)
     }
 }
 
-/// The proxy's name for the link to a dependency.
-fn link_name(role: Role) -> Result<&'static str, String> {
-    match role {
-        Role::Postgres => Ok("postgres"),
-        Role::Redis => Ok("redis"),
-        other => Err(format!(
-            "the proxy has links to postgres and redis, not to {other}"
-        )),
-    }
+/// Drops `index`; answers its definition, saved first.
+async fn drop_index(lab: &Lab, index: &str) -> Result<String, Cause> {
+    let mut db = sqlx::PgConnection::connect(&lab.postgres_url().await?).await?;
+    let definition: Option<String> =
+        sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND indexname = $1")
+            .bind(index)
+            .fetch_optional(&mut db)
+            .await?;
+    let definition = definition.ok_or_else(|| Cause::NoSuchIndex(index.to_owned()))?;
+    sqlx::query(&format!("DROP INDEX \"{}\"", index.replace('"', "\"\"")))
+        .execute(&mut db)
+        .await?;
+    Ok(definition)
 }
 
-async fn postgres(lab: &Lab) -> Result<sqlx::PgConnection, String> {
-    let url = lab.postgres_url().await.map_err(|e| e.to_string())?;
-    sqlx::PgConnection::connect(&url).await.map_err(|e| e.to_string())
+/// Adds `fault` to the faults the link already has (one of each kind).
+async fn add_network_fault(lab: &Lab, link: Link, fault: &NetworkFault) -> Result<(), Cause> {
+    let proxy = ProxyClient::of(lab).await?;
+    let mut faults = proxy.link(link).await?.faults;
+    if faults.iter().any(|f| f.kind() == fault.kind()) {
+        return Err(Cause::AlreadyFaulted {
+            link,
+            kind: fault.kind(),
+        });
+    }
+    faults.push(fault.clone());
+    proxy.set(link, &faults).await?;
+    Ok(())
 }
 
-/// `GET` or `PUT /admin/modes` on one replica; answers the modes in force afterwards.
-async fn admin(
-    lab: &Lab,
-    replica: u32,
-    method: reqwest::Method,
-    body: Option<&Value>,
-) -> Result<Value, String> {
-    let url = format!(
-        "{}/admin/modes",
-        lab.service_url(replica).await.map_err(|e| e.to_string())?
-    );
-    let mut request = lab
-        .http()
-        .request(method, url)
-        .bearer_auth(crate::env::ADMIN_TOKEN);
-    if let Some(body) = body {
-        request = request.json(body);
-    }
-    let response = request.send().await.map_err(|e| e.to_string())?;
-    let status = response.status();
-    let body: Value = response.json().await.map_err(|e| e.to_string())?;
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err(format!("{status}: {body}"))
-    }
+/// Removes the fault of `kind` from the link, keeping the others; answers what the faults did.
+async fn remove_network_fault(lab: &Lab, link: Link, kind: FaultKind) -> Result<Evidence, Cause> {
+    let proxy = ProxyClient::of(lab).await?;
+    let mut faults = proxy.link(link).await?.faults;
+    faults.retain(|f| f.kind() != kind);
+    Ok(proxy.set(link, &faults).await?.previous.evidence)
 }
 
 /// Injects `fault`, runs `body`, and reverts, always: after an error or a panic in `body`, and when
@@ -248,57 +214,43 @@ pub async fn with_fault<T>(
     fault: &Fault,
     body: impl Future<Output = T>,
 ) -> Result<T, FaultError> {
-    let started_at = Utc::now();
-    let injected = fault.inject(lab).await;
-    let entry = |action, started_at, error: Option<String>, detail: Option<String>| TimelineEntry {
-        fault: fault.to_string(),
-        action,
-        started_at,
-        finished_at: Utc::now(),
-        error,
-        detail,
-        evidence: None,
-    };
-    let undo = match injected {
-        Ok(undo) => {
-            let detail = undo.index_definition.clone().or_else(|| {
-                (!undo.previous_modes.is_empty())
-                    .then(|| format!("previous modes: {:?}", undo.previous_modes))
-            });
-            timeline.record(entry(Action::Inject, started_at, None, detail));
-            undo
-        }
-        Err(error) => {
-            timeline.record(entry(Action::Inject, started_at, Some(error.to_string()), None));
-            // Half an injection is still an injection: put back whatever did change.
-            let reverted_at = Utc::now();
-            let revert = fault.revert(lab, &Undo::default()).await;
-            timeline.record(entry(
-                Action::Revert,
-                reverted_at,
-                revert.err().map(|e| e.to_string()),
-                None,
-            ));
-            return Err(error);
-        }
-    };
-    let outcome = tokio::select! {
-        outcome = AssertUnwindSafe(body).catch_unwind() => Some(outcome),
-        () = stop.cancelled() => None,
-    };
-    let reverted_at = Utc::now();
-    let revert = fault.revert(lab, &undo).await;
-    let mut reverted = entry(
-        Action::Revert,
-        reverted_at,
-        revert.as_ref().err().map(|e| e.to_string()),
+    let mut record = timeline.begin(fault);
+    let mut undo = Undo::default();
+    let injected = fault.inject(lab, &mut undo).await;
+    record.done(
+        Action::Inject,
+        injected.as_ref().err().map(|e| cause_chain(e)),
+        undo.detail(),
         None,
     );
-    reverted.evidence = revert.as_ref().ok().cloned().flatten();
-    timeline.record(reverted);
+    let outcome = match injected {
+        // Half an injection is still an injection: put back whatever did change.
+        Err(cause) => Err(cause),
+        Ok(()) => Ok(tokio::select! {
+            outcome = AssertUnwindSafe(body).catch_unwind() => Some(outcome),
+            () = stop.cancelled() => None,
+        }),
+    };
+    record.start(Action::Revert);
+    let reverted = fault.revert(lab, &undo).await;
+    let evidence = reverted.as_ref().ok().cloned().flatten();
+    record.done(
+        Action::Revert,
+        reverted.as_ref().err().map(|e| cause_chain(e)),
+        None,
+        evidence,
+    );
+    let failed = |action, cause| FaultError::Failed {
+        fault: fault.to_string(),
+        action,
+        cause,
+    };
     match outcome {
-        Some(Ok(value)) => revert.map(|_| value),
-        Some(Err(panic)) => std::panic::resume_unwind(panic),
-        None => Err(FaultError::Interrupted),
+        Err(cause) => Err(failed(Action::Inject, cause)),
+        Ok(Some(Ok(value))) => reverted
+            .map(|_| value)
+            .map_err(|cause| failed(Action::Revert, cause)),
+        Ok(Some(Err(panic))) => std::panic::resume_unwind(panic),
+        Ok(None) => Err(FaultError::Interrupted),
     }
 }

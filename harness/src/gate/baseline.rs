@@ -13,7 +13,7 @@ pub const BASELINE_SCHEMA: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BaselineError {
-    #[error("{}: cannot read it: {source}", path.display())]
+    #[error("{}: cannot read it", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}:{column}: {message}", path.display())]
     Malformed {
@@ -31,7 +31,7 @@ pub enum BaselineError {
         found: String,
         expected: u32,
     },
-    #[error("{}: cannot write it: {source}", path.display())]
+    #[error("{}: cannot write it", path.display())]
     Write { path: PathBuf, source: std::io::Error },
 }
 

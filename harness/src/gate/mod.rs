@@ -10,7 +10,6 @@ use std::collections::BTreeMap;
 use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::experiment::output::{Summary, VariantReport};
-use crate::experiment::verdict::Outcome;
 use baseline::Baseline;
 use suite::{Figure, Gate, Worse};
 
@@ -56,31 +55,21 @@ pub fn judge(gate: &Gate, summary: &Summary, baseline: Option<&Baseline>) -> Vec
     for variant in &summary.variants {
         for v in &variant.verdicts {
             let observed = v.observed.map_or_else(|| "nothing".into(), |o| format!("{o:.4}"));
-            let (passed, outcome) = match &v.outcome {
-                Outcome::Confirmed => (true, "confirmed".to_owned()),
-                Outcome::Refuted => (false, "REFUTED".to_owned()),
-                Outcome::Inconclusive { reason } => (false, format!("INCONCLUSIVE: {reason}")),
-            };
             cases.push(Case {
                 experiment: experiment.clone(),
                 kind: CaseKind::Prediction,
-                name: format!("{}: predicts {}", variant.variant, v.claim()),
-                passed: Some(passed),
-                message: format!("{outcome}: observed {observed} ({})", v.why),
+                name: format!("{}: predicts {}", variant.variant, v.claim),
+                passed: Some(v.outcome.confirmed()),
+                message: format!("{}: observed {observed} ({})", v.outcome, v.why),
             });
         }
         for check in &variant.invariants.checks {
-            let passed = check.held || check.predicted_by.is_some();
             cases.push(Case {
                 experiment: experiment.clone(),
                 kind: CaseKind::Invariant,
                 name: format!("{}: invariant {}", variant.variant, check.name),
-                passed: Some(passed),
-                message: match (&check.held, &check.predicted_by) {
-                    (true, _) => format!("held: {}", check.detail),
-                    (false, Some(claim)) => format!("violated as predicted ({claim}): {}", check.detail),
-                    (false, None) => format!("VIOLATED: {}", check.detail),
-                },
+                passed: Some(check.passed()),
+                message: format!("{check}: {}", check.detail),
             });
         }
     }
@@ -131,10 +120,7 @@ fn judge_figure(experiment: &str, figure: &Figure, summary: &Summary, baseline: 
         format!(
             "{word}: {value:.4} against baseline {base:.4} ({}; {} is worse, limit {limit:.4}, tolerance {:.0}%)",
             describe(figure),
-            match figure.worse {
-                Worse::Higher => "higher",
-                Worse::Lower => "lower",
-            },
+            figure.worse,
             figure.tolerance * 100.0
         ),
     )

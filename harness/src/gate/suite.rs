@@ -10,11 +10,11 @@ use toml::Spanned;
 
 use crate::experiment::catalog;
 use crate::experiment::definition::{Plan, Profile, RUN_PHASE};
-use crate::experiment::metric::Metric;
+use crate::vocabulary::{Metric, Unknown, Variant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
-    #[error("{}: cannot read the gate suite: {source}", path.display())]
+    #[error("{}: cannot read the gate suite", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}: {field}: {message}", path.display())]
     Invalid {
@@ -25,12 +25,12 @@ pub enum SuiteError {
     },
 }
 
-/// Which way a figure gets worse.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Worse {
-    Higher,
-    Lower,
+crate::vocabulary::closed_set! {
+    /// Which way a figure gets worse.
+    pub enum Worse, "direction" {
+        Higher = "higher": "a rise is a regression",
+        Lower = "lower": "a fall is a regression",
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,7 +65,7 @@ struct FigureFile {
 #[derive(Debug, Clone)]
 pub struct Figure {
     pub name: String,
-    pub variant: String,
+    pub variant: Variant,
     pub metric: Metric,
     pub phase: String,
     pub over: Option<String>,
@@ -77,8 +77,25 @@ pub struct Figure {
 pub struct Gate {
     pub plan: Plan,
     /// The variants to run, vulnerable first (all of the plan's unless the suite names some).
-    pub variants: Vec<String>,
+    pub variants: Vec<Variant>,
     pub figures: Vec<Figure>,
+}
+
+/// A suite file's text, for locating its mistakes.
+struct SuiteSource<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl SuiteSource<'_> {
+    fn invalid(&self, span: Range<usize>, field: &str, message: String) -> SuiteError {
+        SuiteError::Invalid {
+            path: self.path.to_owned(),
+            line: self.text[..span.start.min(self.text.len())].matches('\n').count() + 1,
+            field: field.to_owned(),
+            message,
+        }
+    }
 }
 
 /// Reads and checks a suite: every experiment must load (in the quick profile), and every figure must
@@ -88,114 +105,122 @@ pub fn load(path: &Path) -> Result<Vec<Gate>, SuiteError> {
         path: path.to_owned(),
         source,
     })?;
-    let line = |span: Range<usize>| text[..span.start.min(text.len())].matches('\n').count() + 1;
-    let invalid = |span: Range<usize>, field: &str, message: String| SuiteError::Invalid {
-        path: path.to_owned(),
-        line: line(span),
-        field: field.to_owned(),
-        message,
-    };
+    let src = SuiteSource { path, text: &text };
     let file: SuiteFile = toml::from_str(&text).map_err(|e| {
-        invalid(
-            e.span().unwrap_or(0..0),
-            "suite",
-            e.message().to_owned()
-                + " (expected [[gate]] tables with `experiment` and optional [[gate.figure]])",
+        let message = e.message().to_owned()
+            + " (expected [[gate]] tables with `experiment` and optional [[gate.figure]])";
+        src.invalid(e.span().unwrap_or(0..0), "suite", message)
+    })?;
+    file.gate
+        .iter()
+        .enumerate()
+        .map(|(g, gate)| self::gate(&src, g, gate))
+        .collect()
+}
+
+fn gate(src: &SuiteSource<'_>, g: usize, gate: &GateFile) -> Result<Gate, SuiteError> {
+    let name = gate.experiment.get_ref();
+    // A path is read relative to the suite's folder; a bare name is a built-in experiment.
+    let reference = if name.contains('/') || name.ends_with(".toml") {
+        let base = src.path.parent().unwrap_or(Path::new("."));
+        base.join(name).to_string_lossy().into_owned()
+    } else {
+        name.clone()
+    };
+    let plan = catalog::load(&reference, Profile::Quick).map_err(|e| {
+        src.invalid(
+            gate.experiment.span(),
+            &format!("gate[{g}].experiment"),
+            e.to_string(),
         )
     })?;
-    let base = path.parent().unwrap_or(Path::new("."));
-    let mut gates = Vec::new();
-    for (g, gate) in file.gate.iter().enumerate() {
-        let name = gate.experiment.get_ref();
-        // A path is read relative to the suite's folder; a bare name is a built-in experiment.
-        let reference = if name.contains('/') || name.ends_with(".toml") {
-            base.join(name).to_string_lossy().into_owned()
-        } else {
-            name.clone()
-        };
-        let plan = catalog::load(&reference, Profile::Quick).map_err(|e| {
-            invalid(
-                gate.experiment.span(),
-                &format!("gate[{g}].experiment"),
-                e.to_string(),
-            )
-        })?;
-        let mut variants: Vec<String> = plan.variants.iter().map(|v| v.name.clone()).collect();
-        if let Some(chosen) = &gate.variants {
-            if let Some(unknown) = chosen.get_ref().iter().find(|c| !variants.contains(c)) {
-                return Err(invalid(
-                    chosen.span(),
-                    &format!("gate[{g}].variants"),
-                    format!(
-                        "{} has no variant {unknown:?}; it has: {}",
-                        plan.name,
-                        variants.join(", ")
-                    ),
-                ));
-            }
-            variants.retain(|v| chosen.get_ref().contains(v));
-        }
-        variants.sort_by_key(|v| v != "vulnerable");
-        let mut figures = Vec::new();
-        for (f, figure) in gate.figure.iter().enumerate() {
-            let field = |name: &str| format!("gate[{g}].figure[{f}].{name}");
-            let variant = figure.variant.get_ref();
-            if !variants.contains(variant) {
-                return Err(invalid(
-                    figure.variant.span(),
-                    &field("variant"),
-                    format!(
-                        "the gate runs no variant {variant:?} of {}; it runs: {}",
-                        plan.name,
-                        variants.join(", ")
-                    ),
-                ));
-            }
-            let metric: Metric = figure
-                .metric
-                .get_ref()
-                .parse()
-                .map_err(|e: String| invalid(figure.metric.span(), &field("metric"), e))?;
-            for (phase, what) in
-                std::iter::once((&figure.phase, "phase")).chain(figure.over.iter().map(|o| (o, "over")))
-            {
-                if phase.get_ref() != RUN_PHASE && !plan.phases.iter().any(|p| p.name == *phase.get_ref()) {
-                    let known: Vec<&str> = plan.phases.iter().map(|p| p.name.as_str()).collect();
-                    return Err(invalid(
-                        phase.span(),
-                        &field(what),
-                        format!(
-                            "{} has no phase {:?}; it has: {}",
-                            plan.name,
-                            phase.get_ref(),
-                            known.join(", ")
-                        ),
-                    ));
-                }
-            }
-            let tolerance = *figure.tolerance.get_ref();
-            if !(tolerance > 0.0 && tolerance.is_finite()) {
-                return Err(invalid(
-                    figure.tolerance.span(),
-                    &field("tolerance"),
-                    format!("must be a fraction above 0, such as 0.5 for 50% (got {tolerance})"),
-                ));
-            }
-            figures.push(Figure {
-                name: figure.name.clone(),
-                variant: variant.clone(),
-                metric,
-                phase: figure.phase.get_ref().clone(),
-                over: figure.over.as_ref().map(|o| o.get_ref().clone()),
-                worse: figure.worse,
-                tolerance,
-            });
-        }
-        gates.push(Gate {
-            plan,
-            variants,
-            figures,
-        });
+    let variants = variants(src, g, &plan, gate.variants.as_ref())?;
+    let figures = gate
+        .figure
+        .iter()
+        .enumerate()
+        .map(|(f, figure)| self::figure(src, &format!("gate[{g}].figure[{f}]"), &plan, &variants, figure))
+        .collect::<Result<_, _>>()?;
+    Ok(Gate {
+        plan,
+        variants,
+        figures,
+    })
+}
+
+/// The variants the gate runs: the plan's, or those the suite chose; vulnerable first.
+fn variants(
+    src: &SuiteSource<'_>,
+    g: usize,
+    plan: &Plan,
+    chosen: Option<&Spanned<Vec<String>>>,
+) -> Result<Vec<Variant>, SuiteError> {
+    let mut variants: Vec<Variant> = plan.variants.iter().map(|v| v.variant).collect();
+    let Some(chosen) = chosen else {
+        return Ok(variants);
+    };
+    let names: Vec<&str> = variants.iter().map(|v| v.name()).collect();
+    if let Some(unknown) = chosen.get_ref().iter().find(|c| !names.contains(&c.as_str())) {
+        let message = format!(
+            "{} has no variant {unknown:?}; it has: {}",
+            plan.name,
+            names.join(", ")
+        );
+        return Err(src.invalid(chosen.span(), &format!("gate[{g}].variants"), message));
     }
-    Ok(gates)
+    variants.retain(|v| chosen.get_ref().iter().any(|c| c == v.name()));
+    Ok(variants)
+}
+
+fn figure(
+    src: &SuiteSource<'_>,
+    at: &str,
+    plan: &Plan,
+    variants: &[Variant],
+    figure: &FigureFile,
+) -> Result<Figure, SuiteError> {
+    let field = |name: &str| format!("{at}.{name}");
+    let named = figure.variant.get_ref();
+    let Some(variant) = variants.iter().copied().find(|v| v.name() == named) else {
+        let runs: Vec<&str> = variants.iter().map(|v| v.name()).collect();
+        let message = format!(
+            "the gate runs no variant {named:?} of {}; it runs: {}",
+            plan.name,
+            runs.join(", ")
+        );
+        return Err(src.invalid(figure.variant.span(), &field("variant"), message));
+    };
+    let metric: Metric = figure
+        .metric
+        .get_ref()
+        .parse()
+        .map_err(|e: Unknown| src.invalid(figure.metric.span(), &field("metric"), e.to_string()))?;
+    for (phase, what) in
+        std::iter::once((&figure.phase, "phase")).chain(figure.over.iter().map(|o| (o, "over")))
+    {
+        if phase.get_ref() != RUN_PHASE && !plan.phases.iter().any(|p| p.name == *phase.get_ref()) {
+            let known: Vec<&str> = plan.phases.iter().map(|p| p.name.as_str()).collect();
+            let message = format!(
+                "{} has no phase {:?}; it has: {}",
+                plan.name,
+                phase.get_ref(),
+                known.join(", ")
+            );
+            return Err(src.invalid(phase.span(), &field(what), message));
+        }
+    }
+    let tolerance = *figure.tolerance.get_ref();
+    if !(tolerance > 0.0 && tolerance.is_finite()) {
+        let message = format!("must be a fraction above 0, such as 0.5 for 50% (got {tolerance})");
+        return Err(src.invalid(figure.tolerance.span(), &field("tolerance"), message));
+    }
+    Ok(Figure {
+        name: figure.name.clone(),
+        variant,
+        metric,
+        phase: figure.phase.get_ref().clone(),
+        over: figure.over.as_ref().map(|o| o.get_ref().clone()),
+        worse: figure.worse,
+        tolerance,
+    })
 }

@@ -30,19 +30,20 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use recorder::Recorder;
-pub use sample::{Group, GroupSecond, GroupSummary, Outcome, SecondSample, quantile_ms};
+pub use sample::{Group, GroupSecond, GroupSummary, RequestOutcome, SecondSample, quantile_ms};
 pub use spec::LoadSpec;
-
-/// The name of goose's HTML report in the report directory.
-pub const REPORT_FILE: &str = "goose-report.html";
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("invalid load: {0}")]
     InvalidSpec(String),
-    #[error("could not prepare the report directory {path}: {source}")]
-    ReportDir { path: PathBuf, source: std::io::Error },
-    #[error("goose: {0}")]
+    #[error("could not prepare the folder of goose's report {path}")]
+    ReportDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("goose failed")]
     Goose(#[from] Box<goose::GooseError>),
     #[error("stopped before the load started")]
     Interrupted,
@@ -89,22 +90,24 @@ static STOPPING: AtomicBool = AtomicBool::new(false);
 /// token that ends only the load; this is how the rest of the process hears of the Ctrl-C.
 static CAUGHT_CTRL_C: AtomicBool = AtomicBool::new(false);
 
-/// Runs the load of `spec`, filing every request in `recorder`, and writes goose's HTML report into
-/// `report_dir`. Cancelling `stop` ends it early (in-flight requests finish first).
+/// Runs the load of `spec`, filing every request in `recorder`, and writes goose's HTML report to
+/// `report` (its folder is made if need be). Cancelling `stop` ends it early (in-flight requests
+/// finish first).
 pub async fn run(
     spec: &LoadSpec,
     recorder: Recorder,
-    report_dir: &Path,
+    report: &Path,
     stop: &CancellationToken,
 ) -> Result<LoadSummary, LoadError> {
     spec.check()?;
-    tokio::fs::create_dir_all(report_dir)
+    let folder = report.parent().unwrap_or(Path::new("."));
+    tokio::fs::create_dir_all(folder)
         .await
         .map_err(|source| LoadError::ReportDir {
-            path: report_dir.to_owned(),
+            path: folder.to_owned(),
             source,
         })?;
-    let report = report_dir.join(REPORT_FILE);
+    let report = report.to_owned();
     let _turn = tokio::select! {
         turn = TURN.lock() => turn,
         () = stop.cancelled() => return Err(LoadError::Interrupted),

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::sample::{Group, GroupSecond, Outcome, SecondSample};
+use super::sample::{Group, GroupSecond, RequestOutcome, SecondSample};
 
 type Buckets = [Option<GroupSecond>; 5];
 
@@ -116,7 +116,7 @@ impl Recorder {
     }
 
     /// Files a request that has just completed.
-    pub fn record(&self, group: Group, outcome: Outcome, latency: Duration) {
+    pub fn record(&self, group: Group, outcome: RequestOutcome, latency: Duration) {
         if !self.on {
             return;
         }
@@ -180,9 +180,13 @@ mod tests {
     #[test]
     fn files_requests_by_group_and_hands_each_second_out_once() {
         let recorder = Recorder::new();
-        recorder.record(Group::Browse, Outcome::Ok, Duration::from_micros(1_500));
-        recorder.record(Group::Browse, Outcome::Error, Duration::from_millis(500));
-        recorder.record(Group::Checkout, Outcome::Expected, Duration::from_micros(800));
+        recorder.record(Group::Browse, RequestOutcome::Ok, Duration::from_micros(1_500));
+        recorder.record(Group::Browse, RequestOutcome::Error, Duration::from_millis(500));
+        recorder.record(
+            Group::Checkout,
+            RequestOutcome::Expected,
+            Duration::from_micros(800),
+        );
         recorder.acknowledge(7);
         let seconds = recorder.take_all();
         let browse: Vec<_> = seconds.iter().filter_map(|s| s.group(Group::Browse)).collect();

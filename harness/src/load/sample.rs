@@ -50,7 +50,7 @@ impl Group {
 /// How a request ended, from the client's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub enum RequestOutcome {
     /// The answer the request was made for (200, or 201 for a checkout).
     Ok,
     /// A 4xx the scenario expects as a normal answer (a checkout's 409 `sold_out`).
@@ -109,11 +109,11 @@ impl GroupSecond {
         self.ok + self.expected + self.errors
     }
 
-    pub(super) fn add(&mut self, outcome: Outcome, latency: Duration) {
+    pub(super) fn add(&mut self, outcome: RequestOutcome, latency: Duration) {
         match outcome {
-            Outcome::Ok => self.ok += 1,
-            Outcome::Expected => self.expected += 1,
-            Outcome::Error => self.errors += 1,
+            RequestOutcome::Ok => self.ok += 1,
+            RequestOutcome::Expected => self.expected += 1,
+            RequestOutcome::Error => self.errors += 1,
         }
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         // Auto-resizing, so this grows the histogram instead of failing (`saturating_record` would clamp

@@ -21,8 +21,8 @@ use serde_json::{Value, json};
 
 use super::arrivals::Arrivals;
 use super::recorder::Recorder;
-use super::sample::{Group, Outcome};
-use crate::experiment::definition::Scenario;
+use super::sample::{Group, RequestOutcome};
+use crate::vocabulary::Scenario;
 
 /// What every transaction needs to know.
 #[derive(Debug)]
@@ -86,16 +86,15 @@ pub(super) fn register(
     ctx: &Arc<Ctx>,
 ) -> Result<GooseAttack, GooseError> {
     for &(scenario, weight) in mix.iter().filter(|(_, w)| *w > 0) {
-        let (name, step): (&str, Step) = match scenario {
-            Scenario::Browse => ("browse", |u, c| Box::pin(async move { browse(u, &c).await })),
-            Scenario::Availability => ("availability", |u, c| {
-                Box::pin(async move { availability(u, &c).await })
-            }),
-            Scenario::Checkout => ("checkout", |u, c| Box::pin(async move { checkout(u, &c).await })),
-            Scenario::History => ("history", |u, c| Box::pin(async move { history(u, &c).await })),
+        let step: Step = match scenario {
+            Scenario::Browse => |u, c| Box::pin(async move { browse(u, &c).await }),
+            Scenario::Availability => |u, c| Box::pin(async move { availability(u, &c).await }),
+            Scenario::Checkout => |u, c| Box::pin(async move { checkout(u, &c).await }),
+            Scenario::History => |u, c| Box::pin(async move { history(u, &c).await }),
         };
+        let name = scenario.name();
         let mut goose_scenario = GooseScenario::new(name).set_weight(weight as usize)?;
-        if matches!(scenario, Scenario::Checkout | Scenario::History) {
+        if scenario.logs_in() {
             let login: Step = |u, c| Box::pin(async move { ensure_token(u, &c).await.map(|_| ()) });
             goose_scenario =
                 goose_scenario.register_transaction(transaction("login", ctx, login).set_on_start());
@@ -107,7 +106,7 @@ pub(super) fn register(
 
 /// What a request answered, once classified and recorded.
 struct Answer {
-    outcome: Outcome,
+    outcome: RequestOutcome,
     body: Vec<u8>,
 }
 
@@ -118,7 +117,7 @@ async fn send(
     ctx: &Ctx,
     group: Group,
     request: GooseRequest<'_>,
-    classify: fn(u16, &[u8]) -> Outcome,
+    classify: fn(u16, &[u8]) -> RequestOutcome,
 ) -> Result<Answer, Box<TransactionError>> {
     ctx.arrivals.take_slot().await;
     let mut goose = user.request(request).await?;
@@ -131,18 +130,20 @@ async fn send(
             let status = response.status().as_u16();
             match response.bytes().await {
                 Ok(body) => (classify(status, &body), body.to_vec(), "unexpected answer"),
-                Err(_) => (Outcome::Error, Vec::new(), "body not read"),
+                Err(_) => (RequestOutcome::Error, Vec::new(), "body not read"),
             }
         }
-        Err(_) => (Outcome::Error, Vec::new(), "no answer"),
+        Err(_) => (RequestOutcome::Error, Vec::new(), "no answer"),
     };
     let latency = to_headers + reading.elapsed();
     ctx.recorder.record(group, outcome, latency);
     let completed = Instant::now();
     ctx.note(completed.checked_sub(latency).unwrap_or(completed), completed);
     match outcome {
-        Outcome::Ok | Outcome::Expected if !goose.request.success => user.set_success(&mut goose.request)?,
-        Outcome::Error if goose.request.success => {
+        RequestOutcome::Ok | RequestOutcome::Expected if !goose.request.success => {
+            user.set_success(&mut goose.request)?
+        }
+        RequestOutcome::Error if goose.request.success => {
             // `set_failure` answers an error meant to end the transaction; the user carries on instead.
             let _ = user.set_failure(problem, &mut goose.request, None, None);
         }
@@ -151,11 +152,11 @@ async fn send(
     Ok(Answer { outcome, body })
 }
 
-fn ok_if_200(status: u16, _body: &[u8]) -> Outcome {
+fn ok_if_200(status: u16, _body: &[u8]) -> RequestOutcome {
     if status == 200 {
-        Outcome::Ok
+        RequestOutcome::Ok
     } else {
-        Outcome::Error
+        RequestOutcome::Error
     }
 }
 
@@ -169,22 +170,22 @@ fn order_id_of(body: &[u8]) -> Option<i64> {
     value["id"].as_i64()
 }
 
-fn login_outcome(status: u16, body: &[u8]) -> Outcome {
+fn login_outcome(status: u16, body: &[u8]) -> RequestOutcome {
     if status == 200 && token_of(body).is_some() {
-        Outcome::Ok
+        RequestOutcome::Ok
     } else {
-        Outcome::Error
+        RequestOutcome::Error
     }
 }
 
 /// 201 with an order id, or 409 `sold_out`; anything else is an error.
-fn checkout_outcome(status: u16, body: &[u8]) -> Outcome {
+fn checkout_outcome(status: u16, body: &[u8]) -> RequestOutcome {
     match status {
-        201 if order_id_of(body).is_some() => Outcome::Ok,
+        201 if order_id_of(body).is_some() => RequestOutcome::Ok,
         409 if serde_json::from_slice::<Value>(body).is_ok_and(|v| v["error"]["code"] == "sold_out") => {
-            Outcome::Expected
+            RequestOutcome::Expected
         }
-        _ => Outcome::Error,
+        _ => RequestOutcome::Error,
     }
 }
 
@@ -259,7 +260,7 @@ async fn checkout(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
         .set_request_builder(builder)
         .build();
     let answer = send(user, ctx, Group::Checkout, request, checkout_outcome).await?;
-    if answer.outcome == Outcome::Ok
+    if answer.outcome == RequestOutcome::Ok
         && let Some(id) = order_id_of(&answer.body)
     {
         ctx.recorder.acknowledge(id);
@@ -289,15 +290,21 @@ mod tests {
 
     #[test]
     fn checkout_answers_are_classified() {
-        assert_eq!(checkout_outcome(201, br#"{"id":12,"user_id":1}"#), Outcome::Ok);
-        assert_eq!(checkout_outcome(201, b"{}"), Outcome::Error);
+        assert_eq!(
+            checkout_outcome(201, br#"{"id":12,"user_id":1}"#),
+            RequestOutcome::Ok
+        );
+        assert_eq!(checkout_outcome(201, b"{}"), RequestOutcome::Error);
         let sold_out = br#"{"error":{"code":"sold_out","message":"gone"}}"#;
-        assert_eq!(checkout_outcome(409, sold_out), Outcome::Expected);
+        assert_eq!(checkout_outcome(409, sold_out), RequestOutcome::Expected);
         let other = br#"{"error":{"code":"conflict","message":"?"}}"#;
-        assert_eq!(checkout_outcome(409, other), Outcome::Error);
-        assert_eq!(checkout_outcome(503, b""), Outcome::Error);
-        assert_eq!(login_outcome(200, br#"{"token":"t","user_id":1}"#), Outcome::Ok);
-        assert_eq!(login_outcome(401, b"{}"), Outcome::Error);
-        assert_eq!(ok_if_200(404, b""), Outcome::Error);
+        assert_eq!(checkout_outcome(409, other), RequestOutcome::Error);
+        assert_eq!(checkout_outcome(503, b""), RequestOutcome::Error);
+        assert_eq!(
+            login_outcome(200, br#"{"token":"t","user_id":1}"#),
+            RequestOutcome::Ok
+        );
+        assert_eq!(login_outcome(401, b"{}"), RequestOutcome::Error);
+        assert_eq!(ok_if_200(404, b""), RequestOutcome::Error);
     }
 }

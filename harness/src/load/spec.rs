@@ -9,7 +9,7 @@ use goose::config::GooseConfiguration;
 use serde::Serialize;
 
 use super::LoadError;
-use crate::experiment::definition::{Plan, Scenario};
+use crate::vocabulary::Scenario;
 
 /// One load run.
 #[derive(Debug, Clone, Serialize)]
@@ -32,20 +32,6 @@ pub struct LoadSpec {
 }
 
 impl LoadSpec {
-    /// The load of an experiment's plan against `base_url`, for `duration`.
-    pub fn from_plan(plan: &Plan, base_url: &str, duration: Duration) -> Self {
-        Self {
-            base_url: base_url.to_owned(),
-            rate: plan.rate,
-            users: plan.users,
-            mix: plan.mix.clone(),
-            duration,
-            products: plan.seed.products,
-            shoppers: plan.seed.users,
-            request_timeout: Duration::from_secs(10),
-        }
-    }
-
     fn run_seconds(&self) -> u64 {
         self.duration.as_secs() + u64::from(self.duration.subsec_nanos() > 0)
     }

@@ -1,7 +1,8 @@
-//! Watching the system while it is loaded and broken: once a second, the service's counters,
-//! Postgres's and Redis's, turned into rates (statements/s, cache hit ratio, orders/s...) for the time series.
+//! Watching the system while it is loaded and broken: once a second, every service replica's counters,
+//! Postgres's and Redis's, turned into rates (statements/s, cache hit ratio, orders/s...) for the time
+//! series: per replica, and summed over the replicas.
 //!
-//! A source that cannot be read in a second (the service restarting, Postgres stopped) leaves its
+//! A source that cannot be read in a second (a replica restarting, Postgres stopped) leaves its
 //! metrics out of that second rather than failing the run; counters that went backwards (a restarted
 //! process) are skipped for one sample.
 
@@ -16,20 +17,31 @@ use self::cache::{CacheCounters, CacheProbe};
 use self::database::{DatabaseCounters, DatabaseProbe};
 use self::service::ServiceCounters;
 use crate::env::Lab;
-use crate::experiment::metric::Metric;
+use crate::vocabulary::Metric;
 
 /// How long one source may take to answer before the second goes without it.
 const READ_DEADLINE: Duration = Duration::from_millis(500);
 
-#[derive(Debug, Clone, Copy)]
+/// The figures of one second.
+pub type Figures = BTreeMap<Metric, f64>;
+
+/// What one sample saw: the whole lab's rates, and each replica's own (by replica number, from 1).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rates {
+    pub total: Figures,
+    pub replicas: BTreeMap<u32, Figures>,
+}
+
+#[derive(Debug, Clone)]
 struct Reading {
     at: Instant,
-    service: Option<ServiceCounters>,
+    /// Per replica, from 1 (index 0).
+    services: Vec<Option<ServiceCounters>>,
     database: Option<DatabaseCounters>,
     cache: Option<CacheCounters>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Observer {
     database: Option<DatabaseProbe>,
     cache: Option<CacheProbe>,
@@ -38,26 +50,14 @@ pub struct Observer {
 
 impl Observer {
     pub fn new() -> Self {
-        Self {
-            database: None,
-            cache: None,
-            last: None,
-        }
+        Self::default()
     }
 
-    async fn read_service(lab: &Lab) -> Option<ServiceCounters> {
+    async fn read_service(lab: &Lab, replica: u32) -> Option<ServiceCounters> {
         let read = async {
-            let url = lab.service_url(1).await.ok()?;
-            let text = lab
-                .http()
-                .get(format!("{url}/metrics"))
-                .send()
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
-            Some(service::parse(&text))
+            let url = lab.service_url(replica).await.ok()?;
+            let response = lab.http().get(format!("{url}/metrics")).send().await.ok()?;
+            Some(service::parse(&response.text().await.ok()?))
         };
         tokio::time::timeout(READ_DEADLINE, read).await.ok().flatten()
     }
@@ -100,84 +100,78 @@ impl Observer {
 
     /// Reads every source (at once: a hung source costs the second at most one deadline) and answers
     /// the rates since the previous call (nothing on the first call).
-    pub async fn sample(&mut self, lab: &Lab) -> BTreeMap<Metric, f64> {
-        let (service, database, cache) = tokio::join!(
-            Self::read_service(lab),
+    pub async fn sample(&mut self, lab: &Lab) -> Rates {
+        let services = futures::future::join_all(lab.replicas().map(|r| Self::read_service(lab, r)));
+        let (services, database, cache) = tokio::join!(
+            services,
             Self::read_database(&mut self.database, lab),
             Self::read_cache(&mut self.cache, lab),
         );
         let reading = Reading {
             at: Instant::now(),
-            service,
+            services,
             database,
             cache,
         };
-        let rates = self.last.map(|last| rates(&last, &reading)).unwrap_or_default();
+        let rates = self
+            .last
+            .as_ref()
+            .map(|last| rates(last, &reading))
+            .unwrap_or_default();
         self.last = Some(reading);
         rates
     }
 }
 
-impl Default for Observer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-fn rates(before: &Reading, now: &Reading) -> BTreeMap<Metric, f64> {
+fn rates(before: &Reading, now: &Reading) -> Rates {
     let seconds = now.at.duration_since(before.at).as_secs_f64().max(1e-3);
-    let mut out = BTreeMap::new();
-    let delta = |a: f64, b: f64| (b >= a).then_some(b - a);
-    if let (Some(a), Some(b)) = (before.service, now.service) {
-        let d = |f: fn(&ServiceCounters) -> f64| delta(f(&a), f(&b));
-        let per_second = |out: &mut BTreeMap<Metric, f64>, metric, value: Option<f64>| {
-            if let Some(v) = value {
-                out.insert(metric, v / seconds);
-            }
-        };
-        per_second(&mut out, Metric::DbStatementsPerS, d(|c| c.statements));
-        per_second(&mut out, Metric::CacheErrorsPerS, d(|c| c.cache_errors));
-        per_second(&mut out, Metric::OrdersPerS, d(|c| c.orders_created));
-        per_second(&mut out, Metric::SoldOutPerS, d(|c| c.orders_sold_out));
-        let reads = [
-            d(|c| c.cache_hits),
-            d(|c| c.cache_misses),
-            d(|c| c.cache_errors),
-            d(|c| c.cache_bypassed),
-        ];
-        if let [Some(hits), Some(misses), Some(errors), Some(bypassed)] = reads
-            && hits + misses + errors + bypassed > 0.0
+    let mut rates = Rates::default();
+    let mut summed: Option<ServiceCounters> = None;
+    for (replica, (a, b)) in (1..).zip(before.services.iter().zip(&now.services)) {
+        if let (Some(a), Some(b)) = (a, b)
+            && let Some(delta) = b.since(a)
         {
-            out.insert(Metric::CacheHitRatio, hits / (hits + misses + errors + bypassed));
-        }
-        if let (Some(fives), Some(all)) = (d(|c| c.responses_5xx), d(|c| c.responses))
-            && all > 0.0
-        {
-            out.insert(Metric::Http5xxRate, fives / all);
+            rates.replicas.insert(replica, service_rates(&delta, seconds));
+            summed = Some(summed.map_or(delta, |s| s + delta));
         }
     }
+    if let Some(delta) = summed {
+        rates.total = service_rates(&delta, seconds);
+    }
+    let delta = |a: f64, b: f64| (b >= a).then_some(b - a);
+    let mut per_second = |metric, value: Option<f64>| {
+        if let Some(v) = value {
+            rates.total.insert(metric, v / seconds);
+        }
+    };
     if let (Some(a), Some(b)) = (before.database, now.database) {
-        if let Some(v) = delta(a.statements, b.statements) {
-            out.insert(Metric::PgStatementsPerS, v / seconds);
-        }
-        if let Some(v) = delta(a.transactions, b.transactions) {
-            out.insert(Metric::PgTransactionsPerS, v / seconds);
-        }
-        if let Some(v) = delta(a.rows, b.rows) {
-            out.insert(Metric::PgRowsPerS, v / seconds);
-        }
+        per_second(Metric::PgStatementsPerS, delta(a.statements, b.statements));
+        per_second(Metric::PgTransactionsPerS, delta(a.transactions, b.transactions));
+        per_second(Metric::PgRowsPerS, delta(a.rows, b.rows));
     }
     // A Redis that was restarted starts its counters again: the backwards delta is skipped.
     if let (Some(a), Some(b)) = (before.cache, now.cache) {
-        for (metric, value) in [
-            (Metric::RedisCommandsPerS, delta(a.commands, b.commands)),
-            (Metric::RedisHitsPerS, delta(a.hits, b.hits)),
-            (Metric::RedisMissesPerS, delta(a.misses, b.misses)),
-        ] {
-            if let Some(v) = value {
-                out.insert(metric, v / seconds);
-            }
-        }
+        per_second(Metric::RedisCommandsPerS, delta(a.commands, b.commands));
+        per_second(Metric::RedisHitsPerS, delta(a.hits, b.hits));
+        per_second(Metric::RedisMissesPerS, delta(a.misses, b.misses));
+    }
+    rates
+}
+
+/// The service's own figures from what its counters did in `seconds`.
+fn service_rates(delta: &ServiceCounters, seconds: f64) -> Figures {
+    let mut out = Figures::new();
+    out.insert(Metric::ServiceRps, delta.responses / seconds);
+    out.insert(Metric::DbStatementsPerS, delta.statements / seconds);
+    out.insert(Metric::CacheErrorsPerS, delta.cache_errors / seconds);
+    out.insert(Metric::OrdersPerS, delta.orders_created / seconds);
+    out.insert(Metric::SoldOutPerS, delta.orders_sold_out / seconds);
+    let reads = delta.cache_hits + delta.cache_misses + delta.cache_errors + delta.cache_bypassed;
+    if reads > 0.0 {
+        out.insert(Metric::CacheHitRatio, delta.cache_hits / reads);
+    }
+    if delta.responses > 0.0 {
+        out.insert(Metric::Http5xxRate, delta.responses_5xx / delta.responses);
     }
     out
 }
@@ -186,16 +180,21 @@ fn rates(before: &Reading, now: &Reading) -> BTreeMap<Metric, f64> {
 mod tests {
     use super::*;
 
-    fn reading(at: Instant, hits: f64, misses: f64, statements: f64, pg: f64) -> Reading {
-        let service = ServiceCounters {
-            cache_hits: hits,
-            cache_misses: misses,
-            statements,
-            ..Default::default()
-        };
+    fn reading(at: Instant, replicas: &[(f64, f64, f64)], pg: f64) -> Reading {
+        let services = replicas
+            .iter()
+            .map(|&(hits, misses, statements)| {
+                Some(ServiceCounters {
+                    cache_hits: hits,
+                    cache_misses: misses,
+                    statements,
+                    ..Default::default()
+                })
+            })
+            .collect();
         Reading {
             at,
-            service: Some(service),
+            services,
             database: Some(DatabaseCounters {
                 statements: pg,
                 rows: 0.0,
@@ -210,18 +209,45 @@ mod tests {
         let t0 = Instant::now();
         let t1 = t0 + Duration::from_secs(2);
         let r = rates(
-            &reading(t0, 100.0, 10.0, 50.0, 80.0),
-            &reading(t1, 190.0, 20.0, 70.0, 120.0),
+            &reading(t0, &[(100.0, 10.0, 50.0)], 80.0),
+            &reading(t1, &[(190.0, 20.0, 70.0)], 120.0),
         );
-        assert_eq!(r[&Metric::CacheHitRatio], 0.9);
-        assert_eq!(r[&Metric::DbStatementsPerS], 10.0);
-        assert_eq!(r[&Metric::PgStatementsPerS], 20.0);
+        assert_eq!(r.total[&Metric::CacheHitRatio], 0.9);
+        assert_eq!(r.total[&Metric::DbStatementsPerS], 10.0);
+        assert_eq!(r.total[&Metric::PgStatementsPerS], 20.0);
         // The service restarted: its counters start again from zero.
         let r = rates(
-            &reading(t0, 100.0, 10.0, 50.0, 80.0),
-            &reading(t1, 3.0, 1.0, 2.0, 120.0),
+            &reading(t0, &[(100.0, 10.0, 50.0)], 80.0),
+            &reading(t1, &[(3.0, 1.0, 2.0)], 120.0),
         );
-        assert!(!r.contains_key(&Metric::DbStatementsPerS) && !r.contains_key(&Metric::CacheHitRatio));
-        assert_eq!(r[&Metric::PgStatementsPerS], 20.0);
+        assert!(
+            !r.total.contains_key(&Metric::DbStatementsPerS) && !r.total.contains_key(&Metric::CacheHitRatio)
+        );
+        assert_eq!(r.total[&Metric::PgStatementsPerS], 20.0);
+    }
+
+    #[test]
+    fn replicas_are_summed_from_their_counters_not_their_ratios() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_secs(1);
+        // Replica 1 hits every read (10 of 10), replica 2 misses most (10 of 90).
+        let r = rates(
+            &reading(t0, &[(0.0, 0.0, 0.0), (0.0, 0.0, 0.0)], 0.0),
+            &reading(t1, &[(10.0, 0.0, 4.0), (10.0, 80.0, 6.0)], 0.0),
+        );
+        assert_eq!(r.replicas[&1][&Metric::CacheHitRatio], 1.0);
+        assert_eq!(r.replicas[&2][&Metric::DbStatementsPerS], 6.0);
+        assert_eq!(
+            r.total[&Metric::CacheHitRatio],
+            0.2,
+            "20 hits of 100 reads, not the mean of 1 and 1/9"
+        );
+        assert_eq!(r.total[&Metric::DbStatementsPerS], 10.0);
+        // A replica that could not be read (killed) leaves the sum to the others.
+        let mut later = reading(t1, &[(10.0, 0.0, 4.0), (0.0, 0.0, 0.0)], 0.0);
+        later.services[1] = None;
+        let r = rates(&reading(t0, &[(0.0, 0.0, 0.0), (0.0, 0.0, 0.0)], 0.0), &later);
+        assert_eq!(r.total[&Metric::DbStatementsPerS], 4.0);
+        assert!(!r.replicas.contains_key(&2));
     }
 }

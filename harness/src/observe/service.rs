@@ -17,6 +17,42 @@ pub struct ServiceCounters {
     pub breaker_state: f64,
 }
 
+impl ServiceCounters {
+    /// Every counter of `self` and `other` combined by `f` (the breaker state, a gauge, is `self`'s).
+    fn combine(&self, other: &Self, mut f: impl FnMut(f64, f64) -> f64) -> Self {
+        Self {
+            statements: f(self.statements, other.statements),
+            cache_hits: f(self.cache_hits, other.cache_hits),
+            cache_misses: f(self.cache_misses, other.cache_misses),
+            cache_errors: f(self.cache_errors, other.cache_errors),
+            cache_bypassed: f(self.cache_bypassed, other.cache_bypassed),
+            orders_created: f(self.orders_created, other.orders_created),
+            orders_sold_out: f(self.orders_sold_out, other.orders_sold_out),
+            responses: f(self.responses, other.responses),
+            responses_5xx: f(self.responses_5xx, other.responses_5xx),
+            breaker_state: self.breaker_state,
+        }
+    }
+
+    /// The counts since `before`; `None` when a counter went backwards (the replica restarted).
+    pub fn since(&self, before: &Self) -> Option<Self> {
+        let mut backwards = false;
+        let delta = self.combine(before, |now, then| {
+            backwards |= now < then;
+            now - then
+        });
+        (!backwards).then_some(delta)
+    }
+}
+
+/// Two replicas' counts together.
+impl std::ops::Add for ServiceCounters {
+    type Output = Self;
+    fn add(self, other: Self) -> Self {
+        self.combine(&other, |a, b| a + b)
+    }
+}
+
 /// One line of the text exposition format: `name{label="value",...} value`.
 #[derive(Debug, PartialEq)]
 struct Line<'a> {

@@ -7,12 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
 use super::{ReportError, Run};
 use crate::experiment::definition::RUN_PHASE;
-use crate::experiment::metric::Metric;
+use crate::vocabulary::{Metric, Role};
 
 const FONT: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 const WIDTH: u32 = 960;
@@ -24,6 +25,13 @@ const VARIANT_COLOURS: [RGBColor; 4] = [
     RGBColor(31, 119, 180),
     RGBColor(44, 160, 44),
     RGBColor(148, 103, 189),
+];
+/// One colour per replica, on the charts that draw one line per replica.
+const REPLICA_COLOURS: [RGBColor; 4] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(140, 86, 75),
 ];
 const FAULT_SHADE: RGBColor = RGBColor(255, 160, 60);
 
@@ -46,6 +54,8 @@ pub struct ChartSpec {
     pub metrics: Vec<Metric>,
     /// One bar per variant of the metric's end-of-run figure, instead of lines over time.
     pub bars: bool,
+    /// One line per replica (and variant) instead of one per variant.
+    pub per_replica: bool,
 }
 
 impl ChartSpec {
@@ -56,17 +66,14 @@ impl ChartSpec {
             unit,
             metrics: metrics.to_vec(),
             bars: false,
+            per_replica: false,
         }
-    }
-
-    pub fn file_name(&self) -> String {
-        format!("chart-{}.png", self.slug)
     }
 }
 
-/// The charts every report has, in the order the page shows them.
-pub fn standard() -> Vec<ChartSpec> {
-    vec![
+/// The charts a report can have, in the order the page shows them (those without data are left out).
+pub fn standard(run: &Run) -> Vec<ChartSpec> {
+    let mut charts = vec![
         ChartSpec::new("throughput", "Throughput", "requests/s", &[Metric::ThroughputRps]),
         ChartSpec::new(
             "latency",
@@ -98,7 +105,19 @@ pub fn standard() -> Vec<ChartSpec> {
             "commands/s",
             &[Metric::RedisCommandsPerS],
         ),
-    ]
+    ];
+    if run.has_replica_series(Metric::ServiceRps) {
+        charts.push(ChartSpec {
+            per_replica: true,
+            ..ChartSpec::new(
+                "replica-requests",
+                "Requests per second each replica answered",
+                "requests/s",
+                &[Metric::ServiceRps],
+            )
+        });
+    }
+    charts
 }
 
 /// The headline: the metric the experiment's first prediction is about, over time when it is a time
@@ -110,11 +129,12 @@ pub fn headline(run: &Run) -> ChartSpec {
         .variants
         .iter()
         .flat_map(|v| &v.verdicts)
-        .map(|v| v.metric)
+        .map(|v| v.claim.metric)
         .find(|m| run.has_series(*m) || run.has_end_of_run(*m));
     let metric = predicted.unwrap_or(Metric::ThroughputRps);
-    let mut spec = standard()
+    let mut spec = standard(run)
         .into_iter()
+        .filter(|c| !c.per_replica)
         .find(|c| c.metrics.contains(&metric))
         .unwrap_or_else(|| ChartSpec::new("", "", "", &[metric]));
     spec.slug = "headline";
@@ -129,9 +149,11 @@ pub fn headline(run: &Run) -> ChartSpec {
 
 /// Whether `spec` has anything to draw in `run` (a chart of a metric nobody measured is left out).
 pub fn has_data(run: &Run, spec: &ChartSpec) -> bool {
-    spec.metrics
-        .iter()
-        .any(|m| run.has_series(*m) || (spec.bars && run.has_end_of_run(*m)))
+    spec.metrics.iter().any(|m| {
+        run.has_series(*m)
+            || (spec.bars && run.has_end_of_run(*m))
+            || (spec.per_replica && run.has_replica_series(*m))
+    })
 }
 
 fn register_font() {
@@ -143,10 +165,13 @@ fn register_font() {
 }
 
 fn lines(run: &Run, spec: &ChartSpec) -> Vec<Line> {
+    if spec.per_replica {
+        return replica_lines(run, spec);
+    }
     let mut lines = Vec::new();
     for (i, variant) in run.summary.variants.iter().enumerate() {
         let colour = VARIANT_COLOURS[i % VARIANT_COLOURS.len()];
-        let samples = run.samples(&variant.variant);
+        let samples = run.samples(variant.variant);
         for metric in &spec.metrics {
             let points: Vec<(f64, f64)> = samples
                 .iter()
@@ -156,7 +181,7 @@ fn lines(run: &Run, spec: &ChartSpec) -> Vec<Line> {
             let label = if spec.metrics.len() > 1 {
                 format!("{} {}", variant.variant, metric.name().trim_end_matches("_ms"))
             } else {
-                variant.variant.clone()
+                variant.variant.to_string()
             };
             lines.push(Line {
                 label,
@@ -174,24 +199,99 @@ fn lines(run: &Run, spec: &ChartSpec) -> Vec<Line> {
     lines
 }
 
-/// Draws `spec` for `run` into `dir`, answering the PNG's path.
-pub fn draw(run: &Run, spec: &ChartSpec, dir: &Path) -> Result<PathBuf, ReportError> {
+/// One line per replica of the chart's metric: a colour per replica, the second variant dashed.
+fn replica_lines(run: &Run, spec: &ChartSpec) -> Vec<Line> {
+    let metric = spec.metrics[0];
+    let mut lines = Vec::new();
+    for (i, variant) in run.summary.variants.iter().enumerate() {
+        let samples = run.samples(variant.variant);
+        let replicas: std::collections::BTreeSet<u32> =
+            samples.iter().flat_map(|s| s.replicas.keys().copied()).collect();
+        for replica in replicas {
+            let points = samples
+                .iter()
+                .filter_map(|s| s.replicas.get(&replica)?.get(&metric).map(|v| (s.at_s, *v)))
+                .filter(|(_, v)| v.is_finite())
+                .collect();
+            lines.push(Line {
+                label: format!("{} {}", variant.variant, Role::Service(replica)),
+                points,
+                colour: REPLICA_COLOURS[(replica as usize - 1) % REPLICA_COLOURS.len()],
+                width: 2,
+                dashed: i > 0,
+            });
+        }
+    }
+    lines
+}
+
+/// Draws `spec` for `run` into its run folder, answering the PNG's path.
+pub fn draw(run: &Run, spec: &ChartSpec) -> Result<PathBuf, ReportError> {
     register_font();
-    let path = dir.join(spec.file_name());
-    let chart_error = |e: String| ReportError::Chart {
-        chart: spec.file_name(),
-        message: e,
-    };
+    let path = run.folder.chart(spec.slug);
     let drawn = if spec.bars {
         draw_bars(run, spec, &path)
     } else {
         draw_into(run, spec, &path)
     };
-    drawn.map_err(|e| chart_error(e.to_string()))?;
+    drawn.map_err(|source| ReportError::Chart {
+        path: path.clone(),
+        source,
+    })?;
     Ok(path)
 }
 
-fn draw_into(run: &Run, spec: &ChartSpec, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+/// A chart of seconds against a figure, as `draw_into` builds it.
+type Chart<'a, 'b> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+type DrawResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
+
+/// The fault windows shaded, and the phases marked and named.
+fn draw_backdrop(chart: &mut Chart<'_, '_>, run: &Run, x_max: f64, y_max: f64) -> DrawResult {
+    for window in run.fault_windows() {
+        chart.draw_series(std::iter::once(Rectangle::new(
+            [(window.start_s, 0.0), (window.end_s, y_max)],
+            FAULT_SHADE.mix(0.18).filled(),
+        )))?;
+    }
+    for (name, start, _) in run.phase_spans() {
+        if start > 0.0 {
+            chart.draw_series(std::iter::once(PathElement::new(
+                vec![(start, 0.0), (start, y_max)],
+                BLACK.mix(0.35).stroke_width(1),
+            )))?;
+        }
+        chart.draw_series(std::iter::once(Text::new(
+            name,
+            (start + x_max * 0.005, y_max * 0.97),
+            ("sans-serif", 12).into_font().color(&BLACK.mix(0.6)),
+        )))?;
+    }
+    Ok(())
+}
+
+fn draw_lines<'a>(chart: &mut Chart<'a, 'a>, lines: &[Line]) -> DrawResult {
+    for line in lines {
+        let style = line.colour.stroke_width(line.width);
+        let legend_colour = line.colour;
+        let dashed = line.dashed;
+        let drawn = if line.dashed {
+            chart.draw_series(DashedLineSeries::new(line.points.iter().copied(), 6, 4, style))?
+        } else {
+            chart.draw_series(LineSeries::new(line.points.iter().copied(), style))?
+        };
+        drawn.label(&line.label).legend(move |(x, y)| {
+            // A dashed line's key is dashed too: two strokes with a gap; a solid one, two that touch.
+            let gap = if dashed { 4 } else { 0 };
+            let style = legend_colour.stroke_width(2);
+            EmptyElement::at((x, y))
+                + PathElement::new(vec![(0, 0), (7, 0)], style)
+                + PathElement::new(vec![(7 + gap, 0), (18, 0)], style)
+        });
+    }
+    Ok(())
+}
+
+fn draw_into(run: &Run, spec: &ChartSpec, path: &Path) -> DrawResult {
     let lines = lines(run, spec);
     let x_max = run.duration_s().max(1.0);
     let y_top = lines
@@ -217,42 +317,15 @@ fn draw_into(run: &Run, spec: &ChartSpec, path: &Path) -> Result<(), Box<dyn std
         .x_desc("seconds since the load started")
         .y_desc(spec.unit)
         .y_label_formatter(&|v| super::html::figure(*v))
+        // Whole seconds only: a short run would otherwise label 0, 0, 1, 1, ...
+        .x_labels((x_max as usize + 1).clamp(2, 12))
         .x_label_formatter(&|v| format!("{v:.0}"))
         .light_line_style(RGBColor(235, 235, 235))
         .label_style(("sans-serif", 12))
         .draw()?;
 
-    for window in run.fault_windows() {
-        chart.draw_series(std::iter::once(Rectangle::new(
-            [(window.start_s, 0.0), (window.end_s, y_max)],
-            FAULT_SHADE.mix(0.18).filled(),
-        )))?;
-    }
-    for (name, start, _) in run.phase_spans() {
-        if start > 0.0 {
-            chart.draw_series(std::iter::once(PathElement::new(
-                vec![(start, 0.0), (start, y_max)],
-                BLACK.mix(0.35).stroke_width(1),
-            )))?;
-        }
-        chart.draw_series(std::iter::once(Text::new(
-            name,
-            (start + x_max * 0.005, y_max * 0.97),
-            ("sans-serif", 12).into_font().color(&BLACK.mix(0.6)),
-        )))?;
-    }
-    for line in &lines {
-        let style = line.colour.stroke_width(line.width);
-        let legend_colour = line.colour;
-        let drawn = if line.dashed {
-            chart.draw_series(DashedLineSeries::new(line.points.iter().copied(), 6, 4, style))?
-        } else {
-            chart.draw_series(LineSeries::new(line.points.iter().copied(), style))?
-        };
-        drawn
-            .label(&line.label)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], legend_colour.stroke_width(2)));
-    }
+    draw_backdrop(&mut chart, run, x_max, y_max)?;
+    draw_lines(&mut chart, &lines)?;
     if !run.fault_windows().is_empty() {
         chart
             .draw_series(std::iter::once(Rectangle::new(
@@ -273,7 +346,7 @@ fn draw_into(run: &Run, spec: &ChartSpec, path: &Path) -> Result<(), Box<dyn std
     Ok(())
 }
 
-fn draw_bars(run: &Run, spec: &ChartSpec, path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+fn draw_bars(run: &Run, spec: &ChartSpec, path: &Path) -> DrawResult {
     let metric = spec.metrics[0];
     let bars: Vec<(String, f64, RGBColor)> = run
         .summary
@@ -283,7 +356,7 @@ fn draw_bars(run: &Run, spec: &ChartSpec, path: &Path) -> Result<(), Box<dyn std
         .filter_map(|(i, v)| {
             let value = v.phase_stats.get(RUN_PHASE, metric)?;
             Some((
-                v.variant.clone(),
+                v.variant.to_string(),
                 value,
                 VARIANT_COLOURS[i % VARIANT_COLOURS.len()],
             ))

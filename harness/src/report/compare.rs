@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::html::{escape, figure};
 use super::{ReportError, Run};
-use crate::experiment::metric::Metric;
+use crate::vocabulary::Metric;
 
 /// The per-phase figures a comparison (and a baseline) looks at.
 pub const KEY_METRICS: &[Metric] = &[
@@ -36,7 +36,7 @@ pub fn key_figures(run: &Run) -> BTreeMap<String, f64> {
         for verdict in &variant.verdicts {
             if let Some(observed) = verdict.observed {
                 figures.insert(
-                    format!("{} / prediction / {}", variant.variant, verdict.claim()),
+                    format!("{} / prediction / {}", variant.variant, verdict.claim),
                     observed,
                 );
             }
@@ -92,10 +92,7 @@ fn shown(value: Option<f64>) -> String {
 }
 
 fn run_name(run: &Run) -> String {
-    run.dir.file_name().map_or_else(
-        || run.dir.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    )
+    run.folder.name()
 }
 
 /// The comparison as a fixed-width table.
@@ -104,9 +101,9 @@ pub fn text(a: &Run, b: &Run, changes: &[Change]) -> String {
     let mut out = format!(
         "a: {} (exit {})\nb: {} (exit {})\n\n{:<width$}  {:>10}  {:>10}  {:>8}\n",
         run_name(a),
-        a.summary.exit_code,
+        a.summary.exit_code.code(),
         run_name(b),
-        b.summary.exit_code,
+        b.summary.exit_code.code(),
         "figure",
         "a",
         "b",
@@ -135,8 +132,8 @@ pub fn write_page(a: &Run, b: &Run, changes: &[Change], path: &Path) -> Result<(
         a = escape(&run_name(a)),
         b = escape(&run_name(b)),
         style = super::html::STYLE,
-        ea = a.summary.exit_code,
-        eb = b.summary.exit_code,
+        ea = a.summary.exit_code.code(),
+        eb = b.summary.exit_code.code(),
         ra = escape(a.summary.git_revision.as_deref().unwrap_or("unknown")),
         rb = escape(b.summary.git_revision.as_deref().unwrap_or("unknown")),
     );

@@ -9,8 +9,9 @@ use base64::Engine as _;
 
 use super::charts::ChartSpec;
 use super::{ReportError, Run};
-use crate::experiment::metric::Metric;
-use crate::experiment::verdict::Outcome;
+use crate::faults::proxy::Evidence;
+use crate::faults::timeline::still_injected;
+use crate::vocabulary::Metric;
 
 pub(super) const STYLE: &str = "
 body { font-family: 'DejaVu Sans', Verdana, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
@@ -87,21 +88,13 @@ fn embedded(path: &Path) -> Result<String, ReportError> {
     ))
 }
 
-fn verdict_word(exit_code: u8) -> (&'static str, &'static str) {
-    match exit_code {
-        0 => ("confirmed", "every prediction confirmed, every invariant held"),
-        1 => ("refuted", "a prediction was refuted or an invariant was violated"),
-        _ => ("inconclusive", "the experiment could not be judged"),
-    }
-}
-
 pub fn page(
     run: &Run,
     headline: (&ChartSpec, &PathBuf),
     charts: &[(ChartSpec, PathBuf)],
 ) -> Result<String, ReportError> {
     let s = &run.summary;
-    let (word, meaning) = verdict_word(s.exit_code);
+    let (word, meaning) = (s.exit_code.name(), s.exit_code.meaning());
     let mut page = String::new();
     let _ = write!(
         page,
@@ -110,8 +103,8 @@ pub fn page(
          <p class=\"meta\">{meaning} (exit code {code}) · {profile} profile · seed {seed} · started {started} · \
          revision {rev}</p>\n<div class=\"story\">{story}</div>\n",
         name = escape(&s.experiment),
-        code = s.exit_code,
-        profile = escape(&s.profile),
+        code = s.exit_code.code(),
+        profile = s.profile,
         seed = s.seed,
         started = s.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
         rev = escape(s.git_revision.as_deref().unwrap_or("unknown")),
@@ -150,20 +143,16 @@ fn predictions(run: &Run, page: &mut String) {
     );
     for variant in &run.summary.variants {
         for v in &variant.verdicts {
-            let (class, word) = match &v.outcome {
-                Outcome::Confirmed => ("confirmed", "confirmed".to_owned()),
-                Outcome::Refuted => ("refuted", "refuted".to_owned()),
-                Outcome::Inconclusive { reason } => ("inconclusive", format!("inconclusive: {reason}")),
-            };
             let _ = writeln!(
                 page,
                 "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"num\">{}</td>\
-                 <td class=\"{class}\">{}</td></tr>",
-                escape(&v.variant),
-                escape(&v.claim()),
+                 <td class=\"{}\">{}</td></tr>",
+                v.variant,
+                escape(&v.claim.to_string()),
                 escape(&v.why),
                 v.observed.map_or_else(|| "-".into(), figure),
-                escape(&word)
+                v.outcome.word(),
+                escape(&v.outcome.to_string())
             );
         }
     }
@@ -177,7 +166,7 @@ fn phases(run: &Run, page: &mut String) {
         let _ = write!(
             page,
             "<th>{0}: achieved of offered req/s</th><th>{0}: p95 ms</th>",
-            escape(&v.variant)
+            v.variant
         );
     }
     page.push_str("</tr>\n");
@@ -210,17 +199,17 @@ fn invariants(run: &Run, page: &mut String) {
     );
     for variant in &run.summary.variants {
         for check in &variant.invariants.checks {
-            let (class, word) = match (&check.held, &check.predicted_by) {
-                (true, _) => ("held", "held".to_owned()),
-                (false, Some(claim)) => ("predicted", format!("violated, as predicted ({claim})")),
-                (false, None) => ("violated", "violated".to_owned()),
+            let class = match (&check.held, &check.predicted_by) {
+                (true, _) => "held",
+                (false, Some(_)) => "predicted",
+                (false, None) => "violated",
             };
             let _ = writeln!(
                 page,
                 "<tr><td>{}</td><td>{}</td><td class=\"{class}\">{}</td><td>{}</td></tr>",
-                escape(&variant.variant),
+                variant.variant,
                 escape(&check.name),
-                escape(&word),
+                escape(&check.to_string()),
                 escape(&check.detail)
             );
         }
@@ -245,9 +234,9 @@ fn timeline(run: &Run, page: &mut String) {
             let evidence = e.evidence.as_ref().map(evidence_text).unwrap_or_default();
             let _ = writeln!(
                 page,
-                "<tr><td>{}</td><td class=\"num\">{at:.1}</td><td><code>{}</code></td><td>{:?}</td>\
+                "<tr><td>{}</td><td class=\"num\">{at:.1}</td><td><code>{}</code></td><td>{}</td>\
                  <td class=\"num\">{took:.0} ms</td><td>{}</td><td class=\"evidence\">{}</td></tr>",
-                escape(&variant.variant),
+                variant.variant,
                 escape(&e.fault),
                 e.action,
                 escape(&result),
@@ -256,18 +245,55 @@ fn timeline(run: &Run, page: &mut String) {
         }
     }
     page.push_str("</table>\n");
+    reverted(run, page);
+}
+
+/// Says, per variant, that every fault injected was reverted (or which ones were not).
+fn reverted(run: &Run, page: &mut String) {
+    for variant in &run.summary.variants {
+        let injections = variant
+            .timeline
+            .iter()
+            .filter(|e| e.action == crate::faults::Action::Inject)
+            .count();
+        let left = still_injected(&variant.timeline);
+        let (class, text) = if left.is_empty() {
+            (
+                "held",
+                format!(
+                    "{}: every fault injected was reverted ({injections} injection(s)).",
+                    variant.variant
+                ),
+            )
+        } else {
+            (
+                "violated",
+                format!(
+                    "{}: still injected at the end: {}",
+                    variant.variant,
+                    left.join(", ")
+                ),
+            )
+        };
+        let _ = writeln!(
+            page,
+            "<p class=\"{class}\" id=\"reverted-{}\">{}</p>",
+            variant.variant,
+            escape(&text)
+        );
+    }
 }
 
 /// The proxy's evidence as `key value` pairs, leaving out what stayed zero.
-fn evidence_text(evidence: &serde_json::Value) -> String {
-    match evidence.as_object() {
-        Some(fields) => fields
+fn evidence_text(evidence: &Evidence) -> String {
+    match serde_json::to_value(evidence) {
+        Ok(serde_json::Value::Object(fields)) => fields
             .iter()
             .filter(|(_, v)| v.as_f64() != Some(0.0))
             .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
             .collect::<Vec<_>>()
             .join(", "),
-        None => evidence.to_string(),
+        _ => format!("{evidence:?}"),
     }
 }
 
@@ -288,7 +314,7 @@ fn environment(run: &Run, page: &mut String) {
         s.machine.memory_gib,
         escape(&s.machine.kernel),
         escape(&s.source),
-        escape(&s.profile),
+        s.profile,
         s.seed
     );
     for v in &s.variants {
@@ -297,20 +323,27 @@ fn environment(run: &Run, page: &mut String) {
             .iter()
             .map(|i| format!("{}: {} ({})", i.role, i.image, i.source))
             .collect();
+        let folder = &run.folder;
         let _ = writeln!(
             page,
             "<tr><th>{0}</th><td>modes <code>{1}</code>; lab {2} ready in {3:.1} s; {4} requests<br>{5}<br>\
-             <a href=\"goose-{0}/goose-report.html\">goose's report</a> · \
-             <a href=\"timeseries-{0}.csv\">time series (CSV)</a></td></tr>",
-            escape(&v.variant),
+             <a href=\"{6}\">goose's report</a> · <a href=\"{7}\">time series (CSV)</a></td></tr>",
+            v.variant,
             escape(&v.modes.to_string()),
             escape(&v.run_id),
             v.ready_in_s,
             v.requests,
-            escape(&images.join("; "))
+            escape(&images.join("; ")),
+            escape(&folder.link(&folder.goose_report(v.variant))),
+            escape(&folder.link(&folder.series_csv(v.variant))),
         );
     }
-    page.push_str("</table>\n<p class=\"meta\"><a href=\"summary.json\">summary.json</a> holds every figure on this page.</p>\n");
+    let summary = run.folder.link(&run.folder.summary());
+    let _ = writeln!(
+        page,
+        "</table>\n<p class=\"meta\"><a href=\"{0}\">{0}</a> holds every figure on this page.</p>",
+        escape(&summary)
+    );
 }
 
 #[cfg(test)]

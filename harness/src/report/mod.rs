@@ -12,11 +12,13 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::experiment::metric::Metric;
+use crate::experiment::definition::RUN_PHASE;
 use crate::experiment::output::{SUMMARY_SCHEMA, Summary};
 use crate::experiment::verdict::Sample;
 use crate::faults::Action;
+use crate::run_folder::RunFolder;
 use crate::saved_json::{self, Unreadable};
+use crate::vocabulary::{Metric, Variant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
@@ -25,7 +27,7 @@ pub enum ReportError {
         path.display()
     )]
     NotARun { path: PathBuf },
-    #[error("{}: cannot read it: {source}", path.display())]
+    #[error("{}: cannot read it", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}:{column}: {message} (half-written? the run may have been killed; run the experiment again)", path.display())]
     Malformed {
@@ -43,16 +45,20 @@ pub enum ReportError {
         found: String,
         expected: u32,
     },
-    #[error("failed to draw {chart}: {message}")]
-    Chart { chart: String, message: String },
-    #[error("{}: cannot write it: {source}", path.display())]
+    #[error("failed to draw {}", path.display())]
+    Chart {
+        path: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("{}: cannot write it", path.display())]
     Write { path: PathBuf, source: std::io::Error },
 }
 
 /// A fault, active from `start_s` to `end_s` (seconds since the load of its variant started).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Window {
-    pub variant: String,
+    pub variant: Variant,
     pub fault: String,
     pub start_s: f64,
     pub end_s: f64,
@@ -61,9 +67,9 @@ pub struct Window {
 /// A run folder, read back.
 #[derive(Debug)]
 pub struct Run {
-    pub dir: PathBuf,
+    pub folder: RunFolder,
     pub summary: Summary,
-    samples: BTreeMap<String, Vec<Sample>>,
+    samples: BTreeMap<Variant, Vec<Sample>>,
 }
 
 fn read(path: &Path) -> Result<String, ReportError> {
@@ -95,9 +101,10 @@ fn refused(path: &Path, why: Unreadable) -> ReportError {
 }
 
 impl Run {
-    /// Reads `dir/summary.json` and every variant's `timeseries-<variant>.json`.
+    /// Reads `summary.json` of the folder `dir` and every variant's time series.
     pub fn load(dir: &Path) -> Result<Self, ReportError> {
-        let path = dir.join("summary.json");
+        let folder = RunFolder::at(dir);
+        let path = folder.summary();
         if !path.is_file() {
             return Err(ReportError::NotARun { path: dir.to_owned() });
         }
@@ -105,19 +112,19 @@ impl Run {
             saved_json::parse_versioned(&read(&path)?, SUMMARY_SCHEMA).map_err(|e| refused(&path, e))?;
         let mut samples = BTreeMap::new();
         for variant in &summary.variants {
-            let path = dir.join(format!("timeseries-{}.json", variant.variant));
+            let path = folder.series_json(variant.variant);
             let series: Vec<Sample> = saved_json::parse(&read(&path)?).map_err(|e| refused(&path, e))?;
-            samples.insert(variant.variant.clone(), series);
+            samples.insert(variant.variant, series);
         }
         Ok(Self {
-            dir: dir.to_owned(),
+            folder,
             summary,
             samples,
         })
     }
 
-    pub fn samples(&self, variant: &str) -> &[Sample] {
-        self.samples.get(variant).map(Vec::as_slice).unwrap_or_default()
+    pub fn samples(&self, variant: Variant) -> &[Sample] {
+        self.samples.get(&variant).map(Vec::as_slice).unwrap_or_default()
     }
 
     /// Whether any second of any variant measured `metric`.
@@ -128,13 +135,21 @@ impl Run {
             .any(|s| s.values.contains_key(&metric))
     }
 
+    /// Whether any second of any variant measured `metric` per replica.
+    pub fn has_replica_series(&self, metric: Metric) -> bool {
+        self.samples
+            .values()
+            .flatten()
+            .any(|s| s.replicas.values().any(|v| v.contains_key(&metric)))
+    }
+
     /// Whether any variant has an end-of-run figure of `metric` (oversold units, units sold).
     pub fn has_end_of_run(&self, metric: Metric) -> bool {
-        self.summary.variants.iter().any(|v| {
-            v.phase_stats
-                .get(crate::experiment::definition::RUN_PHASE, metric)
-                .is_some()
-        }) && !self.has_series(metric)
+        self.summary
+            .variants
+            .iter()
+            .any(|v| v.phase_stats.get(RUN_PHASE, metric).is_some())
+            && !self.has_series(metric)
     }
 
     /// The longest variant's time series, in seconds.
@@ -165,26 +180,23 @@ impl Run {
         spans
     }
 
-    /// Every fault window of every variant: from the inject's end to the revert's start.
+    /// Every fault window of every variant: from the inject's end to its revert's start.
     pub fn fault_windows(&self) -> Vec<Window> {
         let mut windows = Vec::new();
         for variant in &self.summary.variants {
             let since = |t: DateTime<Utc>| (t - variant.load_started_at).as_seconds_f64();
-            let mut open: Vec<(&str, f64)> = Vec::new();
-            for entry in &variant.timeline {
-                match entry.action {
-                    Action::Inject => open.push((&entry.fault, since(entry.finished_at))),
-                    Action::Revert => {
-                        if let Some(i) = open.iter().position(|(f, _)| *f == entry.fault) {
-                            let (fault, start_s) = open.remove(i);
-                            windows.push(Window {
-                                variant: variant.variant.clone(),
-                                fault: fault.to_owned(),
-                                start_s,
-                                end_s: since(entry.started_at),
-                            });
-                        }
-                    }
+            let steps = &variant.timeline;
+            for inject in steps.iter().filter(|e| e.action == Action::Inject) {
+                let revert = steps
+                    .iter()
+                    .find(|e| e.injection == inject.injection && e.action == Action::Revert);
+                if let Some(revert) = revert {
+                    windows.push(Window {
+                        variant: variant.variant,
+                        fault: inject.fault.clone(),
+                        start_s: since(inject.finished_at),
+                        end_s: since(revert.started_at),
+                    });
                 }
             }
         }
@@ -200,21 +212,21 @@ pub struct Rendered {
     pub charts: Vec<PathBuf>,
 }
 
-/// Draws the charts of the run in `dir` and writes `dir/report.html`.
+/// Draws the charts of the run in `dir` and writes its `report.html`.
 pub fn render(dir: &Path) -> Result<Rendered, ReportError> {
     let run = Run::load(dir)?;
     let headline_spec = charts::headline(&run);
-    let headline = charts::draw(&run, &headline_spec, dir)?;
+    let headline = charts::draw(&run, &headline_spec)?;
     let mut drawn = Vec::new();
-    for spec in charts::standard()
+    for spec in charts::standard(&run)
         .into_iter()
         .filter(|c| charts::has_data(&run, c))
     {
-        let path = charts::draw(&run, &spec, dir)?;
+        let path = charts::draw(&run, &spec)?;
         drawn.push((spec, path));
     }
     let page = html::page(&run, (&headline_spec, &headline), &drawn)?;
-    let html_path = dir.join("report.html");
+    let html_path = run.folder.report();
     std::fs::write(&html_path, page).map_err(|source| ReportError::Write {
         path: html_path.clone(),
         source,

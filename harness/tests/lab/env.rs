@@ -1,7 +1,7 @@
 //! The topology: it starts, is ready, binds only 127.0.0.1, and leaves nothing behind.
 
+use fortress::env::Lab;
 use fortress::env::docker::{DockerClient, RUN_LABEL};
-use fortress::env::{Lab, Role};
 
 use crate::start_lab;
 
@@ -65,14 +65,4 @@ async fn dropping_a_lab_without_shutdown_removes_its_containers() {
         "Drop cleans up (as after an error or a panic)"
     );
     assert!(docker.labelled_networks(Some(&run_id)).await.unwrap().is_empty());
-}
-
-#[test]
-fn roles_parse_and_unknown_roles_name_the_allowed_ones() {
-    assert_eq!("redis".parse::<Role>().unwrap(), Role::Redis);
-    assert_eq!("service-2".parse::<Role>().unwrap(), Role::Service(2));
-    assert_eq!("service".parse::<Role>().unwrap(), Role::Service(1));
-    let error = "mysql".parse::<Role>().unwrap_err().to_string();
-    assert!(error.contains("postgres, redis, proxy, service"), "{error}");
-    assert!("service-0".parse::<Role>().is_err());
 }

@@ -1,9 +1,9 @@
 //! The observer against a running lab: the service's and Postgres's counters become rates.
 
-use fortress::env::ADMIN_TOKEN;
-use fortress::experiment::metric::Metric;
 use fortress::observe::Observer;
-use serde_json::json;
+use fortress::vocabulary::Metric;
+use reference_service::modes::{CacheMode, ModesPatch};
+use reference_service::seed::SeedPlan;
 
 use crate::start_lab;
 
@@ -11,22 +11,18 @@ use crate::start_lab;
 async fn reads_show_up_as_statements_at_postgres_and_as_cache_hits() {
     let lab = start_lab().await;
     let base = lab.service_url(1).await.unwrap();
-    let admin = |path: &str, body| {
-        lab.http()
-            .request(reqwest::Method::PUT, format!("{base}{path}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
+    let plan = SeedPlan {
+        products: 5,
+        users: 2,
+        stock: 10,
+        orders_per_user: 1,
+        seed: 42,
     };
-    let seeded = lab
-        .http()
-        .post(format!("{base}/admin/seed"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "products": 5, "users": 2, "stock": 10, "orders_per_user": 1 }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(seeded.status(), 200);
+    lab.seed(&plan).await.unwrap();
+    let cache = |mode| ModesPatch {
+        cache: Some(mode),
+        ..ModesPatch::default()
+    };
     let read_many = || async {
         for _ in 0..30 {
             assert_eq!(
@@ -43,18 +39,12 @@ async fn reads_show_up_as_statements_at_postgres_and_as_cache_hits() {
 
     let mut observer = Observer::new();
     assert!(
-        observer.sample(&lab).await.is_empty(),
+        observer.sample(&lab).await.total.is_empty(),
         "the first sample only sets the baseline"
     );
-    assert_eq!(
-        admin("/admin/modes", json!({ "cache": "off" }))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    lab.set_modes(1, &cache(CacheMode::Off)).await.unwrap();
     read_many().await;
-    let uncached = observer.sample(&lab).await;
+    let uncached = observer.sample(&lab).await.total;
     assert!(uncached[&Metric::PgStatementsPerS] > 0.0, "{uncached:?}");
     assert!(uncached[&Metric::DbStatementsPerS] > 0.0, "{uncached:?}");
     assert_eq!(
@@ -63,15 +53,9 @@ async fn reads_show_up_as_statements_at_postgres_and_as_cache_hits() {
         "cache off: every read bypasses it"
     );
 
-    assert_eq!(
-        admin("/admin/modes", json!({ "cache": "aside" }))
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    lab.set_modes(1, &cache(CacheMode::Aside)).await.unwrap();
     read_many().await;
-    let cached = observer.sample(&lab).await;
+    let cached = observer.sample(&lab).await.total;
     assert!(
         cached[&Metric::CacheHitRatio] > 0.9,
         "one miss, then hits: {cached:?}"

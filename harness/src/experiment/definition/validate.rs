@@ -1,20 +1,20 @@
-//! Parsing an experiment file and checking every field, each mistake located by line and field.
+//! Parsing an experiment file and checking every field, each mistake located by line and field. Each
+//! part of the file has its own check, in the order the file is written.
 
-use std::ops::Range;
+use std::ops::{Range, RangeInclusive};
 
 use reference_service::modes::{Modes, ModesPatch};
 use reference_service::seed::SeedPlan;
 use toml::Spanned;
 
-use super::{DefinitionError, PhasePlan, Plan, PredictionPlan, Profile, RUN_PHASE, Scenario, VariantPlan};
-use crate::env::Role;
-use crate::experiment::metric::{Comparison, Metric};
-use crate::experiment::schema::{FaultFile, File};
+use super::{DefinitionError, PhasePlan, Plan, PredictionPlan, Profile, RUN_PHASE, VariantPlan};
+use crate::experiment::claim::{Claim, Comparison};
+use crate::experiment::schema::{FaultFile, File, LoadFile, PhaseFile, PredictionFile, ProfilesFile};
 use crate::faults::Fault;
 use crate::faults::proxy::NetworkFault;
+use crate::vocabulary::{Link, Metric, Role, Scenario, Variant};
 
-const VARIANTS: [&str; 2] = ["vulnerable", "defended"];
-
+/// The text of a file, for locating its mistakes.
 struct Source<'a> {
     file: &'a str,
     text: &'a str,
@@ -44,6 +44,20 @@ impl Source<'_> {
         line.split_once('=')
             .map_or_else(|| line.trim().to_owned(), |(key, _)| key.trim().to_owned())
     }
+
+    fn in_range(
+        &self,
+        value: &Spanned<u32>,
+        field: &str,
+        range: RangeInclusive<u32>,
+    ) -> Result<u32, DefinitionError> {
+        let got = *value.get_ref();
+        if range.contains(&got) {
+            return Ok(got);
+        }
+        let message = format!("must be {} to {} (got {got})", range.start(), range.end());
+        Err(self.error(&value.span(), field, message))
+    }
 }
 
 /// Parses and validates an experiment file. `file` names it in errors.
@@ -58,258 +72,20 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
             message: e.message().trim().to_owned(),
         }
     })?;
-    validate(&src, parsed, profile)
-}
-
-fn validate(src: &Source<'_>, file: File, profile: Profile) -> Result<Plan, DefinitionError> {
-    let name = file.name.get_ref();
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-    {
-        return Err(src.error(
-            &file.name.span(),
-            "name",
-            "use lower-case letters, digits and dashes",
-        ));
-    }
-    let in_range = |value: &Spanned<u32>, field: &str, range: std::ops::RangeInclusive<u32>| {
-        if range.contains(value.get_ref()) {
-            Ok(*value.get_ref())
-        } else {
-            Err(src.error(
-                &value.span(),
-                field,
-                format!(
-                    "must be {} to {} (got {})",
-                    range.start(),
-                    range.end(),
-                    value.get_ref()
-                ),
-            ))
-        }
-    };
-    let replicas = in_range(&file.topology.replicas, "topology.replicas", 1..=8)?;
-    let pool_size = in_range(&file.topology.pool_size, "topology.pool_size", 1..=200)?;
-    let users = in_range(&file.load.users, "load.users", 1..=2000)?;
-
-    let seed = match &file.seed {
-        None => SeedPlan::default(),
-        Some(table) => {
-            let plan: SeedPlan = table
-                .get_ref()
-                .clone()
-                .try_into()
-                .map_err(|e: toml::de::Error| src.error(&table.span(), "seed", e.message().trim()))?;
-            plan.validate()
-                .map_err(|e| src.error(&table.span(), "seed", e.to_string()))?;
-            plan
-        }
-    };
-
-    let rate = *file.load.rate.get_ref();
-    if !(rate > 0.0 && rate <= 10_000.0) {
-        return Err(src.error(
-            &file.load.rate.span(),
-            "load.rate",
-            format!("requests per second, above 0 and at most 10000 (got {rate})"),
-        ));
-    }
-    let mut mix = Vec::new();
-    for (key, weight) in file.load.mix.get_ref() {
-        let scenario = Scenario::parse(key).ok_or_else(|| {
-            src.error(
-                &file.load.mix.span(),
-                "load.mix",
-                format!("unknown scenario {key:?}; scenarios: {}", Scenario::NAMES),
-            )
-        })?;
-        mix.push((scenario, *weight));
-    }
-    if mix.iter().map(|(_, w)| w).sum::<u32>() == 0 {
-        return Err(src.error(
-            &file.load.mix.span(),
-            "load.mix",
-            "at least one scenario needs a weight above 0",
-        ));
-    }
-
-    let factor = match (profile, &file.profiles) {
-        (Profile::Standard, _) => 1.0,
-        (Profile::Quick, None) => 0.5,
-        (Profile::Quick, Some(profiles)) => {
-            let quick = *profiles.quick.get_ref();
-            if !(quick > 0.0 && quick <= 1.0) {
-                return Err(src.error(
-                    &profiles.quick.span(),
-                    "profiles.quick",
-                    format!("a fraction of the standard durations, above 0 and at most 1 (got {quick})"),
-                ));
-            }
-            quick
-        }
-    };
-
-    let mut phases = Vec::new();
-    for phase in file.phases.get_ref() {
-        let name = phase.name.get_ref().clone();
-        if name == RUN_PHASE || phases.iter().any(|p: &PhasePlan| p.name == name) {
-            return Err(src.error(
-                &phase.name.span(),
-                "phases.name",
-                format!("phase names must be unique and not {RUN_PHASE:?} (got {name:?})"),
-            ));
-        }
-        let seconds = *phase.seconds.get_ref();
-        if !(seconds > 0.0 && seconds <= 600.0) {
-            return Err(src.error(
-                &phase.seconds.span(),
-                "phases.seconds",
-                format!("above 0 and at most 600 (got {seconds})"),
-            ));
-        }
-        let faults = phase
-            .faults
-            .iter()
-            .map(|f| to_fault(src, f))
-            .collect::<Result<Vec<_>, _>>()?;
-        let seconds = match profile {
-            Profile::Standard => seconds,
-            Profile::Quick => (seconds * factor).round().max(1.0).min(seconds),
-        };
-        phases.push(PhasePlan {
-            name,
-            seconds,
-            faults,
-        });
-    }
-    if phases.is_empty() {
-        return Err(src.error(
-            &file.phases.span(),
-            "phases",
-            "an experiment needs at least one phase",
-        ));
-    }
-    let total: f64 = file.phases.get_ref().iter().map(|p| *p.seconds.get_ref()).sum();
-    if total > 1800.0 {
-        return Err(src.error(
-            &file.phases.span(),
-            "phases",
-            format!("the phases add up to {total} s; at most 1800 s"),
-        ));
-    }
-
-    let mut variants = Vec::new();
-    for (name, variant) in file.variants.get_ref() {
-        if !VARIANTS.contains(&name.as_str()) {
-            return Err(src.error(
-                &file.variants.span(),
-                "variants",
-                format!("unknown variant {name:?}; variants: vulnerable, defended"),
-            ));
-        }
-        let modes = checked_modes(src, &variant.modes, "variants.modes")?;
-        variants.push(VariantPlan {
-            name: name.clone(),
-            modes,
-        });
-    }
-    if variants.is_empty() {
-        return Err(src.error(
-            &file.variants.span(),
-            "variants",
-            "define vulnerable, defended or both",
-        ));
-    }
-
-    let mut predictions = Vec::new();
-    for p in file.predictions {
-        let variant = p.variant.get_ref();
-        if !variants.iter().any(|v| &v.name == variant) {
-            return Err(src.error(
-                &p.variant.span(),
-                "predictions.variant",
-                format!("no variant {variant:?} in this file"),
-            ));
-        }
-        let metric: Metric = p
-            .metric
-            .get_ref()
-            .parse()
-            .map_err(|e: String| src.error(&p.metric.span(), "predictions.metric", e))?;
-        let known_phase = |phase: &Spanned<String>, field: &str| {
-            let name = phase.get_ref();
-            if name == RUN_PHASE || phases.iter().any(|p| &p.name == name) {
-                Ok(name.clone())
-            } else {
-                let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
-                Err(src.error(
-                    &phase.span(),
-                    field,
-                    format!(
-                        "no phase {name:?}; phases: {}, or {RUN_PHASE:?}",
-                        names.join(", ")
-                    ),
-                ))
-            }
-        };
-        let phase = known_phase(&p.phase, "predictions.phase")?;
-        let over = p
-            .over
-            .as_ref()
-            .map(|o| known_phase(o, "predictions.over"))
-            .transpose()?;
-        let threshold = *p.threshold.get_ref();
-        if !threshold.is_finite() {
-            return Err(src.error(
-                &p.threshold.span(),
-                "predictions.threshold",
-                "must be a finite number",
-            ));
-        }
-        let compare = *p.compare.get_ref();
-        let tolerance = match (&p.tolerance, compare) {
-            (Some(t), Comparison::Within) if *t.get_ref() > 0.0 && *t.get_ref() <= 1.0 => Some(*t.get_ref()),
-            (Some(t), Comparison::Within) => {
-                return Err(src.error(
-                    &t.span(),
-                    "predictions.tolerance",
-                    "a fraction above 0 and at most 1 (0.3 = 30%)",
-                ));
-            }
-            (None, Comparison::Within) => {
-                return Err(src.error(
-                    &p.compare.span(),
-                    "predictions.tolerance",
-                    "compare = \"within\" needs a tolerance (0.3 = 30%)",
-                ));
-            }
-            (Some(t), _) => {
-                return Err(src.error(
-                    &t.span(),
-                    "predictions.tolerance",
-                    "only compare = \"within\" takes a tolerance",
-                ));
-            }
-            (None, _) => None,
-        };
-        predictions.push(PredictionPlan {
-            variant: variant.clone(),
-            metric,
-            phase,
-            over,
-            compare,
-            threshold,
-            tolerance,
-            why: p.why,
-        });
-    }
-
+    // In the order the file is written, so the first mistake reported is the first in the file.
+    let name = name(&src, &parsed.name)?;
+    let replicas = src.in_range(&parsed.topology.replicas, "topology.replicas", 1..=8)?;
+    let pool_size = src.in_range(&parsed.topology.pool_size, "topology.pool_size", 1..=200)?;
+    let users = src.in_range(&parsed.load.users, "load.users", 1..=2000)?;
+    let seed = seed(&src, parsed.seed.as_ref())?;
+    let (rate, mix) = load(&src, &parsed.load)?;
+    let phases = phases(&src, &parsed, profile)?;
+    let variants = variants(&src, &parsed)?;
+    let predictions = predictions(&src, &parsed.predictions, &phases, &variants)?;
     Ok(Plan {
-        name: file.name.into_inner(),
-        story: file.story.trim().to_owned(),
-        source: src.file.to_owned(),
+        name,
+        story: parsed.story.trim().to_owned(),
+        source: file.to_owned(),
         profile,
         replicas,
         pool_size,
@@ -323,20 +99,259 @@ fn validate(src: &Source<'_>, file: File, profile: Profile) -> Result<Plan, Defi
     })
 }
 
-/// Checks a modes table against what the service accepts, and turns it into the admin API's JSON.
+fn name(src: &Source<'_>, name: &Spanned<String>) -> Result<String, DefinitionError> {
+    let text = name.get_ref();
+    let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    if text.is_empty() || !text.chars().all(allowed) {
+        return Err(src.error(&name.span(), "name", "use lower-case letters, digits and dashes"));
+    }
+    Ok(text.clone())
+}
+
+fn seed(src: &Source<'_>, table: Option<&Spanned<toml::Table>>) -> Result<SeedPlan, DefinitionError> {
+    let Some(table) = table else {
+        return Ok(SeedPlan::default());
+    };
+    let plan: SeedPlan = table
+        .get_ref()
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| src.error(&table.span(), "seed", e.message().trim()))?;
+    plan.validate()
+        .map_err(|e| src.error(&table.span(), "seed", e.to_string()))?;
+    Ok(plan)
+}
+
+/// The offered rate and the mix of scenarios.
+fn load(src: &Source<'_>, load: &LoadFile) -> Result<(f64, Vec<(Scenario, u32)>), DefinitionError> {
+    let rate = *load.rate.get_ref();
+    if !(rate > 0.0 && rate <= 10_000.0) {
+        let message = format!("requests per second, above 0 and at most 10000 (got {rate})");
+        return Err(src.error(&load.rate.span(), "load.rate", message));
+    }
+    let mix_error = |message: String| src.error(&load.mix.span(), "load.mix", message);
+    let mut mix = Vec::new();
+    for (key, weight) in load.mix.get_ref() {
+        let scenario: Scenario = key
+            .parse()
+            .map_err(|e: crate::vocabulary::Unknown| mix_error(e.to_string()))?;
+        mix.push((scenario, *weight));
+    }
+    if mix.iter().map(|(_, w)| w).sum::<u32>() == 0 {
+        return Err(mix_error("at least one scenario needs a weight above 0".into()));
+    }
+    Ok((rate, mix))
+}
+
+/// How much shorter than written the phases run in `profile`.
+fn length_factor(
+    src: &Source<'_>,
+    profile: Profile,
+    profiles: Option<&ProfilesFile>,
+) -> Result<f64, DefinitionError> {
+    let Some(profiles) = profiles.filter(|_| profile == Profile::Quick) else {
+        return Ok(if profile == Profile::Quick { 0.5 } else { 1.0 });
+    };
+    let quick = *profiles.quick.get_ref();
+    if !(quick > 0.0 && quick <= 1.0) {
+        let message = format!("a fraction of the standard durations, above 0 and at most 1 (got {quick})");
+        return Err(src.error(&profiles.quick.span(), "profiles.quick", message));
+    }
+    Ok(quick)
+}
+
+fn phases(src: &Source<'_>, file: &File, profile: Profile) -> Result<Vec<PhasePlan>, DefinitionError> {
+    let factor = length_factor(src, profile, file.profiles.as_ref())?;
+    let mut phases: Vec<PhasePlan> = Vec::new();
+    for phase in file.phases.get_ref() {
+        let planned = self::phase(src, phase, profile, factor)?;
+        if planned.name == RUN_PHASE || phases.iter().any(|p| p.name == planned.name) {
+            let message = format!(
+                "phase names must be unique and not {RUN_PHASE:?} (got {:?})",
+                planned.name
+            );
+            return Err(src.error(&phase.name.span(), "phases.name", message));
+        }
+        phases.push(planned);
+    }
+    let span = file.phases.span();
+    if phases.is_empty() {
+        return Err(src.error(&span, "phases", "an experiment needs at least one phase"));
+    }
+    let total: f64 = file.phases.get_ref().iter().map(|p| *p.seconds.get_ref()).sum();
+    if total > 1800.0 {
+        return Err(src.error(
+            &span,
+            "phases",
+            format!("the phases add up to {total} s; at most 1800 s"),
+        ));
+    }
+    Ok(phases)
+}
+
+fn phase(
+    src: &Source<'_>,
+    phase: &PhaseFile,
+    profile: Profile,
+    factor: f64,
+) -> Result<PhasePlan, DefinitionError> {
+    let seconds = *phase.seconds.get_ref();
+    if !(seconds > 0.0 && seconds <= 600.0) {
+        let message = format!("above 0 and at most 600 (got {seconds})");
+        return Err(src.error(&phase.seconds.span(), "phases.seconds", message));
+    }
+    let faults = phase
+        .faults
+        .iter()
+        .map(|f| to_fault(src, f))
+        .collect::<Result<Vec<_>, _>>()?;
+    let seconds = match profile {
+        Profile::Standard => seconds,
+        Profile::Quick => (seconds * factor).round().max(1.0).min(seconds),
+    };
+    Ok(PhasePlan {
+        name: phase.name.get_ref().clone(),
+        seconds,
+        faults,
+    })
+}
+
+/// The variants, vulnerable first.
+fn variants(src: &Source<'_>, file: &File) -> Result<Vec<VariantPlan>, DefinitionError> {
+    let span = file.variants.span();
+    let mut variants = Vec::new();
+    for (name, variant) in file.variants.get_ref() {
+        let parsed: Variant = name
+            .parse()
+            .map_err(|e: crate::vocabulary::Unknown| src.error(&span, "variants", e.to_string()))?;
+        let modes = checked_modes(src, &variant.modes, "variants.modes")?;
+        variants.push(VariantPlan {
+            variant: parsed,
+            modes,
+        });
+    }
+    if variants.is_empty() {
+        return Err(src.error(&span, "variants", "define vulnerable, defended or both"));
+    }
+    variants.sort_by_key(|v| v.variant);
+    Ok(variants)
+}
+
+fn predictions(
+    src: &Source<'_>,
+    predictions: &[PredictionFile],
+    phases: &[PhasePlan],
+    variants: &[VariantPlan],
+) -> Result<Vec<PredictionPlan>, DefinitionError> {
+    predictions
+        .iter()
+        .map(|p| prediction(src, p, phases, variants))
+        .collect()
+}
+
+fn prediction(
+    src: &Source<'_>,
+    p: &PredictionFile,
+    phases: &[PhasePlan],
+    variants: &[VariantPlan],
+) -> Result<PredictionPlan, DefinitionError> {
+    let named = p.variant.get_ref();
+    let variant = variants
+        .iter()
+        .map(|v| v.variant)
+        .find(|v| v.name() == named)
+        .ok_or_else(|| {
+            src.error(
+                &p.variant.span(),
+                "predictions.variant",
+                format!("no variant {named:?} in this file"),
+            )
+        })?;
+    let metric: Metric = p
+        .metric
+        .get_ref()
+        .parse()
+        .map_err(|e: crate::vocabulary::Unknown| {
+            src.error(&p.metric.span(), "predictions.metric", e.to_string())
+        })?;
+    let threshold = *p.threshold.get_ref();
+    if !threshold.is_finite() {
+        return Err(src.error(
+            &p.threshold.span(),
+            "predictions.threshold",
+            "must be a finite number",
+        ));
+    }
+    let claim = Claim {
+        metric,
+        phase: known_phase(src, &p.phase, "predictions.phase", phases)?,
+        over: p
+            .over
+            .as_ref()
+            .map(|o| known_phase(src, o, "predictions.over", phases))
+            .transpose()?,
+        compare: *p.compare.get_ref(),
+        threshold,
+        tolerance: tolerance(src, p)?,
+    };
+    Ok(PredictionPlan {
+        variant,
+        claim,
+        why: p.why.clone(),
+    })
+}
+
+fn known_phase(
+    src: &Source<'_>,
+    phase: &Spanned<String>,
+    field: &str,
+    phases: &[PhasePlan],
+) -> Result<String, DefinitionError> {
+    let name = phase.get_ref();
+    if name == RUN_PHASE || phases.iter().any(|p| &p.name == name) {
+        return Ok(name.clone());
+    }
+    let names: Vec<&str> = phases.iter().map(|p| p.name.as_str()).collect();
+    let message = format!(
+        "no phase {name:?}; phases: {}, or {RUN_PHASE:?}",
+        names.join(", ")
+    );
+    Err(src.error(&phase.span(), field, message))
+}
+
+/// `within` needs a tolerance, and only `within` takes one.
+fn tolerance(src: &Source<'_>, p: &PredictionFile) -> Result<Option<f64>, DefinitionError> {
+    let field = "predictions.tolerance";
+    match (&p.tolerance, *p.compare.get_ref()) {
+        (Some(t), Comparison::Within) if *t.get_ref() > 0.0 && *t.get_ref() <= 1.0 => Ok(Some(*t.get_ref())),
+        (Some(t), Comparison::Within) => {
+            Err(src.error(&t.span(), field, "a fraction above 0 and at most 1 (0.3 = 30%)"))
+        }
+        (None, Comparison::Within) => Err(src.error(
+            &p.compare.span(),
+            field,
+            "compare = \"within\" needs a tolerance (0.3 = 30%)",
+        )),
+        (Some(t), _) => Err(src.error(&t.span(), field, "only compare = \"within\" takes a tolerance")),
+        (None, _) => Ok(None),
+    }
+}
+
+/// Checks a modes table against what the service accepts.
 fn checked_modes(
     src: &Source<'_>,
     table: &Spanned<toml::Table>,
     field: &str,
-) -> Result<serde_json::Value, DefinitionError> {
-    let json =
-        serde_json::to_value(table.get_ref()).map_err(|e| src.error(&table.span(), field, e.to_string()))?;
-    let patch: ModesPatch =
-        serde_json::from_value(json.clone()).map_err(|e| src.error(&table.span(), field, e.to_string()))?;
+) -> Result<ModesPatch, DefinitionError> {
+    let patch: ModesPatch = table
+        .get_ref()
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| src.error(&table.span(), field, e.message().trim()))?;
     patch
         .apply(&mut Modes::default())
         .map_err(|e| src.error(&table.span(), field, e))?;
-    Ok(json)
+    Ok(patch)
 }
 
 fn to_fault(src: &Source<'_>, fault: &Spanned<FaultFile>) -> Result<Fault, DefinitionError> {
@@ -346,23 +361,14 @@ fn to_fault(src: &Source<'_>, fault: &Spanned<FaultFile>) -> Result<Fault, Defin
             .parse::<Role>()
             .map_err(|e| src.error(&span, "phases.faults.target", e.to_string()))
     };
-    let link = |link: &str| match link {
-        "postgres" => Ok(Role::Postgres),
-        "redis" => Ok(Role::Redis),
-        other => Err(src.error(
-            &span,
-            "phases.faults.link",
-            format!("unknown link {other:?}; links: postgres, redis"),
-        )),
-    };
-    let network = |name: &str, fault: NetworkFault| {
+    let network = |link: &str, fault: NetworkFault| {
         fault
             .validate()
-            .map_err(|e| src.error(&span, "phases.faults", e))?;
-        Ok(Fault::Network {
-            link: link(name)?,
-            fault,
-        })
+            .map_err(|e| src.error(&span, "phases.faults", e.to_string()))?;
+        let link: Link = link
+            .parse()
+            .map_err(|e: crate::vocabulary::Unknown| src.error(&span, "phases.faults.link", e.to_string()))?;
+        Ok(Fault::Network { link, fault })
     };
     match fault.get_ref() {
         FaultFile::Kill { target } => Ok(Fault::Kill(role(target)?)),

@@ -2,12 +2,23 @@
 
 use serde::Deserialize;
 
-use super::NetworkFault;
+use super::{Evidence, NetworkFault};
+use crate::env::{EnvError, Lab};
 
 #[derive(Debug, Clone)]
 pub struct ProxyClient {
     base: String,
     http: reqwest::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("the proxy's control API did not answer")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("the proxy refused it ({status}): {message}")]
+    Refused { status: u16, message: String },
 }
 
 /// The answer to a change: the link now, and the faults that just ended with their evidence.
@@ -22,7 +33,7 @@ pub struct Changed {
 pub struct LinkState {
     pub name: String,
     pub faults: Vec<NetworkFault>,
-    pub evidence: super::Evidence,
+    pub evidence: Evidence,
 }
 
 impl ProxyClient {
@@ -33,44 +44,49 @@ impl ProxyClient {
         }
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> Result<serde_json::Value, String> {
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("proxy control API: {e}"))?;
+    /// The control API of a lab's proxy, on 127.0.0.1.
+    pub async fn of(lab: &Lab) -> Result<Self, ProxyError> {
+        Ok(Self::new(lab.proxy_url().await?, lab.http().clone()))
+    }
+
+    async fn send<T: serde::de::DeserializeOwned>(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<T, ProxyError> {
+        let response = request.send().await.map_err(ProxyError::Unreachable)?;
         let status = response.status();
-        let body: serde_json::Value = response
-            .json()
-            .await
-            .map_err(|e| format!("proxy control API: {e}"))?;
         if status.is_success() {
-            Ok(body)
-        } else {
-            Err(body["error"]["message"]
-                .as_str()
-                .map_or_else(|| body.to_string(), str::to_owned))
+            return response.json().await.map_err(ProxyError::Unreachable);
         }
+        let body: serde_json::Value = response.json().await.map_err(ProxyError::Unreachable)?;
+        Err(ProxyError::Refused {
+            status: status.as_u16(),
+            message: body["error"]["message"]
+                .as_str()
+                .map_or_else(|| body.to_string(), str::to_owned),
+        })
     }
 
-    pub async fn link(&self, name: &str) -> Result<LinkState, String> {
-        let body = self
-            .send(self.http.get(format!("{}/links/{name}", self.base)))
-            .await?;
-        serde_json::from_value(body).map_err(|e| e.to_string())
+    /// A link by name: a lab's links are named after their `Link`, a proxy of your own's as you named them.
+    pub async fn link(&self, link: impl std::fmt::Display) -> Result<LinkState, ProxyError> {
+        self.send(self.http.get(format!("{}/links/{link}", self.base)))
+            .await
     }
 
-    pub async fn set(&self, name: &str, faults: &[NetworkFault]) -> Result<Changed, String> {
+    pub async fn set(
+        &self,
+        link: impl std::fmt::Display,
+        faults: &[NetworkFault],
+    ) -> Result<Changed, ProxyError> {
         let request = self
             .http
-            .put(format!("{}/links/{name}", self.base))
+            .put(format!("{}/links/{link}", self.base))
             .json(&serde_json::json!({ "faults": faults }));
-        serde_json::from_value(self.send(request).await?).map_err(|e| e.to_string())
+        self.send(request).await
     }
 
-    pub async fn clear(&self, name: &str) -> Result<Changed, String> {
-        let body = self
-            .send(self.http.delete(format!("{}/links/{name}", self.base)))
-            .await?;
-        serde_json::from_value(body).map_err(|e| e.to_string())
+    pub async fn clear(&self, link: impl std::fmt::Display) -> Result<Changed, ProxyError> {
+        self.send(self.http.delete(format!("{}/links/{link}", self.base)))
+            .await
     }
 }

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 
 use super::NetworkFault;
 use super::link::{Link, LinkReport};
-use super::network_fault::FaultSet;
+use super::network_fault::{FaultKind, FaultSet};
 
 pub type Links = Arc<BTreeMap<String, Arc<Link>>>;
 
@@ -105,13 +105,13 @@ async fn set(
             let message = format!(
                 "{}; expected {{\"faults\":[...]}} with kinds: {}",
                 rejection.body_text(),
-                NetworkFault::KINDS
+                FaultKind::usages()
             );
             return Err(error(rejection.status(), "invalid_faults", message));
         }
     };
     let set = FaultSet::from_list(&faults)
-        .map_err(|m| error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_faults", m))?;
+        .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_faults", e.to_string()))?;
     Ok(apply(link, set))
 }
 

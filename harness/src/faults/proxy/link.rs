@@ -29,14 +29,15 @@ pub struct LinkSpec {
     pub upstream: String,
 }
 
+/// A `--link` that is not `NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("a link is NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT, e.g. redis=0.0.0.0:6379=redis:6379 (got {0:?})")]
+pub struct BadLinkSpec(String);
+
 impl std::str::FromStr for LinkSpec {
-    type Err = String;
+    type Err = BadLinkSpec;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let usage = || {
-            format!(
-                "a link is NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT, e.g. redis=0.0.0.0:6379=redis:6379 (got {s:?})"
-            )
-        };
+        let usage = || BadLinkSpec(s.to_owned());
         let mut parts = s.splitn(3, '=');
         let (Some(name), Some(listen), Some(upstream)) = (parts.next(), parts.next(), parts.next()) else {
             return Err(usage());
@@ -257,7 +258,10 @@ mod tests {
         assert_eq!(spec.name, "redis");
         assert_eq!(spec.upstream, "fortress-x-redis:6379");
         let error = "redis=6379".parse::<LinkSpec>().unwrap_err();
-        assert!(error.contains("NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT"), "{error}");
+        assert!(
+            error.to_string().contains("NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT"),
+            "{error}"
+        );
         assert!("r=0.0.0.0:1=nohostport".parse::<LinkSpec>().is_err());
     }
 }

@@ -24,8 +24,8 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-pub use link::{Evidence, LinkReport, LinkSpec};
-pub use network_fault::NetworkFault;
+pub use link::{BadLinkSpec, Evidence, LinkReport, LinkSpec};
+pub use network_fault::{FaultKind, InvalidFault, NetworkFault};
 
 /// Starts every link and serves the control API on `control` until `shutdown` completes.
 pub async fn serve(

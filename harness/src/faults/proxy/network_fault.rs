@@ -30,39 +30,71 @@ pub enum NetworkFault {
     Down,
 }
 
-impl NetworkFault {
-    pub const KINDS: &'static str =
-        "latency {ms, jitter_ms}, bandwidth {bytes_per_second}, blackhole, reset, down";
+crate::vocabulary::closed_set! {
+    /// The kinds of network fault; a link carries at most one of each.
+    pub enum FaultKind, "network fault kind" {
+        Latency = "latency": "adds ms (+/- jitter_ms) to every reply",
+        Bandwidth = "bandwidth": "caps each direction of each connection",
+        Blackhole = "blackhole": "holds every byte until cleared (a partition)",
+        Reset = "reset": "resets every connection that carries traffic",
+        Down = "down": "resets open connections and refuses new ones",
+    }
+}
 
-    pub fn kind(&self) -> &'static str {
+impl FaultKind {
+    /// The kind with its fields, as the control API and experiment files take it.
+    pub fn usage(self) -> &'static str {
         match self {
-            Self::Latency { .. } => "latency",
-            Self::Bandwidth { .. } => "bandwidth",
+            Self::Latency => "latency {ms, jitter_ms}",
+            Self::Bandwidth => "bandwidth {bytes_per_second}",
             Self::Blackhole => "blackhole",
             Self::Reset => "reset",
             Self::Down => "down",
         }
     }
 
-    /// Checks the numbers; the message says what is allowed.
-    pub fn validate(&self) -> Result<(), String> {
+    /// Every kind with its fields: `latency {ms, jitter_ms}, bandwidth {bytes_per_second}, ...`.
+    pub fn usages() -> String {
+        Self::ALL.iter().map(|k| k.usage()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// A fault whose numbers are out of range, or a list with two of one kind.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidFault {
+    #[error("latency ms must be between 0 and {MAX_DELAY_MS} (got {0})")]
+    Latency(f64),
+    #[error("latency jitter_ms must be between 0 and ms ({ms}) (got {jitter_ms})")]
+    Jitter { ms: f64, jitter_ms: f64 },
+    #[error("bandwidth bytes_per_second must be at least {MIN_BANDWIDTH} (got {0})")]
+    Bandwidth(u64),
+    #[error("two {0} faults on one link; send one")]
+    Twice(FaultKind),
+}
+
+impl NetworkFault {
+    pub fn kind(&self) -> FaultKind {
+        match self {
+            Self::Latency { .. } => FaultKind::Latency,
+            Self::Bandwidth { .. } => FaultKind::Bandwidth,
+            Self::Blackhole => FaultKind::Blackhole,
+            Self::Reset => FaultKind::Reset,
+            Self::Down => FaultKind::Down,
+        }
+    }
+
+    /// Checks the numbers; the error says what is allowed.
+    pub fn validate(&self) -> Result<(), InvalidFault> {
         match *self {
-            Self::Latency { ms, jitter_ms } => {
-                if !(0.0..=MAX_DELAY_MS).contains(&ms) || !ms.is_finite() {
-                    return Err(format!(
-                        "latency ms must be between 0 and {MAX_DELAY_MS} (got {ms})"
-                    ));
-                }
-                if !(0.0..=ms).contains(&jitter_ms) || !jitter_ms.is_finite() {
-                    return Err(format!(
-                        "latency jitter_ms must be between 0 and ms ({ms}) (got {jitter_ms})"
-                    ));
-                }
-                Ok(())
+            Self::Latency { ms, .. } if !(0.0..=MAX_DELAY_MS).contains(&ms) || !ms.is_finite() => {
+                Err(InvalidFault::Latency(ms))
             }
-            Self::Bandwidth { bytes_per_second } if bytes_per_second < MIN_BANDWIDTH => Err(format!(
-                "bandwidth bytes_per_second must be at least {MIN_BANDWIDTH} (got {bytes_per_second})"
-            )),
+            Self::Latency { ms, jitter_ms } if !(0.0..=ms).contains(&jitter_ms) || !jitter_ms.is_finite() => {
+                Err(InvalidFault::Jitter { ms, jitter_ms })
+            }
+            Self::Bandwidth { bytes_per_second } if bytes_per_second < MIN_BANDWIDTH => {
+                Err(InvalidFault::Bandwidth(bytes_per_second))
+            }
             _ => Ok(()),
         }
     }
@@ -76,7 +108,7 @@ impl std::fmt::Display for NetworkFault {
             }
             Self::Latency { ms, .. } => write!(f, "latency {ms}ms"),
             Self::Bandwidth { bytes_per_second } => write!(f, "bandwidth {bytes_per_second} B/s"),
-            other => f.write_str(other.kind()),
+            other => f.write_str(other.kind().name()),
         }
     }
 }
@@ -93,13 +125,13 @@ pub struct FaultSet {
 
 impl FaultSet {
     /// Builds the set from a list, refusing invalid numbers and two faults of one kind.
-    pub fn from_list(faults: &[NetworkFault]) -> Result<Self, String> {
+    pub fn from_list(faults: &[NetworkFault]) -> Result<Self, InvalidFault> {
         let mut set = Self::default();
         let mut seen = Vec::new();
         for fault in faults {
             fault.validate()?;
             if seen.contains(&fault.kind()) {
-                return Err(format!("two {} faults on one link; send one", fault.kind()));
+                return Err(InvalidFault::Twice(fault.kind()));
             }
             seen.push(fault.kind());
             match *fault {
@@ -156,18 +188,40 @@ mod tests {
             ms: -5.0,
             jitter_ms: 0.0,
         }])
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(negative.contains("between 0 and 60000"), "{negative}");
         let jitter = FaultSet::from_list(&[NetworkFault::Latency {
             ms: 5.0,
             jitter_ms: 9.0,
         }])
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
         assert!(jitter.contains("jitter_ms"), "{jitter}");
-        let slow = FaultSet::from_list(&[NetworkFault::Bandwidth { bytes_per_second: 1 }]).unwrap_err();
+        let slow = FaultSet::from_list(&[NetworkFault::Bandwidth { bytes_per_second: 1 }])
+            .unwrap_err()
+            .to_string();
         assert!(slow.contains("at least 100"), "{slow}");
-        let twice = FaultSet::from_list(&[NetworkFault::Reset, NetworkFault::Reset]).unwrap_err();
+        let twice = FaultSet::from_list(&[NetworkFault::Reset, NetworkFault::Reset])
+            .unwrap_err()
+            .to_string();
         assert!(twice.contains("two reset faults"), "{twice}");
         assert!(serde_json::from_str::<NetworkFault>(r#"{"kind":"teleport"}"#).is_err());
+    }
+
+    #[test]
+    fn every_kind_is_listed_and_reads_back_from_json() {
+        let example = |kind: FaultKind| match kind {
+            FaultKind::Latency => r#"{"kind":"latency","ms":5}"#,
+            FaultKind::Bandwidth => r#"{"kind":"bandwidth","bytes_per_second":1000}"#,
+            FaultKind::Blackhole => r#"{"kind":"blackhole"}"#,
+            FaultKind::Reset => r#"{"kind":"reset"}"#,
+            FaultKind::Down => r#"{"kind":"down"}"#,
+        };
+        for kind in FaultKind::ALL {
+            let fault: NetworkFault = serde_json::from_str(example(*kind)).unwrap();
+            assert_eq!(fault.kind(), *kind);
+            assert!(FaultKind::usages().contains(kind.usage()));
+        }
     }
 }

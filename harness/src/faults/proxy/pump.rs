@@ -103,102 +103,14 @@ fn ends_connection(active: &Active) -> bool {
 }
 
 async fn direction(
-    mut from: impl AsyncRead + Unpin,
-    mut to: impl AsyncWrite + Unpin,
+    from: impl AsyncRead + Unpin,
+    to: impl AsyncWrite + Unpin,
     direction: Direction,
-    mut active: watch::Receiver<Arc<Active>>,
+    active: watch::Receiver<Arc<Active>>,
 ) -> End {
-    let (queue, mut queued) = mpsc::channel::<Chunk>(QUEUE);
-    let reader = async move {
-        let mut buffer = vec![0u8; CHUNK];
-        loop {
-            let n = tokio::select! {
-                read = from.read(&mut buffer) => match read {
-                    Ok(0) | Err(_) => return End::Closed,
-                    Ok(n) => n,
-                },
-                changed = active.changed() => {
-                    if changed.is_err() {
-                        return End::Closed;
-                    }
-                    // A link going down closes idle connections too; other faults wait for traffic.
-                    let current = Arc::clone(&active.borrow_and_update());
-                    if current.faults.down && ends_connection(&current) {
-                        return End::Reset;
-                    }
-                    continue;
-                }
-            };
-            let mut current = Arc::clone(&active.borrow_and_update());
-            if ends_connection(&current) {
-                return End::Reset;
-            }
-            if current.faults.blackhole {
-                Counters::add(&current.counters.held_chunks, 1);
-                while current.faults.blackhole {
-                    if active.changed().await.is_err() {
-                        return End::Closed;
-                    }
-                    current = Arc::clone(&active.borrow_and_update());
-                    if ends_connection(&current) {
-                        return End::Reset;
-                    }
-                }
-            }
-            let mut due = Instant::now();
-            let counters = &current.counters;
-            match direction {
-                Direction::ToUpstream => Counters::add(&counters.bytes_to_upstream, n as u64),
-                Direction::ToClient => {
-                    Counters::add(&counters.bytes_to_client, n as u64);
-                    if let Some((ms, jitter_ms)) = current.faults.latency {
-                        let delay = sample_delay(ms, jitter_ms);
-                        due += delay;
-                        Counters::add(&counters.delayed_chunks, 1);
-                        Counters::add(&counters.added_delay_us, delay.as_micros() as u64);
-                    }
-                }
-            }
-            let chunk = Chunk {
-                due,
-                bytes: buffer[..n].to_vec(),
-                active: current,
-            };
-            if queue.send(chunk).await.is_err() {
-                return End::Closed;
-            }
-        }
-    };
-    let writer = async move {
-        // Chunks leave in order: with jitter, a chunk never overtakes the one before it.
-        let mut not_before = Instant::now();
-        while let Some(chunk) = queued.recv().await {
-            let leave = chunk.due.max(not_before);
-            wait_until(leave).await;
-            not_before = leave;
-            let Some(bytes_per_second) = chunk.active.faults.bandwidth else {
-                if to.write_all(&chunk.bytes).await.is_err() {
-                    return End::Closed;
-                }
-                continue;
-            };
-            // Throttled: pieces of 1/20 s worth of bytes, each paced after the one before.
-            let piece = usize::try_from(bytes_per_second / 20)
-                .unwrap_or(usize::MAX)
-                .clamp(64, CHUNK);
-            for bytes in chunk.bytes.chunks(piece) {
-                wait_until(not_before).await;
-                Counters::add(&chunk.active.counters.throttled_chunks, 1);
-                not_before = Instant::now().max(not_before)
-                    + Duration::from_secs_f64(bytes.len() as f64 / bytes_per_second as f64);
-                if to.write_all(bytes).await.is_err() {
-                    return End::Closed;
-                }
-            }
-        }
-        let _ = to.shutdown().await;
-        End::Closed
-    };
+    let (queue, queued) = mpsc::channel::<Chunk>(QUEUE);
+    let reader = read_chunks(from, direction, active, queue);
+    let writer = write_chunks(to, queued);
     tokio::pin!(reader, writer);
     tokio::select! {
         end = &mut reader => match end {
@@ -208,4 +120,121 @@ async fn direction(
         },
         end = &mut writer => end,
     }
+}
+
+/// Reads chunks as they come, applies the faults in force (end the connection, hold it, stamp the
+/// time it may leave) and queues them for the writer.
+async fn read_chunks(
+    mut from: impl AsyncRead + Unpin,
+    direction: Direction,
+    mut active: watch::Receiver<Arc<Active>>,
+    queue: mpsc::Sender<Chunk>,
+) -> End {
+    let mut buffer = vec![0u8; CHUNK];
+    loop {
+        let n = tokio::select! {
+            read = from.read(&mut buffer) => match read {
+                Ok(0) | Err(_) => return End::Closed,
+                Ok(n) => n,
+            },
+            changed = active.changed() => {
+                if changed.is_err() {
+                    return End::Closed;
+                }
+                // A link going down closes idle connections too; other faults wait for traffic.
+                let current = Arc::clone(&active.borrow_and_update());
+                if current.faults.down && ends_connection(&current) {
+                    return End::Reset;
+                }
+                continue;
+            }
+        };
+        let current = match held_while_blackholed(&mut active).await {
+            Ok(current) => current,
+            Err(end) => return end,
+        };
+        let chunk = stamped(&buffer[..n], direction, current);
+        if queue.send(chunk).await.is_err() {
+            return End::Closed;
+        }
+    }
+}
+
+/// The faults in force for a chunk just read, once no blackhole holds it: `Err` when a fault ends the
+/// connection meanwhile (or the link goes away).
+async fn held_while_blackholed(active: &mut watch::Receiver<Arc<Active>>) -> Result<Arc<Active>, End> {
+    let mut current = Arc::clone(&active.borrow_and_update());
+    if ends_connection(&current) {
+        return Err(End::Reset);
+    }
+    if current.faults.blackhole {
+        Counters::add(&current.counters.held_chunks, 1);
+        while current.faults.blackhole {
+            if active.changed().await.is_err() {
+                return Err(End::Closed);
+            }
+            current = Arc::clone(&active.borrow_and_update());
+            if ends_connection(&current) {
+                return Err(End::Reset);
+            }
+        }
+    }
+    Ok(current)
+}
+
+/// A chunk counted and stamped with the time it may leave: now, or later by the latency towards the
+/// client.
+fn stamped(bytes: &[u8], direction: Direction, current: Arc<Active>) -> Chunk {
+    let mut due = Instant::now();
+    let counters = &current.counters;
+    let n = bytes.len() as u64;
+    match direction {
+        Direction::ToUpstream => Counters::add(&counters.bytes_to_upstream, n),
+        Direction::ToClient => {
+            Counters::add(&counters.bytes_to_client, n);
+            if let Some((ms, jitter_ms)) = current.faults.latency {
+                let delay = sample_delay(ms, jitter_ms);
+                due += delay;
+                Counters::add(&counters.delayed_chunks, 1);
+                Counters::add(&counters.added_delay_us, delay.as_micros() as u64);
+            }
+        }
+    }
+    Chunk {
+        due,
+        bytes: bytes.to_vec(),
+        active: current,
+    }
+}
+
+/// Writes the queued chunks when they are due, in order, throttled if a bandwidth fault says so.
+async fn write_chunks(mut to: impl AsyncWrite + Unpin, mut queued: mpsc::Receiver<Chunk>) -> End {
+    // Chunks leave in order: with jitter, a chunk never overtakes the one before it.
+    let mut not_before = Instant::now();
+    while let Some(chunk) = queued.recv().await {
+        let leave = chunk.due.max(not_before);
+        wait_until(leave).await;
+        not_before = leave;
+        let Some(bytes_per_second) = chunk.active.faults.bandwidth else {
+            if to.write_all(&chunk.bytes).await.is_err() {
+                return End::Closed;
+            }
+            continue;
+        };
+        // Throttled: pieces of 1/20 s worth of bytes, each paced after the one before.
+        let piece = usize::try_from(bytes_per_second / 20)
+            .unwrap_or(usize::MAX)
+            .clamp(64, CHUNK);
+        for bytes in chunk.bytes.chunks(piece) {
+            wait_until(not_before).await;
+            Counters::add(&chunk.active.counters.throttled_chunks, 1);
+            not_before = Instant::now().max(not_before)
+                + Duration::from_secs_f64(bytes.len() as f64 / bytes_per_second as f64);
+            if to.write_all(bytes).await.is_err() {
+                return End::Closed;
+            }
+        }
+    }
+    let _ = to.shutdown().await;
+    End::Closed
 }

@@ -1,0 +1,134 @@
+//! The lab by hand: `fortress env up` (start it, print where everything is, keep it until Ctrl-C),
+//! `doctor` (can this machine run it), `cleanup` (remove what killed runs left) and `proxy` (the fault
+//! proxy the lab's proxy container runs).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::print_error;
+use crate::cli::{EnvArgs, ProxyArgs};
+use crate::env::docker::DockerClient;
+use crate::env::{Lab, LabSpec, cleanup};
+use crate::vocabulary::{ExitCode, Link};
+
+/// How long removing a lab may take before the user is told to run `fortress cleanup`.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Starts the lab, prints every URL and the admin token, and removes it all on Ctrl-C.
+pub async fn env_up(args: &EnvArgs, lab_binary: PathBuf) -> ExitCode {
+    let spec = LabSpec {
+        replicas: args.replicas,
+        db_pool_size: args.pool_size,
+        postgres_image: args.postgres_image.clone(),
+        redis_image: args.redis_image.clone(),
+        ..LabSpec::with_binary(lab_binary)
+    };
+    eprintln!("starting the lab...");
+    let lab = match Lab::start(&spec, &|line| eprintln!("  {line}")).await {
+        Ok(lab) => lab,
+        Err(error) => {
+            eprint!("could not start the lab: ");
+            print_error(&error);
+            return ExitCode::Environment;
+        }
+    };
+    if let Err(error) = print_lab(&lab).await {
+        print_error(&error);
+    }
+    println!("Ctrl-C stops the lab and removes its containers.");
+    let _ = tokio::signal::ctrl_c().await;
+    eprintln!("\nstopping...");
+    match tokio::time::timeout(SHUTDOWN_DEADLINE, lab.shutdown()).await {
+        Ok(Ok(removed)) => {
+            println!("{removed}");
+            ExitCode::Confirmed
+        }
+        Ok(Err(error)) => {
+            print_error(&error);
+            ExitCode::Environment
+        }
+        Err(_) => {
+            eprintln!(
+                "fortress: removing the lab took longer than {SHUTDOWN_DEADLINE:?}; run `fortress cleanup`"
+            );
+            ExitCode::Environment
+        }
+    }
+}
+
+async fn print_lab(lab: &Lab) -> Result<(), crate::env::EnvError> {
+    println!("lab {} ready in {:.1?}", lab.run_id, lab.ready_in);
+    for (step, took) in &lab.startup {
+        println!("  {took:>8.1?}  {step}");
+    }
+    for replica in lab.replicas() {
+        let name = crate::vocabulary::Role::Service(replica).to_string();
+        println!("  {name:<10} {}", lab.service_url(replica).await?);
+    }
+    println!("  postgres   {}", lab.postgres_url().await?);
+    println!("  redis      {}", lab.redis_url().await?);
+    println!(
+        "  proxy      {}/links (links: {})",
+        lab.proxy_url().await?,
+        Link::names()
+    );
+    println!("  admin token: {}", lab.admin_token());
+    Ok(())
+}
+
+/// Every check, and whether all passed.
+pub async fn doctor() -> ExitCode {
+    let checks = crate::doctor::examine().await;
+    for check in &checks {
+        println!("{check}");
+    }
+    if checks.iter().all(|c| c.ok) {
+        ExitCode::Confirmed
+    } else {
+        ExitCode::Environment
+    }
+}
+
+pub async fn cleanup() -> ExitCode {
+    let removed = match DockerClient::connect().await {
+        Ok(docker) => cleanup::remove_runs(&docker, None).await,
+        Err(error) => Err(error),
+    };
+    match removed {
+        Ok(removed) => {
+            println!("{removed}");
+            ExitCode::Confirmed
+        }
+        Err(error) => {
+            eprint!("could not remove the leftovers: ");
+            print_error(&error);
+            ExitCode::Environment
+        }
+    }
+}
+
+/// The fault proxy, until Ctrl-C or SIGTERM.
+pub async fn proxy(args: &ProxyArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> ExitCode {
+    let control = match tokio::net::TcpListener::bind(args.control).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "fortress: failed to listen on {} for the control API: {error}",
+                args.control
+            );
+            return ExitCode::Environment;
+        }
+    };
+    match control.local_addr() {
+        Ok(addr) => eprintln!("fortress proxy: control API on http://{addr}"),
+        Err(error) => eprintln!("fortress proxy: control API bound, address unknown: {error}"),
+    }
+    match crate::faults::proxy::serve(control, args.links.clone(), shutdown).await {
+        Ok(()) => ExitCode::Confirmed,
+        Err(error) => {
+            eprint!("the proxy failed: ");
+            print_error(&error);
+            ExitCode::Environment
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The lab's side of the service replicas' operator routes: readiness (`GET /readyz`), the runtime
+//! modes (`GET|PUT /admin/modes`) and the data set (`POST /admin/seed`), with the lab's admin token.
+
+use std::time::{Duration, Instant};
+
+use reference_service::modes::{Modes, ModesPatch};
+use reference_service::seed::SeedPlan;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{EnvError, Lab};
+use crate::vocabulary::Role;
+
+/// Seeding a large data set (argon2 hashes for every user) takes a while.
+const SEED_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("{what}: no answer from {role}")]
+    Unreachable {
+        what: &'static str,
+        role: Role,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{what}: {role} answered {status}: {body}")]
+    Refused {
+        what: &'static str,
+        role: Role,
+        status: u16,
+        body: String,
+    },
+}
+
+/// A replica's `GET /readyz`: its status code and its document.
+pub type Readiness = (u16, serde_json::Value);
+
+impl Lab {
+    /// The readiness document of a replica (`GET /readyz`), whatever its status code.
+    pub async fn readiness(&self, replica: u32) -> Result<Readiness, AdminError> {
+        let what = "GET /readyz";
+        let role = Role::Service(replica);
+        let url = format!("{}/readyz", self.service_url(replica).await?);
+        let unreachable = |source| AdminError::Unreachable { what, role, source };
+        let response = self.http().get(url).send().await.map_err(unreachable)?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.map_err(unreachable)?))
+    }
+
+    /// Polls `/readyz` of a replica until it says `ready`, or fails at the deadline with the last answer.
+    pub async fn wait_ready(&self, replica: u32, deadline: Duration) -> Result<(), EnvError> {
+        let started = Instant::now();
+        loop {
+            let last = match self.readiness(replica).await {
+                Ok((200, body)) if body["status"] == "ready" => return Ok(()),
+                Ok((status, body)) => format!("{status} {body}"),
+                Err(AdminError::Env(error)) => return Err(error),
+                Err(error) => reference_service::error::cause_chain(&error),
+            };
+            if started.elapsed() >= deadline {
+                return Err(EnvError::NotReady {
+                    role: Role::Service(replica),
+                    deadline,
+                    last,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The modes a replica runs with now.
+    pub async fn modes(&self, replica: u32) -> Result<Modes, AdminError> {
+        self.admin(replica, reqwest::Method::GET, "/admin/modes", None::<&()>)
+            .await
+    }
+
+    /// Changes the modes of one replica; answers the modes in force afterwards.
+    pub async fn set_modes(&self, replica: u32, patch: &ModesPatch) -> Result<Modes, AdminError> {
+        self.admin(replica, reqwest::Method::PUT, "/admin/modes", Some(patch))
+            .await
+    }
+
+    /// Replaces the data set (through replica 1: they share the database) and empties the cache.
+    pub async fn seed(&self, plan: &SeedPlan) -> Result<(), AdminError> {
+        let _: serde_json::Value = self
+            .admin(1, reqwest::Method::POST, "/admin/seed", Some(plan))
+            .await?;
+        Ok(())
+    }
+
+    async fn admin<T: DeserializeOwned>(
+        &self,
+        replica: u32,
+        method: reqwest::Method,
+        path: &'static str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, AdminError> {
+        let what = path;
+        let role = Role::Service(replica);
+        let url = format!("{}{path}", self.service_url(replica).await?);
+        let mut request = self
+            .http()
+            .request(method, url)
+            .bearer_auth(self.admin_token())
+            .timeout(SEED_TIMEOUT);
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let unreachable = |source| AdminError::Unreachable { what, role, source };
+        let response = request.send().await.map_err(unreachable)?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.map_err(unreachable)?;
+            return Err(AdminError::Refused {
+                what,
+                role,
+                status: status.as_u16(),
+                body,
+            });
+        }
+        response.json().await.map_err(unreachable)
+    }
+}

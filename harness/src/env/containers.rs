@@ -1,0 +1,197 @@
+//! What each container of a lab is started with: its image, name, labels, command, environment, and
+//! its one port published on 127.0.0.1.
+
+use std::time::Duration;
+
+use testcontainers::bollard::models::{HostConfig, PortBinding};
+use testcontainers::core::{ContainerPort, WaitFor};
+use testcontainers::runners::AsyncRunner;
+use testcontainers::{ContainerRequest, GenericImage, ImageExt};
+
+use super::docker::{ROLE_LABEL, RUN_LABEL};
+use super::images::{ImageChoice, LabImages};
+use super::{EnvError, LabSpec, Node};
+use crate::vocabulary::{Link, Role};
+
+const PG_PASSWORD: &str = "fortress";
+const SERVICE_PORT: u16 = 8080;
+const PROXY_CONTROL_PORT: u16 = 7000;
+
+/// The port a dependency listens on, in its container and on the proxy.
+fn port_of(link: Link) -> u16 {
+    match link {
+        Link::Postgres => 5432,
+        Link::Redis => 6379,
+    }
+}
+
+/// The shop database's URL on `host:port`.
+pub(super) fn postgres_url(host: &str, port: u16) -> String {
+    format!("postgres://postgres:{PG_PASSWORD}@{host}:{port}/shop")
+}
+
+/// A lab about to start: its run id, network, images and admin token.
+pub(super) struct Topology {
+    pub run_id: String,
+    pub network: String,
+    images: LabImages,
+    admin_token: String,
+    replicas: u32,
+    db_pool_size: u32,
+}
+
+/// Every container of a lab, started.
+pub(super) struct Started {
+    pub run_id: String,
+    pub network: String,
+    pub postgres: Node,
+    pub redis: Node,
+    pub proxy: Node,
+    pub services: Vec<Node>,
+    pub images: Vec<ImageChoice>,
+    pub admin_token: String,
+}
+
+impl Topology {
+    pub fn new(spec: &LabSpec, images: LabImages, admin_token: String) -> Self {
+        let run_id = uuid::Uuid::new_v4().simple().to_string()[..10].to_owned();
+        Self {
+            network: format!("fortress-{run_id}"),
+            run_id,
+            images,
+            admin_token,
+            replicas: spec.replicas.max(1),
+            db_pool_size: spec.db_pool_size,
+        }
+    }
+
+    fn container_name(&self, role: Role) -> String {
+        format!("fortress-{}-{role}", self.run_id)
+    }
+
+    /// What every lab container has: the run's network, a name that is its host name there, the run
+    /// and role labels, and its port published on 127.0.0.1 only.
+    fn request(&self, image: &ImageChoice, role: Role, port: u16) -> ContainerRequest<GenericImage> {
+        let (name, tag) = image.image.rsplit_once(':').unwrap_or((&image.image, "latest"));
+        GenericImage::new(name, tag)
+            .with_exposed_port(ContainerPort::Tcp(port))
+            .with_wait_for(WaitFor::Nothing)
+            .with_network(self.network.clone())
+            .with_container_name(self.container_name(role))
+            .with_label(RUN_LABEL, self.run_id.clone())
+            .with_label(ROLE_LABEL, role.to_string())
+            .with_host_config_modifier(loopback_only(port))
+            .with_startup_timeout(Duration::from_secs(60))
+    }
+
+    fn postgres(&self) -> ContainerRequest<GenericImage> {
+        self.request(&self.images.postgres, Role::Postgres, port_of(Link::Postgres))
+            .with_env_var("POSTGRES_PASSWORD", PG_PASSWORD)
+            .with_env_var("POSTGRES_DB", "shop")
+            // initdb without fsync: a throwaway lab needs no durable bootstrap, and it starts a second
+            // sooner. The server itself still syncs as configured.
+            .with_env_var("POSTGRES_INITDB_ARGS", "--no-sync")
+            .with_cmd([
+                "postgres",
+                "-c",
+                "shared_preload_libraries=pg_stat_statements",
+                "-c",
+                "max_connections=300",
+            ])
+    }
+
+    fn redis(&self) -> ContainerRequest<GenericImage> {
+        self.request(&self.images.redis, Role::Redis, port_of(Link::Redis))
+    }
+
+    /// `fortress proxy` with one link per dependency: `postgres=0.0.0.0:5432=<postgres container>:5432`.
+    fn proxy(&self) -> ContainerRequest<GenericImage> {
+        let mut cmd = vec![
+            "proxy".to_owned(),
+            "--control".to_owned(),
+            format!("0.0.0.0:{PROXY_CONTROL_PORT}"),
+        ];
+        for &link in Link::ALL {
+            let port = port_of(link);
+            let upstream = self.container_name(link.role());
+            cmd.extend([
+                "--link".to_owned(),
+                format!("{link}=0.0.0.0:{port}={upstream}:{port}"),
+            ]);
+        }
+        self.request(&self.images.lab, Role::Proxy, PROXY_CONTROL_PORT)
+            .with_cmd(cmd)
+    }
+
+    /// `fortress service`, reaching Postgres and Redis through the proxy.
+    fn replica(&self, n: u32) -> ContainerRequest<GenericImage> {
+        let proxy = self.container_name(Role::Proxy);
+        self.request(&self.images.lab, Role::Service(n), SERVICE_PORT)
+            .with_cmd(["service"])
+            .with_env_var("LISTEN_ADDR", format!("0.0.0.0:{SERVICE_PORT}"))
+            .with_env_var("DATABASE_URL", postgres_url(&proxy, port_of(Link::Postgres)))
+            .with_env_var("REDIS_URL", format!("redis://{proxy}:{}", port_of(Link::Redis)))
+            .with_env_var("ADMIN_TOKEN", self.admin_token.clone())
+            .with_env_var("DB_POOL_SIZE", self.db_pool_size.to_string())
+    }
+
+    /// Starts every container at once: a replica retries its migrations until Postgres accepts
+    /// connections, and the proxy resolves its upstreams per connection.
+    pub async fn start(self) -> Result<Started, EnvError> {
+        let replicas =
+            (1..=self.replicas).map(|n| start_node(Role::Service(n), SERVICE_PORT, self.replica(n)));
+        let (postgres, redis, proxy, services) = tokio::join!(
+            start_node(Role::Postgres, port_of(Link::Postgres), self.postgres()),
+            start_node(Role::Redis, port_of(Link::Redis), self.redis()),
+            start_node(Role::Proxy, PROXY_CONTROL_PORT, self.proxy()),
+            futures::future::join_all(replicas),
+        );
+        Ok(Started {
+            postgres: postgres?,
+            redis: redis?,
+            proxy: proxy?,
+            services: services.into_iter().collect::<Result<Vec<_>, _>>()?,
+            images: self.images.all().cloned().collect(),
+            run_id: self.run_id,
+            network: self.network,
+            admin_token: self.admin_token,
+        })
+    }
+}
+
+/// Publishes `port` on 127.0.0.1 only, on a free port the engine picks.
+fn loopback_only(port: u16) -> impl Fn(&mut HostConfig) + Send + Sync + 'static {
+    move |host: &mut HostConfig| {
+        let binding = PortBinding {
+            host_ip: Some("127.0.0.1".into()),
+            host_port: Some(String::new()),
+        };
+        host.publish_all_ports = Some(false);
+        host.port_bindings = Some(
+            [(format!("{port}/tcp"), Some(vec![binding]))]
+                .into_iter()
+                .collect(),
+        );
+    }
+}
+
+async fn start_node(
+    role: Role,
+    port: u16,
+    request: ContainerRequest<GenericImage>,
+) -> Result<Node, EnvError> {
+    let name = request
+        .container_name()
+        .clone()
+        .unwrap_or_else(|| role.to_string());
+    let container = request
+        .start()
+        .await
+        .map_err(|source| EnvError::Start { role, source })?;
+    Ok(Node {
+        role,
+        name,
+        container,
+        port,
+    })
+}

@@ -1,0 +1,84 @@
+//! After the load: make sure nothing is left broken, check the invariants, reduce the seconds to
+//! per-phase figures, judge every prediction of the variant, and write its time series.
+
+use std::time::Duration;
+
+use super::phases::Watched;
+use super::prepare::Prepared;
+use super::{Event, RunContext, RunError};
+use crate::env::Lab;
+use crate::experiment::definition::{Plan, RUN_PHASE, VariantPlan};
+use crate::experiment::invariants::{self, InvariantReport, RunFacts};
+use crate::experiment::output::{self, VariantReport};
+use crate::experiment::phase_figures::{caveats, derived_stats};
+use crate::experiment::verdict::{self, PhaseStats};
+use crate::vocabulary::Metric;
+
+/// How long the outbox gets to drain before the email invariant is judged.
+const DRAIN: Duration = Duration::from_secs(15);
+
+pub(super) async fn judge(
+    plan: &Plan,
+    variant: &VariantPlan,
+    lab: &Lab,
+    prepared: &Prepared,
+    watched: Watched,
+    ctx: &RunContext<'_>,
+) -> Result<VariantReport, RunError> {
+    let left = watched.timeline.still_injected();
+    if !left.is_empty() {
+        return Err(RunError::LeftInjected {
+            variant: variant.variant,
+            faults: left,
+        });
+    }
+    let facts = RunFacts {
+        acknowledged: watched.recorder.acknowledged_orders(),
+        orders_before_run: prepared.orders_before_run,
+    };
+    let mut invariants = invariants::check(&prepared.pg, &facts, DRAIN).await?;
+    let stats = stats(plan, &watched, &invariants);
+    let caveats = caveats(plan, &stats, &watched.untouched);
+    for p in plan.predictions_of(variant.variant) {
+        invariants.predicted(p.claim.metric, p.claim.to_string());
+    }
+    let verdicts = plan
+        .predictions_of(variant.variant)
+        .map(|p| verdict::judge(p, &stats, &caveats))
+        .collect();
+    if let Err(error) = output::write_series(ctx.folder, variant.variant, &watched.samples) {
+        (ctx.progress)(Event::Message(format!(
+            "could not write the time series: {error}"
+        )));
+    }
+    Ok(VariantReport {
+        variant: variant.variant,
+        modes: variant.modes,
+        run_id: lab.run_id.clone(),
+        images: lab.images.clone(),
+        ready_in_s: lab.ready_in.as_secs_f64(),
+        load_started_at: watched.load_started_at,
+        offered_rps: plan.rate,
+        achieved_rps: watched.requests_in_phases as f64 / plan.run_seconds(),
+        requests: watched.load.requests.max(watched.recorder.request_count()),
+        verdicts,
+        invariants,
+        timeline: watched.timeline.entries(),
+        phase_stats: stats,
+        samples: watched.samples,
+    })
+}
+
+/// Every figure a prediction can be about: per phase, and over the whole run.
+fn stats(plan: &Plan, watched: &Watched, invariants: &InvariantReport) -> PhaseStats {
+    let mut stats = PhaseStats::from_samples(&watched.samples);
+    derived_stats(plan, &watched.samples, &watched.histograms, &mut stats);
+    stats.set(RUN_PHASE, Metric::OversoldUnits, invariants.oversold_units as f64);
+    stats.set(RUN_PHASE, Metric::UnitsSold, invariants.units_sold as f64);
+    let requests = watched.recorder.request_count();
+    let errors: u64 = watched.recorder.totals().iter().map(|g| g.errors).sum();
+    if requests > 0 {
+        stats.set(RUN_PHASE, Metric::ErrorRate, errors as f64 / requests as f64);
+    }
+    stats
+}

@@ -1,0 +1,306 @@
+//! The load through every phase: the load generator starts, each phase's faults are injected and
+//! reverted around it, and once a second the client's record and the lab's counters become one
+//! `Sample` of the time series. The timetable is fixed when the load starts, so a slow sample or a
+//! slow injection never stretches the run.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio_util::sync::CancellationToken;
+
+use super::{Event, RunContext, RunError};
+use crate::env::Lab;
+use crate::experiment::definition::{PhasePlan, Plan};
+use crate::experiment::verdict::Sample;
+use crate::faults::{self, Fault, FaultError, FaultTimeline, TimelineEntry};
+use crate::load::{self, Group, LoadSpec, LoadSummary, Recorder, quantile_ms};
+use crate::observe::{Observer, Rates};
+use crate::vocabulary::{Metric, Variant};
+
+/// How long an interrupted run waits for the load's users to stop (in-flight requests finish first).
+const LOAD_STOP_GRACE: Duration = Duration::from_secs(3);
+/// How long the load may take to send its first request.
+const LOAD_START_DEADLINE: Duration = Duration::from_secs(60);
+/// A request without an answer by then is an error (a timeout).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What watching the phases gave the judge.
+pub(super) struct Watched {
+    pub samples: Vec<Sample>,
+    /// Per phase, the client's latencies of all its seconds, merged.
+    pub histograms: BTreeMap<String, Histogram<u64>>,
+    /// Per phase, the faults the proxy's evidence says never touched traffic.
+    pub untouched: BTreeMap<String, Vec<String>>,
+    pub timeline: FaultTimeline,
+    pub recorder: Recorder,
+    /// Requests completed inside the phases (not before the first or after the last).
+    pub requests_in_phases: u64,
+    pub load_started_at: chrono::DateTime<chrono::Utc>,
+    pub load: LoadSummary,
+}
+
+/// The run's timetable, fixed when the load starts: phases end at their planned offsets, and samples
+/// are taken every whole second after the start.
+struct Clock {
+    started: Instant,
+    /// Where the current phase ends.
+    phase_end: Instant,
+    next_sample: Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        let started = Instant::now();
+        Self {
+            started,
+            phase_end: started,
+            next_sample: started + Duration::from_secs(1),
+        }
+    }
+
+    /// Waits for the next sample of the current phase; `false` once the phase is over (at its end).
+    /// A sample due within a few milliseconds of the phase's end still belongs to it.
+    async fn next_sample_in_phase(&mut self) -> bool {
+        if self.next_sample > self.phase_end + Duration::from_millis(10) {
+            tokio::time::sleep_until(self.phase_end.into()).await;
+            return false;
+        }
+        tokio::time::sleep_until(self.next_sample.into()).await;
+        // A sample that took longer than a second skips the seconds it missed rather than bunching.
+        while self.next_sample <= Instant::now() {
+            self.next_sample += Duration::from_secs(1);
+        }
+        true
+    }
+}
+
+/// The load generator running in the background, and how to stop it.
+struct LoadRun {
+    task: tokio::task::JoinHandle<Result<LoadSummary, load::LoadError>>,
+    /// Ends the load when the last phase does (goose's own end is only whole seconds after its start).
+    stop: CancellationToken,
+}
+
+impl LoadRun {
+    fn start(
+        plan: &Plan,
+        base_url: String,
+        recorder: Recorder,
+        report: std::path::PathBuf,
+        ctx: &RunContext<'_>,
+    ) -> Self {
+        let spec = LoadSpec {
+            base_url,
+            rate: plan.rate,
+            users: plan.users,
+            mix: plan.mix.clone(),
+            duration: Duration::from_secs_f64(plan.run_seconds().ceil() + 1.0),
+            products: plan.seed.products,
+            shoppers: plan.seed.users,
+            request_timeout: REQUEST_TIMEOUT,
+        };
+        let stop = ctx.stop.child_token();
+        let load_stop = stop.clone();
+        let task = tokio::spawn(async move { load::run(&spec, recorder, &report, &load_stop).await });
+        Self { task, stop }
+    }
+
+    /// Waits until the load's first request has completed: the phases start when the load does (goose
+    /// starts its users first; a run in the same process may still hold goose's turn).
+    async fn started(&self, recorder: &Recorder, stop: &CancellationToken) {
+        let waiting = Instant::now();
+        while recorder.request_count() == 0
+            && !self.task.is_finished()
+            && waiting.elapsed() < LOAD_START_DEADLINE
+            && !stop.is_cancelled()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn finish(self) -> Result<LoadSummary, RunError> {
+        self.stop.cancel();
+        Ok(self.task.await??)
+    }
+
+    /// Stops the load before the lab goes, or its users keep firing at removed containers.
+    async fn abandon(mut self) {
+        self.stop.cancel();
+        if tokio::time::timeout(LOAD_STOP_GRACE, &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
+
+/// What travels with the watching from one second to the next.
+struct Watch<'a> {
+    lab: &'a Lab,
+    ctx: &'a RunContext<'a>,
+    variant: Variant,
+    total_s: f64,
+    observer: Observer,
+    recorder: Recorder,
+    clock: Clock,
+    samples: Vec<Sample>,
+    histograms: BTreeMap<String, Histogram<u64>>,
+    untouched: BTreeMap<String, Vec<String>>,
+}
+
+impl Watch<'_> {
+    /// Samples once a second until the phase ends (or the run is stopped).
+    async fn phase(&mut self, phase: &PhasePlan) {
+        loop {
+            tokio::select! {
+                in_phase = self.clock.next_sample_in_phase() => if !in_phase { return },
+                () = self.ctx.stop.cancelled() => return,
+            }
+            let rates = self.observer.sample(self.lab).await;
+            self.second(phase, rates);
+        }
+    }
+
+    /// One second: the client's figures beside the lab's, filed as a sample.
+    fn second(&mut self, phase: &PhasePlan, rates: Rates) {
+        let mut values = rates.total;
+        for second in self.recorder.take_finished() {
+            let count = second.count() as f64;
+            values.insert(Metric::ThroughputRps, count);
+            if count > 0.0 {
+                let latency = second.latency_us(&Group::ALL);
+                values.insert(Metric::ErrorRate, second.errors() as f64 / count);
+                values.insert(Metric::P50Ms, quantile_ms(&latency, 0.50));
+                values.insert(Metric::P95Ms, quantile_ms(&latency, 0.95));
+                values.insert(Metric::P99Ms, quantile_ms(&latency, 0.99));
+                match self.histograms.get_mut(&phase.name) {
+                    Some(merged) => {
+                        let _ = merged.add(&latency);
+                    }
+                    None => {
+                        self.histograms.insert(phase.name.clone(), latency);
+                    }
+                }
+            }
+        }
+        if let (Some(statements), Some(requests)) = (
+            values.get(&Metric::PgStatementsPerS),
+            values.get(&Metric::ThroughputRps),
+        ) && *requests > 0.0
+        {
+            values.insert(Metric::StatementsPerRequest, statements / requests);
+        }
+        self.report_progress(&values);
+        let replicas = if self.lab.services.len() > 1 {
+            rates.replicas
+        } else {
+            BTreeMap::new()
+        };
+        self.samples.push(Sample {
+            at_s: self.clock.started.elapsed().as_secs_f64(),
+            phase: phase.name.clone(),
+            values,
+            replicas,
+        });
+    }
+
+    fn report_progress(&self, values: &BTreeMap<Metric, f64>) {
+        let get = |metric| values.get(&metric).copied().unwrap_or(0.0);
+        (self.ctx.progress)(Event::Second {
+            variant: self.variant,
+            at_s: self.clock.started.elapsed().as_secs_f64(),
+            total_s: self.total_s,
+            figures: format!(
+                "{:.0} req/s, p95 {:.0} ms, pg {:.0} stmt/s",
+                get(Metric::ThroughputRps),
+                get(Metric::P95Ms),
+                get(Metric::PgStatementsPerS)
+            ),
+        });
+    }
+
+    /// Notes the faults of the phase whose evidence shows they never touched traffic.
+    fn note_untouched(&mut self, phase: &PhasePlan, steps: &[TimelineEntry]) {
+        let untouched: Vec<String> = steps
+            .iter()
+            .filter(|e| e.evidence.as_ref().is_some_and(|ev| !ev.touched_traffic()))
+            .map(|e| e.fault.clone())
+            .collect();
+        if !untouched.is_empty() {
+            self.untouched.insert(phase.name.clone(), untouched);
+        }
+    }
+}
+
+/// Runs the load through every phase of `plan`, with each phase's faults, sampling once a second.
+pub(super) async fn run(
+    plan: &Plan,
+    variant: Variant,
+    lab: &Lab,
+    ctx: &RunContext<'_>,
+) -> Result<Watched, RunError> {
+    let recorder = Recorder::new();
+    let report = ctx.folder.goose_report(variant);
+    let load = LoadRun::start(plan, lab.service_url(1).await?, recorder.clone(), report, ctx);
+    load.started(&recorder, &ctx.stop).await;
+    let timeline = FaultTimeline::default();
+    let mut watch = Watch {
+        lab,
+        ctx,
+        variant,
+        total_s: plan.run_seconds(),
+        observer: Observer::new(),
+        recorder: recorder.clone(),
+        clock: Clock::start(),
+        samples: Vec::new(),
+        histograms: BTreeMap::new(),
+        untouched: BTreeMap::new(),
+    };
+    watch.observer.sample(lab).await;
+    let requests_before_phases = recorder.request_count();
+    let load_started_at = chrono::Utc::now();
+    for phase in &plan.phases {
+        (ctx.progress)(Event::Phase { variant, phase });
+        watch.clock.phase_end += Duration::from_secs_f64(phase.seconds);
+        let mark = timeline.len();
+        let watched = with_faults(lab, &timeline, &ctx.stop, &phase.faults, watch.phase(phase)).await;
+        watch.note_untouched(phase, &timeline.since(mark));
+        if watched.is_err() || ctx.stop.is_cancelled() {
+            load.abandon().await;
+            return Err(match watched {
+                Ok(()) | Err(FaultError::Interrupted) => RunError::Interrupted,
+                Err(error) => error.into(),
+            });
+        }
+    }
+    let requests_in_phases = recorder.request_count() - requests_before_phases;
+    Ok(Watched {
+        load: load.finish().await?,
+        samples: watch.samples,
+        histograms: watch.histograms,
+        untouched: watch.untouched,
+        timeline,
+        recorder,
+        requests_in_phases,
+        load_started_at,
+    })
+}
+
+/// Injects every fault of a phase (in order), runs `body`, reverts them all (in reverse order).
+async fn with_faults<T>(
+    lab: &Lab,
+    timeline: &FaultTimeline,
+    stop: &CancellationToken,
+    faults: &[Fault],
+    body: impl Future<Output = T>,
+) -> Result<T, FaultError> {
+    match faults {
+        [] => Ok(body.await),
+        [first, rest @ ..] => {
+            let inner = Box::pin(with_faults(lab, timeline, stop, rest, body));
+            faults::with_fault(lab, timeline, stop, first, inner).await?
+        }
+    }
+}

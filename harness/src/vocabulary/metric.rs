@@ -1,0 +1,66 @@
+//! What can be measured: every figure the observer samples, a prediction judges, a chart draws and the
+//! gate holds against its baseline.
+
+closed_set! {
+    /// A figure measured once a second (and reduced per phase), or once at the end of a run.
+    pub enum Metric, "metric" {
+        OfferedRps = "offered_rps": "requests per second the load generator tried to send",
+        ThroughputRps = "throughput_rps": "requests per second that completed",
+        ErrorRate = "error_rate": "fraction of requests that failed (5xx, timeouts, connection errors)",
+        P50Ms = "p50_ms": "client-side latency, 50th percentile, milliseconds",
+        P95Ms = "p95_ms": "client-side latency, 95th percentile, milliseconds",
+        P99Ms = "p99_ms": "client-side latency, 99th percentile, milliseconds",
+        ServiceRps = "service_rps": "requests per second the service answered (its own counter)",
+        DbStatementsPerS = "db_statements_per_s": "statements per second the service issued (its own counter)",
+        PgStatementsPerS = "pg_statements_per_s": "statements per second Postgres executed (pg_stat_statements)",
+        PgTransactionsPerS = "pg_transactions_per_s": "transactions per second Postgres committed (pg_stat_database)",
+        PgRowsPerS = "pg_rows_per_s": "rows per second Postgres statements returned or changed (pg_stat_statements)",
+        RedisCommandsPerS = "redis_commands_per_s": "commands per second Redis processed, while it is up (INFO stats)",
+        RedisHitsPerS = "redis_hits_per_s": "keyspace hits per second at Redis, while it is up (INFO stats)",
+        RedisMissesPerS = "redis_misses_per_s": "keyspace misses per second at Redis, while it is up (INFO stats)",
+        StatementsPerRequest = "statements_per_request": "Postgres statements per completed request",
+        CacheHitRatio = "cache_hit_ratio": "cache hits over all cached reads",
+        CacheErrorsPerS = "cache_errors_per_s": "Redis errors per second seen by the service",
+        HitRatioRecoveryS = "hit_ratio_recovery_s": "seconds after a fault ends until the cache hit ratio is back above 0.9",
+        OrdersPerS = "orders_per_s": "orders created per second",
+        SoldOutPerS = "sold_out_per_s": "checkouts answered 409 sold_out per second",
+        Http5xxRate = "http_5xx_rate": "fraction of responses with a 5xx status",
+        OversoldUnits = "oversold_units": "units sold beyond the initial stock, summed over products (end of run)",
+        UnitsSold = "units_sold": "units sold during the run (end of run)",
+    }
+}
+
+impl Metric {
+    /// Whether the service's own `/metrics` gives it, so each replica has its own series.
+    pub fn per_replica(self) -> bool {
+        matches!(
+            self,
+            Self::ServiceRps
+                | Self::DbStatementsPerS
+                | Self::CacheHitRatio
+                | Self::CacheErrorsPerS
+                | Self::OrdersPerS
+                | Self::SoldOutPerS
+                | Self::Http5xxRate
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_parse_by_name_and_unknown_ones_list_the_known() {
+        assert_eq!("p95_ms".parse::<Metric>().unwrap(), Metric::P95Ms);
+        let error = "p42_ms".parse::<Metric>().unwrap_err().to_string();
+        assert!(
+            error.starts_with("unknown metric \"p42_ms\"; metrics: offered_rps,")
+                && error.contains("cache_hit_ratio"),
+            "{error}"
+        );
+        for metric in Metric::ALL {
+            assert_eq!(metric.name().parse::<Metric>().unwrap(), *metric);
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! What the virtual users do; an experiment's `load.mix` weighs them.
+
+closed_set! {
+    /// A scenario of the load generator.
+    pub enum Scenario, "scenario" {
+        Browse = "browse": "the product list and product pages",
+        Availability = "availability": "stock levels of products",
+        Checkout = "checkout": "log in, then buy",
+        History = "history": "log in, then read the order history",
+    }
+}
+
+impl Scenario {
+    /// Whether its users log in first and keep the session.
+    pub fn logs_in(self) -> bool {
+        matches!(self, Self::Checkout | Self::History)
+    }
+}
