@@ -63,6 +63,7 @@ impl AppState {
     /// start (and say so on `/readyz`) while a dependency is still down.
     pub fn connect(config: &Config) -> Result<Self, StartError> {
         config.validate()?;
+        crate::auth::prepare_dummy_hash();
         let metrics = Metrics::new();
         let db = Db::connect_lazy(config, metrics.clone()).map_err(StartError::DatabaseUrl)?;
         let cache = Cache::new(

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::modes::LoginTiming;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Claims {
@@ -87,18 +88,46 @@ pub fn hash_password(password: &str, salt_seed: &[u8]) -> Result<String, ApiErro
         .map_err(|e| ApiError::Internal(format!("cannot hash password: {e}")))
 }
 
-/// Checks an email and password; the same answer for an unknown email and a wrong password.
-pub async fn login(db: &Db, email: &str, password: &str) -> Result<i64, ApiError> {
+/// The hash an unknown email's password is checked against in `LoginTiming::Constant`: made once,
+/// with the same argon2 parameters as every user's, so checking against it costs the same work.
+static DUMMY_HASH: std::sync::LazyLock<Option<String>> =
+    std::sync::LazyLock::new(|| hash_password("no account has this password", b"fortress-no-such-user").ok());
+
+/// Makes the dummy hash now (at start-up), so the first unknown email is not the one that pays for it.
+pub fn prepare_dummy_hash() {
+    std::sync::LazyLock::force(&DUMMY_HASH);
+}
+
+/// Checks an email and password; the same answer for an unknown email and a wrong password, and, with
+/// `LoginTiming::Constant`, the same time.
+pub async fn login(db: &Db, email: &str, password: &str, timing: LoginTiming) -> Result<i64, ApiError> {
     let wrong = || ApiError::unauthorized("invalid_credentials", "wrong email or password");
     db.statement("auth.find_user");
     let user: Option<(i64, String)> = sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
         .bind(email)
         .fetch_optional(&mut *db.acquire().await?)
         .await?;
-    let (user_id, stored) = user.ok_or_else(wrong)?;
-    let password = password.to_owned();
-    // argon2 is deliberately slow: keep it off the async workers.
-    let verified = tokio::task::spawn_blocking(move || {
+    let (user_id, stored) = match (user, timing) {
+        (Some(user), _) => (Some(user.0), user.1),
+        (None, LoginTiming::Leaky) => return Err(wrong()),
+        (None, LoginTiming::Constant) => {
+            let dummy = DUMMY_HASH
+                .clone()
+                .ok_or_else(|| ApiError::Internal("the dummy password hash could not be made".into()))?;
+            (None, dummy)
+        }
+    };
+    if verify(&stored, password).await? {
+        user_id.ok_or_else(wrong)
+    } else {
+        Err(wrong())
+    }
+}
+
+/// Checks `password` against an argon2 hash, off the async workers (argon2 is deliberately slow).
+async fn verify(stored: &str, password: &str) -> Result<bool, ApiError> {
+    let (stored, password) = (stored.to_owned(), password.to_owned());
+    tokio::task::spawn_blocking(move || {
         PasswordHash::new(&stored).is_ok_and(|hash| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &hash)
@@ -106,8 +135,7 @@ pub async fn login(db: &Db, email: &str, password: &str) -> Result<i64, ApiError
         })
     })
     .await
-    .map_err(|e| ApiError::Internal(format!("password check panicked: {e}")))?;
-    if verified { Ok(user_id) } else { Err(wrong()) }
+    .map_err(|e| ApiError::Internal(format!("password check panicked: {e}")))
 }
 
 #[cfg(test)]

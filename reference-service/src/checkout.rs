@@ -14,7 +14,7 @@ use sqlx::PgConnection;
 
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::modes::{Locking, Modes};
+use crate::modes::{Durability, Locking, Modes};
 
 /// The most units one order may take.
 pub const MAX_QUANTITY: i32 = 10;
@@ -65,8 +65,11 @@ pub async fn place_order(db: &Db, modes: &Modes, checkout: &Checkout) -> Result<
         return Ok(Placed::Replayed(order));
     }
     let placed = match modes.locking {
-        Locking::RowLock => place_locked(db, checkout).await,
-        Locking::None => place_unlocked(db, checkout, Duration::from_millis(modes.race_window_ms)).await,
+        Locking::RowLock => place_locked(db, modes.durability, checkout).await,
+        Locking::None => {
+            let race_window = Duration::from_millis(modes.race_window_ms);
+            place_unlocked(db, modes.durability, checkout, race_window).await
+        }
     };
     match placed {
         // Two requests with one key raced past `find_replay`; the unique index let only one through.
@@ -102,8 +105,8 @@ async fn find_replay(db: &Db, checkout: &Checkout) -> Result<Option<Order>, ApiE
     }
 }
 
-async fn place_locked(db: &Db, checkout: &Checkout) -> Result<Placed, ApiError> {
-    let mut tx = db.begin().await?;
+async fn place_locked(db: &Db, durability: Durability, checkout: &Checkout) -> Result<Placed, ApiError> {
+    let mut tx = db.begin_as(durability).await?;
     db.statement("checkout.lock_inventory");
     let row: Option<(i32, i64)> = sqlx::query_as(
         "SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id \
@@ -133,7 +136,12 @@ async fn place_locked(db: &Db, checkout: &Checkout) -> Result<Placed, ApiError> 
 }
 
 /// The naive checkout: nothing stops a second buyer between the read and the write.
-async fn place_unlocked(db: &Db, checkout: &Checkout, race_window: Duration) -> Result<Placed, ApiError> {
+async fn place_unlocked(
+    db: &Db,
+    durability: Durability,
+    checkout: &Checkout,
+    race_window: Duration,
+) -> Result<Placed, ApiError> {
     db.statement("checkout.read_inventory");
     let row: Option<(i32, i64)> = sqlx::query_as(
         "SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id \
@@ -151,7 +159,7 @@ async fn place_unlocked(db: &Db, checkout: &Checkout, race_window: Duration) -> 
     }
     tokio::time::sleep(race_window).await;
     let remaining = available - checkout.quantity;
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_as(durability).await?;
     db.statement("checkout.write_inventory");
     sqlx::query("UPDATE inventory SET quantity = $2 WHERE product_id = $1")
         .bind(checkout.product_id)

@@ -11,6 +11,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::modes::Durability;
 
 /// The schema, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -69,6 +70,22 @@ impl Db {
 
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
         self.measured(self.pool.begin()).await
+    }
+
+    /// A transaction whose COMMIT waits for the WAL flush, or, with `AsyncCommit`, does not (the
+    /// setting a team would make for the whole database: every transaction of the service takes it).
+    pub async fn begin_as(
+        &self,
+        durability: Durability,
+    ) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        if durability == Durability::AsyncCommit {
+            self.statement("db.async_commit");
+            sqlx::query("SET LOCAL synchronous_commit = off")
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
     }
 
     async fn measured<T>(

@@ -54,6 +54,31 @@ pub enum EmailSender {
     Down,
 }
 
+/// What a login for an email nobody has costs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginTiming {
+    /// The same argon2 work as a wrong password, against a dummy hash: the answer takes as long
+    /// either way, so its timing does not say whether the account exists.
+    Constant,
+    /// Refused as soon as the lookup finds no user, without hashing: ~20 ms quicker than a wrong
+    /// password, which tells an attacker which emails have accounts.
+    Leaky,
+}
+
+/// When a checkout's commit counts as done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Postgres answers COMMIT once the transaction's WAL is flushed to disk: an acknowledged order
+    /// survives a crash.
+    SyncCommit,
+    /// `synchronous_commit = off` for every transaction of the service (as a team would set it for the
+    /// database): COMMIT answers before the WAL is flushed (the WAL writer flushes it within about
+    /// 200 ms), so a crash loses orders the client was told about.
+    AsyncCommit,
+}
+
 /// The full set of modes, as `GET /admin/modes` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Modes {
@@ -64,6 +89,8 @@ pub struct Modes {
     pub cache: CacheMode,
     pub cache_failure: CacheFailure,
     pub email_sender: EmailSender,
+    pub login_timing: LoginTiming,
+    pub durability: Durability,
 }
 
 impl Default for Modes {
@@ -75,6 +102,8 @@ impl Default for Modes {
             cache: CacheMode::Aside,
             cache_failure: CacheFailure::Breaker,
             email_sender: EmailSender::Up,
+            login_timing: LoginTiming::Constant,
+            durability: Durability::SyncCommit,
         }
     }
 }
@@ -96,6 +125,10 @@ pub struct ModesPatch {
     pub cache_failure: Option<CacheFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email_sender: Option<EmailSender>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub login_timing: Option<LoginTiming>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub durability: Option<Durability>,
 }
 
 /// The patch that puts every mode back as it was in `modes`.
@@ -108,6 +141,8 @@ impl From<Modes> for ModesPatch {
             cache,
             cache_failure,
             email_sender,
+            login_timing,
+            durability,
         } = modes;
         Self {
             locking: Some(locking),
@@ -116,6 +151,8 @@ impl From<Modes> for ModesPatch {
             cache: Some(cache),
             cache_failure: Some(cache_failure),
             email_sender: Some(email_sender),
+            login_timing: Some(login_timing),
+            durability: Some(durability),
         }
     }
 }
@@ -148,6 +185,8 @@ impl ModesPatch {
             cache,
             cache_failure,
             email_sender,
+            login_timing,
+            durability,
         } = *self;
         if let Some(v) = locking {
             modes.locking = v;
@@ -166,6 +205,12 @@ impl ModesPatch {
         }
         if let Some(v) = email_sender {
             modes.email_sender = v;
+        }
+        if let Some(v) = login_timing {
+            modes.login_timing = v;
+        }
+        if let Some(v) = durability {
+            modes.durability = v;
         }
         Ok(())
     }
@@ -199,6 +244,8 @@ mod tests {
         assert_eq!(modes.locking, Locking::RowLock);
         assert_eq!(modes.order_history, OrderHistory::Join);
         assert_eq!(modes.cache_failure, CacheFailure::Breaker);
+        assert_eq!(modes.login_timing, LoginTiming::Constant);
+        assert_eq!(modes.durability, Durability::SyncCommit);
     }
 
     #[test]

@@ -115,8 +115,9 @@ impl OutboxWorker {
 
     /// One step of the worker: claims up to `batch_size` due events and relays them in one transaction.
     pub async fn relay_batch(&self) -> Result<Relayed, sqlx::Error> {
-        let sender = self.modes.current().email_sender;
-        let mut tx = self.db.begin().await?;
+        let modes = self.modes.current();
+        let sender = modes.email_sender;
+        let mut tx = self.db.begin_as(modes.durability).await?;
         self.db.statement("outbox.claim");
         let events: Vec<Event> = sqlx::query_as(
             "SELECT id, order_id, attempts FROM outbox \

@@ -34,7 +34,8 @@ pub async fn login(
             "password must be 1 to 1024 bytes long",
         ));
     }
-    let user_id = auth::login(&state.db, &request.email, &request.password).await?;
+    let timing = state.modes.current().login_timing;
+    let user_id = auth::login(&state.db, &request.email, &request.password, timing).await?;
     let token = state.tokens.issue(user_id)?;
     Ok(Json(json!({ "token": token, "user_id": user_id })))
 }
