@@ -6,6 +6,7 @@
 //! summary.json                    verdicts, invariants, fault timeline, environment (reports/README.md)
 //! report.html, chart-*.png        the page and its charts
 //! timeseries-<variant>.csv|.json  one row per second
+//! timing-<variant>.json           the timing attacker's probes, when the load sent any
 //! goose-<variant>/goose-report.html
 //! ```
 
@@ -64,6 +65,11 @@ impl RunFolder {
 
     pub fn series_json(&self, variant: Variant) -> PathBuf {
         self.dir.join(format!("timeseries-{variant}.json"))
+    }
+
+    /// The timing attacker's probes of a variant: every latency, known and unknown emails.
+    pub fn probes(&self, variant: Variant) -> PathBuf {
+        self.dir.join(format!("timing-{variant}.json"))
     }
 
     /// Goose's own HTML report of a variant's load.

@@ -73,6 +73,9 @@ fn the_committed_suite_passes_against_its_baselines_and_every_report_opens() {
         "vulnerable: invariant no oversell",
         "defended: figure defended statements per history request",
         "defended: predicts orders_per_s in far within 30% of 22.2",
+        "defended: predicts timing_accuracy in run &lt;= 0.6",
+        "defended: predicts lost_acknowledged_orders in run == 0",
+        "vulnerable: invariant stock matches orders",
     ] {
         assert!(xml.contains(expected), "the JUnit lacks {expected:?}");
     }
@@ -80,9 +83,12 @@ fn the_committed_suite_passes_against_its_baselines_and_every_report_opens() {
     assert!(cases >= 50, "{cases} test cases");
 
     let runs = run_folders(&out);
+    let suite = std::fs::read_to_string(workspace().join("ci/gates.toml")).unwrap();
+    let experiments = suite.lines().filter(|l| l.trim() == "[[gate]]").count();
+    assert!(experiments >= 6, "{experiments} experiments in ci/gates.toml");
     assert_eq!(
         runs.len(),
-        4,
+        experiments,
         "one run folder per experiment of the suite: {runs:?}"
     );
     for run in &runs {

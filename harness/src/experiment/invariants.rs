@@ -54,6 +54,9 @@ pub struct InvariantReport {
     pub oversold_units: i64,
     /// Units sold by orders placed during the run.
     pub units_sold: i64,
+    /// The orders the client saw acknowledged that the database does not have.
+    #[serde(default)]
+    pub lost_orders: Vec<i64>,
 }
 
 impl InvariantReport {
@@ -62,19 +65,28 @@ impl InvariantReport {
         self.checks.iter().all(Invariant::passed)
     }
 
-    /// Hands the invariant that `metric` measures over to the prediction `claim`.
+    /// Hands the invariants that `metric` measures over to the prediction `claim`: the prediction
+    /// judges them, and their violation alone does not fail the run.
     pub fn predicted(&mut self, metric: Metric, claim: String) {
-        let name = match metric {
-            Metric::OversoldUnits => NO_OVERSELL,
+        let names: &[&str] = match metric {
+            // A lost update both oversells and leaves the stock out of step with the orders.
+            Metric::OversoldUnits => &[NO_OVERSELL, STOCK_MATCHES_ORDERS],
+            Metric::LostAcknowledgedOrders => &[ACKNOWLEDGED_PERSISTED],
             _ => return,
         };
-        for check in self.checks.iter_mut().filter(|c| c.name == name) {
+        for check in self
+            .checks
+            .iter_mut()
+            .filter(|c| names.contains(&c.name.as_str()))
+        {
             check.predicted_by = Some(claim.clone());
         }
     }
 }
 
 const NO_OVERSELL: &str = "no oversell";
+const ACKNOWLEDGED_PERSISTED: &str = "acknowledged orders persisted";
+const STOCK_MATCHES_ORDERS: &str = "stock matches orders";
 
 /// What the run knows that the database cannot tell.
 #[derive(Debug, Clone, Default)]
@@ -105,9 +117,11 @@ fn first_ids(ids: &[i64]) -> String {
 /// Checks every invariant, first waiting up to `drain` for the outbox to relay what is pending.
 pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<InvariantReport, sqlx::Error> {
     let (oversold, oversold_units) = no_oversell(pg).await?;
+    let (persisted, lost_orders) = acknowledged_persisted(pg, &facts.acknowledged).await?;
     let checks = vec![
-        acknowledged_persisted(pg, &facts.acknowledged).await?,
+        persisted,
         oversold,
+        stock_matches_orders(pg).await?,
         no_negative_stock(pg).await?,
         one_event_per_order(pg).await?,
         one_email_per_order(pg, drain).await?,
@@ -121,10 +135,15 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
         checks,
         oversold_units,
         units_sold,
+        lost_orders,
     })
 }
 
-async fn acknowledged_persisted(pg: &PgPool, acknowledged: &[i64]) -> Result<Invariant, sqlx::Error> {
+/// The invariant, and the acknowledged orders that are missing.
+async fn acknowledged_persisted(
+    pg: &PgPool,
+    acknowledged: &[i64],
+) -> Result<(Invariant, Vec<i64>), sqlx::Error> {
     let mut acknowledged = acknowledged.to_vec();
     acknowledged.sort_unstable();
     acknowledged.dedup();
@@ -147,11 +166,32 @@ async fn acknowledged_persisted(pg: &PgPool, acknowledged: &[i64]) -> Result<Inv
             first_ids(&missing)
         )
     };
-    Ok(Invariant::check(
-        "acknowledged orders persisted",
-        missing.is_empty(),
-        detail,
-    ))
+    let persisted = Invariant::check(ACKNOWLEDGED_PERSISTED, missing.is_empty(), detail);
+    Ok((persisted, missing))
+}
+
+/// Every unit taken from stock is in an order and every order took its units: for each product,
+/// `initial_stock - quantity` equals the units its orders hold. A crash that kept one half of a
+/// checkout and lost the other would break it.
+async fn stock_matches_orders(pg: &PgPool) -> Result<Invariant, sqlx::Error> {
+    let off: Vec<i64> = sqlx::query_scalar(
+        "SELECT i.product_id FROM inventory i \
+         LEFT JOIN (SELECT product_id, sum(quantity) AS sold FROM orders GROUP BY product_id) o \
+           ON o.product_id = i.product_id \
+         WHERE i.initial_stock - i.quantity <> coalesce(o.sold, 0) ORDER BY i.product_id",
+    )
+    .fetch_all(pg)
+    .await?;
+    let detail = if off.is_empty() {
+        "every product's stock went down by exactly the units its orders hold".into()
+    } else {
+        format!(
+            "{} product(s) whose stock does not match their orders: {}",
+            off.len(),
+            first_ids(&off)
+        )
+    };
+    Ok(Invariant::check(STOCK_MATCHES_ORDERS, off.is_empty(), detail))
 }
 
 /// The invariant, and the oversold units (a figure predictions use).

@@ -4,8 +4,9 @@
 //! `definition` (the schema, validated into a `Plan`; errors name file, line and field), `claim` (how
 //! a prediction is written), `catalog` (the built-ins), `runner` (a lab per variant: prepare, run the
 //! phases with their faults and one sample a second, judge), `phase_figures` (those seconds turned
-//! into per-phase figures and caveats), `invariants` (the end-of-run checks), `verdict` (confirmed,
-//! refuted or inconclusive) and `output` (what a run writes in its folder).
+//! into per-phase figures and caveats), `invariants` (the end-of-run checks), `timing` (the timing
+//! attacker's classifier and test), `verdict` (confirmed, refuted or inconclusive) and `output` (what a
+//! run writes in its folder).
 
 pub mod catalog;
 pub mod claim;
@@ -15,4 +16,5 @@ pub mod output;
 mod phase_figures;
 pub mod runner;
 mod schema;
+pub mod timing;
 pub mod verdict;

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::definition::Profile;
 use super::invariants::InvariantReport;
+use super::timing::Probes;
 use super::verdict::{PhaseStats, Sample, Verdict};
 use crate::env::images::ImageChoice;
 use crate::faults::TimelineEntry;
@@ -36,10 +37,21 @@ pub struct VariantReport {
     pub verdicts: Vec<Verdict>,
     pub invariants: InvariantReport,
     pub timeline: Vec<TimelineEntry>,
+    /// The history of every acknowledged order the database lost: when the client saw it
+    /// acknowledged, to set against the fault timeline.
+    #[serde(default)]
+    pub lost_orders: Vec<LostOrder>,
     pub phase_stats: PhaseStats,
     /// Written beside the summary as `timeseries-<variant>.json`.
     #[serde(skip)]
     pub samples: Vec<Sample>,
+}
+
+/// An order the client saw acknowledged (201) and the database does not have.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LostOrder {
+    pub id: i64,
+    pub acknowledged_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A phase as it was planned: reports label the phases and say which faults each one held.
@@ -105,6 +117,12 @@ pub fn git_revision() -> Option<String> {
         .status
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// `timing-<variant>.json`: every probe's latency.
+pub fn write_probes(folder: &RunFolder, variant: Variant, probes: &Probes) -> std::io::Result<()> {
+    let json = serde_json::to_vec(probes).map_err(std::io::Error::other)?;
+    std::fs::write(folder.probes(variant), json)
 }
 
 pub fn write_summary(folder: &RunFolder, summary: &Summary) -> std::io::Result<()> {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use super::sample::{Group, GroupSecond, RequestOutcome, SecondSample};
 
-type Buckets = [Option<GroupSecond>; 5];
+type Buckets = [Option<GroupSecond>; Group::COUNT];
 
 fn sample(unix_second: i64, buckets: Buckets) -> SecondSample {
     SecondSample {
@@ -33,7 +33,10 @@ struct State {
     next: i64,
     open: BTreeMap<i64, Buckets>,
     totals: Buckets,
-    acknowledged: Vec<i64>,
+    /// Each order the client saw acknowledged, and when (microseconds since the Unix epoch).
+    acknowledged: Vec<(i64, i64)>,
+    /// Every latency, in microseconds and in the order they completed, of the groups that keep each.
+    each: BTreeMap<Group, Vec<u64>>,
 }
 
 impl State {
@@ -98,6 +101,7 @@ impl Recorder {
             open: BTreeMap::new(),
             totals: Default::default(),
             acknowledged: Vec::new(),
+            each: BTreeMap::new(),
         }));
         Self { state, on: true }
     }
@@ -129,11 +133,18 @@ impl Recorder {
         state.totals[group.index()]
             .get_or_insert_with(|| GroupSecond::new(group))
             .add(outcome, latency);
+        if group.keeps_each() {
+            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+            state.each.entry(group).or_default().push(micros);
+        }
     }
 
-    /// Notes an order the service acknowledged (201) to this client.
+    /// Notes an order the service acknowledged (201) to this client, now.
     pub fn acknowledge(&self, order_id: i64) {
-        self.state().acknowledged.push(order_id);
+        let mut state = self.state();
+        let since = i64::try_from(state.base.elapsed().as_micros()).unwrap_or(i64::MAX / 2);
+        let at = state.base_unix_us + since;
+        state.acknowledged.push((order_id, at));
     }
 
     /// The oldest finished second not yet taken, or `None` while the next one is still running.
@@ -167,8 +178,19 @@ impl Recorder {
         self.state().totals.iter().flatten().map(GroupSecond::count).sum()
     }
 
+    /// Every latency of `group` in microseconds, in the order they completed (only for the groups that
+    /// keep each: `Group::keeps_each`).
+    pub fn each_latency_us(&self, group: Group) -> Vec<u64> {
+        self.state().each.get(&group).cloned().unwrap_or_default()
+    }
+
     /// The ids of the orders acknowledged to this client, in the order it saw them.
     pub fn acknowledged_orders(&self) -> Vec<i64> {
+        self.state().acknowledged.iter().map(|(id, _)| *id).collect()
+    }
+
+    /// When each order was acknowledged: (order id, microseconds since the Unix epoch).
+    pub fn acknowledgements(&self) -> Vec<(i64, i64)> {
         self.state().acknowledged.clone()
     }
 }

@@ -7,43 +7,28 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-/// What a request was for; each has its own latency and counts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Group {
-    /// `POST /auth/login`, once per checkout or history user (and again if it failed).
-    Login,
-    /// `GET /products?limit=20` and `GET /products/{id}`.
-    Browse,
-    /// `GET /products/{id}/availability`.
-    Availability,
-    /// `POST /orders`.
-    Checkout,
-    /// `GET /users/me/orders`.
-    History,
+crate::vocabulary::closed_set! {
+    /// What a request was for; each has its own latency and counts.
+    pub enum Group, "request group" {
+        Login = "login": "POST /auth/login, once per checkout or history user (and again if it failed)",
+        Browse = "browse": "GET /products?limit=20 and GET /products/{id}",
+        Availability = "availability": "GET /products/{id}/availability",
+        Checkout = "checkout": "POST /orders",
+        History = "history": "GET /users/me/orders",
+        ProbeKnown = "probe_known": "a wrong-password login for a seeded email (the timing attacker)",
+        ProbeUnknown = "probe_unknown": "a wrong-password login for an email nobody has (the timing attacker)",
+    }
 }
 
 impl Group {
-    pub const ALL: [Group; 5] = [
-        Self::Login,
-        Self::Browse,
-        Self::Availability,
-        Self::Checkout,
-        Self::History,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Login => "login",
-            Self::Browse => "browse",
-            Self::Availability => "availability",
-            Self::Checkout => "checkout",
-            Self::History => "history",
-        }
-    }
-
     pub(super) fn index(self) -> usize {
         self as usize
+    }
+
+    /// Whether the recorder keeps each request's latency, not only the histogram: the timing
+    /// attacker's classifier learns from single answers.
+    pub fn keeps_each(self) -> bool {
+        matches!(self, Self::ProbeKnown | Self::ProbeUnknown)
     }
 }
 

@@ -91,6 +91,7 @@ pub(super) fn register(
             Scenario::Availability => |u, c| Box::pin(async move { availability(u, &c).await }),
             Scenario::Checkout => |u, c| Box::pin(async move { checkout(u, &c).await }),
             Scenario::History => |u, c| Box::pin(async move { history(u, &c).await }),
+            Scenario::LoginProbe => |u, c| Box::pin(async move { login_probe(u, &c).await }),
         };
         let name = scenario.name();
         let mut goose_scenario = GooseScenario::new(name).set_weight(weight as usize)?;
@@ -284,6 +285,61 @@ async fn history(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
     Ok(())
 }
 
+/// Which of the two probes a user sends first in its next iteration (kept in goose's session data).
+#[derive(Debug, Clone, Copy)]
+struct ProbeTurn {
+    known_first: bool,
+}
+
+/// The wrong password every probe sends.
+const PROBE_PASSWORD: &str = "not-the-password";
+
+/// 401 `invalid_credentials`: the answer a wrong password should get.
+fn probe_outcome(status: u16, body: &[u8]) -> RequestOutcome {
+    let refused =
+        serde_json::from_slice::<Value>(body).is_ok_and(|v| v["error"]["code"] == "invalid_credentials");
+    if status == 401 && refused {
+        RequestOutcome::Expected
+    } else {
+        RequestOutcome::Error
+    }
+}
+
+/// One wrong-password login for `email`, filed under `group`.
+async fn probe(user: &mut GooseUser, ctx: &Ctx, group: Group, email: String) -> TransactionResult {
+    let body = json!({ "email": email, "password": PROBE_PASSWORD });
+    let builder = user
+        .get_request_builder(&GooseMethod::Post, "/auth/login")?
+        .json(&body);
+    let request = GooseRequest::builder()
+        .method(GooseMethod::Post)
+        .path("/auth/login")
+        .name(group.name())
+        .set_request_builder(builder)
+        .build();
+    send(user, ctx, group, request, probe_outcome).await?;
+    Ok(())
+}
+
+/// The timing attacker: a wrong password for a seeded email and for one nobody has, interleaved (the
+/// order alternates every iteration, so drift in the machine falls on both alike).
+async fn login_probe(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
+    let known_first = user.get_session_data::<ProbeTurn>().is_none_or(|t| t.known_first);
+    user.set_session_data(ProbeTurn {
+        known_first: !known_first,
+    });
+    let n = rand::rng().random_range(1..=ctx.shoppers.max(1));
+    let known = (Group::ProbeKnown, format!("user{n}@fortress.test"));
+    let unknown = (Group::ProbeUnknown, format!("nobody{n}@fortress.test"));
+    let (first, second) = if known_first {
+        (known, unknown)
+    } else {
+        (unknown, known)
+    };
+    probe(user, ctx, first.0, first.1).await?;
+    probe(user, ctx, second.0, second.1).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -306,5 +362,8 @@ mod tests {
         );
         assert_eq!(login_outcome(401, b"{}"), RequestOutcome::Error);
         assert_eq!(ok_if_200(404, b""), RequestOutcome::Error);
+        let refused = br#"{"error":{"code":"invalid_credentials","message":"wrong email or password"}}"#;
+        assert_eq!(probe_outcome(401, refused), RequestOutcome::Expected);
+        assert_eq!(probe_outcome(200, br#"{"token":"t"}"#), RequestOutcome::Error);
     }
 }

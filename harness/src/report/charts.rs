@@ -45,6 +45,20 @@ struct Line {
     dashed: bool,
 }
 
+/// How a chart draws its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// One line per variant (and metric) over the seconds of the run.
+    Lines,
+    /// One bar per variant of the metric's end-of-run figure.
+    Bars,
+    /// One line per replica and variant over the seconds of the run.
+    PerReplica,
+    /// The timing attacker's probes: the share of logins answered within each time, one line per
+    /// variant and kind of email.
+    Cdf,
+}
+
 /// What one chart shows.
 pub struct ChartSpec {
     /// File name stem, `chart-<slug>.png`.
@@ -52,10 +66,7 @@ pub struct ChartSpec {
     pub title: String,
     pub unit: &'static str,
     pub metrics: Vec<Metric>,
-    /// One bar per variant of the metric's end-of-run figure, instead of lines over time.
-    pub bars: bool,
-    /// One line per replica (and variant) instead of one per variant.
-    pub per_replica: bool,
+    pub shape: Shape,
 }
 
 impl ChartSpec {
@@ -65,8 +76,7 @@ impl ChartSpec {
             title: title.to_owned(),
             unit,
             metrics: metrics.to_vec(),
-            bars: false,
-            per_replica: false,
+            shape: Shape::Lines,
         }
     }
 }
@@ -108,12 +118,23 @@ pub fn standard(run: &Run) -> Vec<ChartSpec> {
     ];
     if run.has_replica_series(Metric::ServiceRps) {
         charts.push(ChartSpec {
-            per_replica: true,
+            shape: Shape::PerReplica,
             ..ChartSpec::new(
                 "replica-requests",
                 "Requests per second each replica answered",
                 "requests/s",
                 &[Metric::ServiceRps],
+            )
+        });
+    }
+    if run.has_probes() {
+        charts.push(ChartSpec {
+            shape: Shape::Cdf,
+            ..ChartSpec::new(
+                "timing",
+                "Wrong-password logins answered within a time: known account (solid), unknown email (dashed)",
+                "share of logins",
+                &[Metric::TimingAccuracy, Metric::TimingPValue],
             )
         });
     }
@@ -134,26 +155,33 @@ pub fn headline(run: &Run) -> ChartSpec {
     let metric = predicted.unwrap_or(Metric::ThroughputRps);
     let mut spec = standard(run)
         .into_iter()
-        .filter(|c| !c.per_replica)
+        .filter(|c| c.shape != Shape::PerReplica)
         .find(|c| c.metrics.contains(&metric))
         .unwrap_or_else(|| ChartSpec::new("", "", "", &[metric]));
     spec.slug = "headline";
-    spec.title = format!("{}: {}", run.summary.experiment, metric.describe());
     if spec.unit.is_empty() {
         spec.unit = metric.name();
     }
+    if spec.shape == Shape::Cdf {
+        spec.title = format!("{}: {}", run.summary.experiment, spec.title);
+        return spec;
+    }
+    spec.title = format!("{}: {}", run.summary.experiment, metric.describe());
     spec.metrics = vec![metric];
-    spec.bars = !run.has_series(metric);
+    if !run.has_series(metric) {
+        spec.shape = Shape::Bars;
+    }
     spec
 }
 
 /// Whether `spec` has anything to draw in `run` (a chart of a metric nobody measured is left out).
 pub fn has_data(run: &Run, spec: &ChartSpec) -> bool {
-    spec.metrics.iter().any(|m| {
-        run.has_series(*m)
-            || (spec.bars && run.has_end_of_run(*m))
-            || (spec.per_replica && run.has_replica_series(*m))
-    })
+    match spec.shape {
+        Shape::Lines => spec.metrics.iter().any(|m| run.has_series(*m)),
+        Shape::Bars => spec.metrics.iter().any(|m| run.has_end_of_run(*m)),
+        Shape::PerReplica => spec.metrics.iter().any(|m| run.has_replica_series(*m)),
+        Shape::Cdf => run.has_probes(),
+    }
 }
 
 fn register_font() {
@@ -165,7 +193,7 @@ fn register_font() {
 }
 
 fn lines(run: &Run, spec: &ChartSpec) -> Vec<Line> {
-    if spec.per_replica {
+    if spec.shape == Shape::PerReplica {
         return replica_lines(run, spec);
     }
     let mut lines = Vec::new();
@@ -229,10 +257,10 @@ fn replica_lines(run: &Run, spec: &ChartSpec) -> Vec<Line> {
 pub fn draw(run: &Run, spec: &ChartSpec) -> Result<PathBuf, ReportError> {
     register_font();
     let path = run.folder.chart(spec.slug);
-    let drawn = if spec.bars {
-        draw_bars(run, spec, &path)
-    } else {
-        draw_into(run, spec, &path)
+    let drawn = match spec.shape {
+        Shape::Bars => draw_bars(run, spec, &path),
+        Shape::Cdf => draw_cdf(run, spec, &path),
+        Shape::Lines | Shape::PerReplica => draw_into(run, spec, &path),
     };
     drawn.map_err(|source| ReportError::Chart {
         path: path.clone(),
@@ -338,6 +366,74 @@ fn draw_into(run: &Run, spec: &ChartSpec, path: &Path) -> DrawResult {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 12))
+        .draw()?;
+    root.present()?;
+    Ok(())
+}
+
+/// One line per variant and kind of email: the share of its probes answered within x ms.
+fn cdf_lines(run: &Run) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for (i, variant) in run.summary.variants.iter().enumerate() {
+        let Some(probes) = run.probes(variant.variant) else {
+            continue;
+        };
+        for (samples, kind, dashed) in [
+            (&probes.known_us, "known account", false),
+            (&probes.unknown_us, "unknown email", true),
+        ] {
+            let mut sorted = samples.clone();
+            sorted.sort_unstable();
+            let n = sorted.len().max(1) as f64;
+            // At most ~400 points: every k-th sample, and the last.
+            let step = (sorted.len() / 400).max(1);
+            let mut points: Vec<(f64, f64)> = (0..sorted.len())
+                .step_by(step)
+                .chain(sorted.len().checked_sub(1))
+                .map(|k| (sorted[k] as f64 / 1000.0, (k + 1) as f64 / n))
+                .collect();
+            points.dedup();
+            lines.push(Line {
+                label: format!("{} {kind}", variant.variant),
+                points,
+                colour: VARIANT_COLOURS[i % VARIANT_COLOURS.len()],
+                width: 2,
+                dashed,
+            });
+        }
+    }
+    lines
+}
+
+fn draw_cdf(run: &Run, spec: &ChartSpec, path: &Path) -> DrawResult {
+    let lines = cdf_lines(run);
+    // The slowest 1% left off the axis: one stall on a noisy machine would squeeze the rest flat.
+    let mut all: Vec<f64> = lines.iter().flat_map(|l| l.points.iter().map(|p| p.0)).collect();
+    all.sort_by(f64::total_cmp);
+    let x_max = all.get(all.len() * 99 / 100).copied().unwrap_or(1.0).max(1.0) * 1.1;
+    let root = BitMapBackend::new(path, (WIDTH, HEIGHT)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(&spec.title, ("sans-serif", 16))
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(64)
+        .build_cartesian_2d(0.0..x_max, 0.0..1.05)?;
+    chart
+        .configure_mesh()
+        .x_desc("response time, ms")
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_desc(spec.unit)
+        .light_line_style(RGBColor(235, 235, 235))
+        .label_style(("sans-serif", 12))
+        .draw()?;
+    draw_lines(&mut chart, &lines)?;
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::LowerRight)
         .background_style(WHITE.mix(0.85))
         .border_style(BLACK.mix(0.3))
         .label_font(("sans-serif", 12))

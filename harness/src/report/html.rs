@@ -129,6 +129,7 @@ pub fn page(
         );
     }
     invariants(run, &mut page);
+    lost_orders(run, &mut page);
     timeline(run, &mut page);
     environment(run, &mut page);
     page.push_str(SELF_CHECK);
@@ -211,6 +212,45 @@ fn invariants(run: &Run, page: &mut String) {
                 escape(&check.name),
                 escape(&check.to_string()),
                 escape(&check.detail)
+            );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
+/// Each acknowledged order the database lost, set against the faults: when the client was told, and
+/// when the next fault was asked for and done (the lost orders cluster just before it).
+fn lost_orders(run: &Run, page: &mut String) {
+    if run.summary.variants.iter().all(|v| v.lost_orders.is_empty()) {
+        return;
+    }
+    page.push_str(
+        "<h2>Acknowledged, then lost</h2>\n<p class=\"meta\">Orders the client was told about (201) that \
+         the database does not have, with the fault that followed: asked for at the first time, done by the \
+         second (seconds since the load started).</p>\n<table id=\"lost-orders\"><tr><th>variant</th>\
+         <th>order</th><th>acknowledged at (s)</th><th>next fault</th><th>fault injected (s)</th></tr>\n",
+    );
+    for variant in &run.summary.variants {
+        let since = |t: chrono::DateTime<chrono::Utc>| (t - variant.load_started_at).as_seconds_f64();
+        let injects: Vec<_> = variant
+            .timeline
+            .iter()
+            .filter(|e| e.action == crate::faults::Action::Inject)
+            .collect();
+        for lost in &variant.lost_orders {
+            let next = injects.iter().find(|e| e.finished_at >= lost.acknowledged_at);
+            let (name, when) = next.map_or(("-".to_owned(), "-".to_owned()), |e| {
+                let window = format!("{:.3} to {:.3}", since(e.started_at), since(e.finished_at));
+                (e.fault.clone(), window)
+            });
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.3}</td><td><code>{}</code></td>\
+                 <td class=\"num\">{when}</td></tr>",
+                variant.variant,
+                lost.id,
+                since(lost.acknowledged_at),
+                escape(&name),
             );
         }
     }

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 
 use crate::experiment::definition::RUN_PHASE;
 use crate::experiment::output::{SUMMARY_SCHEMA, Summary};
+use crate::experiment::timing::Probes;
 use crate::experiment::verdict::Sample;
 use crate::faults::Action;
 use crate::run_folder::RunFolder;
@@ -70,6 +71,8 @@ pub struct Run {
     pub folder: RunFolder,
     pub summary: Summary,
     samples: BTreeMap<Variant, Vec<Sample>>,
+    /// The timing attacker's probes, of the variants whose load sent any.
+    probes: BTreeMap<Variant, Probes>,
 }
 
 fn read(path: &Path) -> Result<String, ReportError> {
@@ -111,15 +114,22 @@ impl Run {
         let summary: Summary =
             saved_json::parse_versioned(&read(&path)?, SUMMARY_SCHEMA).map_err(|e| refused(&path, e))?;
         let mut samples = BTreeMap::new();
+        let mut probes = BTreeMap::new();
         for variant in &summary.variants {
             let path = folder.series_json(variant.variant);
             let series: Vec<Sample> = saved_json::parse(&read(&path)?).map_err(|e| refused(&path, e))?;
             samples.insert(variant.variant, series);
+            let path = folder.probes(variant.variant);
+            if path.is_file() {
+                let probed: Probes = saved_json::parse(&read(&path)?).map_err(|e| refused(&path, e))?;
+                probes.insert(variant.variant, probed);
+            }
         }
         Ok(Self {
             folder,
             summary,
             samples,
+            probes,
         })
     }
 
@@ -133,6 +143,15 @@ impl Run {
             .values()
             .flatten()
             .any(|s| s.values.contains_key(&metric))
+    }
+
+    /// The timing attacker's probes of `variant`, if its load sent any.
+    pub fn probes(&self, variant: Variant) -> Option<&Probes> {
+        self.probes.get(&variant)
+    }
+
+    pub fn has_probes(&self) -> bool {
+        !self.probes.is_empty()
     }
 
     /// Whether any second of any variant measured `metric` per replica.

@@ -30,6 +30,8 @@ macro_rules! closed_set {
         impl $name {
             /// Every value, in the order they are declared.
             pub const ALL: &'static [$name] = &[$($name::$variant,)+];
+            /// How many values there are.
+            pub const COUNT: usize = Self::ALL.len();
 
             pub fn name(self) -> &'static str {
                 match self {

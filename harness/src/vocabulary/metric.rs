@@ -27,6 +27,9 @@ closed_set! {
         Http5xxRate = "http_5xx_rate": "fraction of responses with a 5xx status",
         OversoldUnits = "oversold_units": "units sold beyond the initial stock, summed over products (end of run)",
         UnitsSold = "units_sold": "units sold during the run (end of run)",
+        LostAcknowledgedOrders = "lost_acknowledged_orders": "orders the client saw acknowledged (201) that the database does not have (end of run)",
+        TimingAccuracy = "timing_accuracy": "balanced accuracy of a response-time classifier telling a wrong password for an existing account from one for an unknown email, on held-out probes (0.5 is chance; end of run)",
+        TimingPValue = "timing_p_value": "two-sided Mann-Whitney p-value that both kinds of wrong-password login take times from one distribution (end of run)",
     }
 }
 

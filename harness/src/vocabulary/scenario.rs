@@ -7,6 +7,7 @@ closed_set! {
         Availability = "availability": "stock levels of products",
         Checkout = "checkout": "log in, then buy",
         History = "history": "log in, then read the order history",
+        LoginProbe = "login_probe": "wrong-password logins, alternately for a seeded email and an unknown one (the timing attacker)",
     }
 }
 

@@ -6,6 +6,7 @@ mod faults;
 mod observe;
 #[path = "../support/mod.rs"]
 mod support;
+mod timing;
 
 pub use support::start_lab;
 

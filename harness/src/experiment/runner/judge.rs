@@ -9,9 +9,11 @@ use super::{Event, RunContext, RunError};
 use crate::env::Lab;
 use crate::experiment::definition::{Plan, RUN_PHASE, VariantPlan};
 use crate::experiment::invariants::{self, InvariantReport, RunFacts};
-use crate::experiment::output::{self, VariantReport};
+use crate::experiment::output::{self, LostOrder, VariantReport};
 use crate::experiment::phase_figures::{caveats, derived_stats};
+use crate::experiment::timing::Probes;
 use crate::experiment::verdict::{self, PhaseStats};
+use crate::load::Group;
 use crate::vocabulary::Metric;
 
 /// How long the outbox gets to drain before the email invariant is judged.
@@ -36,10 +38,19 @@ pub(super) async fn judge(
         acknowledged: watched.recorder.acknowledged_orders(),
         orders_before_run: prepared.orders_before_run,
     };
-    let mut invariants = invariants::check(&prepared.pg, &facts, DRAIN).await?;
-    let stats = stats(plan, &watched, &invariants);
+    // Asked afresh: Postgres may have been restarted on another published port.
+    let pg = sqlx::PgPool::connect(&lab.postgres_url().await?).await?;
+    let mut invariants = invariants::check(&pg, &facts, DRAIN).await?;
+    pg.close().await;
+    let mut stats = stats(plan, &watched, &invariants);
+    timing_figures(variant, &watched, &mut stats, ctx);
     let caveats = caveats(plan, &stats, &watched.untouched);
-    for p in plan.predictions_of(variant.variant) {
+    // A prediction that the invariant breaks (oversold units > 0) judges it in its place; one that it
+    // holds (== 0) leaves it to be judged as an invariant too.
+    for p in plan
+        .predictions_of(variant.variant)
+        .filter(|p| !p.claim.holds(0.0))
+    {
         invariants.predicted(p.claim.metric, p.claim.to_string());
     }
     let verdicts = plan
@@ -51,6 +62,7 @@ pub(super) async fn judge(
             "could not write the time series: {error}"
         )));
     }
+    let lost_orders = lost_orders(&watched, &invariants);
     Ok(VariantReport {
         variant: variant.variant,
         modes: variant.modes,
@@ -64,9 +76,49 @@ pub(super) async fn judge(
         verdicts,
         invariants,
         timeline: watched.timeline.entries(),
+        lost_orders,
         phase_stats: stats,
         samples: watched.samples,
     })
+}
+
+/// When each lost order was acknowledged.
+fn lost_orders(watched: &Watched, invariants: &InvariantReport) -> Vec<LostOrder> {
+    let acknowledged: std::collections::BTreeMap<i64, i64> =
+        watched.recorder.acknowledgements().into_iter().collect();
+    invariants
+        .lost_orders
+        .iter()
+        .filter_map(|id| {
+            let at_us = *acknowledged.get(id)?;
+            Some(LostOrder {
+                id: *id,
+                acknowledged_at: chrono::DateTime::from_timestamp_micros(at_us)?,
+            })
+        })
+        .collect()
+}
+
+/// What the timing attacker learns from the probes, if the load sent any; the probes are saved.
+fn timing_figures(variant: &VariantPlan, watched: &Watched, stats: &mut PhaseStats, ctx: &RunContext<'_>) {
+    let probes = Probes {
+        known_us: watched.recorder.each_latency_us(Group::ProbeKnown),
+        unknown_us: watched.recorder.each_latency_us(Group::ProbeUnknown),
+    };
+    if !probes.usable() {
+        return;
+    }
+    if let Some(accuracy) = probes.classifier_accuracy() {
+        stats.set(RUN_PHASE, Metric::TimingAccuracy, accuracy);
+    }
+    if let Some(p) = probes.mann_whitney_p() {
+        stats.set(RUN_PHASE, Metric::TimingPValue, p);
+    }
+    if let Err(error) = output::write_probes(ctx.folder, variant.variant, &probes) {
+        (ctx.progress)(Event::Message(format!(
+            "could not write the timing probes: {error}"
+        )));
+    }
 }
 
 /// Every figure a prediction can be about: per phase, and over the whole run.
@@ -75,6 +127,11 @@ fn stats(plan: &Plan, watched: &Watched, invariants: &InvariantReport) -> PhaseS
     derived_stats(plan, &watched.samples, &watched.histograms, &mut stats);
     stats.set(RUN_PHASE, Metric::OversoldUnits, invariants.oversold_units as f64);
     stats.set(RUN_PHASE, Metric::UnitsSold, invariants.units_sold as f64);
+    stats.set(
+        RUN_PHASE,
+        Metric::LostAcknowledgedOrders,
+        invariants.lost_orders.len() as f64,
+    );
     let requests = watched.recorder.request_count();
     let errors: u64 = watched.recorder.totals().iter().map(|g| g.errors).sum();
     if requests > 0 {

@@ -170,7 +170,7 @@ impl Watch<'_> {
             let count = second.count() as f64;
             values.insert(Metric::ThroughputRps, count);
             if count > 0.0 {
-                let latency = second.latency_us(&Group::ALL);
+                let latency = second.latency_us(Group::ALL);
                 values.insert(Metric::ErrorRate, second.errors() as f64 / count);
                 values.insert(Metric::P50Ms, quantile_ms(&latency, 0.50));
                 values.insert(Metric::P95Ms, quantile_ms(&latency, 0.95));
@@ -246,19 +246,22 @@ pub(super) async fn run(
     let load = LoadRun::start(plan, lab.service_url(1).await?, recorder.clone(), report, ctx);
     load.started(&recorder, &ctx.stop).await;
     let timeline = FaultTimeline::default();
+    // The first reading only sets the counters' baseline (and connects the probes); the timetable
+    // starts after it.
+    let mut observer = Observer::new();
+    observer.sample(lab).await;
     let mut watch = Watch {
         lab,
         ctx,
         variant,
         total_s: plan.run_seconds(),
-        observer: Observer::new(),
+        observer,
         recorder: recorder.clone(),
         clock: Clock::start(),
         samples: Vec::new(),
         histograms: BTreeMap::new(),
         untouched: BTreeMap::new(),
     };
-    watch.observer.sample(lab).await;
     let requests_before_phases = recorder.request_count();
     let load_started_at = chrono::Utc::now();
     for phase in &plan.phases {

@@ -10,8 +10,6 @@ use crate::experiment::invariants;
 
 /// A lab ready for the load, and what the judge will need to know of its state before it.
 pub(super) struct Prepared {
-    /// A pool of the harness's own (through 127.0.0.1, not the proxy) for the invariants.
-    pub pg: PgPool,
     /// The highest order id before the load: later ids are the run's orders.
     pub orders_before_run: i64,
 }
@@ -21,10 +19,9 @@ pub(super) async fn prepare(plan: &Plan, variant: &VariantPlan, lab: &Lab) -> Re
     for replica in lab.replicas() {
         lab.set_modes(replica, &variant.modes).await?;
     }
+    // A connection of its own, for now only: a restarted Postgres is published on another port.
     let pg = PgPool::connect(&lab.postgres_url().await?).await?;
     let orders_before_run = invariants::last_order_id(&pg).await?;
-    Ok(Prepared {
-        pg,
-        orders_before_run,
-    })
+    pg.close().await;
+    Ok(Prepared { orders_before_run })
 }

@@ -1,0 +1,107 @@
+//! The timing attacker against the service's default login: a wrong password for an account that
+//! exists and one for an email nobody has must take times that the harness's own classifier cannot
+//! tell apart. The same measurement against the leaky login shows the classifier can.
+
+use std::time::{Duration, Instant};
+
+use fortress::env::Lab;
+use fortress::experiment::timing::Probes;
+use reference_service::modes::{LoginTiming, ModesPatch};
+use reference_service::seed::SeedPlan;
+
+use crate::start_lab;
+
+/// Probes of each kind, sent one at a time, interleaved (the order alternating every pair).
+const PAIRS: usize = 160;
+
+/// One wrong-password login; answers its time in microseconds.
+async fn probe(lab: &Lab, base: &str, email: &str) -> u64 {
+    let started = Instant::now();
+    let response = lab
+        .http()
+        .post(format!("{base}/auth/login"))
+        .json(&serde_json::json!({ "email": email, "password": "not-the-password" }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.text().await.unwrap();
+    assert_eq!(status, 401, "{body}");
+    u64::try_from(started.elapsed().as_micros()).unwrap()
+}
+
+async fn probes(lab: &Lab) -> Probes {
+    let base = lab.service_url(1).await.unwrap();
+    let mut probes = Probes::default();
+    for i in 0..PAIRS {
+        let (known, unknown) = (
+            format!("user{}@fortress.test", i % 20 + 1),
+            format!("nobody{i}@fortress.test"),
+        );
+        if i % 2 == 0 {
+            probes.known_us.push(probe(lab, &base, &known).await);
+            probes.unknown_us.push(probe(lab, &base, &unknown).await);
+        } else {
+            probes.unknown_us.push(probe(lab, &base, &unknown).await);
+            probes.known_us.push(probe(lab, &base, &known).await);
+        }
+    }
+    probes
+}
+
+fn median_ms(samples: &[u64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2] as f64 / 1000.0
+}
+
+#[tokio::test]
+async fn with_the_default_modes_a_login_does_not_say_whether_the_account_exists() {
+    let lab = start_lab().await;
+    let plan = SeedPlan {
+        products: 5,
+        users: 20,
+        stock: 10,
+        orders_per_user: 0,
+        seed: 42,
+    };
+    lab.seed(&plan).await.unwrap();
+    // Warm the argon2 path (the first checks allocate its memory).
+    probes_warm_up(&lab).await;
+
+    let constant = probes(&lab).await;
+    let accuracy = constant.classifier_accuracy().unwrap();
+    eprintln!(
+        "default: accuracy {accuracy:.3}, p {:.3}, medians known {:.1} ms, unknown {:.1} ms",
+        constant.mann_whitney_p().unwrap(),
+        median_ms(&constant.known_us),
+        median_ms(&constant.unknown_us)
+    );
+    assert!(accuracy <= 0.6, "the default login leaks: accuracy {accuracy:.3}");
+
+    let leaky = ModesPatch {
+        login_timing: Some(LoginTiming::Leaky),
+        ..ModesPatch::default()
+    };
+    lab.set_modes(1, &leaky).await.unwrap();
+    let leaked = probes(&lab).await;
+    let accuracy = leaked.classifier_accuracy().unwrap();
+    eprintln!(
+        "leaky: accuracy {accuracy:.3}, medians known {:.1} ms, unknown {:.1} ms",
+        median_ms(&leaked.known_us),
+        median_ms(&leaked.unknown_us)
+    );
+    assert!(
+        accuracy >= 0.95,
+        "the classifier should see the leak: accuracy {accuracy:.3}"
+    );
+}
+
+async fn probes_warm_up(lab: &Lab) {
+    let base = lab.service_url(1).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < deadline {
+        probe(lab, &base, "user1@fortress.test").await;
+        probe(lab, &base, "nobody@fortress.test").await;
+    }
+}
