@@ -35,6 +35,18 @@ pub enum CacheMode {
     Off,
 }
 
+/// What readers do when a cached key is missing (expired, evicted, flushed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CacheRefill {
+    /// One reader per key loads it while the others wait and read what it wrote; entries live the TTL
+    /// give or take a fifth, so keys written together do not expire together.
+    Coalesced,
+    /// Every reader that misses loads the key from the database and writes it back: a hot key that
+    /// expires under load sends all its concurrent readers to the database at once (a stampede).
+    Naive,
+}
+
 /// What a read does when Redis fails.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -88,6 +100,7 @@ pub struct Modes {
     pub order_history: OrderHistory,
     pub cache: CacheMode,
     pub cache_failure: CacheFailure,
+    pub cache_refill: CacheRefill,
     pub email_sender: EmailSender,
     pub login_timing: LoginTiming,
     pub durability: Durability,
@@ -101,6 +114,7 @@ impl Default for Modes {
             order_history: OrderHistory::Join,
             cache: CacheMode::Aside,
             cache_failure: CacheFailure::Breaker,
+            cache_refill: CacheRefill::Coalesced,
             email_sender: EmailSender::Up,
             login_timing: LoginTiming::Constant,
             durability: Durability::SyncCommit,
@@ -124,6 +138,8 @@ pub struct ModesPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_failure: Option<CacheFailure>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_refill: Option<CacheRefill>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub email_sender: Option<EmailSender>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_timing: Option<LoginTiming>,
@@ -140,6 +156,7 @@ impl From<Modes> for ModesPatch {
             order_history,
             cache,
             cache_failure,
+            cache_refill,
             email_sender,
             login_timing,
             durability,
@@ -150,6 +167,7 @@ impl From<Modes> for ModesPatch {
             order_history: Some(order_history),
             cache: Some(cache),
             cache_failure: Some(cache_failure),
+            cache_refill: Some(cache_refill),
             email_sender: Some(email_sender),
             login_timing: Some(login_timing),
             durability: Some(durability),
@@ -184,6 +202,7 @@ impl ModesPatch {
             order_history,
             cache,
             cache_failure,
+            cache_refill,
             email_sender,
             login_timing,
             durability,
@@ -202,6 +221,9 @@ impl ModesPatch {
         }
         if let Some(v) = cache_failure {
             modes.cache_failure = v;
+        }
+        if let Some(v) = cache_refill {
+            modes.cache_refill = v;
         }
         if let Some(v) = email_sender {
             modes.email_sender = v;

@@ -15,8 +15,24 @@ use crate::vocabulary::Metric;
 /// The cache hit ratio that counts as recovered.
 const RECOVERED_HIT_RATIO: f64 = 0.9;
 
-/// Figures a mean of seconds cannot give: percentiles over the phase's merged histogram, statements
-/// per request over the phase's totals, and how long the cache took to recover after a fault phase.
+/// The per-second metrics whose busiest second of a phase is a figure of its own.
+const PEAKS: [(Metric, Metric); 2] = [
+    (Metric::PgStatementsPerS, Metric::PgStatementsPeak),
+    (Metric::CacheMissesPerS, Metric::CacheMissesPeak),
+];
+
+/// The highest value `metric` took in one second of `phase`.
+fn busiest_second(samples: &[Sample], phase: &str, metric: Metric) -> Option<f64> {
+    samples
+        .iter()
+        .filter(|s| s.phase == phase)
+        .filter_map(|s| s.values.get(&metric).copied())
+        .reduce(f64::max)
+}
+
+/// Figures a mean of seconds cannot give: percentiles over the phase's merged histogram, the busiest
+/// second of Postgres, statements per request over the phase's totals, and how long the cache took to
+/// recover after a fault phase.
 pub(super) fn derived_stats(
     plan: &Plan,
     samples: &[Sample],
@@ -39,6 +55,11 @@ pub(super) fn derived_stats(
         stats.set(phase, Metric::P99Ms, quantile_ms(histogram, 0.99));
     }
     for phase in &plan.phases {
+        for (per_second, peak) in PEAKS {
+            if let Some(value) = busiest_second(samples, &phase.name, per_second) {
+                stats.set(&phase.name, peak, value);
+            }
+        }
         let in_phase = samples.iter().filter(|s| s.phase == phase.name);
         let (statements, requests) = in_phase.fold((0.0, 0.0), |(st, rq), s| {
             (

@@ -84,6 +84,7 @@ pub(super) enum FaultFile {
     DropIndex {
         index: String,
     },
+    ExpireCache,
     Latency {
         link: String,
         ms: f64,

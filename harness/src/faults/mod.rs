@@ -41,6 +41,9 @@ pub enum Fault {
     Modes(ModesPatch),
     /// Drops a Postgres index; revert recreates it from its saved definition.
     DropIndex(String),
+    /// Every cached key expires at once (Redis `FLUSHDB`), as hot keys written together and given one
+    /// TTL do. Nothing to put back: the cache refills as it is read.
+    ExpireCache,
     /// A network fault on the proxy's link to a dependency; revert removes it and keeps the proxy's
     /// evidence of what it did.
     Network { link: Link, fault: NetworkFault },
@@ -54,6 +57,7 @@ impl std::fmt::Display for Fault {
             Self::Pause(role) => write!(f, "pause {role}"),
             Self::Modes(modes) => write!(f, "modes {modes}"),
             Self::DropIndex(index) => write!(f, "drop index {index}"),
+            Self::ExpireCache => f.write_str("expire every cached key"),
             Self::Network { link, fault } => write!(f, "{fault} on the {link} link"),
         }
     }
@@ -85,6 +89,8 @@ pub enum Cause {
     Admin(#[from] AdminError),
     #[error("postgres")]
     Database(#[from] sqlx::Error),
+    #[error("redis")]
+    Cache(#[from] redis::RedisError),
     #[error(transparent)]
     Proxy(#[from] ProxyError),
     #[error("there is no index named {0}")]
@@ -133,6 +139,7 @@ impl Fault {
                 }
             }
             Self::DropIndex(index) => undo.index_definition = Some(drop_index(lab, index).await?),
+            Self::ExpireCache => expire_cache(lab).await?,
             Self::Network { link, fault } => add_network_fault(lab, *link, fault).await?,
         }
         Ok(())
@@ -159,6 +166,8 @@ impl Fault {
                     sqlx::query(definition).execute(&mut db).await?;
                 }
             }
+            // Nothing to put back: the readers refill the cache.
+            Self::ExpireCache => {}
             Self::Network { link, fault } => {
                 return Ok(Some(remove_network_fault(lab, *link, fault.kind()).await?));
             }
@@ -180,6 +189,15 @@ async fn drop_index(lab: &Lab, index: &str) -> Result<String, Cause> {
         .execute(&mut db)
         .await?;
     Ok(definition)
+}
+
+/// Empties Redis, through its port on 127.0.0.1 (not the proxy: a fault on the service's link must
+/// not stop the harness's own command).
+async fn expire_cache(lab: &Lab) -> Result<(), Cause> {
+    let client = redis::Client::open(lab.redis_url().await?)?;
+    let mut redis = client.get_multiplexed_async_connection().await?;
+    redis::cmd("FLUSHDB").query_async::<()>(&mut redis).await?;
+    Ok(())
 }
 
 /// Adds `fault` to the faults the link already has (one of each kind).

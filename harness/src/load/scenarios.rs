@@ -285,12 +285,6 @@ async fn history(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
     Ok(())
 }
 
-/// Which of the two probes a user sends first in its next iteration (kept in goose's session data).
-#[derive(Debug, Clone, Copy)]
-struct ProbeTurn {
-    known_first: bool,
-}
-
 /// The wrong password every probe sends.
 const PROBE_PASSWORD: &str = "not-the-password";
 
@@ -321,14 +315,14 @@ async fn probe(user: &mut GooseUser, ctx: &Ctx, group: Group, email: String) -> 
     Ok(())
 }
 
-/// The timing attacker: a wrong password for a seeded email and for one nobody has, interleaved (the
-/// order alternates every iteration, so drift in the machine falls on both alike).
+/// The timing attacker: a wrong password for a seeded email and for one nobody has, one right after
+/// the other, in an order drawn at random for every pair. So whatever slows the machine for a moment
+/// slows both kinds alike, and neither kind is more often the first of a pair.
 async fn login_probe(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
-    let known_first = user.get_session_data::<ProbeTurn>().is_none_or(|t| t.known_first);
-    user.set_session_data(ProbeTurn {
-        known_first: !known_first,
-    });
-    let n = rand::rng().random_range(1..=ctx.shoppers.max(1));
+    let (n, known_first) = {
+        let mut rng = rand::rng();
+        (rng.random_range(1..=ctx.shoppers.max(1)), rng.random_bool(0.5))
+    };
     let known = (Group::ProbeKnown, format!("user{n}@fortress.test"));
     let unknown = (Group::ProbeUnknown, format!("nobody{n}@fortress.test"));
     let (first, second) = if known_first {

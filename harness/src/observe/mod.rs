@@ -164,6 +164,7 @@ fn service_rates(delta: &ServiceCounters, seconds: f64) -> Figures {
     out.insert(Metric::ServiceRps, delta.responses / seconds);
     out.insert(Metric::DbStatementsPerS, delta.statements / seconds);
     out.insert(Metric::CacheErrorsPerS, delta.cache_errors / seconds);
+    out.insert(Metric::CacheMissesPerS, delta.cache_misses / seconds);
     out.insert(Metric::OrdersPerS, delta.orders_created / seconds);
     out.insert(Metric::SoldOutPerS, delta.orders_sold_out / seconds);
     let reads = delta.cache_hits + delta.cache_misses + delta.cache_errors + delta.cache_bypassed;

@@ -13,6 +13,7 @@ closed_set! {
         ServiceRps = "service_rps": "requests per second the service answered (its own counter)",
         DbStatementsPerS = "db_statements_per_s": "statements per second the service issued (its own counter)",
         PgStatementsPerS = "pg_statements_per_s": "statements per second Postgres executed (pg_stat_statements)",
+        PgStatementsPeak = "pg_statements_peak": "the most statements Postgres executed in one second of the phase (the burst, not the mean)",
         PgTransactionsPerS = "pg_transactions_per_s": "transactions per second Postgres committed (pg_stat_database)",
         PgRowsPerS = "pg_rows_per_s": "rows per second Postgres statements returned or changed (pg_stat_statements)",
         RedisCommandsPerS = "redis_commands_per_s": "commands per second Redis processed, while it is up (INFO stats)",
@@ -21,6 +22,8 @@ closed_set! {
         StatementsPerRequest = "statements_per_request": "Postgres statements per completed request",
         CacheHitRatio = "cache_hit_ratio": "cache hits over all cached reads",
         CacheErrorsPerS = "cache_errors_per_s": "Redis errors per second seen by the service",
+        CacheMissesPerS = "cache_misses_per_s": "cached reads per second that missed and loaded from the database (the service's own counter)",
+        CacheMissesPeak = "cache_misses_peak": "the most cache misses (each a database load) in one second of the phase (the burst, not the mean)",
         HitRatioRecoveryS = "hit_ratio_recovery_s": "seconds after a fault ends until the cache hit ratio is back above 0.9",
         OrdersPerS = "orders_per_s": "orders created per second",
         SoldOutPerS = "sold_out_per_s": "checkouts answered 409 sold_out per second",
@@ -42,6 +45,7 @@ impl Metric {
                 | Self::DbStatementsPerS
                 | Self::CacheHitRatio
                 | Self::CacheErrorsPerS
+                | Self::CacheMissesPerS
                 | Self::OrdersPerS
                 | Self::SoldOutPerS
                 | Self::Http5xxRate

@@ -8,6 +8,7 @@
 //! number of hot keys, not by the request rate.
 
 mod breaker;
+mod key_locks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -19,10 +20,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use breaker::{BreakerState, CircuitBreaker};
+pub use key_locks::KeyLocks;
 
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::modes::{CacheFailure, CacheMode, Modes};
+use crate::modes::{CacheFailure, CacheMode, CacheRefill, Modes};
 
 /// How long an entry lives in the in-process cache of the `breaker` mode.
 const LOCAL_TTL: Duration = Duration::from_secs(1);
@@ -61,6 +63,8 @@ pub struct Cache {
     local: moka::future::Cache<String, Arc<str>>,
     deadline: Duration,
     ttl: Duration,
+    /// One refill per key at a time, in `CacheRefill::Coalesced`.
+    refills: KeyLocks,
     metrics: Metrics,
 }
 
@@ -94,6 +98,7 @@ impl Cache {
                 .build(),
             deadline,
             ttl,
+            refills: KeyLocks::default(),
             metrics,
         })
     }
@@ -128,36 +133,64 @@ impl Cache {
                 self.count(Outcome::Bypass);
                 load().await
             }
-            (CacheMode::Aside, CacheFailure::Fallthrough) => self.read_fallthrough(key, load).await,
+            (CacheMode::Aside, CacheFailure::Fallthrough) => {
+                self.read_fallthrough(modes.cache_refill, key, load).await
+            }
             (CacheMode::Aside, CacheFailure::Breaker) => self.read_guarded(key, load).await,
         }
     }
 
-    /// The naive read: any Redis failure, however slow, falls through to the database.
-    async fn read_fallthrough<T, F, Fut>(&self, key: &str, load: F) -> Result<T, ApiError>
+    /// The naive read: any Redis failure, however slow, falls through to the database. A miss is
+    /// loaded by every reader (`Naive`) or by one reader per key while the rest wait (`Coalesced`).
+    async fn read_fallthrough<T, F, Fut>(
+        &self,
+        refill: CacheRefill,
+        key: &str,
+        load: F,
+    ) -> Result<T, ApiError>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
         let mut redis = self.redis.clone();
-        match redis.get::<_, Option<String>>(key).await {
-            Ok(Some(cached)) => {
-                if let Ok(value) = serde_json::from_str(&cached) {
+        let found = redis.get::<_, Option<String>>(key).await;
+        if let Ok(Some(cached)) = &found
+            && let Ok(value) = serde_json::from_str(cached)
+        {
+            self.count(Outcome::Hit);
+            return Ok(value);
+        }
+        let _refilling = match found {
+            Ok(_) if refill == CacheRefill::Coalesced => {
+                let guard = self.refills.lock(key).await;
+                // Whoever held the lock before may have filled the key meanwhile.
+                if let Ok(Some(cached)) = redis.get::<_, Option<String>>(key).await
+                    && let Ok(value) = serde_json::from_str(&cached)
+                {
                     self.count(Outcome::Hit);
                     return Ok(value);
                 }
                 self.count(Outcome::Miss);
+                Some(guard)
             }
-            Ok(None) => self.count(Outcome::Miss),
+            Ok(_) => {
+                self.count(Outcome::Miss);
+                None
+            }
             Err(error) => {
                 self.count(Outcome::Error);
                 tracing::warn!(%error, key, "redis read failed; reading from postgres");
+                None
             }
-        }
+        };
         let value = load().await?;
         let encoded = encode(&value)?;
-        if let Err(error) = redis.set_ex::<_, _, ()>(key, encoded, self.ttl.as_secs()).await {
+        let ttl = match refill {
+            CacheRefill::Coalesced => jittered(self.ttl),
+            CacheRefill::Naive => self.ttl,
+        };
+        if let Err(error) = redis.set_ex::<_, _, ()>(key, encoded, ttl.as_secs().max(1)).await {
             tracing::warn!(%error, key, "redis write failed");
         }
         Ok(value)
@@ -240,6 +273,13 @@ impl Cache {
         let mut redis = self.redis.clone();
         redis::cmd("FLUSHDB").query_async::<()>(&mut redis).await
     }
+}
+
+/// `ttl` give or take a fifth, at random: keys written in the same second expire over a spread of
+/// seconds instead of all at once.
+fn jittered(ttl: Duration) -> Duration {
+    use rand::Rng;
+    ttl.mul_f64(rand::rng().random_range(0.8..=1.2))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<String, ApiError> {

@@ -380,6 +380,7 @@ fn to_fault(src: &Source<'_>, fault: &Spanned<FaultFile>) -> Result<Fault, Defin
             "phases.faults.modes",
         )?)),
         FaultFile::DropIndex { index } => Ok(Fault::DropIndex(index.clone())),
+        FaultFile::ExpireCache => Ok(Fault::ExpireCache),
         FaultFile::Latency { link, ms, jitter_ms } => network(
             link,
             NetworkFault::Latency {
