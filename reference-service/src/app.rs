@@ -34,6 +34,8 @@ pub struct AppState {
     pub outbox: OutboxSettings,
     /// Whether `run` starts the outbox worker in this process.
     pub outbox_worker: bool,
+    /// The turns of order-history queries when `history_guard = bounded`.
+    pub history_bulkhead: Arc<tokio::sync::Semaphore>,
     admin_token: Arc<str>,
 }
 
@@ -84,6 +86,7 @@ impl AppState {
             ),
             outbox: OutboxSettings::from_config(config),
             outbox_worker: config.outbox_worker,
+            history_bulkhead: Arc::new(tokio::sync::Semaphore::new(crate::order_history::HISTORY_PERMITS)),
             admin_token: Arc::from(config.admin_token.as_str()),
         })
     }

@@ -104,8 +104,14 @@ impl Metrics {
             orders: counter("orders_total", "Checkout attempts by result", &["result"]),
             outbox_events: register(
                 r,
-                IntGaugeVec::new(Opts::new("outbox_events", "Outbox events by status"), &["status"])
-                    .expect("valid gauge"),
+                IntGaugeVec::new(
+                    Opts::new(
+                        "outbox_events",
+                        "Outbox events still to deliver, by status (pending, dead)",
+                    ),
+                    &["status"],
+                )
+                .expect("valid gauge"),
             ),
             outbox_relayed: counter(
                 "outbox_relayed_total",

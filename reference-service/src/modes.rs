@@ -27,6 +27,18 @@ pub enum OrderHistory {
     NPlusOne,
 }
 
+/// What keeps a slow order history (a dropped index, a huge account) from taking the shop down with it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryGuard {
+    /// A bulkhead (one history query at a time, on one core: no parallel workers; a caller waits
+    /// 100 ms for its turn at most) and a 250 ms statement timeout: a history query gone slow costs one
+    /// connection and one core, and its callers get a quick 503 instead of a long wait.
+    Bounded,
+    /// Every history query runs as long as it takes, as many at once as there are callers.
+    Unbounded,
+}
+
 /// Whether reads go through Redis at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,6 +110,7 @@ pub struct Modes {
     /// Think time between reading and writing the stock when `locking = none`, in milliseconds.
     pub race_window_ms: u64,
     pub order_history: OrderHistory,
+    pub history_guard: HistoryGuard,
     pub cache: CacheMode,
     pub cache_failure: CacheFailure,
     pub cache_refill: CacheRefill,
@@ -112,6 +125,7 @@ impl Default for Modes {
             locking: Locking::RowLock,
             race_window_ms: 0,
             order_history: OrderHistory::Join,
+            history_guard: HistoryGuard::Bounded,
             cache: CacheMode::Aside,
             cache_failure: CacheFailure::Breaker,
             cache_refill: CacheRefill::Coalesced,
@@ -134,6 +148,8 @@ pub struct ModesPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_history: Option<OrderHistory>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub history_guard: Option<HistoryGuard>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<CacheMode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache_failure: Option<CacheFailure>,
@@ -154,6 +170,7 @@ impl From<Modes> for ModesPatch {
             locking,
             race_window_ms,
             order_history,
+            history_guard,
             cache,
             cache_failure,
             cache_refill,
@@ -165,6 +182,7 @@ impl From<Modes> for ModesPatch {
             locking: Some(locking),
             race_window_ms: Some(race_window_ms),
             order_history: Some(order_history),
+            history_guard: Some(history_guard),
             cache: Some(cache),
             cache_failure: Some(cache_failure),
             cache_refill: Some(cache_refill),
@@ -200,6 +218,7 @@ impl ModesPatch {
             locking,
             race_window_ms,
             order_history,
+            history_guard,
             cache,
             cache_failure,
             cache_refill,
@@ -215,6 +234,9 @@ impl ModesPatch {
         }
         if let Some(v) = order_history {
             modes.order_history = v;
+        }
+        if let Some(v) = history_guard {
+            modes.history_guard = v;
         }
         if let Some(v) = cache {
             modes.cache = v;

@@ -120,7 +120,7 @@ pub async fn history(
     State(state): State<AppState>,
     Shopper(user_id): Shopper,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let mode = state.modes.current().order_history;
-    let orders = order_history::order_history(&state.db, mode, user_id).await?;
+    let modes = state.modes.current();
+    let orders = order_history::order_history(&state.db, &modes, &state.history_bulkhead, user_id).await?;
     Ok(Json(json!({ "orders": orders })))
 }

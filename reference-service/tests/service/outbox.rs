@@ -110,7 +110,7 @@ async fn every_order_gets_exactly_one_email_across_interrupted_workers() {
     assert_eq!(status, 200);
     assert_eq!(
         service
-            .metric("fortress_outbox_events{status=\"delivered\"}")
+            .metric("fortress_outbox_relayed_total{result=\"delivered\"}")
             .await,
         ORDERS as f64
     );
