@@ -122,7 +122,8 @@ async fn a_clean_database_holds_and_each_known_violation_is_caught() {
     let report = invariants::check(&pg, &facts, Duration::from_millis(200))
         .await
         .unwrap();
-    assert_eq!(broken(&report), ["no oversell"]);
+    // The orders took no stock: stock and orders no longer match either.
+    assert_eq!(broken(&report), ["no oversell", "stock matches orders"]);
     assert_eq!(report.oversold_units, 3);
     assert_eq!(report.units_sold, initial - sold + 3);
 
@@ -146,15 +147,27 @@ async fn a_clean_database_holds_and_each_known_violation_is_caught() {
         broken(&report),
         [
             "no oversell",
+            "stock matches orders",
             "no negative stock",
             "one outbox event per order",
             "one email per order"
         ]
     );
+    let negative = report
+        .checks
+        .iter()
+        .find(|c| c.name == "no negative stock")
+        .unwrap();
+    assert!(negative.detail.contains("products 2"), "{}", negative.detail);
+    let off = report
+        .checks
+        .iter()
+        .find(|c| c.name == "stock matches orders")
+        .unwrap();
     assert!(
-        report.checks[2].detail.contains("products 2"),
-        "{}",
-        report.checks[2].detail
+        off.detail.contains("1, 2, 3"),
+        "products 1, 2 and 3 are out of step: {}",
+        off.detail
     );
 
     // An event stuck in pending: the check waits for the drain, then says what is still pending.

@@ -51,6 +51,8 @@ pub struct VariantReport {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LostOrder {
     pub id: i64,
+    /// When the checkout was sent, and when its 201 was read.
+    pub sent_at: chrono::DateTime<chrono::Utc>,
     pub acknowledged_at: chrono::DateTime<chrono::Utc>,
 }
 

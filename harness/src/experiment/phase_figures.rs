@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 
 use super::definition::{Plan, RUN_PHASE};
 use super::verdict::{Caveats, MIN_ACHIEVED_SHARE, PhaseStats, Sample};
-use crate::load::quantile_ms;
+use crate::load::{Group, SecondSample, quantile_ms};
 use crate::vocabulary::Metric;
 
 /// The cache hit ratio that counts as recovered.
@@ -21,22 +21,64 @@ const PEAKS: [(Metric, Metric); 2] = [
     (Metric::CacheMissesPerS, Metric::CacheMissesPeak),
 ];
 
-/// The highest value `metric` took in one second of `phase`.
+/// The most `metric` (a rate of events per second) counted in one sample of `phase`: the rate times
+/// the time since the sample before, rounded to a whole count (the two clocks differ by a few
+/// milliseconds). A count, not a rate: a burst of 4 in a sample that came 0.8 s after the last is 4,
+/// not 5 per second.
 fn busiest_second(samples: &[Sample], phase: &str, metric: Metric) -> Option<f64> {
     samples
         .iter()
-        .filter(|s| s.phase == phase)
-        .filter_map(|s| s.values.get(&metric).copied())
+        .enumerate()
+        .filter(|(_, s)| s.phase == phase)
+        .filter_map(|(i, s)| {
+            let since = i.checked_sub(1).map_or(0.0, |before| samples[before].at_s);
+            Some((s.values.get(&metric)? * (s.at_s - since)).round())
+        })
         .reduce(f64::max)
 }
 
-/// Figures a mean of seconds cannot give: percentiles over the phase's merged histogram, the busiest
-/// second of Postgres, statements per request over the phase's totals, and how long the cache took to
-/// recover after a fault phase.
+/// The client's latencies of each phase, merged from its seconds: of every request, and of each group
+/// that has a percentile of its own.
+#[derive(Debug, Default)]
+pub(super) struct PhaseLatencies(BTreeMap<(String, Option<Group>), Histogram<u64>>);
+
+impl PhaseLatencies {
+    /// Adds one second of `phase`.
+    pub(super) fn add(&mut self, phase: &str, second: &SecondSample) {
+        self.merge(phase, None, &second.latency_us(Group::ALL));
+        for group in &second.groups {
+            if group_p95(group.group).is_some() {
+                self.merge(phase, Some(group.group), &group.latency_us);
+            }
+        }
+    }
+
+    fn merge(&mut self, phase: &str, group: Option<Group>, latency: &Histogram<u64>) {
+        match self.0.get_mut(&(phase.to_owned(), group)) {
+            // Auto-resizing histograms of the same precision always add.
+            Some(merged) => drop(merged.add(latency)),
+            None => drop(self.0.insert((phase.to_owned(), group), latency.clone())),
+        }
+    }
+}
+
+/// The 95th percentile metric of a group's requests, for the groups that have one.
+pub(super) fn group_p95(group: Group) -> Option<Metric> {
+    match group {
+        Group::Browse => Some(Metric::BrowseP95Ms),
+        Group::Checkout => Some(Metric::CheckoutP95Ms),
+        Group::History => Some(Metric::HistoryP95Ms),
+        _ => None,
+    }
+}
+
+/// Figures a mean of seconds cannot give: percentiles over the phase's merged histograms, the busiest
+/// second, figures per request over the phase's totals, and how long the cache took to recover after
+/// a fault phase.
 pub(super) fn derived_stats(
     plan: &Plan,
     samples: &[Sample],
-    histograms: &BTreeMap<String, Histogram<u64>>,
+    latencies: &PhaseLatencies,
     stats: &mut PhaseStats,
 ) {
     let whole_run: Vec<Sample> = samples
@@ -49,10 +91,15 @@ pub(super) fn derived_stats(
     for (metric, value) in PhaseStats::from_samples(&whole_run).phase(RUN_PHASE) {
         stats.set(RUN_PHASE, metric, value);
     }
-    for (phase, histogram) in histograms {
-        stats.set(phase, Metric::P50Ms, quantile_ms(histogram, 0.50));
-        stats.set(phase, Metric::P95Ms, quantile_ms(histogram, 0.95));
-        stats.set(phase, Metric::P99Ms, quantile_ms(histogram, 0.99));
+    for ((phase, group), histogram) in &latencies.0 {
+        match group.and_then(group_p95) {
+            Some(p95) => stats.set(phase, p95, quantile_ms(histogram, 0.95)),
+            None => {
+                stats.set(phase, Metric::P50Ms, quantile_ms(histogram, 0.50));
+                stats.set(phase, Metric::P95Ms, quantile_ms(histogram, 0.95));
+                stats.set(phase, Metric::P99Ms, quantile_ms(histogram, 0.99));
+            }
+        }
     }
     for phase in &plan.phases {
         for (per_second, peak) in PEAKS {
@@ -60,17 +107,35 @@ pub(super) fn derived_stats(
                 stats.set(&phase.name, peak, value);
             }
         }
-        let in_phase = samples.iter().filter(|s| s.phase == phase.name);
-        let (statements, requests) = in_phase.fold((0.0, 0.0), |(st, rq), s| {
-            (
-                st + s.values.get(&Metric::PgStatementsPerS).unwrap_or(&0.0),
-                rq + s.values.get(&Metric::ThroughputRps).unwrap_or(&0.0),
-            )
-        });
-        if requests > 0.0 {
-            stats.set(&phase.name, Metric::StatementsPerRequest, statements / requests);
+        for (per_second, per_request) in PER_REQUEST {
+            if let Some(value) = per_completed_request(samples, &phase.name, per_second) {
+                stats.set(&phase.name, per_request, value);
+            }
         }
     }
+    recovery(plan, samples, stats);
+}
+
+/// The per-second metrics that are also a figure per request: their phase total over its requests.
+pub(super) const PER_REQUEST: [(Metric, Metric); 2] = [
+    (Metric::PgStatementsPerS, Metric::StatementsPerRequest),
+    (Metric::PgTuplesReadPerS, Metric::TuplesReadPerRequest),
+];
+
+/// `metric`'s total over `phase` divided by the requests completed in it.
+fn per_completed_request(samples: &[Sample], phase: &str, metric: Metric) -> Option<f64> {
+    let in_phase = samples.iter().filter(|s| s.phase == phase);
+    let (total, requests) = in_phase.fold((0.0, 0.0), |(t, r), s| {
+        (
+            t + s.values.get(&metric).unwrap_or(&0.0),
+            r + s.values.get(&Metric::ThroughputRps).unwrap_or(&0.0),
+        )
+    });
+    (requests > 0.0).then(|| total / requests)
+}
+
+/// How long after each fault phase the cache hit ratio took to be back above 0.9.
+fn recovery(plan: &Plan, samples: &[Sample], stats: &mut PhaseStats) {
     for pair in plan.phases.windows(2) {
         let (before, after) = (&pair[0], &pair[1]);
         if before.faults.is_empty() {

@@ -29,7 +29,7 @@ use goose::GooseAttack;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use recorder::Recorder;
+pub use recorder::{Acknowledged, Recorder};
 pub use sample::{Group, GroupSecond, GroupSummary, RequestOutcome, SecondSample, quantile_ms};
 pub use spec::LoadSpec;
 

@@ -33,8 +33,8 @@ struct State {
     next: i64,
     open: BTreeMap<i64, Buckets>,
     totals: Buckets,
-    /// Each order the client saw acknowledged, and when (microseconds since the Unix epoch).
-    acknowledged: Vec<(i64, i64)>,
+    /// Each order the client saw acknowledged.
+    acknowledged: Vec<Acknowledged>,
     /// Every latency, in microseconds and in the order they completed, of the groups that keep each.
     each: BTreeMap<Group, Vec<u64>>,
 }
@@ -65,6 +65,15 @@ impl State {
         self.next = self.next.max(second);
         taken
     }
+}
+
+/// An order acknowledged (201) to the client: its history, for setting against the fault timeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acknowledged {
+    pub order_id: i64,
+    /// When the request left and when its answer was read, in microseconds since the Unix epoch.
+    pub sent_us: i64,
+    pub acknowledged_us: i64,
 }
 
 /// A cheap-to-clone handle on one shared record: the load's users write, anyone reads.
@@ -139,12 +148,18 @@ impl Recorder {
         }
     }
 
-    /// Notes an order the service acknowledged (201) to this client, now.
-    pub fn acknowledge(&self, order_id: i64) {
+    /// Notes an order the service acknowledged (201) to this client just now, `latency` after the
+    /// request was sent.
+    pub fn acknowledge(&self, order_id: i64, latency: Duration) {
         let mut state = self.state();
         let since = i64::try_from(state.base.elapsed().as_micros()).unwrap_or(i64::MAX / 2);
-        let at = state.base_unix_us + since;
-        state.acknowledged.push((order_id, at));
+        let acknowledged_us = state.base_unix_us + since;
+        let sent_us = acknowledged_us - i64::try_from(latency.as_micros()).unwrap_or(0);
+        state.acknowledged.push(Acknowledged {
+            order_id,
+            sent_us,
+            acknowledged_us,
+        });
     }
 
     /// The oldest finished second not yet taken, or `None` while the next one is still running.
@@ -186,11 +201,11 @@ impl Recorder {
 
     /// The ids of the orders acknowledged to this client, in the order it saw them.
     pub fn acknowledged_orders(&self) -> Vec<i64> {
-        self.state().acknowledged.iter().map(|(id, _)| *id).collect()
+        self.state().acknowledged.iter().map(|a| a.order_id).collect()
     }
 
-    /// When each order was acknowledged: (order id, microseconds since the Unix epoch).
-    pub fn acknowledgements(&self) -> Vec<(i64, i64)> {
+    /// Every acknowledgement, with when its request was sent and answered.
+    pub fn acknowledgements(&self) -> Vec<Acknowledged> {
         self.state().acknowledged.clone()
     }
 }
@@ -209,7 +224,7 @@ mod tests {
             RequestOutcome::Expected,
             Duration::from_micros(800),
         );
-        recorder.acknowledge(7);
+        recorder.acknowledge(7, Duration::from_millis(3));
         let seconds = recorder.take_all();
         let browse: Vec<_> = seconds.iter().filter_map(|s| s.group(Group::Browse)).collect();
         assert_eq!(browse.iter().map(|g| g.count()).sum::<u64>(), 2);

@@ -109,6 +109,8 @@ pub(super) fn register(
 struct Answer {
     outcome: RequestOutcome,
     body: Vec<u8>,
+    /// From the request's slot to the end of its body.
+    latency: Duration,
 }
 
 /// Sends `request`, reads the whole answer, classifies it with `classify(status, body)`, records it
@@ -150,7 +152,11 @@ async fn send(
         }
         _ => {}
     }
-    Ok(Answer { outcome, body })
+    Ok(Answer {
+        outcome,
+        body,
+        latency,
+    })
 }
 
 fn ok_if_200(status: u16, _body: &[u8]) -> RequestOutcome {
@@ -264,7 +270,7 @@ async fn checkout(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
     if answer.outcome == RequestOutcome::Ok
         && let Some(id) = order_id_of(&answer.body)
     {
-        ctx.recorder.acknowledge(id);
+        ctx.recorder.acknowledge(id, answer.latency);
     }
     Ok(())
 }

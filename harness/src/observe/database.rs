@@ -11,6 +11,8 @@ pub struct DatabaseCounters {
     pub statements: f64,
     pub rows: f64,
     pub transactions: f64,
+    /// Rows read from tables: sequential scans' rows plus index fetches.
+    pub tuples_read: f64,
 }
 
 #[derive(Debug)]
@@ -30,8 +32,10 @@ impl DatabaseProbe {
 
     /// The counters now. The probe's own statements are left out of the statement count.
     pub async fn read(&mut self) -> Result<DatabaseCounters, sqlx::Error> {
-        let (statements, rows, transactions): (f64, f64, f64) = sqlx::query_as(
-            "SELECT st.calls, st.rows, (s.xact_commit + s.xact_rollback)::float8 \
+        let (statements, rows, transactions, tuples_read): (f64, f64, f64, f64) = sqlx::query_as(
+            "SELECT st.calls, st.rows, (s.xact_commit + s.xact_rollback)::float8, \
+                    (SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)::float8 \
+                     FROM pg_stat_user_tables) \
              FROM pg_stat_database s JOIN pg_database d ON d.datname = s.datname, \
                   LATERAL (SELECT coalesce(sum(calls), 0)::float8 AS calls, \
                                   coalesce(sum(rows), 0)::float8 AS rows \
@@ -45,6 +49,7 @@ impl DatabaseProbe {
             statements,
             rows,
             transactions,
+            tuples_read,
         })
     }
 }

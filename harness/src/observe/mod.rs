@@ -148,6 +148,7 @@ fn rates(before: &Reading, now: &Reading) -> Rates {
         per_second(Metric::PgStatementsPerS, delta(a.statements, b.statements));
         per_second(Metric::PgTransactionsPerS, delta(a.transactions, b.transactions));
         per_second(Metric::PgRowsPerS, delta(a.rows, b.rows));
+        per_second(Metric::PgTuplesReadPerS, delta(a.tuples_read, b.tuples_read));
     }
     // A Redis that was restarted starts its counters again: the backwards delta is skipped.
     if let (Some(a), Some(b)) = (before.cache, now.cache) {
@@ -200,6 +201,7 @@ mod tests {
                 statements: pg,
                 rows: 0.0,
                 transactions: 0.0,
+                tuples_read: 0.0,
             }),
             cache: None,
         }

@@ -228,7 +228,8 @@ fn lost_orders(run: &Run, page: &mut String) {
         "<h2>Acknowledged, then lost</h2>\n<p class=\"meta\">Orders the client was told about (201) that \
          the database does not have, with the fault that followed: asked for at the first time, done by the \
          second (seconds since the load started).</p>\n<table id=\"lost-orders\"><tr><th>variant</th>\
-         <th>order</th><th>acknowledged at (s)</th><th>next fault</th><th>fault injected (s)</th></tr>\n",
+         <th>order</th><th>sent at (s)</th><th>acknowledged at (s)</th><th>next fault</th>\
+         <th>fault injected (s)</th></tr>\n",
     );
     for variant in &run.summary.variants {
         let since = |t: chrono::DateTime<chrono::Utc>| (t - variant.load_started_at).as_seconds_f64();
@@ -245,10 +246,11 @@ fn lost_orders(run: &Run, page: &mut String) {
             });
             let _ = writeln!(
                 page,
-                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.3}</td><td><code>{}</code></td>\
-                 <td class=\"num\">{when}</td></tr>",
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{:.3}</td><td class=\"num\">{:.3}</td>\
+                 <td><code>{}</code></td><td class=\"num\">{when}</td></tr>",
                 variant.variant,
                 lost.id,
+                since(lost.sent_at),
                 since(lost.acknowledged_at),
                 escape(&name),
             );

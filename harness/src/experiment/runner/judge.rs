@@ -13,7 +13,7 @@ use crate::experiment::output::{self, LostOrder, VariantReport};
 use crate::experiment::phase_figures::{caveats, derived_stats};
 use crate::experiment::timing::Probes;
 use crate::experiment::verdict::{self, PhaseStats};
-use crate::load::Group;
+use crate::load::{Acknowledged, Group};
 use crate::vocabulary::Metric;
 
 /// How long the outbox gets to drain before the email invariant is judged.
@@ -82,18 +82,23 @@ pub(super) async fn judge(
     })
 }
 
-/// When each lost order was acknowledged.
+/// The history of each lost order: when it was sent and acknowledged.
 fn lost_orders(watched: &Watched, invariants: &InvariantReport) -> Vec<LostOrder> {
-    let acknowledged: std::collections::BTreeMap<i64, i64> =
-        watched.recorder.acknowledgements().into_iter().collect();
+    let acknowledged: std::collections::BTreeMap<i64, Acknowledged> = watched
+        .recorder
+        .acknowledgements()
+        .into_iter()
+        .map(|a| (a.order_id, a))
+        .collect();
     invariants
         .lost_orders
         .iter()
         .filter_map(|id| {
-            let at_us = *acknowledged.get(id)?;
+            let a = acknowledged.get(id)?;
             Some(LostOrder {
                 id: *id,
-                acknowledged_at: chrono::DateTime::from_timestamp_micros(at_us)?,
+                sent_at: chrono::DateTime::from_timestamp_micros(a.sent_us)?,
+                acknowledged_at: chrono::DateTime::from_timestamp_micros(a.acknowledged_us)?,
             })
         })
         .collect()
@@ -124,7 +129,7 @@ fn timing_figures(variant: &VariantPlan, watched: &Watched, stats: &mut PhaseSta
 /// Every figure a prediction can be about: per phase, and over the whole run.
 fn stats(plan: &Plan, watched: &Watched, invariants: &InvariantReport) -> PhaseStats {
     let mut stats = PhaseStats::from_samples(&watched.samples);
-    derived_stats(plan, &watched.samples, &watched.histograms, &mut stats);
+    derived_stats(plan, &watched.samples, &watched.latencies, &mut stats);
     stats.set(RUN_PHASE, Metric::OversoldUnits, invariants.oversold_units as f64);
     stats.set(RUN_PHASE, Metric::UnitsSold, invariants.units_sold as f64);
     stats.set(

@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use tokio_util::sync::CancellationToken;
 
 use super::{Event, RunContext, RunError};
 use crate::env::Lab;
 use crate::experiment::definition::{PhasePlan, Plan};
+use crate::experiment::phase_figures::{PER_REQUEST, PhaseLatencies, group_p95};
 use crate::experiment::verdict::Sample;
 use crate::faults::{self, Fault, FaultError, FaultTimeline, TimelineEntry};
 use crate::load::{self, Group, LoadSpec, LoadSummary, Recorder, quantile_ms};
@@ -29,7 +29,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub(super) struct Watched {
     pub samples: Vec<Sample>,
     /// Per phase, the client's latencies of all its seconds, merged.
-    pub histograms: BTreeMap<String, Histogram<u64>>,
+    pub latencies: PhaseLatencies,
     /// Per phase, the faults the proxy's evidence says never touched traffic.
     pub untouched: BTreeMap<String, Vec<String>>,
     pub timeline: FaultTimeline,
@@ -146,7 +146,7 @@ struct Watch<'a> {
     recorder: Recorder,
     clock: Clock,
     samples: Vec<Sample>,
-    histograms: BTreeMap<String, Histogram<u64>>,
+    latencies: PhaseLatencies,
     untouched: BTreeMap<String, Vec<String>>,
 }
 
@@ -175,22 +175,22 @@ impl Watch<'_> {
                 values.insert(Metric::P50Ms, quantile_ms(&latency, 0.50));
                 values.insert(Metric::P95Ms, quantile_ms(&latency, 0.95));
                 values.insert(Metric::P99Ms, quantile_ms(&latency, 0.99));
-                match self.histograms.get_mut(&phase.name) {
-                    Some(merged) => {
-                        let _ = merged.add(&latency);
-                    }
-                    None => {
-                        self.histograms.insert(phase.name.clone(), latency);
+                for group in &second.groups {
+                    if let Some(p95) = group_p95(group.group) {
+                        values.insert(p95, quantile_ms(&group.latency_us, 0.95));
                     }
                 }
+                self.latencies.add(&phase.name, &second);
             }
         }
-        if let (Some(statements), Some(requests)) = (
-            values.get(&Metric::PgStatementsPerS),
-            values.get(&Metric::ThroughputRps),
-        ) && *requests > 0.0
+        if let Some(&requests) = values.get(&Metric::ThroughputRps)
+            && requests > 0.0
         {
-            values.insert(Metric::StatementsPerRequest, statements / requests);
+            for (per_second, per_request) in PER_REQUEST {
+                if let Some(total) = values.get(&per_second) {
+                    values.insert(per_request, total / requests);
+                }
+            }
         }
         self.report_progress(&values);
         let replicas = if self.lab.services.len() > 1 {
@@ -259,7 +259,7 @@ pub(super) async fn run(
         recorder: recorder.clone(),
         clock: Clock::start(),
         samples: Vec::new(),
-        histograms: BTreeMap::new(),
+        latencies: PhaseLatencies::default(),
         untouched: BTreeMap::new(),
     };
     let requests_before_phases = recorder.request_count();
@@ -282,7 +282,7 @@ pub(super) async fn run(
     Ok(Watched {
         load: load.finish().await?,
         samples: watch.samples,
-        histograms: watch.histograms,
+        latencies: watch.latencies,
         untouched: watch.untouched,
         timeline,
         recorder,
