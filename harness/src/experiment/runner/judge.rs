@@ -34,14 +34,7 @@ pub(super) async fn judge(
             faults: left,
         });
     }
-    let facts = RunFacts {
-        acknowledged: watched.recorder.acknowledged_orders(),
-        orders_before_run: prepared.orders_before_run,
-    };
-    // Asked afresh: Postgres may have been restarted on another published port.
-    let pg = sqlx::PgPool::connect(&lab.postgres_url().await?).await?;
-    let mut invariants = invariants::check(&pg, &facts, DRAIN).await?;
-    pg.close().await;
+    let mut invariants = check_invariants(lab, prepared, &watched).await?;
     let mut stats = stats(plan, &watched, &invariants);
     timing_figures(variant, &watched, &mut stats, ctx);
     let caveats = caveats(plan, &stats, &watched.untouched);
@@ -80,6 +73,23 @@ pub(super) async fn judge(
         phase_stats: stats,
         samples: watched.samples,
     })
+}
+
+/// The invariants, on a connection asked for afresh: Postgres may have been restarted on another
+/// published port.
+async fn check_invariants(
+    lab: &Lab,
+    prepared: &Prepared,
+    watched: &Watched,
+) -> Result<InvariantReport, RunError> {
+    let facts = RunFacts {
+        acknowledged: watched.recorder.acknowledged_orders(),
+        orders_before_run: prepared.orders_before_run,
+    };
+    let pg = sqlx::PgPool::connect(&lab.postgres_url().await?).await?;
+    let report = invariants::check(&pg, &facts, DRAIN).await?;
+    pg.close().await;
+    Ok(report)
 }
 
 /// The history of each lost order: when it was sent and acknowledged.
