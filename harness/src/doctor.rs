@@ -3,6 +3,7 @@
 
 use reference_service::error::cause_chain;
 
+use crate::env::cleanup;
 use crate::env::docker::DockerClient;
 use crate::env::images::{POSTGRES_DEFAULT, REDIS_DEFAULT, RUNTIME_BASE};
 
@@ -74,14 +75,26 @@ async fn image_check(docker: &DockerClient, image: &str) -> Check {
     )
 }
 
+/// Removes the labs whose fortress was killed, and counts what is left: labs still in use by a running
+/// fortress are fine; containers that name no owner (an older fortress's) need `fortress cleanup`.
 async fn leftovers_check(docker: &DockerClient) -> Check {
+    let orphans = match cleanup::remove_orphans(docker).await {
+        Ok(orphans) => orphans,
+        Err(error) => return check("leftovers", false, cause_chain(&error), "check the Docker engine"),
+    };
+    for orphan in &orphans {
+        println!("     {orphan}");
+    }
     match docker.labelled_containers(None).await {
-        Ok(left) => check(
-            "leftovers",
-            left.is_empty(),
-            format!("{} container(s) from earlier runs", left.len()),
-            "run `fortress cleanup`",
-        ),
+        Ok(left) => {
+            let unowned = left.iter().filter(|c| c.owner.is_none()).count();
+            let in_use = left.len() - unowned;
+            let found = format!(
+                "{} lab(s) of killed runs removed; {in_use} container(s) of running labs; {unowned} container(s) naming no owner",
+                orphans.len()
+            );
+            check("leftovers", unowned == 0, found, "run `fortress cleanup`")
+        }
         Err(error) => check("leftovers", false, cause_chain(&error), "check the Docker engine"),
     }
 }

@@ -15,6 +15,7 @@
 //! - `observe`: every replica's, Postgres's and Redis's counters as rates, once a second
 //! - `faults`: every fault's inject and revert, the timeline, the network fault proxy
 //! - `env`: the topology in containers, images, the replicas' admin routes, cleanup
+//! - `interrupt`: Ctrl-C, owned by Fortress (goose never gets it)
 //! - `run_folder`: where each file of a run goes
 //! - `saved_json`: reading Fortress's own JSON files back
 //! - `vocabulary`: the closed sets every layer speaks (variant, role and link, metric, scenario,
@@ -31,6 +32,7 @@ pub mod env;
 pub mod experiment;
 pub mod faults;
 pub mod gate;
+pub mod interrupt;
 pub mod load;
 pub mod observe;
 pub mod report;

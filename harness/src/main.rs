@@ -20,6 +20,16 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // A command that runs a lab owns Ctrl-C: a press stops it, and only after every fault is reverted
+    // and the lab removed does the process end (goose never installs its own handler).
+    if matches!(
+        cli.command,
+        Command::Env(_) | Command::Experiment(_) | Command::Gate(_)
+    ) && let Err(error) = fortress::interrupt::install()
+    {
+        eprintln!("fortress: cannot take Ctrl-C: {error}");
+        return fortress::vocabulary::ExitCode::Environment.into();
+    }
     // The lab's service and proxy containers run this very binary.
     let lab_binary = match std::env::current_exe() {
         Ok(path) => path,

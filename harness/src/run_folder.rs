@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! summary.json                    verdicts, invariants, fault timeline, environment (reports/README.md)
+//! INTERRUPTED                     instead of verdicts, when Ctrl-C stopped the run
 //! report.html, chart-*.png        the page and its charts
 //! timeseries-<variant>.csv|.json  one row per second
 //! timing-<variant>.json           the timing attacker's probes, when the load sent any
@@ -52,6 +53,11 @@ impl RunFolder {
 
     pub fn report(&self) -> PathBuf {
         self.dir.join("report.html")
+    }
+
+    /// Written instead of verdicts by a run stopped with Ctrl-C.
+    pub fn interrupted(&self) -> PathBuf {
+        self.dir.join("INTERRUPTED")
     }
 
     /// A chart's PNG, `chart-<slug>.png`.

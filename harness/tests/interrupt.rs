@@ -1,19 +1,100 @@
-//! Ctrl-C in the middle of `fortress experiment`, through the binary, during the second variant's
-//! fault: by then goose's killswitch has been pulled and reset once (the first variant's load ended
-//! through it), and goose's own SIGINT handler is the one that catches the press. The run must still
-//! stop, revert the fault, remove both labs and exit 4.
+//! Stopping `fortress experiment` from outside, through the binary, on a real lab.
+//!
+//! - Ctrl-C (SIGINT) at evenly spaced instants across a whole run, and at its seams (a phase with
+//!   faults starting, the second variant starting, the report being written): every time the run
+//!   exits 4, marks its folder interrupted, and leaves no container behind.
+//! - SIGKILL mid-fault: the lab stays (nothing can clean up after SIGKILL), and the next command that
+//!   looks, `fortress doctor`, finds its owner gone and removes it.
+//!
+//! The runs take turns: each one loads the 2-core machine on its own.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-fn lines_until(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>, wanted: &str, within: Duration) {
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A short experiment with two variants, three phases and two faults (a network fault and a killed
+/// container) in the middle one: every kind of seam in ~25 s.
+const SWEEP: &str = r#"
+name = "sweep"
+story = "Two variants, a faulty middle phase: somewhere to press Ctrl-C."
+
+[seed]
+products = 10
+users = 20
+stock = 100000
+orders_per_user = 0
+
+[load]
+rate = 40
+users = 8
+mix = { browse = 1, checkout = 1 }
+
+[[phases]]
+name = "before"
+seconds = 2
+
+[[phases]]
+name = "fault"
+seconds = 2
+faults = [{ kind = "latency", link = "postgres", ms = 20.0 }, { kind = "kill", target = "redis" }]
+
+[[phases]]
+name = "after"
+seconds = 2
+
+[variants.vulnerable]
+modes = { cache_failure = "fallthrough" }
+
+[variants.defended]
+modes = { cache_failure = "breaker" }
+
+[[predictions]]
+variant = "defended"
+metric = "throughput_rps"
+phase = "after"
+compare = ">"
+threshold = 0.0
+"#;
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fortress-interrupt-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("sweep.toml"), SWEEP).unwrap();
+    dir
+}
+
+/// A `fortress experiment` of the sweep file, its stderr lines arriving on the receiver.
+fn start(dir: &Path) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .args(["experiment"])
+        .arg(dir.join("sweep.toml"))
+        .arg("--out")
+        .arg(dir.join("runs"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("failed to run fortress");
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, lines)
+}
+
+/// Waits for a line containing `wanted`; fails the test, with everything seen, if none comes in time.
+fn wait_for(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>, wanted: &str, within: Duration) {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
-            eprintln!("| {line}");
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
             let found = line.contains(wanted);
             seen.push(line);
             if found {
@@ -27,72 +108,158 @@ fn lines_until(lines: &mpsc::Receiver<String>, seen: &mut Vec<String>, wanted: &
     );
 }
 
-#[test]
-fn ctrl_c_in_the_second_variants_fault_reverts_removes_the_labs_and_exits_4() {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let out = std::env::temp_dir().join(format!("fortress-interrupt-{}", std::process::id()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fortress"))
-        .args(["experiment", "cache-outage", "--profile", "quick", "--out"])
-        .arg(&out)
-        .current_dir(workspace)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("failed to run fortress");
-    let stderr = BufReader::new(child.stderr.take().unwrap());
-    let (tx, lines) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in stderr.lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let mut seen = Vec::new();
-    lines_until(
-        &lines,
-        &mut seen,
-        "defended: phase fault",
-        Duration::from_secs(180),
-    );
-    let interrupt = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+fn signal(child: &Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
         .status()
         .unwrap();
-    assert!(interrupt.success());
+    assert!(sent.success(), "kill {signal} {}", child.id());
+}
 
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running 60 s after Ctrl-C");
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    while let Ok(line) = lines.recv_timeout(Duration::from_secs(1)) {
-        eprintln!("| {line}");
-        seen.push(line);
-    }
-    let said = seen.join("\n");
-    assert_eq!(status.code(), Some(4), "exit code after Ctrl-C:\n{said}");
+/// Containers whose labels name `pid` as their owner.
+fn containers_owned_by(pid: u32) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=fortress.owner.pid={pid}"),
+        ])
+        .output()
+        .expect("docker ps (the tests need Docker: run ci/setup)");
     assert!(
-        said.contains("every fault was reverted and the lab removed"),
-        "{said}"
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits for the run to end by itself (within two minutes); answers its exit code and what it said.
+fn finish(mut child: Child, lines: &mpsc::Receiver<String>, seen: &mut Vec<String>) -> Option<i32> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        while let Ok(line) = lines.try_recv() {
+            seen.push(line);
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            while let Ok(line) = lines.recv_timeout(Duration::from_millis(200)) {
+                seen.push(line);
+            }
+            return status.code();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not end:\n{}",
+            seen.join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One run stopped with SIGINT: at `after` past its start, or at the line `at_line`.
+fn interrupted_run(dir: &Path, after: Option<Duration>, at_line: Option<&str>) -> String {
+    let (child, lines) = start(dir);
+    let pid = child.id();
+    let mut seen = Vec::new();
+    if let Some(line) = at_line {
+        wait_for(&lines, &mut seen, line, Duration::from_secs(120));
+    }
+    if let Some(after) = after {
+        std::thread::sleep(after);
+    }
+    signal(&child, "-INT");
+    let code = finish(child, &lines, &mut seen);
+    let said = seen.join("\n");
+    let when = at_line.map_or_else(
+        || format!("{:?} after the start", after.unwrap_or_default()),
+        |l| format!("at {l:?}"),
+    );
+    assert_eq!(code, Some(4), "SIGINT {when}: exit code; the run said:\n{said}");
+    assert!(said.contains("interrupted"), "SIGINT {when}: {said}");
+    let left = containers_owned_by(pid);
+    assert!(
+        left.is_empty(),
+        "SIGINT {when}: containers left: {left:?}\n{said}"
+    );
+    when
+}
+
+#[test]
+fn ctrl_c_at_any_instant_exits_4_marks_the_run_and_leaves_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("sweep");
+    // A whole run first: how long it takes, and that it ends well without a signal.
+    let started = Instant::now();
+    let (child, lines) = start(&dir);
+    let pid = child.id();
+    let mut seen = Vec::new();
+    assert_eq!(finish(child, &lines, &mut seen), Some(0), "{}", seen.join("\n"));
+    let whole = started.elapsed();
+    assert!(containers_owned_by(pid).is_empty());
+
+    let mut tried = Vec::new();
+    // Spread over the first 80% of the whole run: a run's length varies by a few seconds here, and a
+    // signal sent after the run has ended would test nothing. The seams below cover the end.
+    let instants = 10;
+    for i in 0..instants {
+        let after = whole.mul_f64(0.8 * f64::from(i) / f64::from(instants)) + Duration::from_millis(300);
+        tried.push(interrupted_run(&dir, Some(after), None));
+    }
+    for seam in [
+        "vulnerable: phase fault",
+        "vulnerable: phase after",
+        "defended: phase before",
+        "defended: phase after",
+    ] {
+        tried.push(interrupted_run(&dir, None, Some(seam)));
+    }
+    eprintln!(
+        "SIGINT at {} instants, each exit 4, nothing left:\n  {}",
+        tried.len(),
+        tried.join("\n  ")
     );
 
-    let labs: Vec<&str> = seen
-        .iter()
-        .filter_map(|l| l.split_once(": lab ").map(|(_, rest)| rest))
-        .filter_map(|rest| rest.split_whitespace().next())
+    // Every interrupted run's folder says so, and holds no verdict a report would show.
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(labs.len(), 2, "both labs were reported ready:\n{said}");
-    for run_id in labs {
-        let left = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &format!("label=fortress.run={run_id}")])
-            .output()
-            .expect("docker ps");
-        assert!(
-            String::from_utf8_lossy(&left.stdout).trim().is_empty(),
-            "containers of lab {run_id} are left"
-        );
-    }
-    let _ = std::fs::remove_dir_all(&out);
+    let marked = runs.iter().filter(|r| r.join("INTERRUPTED").is_file()).count();
+    assert_eq!(marked, tried.len(), "{runs:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_run_killed_with_sigkill_is_removed_by_the_next_command() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("sigkill");
+    let (mut child, lines) = start(&dir);
+    let pid = child.id();
+    let mut seen = Vec::new();
+    wait_for(
+        &lines,
+        &mut seen,
+        "vulnerable: phase fault",
+        Duration::from_secs(120),
+    );
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    let left = containers_owned_by(pid);
+    assert!(left.len() >= 4, "the killed run's labs are still there: {left:?}");
+
+    let doctor = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("doctor")
+        .output()
+        .expect("fortress doctor");
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        said.contains(&format!("left by fortress (pid {pid}), which is gone")),
+        "doctor says what it removed:\n{said}"
+    );
+    assert!(containers_owned_by(pid).is_empty(), "{said}");
+    std::fs::remove_dir_all(&dir).unwrap();
 }

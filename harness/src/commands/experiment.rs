@@ -159,8 +159,7 @@ pub async fn execute(
     let watcher = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            crate::load::interrupted().await;
-            eprintln!("\ninterrupted: reverting faults and removing the lab...");
+            crate::interrupt::wait().await;
             stop.cancel();
         })
     };
@@ -177,8 +176,19 @@ pub async fn execute(
     progress.finish();
     let summary = result.map_err(|error| {
         print_error(&error);
+        if matches!(error, runner::RunError::Interrupted) {
+            mark_interrupted(&folder);
+        }
         ExitCode::Environment
     })?;
+    // Ctrl-C after the last verdict is still Ctrl-C: the user asked to stop, and gets no green run.
+    if crate::interrupt::pressed() {
+        eprintln!(
+            "fortress: interrupted (Ctrl-C) as the run ended; every fault was reverted and the lab removed"
+        );
+        mark_interrupted(&folder);
+        return Err(ExitCode::Environment);
+    }
     match crate::report::render(folder.dir()) {
         Ok(rendered) => println!("report: {}", rendered.html.display()),
         Err(error) => {
@@ -186,7 +196,26 @@ pub async fn execute(
             print_error(&error);
         }
     }
+    if crate::interrupt::pressed() {
+        eprintln!("fortress: interrupted (Ctrl-C) while the report was written");
+        mark_interrupted(&folder);
+        return Err(ExitCode::Environment);
+    }
     Ok((summary, folder))
+}
+
+/// Leaves the run folder saying it was interrupted: it has no verdicts, and `fortress report` says so.
+fn mark_interrupted(folder: &RunFolder) {
+    let note = format!(
+        "interrupted (Ctrl-C) at {}: every fault was reverted and the lab removed; this run has no verdicts\n",
+        chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+    );
+    if let Err(error) = std::fs::write(folder.interrupted(), note) {
+        eprintln!(
+            "fortress: could not mark {} interrupted: {error}",
+            folder.dir().display()
+        );
+    }
 }
 
 /// The verdict table: every prediction, every invariant, the load offered and achieved.

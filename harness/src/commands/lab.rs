@@ -24,7 +24,11 @@ pub async fn env_up(args: &EnvArgs, lab_binary: PathBuf) -> ExitCode {
         ..LabSpec::with_binary(lab_binary)
     };
     eprintln!("starting the lab...");
-    let lab = match Lab::start(&spec, &|line| eprintln!("  {line}")).await {
+    let started = match crate::env::check_room(1, std::path::Path::new(".")).await {
+        Ok(()) => Lab::start(&spec, &|line| eprintln!("  {line}")).await,
+        Err(error) => Err(error),
+    };
+    let lab = match started {
         Ok(lab) => lab,
         Err(error) => {
             eprint!("could not start the lab: ");
@@ -36,8 +40,7 @@ pub async fn env_up(args: &EnvArgs, lab_binary: PathBuf) -> ExitCode {
         print_error(&error);
     }
     println!("Ctrl-C stops the lab and removes its containers.");
-    let _ = tokio::signal::ctrl_c().await;
-    eprintln!("\nstopping...");
+    crate::interrupt::wait().await;
     match tokio::time::timeout(SHUTDOWN_DEADLINE, lab.shutdown()).await {
         Ok(Ok(removed)) => {
             println!("{removed}");

@@ -1,7 +1,10 @@
 //! Removing what a run left behind, by label: on the way out of every run, and on demand
 //! (`fortress cleanup`) for runs that were killed before they could clean up after themselves.
 
+use std::collections::BTreeMap;
+
 use super::docker::{DockerClient, DockerError, Labelled};
+use super::owner::Owner;
 
 /// What a cleanup removed.
 #[derive(Debug, Default)]
@@ -44,11 +47,54 @@ pub async fn remove_runs(docker: &DockerClient, run: Option<&str>) -> Result<Rem
         docker.remove_container(&container.id).await?;
         removed.containers.push(container);
     }
-    for (network, _) in docker.labelled_networks(run).await? {
-        docker.remove_network(&network).await?;
-        removed.networks.push(network);
+    for network in docker.labelled_networks(run).await? {
+        docker.remove_network(&network.name).await?;
+        removed.networks.push(network.name);
     }
     Ok(removed)
+}
+
+/// A lab removed because the process that started it is gone.
+#[derive(Debug)]
+pub struct Orphan {
+    pub run: String,
+    pub owner: Owner,
+    pub removed: Removed,
+}
+
+impl std::fmt::Display for Orphan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "removed lab {} ({} container(s), {} network(s)) left by {}, which is gone",
+            self.run,
+            self.removed.containers.len(),
+            self.removed.networks.len(),
+            self.owner
+        )
+    }
+}
+
+/// Removes every lab whose owner (the labels' process) no longer runs: what a `fortress` killed with
+/// SIGKILL left behind. Labs without an owner label are left to `fortress cleanup`.
+pub async fn remove_orphans(docker: &DockerClient) -> Result<Vec<Orphan>, DockerError> {
+    let mut owners: BTreeMap<String, Owner> = BTreeMap::new();
+    for container in docker.labelled_containers(None).await? {
+        if let Some(owner) = container.owner {
+            owners.insert(container.run, owner);
+        }
+    }
+    for network in docker.labelled_networks(None).await? {
+        if let Some(owner) = network.owner {
+            owners.insert(network.run, owner);
+        }
+    }
+    let mut orphans = Vec::new();
+    for (run, owner) in owners.into_iter().filter(|(_, owner)| !owner.is_alive()) {
+        let removed = remove_runs(docker, Some(&run)).await?;
+        orphans.push(Orphan { run, owner, removed });
+    }
+    Ok(orphans)
 }
 
 /// Why a cleanup from synchronous code could not run.

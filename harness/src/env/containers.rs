@@ -10,6 +10,7 @@ use testcontainers::{ContainerRequest, GenericImage, ImageExt};
 
 use super::docker::{ROLE_LABEL, RUN_LABEL};
 use super::images::{ImageChoice, LabImages};
+use super::owner::Owner;
 use super::{EnvError, LabSpec, Node};
 use crate::vocabulary::{Link, Role};
 
@@ -36,6 +37,8 @@ pub(super) struct Topology {
     pub network: String,
     images: LabImages,
     admin_token: String,
+    /// This process, named on every container so a later command can tell if it was killed.
+    pub owner: Option<Owner>,
     replicas: u32,
     db_pool_size: u32,
 }
@@ -60,6 +63,7 @@ impl Topology {
             run_id,
             images,
             admin_token,
+            owner: Owner::this(),
             replicas: spec.replicas.max(1),
             db_pool_size: spec.db_pool_size,
         }
@@ -73,7 +77,7 @@ impl Topology {
     /// and role labels, and its port published on 127.0.0.1 only.
     fn request(&self, image: &ImageChoice, role: Role, port: u16) -> ContainerRequest<GenericImage> {
         let (name, tag) = image.image.rsplit_once(':').unwrap_or((&image.image, "latest"));
-        GenericImage::new(name, tag)
+        let mut request = GenericImage::new(name, tag)
             .with_exposed_port(ContainerPort::Tcp(port))
             .with_wait_for(WaitFor::Nothing)
             .with_network(self.network.clone())
@@ -81,7 +85,11 @@ impl Topology {
             .with_label(RUN_LABEL, self.run_id.clone())
             .with_label(ROLE_LABEL, role.to_string())
             .with_host_config_modifier(loopback_only(port))
-            .with_startup_timeout(Duration::from_secs(60))
+            .with_startup_timeout(Duration::from_secs(60));
+        for (key, value) in self.owner.iter().flat_map(Owner::labels) {
+            request = request.with_label(key, value);
+        }
+        request
     }
 
     fn postgres(&self) -> ContainerRequest<GenericImage> {

@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 
+use super::owner::Owner;
+
 use testcontainers::bollard::Docker;
 use testcontainers::bollard::models::NetworkCreateRequest;
 use testcontainers::bollard::query_parameters::{
@@ -34,6 +36,16 @@ pub struct Labelled {
     pub run: String,
     pub role: String,
     pub state: String,
+    /// The process that started its lab, if the labels say.
+    pub owner: Option<Owner>,
+}
+
+/// A network found by label.
+#[derive(Debug, Clone)]
+pub struct LabelledNetwork {
+    pub name: String,
+    pub run: String,
+    pub owner: Option<Owner>,
 }
 
 #[derive(Debug, Clone)]
@@ -67,6 +79,12 @@ impl DockerClient {
             .unwrap_or_else(|| "unknown".into()))
     }
 
+    /// Where the engine keeps images and containers (`docker info`'s DockerRootDir).
+    pub async fn root_dir(&self) -> Result<std::path::PathBuf, DockerError> {
+        let root = self.docker.info().await?.docker_root_dir;
+        Ok(root.unwrap_or_else(|| "/var/lib/docker".into()).into())
+    }
+
     pub async fn image_exists(&self, image: &str) -> Result<bool, DockerError> {
         match self.docker.inspect_image(image).await {
             Ok(_) => Ok(true),
@@ -97,10 +115,20 @@ impl DockerClient {
         Ok(())
     }
 
-    pub async fn create_network(&self, name: &str, run_id: &str) -> Result<(), DockerError> {
+    /// A network labelled with its run and, when known, the process that owns the run.
+    pub async fn create_network(
+        &self,
+        name: &str,
+        run_id: &str,
+        owner: Option<Owner>,
+    ) -> Result<(), DockerError> {
+        let mut labels = HashMap::from([(RUN_LABEL.to_owned(), run_id.to_owned())]);
+        for (key, value) in owner.iter().flat_map(Owner::labels) {
+            labels.insert(key.to_owned(), value);
+        }
         let request = NetworkCreateRequest {
             name: name.to_owned(),
-            labels: Some(HashMap::from([(RUN_LABEL.to_owned(), run_id.to_owned())])),
+            labels: Some(labels),
             ..Default::default()
         };
         self.docker.create_network(request).await?;
@@ -131,13 +159,14 @@ impl DockerClient {
                     run: labels.get(RUN_LABEL).cloned().unwrap_or_default(),
                     role: labels.get(ROLE_LABEL).cloned().unwrap_or_default(),
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    owner: Owner::from_labels(&labels),
                 }
             })
             .collect())
     }
 
-    /// Networks carrying the run label: (name, run id).
-    pub async fn labelled_networks(&self, run: Option<&str>) -> Result<Vec<(String, String)>, DockerError> {
+    /// Networks carrying the run label; `run` narrows to one run.
+    pub async fn labelled_networks(&self, run: Option<&str>) -> Result<Vec<LabelledNetwork>, DockerError> {
         let label = run.map_or_else(|| RUN_LABEL.to_owned(), |run| format!("{RUN_LABEL}={run}"));
         let filters = HashMap::from([("label", vec![label])]);
         let options = ListNetworksOptionsBuilder::new().filters(&filters).build();
@@ -145,11 +174,12 @@ impl DockerClient {
         Ok(networks
             .into_iter()
             .map(|n| {
-                let run = n
-                    .labels
-                    .and_then(|l| l.get(RUN_LABEL).cloned())
-                    .unwrap_or_default();
-                (n.name.unwrap_or_default(), run)
+                let labels = n.labels.unwrap_or_default();
+                LabelledNetwork {
+                    name: n.name.unwrap_or_default(),
+                    run: labels.get(RUN_LABEL).cloned().unwrap_or_default(),
+                    owner: Owner::from_labels(&labels),
+                }
             })
             .collect())
     }

@@ -7,13 +7,17 @@
 //! only. `Lab::shutdown` removes it all; if a run ends another way (error, panic), `Drop` does.
 //!
 //! `containers` says what each container is started with, `admin` talks to the replicas' operator
-//! routes (readiness, modes, seed), `images` picks and builds images, `cleanup` removes runs by label.
+//! routes (readiness, modes, seed), `images` picks and builds images, `cleanup` removes runs by label,
+//! `owner` names the process a lab belongs to: a lab whose owner was killed is removed by the next
+//! lab to start (and by `fortress doctor`).
 
 pub mod admin;
 pub mod cleanup;
 mod containers;
 pub mod docker;
 pub mod images;
+pub mod owner;
+pub mod resources;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -80,6 +84,16 @@ pub enum EnvError {
     },
     #[error("could not build the lab's HTTP client")]
     HttpClient(#[source] reqwest::Error),
+    #[error(transparent)]
+    Resources(#[from] resources::ResourceError),
+}
+
+/// Checks, before anything starts, that this machine has room for `labs` labs and a run folder
+/// under `out` (see `resources`).
+pub async fn check_room(labs: u32, out: &std::path::Path) -> Result<(), EnvError> {
+    let docker = DockerClient::connect().await?;
+    let root = docker.root_dir().await?;
+    Ok(resources::check(labs, &root, out)?)
 }
 
 /// One running container of the lab.
@@ -184,13 +198,18 @@ impl Lab {
     pub async fn start(spec: &LabSpec, progress: &(dyn Fn(&str) + Sync)) -> Result<Self, EnvError> {
         let mut steps = Steps::new();
         let docker = DockerClient::connect().await?;
+        for orphan in cleanup::remove_orphans(&docker).await? {
+            progress(&orphan.to_string());
+        }
         let images = images::for_lab(&docker, spec).await?;
         steps.finished("images (resolve postgres and redis, hash the binary, build if new)");
         for choice in images.all() {
             progress(&format!("image {choice}"));
         }
         let topology = Topology::new(spec, images, random_token());
-        docker.create_network(&topology.network, &topology.run_id).await?;
+        docker
+            .create_network(&topology.network, &topology.run_id, topology.owner)
+            .await?;
         let mut guard = StartGuard(Some(topology.run_id.clone()));
         let started = topology.start().await?;
         steps.finished("create network, start containers");

@@ -8,11 +8,10 @@
 //! `duration` (whole seconds, as goose counts them) after the users have started, then in-flight
 //! requests finish within `request_timeout`; past a hard deadline the run is stopped and reported.
 //!
-//! Goose keeps process-wide state: the killswitch its stop goes through, and a Ctrl-C handler it
-//! installs on its first run, replacing whatever SIGINT handler was there (from then on tokio's
-//! `ctrl_c` never fires in this process, and goose exits the process on a second Ctrl-C). So runs in
-//! one process take turns, a Ctrl-C that goose catches during a run is passed on by cancelling the
-//! caller's `stop`, and between runs a Ctrl-C shows only as `goose::is_killswitch_triggered()`.
+//! Goose keeps process-wide state: the killswitch its stop goes through, so runs in one process take
+//! turns. It also installs a Ctrl-C handler on its first run, unless one is there already: the
+//! `fortress` binary takes SIGINT first (`crate::interrupt`), and a Ctrl-C reaches the load as a
+//! cancelled `stop`, which is passed on to the killswitch.
 
 mod arrivals;
 pub mod recorder;
@@ -22,7 +21,6 @@ mod spec;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use goose::GooseAttack;
@@ -82,14 +80,6 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 const STOP_REASON: &str = "fortress: stop requested";
 
-/// Set while the killswitch is pulled by Fortress itself (a run told to stop), so `interrupted` does
-/// not take it for a Ctrl-C that goose caught.
-static STOPPING: AtomicBool = AtomicBool::new(false);
-
-/// Set for good once goose's handler caught a Ctrl-C during a run. The run's `stop` may be a child
-/// token that ends only the load; this is how the rest of the process hears of the Ctrl-C.
-static CAUGHT_CTRL_C: AtomicBool = AtomicBool::new(false);
-
 /// Runs the load of `spec`, filing every request in `recorder`, and writes goose's HTML report to
 /// `report` (its folder is made if need be). Cancelling `stop` ends it early (in-flight requests
 /// finish first).
@@ -107,7 +97,6 @@ pub async fn run(
             path: folder.to_owned(),
             source,
         })?;
-    let report = report.to_owned();
     let _turn = tokio::select! {
         turn = TURN.lock() => turn,
         () = stop.cancelled() => return Err(LoadError::Interrupted),
@@ -121,41 +110,14 @@ pub async fn run(
         spec.products,
         spec.shoppers,
     ));
-    let attack = GooseAttack::initialize_with_config(spec.goose_configuration(&report))
+    let attack = GooseAttack::initialize_with_config(spec.goose_configuration(report))
         .and_then(|attack| scenarios::register(attack, &spec.mix, &ctx))
         .map_err(Box::new)?;
-
-    let requests_before = recorder.request_count();
-    let orders_before = recorder.acknowledged_orders().len();
-    let ours = Arc::new(AtomicBool::new(false));
-    let done = CancellationToken::new();
-    let watcher = tokio::spawn(watch(stop.clone(), done.clone(), Arc::clone(&ours)));
+    let before = (recorder.request_count(), recorder.acknowledged_orders().len());
     let started = Instant::now();
-    let execute = attack.execute();
-    tokio::pin!(execute);
-    let deadline = spec.duration + spec.request_timeout + Duration::from_secs(15);
-    let outcome = tokio::select! {
-        outcome = &mut execute => Ok(outcome),
-        () = tokio::time::sleep(deadline) => {
-            ours.store(true, Ordering::SeqCst);
-            STOPPING.store(true, Ordering::SeqCst);
-            goose::trigger_killswitch("fortress: the load overran its deadline");
-            tokio::time::timeout(spec.request_timeout + Duration::from_secs(5), &mut execute)
-                .await
-                .map_err(|_| LoadError::Overran(started.elapsed()))
-        }
-    };
+    let (metrics, stopped_early) = execute(attack, spec, stop).await?;
     let elapsed = started.elapsed();
-    done.cancel();
-    let _ = watcher.await;
-    let stopped_early = ours.load(Ordering::SeqCst) || stop.is_cancelled();
-    if ours.load(Ordering::SeqCst) {
-        goose::reset_killswitch();
-        STOPPING.store(false, Ordering::SeqCst);
-    }
-    let metrics = outcome?.map_err(Box::new)?;
-
-    let requests = recorder.request_count() - requests_before;
+    let requests = recorder.request_count() - before.0;
     let goose_requests: usize = metrics
         .requests
         .values()
@@ -172,52 +134,53 @@ pub async fn run(
         requests,
         goose_requests: goose_requests as u64,
         goose_failures: goose_failures as u64,
-        acknowledged_orders: recorder.acknowledged_orders().len() - orders_before,
+        acknowledged_orders: recorder.acknowledged_orders().len() - before.1,
         groups: recorder.totals().iter().map(GroupSecond::summary).collect(),
         stopped_early,
-        report,
+        report: report.to_owned(),
     })
 }
 
+/// Runs the attack to its end, or to `stop`, or to a hard deadline; answers goose's metrics and
+/// whether it was stopped before its time.
+async fn execute(
+    attack: GooseAttack,
+    spec: &LoadSpec,
+    stop: &CancellationToken,
+) -> Result<(goose::metrics::GooseMetrics, bool), LoadError> {
+    let done = CancellationToken::new();
+    let watcher = tokio::spawn(watch(stop.clone(), done.clone()));
+    let started = Instant::now();
+    let execute = attack.execute();
+    tokio::pin!(execute);
+    let deadline = spec.duration + spec.request_timeout + Duration::from_secs(15);
+    let outcome = tokio::select! {
+        outcome = &mut execute => Ok(outcome),
+        () = tokio::time::sleep(deadline) => {
+            goose::trigger_killswitch("fortress: the load overran its deadline");
+            tokio::time::timeout(spec.request_timeout + Duration::from_secs(5), &mut execute)
+                .await
+                .map_err(|_| LoadError::Overran(started.elapsed()))
+        }
+    };
+    done.cancel();
+    let _ = watcher.await;
+    // Whoever pulled the killswitch, the next run starts with it clear.
+    let stopped_early = goose::is_killswitch_triggered();
+    goose::reset_killswitch();
+    Ok((outcome?.map_err(Box::new)?, stopped_early || stop.is_cancelled()))
+}
+
 /// While a run lasts: passes a cancelled `stop` on to goose's killswitch (again and again, as goose
-/// clears it when a run starts), and a killswitch goose pulled itself (its Ctrl-C handler) back to
-/// `stop`, so the rest of the lab hears about the Ctrl-C.
-async fn watch(stop: CancellationToken, done: CancellationToken, ours: Arc<AtomicBool>) {
+/// clears it when a run starts).
+async fn watch(stop: CancellationToken, done: CancellationToken) {
     loop {
         tokio::select! {
             () = done.cancelled() => return,
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
         if stop.is_cancelled() {
-            ours.store(true, Ordering::SeqCst);
-            STOPPING.store(true, Ordering::SeqCst);
             goose::trigger_killswitch(STOP_REASON);
-        } else if goose::is_killswitch_triggered() && !ours.load(Ordering::SeqCst) {
-            tracing::warn!("goose caught a Ctrl-C: stopping the load and the run");
-            CAUGHT_CTRL_C.store(true, Ordering::SeqCst);
-            stop.cancel();
         }
-    }
-}
-
-/// Completes when the user presses Ctrl-C, whether or not goose has taken SIGINT over yet (from its
-/// first run on, goose's own handler records the press in its killswitch instead of passing it on).
-/// A killswitch that Fortress pulled itself to end a run is not a Ctrl-C.
-pub async fn interrupted() {
-    let tokio_signal = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let killswitch = async {
-        while !CAUGHT_CTRL_C.load(Ordering::SeqCst)
-            && (!goose::is_killswitch_triggered() || STOPPING.load(Ordering::SeqCst))
-        {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    };
-    tokio::select! {
-        () = tokio_signal => {}
-        () = killswitch => {}
     }
 }

@@ -28,6 +28,8 @@ pub enum ReportError {
         path.display()
     )]
     NotARun { path: PathBuf },
+    #[error("{}: this run was interrupted (Ctrl-C) before its verdicts: {note}; run the experiment again", path.display())]
+    Interrupted { path: PathBuf, note: String },
     #[error("{}: cannot read it", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}:{line}:{column}: {message} (half-written? the run may have been killed; run the experiment again)", path.display())]
@@ -108,6 +110,12 @@ impl Run {
     pub fn load(dir: &Path) -> Result<Self, ReportError> {
         let folder = RunFolder::at(dir);
         let path = folder.summary();
+        if let Ok(note) = std::fs::read_to_string(folder.interrupted()) {
+            return Err(ReportError::Interrupted {
+                path: dir.to_owned(),
+                note: note.trim().to_owned(),
+            });
+        }
         if !path.is_file() {
             return Err(ReportError::NotARun { path: dir.to_owned() });
         }

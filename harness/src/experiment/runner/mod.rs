@@ -75,10 +75,9 @@ async fn start_lab(plan: &Plan, variant: Variant, ctx: &RunContext<'_>) -> Resul
     };
     progress(Event::Message(format!("{variant}: starting the lab")));
     let show = |line: &str| progress(Event::Message(format!("  {variant}: {line}")));
-    let lab = tokio::select! {
-        lab = Lab::start(&spec, &show) => lab?,
-        () = ctx.stop.cancelled() => return Err(RunError::Interrupted),
-    };
+    // A start is not abandoned half-way, even for Ctrl-C: a container whose creation is on its way
+    // to the engine when the start is dropped could outlive the cleanup. It is removed once started.
+    let lab = Lab::start(&spec, &show).await?;
     progress(Event::Message(format!(
         "{variant}: lab {} ready in {:.1?}",
         lab.run_id, lab.ready_in
@@ -121,6 +120,8 @@ pub async fn run(
     ctx: &RunContext<'_>,
 ) -> Result<Summary, RunError> {
     let started_at = chrono::Utc::now();
+    let labs = u32::try_from(variants.len()).unwrap_or(u32::MAX);
+    crate::env::check_room(labs, ctx.folder.dir()).await?;
     let mut plan = plan.clone();
     plan.seed.seed = seed;
     let mut failure = None;
@@ -135,6 +136,9 @@ pub async fn run(
     let mut reports = Vec::new();
     let mut removals = Vec::new();
     for (variant, lab) in variants.iter().zip(labs) {
+        if failure.is_none() && ctx.stop.is_cancelled() {
+            failure = Some(RunError::Interrupted);
+        }
         if failure.is_none() {
             match run_variant(&plan, variant, &lab, ctx).await {
                 Ok(report) => reports.push(report),
@@ -146,6 +150,10 @@ pub async fn run(
     // Every lab is gone before the run answers, whatever happened.
     for removal in removals {
         let _ = removal.await;
+    }
+    // Stopped after the last variant was judged, or while a lab was being removed: still no verdict.
+    if failure.is_none() && ctx.stop.is_cancelled() {
+        failure = Some(RunError::Interrupted);
     }
     if let Some(error) = failure {
         return Err(error);
