@@ -110,6 +110,13 @@ fn a_good_file_becomes_a_plan() {
     assert_eq!(plan.variants[0].variant, Variant::Defended);
     assert_eq!(plan.variants[0].modes.cache_failure, Some(CacheFailure::Breaker));
     assert_eq!(plan.run_seconds(), 10.0);
+    assert!(plan.aborts.is_empty());
+    let guarded = with(
+        "threshold = 2.0",
+        "threshold = 2.0\n[[abort]]\nmetric = \"p99_ms\"\ncompare = \">\"\nthreshold = 5000.0\nseconds = 3",
+    );
+    let plan = parse("tiny.toml", &guarded, Profile::Standard).unwrap();
+    assert_eq!(plan.aborts[0].to_string(), "p99_ms > 5000 for 3 s");
 }
 
 #[test]
@@ -210,6 +217,30 @@ fn mistakes_name_the_file_line_and_field() {
             to: "[variants.hardened]",
             field: "variants",
             says: "vulnerable, defended",
+        },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[[abort]]\ncompare = \">\"\nthreshold = 0.0\nmetric = \"lost_acknowledged_orders\"",
+            field: "abort.metric",
+            says: "lost_acknowledged_orders is not measured every second; a stop condition can watch throughput_rps",
+        },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[[abort]]\nmetric = \"error_rate\"\ncompare = \">\"\nthreshold = 0.5\nvariant = \"vulnerable\"",
+            field: "abort.variant",
+            says: "no variant \"vulnerable\"",
+        },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[[abort]]\nmetric = \"error_rate\"\ncompare = \">\"\nthreshold = 0.5\nseconds = 0",
+            field: "abort.seconds",
+            says: "must be 1 to 3600",
+        },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[[abort]]\nmetric = \"error_rate\"\nthreshold = 0.5\ncompare = \"within\"",
+            field: "abort.compare",
+            says: "use <, <=, >, >= or ==",
         },
     ];
     for case in cases {

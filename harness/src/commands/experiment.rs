@@ -223,6 +223,12 @@ pub fn print_verdicts(summary: &Summary) {
     println!("\nVerdicts:");
     for variant in &summary.variants {
         let v = variant.variant;
+        if let Some(abort) = &variant.aborted {
+            println!("  {v:<10} STOPPED EARLY: {abort}");
+        }
+        if let Some(audit) = variant.audit.as_ref().filter(|_| variant.aborted.is_some()) {
+            println!("  {v:<10} after the revert: {audit}");
+        }
         for verdict in &variant.verdicts {
             let observed = verdict
                 .observed

@@ -11,6 +11,7 @@ mod validate;
 
 pub use validate::parse;
 
+use super::abort::AbortCondition;
 use super::claim::Claim;
 use crate::faults::Fault;
 use crate::vocabulary::{Scenario, Variant};
@@ -61,6 +62,8 @@ pub struct Plan {
     /// Vulnerable first.
     pub variants: Vec<VariantPlan>,
     pub predictions: Vec<PredictionPlan>,
+    /// Stop conditions (`[[abort]]`): when one trips, the run stops there.
+    pub aborts: Vec<AbortCondition>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -196,15 +196,26 @@ async fn stock_matches_orders(pg: &PgPool) -> Result<Invariant, sqlx::Error> {
     Ok(Invariant::check(STOCK_MATCHES_ORDERS, off.is_empty(), detail))
 }
 
+/// Every product sold beyond its initial stock, with how far: units sold over initial stock.
+const OVERSOLD_PRODUCTS: &str = "SELECT i.product_id, coalesce(sum(o.quantity), 0) - i.initial_stock AS over \
+     FROM inventory i LEFT JOIN orders o ON o.product_id = i.product_id \
+     GROUP BY i.product_id, i.initial_stock HAVING coalesce(sum(o.quantity), 0) > i.initial_stock";
+
+/// Units sold beyond the initial stock now: what a stop condition on `oversold_units` watches live.
+pub async fn oversold_units(pg: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(&format!(
+        "SELECT coalesce(sum(over), 0)::bigint FROM ({OVERSOLD_PRODUCTS}) oversold"
+    ))
+    .fetch_one(pg)
+    .await
+}
+
 /// The invariant, and the oversold units (a figure predictions use).
 async fn no_oversell(pg: &PgPool) -> Result<(Invariant, i64), sqlx::Error> {
-    let (units, products): (i64, Vec<i64>) = sqlx::query_as(
-        "SELECT coalesce(sum(sold - initial_stock), 0)::bigint, coalesce(array_agg(product_id ORDER BY product_id), '{}') \
-         FROM (SELECT i.product_id, i.initial_stock, coalesce(sum(o.quantity), 0) AS sold \
-               FROM inventory i LEFT JOIN orders o ON o.product_id = i.product_id \
-               GROUP BY i.product_id, i.initial_stock) per_product \
-         WHERE sold > initial_stock",
-    )
+    let (units, products): (i64, Vec<i64>) = sqlx::query_as(&format!(
+        "SELECT coalesce(sum(over), 0)::bigint, coalesce(array_agg(product_id ORDER BY product_id), '{{}}') \
+         FROM ({OVERSOLD_PRODUCTS}) oversold"
+    ))
     .fetch_one(pg)
     .await?;
     let detail = if units == 0 {

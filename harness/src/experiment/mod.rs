@@ -2,12 +2,13 @@
 //! and the judgement of each prediction against what was measured.
 //!
 //! `definition` (the schema, validated into a `Plan`; errors name file, line and field), `claim` (how
-//! a prediction is written), `catalog` (the built-ins), `runner` (a lab per variant: prepare, run the
+//! a prediction is written), `abort` (stop conditions, watched every second), `catalog` (the built-ins), `runner` (a lab per variant: prepare, run the
 //! phases with their faults and one sample a second, judge), `phase_figures` (those seconds turned
 //! into per-phase figures and caveats), `invariants` (the end-of-run checks), `timing` (the timing
 //! attacker's classifier and test), `verdict` (confirmed, refuted or inconclusive) and `output` (what a
 //! run writes in its folder).
 
+pub mod abort;
 pub mod catalog;
 pub mod claim;
 pub mod definition;

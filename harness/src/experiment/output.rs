@@ -8,12 +8,14 @@ use std::io::Write;
 use reference_service::modes::ModesPatch;
 use serde::{Deserialize, Serialize};
 
+use super::abort::Abort;
 use super::definition::Profile;
 use super::invariants::InvariantReport;
 use super::timing::Probes;
 use super::verdict::{PhaseStats, Sample, Verdict};
 use crate::env::images::ImageChoice;
 use crate::faults::TimelineEntry;
+use crate::faults::audit::LabAudit;
 use crate::run_folder::RunFolder;
 use crate::vocabulary::{ExitCode, Metric, Variant};
 
@@ -41,6 +43,12 @@ pub struct VariantReport {
     /// acknowledged, to set against the fault timeline.
     #[serde(default)]
     pub lost_orders: Vec<LostOrder>,
+    /// The stop condition that ended the run early, if one tripped (no later variant ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<Abort>,
+    /// The lab after the last revert, as the proxy and Docker report it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<LabAudit>,
     pub phase_stats: PhaseStats,
     /// Written beside the summary as `timeseries-<variant>.json`.
     #[serde(skip)]

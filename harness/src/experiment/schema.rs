@@ -25,6 +25,8 @@ pub(super) struct File {
     pub(super) variants: Spanned<BTreeMap<String, VariantFile>>,
     #[serde(default)]
     pub(super) predictions: Vec<PredictionFile>,
+    #[serde(default)]
+    pub(super) abort: Vec<AbortFile>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -123,4 +125,14 @@ pub(super) struct PredictionFile {
     pub(super) tolerance: Option<Spanned<f64>>,
     #[serde(default)]
     pub(super) why: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AbortFile {
+    pub(super) variant: Option<Spanned<String>>,
+    pub(super) metric: Spanned<String>,
+    pub(super) compare: Spanned<Comparison>,
+    pub(super) threshold: Spanned<f64>,
+    pub(super) seconds: Option<Spanned<u32>>,
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::abort::Abort;
 use super::claim::Claim;
 use super::definition::PredictionPlan;
 use crate::vocabulary::{ExitCode, Metric, Outcome, Variant};
@@ -144,6 +145,19 @@ pub fn judge(prediction: &PredictionPlan, stats: &PhaseStats, caveats: &Caveats)
     }
 }
 
+/// The verdict on a prediction of a run a stop condition ended: not judged, whatever was measured.
+pub fn aborted(prediction: &PredictionPlan, abort: &Abort) -> Verdict {
+    Verdict {
+        variant: prediction.variant,
+        claim: prediction.claim.clone(),
+        observed: None,
+        outcome: Outcome::Aborted {
+            reason: abort.to_string(),
+        },
+        why: prediction.why.clone(),
+    }
+}
+
 /// Why a claim has no figure to be judged on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 enum Unjudged {
@@ -188,10 +202,16 @@ fn observe(claim: &Claim, stats: &PhaseStats, caveats: &Caveats) -> Result<f64, 
     }
 }
 
-/// The process exit code for a judged run: confirmed when every prediction is and every invariant
-/// held, refuted when a prediction was or an invariant broke, inconclusive otherwise.
+/// The process exit code for a judged run: aborted when a stop condition stopped it, confirmed when
+/// every prediction is and every invariant held, refuted when a prediction was or an invariant broke,
+/// inconclusive otherwise.
 pub fn exit_code(verdicts: &[Verdict], invariants_held: bool) -> ExitCode {
-    if !invariants_held || verdicts.iter().any(|v| v.outcome == Outcome::Refuted) {
+    if verdicts
+        .iter()
+        .any(|v| matches!(v.outcome, Outcome::Aborted { .. }))
+    {
+        ExitCode::Aborted
+    } else if !invariants_held || verdicts.iter().any(|v| v.outcome == Outcome::Refuted) {
         ExitCode::Refuted
     } else if verdicts.iter().all(|v| v.outcome.confirmed()) {
         ExitCode::Confirmed

@@ -2,8 +2,10 @@
 //!
 //! `with_fault` is the only way the lab breaks something: it injects, runs the body, and reverts
 //! whatever happens in the body (an error, a panic, or the stop signal that Ctrl-C cancels). A fault
-//! whose injection fails half-way is reverted as far as it got, so nothing is ever left broken.
+//! whose injection fails half-way is reverted as far as it got, so nothing is ever left broken; `audit`
+//! then asks the proxy and Docker whether that is so.
 
+pub mod audit;
 pub mod proxy;
 pub mod timeline;
 

@@ -20,6 +20,8 @@ pub enum CaseKind {
     Invariant,
     /// A figure against the baseline.
     Figure,
+    /// A stop condition of the experiment file tripped: the run stopped early, which always fails.
+    StopCondition,
 }
 
 /// One test case of the gate.
@@ -53,6 +55,15 @@ pub fn judge(gate: &Gate, summary: &Summary, baseline: Option<&Baseline>) -> Vec
     let experiment = gate.plan.name.clone();
     let mut cases = Vec::new();
     for variant in &summary.variants {
+        if let Some(abort) = &variant.aborted {
+            cases.push(Case {
+                experiment: experiment.clone(),
+                kind: CaseKind::StopCondition,
+                name: format!("{}: stop condition", variant.variant),
+                passed: Some(false),
+                message: format!("the run stopped early: {abort}"),
+            });
+        }
         for v in &variant.verdicts {
             let observed = v.observed.map_or_else(|| "nothing".into(), |o| format!("{o:.4}"));
             cases.push(Case {

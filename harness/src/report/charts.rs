@@ -34,6 +34,8 @@ const REPLICA_COLOURS: [RGBColor; 4] = [
     RGBColor(140, 86, 75),
 ];
 const FAULT_SHADE: RGBColor = RGBColor(255, 160, 60);
+/// The instant a stop condition tripped.
+const ABORT_MARK: RGBColor = RGBColor(130, 80, 223);
 
 /// A line on a chart: one metric of one variant.
 struct Line {
@@ -292,6 +294,29 @@ fn draw_backdrop(chart: &mut Chart<'_, '_>, run: &Run, x_max: f64, y_max: f64) -
             name,
             (start + x_max * 0.005, y_max * 0.97),
             ("sans-serif", 12).into_font().color(&BLACK.mix(0.6)),
+        )))?;
+    }
+    for at_s in run
+        .summary
+        .variants
+        .iter()
+        .filter_map(|v| v.aborted.as_ref())
+        .map(|a| a.at_s)
+    {
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(at_s, 0.0), (at_s, y_max)],
+            ABORT_MARK.stroke_width(2),
+        )))?;
+        // Left of the line when it is near the right edge, where the run ended.
+        let label_x = if at_s > x_max * 0.9 {
+            at_s - x_max * 0.065
+        } else {
+            at_s + x_max * 0.005
+        };
+        chart.draw_series(std::iter::once(Text::new(
+            "aborted",
+            (label_x, y_max * 0.88),
+            ("sans-serif", 12).into_font().color(&ABORT_MARK),
         )))?;
     }
     Ok(())

@@ -21,9 +21,9 @@ table { border-collapse: collapse; width: 100%; margin: 0.5em 0 1.5em; font-size
 th, td { border-bottom: 1px solid #ddd; padding: 0.35em 0.5em; text-align: left; vertical-align: top; }
 th { background: #fafafa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .confirmed, .held { color: #1a7f37; font-weight: bold; } .refuted, .violated { color: #cf222e; font-weight: bold; }
-.inconclusive, .predicted { color: #9a6700; font-weight: bold; }
+.inconclusive, .predicted { color: #9a6700; font-weight: bold; } .aborted { color: #8250df; font-weight: bold; }
 .badge { display: inline-block; padding: 0.2em 0.7em; border-radius: 1em; color: white; }
-.badge.confirmed { background: #1a7f37; } .badge.refuted { background: #cf222e; } .badge.inconclusive { background: #9a6700; }
+.badge.confirmed { background: #1a7f37; } .badge.refuted { background: #cf222e; } .badge.inconclusive { background: #9a6700; } .badge.aborted { background: #8250df; }
 img.chart { width: 100%; max-width: 960px; border: 1px solid #eee; }
 code, .evidence { font-family: 'DejaVu Sans Mono', monospace; font-size: 0.85em; }
 ";
@@ -110,6 +110,7 @@ pub fn page(
         rev = escape(s.git_revision.as_deref().unwrap_or("unknown")),
         story = escape(s.story.trim()),
     );
+    stopped_early(run, &mut page);
     let _ = write!(
         page,
         "<h2>At a glance</h2>\n<img class=\"chart\" id=\"headline\" alt=\"{}\" src=\"{}\">\n\
@@ -135,6 +136,27 @@ pub fn page(
     page.push_str(SELF_CHECK);
     page.push_str("</body></html>\n");
     Ok(page)
+}
+
+/// The stop condition that ended the run, and what the proxy and Docker said of the lab after it.
+fn stopped_early(run: &Run, page: &mut String) {
+    for variant in &run.summary.variants {
+        let Some(abort) = &variant.aborted else {
+            continue;
+        };
+        let audit = variant
+            .audit
+            .as_ref()
+            .map_or_else(String::new, |a| format!(" After it: {a}."));
+        let _ = writeln!(
+            page,
+            "<p class=\"aborted\">Stopped early in {}: {}. The phase's faults were reverted at once, \
+             the load stopped, and no later phase or variant ran (the purple line on the charts).{}</p>",
+            variant.variant,
+            escape(&abort.to_string()),
+            escape(&audit)
+        );
+    }
 }
 
 fn predictions(run: &Run, page: &mut String) {

@@ -14,15 +14,18 @@ pub enum ExitCode {
     Usage,
     /// The environment failed (Docker, images, disk), or Ctrl-C: faults reverted, lab removed.
     Environment,
+    /// A stop condition of the experiment file tripped: the run stopped early, faults reverted.
+    Aborted,
 }
 
 impl ExitCode {
-    pub const ALL: [ExitCode; 5] = [
+    pub const ALL: [ExitCode; 6] = [
         Self::Confirmed,
         Self::Refuted,
         Self::Inconclusive,
         Self::Usage,
         Self::Environment,
+        Self::Aborted,
     ];
 
     pub fn code(self) -> u8 {
@@ -32,6 +35,7 @@ impl ExitCode {
             Self::Inconclusive => 2,
             Self::Usage => 3,
             Self::Environment => 4,
+            Self::Aborted => 5,
         }
     }
 
@@ -43,6 +47,7 @@ impl ExitCode {
             Self::Inconclusive => "inconclusive",
             Self::Usage => "usage",
             Self::Environment => "environment",
+            Self::Aborted => "aborted",
         }
     }
 
@@ -55,6 +60,7 @@ impl ExitCode {
             Self::Environment => {
                 "an environment error (Docker, images) or Ctrl-C; faults were reverted and the lab removed"
             }
+            Self::Aborted => "a stop condition tripped; the run stopped early and its faults were reverted",
         }
     }
 

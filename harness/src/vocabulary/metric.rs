@@ -42,6 +42,23 @@ closed_set! {
 }
 
 impl Metric {
+    /// Whether the time series has it every second; the others are figures of a whole phase (peaks,
+    /// recovery times) or of the whole run (what the database holds at the end, the timing attack).
+    pub fn every_second(self) -> bool {
+        !matches!(
+            self,
+            Self::OfferedRps
+                | Self::PgStatementsPeak
+                | Self::CacheMissesPeak
+                | Self::HitRatioRecoveryS
+                | Self::OversoldUnits
+                | Self::UnitsSold
+                | Self::LostAcknowledgedOrders
+                | Self::TimingAccuracy
+                | Self::TimingPValue
+        )
+    }
+
     /// Whether the service's own `/metrics` gives it, so each replica has its own series.
     pub fn per_replica(self) -> bool {
         matches!(

@@ -13,15 +13,19 @@ pub enum Outcome {
     /// It could not be judged (the fault never touched traffic, the load fell short, nothing was
     /// measured): `reason` says which.
     Inconclusive { reason: String },
+    /// The run was stopped by a stop condition before the prediction could be judged: `reason` says
+    /// which condition tripped, when and where.
+    Aborted { reason: String },
 }
 
 impl Outcome {
-    /// `confirmed`, `refuted` or `inconclusive`: the outcome's name in files and page styles.
+    /// `confirmed`, `refuted`, `inconclusive` or `aborted`: the outcome's name in files and page styles.
     pub fn word(&self) -> &'static str {
         match self {
             Self::Confirmed => "confirmed",
             Self::Refuted => "refuted",
             Self::Inconclusive { .. } => "inconclusive",
+            Self::Aborted { .. } => "aborted",
         }
     }
 
@@ -38,6 +42,7 @@ impl std::fmt::Display for Outcome {
             Self::Confirmed => f.write_str("confirmed"),
             Self::Refuted => f.write_str("REFUTED"),
             Self::Inconclusive { reason } => write!(f, "INCONCLUSIVE: {reason}"),
+            Self::Aborted { reason } => write!(f, "ABORTED: {reason}"),
         }
     }
 }

@@ -8,8 +8,11 @@ use reference_service::seed::SeedPlan;
 use toml::Spanned;
 
 use super::{DefinitionError, PhasePlan, Plan, PredictionPlan, Profile, RUN_PHASE, VariantPlan};
+use crate::experiment::abort::{self, AbortCondition};
 use crate::experiment::claim::{Claim, Comparison};
-use crate::experiment::schema::{FaultFile, File, LoadFile, PhaseFile, PredictionFile, ProfilesFile};
+use crate::experiment::schema::{
+    AbortFile, FaultFile, File, LoadFile, PhaseFile, PredictionFile, ProfilesFile,
+};
 use crate::faults::Fault;
 use crate::faults::proxy::NetworkFault;
 use crate::vocabulary::{Link, Metric, Role, Scenario, Variant};
@@ -82,6 +85,11 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
     let phases = phases(&src, &parsed, profile)?;
     let variants = variants(&src, &parsed)?;
     let predictions = predictions(&src, &parsed.predictions, &phases, &variants)?;
+    let aborts = parsed
+        .abort
+        .iter()
+        .map(|a| abort(&src, a, &variants))
+        .collect::<Result<_, _>>()?;
     Ok(Plan {
         name,
         story: parsed.story.trim().to_owned(),
@@ -96,6 +104,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         phases,
         variants,
         predictions,
+        aborts,
     })
 }
 
@@ -255,33 +264,9 @@ fn prediction(
     phases: &[PhasePlan],
     variants: &[VariantPlan],
 ) -> Result<PredictionPlan, DefinitionError> {
-    let named = p.variant.get_ref();
-    let variant = variants
-        .iter()
-        .map(|v| v.variant)
-        .find(|v| v.name() == named)
-        .ok_or_else(|| {
-            src.error(
-                &p.variant.span(),
-                "predictions.variant",
-                format!("no variant {named:?} in this file"),
-            )
-        })?;
-    let metric: Metric = p
-        .metric
-        .get_ref()
-        .parse()
-        .map_err(|e: crate::vocabulary::Unknown| {
-            src.error(&p.metric.span(), "predictions.metric", e.to_string())
-        })?;
-    let threshold = *p.threshold.get_ref();
-    if !threshold.is_finite() {
-        return Err(src.error(
-            &p.threshold.span(),
-            "predictions.threshold",
-            "must be a finite number",
-        ));
-    }
+    let variant = known_variant(src, &p.variant, "predictions.variant", variants)?;
+    let metric = known_metric(src, &p.metric, "predictions.metric")?;
+    let threshold = finite(src, &p.threshold, "predictions.threshold")?;
     let claim = Claim {
         metric,
         phase: known_phase(src, &p.phase, "predictions.phase", phases)?,
@@ -299,6 +284,75 @@ fn prediction(
         claim,
         why: p.why.clone(),
     })
+}
+
+/// A stop condition: a metric measured every second, held against a threshold for some seconds.
+fn abort(
+    src: &Source<'_>,
+    a: &AbortFile,
+    variants: &[VariantPlan],
+) -> Result<AbortCondition, DefinitionError> {
+    let variant = a
+        .variant
+        .as_ref()
+        .map(|v| known_variant(src, v, "abort.variant", variants))
+        .transpose()?;
+    let metric = known_metric(src, &a.metric, "abort.metric")?;
+    if !abort::watchable(metric) {
+        let live: Vec<&str> = Metric::ALL
+            .iter()
+            .filter(|m| abort::watchable(**m))
+            .map(|m| m.name())
+            .collect();
+        let message = format!(
+            "{metric} is not measured every second; a stop condition can watch {}",
+            live.join(", ")
+        );
+        return Err(src.error(&a.metric.span(), "abort.metric", message));
+    }
+    if *a.compare.get_ref() == Comparison::Within {
+        return Err(src.error(&a.compare.span(), "abort.compare", "use <, <=, >, >= or =="));
+    }
+    let seconds = match &a.seconds {
+        Some(seconds) => src.in_range(seconds, "abort.seconds", 1..=3600)?,
+        None => 1,
+    };
+    Ok(AbortCondition {
+        variant,
+        metric,
+        compare: *a.compare.get_ref(),
+        threshold: finite(src, &a.threshold, "abort.threshold")?,
+        seconds,
+    })
+}
+
+fn known_variant(
+    src: &Source<'_>,
+    named: &Spanned<String>,
+    field: &str,
+    variants: &[VariantPlan],
+) -> Result<Variant, DefinitionError> {
+    let name = named.get_ref();
+    variants
+        .iter()
+        .map(|v| v.variant)
+        .find(|v| v.name() == name)
+        .ok_or_else(|| src.error(&named.span(), field, format!("no variant {name:?} in this file")))
+}
+
+fn known_metric(src: &Source<'_>, named: &Spanned<String>, field: &str) -> Result<Metric, DefinitionError> {
+    named
+        .get_ref()
+        .parse()
+        .map_err(|e: crate::vocabulary::Unknown| src.error(&named.span(), field, e.to_string()))
+}
+
+fn finite(src: &Source<'_>, value: &Spanned<f64>, field: &str) -> Result<f64, DefinitionError> {
+    let got = *value.get_ref();
+    if got.is_finite() {
+        return Ok(got);
+    }
+    Err(src.error(&value.span(), field, "must be a finite number"))
 }
 
 fn known_phase(

@@ -13,6 +13,7 @@ use crate::experiment::output::{self, LostOrder, VariantReport};
 use crate::experiment::phase_figures::{caveats, derived_stats};
 use crate::experiment::timing::Probes;
 use crate::experiment::verdict::{self, PhaseStats};
+use crate::faults::audit::{self, LabAudit};
 use crate::load::{Acknowledged, Group};
 use crate::vocabulary::Metric;
 
@@ -27,13 +28,7 @@ pub(super) async fn judge(
     watched: Watched,
     ctx: &RunContext<'_>,
 ) -> Result<VariantReport, RunError> {
-    let left = watched.timeline.still_injected();
-    if !left.is_empty() {
-        return Err(RunError::LeftInjected {
-            variant: variant.variant,
-            faults: left,
-        });
-    }
+    let audit = lab_is_whole(variant, lab, &watched).await?;
     let mut invariants = check_invariants(lab, prepared, &watched).await?;
     let mut stats = stats(plan, &watched, &invariants);
     timing_figures(variant, &watched, &mut stats, ctx);
@@ -48,7 +43,10 @@ pub(super) async fn judge(
     }
     let verdicts = plan
         .predictions_of(variant.variant)
-        .map(|p| verdict::judge(p, &stats, &caveats))
+        .map(|p| match &watched.aborted {
+            Some(abort) => verdict::aborted(p, abort),
+            None => verdict::judge(p, &stats, &caveats),
+        })
         .collect();
     if let Err(error) = output::write_series(ctx.folder, variant.variant, &watched.samples) {
         (ctx.progress)(Event::Message(format!(
@@ -64,15 +62,36 @@ pub(super) async fn judge(
         ready_in_s: lab.ready_in.as_secs_f64(),
         load_started_at: watched.load_started_at,
         offered_rps: plan.rate,
-        achieved_rps: watched.requests_in_phases as f64 / plan.run_seconds(),
+        achieved_rps: watched.requests_in_phases as f64 / seconds_run(plan, &watched),
         requests: watched.load.requests.max(watched.recorder.request_count()),
         verdicts,
         invariants,
         timeline: watched.timeline.entries(),
         lost_orders,
+        aborted: watched.aborted,
+        audit: Some(audit),
         phase_stats: stats,
         samples: watched.samples,
     })
+}
+
+/// Nothing left broken: the timeline has a revert for every injection, and the proxy and Docker agree.
+async fn lab_is_whole(variant: &VariantPlan, lab: &Lab, watched: &Watched) -> Result<LabAudit, RunError> {
+    let left = watched.timeline.still_injected();
+    if !left.is_empty() {
+        return Err(RunError::LeftInjected {
+            variant: variant.variant,
+            faults: left,
+        });
+    }
+    let audit = audit::audit(lab).await?;
+    if !audit.whole() {
+        return Err(RunError::LabNotWhole {
+            variant: variant.variant,
+            audit,
+        });
+    }
+    Ok(audit)
 }
 
 /// The invariants, on a connection asked for afresh: Postgres may have been restarted on another
@@ -90,6 +109,14 @@ async fn check_invariants(
     let report = invariants::check(&pg, &facts, DRAIN).await?;
     pg.close().await;
     Ok(report)
+}
+
+/// How long the phases ran: all of them, or up to the second a stop condition tripped.
+fn seconds_run(plan: &Plan, watched: &Watched) -> f64 {
+    watched
+        .aborted
+        .as_ref()
+        .map_or_else(|| plan.run_seconds(), |abort| abort.at_s.max(1.0))
 }
 
 /// The history of each lost order: when it was sent and acknowledged.

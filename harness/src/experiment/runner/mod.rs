@@ -16,6 +16,7 @@ use super::output::{self, PhaseOutline, Summary, VariantReport};
 use super::verdict;
 use crate::env::{AdminError, EnvError, Lab, LabSpec};
 use crate::faults::FaultError;
+use crate::faults::audit::{AuditError, LabAudit};
 use crate::load::LoadError;
 use crate::run_folder::RunFolder;
 use crate::vocabulary::Variant;
@@ -36,6 +37,10 @@ pub enum RunError {
     Database(#[from] sqlx::Error),
     #[error("{variant}: faults still injected at the end of the run: {}", faults.join(", "))]
     LeftInjected { variant: Variant, faults: Vec<String> },
+    #[error("{variant}: the lab is not whole after the last revert: {audit}")]
+    LabNotWhole { variant: Variant, audit: LabAudit },
+    #[error("could not check the lab after the last revert")]
+    Audit(#[from] AuditError),
     #[error("interrupted (Ctrl-C); every fault was reverted and the lab removed")]
     Interrupted,
 }
@@ -135,13 +140,18 @@ pub async fn run(
     // After a failure (a lab that did not start, a variant that failed), the labs left go unused.
     let mut reports = Vec::new();
     let mut removals = Vec::new();
+    let mut aborted = false;
     for (variant, lab) in variants.iter().zip(labs) {
         if failure.is_none() && ctx.stop.is_cancelled() {
             failure = Some(RunError::Interrupted);
         }
-        if failure.is_none() {
+        // A stop condition stops the whole run: the variants after it do not start.
+        if failure.is_none() && !aborted {
             match run_variant(&plan, variant, &lab, ctx).await {
-                Ok(report) => reports.push(report),
+                Ok(report) => {
+                    aborted = report.aborted.is_some();
+                    reports.push(report);
+                }
                 Err(error) => failure = Some(error),
             }
         }

@@ -10,7 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Event, RunContext, RunError};
 use crate::env::Lab;
+use crate::experiment::abort::{Abort, Tripwire};
 use crate::experiment::definition::{PhasePlan, Plan};
+use crate::experiment::invariants;
 use crate::experiment::phase_figures::{PER_REQUEST, PhaseLatencies, group_p95};
 use crate::experiment::verdict::Sample;
 use crate::faults::{self, Fault, FaultError, FaultTimeline, TimelineEntry};
@@ -38,6 +40,8 @@ pub(super) struct Watched {
     pub requests_in_phases: u64,
     pub load_started_at: chrono::DateTime<chrono::Utc>,
     pub load: LoadSummary,
+    /// The stop condition that ended the run early, if one tripped.
+    pub aborted: Option<Abort>,
 }
 
 /// The run's timetable, fixed when the load starts: phases end at their planned offsets, and samples
@@ -148,19 +152,118 @@ struct Watch<'a> {
     samples: Vec<Sample>,
     latencies: PhaseLatencies,
     untouched: BTreeMap<String, Vec<String>>,
+    tripwire: Tripwire,
+    /// A connection for the live count of oversold units, when a stop condition watches it.
+    live_db: Option<sqlx::PgPool>,
+    aborted: Option<Abort>,
 }
 
-impl Watch<'_> {
-    /// Samples once a second until the phase ends (or the run is stopped).
+impl<'a> Watch<'a> {
+    /// Ready to watch: the first reading only sets the counters' baseline (and connects the probes);
+    /// the timetable starts after it.
+    async fn new(
+        plan: &Plan,
+        variant: Variant,
+        lab: &'a Lab,
+        ctx: &'a RunContext<'a>,
+        recorder: Recorder,
+    ) -> Result<Self, RunError> {
+        let mut observer = Observer::new();
+        observer.sample(lab).await;
+        let tripwire = Tripwire::new(&plan.aborts, variant);
+        let live_db = if tripwire.watches(Metric::OversoldUnits) {
+            Some(live_database(lab).await?)
+        } else {
+            None
+        };
+        Ok(Self {
+            lab,
+            ctx,
+            variant,
+            total_s: plan.run_seconds(),
+            observer,
+            recorder,
+            clock: Clock::start(),
+            samples: Vec::new(),
+            latencies: PhaseLatencies::default(),
+            untouched: BTreeMap::new(),
+            tripwire,
+            live_db,
+            aborted: None,
+        })
+    }
+
+    /// Every phase in turn, each with its faults injected and reverted around it, until the last
+    /// ends or a stop condition trips (its phase's faults are reverted as the watch returns, and no
+    /// later phase starts). An error or Ctrl-C ends it with an error.
+    async fn every_phase(&mut self, plan: &Plan, timeline: &FaultTimeline) -> Result<(), RunError> {
+        let (lab, ctx, variant) = (self.lab, self.ctx, self.variant);
+        for phase in &plan.phases {
+            (ctx.progress)(Event::Phase { variant, phase });
+            self.clock.phase_end += Duration::from_secs_f64(phase.seconds);
+            let mark = timeline.len();
+            let watched = with_faults(lab, timeline, &ctx.stop, &phase.faults, self.phase(phase)).await;
+            self.note_untouched(phase, &timeline.since(mark));
+            match watched {
+                Ok(()) if ctx.stop.is_cancelled() => return Err(RunError::Interrupted),
+                Ok(()) => {}
+                Err(FaultError::Interrupted) => return Err(RunError::Interrupted),
+                Err(error) => return Err(error.into()),
+            }
+            if let Some(abort) = &self.aborted {
+                (ctx.progress)(Event::Message(format!(
+                    "{variant}: ABORTED: {abort}; faults reverted, the load stops"
+                )));
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Samples once a second until the phase ends, the run is stopped, or a stop condition trips.
     async fn phase(&mut self, phase: &PhasePlan) {
         loop {
             tokio::select! {
                 in_phase = self.clock.next_sample_in_phase() => if !in_phase { return },
                 () = self.ctx.stop.cancelled() => return,
             }
-            let rates = self.observer.sample(self.lab).await;
+            let mut rates = self.observer.sample(self.lab).await;
+            self.count_oversold(&mut rates).await;
             self.second(phase, rates);
+            if self.tripped(phase) {
+                return;
+            }
         }
+    }
+
+    /// The units sold beyond stock so far, if a stop condition watches them. A second the database
+    /// does not answer (it may be the fault) has no measurement.
+    async fn count_oversold(&mut self, rates: &mut Rates) {
+        let Some(pg) = &self.live_db else { return };
+        match invariants::oversold_units(pg).await {
+            Ok(units) => {
+                rates.total.insert(Metric::OversoldUnits, units as f64);
+            }
+            Err(error) => tracing::debug!(%error, "no live count of oversold units this second"),
+        }
+    }
+
+    /// Whether the second just filed trips a stop condition; if so, the abort is noted.
+    fn tripped(&mut self, phase: &PhasePlan) -> bool {
+        let Some(sample) = self.samples.last() else {
+            return false;
+        };
+        let Some((condition, observed)) = self.tripwire.second(&sample.values) else {
+            return false;
+        };
+        self.aborted = Some(Abort {
+            condition: condition.to_string(),
+            variant: self.variant,
+            phase: phase.name.clone(),
+            at_s: sample.at_s,
+            observed,
+        });
+        true
     }
 
     /// One second: the client's figures beside the lab's, filed as a sample.
@@ -245,38 +348,16 @@ pub(super) async fn run(
     let report = ctx.folder.goose_report(variant);
     let load = LoadRun::start(plan, lab.service_url(1).await?, recorder.clone(), report, ctx);
     load.started(&recorder, &ctx.stop).await;
-    let timeline = FaultTimeline::default();
-    // The first reading only sets the counters' baseline (and connects the probes); the timetable
-    // starts after it.
-    let mut observer = Observer::new();
-    observer.sample(lab).await;
-    let mut watch = Watch {
-        lab,
-        ctx,
-        variant,
-        total_s: plan.run_seconds(),
-        observer,
-        recorder: recorder.clone(),
-        clock: Clock::start(),
-        samples: Vec::new(),
-        latencies: PhaseLatencies::default(),
-        untouched: BTreeMap::new(),
-    };
+    let mut watch = Watch::new(plan, variant, lab, ctx, recorder.clone()).await?;
     let requests_before_phases = recorder.request_count();
     let load_started_at = chrono::Utc::now();
-    for phase in &plan.phases {
-        (ctx.progress)(Event::Phase { variant, phase });
-        watch.clock.phase_end += Duration::from_secs_f64(phase.seconds);
-        let mark = timeline.len();
-        let watched = with_faults(lab, &timeline, &ctx.stop, &phase.faults, watch.phase(phase)).await;
-        watch.note_untouched(phase, &timeline.since(mark));
-        if watched.is_err() || ctx.stop.is_cancelled() {
-            load.abandon().await;
-            return Err(match watched {
-                Ok(()) | Err(FaultError::Interrupted) => RunError::Interrupted,
-                Err(error) => error.into(),
-            });
-        }
+    let timeline = FaultTimeline::default();
+    if let Err(error) = watch.every_phase(plan, &timeline).await {
+        load.abandon().await;
+        return Err(error);
+    }
+    if let Some(pg) = watch.live_db.take() {
+        pg.close().await;
     }
     let requests_in_phases = recorder.request_count() - requests_before_phases;
     Ok(Watched {
@@ -288,7 +369,16 @@ pub(super) async fn run(
         recorder,
         requests_in_phases,
         load_started_at,
+        aborted: watch.aborted,
     })
+}
+
+/// One connection to the lab's Postgres for live checks, on its published port.
+async fn live_database(lab: &Lab) -> Result<sqlx::PgPool, RunError> {
+    let options = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(1));
+    Ok(options.connect(&lab.postgres_url().await?).await?)
 }
 
 /// Injects every fault of a phase (in order), runs `body`, reverts them all (in reverse order).

@@ -1,0 +1,217 @@
+//! Stop conditions, through the binary, on real labs: an experiment file whose condition must trip
+//! ends early with exit 5, the verdict `aborted` and its reason, the faults reverted (as the proxy and
+//! Docker report the lab after it), no later variant run, and the instant on the report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use serde_json::Value;
+
+/// Postgres killed for 10 s under a browse-and-buy load: the error rate goes to about 1 within a
+/// second or two, so `error_rate > 0.5 for 2 s` must trip in the fault phase, seconds before its end.
+const KILLED_DATABASE: &str = r#"
+name = "killed-database"
+story = "Postgres killed; a stop condition on the error rate must end the run early."
+
+[seed]
+products = 10
+users = 20
+stock = 100000
+orders_per_user = 0
+
+[load]
+rate = 40
+users = 8
+mix = { browse = 1, checkout = 1 }
+
+[[phases]]
+name = "before"
+seconds = 3
+
+[[phases]]
+name = "fault"
+seconds = 10
+faults = [{ kind = "kill", target = "postgres" }, { kind = "latency", link = "redis", ms = 5.0 }]
+
+[[phases]]
+name = "after"
+seconds = 3
+
+[variants.vulnerable]
+modes = { cache_failure = "fallthrough" }
+
+[variants.defended]
+modes = { cache_failure = "breaker" }
+
+[[predictions]]
+variant = "vulnerable"
+metric = "throughput_rps"
+phase = "after"
+compare = ">"
+threshold = 0.0
+
+[[abort]]
+metric = "error_rate"
+compare = ">"
+threshold = 0.5
+seconds = 2
+"#;
+
+/// The flash sale without its row lock, and a live invariant: the first unit sold beyond the stock
+/// stops the run.
+const OVERSELL: &str = r#"
+name = "oversell"
+story = "Checkouts with no lock on the last pairs; a live invariant stops the run at the first oversold unit."
+
+[seed]
+products = 1
+users = 200
+stock = 5
+orders_per_user = 0
+
+[load]
+rate = 100
+users = 50
+mix = { checkout = 1 }
+
+[[phases]]
+name = "sale"
+seconds = 15
+
+[variants.vulnerable]
+modes = { locking = "none", race_window_ms = 50 }
+
+[[predictions]]
+variant = "vulnerable"
+metric = "units_sold"
+phase = "run"
+compare = ">"
+threshold = 0.0
+
+[[abort]]
+variant = "vulnerable"
+metric = "oversold_units"
+compare = ">"
+threshold = 0.0
+"#;
+
+/// The runs take turns: each one loads the 2-core machine on its own.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+fn scratch(name: &str, file: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fortress-abort-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.toml")), file).unwrap();
+    dir
+}
+
+/// Runs the file; answers the exit code, what the run printed, and its summary.
+fn run(dir: &Path, name: &str) -> (Option<i32>, String, Value) {
+    let output = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("experiment")
+        .arg(dir.join(format!("{name}.toml")))
+        .arg("--out")
+        .arg(dir.join("runs"))
+        .output()
+        .expect("failed to run fortress");
+    let said = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let folder = std::fs::read_dir(dir.join("runs"))
+        .unwrap_or_else(|e| panic!("no run folder ({e}):\n{said}"))
+        .next()
+        .expect("a run folder")
+        .unwrap()
+        .path();
+    let summary = std::fs::read_to_string(folder.join("summary.json"))
+        .unwrap_or_else(|e| panic!("no summary.json ({e}):\n{said}"));
+    let report = std::fs::read_to_string(folder.join("report.html"))
+        .unwrap_or_else(|e| panic!("no report.html ({e}):\n{said}"));
+    assert!(
+        report.contains("Stopped early in vulnerable"),
+        "the report says so"
+    );
+    (
+        output.status.code(),
+        said,
+        serde_json::from_str(&summary).unwrap(),
+    )
+}
+
+/// The variant stopped where `phase` was, before its planned end, the lab whole after the revert,
+/// and no other variant ran.
+fn assert_stopped_early(summary: &Value, said: &str, phase: &str, planned_end_s: f64) -> f64 {
+    assert_eq!(summary["exit_code"], 5, "{said}");
+    let variants = summary["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 1, "no variant runs after an abort:\n{said}");
+    let run = &variants[0];
+    let abort = &run["aborted"];
+    assert_eq!(abort["phase"], phase, "{abort}");
+    let at_s = abort["at_s"].as_f64().unwrap();
+    assert!(
+        at_s < planned_end_s - 1.0,
+        "stopped at {at_s} s, the phase ends at {planned_end_s} s"
+    );
+    for verdict in run["verdicts"].as_array().unwrap() {
+        assert_eq!(verdict["outcome"], "aborted", "{verdict}");
+        assert!(
+            verdict["reason"].as_str().unwrap().contains("tripped at"),
+            "{verdict}"
+        );
+    }
+    let audit = &run["audit"];
+    assert_eq!(audit["faulty_links"], serde_json::json!([]), "the proxy: {audit}");
+    assert_eq!(audit["not_running"], serde_json::json!([]), "Docker: {audit}");
+    assert!(audit["running"].as_array().unwrap().len() >= 4, "{audit}");
+    at_s
+}
+
+#[test]
+fn a_tripped_stop_condition_ends_the_run_early_with_its_faults_reverted() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("killed-database", KILLED_DATABASE);
+    let (code, said, summary) = run(&dir, "killed-database");
+    assert_eq!(code, Some(5), "{said}");
+    assert!(
+        said.contains("STOPPED EARLY: error_rate > 0.5 for 2 s tripped at"),
+        "{said}"
+    );
+    let at_s = assert_stopped_early(&summary, &said, "fault", 3.0 + 10.0);
+    // Both faults were reverted right after the trip, long before the phase's planned end.
+    let run = &summary["variants"][0];
+    let started = chrono::DateTime::parse_from_rfc3339(run["load_started_at"].as_str().unwrap()).unwrap();
+    let reverts: Vec<&Value> = run["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "revert")
+        .collect();
+    assert_eq!(reverts.len(), 2, "{}", run["timeline"]);
+    for revert in reverts {
+        let at = chrono::DateTime::parse_from_rfc3339(revert["started_at"].as_str().unwrap()).unwrap();
+        let since_start = (at - started).as_seconds_f64();
+        assert!(
+            since_start < at_s + 2.0,
+            "revert at {since_start:.1} s, the abort at {at_s:.1} s: {revert}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_live_invariant_stops_the_run_at_the_first_oversold_unit() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("oversell", OVERSELL);
+    let (code, said, summary) = run(&dir, "oversell");
+    assert_eq!(code, Some(5), "{said}");
+    assert!(
+        said.contains("STOPPED EARLY: oversold_units > 0 for 1 s in vulnerable tripped at"),
+        "{said}"
+    );
+    assert_stopped_early(&summary, &said, "sale", 15.0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
