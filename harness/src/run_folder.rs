@@ -8,6 +8,7 @@
 //! report.html, chart-*.png        the page and its charts
 //! timeseries-<variant>.csv|.json  one row per second
 //! timing-<variant>.json           the timing attacker's probes, when the load sent any
+//! logs-<variant>/<role>.log       the warning and error lines of each service replica and Postgres
 //! goose-<variant>/goose-report.html
 //! ```
 
@@ -15,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::vocabulary::Variant;
+use crate::vocabulary::{Role, Variant};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFolder {
@@ -71,6 +72,13 @@ impl RunFolder {
 
     pub fn series_json(&self, variant: Variant) -> PathBuf {
         self.dir.join(format!("timeseries-{variant}.json"))
+    }
+
+    /// The warning and error lines a container of a variant's lab logged (`logs-defended/postgres.log`).
+    pub fn log(&self, variant: Variant, role: Role) -> PathBuf {
+        self.dir
+            .join(format!("logs-{variant}"))
+            .join(format!("{role}.log"))
     }
 
     /// The timing attacker's probes of a variant: every latency, known and unknown emails.

@@ -245,5 +245,15 @@ pub fn print_verdicts(summary: &Summary) {
             "  {v:<10} load: {:.1} of {:.1} requests/s offered, {} requests",
             variant.achieved_rps, variant.offered_rps, variant.requests
         );
+        for class in &variant.forensics.server_errors {
+            let answers = &class.answers;
+            println!(
+                "  {v:<10} {} x {} {} (log lines: {}; the report has them)",
+                answers.count,
+                answers.status,
+                answers.code,
+                class.log_lines.len()
+            );
+        }
     }
 }

@@ -9,13 +9,15 @@
 //! `containers` says what each container is started with, `admin` talks to the replicas' operator
 //! routes (readiness, modes, seed), `images` picks and builds images, `cleanup` removes runs by label,
 //! `owner` names the process a lab belongs to: a lab whose owner was killed is removed by the next
-//! lab to start (and by `fortress doctor`).
+//! lab to start (and by `fortress doctor`), `logs` keeps the warning and error lines of the service
+//! and Postgres for the run folder.
 
 pub mod admin;
 pub mod cleanup;
 mod containers;
 pub mod docker;
 pub mod images;
+pub mod logs;
 pub mod owner;
 pub mod resources;
 

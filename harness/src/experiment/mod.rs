@@ -5,13 +5,14 @@
 //! a prediction is written), `abort` (stop conditions, watched every second), `catalog` (the built-ins), `runner` (a lab per variant: prepare, run the
 //! phases with their faults and one sample a second, judge), `phase_figures` (those seconds turned
 //! into per-phase figures and caveats), `invariants` (the end-of-run checks), `timing` (the timing
-//! attacker's classifier and test), `verdict` (confirmed, refuted or inconclusive) and `output` (what a
+//! attacker's classifier and test), `forensics` (each class of 5xx answers with its log lines), `verdict` (confirmed, refuted or inconclusive) and `output` (what a
 //! run writes in its folder).
 
 pub mod abort;
 pub mod catalog;
 pub mod claim;
 pub mod definition;
+pub mod forensics;
 pub mod invariants;
 pub mod output;
 mod phase_figures;

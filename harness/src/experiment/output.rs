@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::abort::Abort;
 use super::definition::Profile;
+use super::forensics::Forensics;
 use super::invariants::InvariantReport;
 use super::timing::Probes;
 use super::verdict::{PhaseStats, Sample, Verdict};
@@ -49,6 +50,9 @@ pub struct VariantReport {
     /// The lab after the last revert, as the proxy and Docker report it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub audit: Option<LabAudit>,
+    /// The 5xx answers by code with their log lines, and the warning and error lines kept.
+    #[serde(default)]
+    pub forensics: Forensics,
     pub phase_stats: PhaseStats,
     /// Written beside the summary as `timeseries-<variant>.json`.
     #[serde(skip)]

@@ -27,7 +27,7 @@ use goose::GooseAttack;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use recorder::{Acknowledged, Recorder};
+pub use recorder::{Acknowledged, Recorder, ServerErrors};
 pub use sample::{Group, GroupSecond, GroupSummary, RequestOutcome, SecondSample, quantile_ms};
 pub use spec::LoadSpec;
 

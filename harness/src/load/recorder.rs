@@ -37,6 +37,8 @@ struct State {
     acknowledged: Vec<Acknowledged>,
     /// Every latency, in microseconds and in the order they completed, of the groups that keep each.
     each: BTreeMap<Group, Vec<u64>>,
+    /// The 5xx answers, by status and error code.
+    server_errors: BTreeMap<(u16, String), ServerErrors>,
 }
 
 impl State {
@@ -76,6 +78,20 @@ pub struct Acknowledged {
     pub acknowledged_us: i64,
 }
 
+/// The 5xx answers of one status and error code: how many, and the request ids of the first few, to
+/// find them in the service's log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerErrors {
+    pub status: u16,
+    /// The `error.code` of the JSON body, or `-` when the body had none (a proxy's or a crash's page).
+    pub code: String,
+    pub count: u64,
+    pub request_ids: Vec<String>,
+}
+
+/// How many request ids a class of 5xx answers keeps.
+pub const REQUEST_IDS_KEPT: usize = 5;
+
 /// A cheap-to-clone handle on one shared record: the load's users write, anyone reads.
 #[derive(Clone)]
 pub struct Recorder {
@@ -111,6 +127,7 @@ impl Recorder {
             totals: Default::default(),
             acknowledged: Vec::new(),
             each: BTreeMap::new(),
+            server_errors: BTreeMap::new(),
         }));
         Self { state, on: true }
     }
@@ -160,6 +177,32 @@ impl Recorder {
             sent_us,
             acknowledged_us,
         });
+    }
+
+    /// Notes a 5xx answer: its status, the error code of its body, the request id the service gave it.
+    pub fn server_error(&self, status: u16, code: Option<&str>, request_id: Option<&str>) {
+        let code = code.unwrap_or("-").to_owned();
+        let mut state = self.state();
+        let class = state
+            .server_errors
+            .entry((status, code.clone()))
+            .or_insert_with(|| ServerErrors {
+                status,
+                code,
+                count: 0,
+                request_ids: Vec::new(),
+            });
+        class.count += 1;
+        if let Some(id) = request_id.filter(|_| class.request_ids.len() < REQUEST_IDS_KEPT) {
+            class.request_ids.push(id.to_owned());
+        }
+    }
+
+    /// The 5xx answers by status and code, the most frequent first.
+    pub fn server_errors(&self) -> Vec<ServerErrors> {
+        let mut classes: Vec<ServerErrors> = self.state().server_errors.values().cloned().collect();
+        classes.sort_by(|a, b| b.count.cmp(&a.count).then(a.status.cmp(&b.status)));
+        classes
     }
 
     /// The oldest finished second not yet taken, or `None` while the next one is still running.
@@ -254,5 +297,26 @@ mod tests {
                 .all(|w| w[1].unix_second == w[0].unix_second + 1)
         );
         assert!(recorder.take_second().is_none());
+    }
+
+    #[test]
+    fn server_errors_are_counted_by_status_and_code_keeping_a_few_request_ids() {
+        let recorder = Recorder::new();
+        for i in 0..7 {
+            recorder.server_error(503, Some("database_unavailable"), Some(&format!("req-{i}")));
+        }
+        recorder.server_error(500, None, None);
+        let classes = recorder.server_errors();
+        assert_eq!(classes.len(), 2);
+        assert_eq!(
+            (classes[0].status, classes[0].code.as_str(), classes[0].count),
+            (503, "database_unavailable", 7)
+        );
+        assert_eq!(
+            classes[0].request_ids,
+            ["req-0", "req-1", "req-2", "req-3", "req-4"]
+        );
+        assert_eq!((classes[1].code.as_str(), classes[1].count), ("-", 1));
+        assert!(classes[1].request_ids.is_empty());
     }
 }

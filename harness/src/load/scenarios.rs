@@ -131,8 +131,20 @@ async fn send(
     let (outcome, body, problem) = match goose.response {
         Ok(response) => {
             let status = response.status().as_u16();
+            let request_id = response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             match response.bytes().await {
-                Ok(body) => (classify(status, &body), body.to_vec(), "unexpected answer"),
+                Ok(body) => {
+                    if status >= 500 {
+                        let code = error_code_of(&body);
+                        ctx.recorder
+                            .server_error(status, code.as_deref(), request_id.as_deref());
+                    }
+                    (classify(status, &body), body.to_vec(), "unexpected answer")
+                }
                 Err(_) => (RequestOutcome::Error, Vec::new(), "body not read"),
             }
         }
@@ -165,6 +177,12 @@ fn ok_if_200(status: u16, _body: &[u8]) -> RequestOutcome {
     } else {
         RequestOutcome::Error
     }
+}
+
+/// The `error.code` of a JSON error body (`{"error": {"code": "sold_out", ...}}`).
+fn error_code_of(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value["error"]["code"].as_str().map(str::to_owned)
 }
 
 fn token_of(body: &[u8]) -> Option<String> {

@@ -131,6 +131,7 @@ pub fn page(
     }
     invariants(run, &mut page);
     lost_orders(run, &mut page);
+    server_errors(run, &mut page);
     timeline(run, &mut page);
     environment(run, &mut page);
     page.push_str(SELF_CHECK);
@@ -279,6 +280,66 @@ fn lost_orders(run: &Run, page: &mut String) {
         }
     }
     page.push_str("</table>\n");
+}
+
+/// The 5xx answers by status and code, each with a few request ids and the log lines that name
+/// them, and the log files kept.
+fn server_errors(run: &Run, page: &mut String) {
+    let variants = &run.summary.variants;
+    if variants
+        .iter()
+        .all(|v| v.forensics.server_errors.is_empty() && v.forensics.logs.is_empty())
+    {
+        return;
+    }
+    page.push_str(
+        "<h2>Server errors and their causes</h2>\n<p class=\"meta\">Every 5xx answer the client saw, \
+         by status and error code, with the request ids of the first few and the service's log lines that \
+         name them. The warning and error lines of each container are kept beside this page.</p>\n\
+         <table id=\"server-errors\"><tr><th>variant</th><th>status</th><th>code</th><th>answers</th>\
+         <th>request ids</th><th>log lines</th></tr>\n",
+    );
+    for variant in variants {
+        for class in &variant.forensics.server_errors {
+            let answers = &class.answers;
+            let lines: Vec<String> = class.log_lines.iter().map(|l| escape(l)).collect();
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
+                 <td class=\"evidence\">{}</td><td class=\"evidence\">{}</td></tr>",
+                variant.variant,
+                answers.status,
+                escape(&answers.code),
+                answers.count,
+                escape(&answers.request_ids.join(" ")),
+                if lines.is_empty() {
+                    "none found".to_owned()
+                } else {
+                    lines.join("<br>")
+                },
+            );
+        }
+    }
+    page.push_str("</table>\n<p class=\"meta\">Log lines kept:");
+    if variants.iter().all(|v| v.forensics.logs.is_empty()) {
+        page.push_str(" none (no container logged a warning or an error)");
+    }
+    for variant in variants {
+        for log in &variant.forensics.logs {
+            let dropped = if log.dropped > 0 {
+                format!(", {} more not kept", log.dropped)
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                page,
+                " <a href=\"{0}\">{0}</a> ({1} lines{dropped})",
+                escape(&log.file),
+                log.lines
+            );
+        }
+    }
+    page.push_str("</p>\n");
 }
 
 fn timeline(run: &Run, page: &mut String) {

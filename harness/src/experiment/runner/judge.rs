@@ -8,6 +8,7 @@ use super::prepare::Prepared;
 use super::{Event, RunContext, RunError};
 use crate::env::Lab;
 use crate::experiment::definition::{Plan, RUN_PHASE, VariantPlan};
+use crate::experiment::forensics;
 use crate::experiment::invariants::{self, InvariantReport, RunFacts};
 use crate::experiment::output::{self, LostOrder, VariantReport};
 use crate::experiment::phase_figures::{caveats, derived_stats};
@@ -54,6 +55,13 @@ pub(super) async fn judge(
         )));
     }
     let lost_orders = lost_orders(&watched, &invariants);
+    let logs = crate::env::logs::worrying_lines(lab).await;
+    let forensics = forensics::keep(
+        ctx.folder,
+        variant.variant,
+        &logs,
+        watched.recorder.server_errors(),
+    );
     Ok(VariantReport {
         variant: variant.variant,
         modes: variant.modes,
@@ -70,6 +78,7 @@ pub(super) async fn judge(
         lost_orders,
         aborted: watched.aborted,
         audit: Some(audit),
+        forensics,
         phase_stats: stats,
         samples: watched.samples,
     })
