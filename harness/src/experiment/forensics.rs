@@ -92,7 +92,8 @@ fn lines_naming(ids: &[String], logs: &[WorryingLines]) -> Vec<String> {
 }
 
 /// A service JSON line as a reader scans it: `03:50:26.788 ERROR request failed: error=...
-/// code=database_unavailable [POST /orders]`; any other line as it is. The run folder keeps the raw line.
+/// code=database_unavailable [POST /orders <request id>]`; any other line as it is. The run folder
+/// keeps the raw line.
 fn readable(line: &str) -> String {
     let Ok(json) = serde_json::from_str::<serde_json::Value>(line) else {
         return line.to_owned();
@@ -118,7 +119,7 @@ fn readable(line: &str) -> String {
     }
     let span = &json["span"];
     if let (Some(method), Some(path)) = (span["method"].as_str(), span["path"].as_str()) {
-        out.push_str(&format!(" [{method} {path}]"));
+        out.push_str(&format!(" [{method} {path} {}]", text(&span["request_id"])));
     }
     out
 }
@@ -174,7 +175,7 @@ mod tests {
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert_eq!(
             lines[0],
-            "service: 03:50:26.788 ERROR request failed code=database_unavailable error=pool timed out [POST /orders]"
+            "service: 03:50:26.788 ERROR request failed code=database_unavailable error=pool timed out [POST /orders r-2]"
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }
