@@ -99,7 +99,7 @@ async fn main() {
     let control = TcpListener::bind("127.0.0.1:0").await.expect("bind control");
     let base = format!("http://{}", control.local_addr().expect("addr"));
     let spec = format!("bench=127.0.0.1:0={server}").parse().expect("link spec");
-    tokio::spawn(proxy::serve(control, vec![spec], std::future::pending()));
+    tokio::spawn(proxy::serve(control, vec![spec], 0, std::future::pending()));
     let http = reqwest::Client::new();
     let links: serde_json::Value = http
         .get(format!("{base}/links"))

@@ -181,4 +181,8 @@ pub struct ProxyArgs {
     /// `--link redis=127.0.0.1:16379=127.0.0.1:6379`.
     #[arg(long = "link", required = true)]
     pub links: Vec<crate::faults::proxy::LinkSpec>,
+    /// Picks the connections a fault on a share of them takes (`"fraction": 0.25`): the same seed
+    /// takes the same connections, by their order on the link.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }

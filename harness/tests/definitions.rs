@@ -117,6 +117,12 @@ fn a_good_file_becomes_a_plan() {
     );
     let plan = parse("tiny.toml", &guarded, Profile::Standard).unwrap();
     assert_eq!(plan.aborts[0].to_string(), "p99_ms > 5000 for 3 s");
+    let share = with("ms = 20.0", "ms = 20.0, fraction = 0.25");
+    let plan = parse("tiny.toml", &share, Profile::Standard).unwrap();
+    assert_eq!(
+        plan.phases[1].faults[0].to_string(),
+        "latency 20ms on 25% of the postgres link's connections"
+    );
 }
 
 #[test]
@@ -193,6 +199,12 @@ fn mistakes_name_the_file_line_and_field() {
             to: "ms = -1.0",
             field: "phases.faults",
             says: "between 0 and 60000",
+        },
+        Case {
+            from: "ms = 20.0",
+            to: "ms = 20.0, fraction = 2.0",
+            field: "phases.faults",
+            says: "fraction must be between 0 and 1",
         },
         Case {
             from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",

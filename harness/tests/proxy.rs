@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use fortress::faults::proxy::client::ProxyClient;
-use fortress::faults::proxy::{self, NetworkFault};
+use fortress::faults::proxy::{self, NetworkFault, ScopedFault};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -48,7 +48,7 @@ async fn proxied() -> Proxied {
     let control = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", control.local_addr().unwrap());
     let spec = format!("db=127.0.0.1:0={upstream}").parse().unwrap();
-    tokio::spawn(proxy::serve(control, vec![spec], std::future::pending()));
+    tokio::spawn(proxy::serve(control, vec![spec], 42, std::future::pending()));
     let http = reqwest::Client::new();
     let links: serde_json::Value = http
         .get(format!("{base}/links"))
@@ -317,10 +317,112 @@ async fn the_control_api_rejects_bad_requests_and_changes_nothing() {
     let link = p.control.link("db").await.unwrap();
     assert_eq!(
         link.faults,
-        [NetworkFault::Latency {
+        [ScopedFault::from(NetworkFault::Latency {
             ms: 5.0,
             jitter_ms: 0.0
-        }],
+        })],
         "bad requests changed nothing"
+    );
+}
+
+/// `n` connections through the link, each having carried one round trip.
+async fn open_connections(p: &Proxied, n: usize) -> Vec<TcpStream> {
+    let mut conns = Vec::new();
+    for _ in 0..n {
+        let mut conn = TcpStream::connect(p.link).await.unwrap();
+        round_trip(&mut conn, b'p').await.unwrap();
+        conns.push(conn);
+    }
+    conns
+}
+
+/// Resets on `fraction` of 40 open connections: how many the client saw reset, and the evidence.
+async fn reset_share(fraction: f64) -> (usize, proxy::Evidence) {
+    let p = proxied().await;
+    let mut conns = open_connections(&p, 40).await;
+    let reset = ScopedFault {
+        fault: NetworkFault::Reset,
+        fraction,
+    };
+    p.control.set("db", &[reset]).await.unwrap();
+    let mut failed = 0;
+    for conn in &mut conns {
+        if round_trip(conn, b'p').await.is_err() {
+            failed += 1;
+        }
+    }
+    (failed, p.control.clear("db").await.unwrap().previous.evidence)
+}
+
+#[tokio::test]
+async fn a_fraction_takes_its_share_of_connections_and_the_evidence_counts_them() {
+    let (failed, evidence) = reset_share(0.25).await;
+    // Binomial(40, 0.25): mean 10, sd 2.7; seeded, so the same 40 connections give the same count.
+    assert!((3..=18).contains(&failed), "{failed} of 40 reset");
+    assert_eq!(evidence.connections_touched, failed as u64, "{evidence:?}");
+    assert_eq!(evidence.resets, failed as u64, "{evidence:?}");
+    assert_eq!(evidence.connections_seen, 40, "{evidence:?}");
+    assert_eq!(
+        reset_share(0.25).await.0,
+        failed,
+        "the same seed takes the same connections"
+    );
+}
+
+#[tokio::test]
+async fn a_fraction_of_0_touches_nothing_and_of_1_everything() {
+    // Shopify/toxiproxy#603: a toxic with toxicity 0 still reset a connection now and then.
+    let (failed, evidence) = reset_share(0.0).await;
+    assert_eq!(
+        (failed, evidence.connections_touched, evidence.resets),
+        (0, 0, 0),
+        "{evidence:?}"
+    );
+    assert_eq!(evidence.connections_seen, 40);
+    let (failed, evidence) = reset_share(1.0).await;
+    assert_eq!((failed, evidence.connections_touched), (40, 40), "{evidence:?}");
+}
+
+#[tokio::test]
+async fn latency_on_a_share_slows_only_the_connections_it_takes() {
+    let p = proxied().await;
+    let mut conns = open_connections(&p, 20).await;
+    let slow = ScopedFault {
+        fault: NetworkFault::Latency {
+            ms: 100.0,
+            jitter_ms: 0.0,
+        },
+        fraction: 0.5,
+    };
+    p.control.set("db", &[slow]).await.unwrap();
+    let mut slowed = 0;
+    for conn in &mut conns {
+        if round_trip(conn, b'p').await.unwrap() >= Duration::from_millis(90) {
+            slowed += 1;
+        }
+    }
+    let evidence = p.control.clear("db").await.unwrap().previous.evidence;
+    assert!((3..=17).contains(&slowed), "{slowed} of 20 slowed");
+    assert_eq!(evidence.connections_touched, slowed, "{evidence:?}");
+    assert_eq!(evidence.delayed_chunks, slowed, "{evidence:?}");
+}
+
+#[tokio::test]
+async fn a_fraction_outside_0_to_1_is_refused_with_what_is_allowed() {
+    let p = proxied().await;
+    let response = reqwest::Client::new()
+        .put(format!("{}/links/db", p.base))
+        .json(&serde_json::json!({ "faults": [{ "kind": "reset", "fraction": 1.5 }] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("between 0 and 1"),
+        "{body}"
     );
 }

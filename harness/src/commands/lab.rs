@@ -126,7 +126,7 @@ pub async fn proxy(args: &ProxyArgs, shutdown: impl Future<Output = ()> + Send +
         Ok(addr) => eprintln!("fortress proxy: control API on http://{addr}"),
         Err(error) => eprintln!("fortress proxy: control API bound, address unknown: {error}"),
     }
-    match crate::faults::proxy::serve(control, args.links.clone(), shutdown).await {
+    match crate::faults::proxy::serve(control, args.links.clone(), args.seed, shutdown).await {
         Ok(()) => ExitCode::Confirmed,
         Err(error) => {
             eprint!("the proxy failed: ");

@@ -41,6 +41,7 @@ pub(super) struct Topology {
     pub owner: Option<Owner>,
     replicas: u32,
     db_pool_size: u32,
+    seed: u64,
 }
 
 /// Every container of a lab, started.
@@ -66,6 +67,7 @@ impl Topology {
             owner: Owner::this(),
             replicas: spec.replicas.max(1),
             db_pool_size: spec.db_pool_size,
+            seed: spec.seed,
         }
     }
 
@@ -118,6 +120,8 @@ impl Topology {
             "proxy".to_owned(),
             "--control".to_owned(),
             format!("0.0.0.0:{PROXY_CONTROL_PORT}"),
+            "--seed".to_owned(),
+            self.seed.to_string(),
         ];
         for &link in Link::ALL {
             let port = port_of(link);

@@ -42,6 +42,8 @@ pub struct LabSpec {
     pub postgres_image: Option<String>,
     pub redis_image: Option<String>,
     pub ready_deadline: Duration,
+    /// The proxy's seed: which connections a fault on a share of them takes.
+    pub seed: u64,
 }
 
 impl LabSpec {
@@ -54,6 +56,7 @@ impl LabSpec {
             postgres_image: None,
             redis_image: None,
             ready_deadline: Duration::from_secs(60),
+            seed: 0,
         }
     }
 }

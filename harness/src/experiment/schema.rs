@@ -91,19 +91,24 @@ pub(super) enum FaultFile {
         link: String,
         ms: f64,
         jitter_ms: Option<f64>,
+        fraction: Option<f64>,
     },
     Bandwidth {
         link: String,
         bytes_per_second: u64,
+        fraction: Option<f64>,
     },
     Blackhole {
         link: String,
+        fraction: Option<f64>,
     },
     Reset {
         link: String,
+        fraction: Option<f64>,
     },
     Down {
         link: String,
+        fraction: Option<f64>,
     },
 }
 

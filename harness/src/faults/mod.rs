@@ -20,7 +20,7 @@ use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
 use self::proxy::client::{ProxyClient, ProxyError};
-use self::proxy::{Evidence, FaultKind, NetworkFault};
+use self::proxy::{Evidence, FaultKind, ScopedFault};
 use crate::env::docker::DockerError;
 use crate::env::{AdminError, EnvError, Lab};
 use crate::vocabulary::{Link, Role};
@@ -48,7 +48,7 @@ pub enum Fault {
     ExpireCache,
     /// A network fault on the proxy's link to a dependency; revert removes it and keeps the proxy's
     /// evidence of what it did.
-    Network { link: Link, fault: NetworkFault },
+    Network { link: Link, fault: ScopedFault },
 }
 
 impl std::fmt::Display for Fault {
@@ -60,7 +60,13 @@ impl std::fmt::Display for Fault {
             Self::Modes(modes) => write!(f, "modes {modes}"),
             Self::DropIndex(index) => write!(f, "drop index {index}"),
             Self::ExpireCache => f.write_str("expire every cached key"),
-            Self::Network { link, fault } => write!(f, "{fault} on the {link} link"),
+            Self::Network { link, fault } if fault.fraction < 1.0 => write!(
+                f,
+                "{} on {}% of the {link} link's connections",
+                fault.fault,
+                (fault.fraction * 1000.0).round() / 10.0
+            ),
+            Self::Network { link, fault } => write!(f, "{} on the {link} link", fault.fault),
         }
     }
 }
@@ -203,7 +209,7 @@ async fn expire_cache(lab: &Lab) -> Result<(), Cause> {
 }
 
 /// Adds `fault` to the faults the link already has (one of each kind).
-async fn add_network_fault(lab: &Lab, link: Link, fault: &NetworkFault) -> Result<(), Cause> {
+async fn add_network_fault(lab: &Lab, link: Link, fault: &ScopedFault) -> Result<(), Cause> {
     let proxy = ProxyClient::of(lab).await?;
     let mut faults = proxy.link(link).await?.faults;
     if faults.iter().any(|f| f.kind() == fault.kind()) {

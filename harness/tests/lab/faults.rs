@@ -263,7 +263,8 @@ async fn latency_on_the_postgres_link_grows_a_database_round_trip_by_about_that_
                 fault: NetworkFault::Latency {
                     ms: 40.0,
                     jitter_ms: 0.0,
-                },
+                }
+                .into(),
             };
             let during = with_fault(&lab, &timeline, &stop, &latency, median_get(&lab, "/products/1"))
                 .await
@@ -296,7 +297,7 @@ async fn reset_on_the_redis_link_and_a_down_postgres_link_are_seen_by_the_servic
     let timeline = FaultTimeline::default();
     let reset = Fault::Network {
         link: Link::Redis,
-        fault: NetworkFault::Reset,
+        fault: NetworkFault::Reset.into(),
     };
     with_fault(&lab, &timeline, &stop, &reset, async {
         wait_until("readyz says redis is down", Duration::from_secs(15), || {
@@ -313,7 +314,7 @@ async fn reset_on_the_redis_link_and_a_down_postgres_link_are_seen_by_the_servic
 
     let down = Fault::Network {
         link: Link::Postgres,
-        fault: NetworkFault::Down,
+        fault: NetworkFault::Down.into(),
     };
     with_fault(&lab, &timeline, &stop, &down, async {
         wait_until("readyz answers 503, postgres down", Duration::from_secs(15), || async {

@@ -14,7 +14,7 @@ use crate::experiment::schema::{
     AbortFile, FaultFile, File, LoadFile, PhaseFile, PredictionFile, ProfilesFile,
 };
 use crate::faults::Fault;
-use crate::faults::proxy::NetworkFault;
+use crate::faults::proxy::{NetworkFault, ScopedFault};
 use crate::vocabulary::{Link, Metric, Role, Scenario, Variant};
 
 /// The text of a file, for locating its mistakes.
@@ -415,7 +415,11 @@ fn to_fault(src: &Source<'_>, fault: &Spanned<FaultFile>) -> Result<Fault, Defin
             .parse::<Role>()
             .map_err(|e| src.error(&span, "phases.faults.target", e.to_string()))
     };
-    let network = |link: &str, fault: NetworkFault| {
+    let network = |link: &str, fault: NetworkFault, fraction: &Option<f64>| {
+        let fault = ScopedFault {
+            fault,
+            fraction: fraction.unwrap_or(1.0),
+        };
         fault
             .validate()
             .map_err(|e| src.error(&span, "phases.faults", e.to_string()))?;
@@ -435,24 +439,32 @@ fn to_fault(src: &Source<'_>, fault: &Spanned<FaultFile>) -> Result<Fault, Defin
         )?)),
         FaultFile::DropIndex { index } => Ok(Fault::DropIndex(index.clone())),
         FaultFile::ExpireCache => Ok(Fault::ExpireCache),
-        FaultFile::Latency { link, ms, jitter_ms } => network(
+        FaultFile::Latency {
+            link,
+            ms,
+            jitter_ms,
+            fraction,
+        } => network(
             link,
             NetworkFault::Latency {
                 ms: *ms,
                 jitter_ms: jitter_ms.unwrap_or(0.0),
             },
+            fraction,
         ),
         FaultFile::Bandwidth {
             link,
             bytes_per_second,
+            fraction,
         } => network(
             link,
             NetworkFault::Bandwidth {
                 bytes_per_second: *bytes_per_second,
             },
+            fraction,
         ),
-        FaultFile::Blackhole { link } => network(link, NetworkFault::Blackhole),
-        FaultFile::Reset { link } => network(link, NetworkFault::Reset),
-        FaultFile::Down { link } => network(link, NetworkFault::Down),
+        FaultFile::Blackhole { link, fraction } => network(link, NetworkFault::Blackhole, fraction),
+        FaultFile::Reset { link, fraction } => network(link, NetworkFault::Reset, fraction),
+        FaultFile::Down { link, fraction } => network(link, NetworkFault::Down, fraction),
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{Evidence, NetworkFault};
+use super::{Evidence, ScopedFault};
 use crate::env::{EnvError, Lab};
 
 #[derive(Debug, Clone)]
@@ -32,7 +32,7 @@ pub struct Changed {
 #[derive(Debug, Clone, Deserialize)]
 pub struct LinkState {
     pub name: String,
-    pub faults: Vec<NetworkFault>,
+    pub faults: Vec<ScopedFault>,
     pub evidence: Evidence,
 }
 
@@ -73,11 +73,13 @@ impl ProxyClient {
             .await
     }
 
-    pub async fn set(
+    /// Replaces the link's faults: network faults on every connection, or `ScopedFault`s on a share.
+    pub async fn set<F: Clone + Into<ScopedFault>>(
         &self,
         link: impl std::fmt::Display,
-        faults: &[NetworkFault],
+        faults: &[F],
     ) -> Result<Changed, ProxyError> {
+        let faults: Vec<ScopedFault> = faults.iter().cloned().map(Into::into).collect();
         let request = self
             .http
             .put(format!("{}/links/{link}", self.base))

@@ -2,7 +2,8 @@
 //! request gets a 4xx that names what is allowed, and changes nothing.
 //!
 //! `GET /links`, `GET /links/{name}`: the links, their faults, and the evidence since the last change.
-//! `PUT /links/{name}` with `{"faults":[{"kind":"latency","ms":20}, ...]}`: replaces the link's faults;
+//! `PUT /links/{name}` with `{"faults":[{"kind":"latency","ms":20}, ...]}`: replaces the link's faults
+//! (each may take a `fraction` of the connections: `{"kind":"reset","fraction":0.25}`);
 //! answers the link as it is now and, as `previous`, the faults that ended with their evidence.
 //! `DELETE /links/{name}`: clears the link's faults; answers like `PUT`.
 
@@ -18,7 +19,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::NetworkFault;
+use super::ScopedFault;
 use super::link::{Link, LinkReport};
 use super::network_fault::{FaultKind, FaultSet};
 
@@ -27,7 +28,7 @@ pub type Links = Arc<BTreeMap<String, Arc<Link>>>;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SetFaults {
-    pub faults: Vec<NetworkFault>,
+    pub faults: Vec<ScopedFault>,
 }
 
 /// A refused request: its status, a code, and a message that says what is allowed.

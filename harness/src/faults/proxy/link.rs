@@ -15,8 +15,8 @@ use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use super::network_fault::FaultSet;
-use super::pump::{self, End};
+use super::network_fault::{FaultKind, FaultSet};
+use super::pump::{self, End, Tap};
 
 /// How long the proxy waits for its upstream to accept a connection.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -67,6 +67,10 @@ pub struct Counters {
     pub held_chunks: AtomicU64,
     pub resets: AtomicU64,
     pub closed_by_down: AtomicU64,
+    /// Connections that carried traffic during the activation.
+    pub connections_seen: AtomicU64,
+    /// Connections a fault acted on during the activation: the blast radius, counted.
+    pub connections_touched: AtomicU64,
 }
 
 /// A snapshot of `Counters`, as the control API reports it.
@@ -82,6 +86,10 @@ pub struct Evidence {
     pub held_chunks: u64,
     pub resets: u64,
     pub closed_by_down: u64,
+    #[serde(default)]
+    pub connections_seen: u64,
+    #[serde(default)]
+    pub connections_touched: u64,
 }
 
 impl Evidence {
@@ -114,6 +122,8 @@ impl Counters {
             held_chunks: get(&self.held_chunks),
             resets: get(&self.resets),
             closed_by_down: get(&self.closed_by_down),
+            connections_seen: get(&self.connections_seen),
+            connections_touched: get(&self.connections_touched),
         }
     }
 }
@@ -121,6 +131,8 @@ impl Counters {
 /// The faults in force and the counters they report to. Replaced, never mutated, on every change.
 #[derive(Debug, Default)]
 pub struct Active {
+    /// Which activation of the link this is (from 1), so a connection is counted once in each.
+    pub id: u64,
     pub faults: FaultSet,
     pub since: DateTime<Utc>,
     pub counters: Counters,
@@ -132,7 +144,7 @@ pub struct LinkReport {
     pub name: String,
     pub listen: SocketAddr,
     pub upstream: String,
-    pub faults: Vec<super::NetworkFault>,
+    pub faults: Vec<super::ScopedFault>,
     pub since: DateTime<Utc>,
     /// What the faults listed here did since `since`.
     pub evidence: Evidence,
@@ -142,21 +154,33 @@ pub struct LinkReport {
 pub struct Link {
     pub spec: LinkSpec,
     active: watch::Sender<Arc<Active>>,
+    /// Picks which connections a fault on a share of them takes (`ScopedFault`).
+    seed: u64,
+    /// Connections accepted so far: the next one's number.
+    accepted: AtomicU64,
+    activations: AtomicU64,
 }
 
 impl Link {
     /// Binds the listener (so a bad address fails at start) and starts forwarding.
-    pub async fn start(spec: LinkSpec) -> std::io::Result<Arc<Self>> {
+    pub async fn start(spec: LinkSpec, seed: u64) -> std::io::Result<Arc<Self>> {
         let listener = TcpListener::bind(spec.listen).await?;
         let spec = LinkSpec {
             listen: listener.local_addr()?,
             ..spec
         };
         let (active, _) = watch::channel(Arc::new(Active {
+            id: 1,
             since: Utc::now(),
             ..Active::default()
         }));
-        let link = Arc::new(Self { spec, active });
+        let link = Arc::new(Self {
+            spec,
+            active,
+            seed,
+            accepted: AtomicU64::new(0),
+            activations: AtomicU64::new(1),
+        });
         tokio::spawn(Arc::clone(&link).accept_loop(listener));
         Ok(link)
     }
@@ -164,6 +188,7 @@ impl Link {
     /// Replaces the faults; answers the report of the activation that just ended (its evidence).
     pub fn set_faults(&self, faults: FaultSet) -> LinkReport {
         let next = Arc::new(Active {
+            id: self.activations.fetch_add(1, Ordering::Relaxed) + 1,
             faults,
             since: Utc::now(),
             counters: Counters::default(),
@@ -187,12 +212,16 @@ impl Link {
         }
     }
 
-    /// Accepts while the link is up; while it is down the listener is closed, so connections are refused.
+    /// Accepts while the link is up; while it is down for every connection the listener is closed, so
+    /// connections are refused (down for a share of them, the chosen ones are reset once accepted).
     async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
         let mut changes = self.active.subscribe();
         let mut listener = Some(listener);
         loop {
-            let down = changes.borrow_and_update().faults.down;
+            let down = {
+                let faults = &changes.borrow_and_update().faults;
+                faults.down && faults.fraction(FaultKind::Down) >= 1.0
+            };
             match (&listener, down) {
                 (Some(_), true) => listener = None,
                 (None, false) => match TcpListener::bind(self.spec.listen).await {
@@ -214,7 +243,9 @@ impl Link {
             tokio::select! {
                 accepted = open.accept() => match accepted {
                     Ok((client, _)) => {
-                        tokio::spawn(forward(client, self.spec.upstream.clone(), self.active.subscribe()));
+                        let number = self.accepted.fetch_add(1, Ordering::Relaxed);
+                        let tap = Arc::new(Tap::new(number, self.seed));
+                        tokio::spawn(forward(client, self.spec.upstream.clone(), self.active.subscribe(), tap));
                     }
                     Err(error) => tracing::warn!(%error, link = self.spec.name, "accept failed"),
                 },
@@ -226,9 +257,20 @@ impl Link {
 
 /// Forwards one client connection to a fresh upstream connection until either side closes, or a fault
 /// (reset, down) ends it with a RST on both sides.
-async fn forward(mut client: TcpStream, upstream: String, active: watch::Receiver<Arc<Active>>) {
+async fn forward(
+    mut client: TcpStream,
+    upstream: String,
+    active: watch::Receiver<Arc<Active>>,
+    tap: Arc<Tap>,
+) {
     let current = Arc::clone(&active.borrow());
     Counters::add(&current.counters.connections, 1);
+    if current.faults.down && tap.takes(&current, FaultKind::Down) {
+        Counters::add(&current.counters.closed_by_down, 1);
+        tap.touched(&current);
+        let _ = client.set_zero_linger();
+        return;
+    }
     let connected = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(&upstream)).await;
     let Ok(Ok(mut server)) = connected else {
         Counters::add(&current.counters.upstream_unreachable, 1);
@@ -240,7 +282,7 @@ async fn forward(mut client: TcpStream, upstream: String, active: watch::Receive
     let end = {
         let (client_read, client_write) = client.split();
         let (server_read, server_write) = server.split();
-        pump::both_ways(client_read, client_write, server_read, server_write, active).await
+        pump::both_ways(client_read, client_write, server_read, server_write, active, tap).await
     };
     if end == End::Reset {
         let _ = client.set_zero_linger();

@@ -25,18 +25,20 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use link::{BadLinkSpec, Evidence, LinkReport, LinkSpec};
-pub use network_fault::{FaultKind, InvalidFault, NetworkFault};
+pub use network_fault::{FaultKind, InvalidFault, NetworkFault, ScopedFault};
 
-/// Starts every link and serves the control API on `control` until `shutdown` completes.
+/// Starts every link and serves the control API on `control` until `shutdown` completes. `seed`
+/// picks the connections a fault on a share of them takes.
 pub async fn serve(
     control: TcpListener,
     links: Vec<LinkSpec>,
+    seed: u64,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut started = BTreeMap::new();
     for spec in links {
         let name = spec.name.clone();
-        let link = link::Link::start(spec).await?;
+        let link = link::Link::start(spec, seed).await?;
         tracing::info!(link = name, listen = %link.spec.listen, upstream = link.spec.upstream, "link up");
         started.insert(name, link);
     }

@@ -1,5 +1,7 @@
 //! What the proxy can do to a link, as the control API and the harness spell it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// The longest latency or jitter accepted, in milliseconds: a minute is already an outage.
@@ -70,6 +72,10 @@ pub enum InvalidFault {
     Bandwidth(u64),
     #[error("two {0} faults on one link; send one")]
     Twice(FaultKind),
+    #[error(
+        "fraction must be between 0 and 1: the share of the link's connections the fault takes (got {0})"
+    )]
+    Fraction(f64),
 }
 
 impl NetworkFault {
@@ -113,7 +119,90 @@ impl std::fmt::Display for NetworkFault {
     }
 }
 
-/// The faults active on a link.
+/// A fault on a share of a link's connections: the blast radius. Each connection is in or out of a
+/// fault's share by a hash of the proxy's seed, the connection's number on the link and the fault's
+/// kind, so a run with the same seed picks the same connections, and a connection stays in or out
+/// for the whole fault. `fraction` 0 takes no connection at all, 1 (the default) takes every one.
+/// In JSON it is the fault with one more field: `{"kind":"reset","fraction":0.25}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopedFault {
+    pub fault: NetworkFault,
+    pub fraction: f64,
+}
+
+impl From<NetworkFault> for ScopedFault {
+    fn from(fault: NetworkFault) -> Self {
+        Self { fault, fraction: 1.0 }
+    }
+}
+
+impl ScopedFault {
+    pub fn kind(&self) -> FaultKind {
+        self.fault.kind()
+    }
+
+    pub fn validate(&self) -> Result<(), InvalidFault> {
+        if !(0.0..=1.0).contains(&self.fraction) || !self.fraction.is_finite() {
+            return Err(InvalidFault::Fraction(self.fraction));
+        }
+        self.fault.validate()
+    }
+}
+
+/// `reset`, or `reset on 25% of connections`.
+impl std::fmt::Display for ScopedFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.fault)?;
+        if self.fraction < 1.0 {
+            write!(
+                f,
+                " on {}% of connections",
+                (self.fraction * 1000.0).round() / 10.0
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for ScopedFault {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut json = serde_json::to_value(&self.fault).map_err(serde::ser::Error::custom)?;
+        if self.fraction < 1.0 {
+            json["fraction"] = self.fraction.into();
+        }
+        json.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ScopedFault {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let mut json = serde_json::Value::deserialize(d)?;
+        let fraction = match json.as_object_mut().and_then(|o| o.remove("fraction")) {
+            None => 1.0,
+            Some(value) => value
+                .as_f64()
+                .ok_or_else(|| D::Error::custom("fraction must be a number from 0 to 1"))?,
+        };
+        let fault = NetworkFault::deserialize(json).map_err(D::Error::custom)?;
+        Ok(Self { fault, fraction })
+    }
+}
+
+/// Where a connection falls in `[0, 1)` for a fault of `kind`: splitmix64 of the seed, the
+/// connection's number and the kind, as a fraction of 2^64.
+pub fn connection_draw(seed: u64, connection: u64, kind: FaultKind) -> f64 {
+    let kind_index = FaultKind::ALL.iter().position(|k| *k == kind).unwrap_or(0) as u64;
+    let mut z = seed
+        ^ connection.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        ^ kind_index.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The faults active on a link, each with the share of connections it takes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct FaultSet {
     pub latency: Option<(f64, f64)>,
@@ -121,19 +210,35 @@ pub struct FaultSet {
     pub blackhole: bool,
     pub reset: bool,
     pub down: bool,
+    /// The faults that take a share of the connections; the others take every one.
+    pub fractions: BTreeMap<FaultKind, f64>,
 }
 
 impl FaultSet {
+    /// The share of connections the fault of `kind` takes (1 when it takes them all).
+    pub fn fraction(&self, kind: FaultKind) -> f64 {
+        self.fractions.get(&kind).copied().unwrap_or(1.0)
+    }
+
+    /// Whether the fault of `kind` takes connection number `connection`.
+    pub fn takes(&self, kind: FaultKind, seed: u64, connection: u64) -> bool {
+        connection_draw(seed, connection, kind) < self.fraction(kind)
+    }
+
     /// Builds the set from a list, refusing invalid numbers and two faults of one kind.
-    pub fn from_list(faults: &[NetworkFault]) -> Result<Self, InvalidFault> {
+    pub fn from_list(faults: &[ScopedFault]) -> Result<Self, InvalidFault> {
         let mut set = Self::default();
         let mut seen = Vec::new();
-        for fault in faults {
-            fault.validate()?;
+        for scoped in faults {
+            scoped.validate()?;
+            let fault = &scoped.fault;
             if seen.contains(&fault.kind()) {
                 return Err(InvalidFault::Twice(fault.kind()));
             }
             seen.push(fault.kind());
+            if scoped.fraction < 1.0 {
+                set.fractions.insert(fault.kind(), scoped.fraction);
+            }
             match *fault {
                 NetworkFault::Latency { ms, jitter_ms } => set.latency = Some((ms, jitter_ms)),
                 NetworkFault::Bandwidth { bytes_per_second } => set.bandwidth = Some(bytes_per_second),
@@ -145,7 +250,17 @@ impl FaultSet {
         Ok(set)
     }
 
-    pub fn to_list(&self) -> Vec<NetworkFault> {
+    pub fn to_list(&self) -> Vec<ScopedFault> {
+        self.faults()
+            .into_iter()
+            .map(|fault| ScopedFault {
+                fraction: self.fraction(fault.kind()),
+                fault,
+            })
+            .collect()
+    }
+
+    fn faults(&self) -> Vec<NetworkFault> {
         let mut list = Vec::new();
         if let Some((ms, jitter_ms)) = self.latency {
             list.push(NetworkFault::Latency { ms, jitter_ms });
@@ -176,10 +291,11 @@ mod tests {
             r#"[{"kind":"latency","ms":20,"jitter_ms":5},{"kind":"bandwidth","bytes_per_second":1000},{"kind":"down"}]"#,
         )
         .unwrap();
-        let set = FaultSet::from_list(&list).unwrap();
+        let scoped: Vec<ScopedFault> = list.iter().cloned().map(ScopedFault::from).collect();
+        let set = FaultSet::from_list(&scoped).unwrap();
         assert_eq!(set.latency, Some((20.0, 5.0)));
         assert!(set.down && !set.blackhole);
-        assert_eq!(set.to_list(), list);
+        assert_eq!(set.to_list(), scoped);
     }
 
     #[test]
@@ -187,22 +303,24 @@ mod tests {
         let negative = FaultSet::from_list(&[NetworkFault::Latency {
             ms: -5.0,
             jitter_ms: 0.0,
-        }])
+        }
+        .into()])
         .unwrap_err()
         .to_string();
         assert!(negative.contains("between 0 and 60000"), "{negative}");
         let jitter = FaultSet::from_list(&[NetworkFault::Latency {
             ms: 5.0,
             jitter_ms: 9.0,
-        }])
+        }
+        .into()])
         .unwrap_err()
         .to_string();
         assert!(jitter.contains("jitter_ms"), "{jitter}");
-        let slow = FaultSet::from_list(&[NetworkFault::Bandwidth { bytes_per_second: 1 }])
+        let slow = FaultSet::from_list(&[NetworkFault::Bandwidth { bytes_per_second: 1 }.into()])
             .unwrap_err()
             .to_string();
         assert!(slow.contains("at least 100"), "{slow}");
-        let twice = FaultSet::from_list(&[NetworkFault::Reset, NetworkFault::Reset])
+        let twice = FaultSet::from_list(&[NetworkFault::Reset.into(), NetworkFault::Reset.into()])
             .unwrap_err()
             .to_string();
         assert!(twice.contains("two reset faults"), "{twice}");
@@ -223,5 +341,39 @@ mod tests {
             assert_eq!(fault.kind(), *kind);
             assert!(FaultKind::usages().contains(kind.usage()));
         }
+    }
+
+    #[test]
+    fn a_fraction_reads_from_json_and_takes_about_its_share_of_connections() {
+        let scoped: ScopedFault = serde_json::from_str(r#"{"kind":"reset","fraction":0.25}"#).unwrap();
+        assert_eq!(scoped.to_string(), "reset on 25% of connections");
+        assert_eq!(
+            serde_json::to_string(&scoped).unwrap(),
+            r#"{"fraction":0.25,"kind":"reset"}"#
+        );
+        let whole: ScopedFault = serde_json::from_str(r#"{"kind":"reset"}"#).unwrap();
+        assert_eq!(whole.fraction, 1.0);
+        let set = FaultSet::from_list(&[scoped]).unwrap();
+        let taken = (0..10_000)
+            .filter(|c| set.takes(FaultKind::Reset, 42, *c))
+            .count();
+        assert!((2_300..2_700).contains(&taken), "{taken} of 10000");
+        // Shopify/toxiproxy#603: a reset_peer toxic with toxicity 0 still reset a connection now and
+        // then. Here 0 takes no connection and 1 takes every one.
+        let none = FaultSet::from_list(&[ScopedFault {
+            fault: NetworkFault::Reset,
+            fraction: 0.0,
+        }])
+        .unwrap();
+        let all = FaultSet::from_list(&[NetworkFault::Reset.into()]).unwrap();
+        assert!(
+            (0..10_000).all(|c| !none.takes(FaultKind::Reset, 42, c) && all.takes(FaultKind::Reset, 42, c))
+        );
+        let wrong = FaultSet::from_list(&[ScopedFault {
+            fault: NetworkFault::Reset,
+            fraction: 1.5,
+        }]);
+        assert!(wrong.unwrap_err().to_string().contains("between 0 and 1"));
+        assert!(serde_json::from_str::<ScopedFault>(r#"{"kind":"reset","fraction":"half"}"#).is_err());
     }
 }

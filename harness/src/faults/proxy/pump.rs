@@ -6,6 +6,7 @@
 //! The queue's bound (chunks x size) plays the part of a TCP window: at most that much is in flight.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
@@ -14,6 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::link::{Active, Counters};
+use super::network_fault::FaultKind;
 
 const CHUNK: usize = 64 * 1024;
 const QUEUE: usize = 256;
@@ -37,6 +39,49 @@ struct Chunk {
     due: Instant,
     bytes: Vec<u8>,
     active: Arc<Active>,
+    /// The bandwidth cap on this chunk, if a bandwidth fault takes its connection.
+    throttle: Option<u64>,
+}
+
+/// One connection through a link: its number, which decides the faults on a share of connections
+/// that take it, and the activation it was last counted in (seen, touched), so each connection
+/// counts once per activation.
+#[derive(Debug)]
+pub struct Tap {
+    number: u64,
+    seed: u64,
+    seen_in: AtomicU64,
+    touched_in: AtomicU64,
+}
+
+impl Tap {
+    pub fn new(number: u64, seed: u64) -> Self {
+        Self {
+            number,
+            seed,
+            seen_in: AtomicU64::new(0),
+            touched_in: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether the fault of `kind` in force takes this connection.
+    pub fn takes(&self, active: &Active, kind: FaultKind) -> bool {
+        active.faults.takes(kind, self.seed, self.number)
+    }
+
+    /// Counts the connection as carrying traffic in this activation (once).
+    fn saw(&self, active: &Active) {
+        if self.seen_in.swap(active.id, Ordering::Relaxed) != active.id {
+            Counters::add(&active.counters.connections_seen, 1);
+        }
+    }
+
+    /// Counts the connection as acted on by a fault in this activation (once).
+    pub fn touched(&self, active: &Active) {
+        if self.touched_in.swap(active.id, Ordering::Relaxed) != active.id {
+            Counters::add(&active.counters.connections_touched, 1);
+        }
+    }
 }
 
 /// Runs both directions until both have closed, or either ends in a reset.
@@ -46,9 +91,16 @@ pub async fn both_ways(
     server_read: impl AsyncRead + Unpin,
     server_write: impl AsyncWrite + Unpin,
     active: watch::Receiver<Arc<Active>>,
+    tap: Arc<Tap>,
 ) -> End {
-    let up = direction(client_read, server_write, Direction::ToUpstream, active.clone());
-    let down = direction(server_read, client_write, Direction::ToClient, active);
+    let up = direction(
+        client_read,
+        server_write,
+        Direction::ToUpstream,
+        active.clone(),
+        Arc::clone(&tap),
+    );
+    let down = direction(server_read, client_write, Direction::ToClient, active, tap);
     tokio::pin!(up, down);
     let (mut up_done, mut down_done) = (false, false);
     while !(up_done && down_done) {
@@ -90,16 +142,17 @@ async fn wait_until(at: Instant) {
 }
 
 /// Whether the faults in force end the connection now, counting it if so.
-fn ends_connection(active: &Active) -> bool {
-    if active.faults.down {
-        Counters::add(&active.counters.closed_by_down, 1);
-        true
-    } else if active.faults.reset {
-        Counters::add(&active.counters.resets, 1);
-        true
+fn ends_connection(active: &Active, tap: &Tap) -> bool {
+    let counter = if active.faults.down && tap.takes(active, FaultKind::Down) {
+        &active.counters.closed_by_down
+    } else if active.faults.reset && tap.takes(active, FaultKind::Reset) {
+        &active.counters.resets
     } else {
-        false
-    }
+        return false;
+    };
+    Counters::add(counter, 1);
+    tap.touched(active);
+    true
 }
 
 async fn direction(
@@ -107,9 +160,10 @@ async fn direction(
     to: impl AsyncWrite + Unpin,
     direction: Direction,
     active: watch::Receiver<Arc<Active>>,
+    tap: Arc<Tap>,
 ) -> End {
     let (queue, queued) = mpsc::channel::<Chunk>(QUEUE);
-    let reader = read_chunks(from, direction, active, queue);
+    let reader = read_chunks(from, direction, active, queue, tap);
     let writer = write_chunks(to, queued);
     tokio::pin!(reader, writer);
     tokio::select! {
@@ -129,6 +183,7 @@ async fn read_chunks(
     direction: Direction,
     mut active: watch::Receiver<Arc<Active>>,
     queue: mpsc::Sender<Chunk>,
+    tap: Arc<Tap>,
 ) -> End {
     let mut buffer = vec![0u8; CHUNK];
     loop {
@@ -143,17 +198,17 @@ async fn read_chunks(
                 }
                 // A link going down closes idle connections too; other faults wait for traffic.
                 let current = Arc::clone(&active.borrow_and_update());
-                if current.faults.down && ends_connection(&current) {
+                if current.faults.down && ends_connection(&current, &tap) {
                     return End::Reset;
                 }
                 continue;
             }
         };
-        let current = match held_while_blackholed(&mut active).await {
+        let current = match held_while_blackholed(&mut active, &tap).await {
             Ok(current) => current,
             Err(end) => return end,
         };
-        let chunk = stamped(&buffer[..n], direction, current);
+        let chunk = stamped(&buffer[..n], direction, current, &tap);
         if queue.send(chunk).await.is_err() {
             return End::Closed;
         }
@@ -162,19 +217,25 @@ async fn read_chunks(
 
 /// The faults in force for a chunk just read, once no blackhole holds it: `Err` when a fault ends the
 /// connection meanwhile (or the link goes away).
-async fn held_while_blackholed(active: &mut watch::Receiver<Arc<Active>>) -> Result<Arc<Active>, End> {
+async fn held_while_blackholed(
+    active: &mut watch::Receiver<Arc<Active>>,
+    tap: &Tap,
+) -> Result<Arc<Active>, End> {
+    let holds = |current: &Active| current.faults.blackhole && tap.takes(current, FaultKind::Blackhole);
     let mut current = Arc::clone(&active.borrow_and_update());
-    if ends_connection(&current) {
+    tap.saw(&current);
+    if ends_connection(&current, tap) {
         return Err(End::Reset);
     }
-    if current.faults.blackhole {
+    if holds(&current) {
         Counters::add(&current.counters.held_chunks, 1);
-        while current.faults.blackhole {
+        tap.touched(&current);
+        while holds(&current) {
             if active.changed().await.is_err() {
                 return Err(End::Closed);
             }
             current = Arc::clone(&active.borrow_and_update());
-            if ends_connection(&current) {
+            if ends_connection(&current, tap) {
                 return Err(End::Reset);
             }
         }
@@ -184,7 +245,7 @@ async fn held_while_blackholed(active: &mut watch::Receiver<Arc<Active>>) -> Res
 
 /// A chunk counted and stamped with the time it may leave: now, or later by the latency towards the
 /// client.
-fn stamped(bytes: &[u8], direction: Direction, current: Arc<Active>) -> Chunk {
+fn stamped(bytes: &[u8], direction: Direction, current: Arc<Active>, tap: &Tap) -> Chunk {
     let mut due = Instant::now();
     let counters = &current.counters;
     let n = bytes.len() as u64;
@@ -192,18 +253,31 @@ fn stamped(bytes: &[u8], direction: Direction, current: Arc<Active>) -> Chunk {
         Direction::ToUpstream => Counters::add(&counters.bytes_to_upstream, n),
         Direction::ToClient => {
             Counters::add(&counters.bytes_to_client, n);
-            if let Some((ms, jitter_ms)) = current.faults.latency {
+            if let Some((ms, jitter_ms)) = current
+                .faults
+                .latency
+                .filter(|_| tap.takes(&current, FaultKind::Latency))
+            {
                 let delay = sample_delay(ms, jitter_ms);
                 due += delay;
                 Counters::add(&counters.delayed_chunks, 1);
                 Counters::add(&counters.added_delay_us, delay.as_micros() as u64);
+                tap.touched(&current);
             }
         }
+    }
+    let throttle = current
+        .faults
+        .bandwidth
+        .filter(|_| tap.takes(&current, FaultKind::Bandwidth));
+    if throttle.is_some() {
+        tap.touched(&current);
     }
     Chunk {
         due,
         bytes: bytes.to_vec(),
         active: current,
+        throttle,
     }
 }
 
@@ -215,7 +289,7 @@ async fn write_chunks(mut to: impl AsyncWrite + Unpin, mut queued: mpsc::Receive
         let leave = chunk.due.max(not_before);
         wait_until(leave).await;
         not_before = leave;
-        let Some(bytes_per_second) = chunk.active.faults.bandwidth else {
+        let Some(bytes_per_second) = chunk.throttle else {
             if to.write_all(&chunk.bytes).await.is_err() {
                 return End::Closed;
             }
