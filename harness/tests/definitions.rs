@@ -117,6 +117,13 @@ fn a_good_file_becomes_a_plan() {
     );
     let plan = parse("tiny.toml", &guarded, Profile::Standard).unwrap();
     assert_eq!(plan.aborts[0].to_string(), "p99_ms > 5000 for 3 s");
+    let two_of_three = with(
+        "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+        "{ kind = \"kill\", target = \"service\", count = 2 }",
+    )
+    .replace("[load]", "[topology]\nreplicas = 3\n\n[load]");
+    let plan = parse("tiny.toml", &two_of_three, Profile::Standard).unwrap();
+    assert_eq!(plan.phases[1].faults_text(), "kill service, kill service-2");
     let share = with("ms = 20.0", "ms = 20.0, fraction = 0.25");
     let plan = parse("tiny.toml", &share, Profile::Standard).unwrap();
     assert_eq!(
@@ -199,6 +206,24 @@ fn mistakes_name_the_file_line_and_field() {
             to: "ms = -1.0",
             field: "phases.faults",
             says: "between 0 and 60000",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"kill\", target = \"service-3\" }",
+            field: "phases.faults.target",
+            says: "there is no service-3: topology.replicas is 1",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"kill\", target = \"redis\", count = 1 }",
+            field: "phases.faults.count",
+            says: "count takes target = \"service\"",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"pause\", target = \"service\", count = 2 }",
+            field: "phases.faults.count",
+            says: "must be 1 to 1, the topology's replicas (got 2)",
         },
         Case {
             from: "ms = 20.0",

@@ -73,12 +73,15 @@ pub(super) struct PhaseFile {
 pub(super) enum FaultFile {
     Kill {
         target: String,
+        count: Option<u32>,
     },
     Stop {
         target: String,
+        count: Option<u32>,
     },
     Pause {
         target: String,
+        count: Option<u32>,
     },
     Modes {
         modes: toml::Table,

@@ -173,7 +173,8 @@ fn phases(src: &Source<'_>, file: &File, profile: Profile) -> Result<Vec<PhasePl
     let factor = length_factor(src, profile, file.profiles.as_ref())?;
     let mut phases: Vec<PhasePlan> = Vec::new();
     for phase in file.phases.get_ref() {
-        let planned = self::phase(src, phase, profile, factor)?;
+        let replicas = *file.topology.replicas.get_ref();
+        let planned = self::phase(src, phase, profile, factor, replicas)?;
         if planned.name == RUN_PHASE || phases.iter().any(|p| p.name == planned.name) {
             let message = format!(
                 "phase names must be unique and not {RUN_PHASE:?} (got {:?})",
@@ -203,17 +204,17 @@ fn phase(
     phase: &PhaseFile,
     profile: Profile,
     factor: f64,
+    replicas: u32,
 ) -> Result<PhasePlan, DefinitionError> {
     let seconds = *phase.seconds.get_ref();
     if !(seconds > 0.0 && seconds <= 600.0) {
         let message = format!("above 0 and at most 600 (got {seconds})");
         return Err(src.error(&phase.seconds.span(), "phases.seconds", message));
     }
-    let faults = phase
-        .faults
-        .iter()
-        .map(|f| to_fault(src, f))
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut faults = Vec::new();
+    for fault in &phase.faults {
+        faults.extend(to_faults(src, fault, replicas)?);
+    }
     let seconds = match profile {
         Profile::Standard => seconds,
         Profile::Quick => (seconds * factor).round().max(1.0).min(seconds),
@@ -408,63 +409,113 @@ fn checked_modes(
     Ok(patch)
 }
 
-fn to_fault(src: &Source<'_>, fault: &Spanned<FaultFile>) -> Result<Fault, DefinitionError> {
+/// The containers a kill, stop or pause takes: its target, or with `count`, the first `count` service
+/// replicas (the blast radius in replicas: `count = 2` of 3 leaves one serving).
+fn targets(
+    src: &Source<'_>,
+    span: &Range<usize>,
+    target: &str,
+    count: Option<u32>,
+    replicas: u32,
+) -> Result<Vec<Role>, DefinitionError> {
+    let role = target
+        .parse::<Role>()
+        .map_err(|e| src.error(span, "phases.faults.target", e.to_string()))?;
+    if let Role::Service(n) = role
+        && n > replicas
+    {
+        let message = format!("there is no {role}: topology.replicas is {replicas}");
+        return Err(src.error(span, "phases.faults.target", message));
+    }
+    match count {
+        None => Ok(vec![role]),
+        Some(_) if target != "service" => Err(src.error(
+            span,
+            "phases.faults.count",
+            "count takes target = \"service\": that many of the service replicas",
+        )),
+        Some(count) if count == 0 || count > replicas => Err(src.error(
+            span,
+            "phases.faults.count",
+            format!("must be 1 to {replicas}, the topology's replicas (got {count})"),
+        )),
+        Some(count) => Ok((1..=count).map(Role::Service).collect()),
+    }
+}
+
+/// The faults one entry of `faults` stands for: one, or with `count`, one per replica it takes.
+fn to_faults(
+    src: &Source<'_>,
+    fault: &Spanned<FaultFile>,
+    replicas: u32,
+) -> Result<Vec<Fault>, DefinitionError> {
     let span = fault.span();
-    let role = |target: &str| {
-        target
-            .parse::<Role>()
-            .map_err(|e| src.error(&span, "phases.faults.target", e.to_string()))
+    let each = |target: &str, count: &Option<u32>, fault: fn(Role) -> Fault| {
+        Ok(targets(src, &span, target, *count, replicas)?
+            .into_iter()
+            .map(fault)
+            .collect())
     };
-    let network = |link: &str, fault: NetworkFault, fraction: &Option<f64>| {
-        let fault = ScopedFault {
-            fault,
-            fraction: fraction.unwrap_or(1.0),
-        };
-        fault
-            .validate()
-            .map_err(|e| src.error(&span, "phases.faults", e.to_string()))?;
-        let link: Link = link
-            .parse()
-            .map_err(|e: crate::vocabulary::Unknown| src.error(&span, "phases.faults.link", e.to_string()))?;
-        Ok(Fault::Network { link, fault })
-    };
+    let one = |fault: Result<Fault, DefinitionError>| fault.map(|f| vec![f]);
     match fault.get_ref() {
-        FaultFile::Kill { target } => Ok(Fault::Kill(role(target)?)),
-        FaultFile::Stop { target } => Ok(Fault::Stop(role(target)?)),
-        FaultFile::Pause { target } => Ok(Fault::Pause(role(target)?)),
-        FaultFile::Modes { modes } => Ok(Fault::Modes(checked_modes(
+        FaultFile::Kill { target, count } => each(target, count, Fault::Kill),
+        FaultFile::Stop { target, count } => each(target, count, Fault::Stop),
+        FaultFile::Pause { target, count } => each(target, count, Fault::Pause),
+        FaultFile::Modes { modes } => one(checked_modes(
             src,
             &Spanned::new(span.clone(), modes.clone()),
             "phases.faults.modes",
-        )?)),
-        FaultFile::DropIndex { index } => Ok(Fault::DropIndex(index.clone())),
-        FaultFile::ExpireCache => Ok(Fault::ExpireCache),
+        )
+        .map(Fault::Modes)),
+        FaultFile::DropIndex { index } => Ok(vec![Fault::DropIndex(index.clone())]),
+        FaultFile::ExpireCache => Ok(vec![Fault::ExpireCache]),
         FaultFile::Latency {
             link,
             ms,
             jitter_ms,
             fraction,
-        } => network(
-            link,
-            NetworkFault::Latency {
+        } => {
+            let latency = NetworkFault::Latency {
                 ms: *ms,
                 jitter_ms: jitter_ms.unwrap_or(0.0),
-            },
-            fraction,
-        ),
+            };
+            one(network(src, &span, link, latency, *fraction))
+        }
         FaultFile::Bandwidth {
             link,
             bytes_per_second,
             fraction,
-        } => network(
-            link,
-            NetworkFault::Bandwidth {
+        } => {
+            let bandwidth = NetworkFault::Bandwidth {
                 bytes_per_second: *bytes_per_second,
-            },
-            fraction,
-        ),
-        FaultFile::Blackhole { link, fraction } => network(link, NetworkFault::Blackhole, fraction),
-        FaultFile::Reset { link, fraction } => network(link, NetworkFault::Reset, fraction),
-        FaultFile::Down { link, fraction } => network(link, NetworkFault::Down, fraction),
+            };
+            one(network(src, &span, link, bandwidth, *fraction))
+        }
+        FaultFile::Blackhole { link, fraction } => {
+            one(network(src, &span, link, NetworkFault::Blackhole, *fraction))
+        }
+        FaultFile::Reset { link, fraction } => one(network(src, &span, link, NetworkFault::Reset, *fraction)),
+        FaultFile::Down { link, fraction } => one(network(src, &span, link, NetworkFault::Down, *fraction)),
     }
+}
+
+/// A network fault on a link of the proxy, on every connection or on a `fraction` of them.
+fn network(
+    src: &Source<'_>,
+    span: &Range<usize>,
+    link: &str,
+    fault: NetworkFault,
+    fraction: Option<f64>,
+) -> Result<Fault, DefinitionError> {
+    let fault = ScopedFault {
+        fault,
+        fraction: fraction.unwrap_or(1.0),
+    };
+    fault
+        .validate()
+        .map_err(|e| src.error(span, "phases.faults", e.to_string()))?;
+    let link: Link = link
+        .parse()
+        .map_err(|e: crate::vocabulary::Unknown| src.error(span, "phases.faults.link", e.to_string()))?;
+    Ok(Fault::Network { link, fault })
 }
