@@ -3,8 +3,8 @@
 //! - Ctrl-C (SIGINT) at evenly spaced instants across a whole run, and at its seams (a phase with
 //!   faults starting, the second variant starting, the report being written): every time the run
 //!   exits 4, marks its folder interrupted, and leaves no container behind.
-//! - SIGKILL mid-fault: the lab stays (nothing can clean up after SIGKILL), and the next command that
-//!   looks, `fortress doctor`, finds its owner gone and removes it.
+//! - SIGKILL mid-fault: the labs stay (nothing can clean up after SIGKILL); the next run removes them
+//!   as it starts its own, and says so; `fortress doctor` does the same for a run killed after it.
 //!
 //! The runs take turns: each one loads the 2-core machine on its own.
 
@@ -233,33 +233,51 @@ fn ctrl_c_at_any_instant_exits_4_marks_the_run_and_leaves_nothing() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Starts a run, waits for its fault phase, and kills it with SIGKILL: its labs stay behind.
+fn killed_mid_fault(dir: &Path, seen: &mut Vec<String>) -> u32 {
+    let (mut child, lines) = start(dir);
+    let pid = child.id();
+    wait_for(&lines, seen, "vulnerable: phase fault", Duration::from_secs(120));
+    signal(&child, "-KILL");
+    child.wait().unwrap();
+    let left = containers_owned_by(pid);
+    assert!(left.len() >= 4, "the killed run's labs are still there: {left:?}");
+    pid
+}
+
 #[test]
 fn a_run_killed_with_sigkill_is_removed_by_the_next_command() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = scratch("sigkill");
-    let (mut child, lines) = start(&dir);
-    let pid = child.id();
     let mut seen = Vec::new();
+    let first = killed_mid_fault(&dir, &mut seen);
+
+    // The next run removes the first one's labs as it starts its own, and says so; then it is killed too.
+    let (mut child, lines) = start(&dir);
+    let second = child.id();
+    let said = format!("left by fortress (pid {first}), which is gone");
+    wait_for(&lines, &mut seen, &said, Duration::from_secs(120));
     wait_for(
         &lines,
         &mut seen,
         "vulnerable: phase fault",
         Duration::from_secs(120),
     );
+    assert!(containers_owned_by(first).is_empty(), "{}", seen.join("\n"));
     signal(&child, "-KILL");
     child.wait().unwrap();
-    let left = containers_owned_by(pid);
-    assert!(left.len() >= 4, "the killed run's labs are still there: {left:?}");
+    assert!(containers_owned_by(second).len() >= 4);
 
+    // `fortress doctor` removes the second one's.
     let doctor = Command::new(env!("CARGO_BIN_EXE_fortress"))
         .arg("doctor")
         .output()
         .expect("fortress doctor");
     let said = String::from_utf8_lossy(&doctor.stdout);
     assert!(
-        said.contains(&format!("left by fortress (pid {pid}), which is gone")),
+        said.contains(&format!("left by fortress (pid {second}), which is gone")),
         "doctor says what it removed:\n{said}"
     );
-    assert!(containers_owned_by(pid).is_empty(), "{said}");
+    assert!(containers_owned_by(second).is_empty(), "{said}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

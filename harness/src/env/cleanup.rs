@@ -78,6 +78,10 @@ impl std::fmt::Display for Orphan {
 /// Removes every lab whose owner (the labels' process) no longer runs: what a `fortress` killed with
 /// SIGKILL left behind. Labs without an owner label are left to `fortress cleanup`.
 pub async fn remove_orphans(docker: &DockerClient) -> Result<Vec<Orphan>, DockerError> {
+    // A run starts its labs at once, and each start reaps: one at a time, or two would remove the
+    // same containers together and the second would fail on a removal already in progress.
+    static REAPING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = REAPING.lock().await;
     let mut owners: BTreeMap<String, Owner> = BTreeMap::new();
     for container in docker.labelled_containers(None).await? {
         if let Some(owner) = container.owner {
