@@ -106,13 +106,18 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-/// Renders the full `source()` chain of an error on one line, for the log.
+/// Renders the full `source()` chain of an error on one line, for the log. A cause whose text the
+/// line already ends with is left out: some errors (sqlx's among them) print their source in their
+/// own message, and the chain would say it twice.
 pub fn cause_chain(error: &dyn std::error::Error) -> String {
     let mut chain = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
+        let text = cause.to_string();
+        if !chain.ends_with(&text) {
+            chain.push_str(": ");
+            chain.push_str(&text);
+        }
         source = cause.source();
     }
     chain
@@ -164,6 +169,23 @@ mod tests {
         let (status, body) = body_of(ApiError::Database(sqlx::Error::RowNotFound)).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!body.to_string().contains("no rows"), "{body}");
+    }
+
+    #[test]
+    fn a_cause_is_said_once_even_when_its_parent_prints_it_too() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("column \"qty\" does not exist")]
+        struct Missing;
+        #[derive(Debug, thiserror::Error)]
+        #[error("error returned from database: {0}")]
+        struct Returned(#[source] Missing);
+        #[derive(Debug, thiserror::Error)]
+        #[error("database error")]
+        struct Outer(#[source] Returned);
+        assert_eq!(
+            cause_chain(&Outer(Returned(Missing))),
+            "database error: error returned from database: column \"qty\" does not exist"
+        );
     }
 
     #[test]
