@@ -13,7 +13,7 @@ use crate::experiment::invariants::{self, InvariantReport, RunFacts};
 use crate::experiment::output::{self, LostOrder, VariantReport};
 use crate::experiment::phase_figures::{caveats, derived_stats};
 use crate::experiment::timing::Probes;
-use crate::experiment::verdict::{self, PhaseStats};
+use crate::experiment::verdict::{self, Caveats, PhaseStats, Verdict};
 use crate::faults::audit::{self, LabAudit};
 use crate::load::{Acknowledged, Group};
 use crate::vocabulary::Metric;
@@ -42,13 +42,7 @@ pub(super) async fn judge(
     {
         invariants.predicted(p.claim.metric, p.claim.to_string());
     }
-    let verdicts = plan
-        .predictions_of(variant.variant)
-        .map(|p| match &watched.aborted {
-            Some(abort) => verdict::aborted(p, abort),
-            None => verdict::judge(p, &stats, &caveats),
-        })
-        .collect();
+    let verdicts = verdicts(plan, variant, &watched, &stats, &caveats);
     if let Err(error) = output::write_series(ctx.folder, variant.variant, &watched.samples) {
         (ctx.progress)(Event::Message(format!(
             "could not write the time series: {error}"
@@ -82,6 +76,22 @@ pub(super) async fn judge(
         phase_stats: stats,
         samples: watched.samples,
     })
+}
+
+/// Every prediction of the variant judged; all of them `aborted` when a stop condition ended the run.
+fn verdicts(
+    plan: &Plan,
+    variant: &VariantPlan,
+    watched: &Watched,
+    stats: &PhaseStats,
+    caveats: &Caveats,
+) -> Vec<Verdict> {
+    plan.predictions_of(variant.variant)
+        .map(|p| match &watched.aborted {
+            Some(abort) => verdict::aborted(p, abort),
+            None => verdict::judge(p, stats, caveats),
+        })
+        .collect()
 }
 
 /// Nothing left broken: the timeline has a revert for every injection, and the proxy and Docker agree.
