@@ -8,7 +8,8 @@ const EXAMPLES: &str = "\
 Examples:
   fortress doctor                 check Docker, images and ports, and say how to fix what is missing
   fortress env up                 start Postgres, Redis and the service; print URLs; Ctrl-C removes it all
-  fortress env up --replicas 2    the same with two service replicas
+  fortress env up --replicas 3    three service replicas behind HAProxy (round robin)
+  fortress env up --replicas 3 --sticky   the same, each client pinned to a replica by a cookie
   fortress cleanup                remove containers and networks left by runs that were killed
   fortress experiment cache-outage                      both variants, standard profile
   fortress experiment flash-sale --variant defended --profile quick
@@ -164,6 +165,12 @@ pub struct EnvArgs {
     /// Postgres connection pool size of each replica.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=200))]
     pub pool_size: u32,
+    /// Put HAProxy in front of the replicas (the default with more than one replica).
+    #[arg(long)]
+    pub balancer: bool,
+    /// Pin each client to one replica with the balancer's cookie (implies --balancer).
+    #[arg(long)]
+    pub sticky: bool,
     /// Postgres image to use instead of fortress/postgres:15.
     #[arg(long)]
     pub postgres_image: Option<String>,

@@ -19,6 +19,7 @@ use crate::db::Db;
 use crate::metrics::Metrics;
 use crate::modes::ModeSwitch;
 use crate::outbox::{OutboxSettings, OutboxWorker};
+use crate::sessions::SessionStore;
 
 /// How long `serve` keeps retrying migrations while Postgres is still starting.
 const MIGRATION_DEADLINE: Duration = Duration::from_secs(60);
@@ -31,6 +32,8 @@ pub struct AppState {
     pub modes: ModeSwitch,
     pub metrics: Metrics,
     pub tokens: TokenKeys,
+    /// Sessions kept by the service (`sessions = redis | memory`).
+    pub sessions: SessionStore,
     pub outbox: OutboxSettings,
     /// Whether `run` starts the outbox worker in this process.
     pub outbox_worker: bool,
@@ -77,6 +80,7 @@ impl AppState {
         .map_err(StartError::RedisUrl)?;
         Ok(Self {
             db,
+            sessions: SessionStore::new(cache.connection()),
             cache,
             modes: ModeSwitch::default(),
             metrics,

@@ -23,6 +23,7 @@ pub mod modes;
 pub mod order_history;
 pub mod outbox;
 pub mod seed;
+pub mod sessions;
 
 pub use app::{AppState, StartError, run, serve};
 pub use config::Config;

@@ -103,6 +103,19 @@ pub enum Durability {
     AsyncCommit,
 }
 
+/// Where a logged-in shopper's session lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sessions {
+    /// A signed token (JWT) the client sends back: any replica can check it, nothing is stored.
+    Jwt,
+    /// An opaque session id in a cookie; the session in Redis, looked up on every request.
+    Redis,
+    /// An opaque session id in a cookie; the session in this replica's memory, which no other replica
+    /// sees and a restart forgets (the laptop design).
+    Memory,
+}
+
 /// The full set of modes, as `GET /admin/modes` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Modes {
@@ -117,6 +130,7 @@ pub struct Modes {
     pub email_sender: EmailSender,
     pub login_timing: LoginTiming,
     pub durability: Durability,
+    pub sessions: Sessions,
 }
 
 impl Default for Modes {
@@ -132,6 +146,7 @@ impl Default for Modes {
             email_sender: EmailSender::Up,
             login_timing: LoginTiming::Constant,
             durability: Durability::SyncCommit,
+            sessions: Sessions::Jwt,
         }
     }
 }
@@ -161,6 +176,8 @@ pub struct ModesPatch {
     pub login_timing: Option<LoginTiming>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub durability: Option<Durability>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Sessions>,
 }
 
 /// The patch that puts every mode back as it was in `modes`.
@@ -177,6 +194,7 @@ impl From<Modes> for ModesPatch {
             email_sender,
             login_timing,
             durability,
+            sessions,
         } = modes;
         Self {
             locking: Some(locking),
@@ -189,6 +207,7 @@ impl From<Modes> for ModesPatch {
             email_sender: Some(email_sender),
             login_timing: Some(login_timing),
             durability: Some(durability),
+            sessions: Some(sessions),
         }
     }
 }
@@ -225,6 +244,7 @@ impl ModesPatch {
             email_sender,
             login_timing,
             durability,
+            sessions,
         } = *self;
         if let Some(v) = locking {
             modes.locking = v;
@@ -255,6 +275,9 @@ impl ModesPatch {
         }
         if let Some(v) = durability {
             modes.durability = v;
+        }
+        if let Some(v) = sessions {
+            modes.sessions = v;
         }
         Ok(())
     }

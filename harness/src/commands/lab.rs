@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::print_error;
 use crate::cli::{EnvArgs, ProxyArgs};
 use crate::env::docker::DockerClient;
-use crate::env::{Lab, LabSpec, cleanup};
+use crate::env::{Balancing, Lab, LabSpec, cleanup};
 use crate::vocabulary::{ExitCode, Link};
 
 /// How long removing a lab may take before the user is told to run `fortress cleanup`.
@@ -21,6 +21,8 @@ pub async fn env_up(args: &EnvArgs, lab_binary: PathBuf) -> ExitCode {
         db_pool_size: args.pool_size,
         postgres_image: args.postgres_image.clone(),
         redis_image: args.redis_image.clone(),
+        balancer: (args.balancer || args.sticky || args.replicas > 1)
+            .then_some(Balancing { sticky: args.sticky }),
         ..LabSpec::with_binary(lab_binary)
     };
     eprintln!("starting the lab...");
@@ -63,6 +65,9 @@ async fn print_lab(lab: &Lab) -> Result<(), crate::env::EnvError> {
     println!("lab {} ready in {:.1?}", lab.run_id, lab.ready_in);
     for (step, took) in &lab.startup {
         println!("  {took:>8.1?}  {step}");
+    }
+    if let Some(stats) = lab.balancer_stats_url().await? {
+        println!("  balancer   {}   (stats: {stats})", lab.entry_url().await?);
     }
     for replica in lab.replicas() {
         let name = crate::vocabulary::Role::Service(replica).to_string();

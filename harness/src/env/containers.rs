@@ -1,5 +1,5 @@
 //! What each container of a lab is started with: its image, name, labels, command, environment, and
-//! its one port published on 127.0.0.1.
+//! its ports published on 127.0.0.1.
 
 use std::time::Duration;
 
@@ -8,6 +8,7 @@ use testcontainers::core::{ContainerPort, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerRequest, GenericImage, ImageExt};
 
+use super::balancer::{self, Balancing};
 use super::docker::{ROLE_LABEL, RUN_LABEL};
 use super::images::{ImageChoice, LabImages};
 use super::owner::Owner;
@@ -42,6 +43,7 @@ pub(super) struct Topology {
     replicas: u32,
     db_pool_size: u32,
     seed: u64,
+    balancing: Option<Balancing>,
 }
 
 /// Every container of a lab, started.
@@ -52,6 +54,7 @@ pub(super) struct Started {
     pub redis: Node,
     pub proxy: Node,
     pub services: Vec<Node>,
+    pub balancer: Option<Node>,
     pub images: Vec<ImageChoice>,
     pub admin_token: String,
 }
@@ -68,6 +71,7 @@ impl Topology {
             replicas: spec.replicas.max(1),
             db_pool_size: spec.db_pool_size,
             seed: spec.seed,
+            balancing: spec.balancer,
         }
     }
 
@@ -76,17 +80,20 @@ impl Topology {
     }
 
     /// What every lab container has: the run's network, a name that is its host name there, the run
-    /// and role labels, and its port published on 127.0.0.1 only.
-    fn request(&self, image: &ImageChoice, role: Role, port: u16) -> ContainerRequest<GenericImage> {
+    /// and role labels, and its ports published on 127.0.0.1 only.
+    fn request(&self, image: &ImageChoice, role: Role, ports: &[u16]) -> ContainerRequest<GenericImage> {
         let (name, tag) = image.image.rsplit_once(':').unwrap_or((&image.image, "latest"));
-        let mut request = GenericImage::new(name, tag)
-            .with_exposed_port(ContainerPort::Tcp(port))
+        let mut image = GenericImage::new(name, tag);
+        for &port in ports {
+            image = image.with_exposed_port(ContainerPort::Tcp(port));
+        }
+        let mut request = image
             .with_wait_for(WaitFor::Nothing)
             .with_network(self.network.clone())
             .with_container_name(self.container_name(role))
             .with_label(RUN_LABEL, self.run_id.clone())
             .with_label(ROLE_LABEL, role.to_string())
-            .with_host_config_modifier(loopback_only(port))
+            .with_host_config_modifier(loopback_only(ports.to_vec()))
             .with_startup_timeout(Duration::from_secs(60));
         for (key, value) in self.owner.iter().flat_map(Owner::labels) {
             request = request.with_label(key, value);
@@ -95,7 +102,7 @@ impl Topology {
     }
 
     fn postgres(&self) -> ContainerRequest<GenericImage> {
-        self.request(&self.images.postgres, Role::Postgres, port_of(Link::Postgres))
+        self.request(&self.images.postgres, Role::Postgres, &[port_of(Link::Postgres)])
             .with_env_var("POSTGRES_PASSWORD", PG_PASSWORD)
             .with_env_var("POSTGRES_DB", "shop")
             // initdb without fsync: a throwaway lab needs no durable bootstrap, and it starts a second
@@ -111,7 +118,7 @@ impl Topology {
     }
 
     fn redis(&self) -> ContainerRequest<GenericImage> {
-        self.request(&self.images.redis, Role::Redis, port_of(Link::Redis))
+        self.request(&self.images.redis, Role::Redis, &[port_of(Link::Redis)])
     }
 
     /// `fortress proxy` with one link per dependency: `postgres=0.0.0.0:5432=<postgres container>:5432`.
@@ -131,14 +138,14 @@ impl Topology {
                 format!("{link}=0.0.0.0:{port}={upstream}:{port}"),
             ]);
         }
-        self.request(&self.images.lab, Role::Proxy, PROXY_CONTROL_PORT)
+        self.request(&self.images.lab, Role::Proxy, &[PROXY_CONTROL_PORT])
             .with_cmd(cmd)
     }
 
     /// `fortress service`, reaching Postgres and Redis through the proxy.
     fn replica(&self, n: u32) -> ContainerRequest<GenericImage> {
         let proxy = self.container_name(Role::Proxy);
-        self.request(&self.images.lab, Role::Service(n), SERVICE_PORT)
+        self.request(&self.images.lab, Role::Service(n), &[SERVICE_PORT])
             .with_cmd(["service"])
             .with_env_var("LISTEN_ADDR", format!("0.0.0.0:{SERVICE_PORT}"))
             .with_env_var("DATABASE_URL", postgres_url(&proxy, port_of(Link::Postgres)))
@@ -147,22 +154,52 @@ impl Topology {
             .with_env_var("DB_POOL_SIZE", self.db_pool_size.to_string())
     }
 
+    /// HAProxy with this run's configuration, balancing over every replica by container name.
+    fn balancer(&self, balancing: Balancing, image: &ImageChoice) -> ContainerRequest<GenericImage> {
+        let replicas: Vec<(Role, String)> = (1..=self.replicas)
+            .map(|n| (Role::Service(n), self.container_name(Role::Service(n))))
+            .collect();
+        let config = balancer::config(balancing, &replicas, SERVICE_PORT);
+        self.request(
+            image,
+            Role::Balancer,
+            &[balancer::FRONT_PORT, balancer::STATS_PORT],
+        )
+        .with_copy_to(balancer::CONFIG_PATH, config.into_bytes())
+    }
+
     /// Starts every container at once: a replica retries its migrations until Postgres accepts
-    /// connections, and the proxy resolves its upstreams per connection.
+    /// connections, the proxy resolves its upstreams per connection, and the balancer health-checks
+    /// the replicas until they answer.
     pub async fn start(self) -> Result<Started, EnvError> {
         let replicas =
             (1..=self.replicas).map(|n| start_node(Role::Service(n), SERVICE_PORT, self.replica(n)));
-        let (postgres, redis, proxy, services) = tokio::join!(
+        let balancer = async {
+            match (self.balancing, &self.images.balancer) {
+                (Some(balancing), Some(image)) => Some(
+                    start_node(
+                        Role::Balancer,
+                        balancer::FRONT_PORT,
+                        self.balancer(balancing, image),
+                    )
+                    .await,
+                ),
+                _ => None,
+            }
+        };
+        let (postgres, redis, proxy, services, balancer) = tokio::join!(
             start_node(Role::Postgres, port_of(Link::Postgres), self.postgres()),
             start_node(Role::Redis, port_of(Link::Redis), self.redis()),
             start_node(Role::Proxy, PROXY_CONTROL_PORT, self.proxy()),
             futures::future::join_all(replicas),
+            balancer,
         );
         Ok(Started {
             postgres: postgres?,
             redis: redis?,
             proxy: proxy?,
             services: services.into_iter().collect::<Result<Vec<_>, _>>()?,
+            balancer: balancer.transpose()?,
             images: self.images.all().cloned().collect(),
             run_id: self.run_id,
             network: self.network,
@@ -171,17 +208,18 @@ impl Topology {
     }
 }
 
-/// Publishes `port` on 127.0.0.1 only, on a free port the engine picks.
-fn loopback_only(port: u16) -> impl Fn(&mut HostConfig) + Send + Sync + 'static {
+/// Publishes `ports` on 127.0.0.1 only, each on a free port the engine picks.
+fn loopback_only(ports: Vec<u16>) -> impl Fn(&mut HostConfig) + Send + Sync + 'static {
     move |host: &mut HostConfig| {
-        let binding = PortBinding {
+        let binding = || PortBinding {
             host_ip: Some("127.0.0.1".into()),
             host_port: Some(String::new()),
         };
         host.publish_all_ports = Some(false);
         host.port_bindings = Some(
-            [(format!("{port}/tcp"), Some(vec![binding]))]
-                .into_iter()
+            ports
+                .iter()
+                .map(|port| (format!("{port}/tcp"), Some(vec![binding()])))
                 .collect(),
         );
     }

@@ -19,6 +19,7 @@ use super::docker::{DockerClient, DockerError};
 pub const POSTGRES_DEFAULT: &str = "fortress/postgres:15";
 pub const REDIS_DEFAULT: &str = "fortress/redis:7";
 pub const RUNTIME_BASE: &str = "fortress/runtime:bookworm";
+pub const BALANCER_DEFAULT: &str = "fortress/haproxy:2.6";
 const SOURCE_LABEL: &str = "fortress.image.source";
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -109,17 +110,21 @@ fn content_hash(path: &Path) -> Result<String, std::io::Error> {
     Ok(format!("{:016x}", hasher.finish()))
 }
 
-/// The images of one lab: Postgres, Redis, and the lab binary's (service replicas and proxy).
+/// The images of one lab: Postgres, Redis, the lab binary's (service replicas and proxy), and the
+/// balancer's when the lab has one.
 #[derive(Debug, Clone)]
 pub struct LabImages {
     pub postgres: ImageChoice,
     pub redis: ImageChoice,
     pub lab: ImageChoice,
+    pub balancer: Option<ImageChoice>,
 }
 
 impl LabImages {
     pub fn all(&self) -> impl Iterator<Item = &ImageChoice> {
-        [&self.postgres, &self.redis, &self.lab].into_iter()
+        [&self.postgres, &self.redis, &self.lab]
+            .into_iter()
+            .chain(self.balancer.as_ref())
     }
 }
 
@@ -135,6 +140,10 @@ pub async fn for_lab(docker: &DockerClient, spec: &super::LabSpec) -> Result<Lab
         .await?,
         redis: resolve(docker, "redis", REDIS_DEFAULT, spec.redis_image.as_deref()).await?,
         lab: lab_image(docker, &spec.lab_binary).await?,
+        balancer: match spec.balancer {
+            Some(_) => Some(resolve(docker, "balancer", BALANCER_DEFAULT, None).await?),
+            None => None,
+        },
     })
 }
 

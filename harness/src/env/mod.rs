@@ -1,10 +1,13 @@
-//! The lab's topology in containers: one Docker network per run, with Postgres, Redis, the fault proxy
-//! and one or more replicas of the reference service on it.
+//! The lab's topology in containers: one Docker network per run, with Postgres, Redis, the fault proxy,
+//! one or more replicas of the reference service and, when asked for, HAProxy in front of them.
 //!
 //! The service reaches Postgres and Redis through the proxy's listeners (`proxy:5432`, `proxy:6379`),
 //! and the proxy reaches them by container name, resolved per connection, so a restarted Redis is
 //! found again without re-wiring. Everything is labelled with the run id and published on 127.0.0.1
 //! only. `Lab::shutdown` removes it all; if a run ends another way (error, panic), `Drop` does.
+//!
+//! Clients reach the service through `entry_url`: the balancer's port when there is one (a replica
+//! restarted on a new published port stays behind the same front door), else replica 1's.
 //!
 //! `containers` says what each container is started with, `admin` talks to the replicas' operator
 //! routes (readiness, modes, seed), `images` picks and builds images, `cleanup` removes runs by label,
@@ -13,6 +16,7 @@
 //! and Postgres for the run folder.
 
 pub mod admin;
+pub mod balancer;
 pub mod cleanup;
 mod containers;
 pub mod docker;
@@ -27,6 +31,7 @@ use std::time::{Duration, Instant};
 use testcontainers::{ContainerAsync, GenericImage};
 
 pub use self::admin::AdminError;
+pub use self::balancer::Balancing;
 use self::containers::Topology;
 use self::docker::{DockerClient, DockerError};
 use self::images::ImageChoice;
@@ -44,6 +49,8 @@ pub struct LabSpec {
     pub ready_deadline: Duration,
     /// The proxy's seed: which connections a fault on a share of them takes.
     pub seed: u64,
+    /// HAProxy in front of the replicas, balancing as this says; `None`: clients go to replica 1.
+    pub balancer: Option<Balancing>,
 }
 
 impl LabSpec {
@@ -57,6 +64,7 @@ impl LabSpec {
             redis_image: None,
             ready_deadline: Duration::from_secs(60),
             seed: 0,
+            balancer: None,
         }
     }
 }
@@ -107,6 +115,7 @@ pub struct Node {
     /// The container's name, which is also its host name on the run's network.
     pub name: String,
     pub container: ContainerAsync<GenericImage>,
+    /// The container port clients use; `ports` also lists the others published (the balancer's stats).
     port: u16,
 }
 
@@ -122,8 +131,13 @@ impl std::fmt::Debug for Node {
 impl Node {
     /// The port published on 127.0.0.1, asked afresh: it changes when a container is stopped and started.
     pub async fn host_port(&self) -> Result<u16, EnvError> {
+        self.host_port_of(self.port).await
+    }
+
+    /// The port on 127.0.0.1 that `container_port` is published on.
+    pub async fn host_port_of(&self, container_port: u16) -> Result<u16, EnvError> {
         self.container
-            .get_host_port_ipv4(self.port)
+            .get_host_port_ipv4(container_port)
             .await
             .map_err(|source| EnvError::NoPort {
                 role: self.role,
@@ -141,6 +155,7 @@ pub struct Lab {
     pub redis: Node,
     pub proxy: Node,
     pub services: Vec<Node>,
+    pub balancer: Option<Node>,
     pub images: Vec<ImageChoice>,
     /// From the call to `start` until every replica said ready.
     pub ready_in: Duration,
@@ -231,6 +246,7 @@ impl Lab {
             redis: started.redis,
             proxy: started.proxy,
             services: started.services,
+            balancer: started.balancer,
             images: started.images,
             ready_in: Duration::ZERO,
             startup: Vec::new(),
@@ -243,6 +259,10 @@ impl Lab {
             lab.wait_ready(replica, spec.ready_deadline).await?;
         }
         steps.finished("service replicas ready (migrations, /readyz)");
+        if lab.balancer.is_some() {
+            lab.wait_balanced(spec.ready_deadline).await?;
+            steps.finished("balancer sees every replica up");
+        }
         lab.ready_in = steps.started.elapsed();
         lab.startup = steps.done;
         Ok(lab)
@@ -253,6 +273,10 @@ impl Lab {
             Role::Postgres => Ok(&self.postgres),
             Role::Redis => Ok(&self.redis),
             Role::Proxy => Ok(&self.proxy),
+            Role::Balancer => self
+                .balancer
+                .as_ref()
+                .ok_or_else(|| UnknownRole(role.to_string()).into()),
             Role::Service(n) => self
                 .services
                 .get(usize::try_from(n).unwrap_or(usize::MAX).wrapping_sub(1))
@@ -269,6 +293,14 @@ impl Lab {
     pub async fn service_url(&self, replica: u32) -> Result<String, EnvError> {
         let port = self.node(Role::Service(replica))?.host_port().await?;
         Ok(format!("http://127.0.0.1:{port}"))
+    }
+
+    /// Where clients send their requests, on 127.0.0.1: the balancer, else replica 1.
+    pub async fn entry_url(&self) -> Result<String, EnvError> {
+        match &self.balancer {
+            Some(balancer) => Ok(format!("http://127.0.0.1:{}", balancer.host_port().await?)),
+            None => self.service_url(1).await,
+        }
     }
 
     /// Postgres as seen from this machine (for observation, invariants and database faults).

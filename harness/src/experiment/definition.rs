@@ -13,6 +13,7 @@ pub use validate::parse;
 
 use super::abort::AbortCondition;
 use super::claim::Claim;
+use crate::env::Balancing;
 use crate::faults::Fault;
 use crate::vocabulary::{Scenario, Variant};
 
@@ -54,6 +55,8 @@ pub struct Plan {
     pub profile: Profile,
     pub replicas: u32,
     pub pool_size: u32,
+    /// HAProxy in front of the replicas, and how it balances; `None`: the load goes to replica 1.
+    pub balancer: Option<Balancing>,
     pub seed: SeedPlan,
     pub rate: f64,
     pub users: u32,

@@ -34,6 +34,10 @@ pub(super) struct File {
 pub(super) struct Topology {
     pub(super) replicas: Spanned<u32>,
     pub(super) pool_size: Spanned<u32>,
+    /// HAProxy in front of the replicas; by default there is one when there is more than one replica.
+    pub(super) balancer: Option<bool>,
+    /// Pin each client to a replica with the balancer's cookie.
+    pub(super) sticky: Option<Spanned<bool>>,
 }
 
 impl Default for Topology {
@@ -41,6 +45,8 @@ impl Default for Topology {
         Self {
             replicas: Spanned::new(0..0, 1),
             pool_size: Spanned::new(0..0, 10),
+            balancer: None,
+            sticky: None,
         }
     }
 }

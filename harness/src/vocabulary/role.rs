@@ -10,11 +10,13 @@ pub enum Role {
     Proxy,
     /// Service replica `n`, from 1.
     Service(u32),
+    /// The load balancer (HAProxy) in front of the replicas, when a lab has one.
+    Balancer,
 }
 
 /// A role name that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("there is no {0:?} in the lab (roles: postgres, redis, proxy, service, service-2, ...)")]
+#[error("there is no {0:?} in the lab (roles: postgres, redis, proxy, service, service-2, ..., balancer)")]
 pub struct UnknownRole(pub String);
 
 impl std::fmt::Display for Role {
@@ -25,6 +27,7 @@ impl std::fmt::Display for Role {
             Self::Proxy => f.write_str("proxy"),
             Self::Service(1) => f.write_str("service"),
             Self::Service(n) => write!(f, "service-{n}"),
+            Self::Balancer => f.write_str("balancer"),
         }
     }
 }
@@ -37,6 +40,7 @@ impl std::str::FromStr for Role {
         }
         match s {
             "proxy" => Ok(Self::Proxy),
+            "balancer" => Ok(Self::Balancer),
             "service" | "service-1" => Ok(Self::Service(1)),
             other => other
                 .strip_prefix("service-")
@@ -85,6 +89,7 @@ mod tests {
             Role::Proxy,
             Role::Service(1),
             Role::Service(3),
+            Role::Balancer,
         ] {
             assert_eq!(role.to_string().parse::<Role>().unwrap(), role);
         }

@@ -114,6 +114,11 @@ impl Cache {
         self.breaker.state()
     }
 
+    /// The connection to Redis, for the other things kept there (sessions).
+    pub fn connection(&self) -> ConnectionManager {
+        self.redis.clone()
+    }
+
     /// Answers whether Redis responds to PING within `deadline`.
     pub async fn ping(&self, deadline: Duration) -> bool {
         let mut redis = self.redis.clone();

@@ -1,16 +1,20 @@
-//! Logging in, and the extractors that say who is asking: a shopper (JWT) or an operator (admin token).
+//! Logging in, and the extractors that say who is asking: a shopper (a JWT, or a session cookie, as the
+//! `sessions` mode says) or an operator (admin token).
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::app::AppState;
 use crate::auth;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
+use crate::modes::Sessions;
+use crate::sessions;
 
 #[derive(Debug, Deserialize)]
 pub struct LoginRequest {
@@ -18,10 +22,12 @@ pub struct LoginRequest {
     password: String,
 }
 
+/// `POST /auth/login`: `{"token"}` to send as a bearer token (`sessions = jwt`), or `{"session"}` and
+/// the same id in a `fortress_session` cookie (`sessions = redis | memory`).
 pub async fn login(
     State(state): State<AppState>,
     ApiJson(request): ApiJson<LoginRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if request.email.is_empty() || request.email.len() > 254 {
         return Err(ApiError::unprocessable(
             "invalid_email",
@@ -34,10 +40,33 @@ pub async fn login(
             "password must be 1 to 1024 bytes long",
         ));
     }
-    let timing = state.modes.current().login_timing;
-    let user_id = auth::login(&state.db, &request.email, &request.password, timing).await?;
-    let token = state.tokens.issue(user_id)?;
-    Ok(Json(json!({ "token": token, "user_id": user_id })))
+    let modes = state.modes.current();
+    let user_id = auth::login(&state.db, &request.email, &request.password, modes.login_timing).await?;
+    if modes.sessions == Sessions::Jwt {
+        let token = state.tokens.issue(user_id)?;
+        return Ok(Json(json!({ "token": token, "user_id": user_id })).into_response());
+    }
+    let id = state.sessions.create(modes.sessions, user_id).await?;
+    let cookie = format!("{}={id}; Path=/; HttpOnly; SameSite=Lax", sessions::COOKIE);
+    Ok((
+        [(SET_COOKIE, cookie)],
+        Json(json!({ "session": id, "user_id": user_id })),
+    )
+        .into_response())
+}
+
+/// The session id of the `fortress_session` cookie, if the request has one.
+fn session_cookie(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == sessions::COOKIE)
+        .map(|(_, id)| id)
+        .filter(|id| !id.is_empty())
 }
 
 /// The bearer token of the `Authorization` header, if there is one.
@@ -59,7 +88,7 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
     }
 }
 
-/// A logged-in shopper: the user id from a valid JWT.
+/// A logged-in shopper: the user id from a valid JWT or a known session.
 #[derive(Debug, Clone, Copy)]
 pub struct Shopper(pub i64);
 
@@ -67,13 +96,17 @@ impl FromRequestParts<AppState> for Shopper {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?.ok_or_else(|| {
-            ApiError::unauthorized(
+        if let Some(token) = bearer(parts)? {
+            return state.tokens.verify(token).map(Shopper);
+        }
+        let Some(id) = session_cookie(parts) else {
+            return Err(ApiError::unauthorized(
                 "missing_token",
-                "log in at /auth/login and send `Authorization: Bearer <token>`",
-            )
-        })?;
-        state.tokens.verify(token).map(Shopper)
+                "log in at /auth/login and send `Authorization: Bearer <token>` or its session cookie",
+            ));
+        };
+        let kind = state.modes.current().sessions;
+        state.sessions.find(kind, id).await.map(Shopper)
     }
 }
 

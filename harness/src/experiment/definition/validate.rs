@@ -8,10 +8,11 @@ use reference_service::seed::SeedPlan;
 use toml::Spanned;
 
 use super::{DefinitionError, PhasePlan, Plan, PredictionPlan, Profile, RUN_PHASE, VariantPlan};
+use crate::env::Balancing;
 use crate::experiment::abort::{self, AbortCondition};
 use crate::experiment::claim::{Claim, Comparison};
 use crate::experiment::schema::{
-    AbortFile, FaultFile, File, LoadFile, PhaseFile, PredictionFile, ProfilesFile,
+    AbortFile, FaultFile, File, LoadFile, PhaseFile, PredictionFile, ProfilesFile, Topology,
 };
 use crate::faults::Fault;
 use crate::faults::proxy::{NetworkFault, ScopedFault};
@@ -63,6 +64,22 @@ impl Source<'_> {
     }
 }
 
+/// The balancer of `topology`: there is one when asked for, or by default with more than one replica;
+/// `sticky` needs one.
+fn balancer(src: &Source, topology: &Topology, replicas: u32) -> Result<Option<Balancing>, DefinitionError> {
+    let wanted = topology.balancer.unwrap_or(replicas > 1);
+    match &topology.sticky {
+        Some(sticky) if *sticky.get_ref() && !wanted => Err(src.error(
+            &sticky.span(),
+            "topology.sticky",
+            "sticky balancing needs the balancer: set topology.balancer = true or replicas above 1",
+        )),
+        sticky => Ok(wanted.then(|| Balancing {
+            sticky: sticky.as_ref().is_some_and(|s| *s.get_ref()),
+        })),
+    }
+}
+
 /// Parses and validates an experiment file. `file` names it in errors.
 pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, DefinitionError> {
     let src = Source { file, text };
@@ -79,6 +96,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
     let name = name(&src, &parsed.name)?;
     let replicas = src.in_range(&parsed.topology.replicas, "topology.replicas", 1..=8)?;
     let pool_size = src.in_range(&parsed.topology.pool_size, "topology.pool_size", 1..=200)?;
+    let balancer = balancer(&src, &parsed.topology, replicas)?;
     let users = src.in_range(&parsed.load.users, "load.users", 1..=2000)?;
     let seed = seed(&src, parsed.seed.as_ref())?;
     let (rate, mix) = load(&src, &parsed.load)?;
@@ -97,6 +115,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         profile,
         replicas,
         pool_size,
+        balancer,
         seed,
         rate,
         users,

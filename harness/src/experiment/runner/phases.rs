@@ -346,7 +346,7 @@ pub(super) async fn run(
 ) -> Result<Watched, RunError> {
     let recorder = Recorder::new();
     let report = ctx.folder.goose_report(variant);
-    let load = LoadRun::start(plan, lab.service_url(1).await?, recorder.clone(), report, ctx);
+    let load = LoadRun::start(plan, lab.entry_url().await?, recorder.clone(), report, ctx);
     load.started(&recorder, &ctx.stop).await;
     let mut watch = Watch::new(plan, variant, lab, ctx, recorder.clone()).await?;
     let requests_before_phases = recorder.request_count();

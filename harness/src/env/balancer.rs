@@ -1,0 +1,219 @@
+//! The lab's load balancer: HAProxy in front of the service replicas, its configuration written per
+//! run, and what its stats page says about each replica.
+//!
+//! Each replica is a `server` named after its role (`service`, `service-2`, ...) and addressed by its
+//! container name, re-resolved through Docker's DNS, so a replica that is killed and started again (with
+//! a new address) is found again. Health checks ask `/readyz` every second: two failures in a row take a
+//! replica out, two successes put it back, so a dead replica is out within
+//! `inter x fall + timeout check` = 2 to 3 s (`TAKEOUT_BOUND`). A request whose connection fails is
+//! retried on another replica (`retry-on conn-failure`, `option redispatch 1`): it was never sent, so
+//! retrying cannot place an order twice.
+//!
+//! `sticky` adds HAProxy's cookie: the first answer pins a client to the replica that gave it, and a
+//! client whose replica is out is sent to another one and pinned there.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::{EnvError, Lab};
+use crate::vocabulary::Role;
+
+/// The port clients reach the replicas through.
+pub const FRONT_PORT: u16 = 8080;
+/// The port of HAProxy's stats page (`/stats`, and `/stats;csv`).
+pub const STATS_PORT: u16 = 8404;
+/// Where the configuration goes in the container (the official image's path).
+pub const CONFIG_PATH: &str = "/usr/local/etc/haproxy/haproxy.cfg";
+/// The cookie that pins a client to a replica when balancing is sticky.
+pub const STICKY_COOKIE: &str = "fortress_replica";
+/// Health checks: every `CHECK_INTERVAL`, out after `FALL` failures in a row, back after `RISE` successes.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+pub const FALL: u32 = 2;
+pub const RISE: u32 = 2;
+/// How long a check may take before it counts as failed.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest a dead replica stays in: `FALL` checks, the last of which may wait `CHECK_TIMEOUT`.
+pub const TAKEOUT_BOUND: Duration = Duration::from_secs(3);
+
+/// How the balancer spreads clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Balancing {
+    /// Pin each client to one replica with a cookie (sticky sessions); round robin otherwise.
+    pub sticky: bool,
+}
+
+/// HAProxy's configuration for `replicas` service replicas, each at `<container name>:<port>`.
+pub fn config(balancing: Balancing, replicas: &[(Role, String)], service_port: u16) -> String {
+    let secs = |d: Duration| format!("{}ms", d.as_millis());
+    let mut cfg = format!(
+        "global\n    maxconn 4096\n    log stderr format raw local0 notice\n\n\
+         defaults\n    mode http\n    log global\n    option dontlognull\n    timeout connect 1s\n    \
+         timeout client 30s\n    timeout server 30s\n    timeout check {check}\n    retries 2\n    \
+         option redispatch 1\n    retry-on conn-failure\n\n\
+         resolvers docker\n    nameserver dns 127.0.0.11:53\n    resolve_retries 3\n    timeout resolve 1s\n    \
+         timeout retry 1s\n    hold valid 1s\n    hold other 1s\n    hold refused 1s\n    hold nx 1s\n    \
+         hold timeout 1s\n    hold obsolete 1s\n\n\
+         frontend shop\n    bind :{FRONT_PORT}\n    default_backend service\n\n\
+         backend service\n    balance roundrobin\n    option httpchk GET /readyz\n    http-check expect status 200\n",
+        check = secs(CHECK_TIMEOUT),
+    );
+    if balancing.sticky {
+        cfg.push_str(&format!("    cookie {STICKY_COOKIE} insert indirect nocache\n"));
+    }
+    cfg.push_str(&format!(
+        "    default-server check inter {inter} fall {FALL} rise {RISE} resolvers docker init-addr last,libc,none\n",
+        inter = secs(CHECK_INTERVAL),
+    ));
+    for (role, host) in replicas {
+        let cookie = if balancing.sticky {
+            format!(" cookie {role}")
+        } else {
+            String::new()
+        };
+        cfg.push_str(&format!("    server {role} {host}:{service_port}{cookie}\n"));
+    }
+    cfg.push_str(&format!(
+        "\nfrontend stats\n    bind :{STATS_PORT}\n    stats enable\n    stats uri /stats\n"
+    ));
+    cfg
+}
+
+/// One replica as the balancer's stats page shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ServerStats {
+    pub replica: u32,
+    /// Whether the health checks have it in (`UP`, or `NOLB`/`DRAIN`, which still count as alive).
+    pub up: bool,
+    /// Requests the balancer sent it since the start (`stot`).
+    pub requests: f64,
+    /// Answers it gave with a 5xx status (`hrsp_5xx`).
+    pub responses_5xx: f64,
+}
+
+/// The service replicas' rows of `/stats;csv`. Rows of other proxies, and rows that do not name a
+/// replica, are skipped.
+pub fn parse_stats(csv: &str) -> Vec<ServerStats> {
+    let mut lines = csv.lines();
+    let Some(header) = lines.next() else {
+        return Vec::new();
+    };
+    let columns: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
+    let column = |name: &str| columns.iter().position(|c| *c == name);
+    let (Some(px), Some(sv), Some(status), Some(stot), Some(h5)) = (
+        column("pxname"),
+        column("svname"),
+        column("status"),
+        column("stot"),
+        column("hrsp_5xx"),
+    ) else {
+        return Vec::new();
+    };
+    let number = |fields: &[&str], i: usize| fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    lines
+        .map(|line| line.split(',').collect::<Vec<_>>())
+        .filter(|fields| fields.get(px) == Some(&"service"))
+        .filter_map(|fields| {
+            let Role::Service(replica) = fields.get(sv)?.parse().ok()? else {
+                return None;
+            };
+            let state = fields.get(status).copied().unwrap_or("");
+            Some(ServerStats {
+                replica,
+                up: state.starts_with("UP") || state == "NOLB" || state == "DRAIN",
+                requests: number(&fields, stot),
+                responses_5xx: number(&fields, h5),
+            })
+        })
+        .collect()
+}
+
+impl Lab {
+    /// The balancer's stats as CSV, on 127.0.0.1 (`None` without a balancer).
+    pub async fn balancer_stats_url(&self) -> Result<Option<String>, EnvError> {
+        let Some(balancer) = &self.balancer else {
+            return Ok(None);
+        };
+        let port = balancer.host_port_of(STATS_PORT).await?;
+        Ok(Some(format!("http://127.0.0.1:{port}/stats;csv")))
+    }
+
+    /// The replicas as the balancer sees them now (`None` without a balancer, or when it does not answer).
+    pub async fn balancer_stats(&self) -> Option<Vec<ServerStats>> {
+        let url = self.balancer_stats_url().await.ok()??;
+        let response = self.http().get(url).send().await.ok()?;
+        Some(parse_stats(&response.text().await.ok()?))
+    }
+
+    /// Polls the balancer's stats until every replica is in, or `deadline` passes.
+    pub async fn wait_balanced(&self, deadline: Duration) -> Result<(), EnvError> {
+        let until = Instant::now() + deadline;
+        let wanted = self.services.len();
+        loop {
+            let stats = self.balancer_stats().await;
+            let up = stats.as_ref().map_or(0, |s| s.iter().filter(|r| r.up).count());
+            if up == wanted {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(EnvError::NotReady {
+                    role: Role::Balancer,
+                    deadline,
+                    last: match stats {
+                        Some(_) => format!("{up} of {wanted} replicas up"),
+                        None => "its stats page did not answer".into(),
+                    },
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sticky_config_names_every_replica_with_its_cookie() {
+        let replicas = [
+            (Role::Service(1), "fortress-x-service".to_owned()),
+            (Role::Service(2), "fortress-x-service-2".to_owned()),
+        ];
+        let cfg = config(Balancing { sticky: true }, &replicas, 8080);
+        assert!(
+            cfg.contains("server service fortress-x-service:8080 cookie service\n"),
+            "{cfg}"
+        );
+        assert!(cfg.contains("server service-2 fortress-x-service-2:8080 cookie service-2\n"));
+        assert!(cfg.contains("cookie fortress_replica insert indirect nocache"));
+        assert!(cfg.contains("check inter 1000ms fall 2 rise 2"));
+        let plain = config(Balancing::default(), &replicas, 8080);
+        assert!(!plain.contains("cookie"), "{plain}");
+        assert!(plain.contains("balance roundrobin"));
+    }
+
+    #[test]
+    fn stats_rows_become_replicas_and_other_rows_are_skipped() {
+        let csv = "# pxname,svname,qcur,stot,status,hrsp_5xx\n\
+                   shop,FRONTEND,0,100,OPEN,0\n\
+                   service,service,0,40,UP,1\n\
+                   service,service-2,0,35,DOWN,0\n\
+                   service,service-3,0,25,UP 1/2,2\n\
+                   service,BACKEND,0,100,UP,3\n";
+        let rows = parse_stats(csv);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        assert_eq!(
+            rows[0],
+            ServerStats {
+                replica: 1,
+                up: true,
+                requests: 40.0,
+                responses_5xx: 1.0
+            }
+        );
+        assert!(!rows[1].up);
+        assert!(rows[2].up, "UP 1/2 is still up (going down)");
+        assert!(parse_stats("").is_empty());
+    }
+}
