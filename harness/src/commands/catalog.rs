@@ -73,7 +73,15 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         );
     }
     for variant in &plan.variants {
-        println!("variant {:<10} modes {}", variant.variant, variant.modes);
+        let balancer = match variant.balancer {
+            Some(b) if b.sticky => ", behind the balancer, sticky",
+            Some(_) => ", behind the balancer, round robin",
+            None => "",
+        };
+        println!(
+            "variant {:<10} modes {}{balancer}",
+            variant.variant, variant.modes
+        );
     }
     for p in &plan.predictions {
         println!("predict {:<10} {}  ({})", p.variant, p.claim, p.why);

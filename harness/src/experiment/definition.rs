@@ -55,8 +55,6 @@ pub struct Plan {
     pub profile: Profile,
     pub replicas: u32,
     pub pool_size: u32,
-    /// HAProxy in front of the replicas, and how it balances; `None`: the load goes to replica 1.
-    pub balancer: Option<Balancing>,
     pub seed: SeedPlan,
     pub rate: f64,
     pub users: u32,
@@ -94,6 +92,8 @@ pub struct VariantPlan {
     pub variant: Variant,
     /// What makes this variant: the modes set on every replica before the load starts.
     pub modes: ModesPatch,
+    /// HAProxy in front of the replicas, and how it balances; `None`: the load goes to replica 1.
+    pub balancer: Option<Balancing>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -125,6 +125,8 @@ pub(super) enum FaultFile {
 #[serde(deny_unknown_fields)]
 pub(super) struct VariantFile {
     pub(super) modes: Spanned<toml::Table>,
+    /// Overrides `topology.sticky` for this variant.
+    pub(super) sticky: Option<Spanned<bool>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -115,6 +115,9 @@ pub struct Undo {
     previous_modes: Vec<Modes>,
     /// The `CREATE INDEX` statement of a dropped index.
     index_definition: Option<String>,
+    /// The modes of a replica that is killed or stopped: a process started again starts with the
+    /// defaults, and is given these back before the balancer lets it serve.
+    replica_modes: Option<Modes>,
 }
 
 impl Undo {
@@ -137,8 +140,15 @@ impl Fault {
     /// Breaks it, noting in `undo` what its revert must put back.
     pub async fn inject(&self, lab: &Lab, undo: &mut Undo) -> Result<(), Cause> {
         match self {
-            Self::Kill(role) => lab.docker.kill(&lab.node(*role)?.name).await?,
-            Self::Stop(role) => lab.node(*role)?.container.stop().await?,
+            Self::Kill(role) | Self::Stop(role) => {
+                if let Role::Service(replica) = role {
+                    undo.replica_modes = Some(lab.modes(*replica).await?);
+                }
+                match self {
+                    Self::Kill(_) => lab.docker.kill(&lab.node(*role)?.name).await?,
+                    _ => lab.node(*role)?.container.stop().await?,
+                }
+            }
             Self::Pause(role) => lab.node(*role)?.container.pause().await?,
             Self::Modes(patch) => {
                 for replica in lab.replicas() {
@@ -160,6 +170,9 @@ impl Fault {
                 lab.node(*role)?.container.start().await?;
                 if let Role::Service(replica) = role {
                     lab.wait_ready(*replica, RECOVERY_DEADLINE).await?;
+                    if let Some(modes) = undo.replica_modes {
+                        lab.set_modes(*replica, &ModesPatch::from(modes)).await?;
+                    }
                 }
             }
             Self::Pause(role) => lab.node(*role)?.container.unpause().await?,

@@ -25,6 +25,11 @@ impl Group {
         self as usize
     }
 
+    /// Whether only a logged-in user makes these requests.
+    pub fn needs_login(self) -> bool {
+        matches!(self, Self::Checkout | Self::History)
+    }
+
     /// Whether the recorder keeps each request's latency, not only the histogram: the timing
     /// attacker's classifier learns from single answers.
     pub fn keeps_each(self) -> bool {
@@ -42,6 +47,9 @@ pub enum RequestOutcome {
     Expected,
     /// A 5xx, an unexpected 4xx, a malformed answer, a timeout or a connection error.
     Error,
+    /// A logged-in user's request answered 401 because the service no longer knows the session (or
+    /// cannot check it): the user was logged out. An error too, counted apart as well.
+    LoggedOut,
 }
 
 /// One group's requests within one second (or one run): counts and latencies.
@@ -50,7 +58,10 @@ pub struct GroupSecond {
     pub group: Group,
     pub ok: u64,
     pub expected: u64,
+    /// Errors, logged-out answers included.
     pub errors: u64,
+    /// Of `errors`, the logged-in user's requests answered 401 for want of a known session.
+    pub logged_out: u64,
     /// Latencies in microseconds, errors included (a timeout is a slow answer too).
     pub latency_us: Histogram<u64>,
 }
@@ -63,6 +74,7 @@ pub struct GroupSummary {
     pub ok: u64,
     pub expected: u64,
     pub errors: u64,
+    pub logged_out: u64,
     pub p50_ms: f64,
     pub p95_ms: f64,
     pub p99_ms: f64,
@@ -86,6 +98,7 @@ impl GroupSecond {
             ok: 0,
             expected: 0,
             errors: 0,
+            logged_out: 0,
             latency_us: new_histogram(),
         }
     }
@@ -99,6 +112,10 @@ impl GroupSecond {
             RequestOutcome::Ok => self.ok += 1,
             RequestOutcome::Expected => self.expected += 1,
             RequestOutcome::Error => self.errors += 1,
+            RequestOutcome::LoggedOut => {
+                self.errors += 1;
+                self.logged_out += 1;
+            }
         }
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
         // Auto-resizing, so this grows the histogram instead of failing (`saturating_record` would clamp
@@ -114,6 +131,7 @@ impl GroupSecond {
             ok: self.ok,
             expected: self.expected,
             errors: self.errors,
+            logged_out: self.logged_out,
             p50_ms: quantile_ms(h, 0.50),
             p95_ms: quantile_ms(h, 0.95),
             p99_ms: quantile_ms(h, 0.99),
@@ -139,6 +157,17 @@ impl SecondSample {
 
     pub fn errors(&self) -> u64 {
         self.groups.iter().map(|g| g.errors).sum()
+    }
+
+    /// Of the requests only a logged-in user makes (checkout, history), the share answered as logged
+    /// out; `None` when there were none.
+    pub fn logged_out_share(&self) -> Option<f64> {
+        let (mut requests, mut logged_out) = (0, 0);
+        for g in self.groups.iter().filter(|g| g.group.needs_login()) {
+            requests += g.count();
+            logged_out += g.logged_out;
+        }
+        (requests > 0).then(|| logged_out as f64 / requests as f64)
     }
 
     pub fn group(&self, group: Group) -> Option<&GroupSecond> {

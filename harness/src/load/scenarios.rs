@@ -2,7 +2,11 @@
 //! request classified (ok, expected, error), filed in the `Recorder` and told to goose the same way.
 //!
 //! Checkout and history users log in once at start (`user{N}@fortress.test`, N from the user's index)
-//! and keep the token; a failed login is retried on the user's next iteration. Product ids are drawn
+//! and keep what a browser keeps: the bearer token the login answers (`sessions = jwt`), and every
+//! cookie (the session cookie of `sessions = redis | memory`, the balancer's sticky cookie) in the
+//! user's own cookie store. A failed login is retried on the user's next iteration; a user whose
+//! session the service stops knowing (401 `session_unknown`...) is logged out, and stays so: it does
+//! not log in again, so the share of logged-out answers shows how many users a fault logged out. Product ids are drawn
 //! uniformly from the seeded range. Every request, the login too, first waits for its slot in the
 //! run's `Arrivals`. Latency is goose's own measure of each request (from its slot until the response
 //! headers, in microseconds) plus the time to read the body.
@@ -63,10 +67,13 @@ impl Ctx {
     }
 }
 
-/// A logged-in user's bearer token, kept in goose's per-user session data.
+/// What a logged-in user sends to be known, kept in goose's per-user session data.
 #[derive(Debug, Clone)]
-struct Session {
-    token: String,
+enum Session {
+    /// `Authorization: Bearer <token>`.
+    Bearer(String),
+    /// The session cookie, which the user's cookie store sends by itself.
+    Cookie,
 }
 
 type Step = for<'r> fn(
@@ -96,7 +103,7 @@ pub(super) fn register(
         let name = scenario.name();
         let mut goose_scenario = GooseScenario::new(name).set_weight(weight as usize)?;
         if scenario.logs_in() {
-            let login: Step = |u, c| Box::pin(async move { ensure_token(u, &c).await.map(|_| ()) });
+            let login: Step = |u, c| Box::pin(async move { ensure_session(u, &c).await.map(|_| ()) });
             goose_scenario =
                 goose_scenario.register_transaction(transaction("login", ctx, login).set_on_start());
         }
@@ -185,9 +192,26 @@ fn error_code_of(body: &[u8]) -> Option<String> {
     value["error"]["code"].as_str().map(str::to_owned)
 }
 
-fn token_of(body: &[u8]) -> Option<String> {
+/// What a login answered: a bearer token, or a session (whose cookie came with the answer).
+fn session_of(body: &[u8]) -> Option<Session> {
     let value: Value = serde_json::from_slice(body).ok()?;
-    value["token"].as_str().map(str::to_owned)
+    if let Some(token) = value["token"].as_str() {
+        return Some(Session::Bearer(token.to_owned()));
+    }
+    value["session"].as_str().map(|_| Session::Cookie)
+}
+
+/// The 401 codes that mean the service does not (or cannot) know the user's session any more.
+const LOGGED_OUT_CODES: [&str; 4] = [
+    "session_unknown",
+    "session_store_unavailable",
+    "invalid_token",
+    "token_expired",
+];
+
+/// A logged-in user's request answered as if the user had never logged in.
+fn logged_out(status: u16, body: &[u8]) -> bool {
+    status == 401 && error_code_of(body).is_some_and(|code| LOGGED_OUT_CODES.contains(&code.as_str()))
 }
 
 fn order_id_of(body: &[u8]) -> Option<i64> {
@@ -196,20 +220,31 @@ fn order_id_of(body: &[u8]) -> Option<i64> {
 }
 
 fn login_outcome(status: u16, body: &[u8]) -> RequestOutcome {
-    if status == 200 && token_of(body).is_some() {
+    if status == 200 && session_of(body).is_some() {
         RequestOutcome::Ok
     } else {
         RequestOutcome::Error
     }
 }
 
-/// 201 with an order id, or 409 `sold_out`; anything else is an error.
+/// 200 for a logged-in user's read; a 401 for its session is a logout.
+fn history_outcome(status: u16, body: &[u8]) -> RequestOutcome {
+    match status {
+        200 => RequestOutcome::Ok,
+        _ if logged_out(status, body) => RequestOutcome::LoggedOut,
+        _ => RequestOutcome::Error,
+    }
+}
+
+/// 201 with an order id, or 409 `sold_out`; a 401 for the session is a logout; anything else is an
+/// error.
 fn checkout_outcome(status: u16, body: &[u8]) -> RequestOutcome {
     match status {
         201 if order_id_of(body).is_some() => RequestOutcome::Ok,
         409 if serde_json::from_slice::<Value>(body).is_ok_and(|v| v["error"]["code"] == "sold_out") => {
             RequestOutcome::Expected
         }
+        _ if logged_out(status, body) => RequestOutcome::LoggedOut,
         _ => RequestOutcome::Error,
     }
 }
@@ -222,10 +257,10 @@ fn get<'a>(path: &'a str, name: &'static str) -> GooseRequest<'a> {
     GooseRequest::builder().path(path).name(name).build()
 }
 
-/// The user's token, logging in first if it has none. `None` when the login failed (recorded).
-async fn ensure_token(user: &mut GooseUser, ctx: &Ctx) -> Result<Option<String>, Box<TransactionError>> {
+/// The user's session, logging in first if it has none. `None` when the login failed (recorded).
+async fn ensure_session(user: &mut GooseUser, ctx: &Ctx) -> Result<Option<Session>, Box<TransactionError>> {
     if let Some(session) = user.get_session_data::<Session>() {
-        return Ok(Some(session.token.clone()));
+        return Ok(Some(session.clone()));
     }
     let n = user.weighted_users_index % ctx.shoppers.max(1) as usize + 1;
     let body = json!({ "email": format!("user{n}@fortress.test"), "password": SEED_PASSWORD });
@@ -239,11 +274,11 @@ async fn ensure_token(user: &mut GooseUser, ctx: &Ctx) -> Result<Option<String>,
         .set_request_builder(builder)
         .build();
     let answer = send(user, ctx, Group::Login, request, login_outcome).await?;
-    let token = token_of(&answer.body);
-    if let Some(token) = &token {
-        user.set_session_data(Session { token: token.clone() });
+    let session = session_of(&answer.body);
+    if let Some(session) = &session {
+        user.set_session_data(session.clone());
     }
-    Ok(token)
+    Ok(session)
 }
 
 async fn browse(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
@@ -269,13 +304,15 @@ async fn availability(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
 }
 
 async fn checkout(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
-    let Some(token) = ensure_token(user, ctx).await? else {
+    let Some(session) = ensure_session(user, ctx).await? else {
         return Ok(());
     };
     let body = json!({ "product_id": random_product(ctx), "quantity": 1 });
-    let builder = user
-        .get_request_builder(&GooseMethod::Post, "/orders")?
-        .bearer_auth(token)
+    let mut builder = user.get_request_builder(&GooseMethod::Post, "/orders")?;
+    if let Session::Bearer(token) = &session {
+        builder = builder.bearer_auth(token);
+    }
+    let builder = builder
         .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
         .json(&body);
     let request = GooseRequest::builder()
@@ -294,18 +331,19 @@ async fn checkout(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
 }
 
 async fn history(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
-    let Some(token) = ensure_token(user, ctx).await? else {
+    let Some(session) = ensure_session(user, ctx).await? else {
         return Ok(());
     };
-    let builder = user
-        .get_request_builder(&GooseMethod::Get, "/users/me/orders")?
-        .bearer_auth(token);
+    let mut builder = user.get_request_builder(&GooseMethod::Get, "/users/me/orders")?;
+    if let Session::Bearer(token) = &session {
+        builder = builder.bearer_auth(token);
+    }
     let request = GooseRequest::builder()
         .path("/users/me/orders")
         .name("GET /users/me/orders")
         .set_request_builder(builder)
         .build();
-    send(user, ctx, Group::History, request, ok_if_200).await?;
+    send(user, ctx, Group::History, request, history_outcome).await?;
     Ok(())
 }
 
@@ -374,6 +412,15 @@ mod tests {
         let other = br#"{"error":{"code":"conflict","message":"?"}}"#;
         assert_eq!(checkout_outcome(409, other), RequestOutcome::Error);
         assert_eq!(checkout_outcome(503, b""), RequestOutcome::Error);
+        let unknown = br#"{"error":{"code":"session_unknown","message":"log in again"}}"#;
+        assert_eq!(checkout_outcome(401, unknown), RequestOutcome::LoggedOut);
+        assert_eq!(history_outcome(401, unknown), RequestOutcome::LoggedOut);
+        let missing = br#"{"error":{"code":"missing_token","message":"log in"}}"#;
+        assert_eq!(history_outcome(401, missing), RequestOutcome::Error);
+        assert_eq!(
+            login_outcome(200, br#"{"session":"s","user_id":1}"#),
+            RequestOutcome::Ok
+        );
         assert_eq!(
             login_outcome(200, br#"{"token":"t","user_id":1}"#),
             RequestOutcome::Ok

@@ -1,6 +1,7 @@
 //! Watching the system while it is loaded and broken: once a second, every service replica's counters,
 //! Postgres's and Redis's, turned into rates (statements/s, cache hit ratio, orders/s...) for the time
-//! series: per replica, and summed over the replicas.
+//! series: per replica, and summed over the replicas. With a balancer, also which replicas its health
+//! checks have in and how many requests it sent each.
 //!
 //! A source that cannot be read in a second (a replica restarting, Postgres stopped) leaves its
 //! metrics out of that second rather than failing the run; counters that went backwards (a restarted
@@ -17,6 +18,7 @@ use self::cache::{CacheCounters, CacheProbe};
 use self::database::{DatabaseCounters, DatabaseProbe};
 use self::service::ServiceCounters;
 use crate::env::Lab;
+use crate::env::balancer::ServerStats;
 use crate::vocabulary::Metric;
 
 /// How long one source may take to answer before the second goes without it.
@@ -39,6 +41,8 @@ struct Reading {
     services: Vec<Option<ServiceCounters>>,
     database: Option<DatabaseCounters>,
     cache: Option<CacheCounters>,
+    /// The balancer's view of each replica, when the lab has a balancer and it answered.
+    balancer: Option<Vec<ServerStats>>,
 }
 
 #[derive(Debug, Default)]
@@ -102,16 +106,24 @@ impl Observer {
     /// the rates since the previous call (nothing on the first call).
     pub async fn sample(&mut self, lab: &Lab) -> Rates {
         let services = futures::future::join_all(lab.replicas().map(|r| Self::read_service(lab, r)));
-        let (services, database, cache) = tokio::join!(
+        let balancer = async {
+            tokio::time::timeout(READ_DEADLINE, lab.balancer_stats())
+                .await
+                .ok()
+                .flatten()
+        };
+        let (services, database, cache, balancer) = tokio::join!(
             services,
             Self::read_database(&mut self.database, lab),
             Self::read_cache(&mut self.cache, lab),
+            balancer,
         );
         let reading = Reading {
             at: Instant::now(),
             services,
             database,
             cache,
+            balancer,
         };
         let rates = self
             .last
@@ -156,7 +168,33 @@ fn rates(before: &Reading, now: &Reading) -> Rates {
         per_second(Metric::RedisHitsPerS, delta(a.hits, b.hits));
         per_second(Metric::RedisMissesPerS, delta(a.misses, b.misses));
     }
+    if let Some(servers) = &now.balancer {
+        balancer_rates(before.balancer.as_deref(), servers, seconds, &mut rates);
+    }
     rates
+}
+
+/// Which replicas the balancer has in (now), and the requests it sent each (since `before`).
+fn balancer_rates(before: Option<&[ServerStats]>, now: &[ServerStats], seconds: f64, rates: &mut Rates) {
+    let mut up = 0.0;
+    let mut sent = 0.0;
+    for server in now {
+        let figures = rates.replicas.entry(server.replica).or_default();
+        figures.insert(Metric::ReplicasUp, f64::from(u8::from(server.up)));
+        up += f64::from(u8::from(server.up));
+        let earlier = before.and_then(|b| b.iter().find(|s| s.replica == server.replica));
+        if let Some(earlier) = earlier
+            && server.requests >= earlier.requests
+        {
+            let rps = (server.requests - earlier.requests) / seconds;
+            figures.insert(Metric::BalancerRps, rps);
+            sent += rps;
+        }
+    }
+    rates.total.insert(Metric::ReplicasUp, up);
+    if before.is_some() {
+        rates.total.insert(Metric::BalancerRps, sent);
+    }
 }
 
 /// The service's own figures from what its counters did in `seconds`.
@@ -204,6 +242,7 @@ mod tests {
                 tuples_read: 0.0,
             }),
             cache: None,
+            balancer: None,
         }
     }
 
@@ -252,5 +291,25 @@ mod tests {
         let r = rates(&reading(t0, &[(0.0, 0.0, 0.0), (0.0, 0.0, 0.0)], 0.0), &later);
         assert_eq!(r.total[&Metric::DbStatementsPerS], 4.0);
         assert!(!r.replicas.contains_key(&2));
+    }
+
+    #[test]
+    fn the_balancer_says_which_replicas_are_in_and_what_each_was_sent() {
+        let t0 = Instant::now();
+        let server = |replica, up, requests| ServerStats {
+            replica,
+            up,
+            requests,
+            responses_5xx: 0.0,
+        };
+        let mut before = reading(t0, &[], 0.0);
+        before.balancer = Some(vec![server(1, true, 100.0), server(2, true, 100.0)]);
+        let mut now = reading(t0 + Duration::from_secs(2), &[], 0.0);
+        now.balancer = Some(vec![server(1, true, 160.0), server(2, false, 120.0)]);
+        let r = rates(&before, &now);
+        assert_eq!(r.total[&Metric::ReplicasUp], 1.0);
+        assert_eq!(r.replicas[&2][&Metric::ReplicasUp], 0.0);
+        assert_eq!(r.replicas[&1][&Metric::BalancerRps], 30.0);
+        assert_eq!(r.total[&Metric::BalancerRps], 40.0);
     }
 }

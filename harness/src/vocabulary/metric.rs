@@ -33,6 +33,9 @@ closed_set! {
         OrdersPerS = "orders_per_s": "orders created per second",
         SoldOutPerS = "sold_out_per_s": "checkouts answered 409 sold_out per second",
         Http5xxRate = "http_5xx_rate": "fraction of responses with a 5xx status",
+        LoggedOutShare = "logged_out_share": "of the requests only a logged-in user makes (checkout, history), the share answered 401 because the session was unknown or could not be checked: users logged out",
+        ReplicasUp = "replicas_up": "service replicas the balancer's health checks have in (per replica: 1 in, 0 out)",
+        BalancerRps = "balancer_rps": "requests per second the balancer sent to the replicas (per replica: to that one)",
         OversoldUnits = "oversold_units": "units sold beyond the initial stock, summed over products (end of run)",
         UnitsSold = "units_sold": "units sold during the run (end of run)",
         LostAcknowledgedOrders = "lost_acknowledged_orders": "orders the client saw acknowledged (201) that the database does not have (end of run)",
@@ -59,7 +62,7 @@ impl Metric {
         )
     }
 
-    /// Whether the service's own `/metrics` gives it, so each replica has its own series.
+    /// Whether each replica has its own series: the service's own `/metrics` figures, and the balancer's.
     pub fn per_replica(self) -> bool {
         matches!(
             self,
@@ -71,6 +74,8 @@ impl Metric {
                 | Self::OrdersPerS
                 | Self::SoldOutPerS
                 | Self::Http5xxRate
+                | Self::ReplicasUp
+                | Self::BalancerRps
         )
     }
 }

@@ -12,7 +12,7 @@ use crate::env::Balancing;
 use crate::experiment::abort::{self, AbortCondition};
 use crate::experiment::claim::{Claim, Comparison};
 use crate::experiment::schema::{
-    AbortFile, FaultFile, File, LoadFile, PhaseFile, PredictionFile, ProfilesFile, Topology,
+    AbortFile, FaultFile, File, LoadFile, PhaseFile, PredictionFile, ProfilesFile, Topology, VariantFile,
 };
 use crate::faults::Fault;
 use crate::faults::proxy::{NetworkFault, ScopedFault};
@@ -64,18 +64,27 @@ impl Source<'_> {
     }
 }
 
-/// The balancer of `topology`: there is one when asked for, or by default with more than one replica;
-/// `sticky` needs one.
-fn balancer(src: &Source, topology: &Topology, replicas: u32) -> Result<Option<Balancing>, DefinitionError> {
+/// A variant's balancer: there is one when `topology.balancer` asks for it, or by default with more
+/// than one replica; `sticky` (the variant's, else the topology's) needs one.
+fn balancer(
+    src: &Source,
+    topology: &Topology,
+    replicas: u32,
+    variant: &VariantFile,
+) -> Result<Option<Balancing>, DefinitionError> {
     let wanted = topology.balancer.unwrap_or(replicas > 1);
-    match &topology.sticky {
+    let (sticky, field) = match &variant.sticky {
+        Some(sticky) => (Some(sticky), "variants.sticky"),
+        None => (topology.sticky.as_ref(), "topology.sticky"),
+    };
+    match sticky {
         Some(sticky) if *sticky.get_ref() && !wanted => Err(src.error(
             &sticky.span(),
-            "topology.sticky",
+            field,
             "sticky balancing needs the balancer: set topology.balancer = true or replicas above 1",
         )),
         sticky => Ok(wanted.then(|| Balancing {
-            sticky: sticky.as_ref().is_some_and(|s| *s.get_ref()),
+            sticky: sticky.is_some_and(|s| *s.get_ref()),
         })),
     }
 }
@@ -96,12 +105,11 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
     let name = name(&src, &parsed.name)?;
     let replicas = src.in_range(&parsed.topology.replicas, "topology.replicas", 1..=8)?;
     let pool_size = src.in_range(&parsed.topology.pool_size, "topology.pool_size", 1..=200)?;
-    let balancer = balancer(&src, &parsed.topology, replicas)?;
     let users = src.in_range(&parsed.load.users, "load.users", 1..=2000)?;
     let seed = seed(&src, parsed.seed.as_ref())?;
     let (rate, mix) = load(&src, &parsed.load)?;
     let phases = phases(&src, &parsed, profile)?;
-    let variants = variants(&src, &parsed)?;
+    let variants = variants(&src, &parsed, replicas)?;
     let predictions = predictions(&src, &parsed.predictions, &phases, &variants)?;
     let aborts = parsed
         .abort
@@ -115,7 +123,6 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         profile,
         replicas,
         pool_size,
-        balancer,
         seed,
         rate,
         users,
@@ -246,7 +253,7 @@ fn phase(
 }
 
 /// The variants, vulnerable first.
-fn variants(src: &Source<'_>, file: &File) -> Result<Vec<VariantPlan>, DefinitionError> {
+fn variants(src: &Source<'_>, file: &File, replicas: u32) -> Result<Vec<VariantPlan>, DefinitionError> {
     let span = file.variants.span();
     let mut variants = Vec::new();
     for (name, variant) in file.variants.get_ref() {
@@ -257,6 +264,7 @@ fn variants(src: &Source<'_>, file: &File) -> Result<Vec<VariantPlan>, Definitio
         variants.push(VariantPlan {
             variant: parsed,
             modes,
+            balancer: balancer(src, &file.topology, replicas, variant)?,
         });
     }
     if variants.is_empty() {

@@ -77,7 +77,11 @@ async fn start_lab(plan: &Plan, variant: Variant, ctx: &RunContext<'_>) -> Resul
         replicas: plan.replicas,
         db_pool_size: plan.pool_size,
         seed: plan.seed.seed,
-        balancer: plan.balancer,
+        balancer: plan
+            .variants
+            .iter()
+            .find(|v| v.variant == variant)
+            .and_then(|v| v.balancer),
         ..LabSpec::with_binary(ctx.lab_binary.clone())
     };
     progress(Event::Message(format!("{variant}: starting the lab")));

@@ -275,6 +275,9 @@ impl<'a> Watch<'a> {
             if count > 0.0 {
                 let latency = second.latency_us(Group::ALL);
                 values.insert(Metric::ErrorRate, second.errors() as f64 / count);
+                if let Some(share) = second.logged_out_share() {
+                    values.insert(Metric::LoggedOutShare, share);
+                }
                 values.insert(Metric::P50Ms, quantile_ms(&latency, 0.50));
                 values.insert(Metric::P95Ms, quantile_ms(&latency, 0.95));
                 values.insert(Metric::P99Ms, quantile_ms(&latency, 0.99));
