@@ -60,6 +60,8 @@ fn the_built_in_experiments_parse_in_both_profiles() {
         "crash-after-ack",
         "timing-attack",
         "missing-index",
+        "replica-crash",
+        "session-store-outage",
     ] {
         assert!(names.contains(&name), "{name} is a built-in: {names:?}");
     }
@@ -124,6 +126,16 @@ fn a_good_file_becomes_a_plan() {
     .replace("[load]", "[topology]\nreplicas = 3\n\n[load]");
     let plan = parse("tiny.toml", &two_of_three, Profile::Standard).unwrap();
     assert_eq!(plan.phases[1].faults_text(), "kill service, kill service-2");
+    let balancing = plan.variants[0].balancer.expect("three replicas get a balancer");
+    assert!(!balancing.sticky, "round robin unless asked");
+    let sticky = two_of_three.replace("replicas = 3", "replicas = 3\nsticky = true");
+    let plan = parse("tiny.toml", &sticky, Profile::Standard).unwrap();
+    assert!(plan.variants[0].balancer.expect("a balancer").sticky);
+    assert!(
+        parse("tiny.toml", GOOD, Profile::Standard).unwrap().variants[0]
+            .balancer
+            .is_none()
+    );
     let share = with("ms = 20.0", "ms = 20.0, fraction = 0.25");
     let plan = parse("tiny.toml", &share, Profile::Standard).unwrap();
     assert_eq!(
@@ -224,6 +236,12 @@ fn mistakes_name_the_file_line_and_field() {
             to: "{ kind = \"pause\", target = \"service\", count = 2 }",
             field: "phases.faults.count",
             says: "must be 1 to 1, the topology's replicas (got 2)",
+        },
+        Case {
+            from: "modes = { cache_failure = \"breaker\" }",
+            to: "modes = { cache_failure = \"breaker\" }\nsticky = true",
+            field: "variants.sticky",
+            says: "sticky balancing needs the balancer",
         },
         Case {
             from: "ms = 20.0",

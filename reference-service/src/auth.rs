@@ -18,6 +18,18 @@ pub struct Claims {
     pub sub: String,
     pub iat: u64,
     pub exp: u64,
+    /// The token's own id: what a logout puts on the revocation list.
+    #[serde(default)]
+    pub jti: String,
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: i64,
+    pub token_id: String,
+    /// Expiry, in seconds since the Unix epoch.
+    pub expires: u64,
 }
 
 /// Signs and checks login tokens (HS256).
@@ -36,7 +48,7 @@ impl std::fmt::Debug for TokenKeys {
     }
 }
 
-fn now_secs() -> u64 {
+pub fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
@@ -57,6 +69,7 @@ impl TokenKeys {
             sub: user_id.to_string(),
             iat,
             exp: iat + self.ttl.as_secs(),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
         };
         jsonwebtoken::encode(&Header::default(), &claims, &self.encoding)
             .map_err(|e| ApiError::Internal(format!("cannot sign token: {e}")))
@@ -64,6 +77,11 @@ impl TokenKeys {
 
     /// The user id a token stands for, or why it does not stand for anyone.
     pub fn verify(&self, token: &str) -> Result<i64, ApiError> {
+        self.verify_token(token).map(|v| v.user_id)
+    }
+
+    /// What a token says (its user, id and expiry), or why it does not stand for anyone.
+    pub fn verify_token(&self, token: &str) -> Result<Verified, ApiError> {
         let mut validation = Validation::default();
         validation.leeway = 0;
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).map_err(|e| match e
@@ -72,10 +90,16 @@ impl TokenKeys {
             ErrorKind::ExpiredSignature => ApiError::unauthorized("token_expired", "the token has expired"),
             _ => ApiError::unauthorized("invalid_token", "the token is not valid"),
         })?;
-        data.claims
+        let user_id = data
+            .claims
             .sub
             .parse()
-            .map_err(|_| ApiError::unauthorized("invalid_token", "the token is not valid"))
+            .map_err(|_| ApiError::unauthorized("invalid_token", "the token is not valid"))?;
+        Ok(Verified {
+            user_id,
+            token_id: data.claims.jti,
+            expires: data.claims.exp,
+        })
     }
 }
 

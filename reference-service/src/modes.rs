@@ -116,6 +116,22 @@ pub enum Sessions {
     Memory,
 }
 
+/// Whether a JWT is checked against the revocation list in Redis (`sessions = jwt`), where a logout
+/// puts its token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Revocation {
+    /// No list: a token is good until it expires, logged out or not.
+    Off,
+    /// Every request asks Redis, and is refused (401 `session_store_unavailable`) when Redis cannot
+    /// answer: the session store's outage logs everybody out.
+    FailClosed,
+    /// Redis is asked with a 50 ms deadline and each answer is remembered for 5 s; when Redis cannot
+    /// answer, the request goes through on its signature alone. A token revoked during an outage works
+    /// until Redis is back (at most 5 s after): a small, bounded risk for staying up.
+    FailOpen,
+}
+
 /// The full set of modes, as `GET /admin/modes` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Modes {
@@ -131,6 +147,7 @@ pub struct Modes {
     pub login_timing: LoginTiming,
     pub durability: Durability,
     pub sessions: Sessions,
+    pub revocation: Revocation,
 }
 
 impl Default for Modes {
@@ -147,6 +164,7 @@ impl Default for Modes {
             login_timing: LoginTiming::Constant,
             durability: Durability::SyncCommit,
             sessions: Sessions::Jwt,
+            revocation: Revocation::Off,
         }
     }
 }
@@ -178,6 +196,8 @@ pub struct ModesPatch {
     pub durability: Option<Durability>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sessions: Option<Sessions>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revocation: Option<Revocation>,
 }
 
 /// The patch that puts every mode back as it was in `modes`.
@@ -195,6 +215,7 @@ impl From<Modes> for ModesPatch {
             login_timing,
             durability,
             sessions,
+            revocation,
         } = modes;
         Self {
             locking: Some(locking),
@@ -208,6 +229,7 @@ impl From<Modes> for ModesPatch {
             login_timing: Some(login_timing),
             durability: Some(durability),
             sessions: Some(sessions),
+            revocation: Some(revocation),
         }
     }
 }
@@ -245,6 +267,7 @@ impl ModesPatch {
             login_timing,
             durability,
             sessions,
+            revocation,
         } = *self;
         if let Some(v) = locking {
             modes.locking = v;
@@ -278,6 +301,9 @@ impl ModesPatch {
         }
         if let Some(v) = sessions {
             modes.sessions = v;
+        }
+        if let Some(v) = revocation {
+            modes.revocation = v;
         }
         Ok(())
     }

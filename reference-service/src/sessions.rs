@@ -1,5 +1,6 @@
 //! Server-side sessions, for `sessions = redis | memory`: an opaque id in a cookie, the user it stands
-//! for kept in Redis or in this replica's memory.
+//! for kept in Redis or in this replica's memory. And, for `sessions = jwt`, the revocation list a
+//! logout writes to and a request may be checked against (`revocation`).
 //!
 //! The id is 128 random bits (a v4 UUID), so it cannot be guessed; a lookup that finds nothing, or a
 //! store that does not answer in time, is a 401 saying which (`session_unknown`,
@@ -12,8 +13,9 @@ use std::time::{Duration, Instant};
 use redis::AsyncCommands;
 use redis::aio::ConnectionManager;
 
+use crate::auth::{Verified, now_secs};
 use crate::error::ApiError;
-use crate::modes::Sessions;
+use crate::modes::{Revocation, Sessions};
 
 /// The cookie that carries the session id.
 pub const COOKIE: &str = "fortress_session";
@@ -21,12 +23,18 @@ pub const COOKIE: &str = "fortress_session";
 const TTL: Duration = Duration::from_secs(3600);
 /// How long a request waits for Redis to find its session before it is refused.
 const STORE_DEADLINE: Duration = Duration::from_millis(250);
+/// How long a request waits for Redis to say whether its token was revoked, in `FailOpen`.
+const REVOCATION_DEADLINE: Duration = Duration::from_millis(50);
+/// How long an answer of the revocation list is remembered, in `FailOpen`.
+const REVOCATION_MEMORY: Duration = Duration::from_secs(5);
 
 /// Both stores; the `sessions` mode says which one a login writes to and a request reads from.
 #[derive(Clone)]
 pub struct SessionStore {
     redis: ConnectionManager,
     memory: Arc<Mutex<HashMap<String, (i64, Instant)>>>,
+    /// Token id -> revoked, as Redis last said (`FailOpen`).
+    revoked: moka::future::Cache<String, bool>,
 }
 
 impl std::fmt::Debug for SessionStore {
@@ -37,6 +45,10 @@ impl std::fmt::Debug for SessionStore {
 
 fn redis_key(id: &str) -> String {
     format!("session:{id}")
+}
+
+fn revoked_key(token_id: &str) -> String {
+    format!("revoked:{token_id}")
 }
 
 fn store_unavailable() -> ApiError {
@@ -58,6 +70,10 @@ impl SessionStore {
         Self {
             redis,
             memory: Arc::default(),
+            revoked: moka::future::Cache::builder()
+                .max_capacity(100_000)
+                .time_to_live(REVOCATION_MEMORY)
+                .build(),
         }
     }
 
@@ -117,6 +133,90 @@ impl SessionStore {
                         Err(store_unavailable())
                     }
                 }
+            }
+        }
+    }
+
+    /// Ends the session `id` (a logout): gone from memory or from Redis.
+    pub async fn end(&self, kind: Sessions, id: &str) -> Result<(), ApiError> {
+        match kind {
+            Sessions::Jwt => Err(unknown()),
+            Sessions::Memory => {
+                let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
+                memory.remove(id).map(|_| ()).ok_or_else(unknown)
+            }
+            Sessions::Redis => {
+                let mut redis = self.redis.clone();
+                let del = redis.del::<_, u32>(redis_key(id));
+                match tokio::time::timeout(STORE_DEADLINE, del).await {
+                    Ok(Ok(_)) => Ok(()),
+                    _ => Err(store_unavailable()),
+                }
+            }
+        }
+    }
+
+    /// Puts a token on the revocation list until it expires (a logout in `sessions = jwt`).
+    pub async fn revoke(&self, token: &Verified) -> Result<(), ApiError> {
+        let seconds = token.expires.saturating_sub(now_secs()).max(1);
+        let mut redis = self.redis.clone();
+        let set = redis.set_ex::<_, _, ()>(revoked_key(&token.token_id), 1, seconds);
+        match tokio::time::timeout(STORE_DEADLINE, set).await {
+            Ok(Ok(())) => {
+                self.revoked.insert(token.token_id.clone(), true).await;
+                Ok(())
+            }
+            _ => Err(ApiError::Rejected {
+                status: axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                code: "session_store_unavailable",
+                message: "logging out is not possible right now; try again shortly".into(),
+            }),
+        }
+    }
+
+    /// Whether a valid token may be used, as `policy` says: a revoked one is a 401 `token_revoked`.
+    pub async fn check_revocation(&self, token: &Verified, policy: Revocation) -> Result<(), ApiError> {
+        let revoked = match policy {
+            Revocation::Off => false,
+            Revocation::FailClosed => match self.ask_revoked(&token.token_id, STORE_DEADLINE).await {
+                Some(revoked) => revoked,
+                None => return Err(store_unavailable()),
+            },
+            Revocation::FailOpen => match self.revoked.get(&token.token_id).await {
+                Some(revoked) => revoked,
+                None => match self.ask_revoked(&token.token_id, REVOCATION_DEADLINE).await {
+                    Some(revoked) => {
+                        self.revoked.insert(token.token_id.clone(), revoked).await;
+                        revoked
+                    }
+                    // Redis cannot say: the signature alone decides, and nothing is remembered, so
+                    // the list is asked again as soon as Redis is back.
+                    None => false,
+                },
+            },
+        };
+        if revoked {
+            return Err(ApiError::unauthorized(
+                "token_revoked",
+                "this token was logged out; log in again",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Asks Redis whether a token is on the list; `None` when it does not answer within `deadline`.
+    async fn ask_revoked(&self, token_id: &str, deadline: Duration) -> Option<bool> {
+        let mut redis = self.redis.clone();
+        let exists = redis.exists::<_, bool>(revoked_key(token_id));
+        match tokio::time::timeout(deadline, exists).await {
+            Ok(Ok(revoked)) => Some(revoked),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "the revocation list could not be read");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(?deadline, "the revocation list did not answer in time");
+                None
             }
         }
     }

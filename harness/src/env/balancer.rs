@@ -5,9 +5,11 @@
 //! container name, re-resolved through Docker's DNS, so a replica that is killed and started again (with
 //! a new address) is found again. Health checks ask `/readyz` every second: two failures in a row take a
 //! replica out, two successes put it back, so a dead replica is out within
-//! `inter x fall + timeout check` = 2 to 3 s (`TAKEOUT_BOUND`). A request whose connection fails is
-//! retried on another replica (`retry-on conn-failure`, `option redispatch 1`): it was never sent, so
-//! retrying cannot place an order twice.
+//! `inter x fall + timeout check` = 2 to 3 s (`TAKEOUT_BOUND`). A request whose connection fails, or
+//! whose replica dies before answering (an empty response: the kill resets its connections), is retried
+//! on another replica (`retry-on conn-failure empty-response`, `option redispatch 1`). Retrying a
+//! checkout is safe only because every checkout carries an `Idempotency-Key`: a retried order that the
+//! dead replica had committed is answered from its key, not placed twice.
 //!
 //! `sticky` adds HAProxy's cookie: the first answer pins a client to the replica that gave it, and a
 //! client whose replica is out is sent to another one and pinned there.
@@ -50,7 +52,7 @@ pub fn config(balancing: Balancing, replicas: &[(Role, String)], service_port: u
         "global\n    maxconn 4096\n    log stderr format raw local0 notice\n\n\
          defaults\n    mode http\n    log global\n    option dontlognull\n    timeout connect 1s\n    \
          timeout client 30s\n    timeout server 30s\n    timeout check {check}\n    retries 2\n    \
-         option redispatch 1\n    retry-on conn-failure\n\n\
+         option redispatch 1\n    retry-on conn-failure empty-response\n\n\
          resolvers docker\n    nameserver dns 127.0.0.11:53\n    resolve_retries 3\n    timeout resolve 1s\n    \
          timeout retry 1s\n    hold valid 1s\n    hold other 1s\n    hold refused 1s\n    hold nx 1s\n    \
          hold timeout 1s\n    hold obsolete 1s\n\n\

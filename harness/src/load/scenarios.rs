@@ -202,11 +202,12 @@ fn session_of(body: &[u8]) -> Option<Session> {
 }
 
 /// The 401 codes that mean the service does not (or cannot) know the user's session any more.
-const LOGGED_OUT_CODES: [&str; 4] = [
+const LOGGED_OUT_CODES: [&str; 5] = [
     "session_unknown",
     "session_store_unavailable",
     "invalid_token",
     "token_expired",
+    "token_revoked",
 ];
 
 /// A logged-in user's request answered as if the user had never logged in.

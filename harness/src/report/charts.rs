@@ -118,6 +118,33 @@ pub fn standard(run: &Run) -> Vec<ChartSpec> {
             &[Metric::RedisCommandsPerS],
         ),
     ];
+    if run.has_nonzero(Metric::LoggedOutShare) {
+        charts.push(ChartSpec::new(
+            "logged-out",
+            "Logged out: the share of logged-in users' requests answered 401 for their session",
+            "share of requests",
+            &[Metric::LoggedOutShare],
+        ));
+    }
+    if run.has_series(Metric::ReplicasUp) {
+        charts.push(ChartSpec::new(
+            "replicas-in",
+            "Replicas the balancer's health checks have in",
+            "replicas",
+            &[Metric::ReplicasUp],
+        ));
+    }
+    if run.has_replica_series(Metric::BalancerRps) {
+        charts.push(ChartSpec {
+            shape: Shape::PerReplica,
+            ..ChartSpec::new(
+                "balancer-requests",
+                "Requests per second the balancer sent each replica",
+                "requests/s",
+                &[Metric::BalancerRps],
+            )
+        });
+    }
     if run.has_replica_series(Metric::ServiceRps) {
         charts.push(ChartSpec {
             shape: Shape::PerReplica,

@@ -153,6 +153,14 @@ impl Run {
             .any(|s| s.values.contains_key(&metric))
     }
 
+    /// Whether any second of any variant measured `metric` above 0.
+    pub fn has_nonzero(&self, metric: Metric) -> bool {
+        self.samples
+            .values()
+            .flatten()
+            .any(|s| s.values.get(&metric).is_some_and(|v| *v > 0.0))
+    }
+
     /// The timing attacker's probes of `variant`, if its load sent any.
     pub fn probes(&self, variant: Variant) -> Option<&Probes> {
         self.probes.get(&variant)

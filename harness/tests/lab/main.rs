@@ -1,6 +1,7 @@
 //! Integration tests of the lab: real containers on a real Docker engine, observed from outside.
 //! Without Docker they fail, saying how to get it (`ci/setup`).
 
+mod balancer;
 mod env;
 mod faults;
 mod observe;

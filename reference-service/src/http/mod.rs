@@ -32,6 +32,7 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/auth/login", post(session::login))
+        .route("/auth/logout", post(session::logout))
         .route("/products", get(catalog::list_products))
         .route("/products/{id}", get(catalog::get_product))
         .route("/products/{id}/availability", get(catalog::availability))

@@ -3,6 +3,7 @@
 
 use axum::Json;
 use axum::extract::{FromRequestParts, State};
+use axum::http::HeaderMap;
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
@@ -55,10 +56,26 @@ pub async fn login(
         .into_response())
 }
 
+/// `POST /auth/logout`: the bearer token goes on the revocation list, or the session cookie's session
+/// ends. 204 either way.
+pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(token) = bearer(&headers)? {
+        let token = state.tokens.verify_token(token)?;
+        state.sessions.revoke(&token).await?;
+    } else if let Some(id) = session_cookie(&headers) {
+        state.sessions.end(state.modes.current().sessions, id).await?;
+    } else {
+        return Err(ApiError::unauthorized(
+            "missing_token",
+            "send the token or the session cookie to log out",
+        ));
+    }
+    Ok(axum::http::StatusCode::NO_CONTENT.into_response())
+}
+
 /// The session id of the `fortress_session` cookie, if the request has one.
-fn session_cookie(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
@@ -70,8 +87,8 @@ fn session_cookie(parts: &Parts) -> Option<&str> {
 }
 
 /// The bearer token of the `Authorization` header, if there is one.
-fn bearer(parts: &Parts) -> Result<Option<&str>, ApiError> {
-    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+fn bearer(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
     let value = value
@@ -96,17 +113,19 @@ impl FromRequestParts<AppState> for Shopper {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if let Some(token) = bearer(parts)? {
-            return state.tokens.verify(token).map(Shopper);
+        let modes = state.modes.current();
+        if let Some(token) = bearer(&parts.headers)? {
+            let token = state.tokens.verify_token(token)?;
+            state.sessions.check_revocation(&token, modes.revocation).await?;
+            return Ok(Shopper(token.user_id));
         }
-        let Some(id) = session_cookie(parts) else {
+        let Some(id) = session_cookie(&parts.headers) else {
             return Err(ApiError::unauthorized(
                 "missing_token",
                 "log in at /auth/login and send `Authorization: Bearer <token>` or its session cookie",
             ));
         };
-        let kind = state.modes.current().sessions;
-        state.sessions.find(kind, id).await.map(Shopper)
+        state.sessions.find(modes.sessions, id).await.map(Shopper)
     }
 }
 
@@ -118,7 +137,7 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let token = bearer(parts)?.ok_or_else(|| {
+        let token = bearer(&parts.headers)?.ok_or_else(|| {
             ApiError::unauthorized(
                 "missing_admin_token",
                 "send the admin token as `Authorization: Bearer <token>`",

@@ -9,4 +9,5 @@ mod lab;
 mod order_history;
 mod outbox;
 mod race;
+mod sessions;
 mod shutdown;
