@@ -89,8 +89,6 @@ pub struct ServerStats {
     pub up: bool,
     /// Requests the balancer sent it since the start (`stot`).
     pub requests: f64,
-    /// Answers it gave with a 5xx status (`hrsp_5xx`).
-    pub responses_5xx: f64,
 }
 
 /// The service replicas' rows of `/stats;csv`. Rows of other proxies, and rows that do not name a
@@ -102,12 +100,11 @@ pub fn parse_stats(csv: &str) -> Vec<ServerStats> {
     };
     let columns: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
     let column = |name: &str| columns.iter().position(|c| *c == name);
-    let (Some(px), Some(sv), Some(status), Some(stot), Some(h5)) = (
+    let (Some(px), Some(sv), Some(status), Some(stot)) = (
         column("pxname"),
         column("svname"),
         column("status"),
         column("stot"),
-        column("hrsp_5xx"),
     ) else {
         return Vec::new();
     };
@@ -124,7 +121,6 @@ pub fn parse_stats(csv: &str) -> Vec<ServerStats> {
                 replica,
                 up: state.starts_with("UP") || state == "NOLB" || state == "DRAIN",
                 requests: number(&fields, stot),
-                responses_5xx: number(&fields, h5),
             })
         })
         .collect()
@@ -211,7 +207,6 @@ mod tests {
                 replica: 1,
                 up: true,
                 requests: 40.0,
-                responses_5xx: 1.0
             }
         );
         assert!(!rows[1].up);

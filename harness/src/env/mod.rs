@@ -115,7 +115,7 @@ pub struct Node {
     /// The container's name, which is also its host name on the run's network.
     pub name: String,
     pub container: ContainerAsync<GenericImage>,
-    /// The container port clients use; `ports` also lists the others published (the balancer's stats).
+    /// The container port clients use (a container may publish others: the balancer its stats page).
     port: u16,
 }
 

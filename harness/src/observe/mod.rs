@@ -300,7 +300,6 @@ mod tests {
             replica,
             up,
             requests,
-            responses_5xx: 0.0,
         };
         let mut before = reading(t0, &[], 0.0);
         before.balancer = Some(vec![server(1, true, 100.0), server(2, true, 100.0)]);

@@ -118,6 +118,14 @@ pub fn standard(run: &Run) -> Vec<ChartSpec> {
             &[Metric::RedisCommandsPerS],
         ),
     ];
+    charts.extend(for_this_run(run));
+    charts
+}
+
+/// The charts only some runs have: logged-out users, the balancer's view, one line per replica, the
+/// timing attacker's probes.
+fn for_this_run(run: &Run) -> Vec<ChartSpec> {
+    let mut charts = Vec::new();
     if run.has_nonzero(Metric::LoggedOutShare) {
         charts.push(ChartSpec::new(
             "logged-out",
