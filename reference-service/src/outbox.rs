@@ -146,21 +146,21 @@ impl OutboxWorker {
                 }
             }
         }
-        tx.commit().await?;
-        let counter = &self.metrics.outbox_relayed;
-        counter
-            .with_label_values(&["delivered"])
-            .inc_by(u64::from(relayed.delivered));
-        counter
-            .with_label_values(&["retried"])
-            .inc_by(u64::from(relayed.retried));
-        counter
-            .with_label_values(&["dead"])
-            .inc_by(u64::from(relayed.dead));
-        if relayed.total() > 0 {
-            tracing::debug!(?relayed, "outbox batch committed");
+        // The commit and its count go together: a worker cancelled while its commit is on the way (an
+        // aborted task drops its future) would leave a committed batch uncounted. A spawned task runs
+        // on when this future is dropped, so `outbox_relayed_total` always matches what committed.
+        let metrics = self.metrics.clone();
+        let committed = tokio::spawn(async move {
+            tx.commit().await?;
+            count(&metrics, relayed);
+            Ok(relayed)
+        });
+        match committed.await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // The runtime is shutting down under it: nothing more can be known of the commit.
+            Err(_) => Err(sqlx::Error::PoolClosed),
         }
-        Ok(relayed)
     }
 
     /// Sends the confirmation email (a row in `emails`) and marks the event delivered.
@@ -204,6 +204,23 @@ impl OutboxWorker {
         .execute(&mut *conn)
         .await?;
         Ok(())
+    }
+}
+
+/// Counts a committed batch in `outbox_relayed_total`.
+fn count(metrics: &Metrics, relayed: Relayed) {
+    let counter = &metrics.outbox_relayed;
+    counter
+        .with_label_values(&["delivered"])
+        .inc_by(u64::from(relayed.delivered));
+    counter
+        .with_label_values(&["retried"])
+        .inc_by(u64::from(relayed.retried));
+    counter
+        .with_label_values(&["dead"])
+        .inc_by(u64::from(relayed.dead));
+    if relayed.total() > 0 {
+        tracing::debug!(?relayed, "outbox batch committed");
     }
 }
 
