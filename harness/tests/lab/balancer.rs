@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use fortress::env::docker::DockerClient;
 use fortress::env::{Balancing, Lab, LabSpec};
 use fortress::faults::{Fault, FaultTimeline, with_fault};
 use fortress::vocabulary::Role;
@@ -62,29 +61,7 @@ async fn the_balancer_spreads_pins_takes_a_dead_replica_out_and_puts_it_back() {
     let lab = start_three_sticky().await;
 
     // Only 127.0.0.1, for every port of every container (the balancer publishes two).
-    let docker = DockerClient::connect().await.unwrap();
-    let containers = docker.labelled_containers(Some(&lab.run_id)).await.unwrap();
-    assert_eq!(
-        containers.len(),
-        7,
-        "postgres, redis, proxy, 3 replicas, balancer"
-    );
-    for container in &containers {
-        let inspect = docker.api().inspect_container(&container.id, None).await.unwrap();
-        let bindings = inspect
-            .host_config
-            .and_then(|h| h.port_bindings)
-            .unwrap_or_default();
-        assert!(!bindings.is_empty(), "{} publishes its port", container.name);
-        for binding in bindings.values().flatten().flatten() {
-            assert_eq!(
-                binding.host_ip.as_deref(),
-                Some("127.0.0.1"),
-                "{} binds {binding:?}",
-                container.name
-            );
-        }
-    }
+    crate::assert_loopback_only(&lab, 7, "postgres, redis, proxy, 3 replicas, balancer").await;
 
     // Without the cookie: round robin, 20 each.
     let before = per_replica(&lab).await;

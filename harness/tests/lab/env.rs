@@ -1,7 +1,7 @@
 //! The topology: it starts, is ready, binds only 127.0.0.1, and leaves nothing behind.
 
 use fortress::env::Lab;
-use fortress::env::docker::{DockerClient, RUN_LABEL};
+use fortress::env::docker::DockerClient;
 
 use crate::start_lab;
 
@@ -22,28 +22,8 @@ async fn the_lab_starts_ready_on_loopback_only_and_shutdown_removes_it() {
     );
     eprintln!("lab ready in {:?}", lab.ready_in);
 
+    crate::assert_loopback_only(&lab, 4, "postgres, redis, proxy, service").await;
     let docker = DockerClient::connect().await.unwrap();
-    let containers = docker.labelled_containers(Some(&lab.run_id)).await.unwrap();
-    let roles: Vec<&str> = containers.iter().map(|c| c.role.as_str()).collect();
-    assert_eq!(containers.len(), 4, "postgres, redis, proxy, service: {roles:?}");
-    for container in &containers {
-        let inspect = docker.api().inspect_container(&container.id, None).await.unwrap();
-        let labels = inspect.config.and_then(|c| c.labels).unwrap_or_default();
-        assert_eq!(labels.get(RUN_LABEL), Some(&lab.run_id));
-        let bindings = inspect
-            .host_config
-            .and_then(|h| h.port_bindings)
-            .unwrap_or_default();
-        assert!(!bindings.is_empty(), "{} publishes its port", container.name);
-        for binding in bindings.values().flatten().flatten() {
-            assert_eq!(
-                binding.host_ip.as_deref(),
-                Some("127.0.0.1"),
-                "{} binds {binding:?}",
-                container.name
-            );
-        }
-    }
 
     let run_id = lab.run_id.clone();
     let removed = lab.shutdown().await.unwrap();
