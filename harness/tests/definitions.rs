@@ -238,6 +238,12 @@ fn mistakes_name_the_file_line_and_field() {
             says: "must be 1 to 1, the topology's replicas (got 2)",
         },
         Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"rolling_restart\" }",
+            field: "phases.faults.kind",
+            says: "a rolling restart needs at least 2 replicas behind the balancer (got 1)",
+        },
+        Case {
             from: "modes = { cache_failure = \"breaker\" }",
             to: "modes = { cache_failure = \"breaker\" }\nsticky = true",
             field: "variants.sticky",

@@ -13,6 +13,10 @@
 //!
 //! `sticky` adds HAProxy's cookie: the first answer pins a client to the replica that gave it, and a
 //! client whose replica is out is sent to another one and pinned there.
+//!
+//! A deploy takes a replica out by hand first, through HAProxy's runtime API (`set server ... state
+//! maint`: no new requests, those in flight finish), and puts it back (`state ready`) once it has
+//! been started again; the health checks then let it in.
 
 use std::time::{Duration, Instant};
 
@@ -25,6 +29,8 @@ use crate::vocabulary::Role;
 pub const FRONT_PORT: u16 = 8080;
 /// The port of HAProxy's stats page (`/stats`, and `/stats;csv`).
 pub const STATS_PORT: u16 = 8404;
+/// The port of HAProxy's runtime API, for taking a replica out and putting it back.
+pub const ADMIN_PORT: u16 = 9999;
 /// Where the configuration goes in the container (the official image's path).
 pub const CONFIG_PATH: &str = "/usr/local/etc/haproxy/haproxy.cfg";
 /// The cookie that pins a client to a replica when balancing is sticky.
@@ -49,7 +55,8 @@ pub struct Balancing {
 pub fn config(balancing: Balancing, replicas: &[(Role, String)], service_port: u16) -> String {
     let secs = |d: Duration| format!("{}ms", d.as_millis());
     let mut cfg = format!(
-        "global\n    maxconn 4096\n    log stderr format raw local0 notice\n\n\
+        "global\n    maxconn 4096\n    log stderr format raw local0 notice\n    \
+         stats socket ipv4@0.0.0.0:{ADMIN_PORT} level admin\n\n\
          defaults\n    mode http\n    log global\n    option dontlognull\n    timeout connect 1s\n    \
          timeout client 30s\n    timeout server 30s\n    timeout check {check}\n    retries 2\n    \
          option redispatch 1\n    retry-on conn-failure empty-response\n\n\
@@ -89,6 +96,38 @@ pub struct ServerStats {
     pub up: bool,
     /// Requests the balancer sent it since the start (`stot`).
     pub requests: f64,
+    /// Requests it is answering now (`scur`).
+    pub in_flight: f64,
+    /// Requests it was sent that were retried on another replica (`wretr` + `wredis`): their
+    /// connection failed, or the replica died before answering.
+    pub retried: f64,
+    /// Taken out by hand (`MAINT`, not `MAINT (resolution)`, which is Docker's DNS not knowing it).
+    pub taken_out: bool,
+}
+
+/// What a deploy tells the balancer about a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// Out: no new requests; those in flight finish.
+    Out,
+    /// Back in once its health checks have passed the new process: it is marked down as it leaves
+    /// maintenance, or HAProxy would trust what it last knew of the old one (marked down while still
+    /// in maintenance, it comes out `UP 1/2`, which serves).
+    In,
+}
+
+impl Rotation {
+    /// The runtime API's commands, in order.
+    fn commands(self, replica: u32) -> Vec<String> {
+        let server = format!("service/{}", Role::Service(replica));
+        match self {
+            Self::Out => vec![format!("set server {server} state maint")],
+            Self::In => vec![
+                format!("set server {server} state ready"),
+                format!("set server {server} health down"),
+            ],
+        }
+    }
 }
 
 /// The service replicas' rows of `/stats;csv`. Rows of other proxies, and rows that do not name a
@@ -100,14 +139,16 @@ pub fn parse_stats(csv: &str) -> Vec<ServerStats> {
     };
     let columns: Vec<&str> = header.trim_start_matches("# ").split(',').collect();
     let column = |name: &str| columns.iter().position(|c| *c == name);
-    let (Some(px), Some(sv), Some(status), Some(stot)) = (
+    let (Some(px), Some(sv), Some(status), Some(stot), Some(scur)) = (
         column("pxname"),
         column("svname"),
         column("status"),
         column("stot"),
+        column("scur"),
     ) else {
         return Vec::new();
     };
+    let (retries, redispatches) = (column("wretr"), column("wredis"));
     let number = |fields: &[&str], i: usize| fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0);
     lines
         .map(|line| line.split(',').collect::<Vec<_>>())
@@ -121,6 +162,13 @@ pub fn parse_stats(csv: &str) -> Vec<ServerStats> {
                 replica,
                 up: state.starts_with("UP") || state == "NOLB" || state == "DRAIN",
                 requests: number(&fields, stot),
+                in_flight: number(&fields, scur),
+                retried: [retries, redispatches]
+                    .into_iter()
+                    .flatten()
+                    .map(|i| number(&fields, i))
+                    .sum(),
+                taken_out: state == "MAINT",
             })
         })
         .collect()
@@ -141,6 +189,57 @@ impl Lab {
         let url = self.balancer_stats_url().await.ok()??;
         let response = self.http().get(url).send().await.ok()?;
         Some(parse_stats(&response.text().await.ok()?))
+    }
+
+    /// Takes a replica out of the balancer's rotation, or puts it back, through HAProxy's runtime API.
+    /// Without a balancer there is nothing to tell.
+    pub async fn rotate(&self, replica: u32, rotation: Rotation) -> Result<(), EnvError> {
+        let Some(balancer) = &self.balancer else {
+            return Ok(());
+        };
+        let port = balancer.host_port_of(ADMIN_PORT).await?;
+        for command in rotation.commands(replica) {
+            let answer = runtime_api(port, &command)
+                .await
+                .map_err(|source| EnvError::BalancerCommand {
+                    command: command.clone(),
+                    source,
+                })?;
+            if !answer.trim().is_empty() {
+                let answer = answer.trim().to_owned();
+                return Err(EnvError::BalancerRefused { command, answer });
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls the balancer's stats until `replica` is out of rotation with no request in flight, or
+    /// `deadline` passes.
+    pub async fn wait_drained(&self, replica: u32, deadline: Duration) -> Result<(), EnvError> {
+        let until = Instant::now() + deadline;
+        loop {
+            let stats = self.balancer_stats().await.unwrap_or_default();
+            let row = stats.iter().find(|s| s.replica == replica);
+            if row.is_some_and(|s| s.taken_out && s.in_flight == 0.0) {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                return Err(EnvError::NotReady {
+                    role: Role::Balancer,
+                    deadline,
+                    last: match row {
+                        Some(s) => format!(
+                            "{} out: {}, {} in flight",
+                            Role::Service(replica),
+                            s.taken_out,
+                            s.in_flight
+                        ),
+                        None => format!("no row for {}", Role::Service(replica)),
+                    },
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     /// Polls the balancer's stats until every replica is in, or `deadline` passes.
@@ -168,6 +267,22 @@ impl Lab {
     }
 }
 
+/// Sends one command to HAProxy's runtime API and answers what it said (nothing, when it worked). The
+/// API answers one command per connection and then closes it.
+async fn runtime_api(port: u16, command: &str) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        stream.write_all(format!("{command}\n").as_bytes()).await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok(answer)
+    };
+    tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,12 +308,12 @@ mod tests {
 
     #[test]
     fn stats_rows_become_replicas_and_other_rows_are_skipped() {
-        let csv = "# pxname,svname,qcur,stot,status,hrsp_5xx\n\
-                   shop,FRONTEND,0,100,OPEN,0\n\
-                   service,service,0,40,UP,1\n\
-                   service,service-2,0,35,DOWN,0\n\
-                   service,service-3,0,25,UP 1/2,2\n\
-                   service,BACKEND,0,100,UP,3\n";
+        let csv = "# pxname,svname,qcur,scur,stot,wretr,wredis,status,hrsp_5xx\n\
+                   shop,FRONTEND,0,3,100,,,OPEN,0\n\
+                   service,service,0,2,40,1,2,UP,1\n\
+                   service,service-2,0,0,35,0,0,MAINT,0\n\
+                   service,service-3,0,1,25,0,0,UP 1/2,2\n\
+                   service,BACKEND,0,3,100,1,2,UP,3\n";
         let rows = parse_stats(csv);
         assert_eq!(rows.len(), 3, "{rows:?}");
         assert_eq!(
@@ -207,9 +322,12 @@ mod tests {
                 replica: 1,
                 up: true,
                 requests: 40.0,
+                in_flight: 2.0,
+                retried: 3.0,
+                taken_out: false,
             }
         );
-        assert!(!rows[1].up);
+        assert!(!rows[1].up && rows[1].taken_out);
         assert!(rows[2].up, "UP 1/2 is still up (going down)");
         assert!(parse_stats("").is_empty());
     }

@@ -163,7 +163,7 @@ impl Topology {
         self.request(
             image,
             Role::Balancer,
-            &[balancer::FRONT_PORT, balancer::STATS_PORT],
+            &[balancer::FRONT_PORT, balancer::STATS_PORT, balancer::ADMIN_PORT],
         )
         .with_copy_to(balancer::CONFIG_PATH, config.into_bytes())
     }

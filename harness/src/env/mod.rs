@@ -95,6 +95,14 @@ pub enum EnvError {
         #[source]
         source: testcontainers::TestcontainersError,
     },
+    #[error("could not send `{command}` to the balancer's runtime API")]
+    BalancerCommand {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the balancer refused `{command}`: {answer}")]
+    BalancerRefused { command: String, answer: String },
     #[error("could not build the lab's HTTP client")]
     HttpClient(#[source] reqwest::Error),
     #[error(transparent)]

@@ -96,6 +96,7 @@ pub(super) enum FaultFile {
         index: String,
     },
     ExpireCache,
+    RollingRestart,
     Latency {
         link: String,
         ms: f64,

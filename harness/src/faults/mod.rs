@@ -1,11 +1,12 @@
 //! Faults: each one a pair of inject and revert, recorded on the timeline.
 //!
-//! `with_fault` is the only way the lab breaks something: it injects, runs the body, and reverts
-//! whatever happens in the body (an error, a panic, or the stop signal that Ctrl-C cancels). A fault
+//! `with_fault` is the only way the lab breaks something: it injects, runs the body (and, beside it,
+//! whatever the fault does over time: a rolling restart's steps), and reverts whatever happens in the body (an error, a panic, or the stop signal that Ctrl-C cancels). A fault
 //! whose injection fails half-way is reverted as far as it got, so nothing is ever left broken; `audit`
 //! then asks the proxy and Docker whether that is so.
 
 pub mod audit;
+mod deploy;
 pub mod proxy;
 pub mod timeline;
 
@@ -21,13 +22,18 @@ use tokio_util::sync::CancellationToken;
 
 use self::proxy::client::{ProxyClient, ProxyError};
 use self::proxy::{Evidence, FaultKind, ScopedFault};
+use crate::env::balancer::Rotation;
 use crate::env::docker::DockerError;
 use crate::env::{AdminError, EnvError, Lab};
 use crate::vocabulary::{Link, Role};
 pub use timeline::{Action, FaultTimeline, TimelineEntry};
 
-/// How long a revert waits for a restarted service replica to report ready again.
+/// How long a revert waits for a restarted service replica to report ready again, and for the
+/// balancer to let it in.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(60);
+/// How long a replica taken out of the balancer may take to finish the requests it has (the
+/// balancer's server timeout is 30 s).
+const DRAIN_DEADLINE: Duration = Duration::from_secs(35);
 
 /// Something the lab can break, and knows how to put back.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +55,12 @@ pub enum Fault {
     /// A network fault on the proxy's link to a dependency; revert removes it and keeps the proxy's
     /// evidence of what it did.
     Network { link: Link, fault: ScopedFault },
+    /// Takes a service replica out of the balancer's rotation and waits until nothing is in flight on
+    /// it; revert puts it back and waits until its health checks have let it in. A step of a deploy.
+    TakeOut(u32),
+    /// Every service replica stopped cleanly and started again, one at a time, while the load runs
+    /// (a deploy). Nothing to inject or revert as a whole: each replica's restart is its own step.
+    RollingRestart,
 }
 
 impl std::fmt::Display for Fault {
@@ -67,6 +79,8 @@ impl std::fmt::Display for Fault {
                 (fault.fraction * 1000.0).round() / 10.0
             ),
             Self::Network { link, fault } => write!(f, "{} on the {link} link", fault.fault),
+            Self::RollingRestart => f.write_str("rolling restart of every service replica"),
+            Self::TakeOut(replica) => write!(f, "take {} out of the balancer", Role::Service(*replica)),
         }
     }
 }
@@ -159,6 +173,12 @@ impl Fault {
             Self::DropIndex(index) => undo.index_definition = Some(drop_index(lab, index).await?),
             Self::ExpireCache => expire_cache(lab).await?,
             Self::Network { link, fault } => add_network_fault(lab, *link, fault).await?,
+            // Its work is done while the body runs: `during`.
+            Self::RollingRestart => {}
+            Self::TakeOut(replica) => {
+                lab.rotate(*replica, Rotation::Out).await?;
+                lab.wait_drained(*replica, DRAIN_DEADLINE).await?;
+            }
         }
         Ok(())
     }
@@ -187,13 +207,32 @@ impl Fault {
                     sqlx::query(definition).execute(&mut db).await?;
                 }
             }
-            // Nothing to put back: the readers refill the cache.
-            Self::ExpireCache => {}
+            // Nothing to put back: the readers refill the cache; each restarted replica was started
+            // again by its own step.
+            Self::ExpireCache | Self::RollingRestart => {}
+            Self::TakeOut(replica) => {
+                lab.rotate(*replica, Rotation::In).await?;
+                lab.wait_balanced(RECOVERY_DEADLINE).await?;
+            }
             Self::Network { link, fault } => {
                 return Ok(Some(remove_network_fault(lab, *link, fault.kind()).await?));
             }
         }
         Ok(None)
+    }
+
+    /// What the fault does while the body runs, after the inject: a rolling restart restarts the
+    /// replicas then; the others are done with at injection.
+    async fn during(
+        &self,
+        lab: &Lab,
+        timeline: &FaultTimeline,
+        stop: &CancellationToken,
+    ) -> Result<(), FaultError> {
+        match self {
+            Self::RollingRestart => deploy::rolling_restart(lab, timeline, stop).await,
+            _ => Ok(()),
+        }
     }
 }
 
@@ -244,8 +283,9 @@ async fn remove_network_fault(lab: &Lab, link: Link, kind: FaultKind) -> Result<
     Ok(proxy.set(link, &faults).await?.previous.evidence)
 }
 
-/// Injects `fault`, runs `body`, and reverts, always: after an error or a panic in `body`, and when
-/// `stop` is cancelled (Ctrl-C), in which case `body` is abandoned and `Interrupted` returned.
+/// Injects `fault`, runs `body` (beside what the fault does meanwhile), and reverts, always: after an
+/// error or a panic in `body`, and when `stop` is cancelled (Ctrl-C), in which case `body` is
+/// abandoned and `Interrupted` returned.
 pub async fn with_fault<T>(
     lab: &Lab,
     timeline: &FaultTimeline,
@@ -253,9 +293,48 @@ pub async fn with_fault<T>(
     fault: &Fault,
     body: impl Future<Output = T>,
 ) -> Result<T, FaultError> {
-    let mut record = timeline.begin(fault);
+    scope(Scope { lab, timeline, stop }, fault, body, OnStop::Abandon).await
+}
+
+/// `with_fault` for a body that ends by itself when `stop` is cancelled, such as another fault's
+/// `with_fault`: it is awaited, never abandoned, so the fault inside is reverted before this one.
+pub async fn around_fault<T>(
+    lab: &Lab,
+    timeline: &FaultTimeline,
+    stop: &CancellationToken,
+    fault: &Fault,
+    body: impl Future<Output = T>,
+) -> Result<T, FaultError> {
+    scope(Scope { lab, timeline, stop }, fault, body, OnStop::Await).await
+}
+
+/// What every fault's scope works with.
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    lab: &'a Lab,
+    timeline: &'a FaultTimeline,
+    stop: &'a CancellationToken,
+}
+
+/// What becomes of the body when `stop` is cancelled.
+#[derive(Clone, Copy)]
+enum OnStop {
+    Abandon,
+    Await,
+}
+
+/// The body's outcome: `None` when it was abandoned; a panic is caught, to be resumed after the revert.
+type BodyOutcome<T> = Option<std::thread::Result<T>>;
+
+async fn scope<T>(
+    at: Scope<'_>,
+    fault: &Fault,
+    body: impl Future<Output = T>,
+    on_stop: OnStop,
+) -> Result<T, FaultError> {
+    let mut record = at.timeline.begin(fault);
     let mut undo = Undo::default();
-    let injected = fault.inject(lab, &mut undo).await;
+    let injected = fault.inject(at.lab, &mut undo).await;
     record.done(
         Action::Inject,
         injected.as_ref().err().map(|e| cause_chain(e)),
@@ -265,13 +344,10 @@ pub async fn with_fault<T>(
     let outcome = match injected {
         // Half an injection is still an injection: put back whatever did change.
         Err(cause) => Err(cause),
-        Ok(()) => Ok(tokio::select! {
-            outcome = AssertUnwindSafe(body).catch_unwind() => Some(outcome),
-            () = stop.cancelled() => None,
-        }),
+        Ok(()) => Ok(alongside(at, fault, body, on_stop).await),
     };
     record.start(Action::Revert);
-    let reverted = fault.revert(lab, &undo).await;
+    let reverted = fault.revert(at.lab, &undo).await;
     let evidence = reverted.as_ref().ok().cloned().flatten();
     record.done(
         Action::Revert,
@@ -286,10 +362,32 @@ pub async fn with_fault<T>(
     };
     match outcome {
         Err(cause) => Err(failed(Action::Inject, cause)),
-        Ok(Some(Ok(value))) => reverted
+        Ok((_, Some(Err(panic)))) => std::panic::resume_unwind(panic),
+        Ok((Err(during), _)) => Err(during),
+        Ok((Ok(()), Some(Ok(value)))) => reverted
             .map(|_| value)
             .map_err(|cause| failed(Action::Revert, cause)),
-        Ok(Some(Err(panic))) => std::panic::resume_unwind(panic),
-        Ok(None) => Err(FaultError::Interrupted),
+        Ok((Ok(()), None)) => Err(FaultError::Interrupted),
     }
+}
+
+/// Runs the body and, beside it, what the fault does meanwhile (`during`), which is never abandoned
+/// half-way: it ends its own steps when `stop` is cancelled.
+async fn alongside<T>(
+    at: Scope<'_>,
+    fault: &Fault,
+    body: impl Future<Output = T>,
+    on_stop: OnStop,
+) -> (Result<(), FaultError>, BodyOutcome<T>) {
+    let body = AssertUnwindSafe(body).catch_unwind();
+    let body = async {
+        match on_stop {
+            OnStop::Await => Some(body.await),
+            OnStop::Abandon => tokio::select! {
+                outcome = body => Some(outcome),
+                () = at.stop.cancelled() => None,
+            },
+        }
+    };
+    tokio::join!(fault.during(at.lab, at.timeline, at.stop), body)
 }

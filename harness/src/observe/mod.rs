@@ -300,6 +300,9 @@ mod tests {
             replica,
             up,
             requests,
+            in_flight: 0.0,
+            retried: 0.0,
+            taken_out: false,
         };
         let mut before = reading(t0, &[], 0.0);
         before.balancer = Some(vec![server(1, true, 100.0), server(2, true, 100.0)]);

@@ -7,7 +7,7 @@ use futures::FutureExt;
 
 use fortress::env::Lab;
 use fortress::faults::proxy::NetworkFault;
-use fortress::faults::{Action, Fault, FaultError, FaultTimeline, with_fault};
+use fortress::faults::{Action, Fault, FaultError, FaultTimeline, around_fault, with_fault};
 use fortress::vocabulary::{Link, Role};
 use reference_service::error::cause_chain;
 use reference_service::modes::{CacheMode, Locking, ModesPatch};
@@ -197,6 +197,44 @@ async fn a_panic_or_a_stop_signal_mid_fault_still_reverts() {
     );
     assert!(timeline.still_injected().is_empty(), "{:?}", timeline.entries());
     assert_eq!(timeline.entries().len(), 4);
+    wait_until("redis answers again", Duration::from_secs(10), || {
+        readiness_says(&lab, "ready", "up")
+    })
+    .await;
+
+    // Nested, as a phase's faults are: the stop signal reverts the inner fault, then the outer one.
+    let stop = CancellationToken::new();
+    let timeline = FaultTimeline::default();
+    let cancel = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        cancel.cancel();
+    });
+    let cache_off = Fault::Modes(ModesPatch {
+        cache: Some(CacheMode::Off),
+        ..ModesPatch::default()
+    });
+    let inner = with_fault(&lab, &timeline, &stop, &fault, std::future::pending::<()>());
+    let interrupted = around_fault(&lab, &timeline, &stop, &cache_off, inner).await;
+    assert!(
+        matches!(interrupted, Ok(Err(FaultError::Interrupted))),
+        "{interrupted:?}"
+    );
+    let steps: Vec<String> = timeline
+        .entries()
+        .iter()
+        .map(|e| format!("{} {}", e.action, e.fault))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "inject modes {\"cache\":\"off\"}",
+            "inject pause redis",
+            "revert pause redis",
+            "revert modes {\"cache\":\"off\"}"
+        ]
+    );
+    assert!(timeline.still_injected().is_empty());
     wait_until("redis answers again", Duration::from_secs(10), || {
         readiness_says(&lab, "ready", "up")
     })

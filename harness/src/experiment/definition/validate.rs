@@ -199,8 +199,7 @@ fn phases(src: &Source<'_>, file: &File, profile: Profile) -> Result<Vec<PhasePl
     let factor = length_factor(src, profile, file.profiles.as_ref())?;
     let mut phases: Vec<PhasePlan> = Vec::new();
     for phase in file.phases.get_ref() {
-        let replicas = *file.topology.replicas.get_ref();
-        let planned = self::phase(src, phase, profile, factor, replicas)?;
+        let planned = self::phase(src, phase, profile, factor, &file.topology)?;
         if planned.name == RUN_PHASE || phases.iter().any(|p| p.name == planned.name) {
             let message = format!(
                 "phase names must be unique and not {RUN_PHASE:?} (got {:?})",
@@ -230,7 +229,7 @@ fn phase(
     phase: &PhaseFile,
     profile: Profile,
     factor: f64,
-    replicas: u32,
+    topology: &Topology,
 ) -> Result<PhasePlan, DefinitionError> {
     let seconds = *phase.seconds.get_ref();
     if !(seconds > 0.0 && seconds <= 600.0) {
@@ -239,7 +238,7 @@ fn phase(
     }
     let mut faults = Vec::new();
     for fault in &phase.faults {
-        faults.extend(to_faults(src, fault, replicas)?);
+        faults.extend(to_faults(src, fault, topology)?);
     }
     let seconds = match profile {
         Profile::Standard => seconds,
@@ -474,9 +473,10 @@ fn targets(
 fn to_faults(
     src: &Source<'_>,
     fault: &Spanned<FaultFile>,
-    replicas: u32,
+    topology: &Topology,
 ) -> Result<Vec<Fault>, DefinitionError> {
     let span = fault.span();
+    let replicas = *topology.replicas.get_ref();
     let each = |target: &str, count: &Option<u32>, fault: fn(Role) -> Fault| {
         Ok(targets(src, &span, target, *count, replicas)?
             .into_iter()
@@ -496,6 +496,7 @@ fn to_faults(
         .map(Fault::Modes)),
         FaultFile::DropIndex { index } => Ok(vec![Fault::DropIndex(index.clone())]),
         FaultFile::ExpireCache => Ok(vec![Fault::ExpireCache]),
+        FaultFile::RollingRestart => one(rolling_restart(src, &span, topology)),
         FaultFile::Latency {
             link,
             ms,
@@ -527,6 +528,28 @@ fn to_faults(
 }
 
 /// A network fault on a link of the proxy, on every connection or on a `fraction` of them.
+/// A rolling restart needs replicas to spare and a balancer that moves clients off the one being
+/// restarted: without one, clients would lose the replica they talk to.
+fn rolling_restart(
+    src: &Source<'_>,
+    span: &Range<usize>,
+    topology: &Topology,
+) -> Result<Fault, DefinitionError> {
+    let replicas = *topology.replicas.get_ref();
+    if replicas < 2 || topology.balancer == Some(false) {
+        let message = format!(
+            "a rolling restart needs at least 2 replicas behind the balancer (got {replicas}{})",
+            if topology.balancer == Some(false) {
+                ", topology.balancer = false"
+            } else {
+                ""
+            }
+        );
+        return Err(src.error(span, "phases.faults.kind", message));
+    }
+    Ok(Fault::RollingRestart)
+}
+
 fn network(
     src: &Source<'_>,
     span: &Range<usize>,

@@ -384,7 +384,9 @@ async fn live_database(lab: &Lab) -> Result<sqlx::PgPool, RunError> {
     Ok(options.connect(&lab.postgres_url().await?).await?)
 }
 
-/// Injects every fault of a phase (in order), runs `body`, reverts them all (in reverse order).
+/// Injects every fault of a phase (in order), runs `body`, reverts them all (in reverse order). Each
+/// fault's body (the next fault's scope, and last the phase) ends by itself on Ctrl-C, so it is
+/// awaited: every fault inside is reverted before the one around it.
 async fn with_faults<T>(
     lab: &Lab,
     timeline: &FaultTimeline,
@@ -396,7 +398,7 @@ async fn with_faults<T>(
         [] => Ok(body.await),
         [first, rest @ ..] => {
             let inner = Box::pin(with_faults(lab, timeline, stop, rest, body));
-            faults::with_fault(lab, timeline, stop, first, inner).await?
+            faults::around_fault(lab, timeline, stop, first, inner).await?
         }
     }
 }
