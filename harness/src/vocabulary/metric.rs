@@ -33,7 +33,7 @@ closed_set! {
         OrdersPerS = "orders_per_s": "orders created per second",
         SoldOutPerS = "sold_out_per_s": "checkouts answered 409 sold_out per second",
         Http5xxRate = "http_5xx_rate": "fraction of responses with a 5xx status",
-        LoggedOutShare = "logged_out_share": "of the requests only a logged-in user makes (checkout, history), the share answered 401 because the session was unknown or could not be checked: users logged out",
+        LoggedOutShare = "logged_out_share": "share of logged-in users' requests answered 401 for want of a session: users logged out",
         ReplicasUp = "replicas_up": "service replicas the balancer's health checks have in (per replica: 1 in, 0 out)",
         BalancerRps = "balancer_rps": "requests per second the balancer sent to the replicas (per replica: to that one)",
         OversoldUnits = "oversold_units": "units sold beyond the initial stock, summed over products (end of run)",

@@ -204,6 +204,7 @@ impl<'a> Watch<'a> {
             let mark = timeline.len();
             let watched = with_faults(lab, timeline, &ctx.stop, &phase.faults, self.phase(phase)).await;
             self.note_untouched(phase, &timeline.since(mark));
+            self.note_overrun(phase);
             match watched {
                 Ok(()) if ctx.stop.is_cancelled() => return Err(RunError::Interrupted),
                 Ok(()) => {}
@@ -325,6 +326,20 @@ impl<'a> Watch<'a> {
                 get(Metric::PgStatementsPerS)
             ),
         });
+    }
+
+    /// Says so when the phase's faults outlasted it (a rolling restart slower than the phase): the
+    /// next phase starts that much late and is that much shorter.
+    fn note_overrun(&self, phase: &PhasePlan) {
+        let over = Instant::now().saturating_duration_since(self.clock.phase_end);
+        if over > Duration::from_secs(1) {
+            (self.ctx.progress)(Event::Message(format!(
+                "{}: the faults of phase {:?} outlasted it by {:.1} s; the next phase is that much shorter (make this one longer)",
+                self.variant,
+                phase.name,
+                over.as_secs_f64()
+            )));
+        }
     }
 
     /// Notes the faults of the phase whose evidence shows they never touched traffic.
