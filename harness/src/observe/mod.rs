@@ -174,26 +174,33 @@ fn rates(before: &Reading, now: &Reading) -> Rates {
     rates
 }
 
-/// Which replicas the balancer has in (now), and the requests it sent each (since `before`).
+/// Which replicas the balancer has in (now), and the requests it sent each and had to retry (since
+/// `before`).
 fn balancer_rates(before: Option<&[ServerStats]>, now: &[ServerStats], seconds: f64, rates: &mut Rates) {
     let mut up = 0.0;
-    let mut sent = 0.0;
+    let (mut sent, mut retried) = (0.0, 0.0);
     for server in now {
         let figures = rates.replicas.entry(server.replica).or_default();
         figures.insert(Metric::ReplicasUp, f64::from(u8::from(server.up)));
         up += f64::from(u8::from(server.up));
         let earlier = before.and_then(|b| b.iter().find(|s| s.replica == server.replica));
+        // Counters restart with HAProxy only; a smaller value is a reading to skip, not a negative rate.
         if let Some(earlier) = earlier
             && server.requests >= earlier.requests
+            && server.retried >= earlier.retried
         {
             let rps = (server.requests - earlier.requests) / seconds;
+            let retries = (server.retried - earlier.retried) / seconds;
             figures.insert(Metric::BalancerRps, rps);
+            figures.insert(Metric::BalancerRetriesPerS, retries);
             sent += rps;
+            retried += retries;
         }
     }
     rates.total.insert(Metric::ReplicasUp, up);
     if before.is_some() {
         rates.total.insert(Metric::BalancerRps, sent);
+        rates.total.insert(Metric::BalancerRetriesPerS, retried);
     }
 }
 
@@ -294,14 +301,14 @@ mod tests {
     }
 
     #[test]
-    fn the_balancer_says_which_replicas_are_in_and_what_each_was_sent() {
+    fn the_balancer_says_which_replicas_are_in_and_what_each_was_sent_and_retried() {
         let t0 = Instant::now();
         let server = |replica, up, requests| ServerStats {
             replica,
             up,
             requests,
             in_flight: 0.0,
-            retried: 0.0,
+            retried: requests / 20.0,
             taken_out: false,
         };
         let mut before = reading(t0, &[], 0.0);
@@ -313,5 +320,8 @@ mod tests {
         assert_eq!(r.replicas[&2][&Metric::ReplicasUp], 0.0);
         assert_eq!(r.replicas[&1][&Metric::BalancerRps], 30.0);
         assert_eq!(r.total[&Metric::BalancerRps], 40.0);
+        // Retried: 5 -> 8 and 5 -> 6 in 2 s.
+        assert_eq!(r.replicas[&1][&Metric::BalancerRetriesPerS], 1.5);
+        assert_eq!(r.total[&Metric::BalancerRetriesPerS], 2.0);
     }
 }

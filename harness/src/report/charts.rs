@@ -134,25 +134,7 @@ fn for_this_run(run: &Run) -> Vec<ChartSpec> {
             &[Metric::LoggedOutShare],
         ));
     }
-    if run.has_series(Metric::ReplicasUp) {
-        charts.push(ChartSpec::new(
-            "replicas-in",
-            "Replicas the balancer's health checks have in",
-            "replicas",
-            &[Metric::ReplicasUp],
-        ));
-    }
-    if run.has_replica_series(Metric::BalancerRps) {
-        charts.push(ChartSpec {
-            shape: Shape::PerReplica,
-            ..ChartSpec::new(
-                "balancer-requests",
-                "Requests per second the balancer sent each replica",
-                "requests/s",
-                &[Metric::BalancerRps],
-            )
-        });
-    }
+    charts.extend(balancer_charts(run));
     if run.has_replica_series(Metric::ServiceRps) {
         charts.push(ChartSpec {
             shape: Shape::PerReplica,
@@ -174,6 +156,39 @@ fn for_this_run(run: &Run) -> Vec<ChartSpec> {
                 &[Metric::TimingAccuracy, Metric::TimingPValue],
             )
         });
+    }
+    charts
+}
+
+/// What the balancer saw, when there is one: replicas in, requests sent each, requests retried.
+fn balancer_charts(run: &Run) -> Vec<ChartSpec> {
+    let mut charts = Vec::new();
+    if run.has_series(Metric::ReplicasUp) {
+        charts.push(ChartSpec::new(
+            "replicas-in",
+            "Replicas the balancer's health checks have in",
+            "replicas",
+            &[Metric::ReplicasUp],
+        ));
+    }
+    if run.has_replica_series(Metric::BalancerRps) {
+        charts.push(ChartSpec {
+            shape: Shape::PerReplica,
+            ..ChartSpec::new(
+                "balancer-requests",
+                "Requests per second the balancer sent each replica",
+                "requests/s",
+                &[Metric::BalancerRps],
+            )
+        });
+    }
+    if run.has_nonzero(Metric::BalancerRetriesPerS) {
+        charts.push(ChartSpec::new(
+            "balancer-retries",
+            "Requests per second the balancer retried on another replica",
+            "requests/s",
+            &[Metric::BalancerRetriesPerS],
+        ));
     }
     charts
 }

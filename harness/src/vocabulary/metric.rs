@@ -36,6 +36,7 @@ closed_set! {
         LoggedOutShare = "logged_out_share": "share of logged-in users' requests answered 401 for want of a session: users logged out",
         ReplicasUp = "replicas_up": "service replicas the balancer's health checks have in (per replica: 1 in, 0 out)",
         BalancerRps = "balancer_rps": "requests per second the balancer sent to the replicas (per replica: to that one)",
+        BalancerRetriesPerS = "balancer_retries_per_s": "requests per second the balancer had to retry on another replica: the connection failed, or the replica died before answering (per replica: sent to that one)",
         OversoldUnits = "oversold_units": "units sold beyond the initial stock, summed over products (end of run)",
         UnitsSold = "units_sold": "units sold during the run (end of run)",
         LostAcknowledgedOrders = "lost_acknowledged_orders": "orders the client saw acknowledged (201) that the database does not have (end of run)",
@@ -76,6 +77,7 @@ impl Metric {
                 | Self::Http5xxRate
                 | Self::ReplicasUp
                 | Self::BalancerRps
+                | Self::BalancerRetriesPerS
         )
     }
 }
