@@ -171,6 +171,9 @@ pub struct EnvArgs {
     /// Pin each client to one replica with the balancer's cookie (implies --balancer).
     #[arg(long)]
     pub sticky: bool,
+    /// Add a mail server (Postfix) the service sends each order's confirmation to, through the proxy.
+    #[arg(long)]
+    pub mail: bool,
     /// Postgres image to use instead of fortress/postgres:15.
     #[arg(long)]
     pub postgres_image: Option<String>,

@@ -5,7 +5,7 @@ use reference_service::error::cause_chain;
 
 use crate::env::cleanup;
 use crate::env::docker::DockerClient;
-use crate::env::images::{BALANCER_DEFAULT, POSTGRES_DEFAULT, REDIS_DEFAULT, RUNTIME_BASE};
+use crate::env::images::{BALANCER_DEFAULT, MAIL_DEFAULT, POSTGRES_DEFAULT, REDIS_DEFAULT, RUNTIME_BASE};
 
 #[derive(Debug)]
 pub struct Check {
@@ -43,7 +43,13 @@ pub async fn examine() -> Vec<Check> {
         Ok(docker) => {
             let version = docker.version().await.unwrap_or_else(|e| cause_chain(&e));
             checks.push(check("docker", true, format!("engine {version} answers"), ""));
-            for image in [POSTGRES_DEFAULT, REDIS_DEFAULT, RUNTIME_BASE, BALANCER_DEFAULT] {
+            for image in [
+                POSTGRES_DEFAULT,
+                REDIS_DEFAULT,
+                RUNTIME_BASE,
+                BALANCER_DEFAULT,
+                MAIL_DEFAULT,
+            ] {
                 checks.push(image_check(&docker, image).await);
             }
             checks.push(leftovers_check(&docker).await);

@@ -211,7 +211,7 @@ fn mistakes_name_the_file_line_and_field() {
             from: "kind = \"latency\", link = \"postgres\"",
             to: "kind = \"latency\", link = \"mysql\"",
             field: "phases.faults.link",
-            says: "links: postgres, redis",
+            says: "links: postgres, redis, mail",
         },
         Case {
             from: "ms = 20.0",
@@ -236,6 +236,12 @@ fn mistakes_name_the_file_line_and_field() {
             to: "{ kind = \"pause\", target = \"service\", count = 2 }",
             field: "phases.faults.count",
             says: "must be 1 to 1, the topology's replicas (got 2)",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"down\", link = \"mail\" }",
+            field: "phases.faults",
+            says: "the mail server is only in labs with topology.mail = true",
         },
         Case {
             from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
@@ -265,7 +271,7 @@ fn mistakes_name_the_file_line_and_field() {
             from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
             to: "{ kind = \"kill\", target = \"mysql\" }",
             field: "phases.faults.target",
-            says: "postgres, redis, proxy, service",
+            says: "postgres, redis, mail, proxy, service",
         },
         Case {
             from: "cache_failure = \"breaker\"",

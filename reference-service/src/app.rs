@@ -16,6 +16,7 @@ use crate::auth::TokenKeys;
 use crate::cache::Cache;
 use crate::config::{Config, ConfigError};
 use crate::db::Db;
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::modes::ModeSwitch;
 use crate::outbox::{OutboxSettings, OutboxWorker};
@@ -37,6 +38,8 @@ pub struct AppState {
     pub outbox: OutboxSettings,
     /// Whether `run` starts the outbox worker in this process.
     pub outbox_worker: bool,
+    /// The mail server the outbox sends confirmations to (`SMTP_ADDR`), if any.
+    pub mailer: Option<Mailer>,
     /// The turns of order-history queries when `history_guard = bounded`.
     pub history_bulkhead: Arc<tokio::sync::Semaphore>,
     admin_token: Arc<str>,
@@ -90,6 +93,7 @@ impl AppState {
             ),
             outbox: OutboxSettings::from_config(config),
             outbox_worker: config.outbox_worker,
+            mailer: config.smtp()?.map(|(host, port)| Mailer::new(&host, port)),
             history_bulkhead: Arc::new(tokio::sync::Semaphore::new(crate::order_history::HISTORY_PERMITS)),
             admin_token: Arc::from(config.admin_token.as_str()),
         })
@@ -106,6 +110,7 @@ impl AppState {
             self.modes.clone(),
             self.metrics.clone(),
             self.outbox.clone(),
+            self.mailer.clone(),
         )
     }
 }

@@ -85,6 +85,11 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_POLL_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(10..=60_000))]
     pub outbox_poll_ms: u64,
 
+    /// The mail server for confirmation emails, `host:port` (plain SMTP). Without one, the outbox only
+    /// records each email in the `emails` table.
+    #[arg(long, env = "SMTP_ADDR")]
+    pub smtp_addr: Option<String>,
+
     /// Log format: `json` (one object per line) or `pretty`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "pretty"])]
     pub log_format: String,
@@ -101,6 +106,8 @@ pub enum ConfigError {
     DatabaseUrl(String),
     #[error("REDIS_URL must start with redis:// (got {0:?})")]
     RedisUrl(String),
+    #[error("SMTP_ADDR must be host:port (got {0:?})")]
+    SmtpAddr(String),
 }
 
 impl Config {
@@ -118,7 +125,22 @@ impl Config {
         if !self.redis_url.starts_with("redis://") {
             return Err(ConfigError::RedisUrl(self.redis_url.clone()));
         }
+        self.smtp()?;
         Ok(())
+    }
+
+    /// The mail server's host and port, if there is one.
+    pub fn smtp(&self) -> Result<Option<(String, u16)>, ConfigError> {
+        let Some(addr) = &self.smtp_addr else {
+            return Ok(None);
+        };
+        let invalid = || ConfigError::SmtpAddr(addr.clone());
+        let (host, port) = addr.rsplit_once(':').ok_or_else(invalid)?;
+        let port = port.parse().map_err(|_| invalid())?;
+        if host.is_empty() {
+            return Err(invalid());
+        }
+        Ok(Some((host.to_owned(), port)))
     }
 
     pub fn redis_timeout(&self) -> Duration {
@@ -141,5 +163,23 @@ impl Config {
         config.database_url = database_url.to_owned();
         config.redis_url = redis_url.to_owned();
         config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mail_server_is_host_and_port_or_a_clear_error() {
+        let mut config = Config::for_urls("postgres://db/shop", "redis://cache");
+        assert_eq!(config.smtp().unwrap(), None);
+        config.smtp_addr = Some("fortress-x-proxy:25".into());
+        assert_eq!(config.smtp().unwrap(), Some(("fortress-x-proxy".to_owned(), 25)));
+        for bad in ["mail", ":25", "mail:smtp", "mail:70000"] {
+            config.smtp_addr = Some(bad.into());
+            let error = config.validate().unwrap_err().to_string();
+            assert_eq!(error, format!("SMTP_ADDR must be host:port (got {bad:?})"));
+        }
     }
 }

@@ -18,6 +18,7 @@ pub mod db;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod mail;
 pub mod metrics;
 pub mod modes;
 pub mod order_history;

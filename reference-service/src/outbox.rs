@@ -1,10 +1,12 @@
-//! The outbox worker: relays `order.created` events, written in the checkout transaction, to the
-//! (simulated) email sender.
+//! The outbox worker: relays `order.created` events, written in the checkout transaction, as
+//! confirmation emails: over SMTP to the mail server when the service has one (`SMTP_ADDR`), and
+//! always as a row of `emails`, the service's own record of what it sent.
 //!
 //! One batch is one transaction: claim pending events with `FOR UPDATE SKIP LOCKED` (so several workers
-//! never take the same event), deliver each, mark it. Delivery is idempotent per event (`emails.event_id`
-//! is unique), so a batch that dies half-way and is retried never sends an email twice. A failed delivery
-//! is retried later with exponential backoff and dead-lettered after `max_attempts`.
+//! never take the same event), deliver each, mark it. The `emails` row is idempotent per event
+//! (`emails.event_id` is unique); the SMTP send cannot be: a batch that sent an email and then failed to
+//! commit sends it again when retried (at least once, with the same `Message-ID`). A failed delivery is
+//! retried later with exponential backoff and dead-lettered after `max_attempts`.
 
 use std::time::Duration;
 
@@ -13,6 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::error::cause_chain;
+use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::modes::{EmailSender, ModeSwitch};
 
@@ -65,6 +69,8 @@ pub struct OutboxWorker {
     modes: ModeSwitch,
     metrics: Metrics,
     settings: OutboxSettings,
+    /// The mail server, when the service has one; without, the `emails` row is the whole delivery.
+    mailer: Option<Mailer>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -72,15 +78,24 @@ struct Event {
     id: i64,
     order_id: i64,
     attempts: i32,
+    /// The customer's address.
+    recipient: String,
 }
 
 impl OutboxWorker {
-    pub fn new(db: Db, modes: ModeSwitch, metrics: Metrics, settings: OutboxSettings) -> Self {
+    pub fn new(
+        db: Db,
+        modes: ModeSwitch,
+        metrics: Metrics,
+        settings: OutboxSettings,
+        mailer: Option<Mailer>,
+    ) -> Self {
         Self {
             db,
             modes,
             metrics,
             settings,
+            mailer,
         }
     }
 
@@ -120,9 +135,10 @@ impl OutboxWorker {
         let mut tx = self.db.begin_as(modes.durability).await?;
         self.db.statement("outbox.claim");
         let events: Vec<Event> = sqlx::query_as(
-            "SELECT id, order_id, attempts FROM outbox \
-             WHERE status = 'pending' AND next_attempt_at <= now() \
-             ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+            "SELECT e.id, e.order_id, e.attempts, u.email AS recipient FROM outbox e \
+             JOIN orders o ON o.id = e.order_id JOIN users u ON u.id = o.user_id \
+             WHERE e.status = 'pending' AND e.next_attempt_at <= now() \
+             ORDER BY e.id LIMIT $1 FOR UPDATE OF e SKIP LOCKED",
         )
         .bind(i64::from(self.settings.batch_size))
         .fetch_all(&mut *tx)
@@ -130,17 +146,19 @@ impl OutboxWorker {
         let mut relayed = Relayed::default();
         for event in &events {
             let attempts = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
-            match sender {
-                EmailSender::Up => {
+            match self.send(sender, event).await {
+                Ok(()) => {
                     self.deliver(&mut tx, event).await?;
                     relayed.delivered += 1;
                 }
-                EmailSender::Down if attempts >= self.settings.max_attempts => {
-                    self.mark_failed(&mut tx, event, "dead", Duration::ZERO).await?;
+                Err(reason) if attempts >= self.settings.max_attempts => {
+                    self.mark_failed(&mut tx, event, "dead", Duration::ZERO, &reason)
+                        .await?;
                     relayed.dead += 1;
                 }
-                EmailSender::Down => {
-                    self.mark_failed(&mut tx, event, "pending", self.settings.backoff(attempts))
+                Err(reason) => {
+                    let retry_in = self.settings.backoff(attempts);
+                    self.mark_failed(&mut tx, event, "pending", retry_in, &reason)
                         .await?;
                     relayed.retried += 1;
                 }
@@ -163,7 +181,23 @@ impl OutboxWorker {
         }
     }
 
-    /// Sends the confirmation email (a row in `emails`) and marks the event delivered.
+    /// Hands the email to the mail server, if there is one; answers why it could not.
+    async fn send(&self, sender: EmailSender, event: &Event) -> Result<(), String> {
+        match (sender, &self.mailer) {
+            (EmailSender::Down, _) => Err("email sender is down (mode)".to_owned()),
+            (EmailSender::Up, None) => Ok(()),
+            (EmailSender::Up, Some(mailer)) => {
+                let sent = mailer.send_confirmation(event.order_id, &event.recipient).await;
+                sent.map_err(|error| {
+                    let reason = cause_chain(&error);
+                    tracing::warn!(order_id = event.order_id, %reason, "confirmation email not sent");
+                    reason
+                })
+            }
+        }
+    }
+
+    /// Records the confirmation email (a row in `emails`) and marks the event delivered.
     async fn deliver(&self, conn: &mut PgConnection, event: &Event) -> Result<(), sqlx::Error> {
         self.db.statement("outbox.send_email");
         sqlx::query(
@@ -192,15 +226,17 @@ impl OutboxWorker {
         event: &Event,
         status: &str,
         retry_in: Duration,
+        reason: &str,
     ) -> Result<(), sqlx::Error> {
         self.db.statement("outbox.mark_failed");
         sqlx::query(
-            "UPDATE outbox SET status = $2, attempts = attempts + 1, last_error = 'email sender is down', \
+            "UPDATE outbox SET status = $2, attempts = attempts + 1, last_error = $4, \
              next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
         )
         .bind(event.id)
         .bind(status)
         .bind(retry_in.as_secs_f64())
+        .bind(reason)
         .execute(&mut *conn)
         .await?;
         Ok(())

@@ -61,8 +61,10 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         mix.join(", ")
     );
     println!(
-        "topology: {} replica(s), pool of {}",
-        plan.replicas, plan.pool_size
+        "topology: {} replica(s), pool of {}{}",
+        plan.replicas,
+        plan.pool_size,
+        if plan.mail { ", a mail server" } else { "" }
     );
     for phase in &plan.phases {
         println!(

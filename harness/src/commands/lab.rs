@@ -9,7 +9,7 @@ use super::print_error;
 use crate::cli::{EnvArgs, ProxyArgs};
 use crate::env::docker::DockerClient;
 use crate::env::{Balancing, Lab, LabSpec, cleanup};
-use crate::vocabulary::{ExitCode, Link};
+use crate::vocabulary::ExitCode;
 
 /// How long removing a lab may take before the user is told to run `fortress cleanup`.
 const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
@@ -23,6 +23,7 @@ pub async fn env_up(args: &EnvArgs, lab_binary: PathBuf) -> ExitCode {
         redis_image: args.redis_image.clone(),
         balancer: (args.balancer || args.sticky || args.replicas > 1)
             .then_some(Balancing { sticky: args.sticky }),
+        mail: args.mail,
         ..LabSpec::with_binary(lab_binary)
     };
     eprintln!("starting the lab...");
@@ -75,10 +76,18 @@ async fn print_lab(lab: &Lab) -> Result<(), crate::env::EnvError> {
     }
     println!("  postgres   {}", lab.postgres_url().await?);
     println!("  redis      {}", lab.redis_url().await?);
+    if let Some(mail) = &lab.mail {
+        let port = mail.host_port().await?;
+        println!(
+            "  mail       smtp://127.0.0.1:{port}   (mailbox: docker exec {} ls /var/mail/sink/new)",
+            mail.name
+        );
+    }
+    let links: Vec<String> = lab.links().iter().map(ToString::to_string).collect();
     println!(
         "  proxy      {}/links (links: {})",
         lab.proxy_url().await?,
-        Link::names()
+        links.join(", ")
     );
     println!("  admin token: {}", lab.admin_token());
     Ok(())

@@ -24,6 +24,7 @@ fn port_of(link: Link) -> u16 {
     match link {
         Link::Postgres => 5432,
         Link::Redis => 6379,
+        Link::Mail => 25,
     }
 }
 
@@ -44,6 +45,7 @@ pub(super) struct Topology {
     db_pool_size: u32,
     seed: u64,
     balancing: Option<Balancing>,
+    mail: bool,
 }
 
 /// Every container of a lab, started.
@@ -55,6 +57,7 @@ pub(super) struct Started {
     pub proxy: Node,
     pub services: Vec<Node>,
     pub balancer: Option<Node>,
+    pub mail: Option<Node>,
     pub images: Vec<ImageChoice>,
     pub admin_token: String,
 }
@@ -72,6 +75,7 @@ impl Topology {
             db_pool_size: spec.db_pool_size,
             seed: spec.seed,
             balancing: spec.balancer,
+            mail: spec.mail,
         }
     }
 
@@ -130,7 +134,7 @@ impl Topology {
             "--seed".to_owned(),
             self.seed.to_string(),
         ];
-        for &link in Link::ALL {
+        for link in super::links(self.mail) {
             let port = port_of(link);
             let upstream = self.container_name(link.role());
             cmd.extend([
@@ -142,10 +146,19 @@ impl Topology {
             .with_cmd(cmd)
     }
 
-    /// `fortress service`, reaching Postgres and Redis through the proxy.
+    /// Postfix, taking mail for any address on port 25.
+    fn mail(&self, image: &ImageChoice) -> ContainerRequest<GenericImage> {
+        self.request(image, Role::Mail, &[port_of(Link::Mail)])
+    }
+
+    /// `fortress service`, reaching Postgres, Redis and the mail server (if any) through the proxy.
     fn replica(&self, n: u32) -> ContainerRequest<GenericImage> {
         let proxy = self.container_name(Role::Proxy);
-        self.request(&self.images.lab, Role::Service(n), &[SERVICE_PORT])
+        let mut request = self.request(&self.images.lab, Role::Service(n), &[SERVICE_PORT]);
+        if self.mail {
+            request = request.with_env_var("SMTP_ADDR", format!("{proxy}:{}", port_of(Link::Mail)));
+        }
+        request
             .with_cmd(["service"])
             .with_env_var("LISTEN_ADDR", format!("0.0.0.0:{SERVICE_PORT}"))
             .with_env_var("DATABASE_URL", postgres_url(&proxy, port_of(Link::Postgres)))
@@ -187,12 +200,19 @@ impl Topology {
                 _ => None,
             }
         };
-        let (postgres, redis, proxy, services, balancer) = tokio::join!(
+        let mail = async {
+            match &self.images.mail {
+                Some(image) => Some(start_node(Role::Mail, port_of(Link::Mail), self.mail(image)).await),
+                None => None,
+            }
+        };
+        let (postgres, redis, proxy, services, balancer, mail) = tokio::join!(
             start_node(Role::Postgres, port_of(Link::Postgres), self.postgres()),
             start_node(Role::Redis, port_of(Link::Redis), self.redis()),
             start_node(Role::Proxy, PROXY_CONTROL_PORT, self.proxy()),
             futures::future::join_all(replicas),
             balancer,
+            mail,
         );
         Ok(Started {
             postgres: postgres?,
@@ -200,6 +220,7 @@ impl Topology {
             proxy: proxy?,
             services: services.into_iter().collect::<Result<Vec<_>, _>>()?,
             balancer: balancer.transpose()?,
+            mail: mail.transpose()?,
             images: self.images.all().cloned().collect(),
             run_id: self.run_id,
             network: self.network,

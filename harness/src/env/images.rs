@@ -20,6 +20,7 @@ pub const POSTGRES_DEFAULT: &str = "fortress/postgres:15";
 pub const REDIS_DEFAULT: &str = "fortress/redis:7";
 pub const RUNTIME_BASE: &str = "fortress/runtime:bookworm";
 pub const BALANCER_DEFAULT: &str = "fortress/haproxy:2.6";
+pub const MAIL_DEFAULT: &str = "fortress/postfix:3.7";
 const SOURCE_LABEL: &str = "fortress.image.source";
 
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
@@ -111,13 +112,14 @@ fn content_hash(path: &Path) -> Result<String, std::io::Error> {
 }
 
 /// The images of one lab: Postgres, Redis, the lab binary's (service replicas and proxy), and the
-/// balancer's when the lab has one.
+/// balancer's and the mail server's when the lab has them.
 #[derive(Debug, Clone)]
 pub struct LabImages {
     pub postgres: ImageChoice,
     pub redis: ImageChoice,
     pub lab: ImageChoice,
     pub balancer: Option<ImageChoice>,
+    pub mail: Option<ImageChoice>,
 }
 
 impl LabImages {
@@ -125,6 +127,7 @@ impl LabImages {
         [&self.postgres, &self.redis, &self.lab]
             .into_iter()
             .chain(self.balancer.as_ref())
+            .chain(self.mail.as_ref())
     }
 }
 
@@ -143,6 +146,10 @@ pub async fn for_lab(docker: &DockerClient, spec: &super::LabSpec) -> Result<Lab
         balancer: match spec.balancer {
             Some(_) => Some(resolve(docker, "balancer", BALANCER_DEFAULT, None).await?),
             None => None,
+        },
+        mail: match spec.mail {
+            true => Some(resolve(docker, "mail", MAIL_DEFAULT, None).await?),
+            false => None,
         },
     })
 }

@@ -1,5 +1,6 @@
 //! The lab's topology in containers: one Docker network per run, with Postgres, Redis, the fault proxy,
-//! one or more replicas of the reference service and, when asked for, HAProxy in front of them.
+//! one or more replicas of the reference service and, when asked for, HAProxy in front of them and a
+//! mail server (Postfix) behind them.
 //!
 //! The service reaches Postgres and Redis through the proxy's listeners (`proxy:5432`, `proxy:6379`),
 //! and the proxy reaches them by container name, resolved per connection, so a restarted Redis is
@@ -22,6 +23,7 @@ mod containers;
 pub mod docker;
 pub mod images;
 pub mod logs;
+pub mod mail;
 pub mod owner;
 pub mod resources;
 
@@ -35,7 +37,16 @@ pub use self::balancer::Balancing;
 use self::containers::Topology;
 use self::docker::{DockerClient, DockerError};
 use self::images::ImageChoice;
-use crate::vocabulary::{Role, UnknownRole};
+use crate::vocabulary::{Link, Role, UnknownRole};
+
+/// The proxy's links of a lab with or without a mail server.
+fn links(mail: bool) -> Vec<Link> {
+    Link::ALL
+        .iter()
+        .copied()
+        .filter(|l| mail || *l != Link::Mail)
+        .collect()
+}
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -51,6 +62,9 @@ pub struct LabSpec {
     pub seed: u64,
     /// HAProxy in front of the replicas, balancing as this says; `None`: clients go to replica 1.
     pub balancer: Option<Balancing>,
+    /// A mail server (Postfix) the outbox sends each order's confirmation to, through the proxy's
+    /// `mail` link; without one the outbox only records emails in its own table.
+    pub mail: bool,
 }
 
 impl LabSpec {
@@ -65,6 +79,7 @@ impl LabSpec {
             ready_deadline: Duration::from_secs(60),
             seed: 0,
             balancer: None,
+            mail: false,
         }
     }
 }
@@ -103,6 +118,12 @@ pub enum EnvError {
     },
     #[error("the balancer refused `{command}`: {answer}")]
     BalancerRefused { command: String, answer: String },
+    #[error("could not run a command in the {role} container")]
+    Exec {
+        role: Role,
+        #[source]
+        source: testcontainers::TestcontainersError,
+    },
     #[error("could not build the lab's HTTP client")]
     HttpClient(#[source] reqwest::Error),
     #[error(transparent)]
@@ -164,6 +185,7 @@ pub struct Lab {
     pub proxy: Node,
     pub services: Vec<Node>,
     pub balancer: Option<Node>,
+    pub mail: Option<Node>,
     pub images: Vec<ImageChoice>,
     /// From the call to `start` until every replica said ready.
     pub ready_in: Duration,
@@ -255,6 +277,7 @@ impl Lab {
             proxy: started.proxy,
             services: started.services,
             balancer: started.balancer,
+            mail: started.mail,
             images: started.images,
             ready_in: Duration::ZERO,
             startup: Vec::new(),
@@ -271,6 +294,10 @@ impl Lab {
             lab.wait_balanced(spec.ready_deadline).await?;
             steps.finished("balancer sees every replica up");
         }
+        if lab.mail.is_some() {
+            lab.wait_mail_server(spec.ready_deadline).await?;
+            steps.finished("mail server greets");
+        }
         lab.ready_in = steps.started.elapsed();
         lab.startup = steps.done;
         Ok(lab)
@@ -285,11 +312,20 @@ impl Lab {
                 .balancer
                 .as_ref()
                 .ok_or_else(|| UnknownRole(role.to_string()).into()),
+            Role::Mail => self
+                .mail
+                .as_ref()
+                .ok_or_else(|| UnknownRole(role.to_string()).into()),
             Role::Service(n) => self
                 .services
                 .get(usize::try_from(n).unwrap_or(usize::MAX).wrapping_sub(1))
                 .ok_or_else(|| UnknownRole(role.to_string()).into()),
         }
+    }
+
+    /// The proxy's links in this lab: Postgres and Redis always, the mail server's when it has one.
+    pub fn links(&self) -> Vec<Link> {
+        links(self.mail.is_some())
     }
 
     /// The replica numbers, from 1.

@@ -55,6 +55,8 @@ pub struct Plan {
     pub profile: Profile,
     pub replicas: u32,
     pub pool_size: u32,
+    /// Whether the lab has a mail server (`topology.mail`).
+    pub mail: bool,
     pub seed: SeedPlan,
     pub rate: f64,
     pub users: u32,

@@ -1,12 +1,14 @@
 //! The promises that must hold whatever the load and the faults, checked in Postgres at the end of a
 //! run: no acknowledged order lost, no unit sold beyond the stock, no negative stock, one outbox event
-//! per order and, once the outbox has drained, one email per order.
+//! per order and, once the outbox has drained, one email per order: in the service's own table, and
+//! at the mail server's mailbox when the lab has one.
 
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
+use crate::env::mail::Mailbox;
 use crate::vocabulary::Metric;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -260,6 +262,55 @@ async fn one_event_per_order(pg: &PgPool) -> Result<Invariant, sqlx::Error> {
     Ok(Invariant::check(
         "one outbox event per order",
         without_event.is_empty(),
+        detail,
+    ))
+}
+
+/// At the mail server itself (labs with one): every order of the run has exactly one confirmation in
+/// its mailbox, and the mailbox has none for an order the database does not hold. Counted after the
+/// outbox has drained and the server's queue has emptied.
+pub async fn one_email_per_order_delivered(
+    pg: &PgPool,
+    facts: &RunFacts,
+    mailbox: &Mailbox,
+) -> Result<Invariant, sqlx::Error> {
+    let orders: Vec<i64> = sqlx::query_scalar("SELECT id FROM orders WHERE id > $1 ORDER BY id")
+        .bind(facts.orders_before_run)
+        .fetch_all(pg)
+        .await?;
+    let count = |id: &i64| mailbox.per_order.get(id).copied().unwrap_or(0);
+    let missing: Vec<i64> = orders.iter().copied().filter(|id| count(id) == 0).collect();
+    let doubled: Vec<i64> = orders.iter().copied().filter(|id| count(id) > 1).collect();
+    let known: std::collections::BTreeSet<i64> = orders.iter().copied().collect();
+    let strangers: Vec<i64> = (mailbox.per_order.keys().copied())
+        .filter(|id| *id > facts.orders_before_run && !known.contains(id))
+        .collect();
+    let mut problems = Vec::new();
+    for (ids, what) in [
+        (&missing, "without an email"),
+        (&doubled, "emailed more than once"),
+        (&strangers, "emailed but not in the database"),
+    ] {
+        if !ids.is_empty() {
+            problems.push(format!("{} order(s) {what}: {}", ids.len(), first_ids(ids)));
+        }
+    }
+    let queue = format!(
+        "{} delivered, {} still queued",
+        mailbox.delivered(),
+        mailbox.queued
+    );
+    let detail = if problems.is_empty() {
+        format!(
+            "each of the run's {} orders has exactly one email at the mail server ({queue})",
+            orders.len()
+        )
+    } else {
+        format!("{} ({queue})", problems.join("; "))
+    };
+    Ok(Invariant::check(
+        "one email per order at the mail server",
+        problems.is_empty(),
         detail,
     ))
 }

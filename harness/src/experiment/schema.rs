@@ -38,6 +38,8 @@ pub(super) struct Topology {
     pub(super) balancer: Option<bool>,
     /// Pin each client to a replica with the balancer's cookie.
     pub(super) sticky: Option<Spanned<bool>>,
+    /// A mail server (Postfix) the outbox sends confirmations to, through the proxy's `mail` link.
+    pub(super) mail: bool,
 }
 
 impl Default for Topology {
@@ -47,6 +49,7 @@ impl Default for Topology {
             pool_size: Spanned::new(0..0, 10),
             balancer: None,
             sticky: None,
+            mail: false,
         }
     }
 }

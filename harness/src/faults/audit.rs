@@ -7,7 +7,6 @@ use serde::{Deserialize, Serialize};
 use super::proxy::client::{ProxyClient, ProxyError};
 use crate::env::Lab;
 use crate::env::docker::DockerError;
-use crate::vocabulary::Link;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -61,7 +60,7 @@ impl std::fmt::Display for LabAudit {
 pub async fn audit(lab: &Lab) -> Result<LabAudit, AuditError> {
     let mut audit = LabAudit::default();
     let proxy = ProxyClient::of(lab).await?;
-    for link in Link::ALL {
+    for link in lab.links() {
         let state = proxy.link(link).await?;
         if state.faults.is_empty() {
             audit.clean_links.push(link.to_string());

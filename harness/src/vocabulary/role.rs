@@ -12,11 +12,15 @@ pub enum Role {
     Service(u32),
     /// The load balancer (HAProxy) in front of the replicas, when a lab has one.
     Balancer,
+    /// The mail server (Postfix) the outbox sends confirmations to, when a lab has one.
+    Mail,
 }
 
 /// A role name that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("there is no {0:?} in the lab (roles: postgres, redis, proxy, service, service-2, ..., balancer)")]
+#[error(
+    "there is no {0:?} in the lab (roles: postgres, redis, mail, proxy, service, service-2, ..., balancer)"
+)]
 pub struct UnknownRole(pub String);
 
 impl std::fmt::Display for Role {
@@ -28,6 +32,7 @@ impl std::fmt::Display for Role {
             Self::Service(1) => f.write_str("service"),
             Self::Service(n) => write!(f, "service-{n}"),
             Self::Balancer => f.write_str("balancer"),
+            Self::Mail => f.write_str("mail"),
         }
     }
 }
@@ -64,6 +69,7 @@ closed_set! {
     pub enum Link, "link" {
         Postgres = "postgres": "the service's connections to Postgres",
         Redis = "redis": "the service's connections to Redis",
+        Mail = "mail": "the service's SMTP connections to the mail server (labs with one)",
     }
 }
 
@@ -73,6 +79,7 @@ impl Link {
         match self {
             Self::Postgres => Role::Postgres,
             Self::Redis => Role::Redis,
+            Self::Mail => Role::Mail,
         }
     }
 }
@@ -90,16 +97,17 @@ mod tests {
             Role::Service(1),
             Role::Service(3),
             Role::Balancer,
+            Role::Mail,
         ] {
             assert_eq!(role.to_string().parse::<Role>().unwrap(), role);
         }
         assert_eq!("service-1".parse::<Role>().unwrap(), Role::Service(1));
         assert!("service-0".parse::<Role>().is_err());
         let error = "mysql".parse::<Role>().unwrap_err().to_string();
-        assert!(error.contains("postgres, redis, proxy, service"), "{error}");
+        assert!(error.contains("postgres, redis, mail, proxy, service"), "{error}");
         assert_eq!(Role::Redis.link(), Some(Link::Redis));
         assert_eq!(Role::Proxy.link(), None);
         let error = "mysql".parse::<Link>().unwrap_err().to_string();
-        assert_eq!(error, "unknown link \"mysql\"; links: postgres, redis");
+        assert_eq!(error, "unknown link \"mysql\"; links: postgres, redis, mail");
     }
 }

@@ -4,6 +4,7 @@
 mod balancer;
 mod env;
 mod faults;
+mod mail;
 mod observe;
 #[path = "../support/mod.rs"]
 mod support;

@@ -123,6 +123,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         profile,
         replicas,
         pool_size,
+        mail: parsed.topology.mail,
         seed,
         rate,
         users,
@@ -238,7 +239,12 @@ fn phase(
     }
     let mut faults = Vec::new();
     for fault in &phase.faults {
-        faults.extend(to_faults(src, fault, topology)?);
+        let planned = to_faults(src, fault, topology)?;
+        if !topology.mail && planned.iter().any(needs_mail) {
+            let message = "the mail server is only in labs with topology.mail = true";
+            return Err(src.error(&fault.span(), "phases.faults", message));
+        }
+        faults.extend(planned);
     }
     let seconds = match profile {
         Profile::Standard => seconds,
@@ -528,6 +534,15 @@ fn to_faults(
 }
 
 /// A network fault on a link of the proxy, on every connection or on a `fraction` of them.
+/// Whether a fault acts on the mail server or its link.
+fn needs_mail(fault: &Fault) -> bool {
+    match fault {
+        Fault::Kill(role) | Fault::Stop(role) | Fault::Pause(role) => *role == Role::Mail,
+        Fault::Network { link, .. } => *link == Link::Mail,
+        _ => false,
+    }
+}
+
 /// A rolling restart needs replicas to spare and a balancer that moves clients off the one being
 /// restarted: without one, clients would lose the replica they talk to.
 fn rolling_restart(

@@ -125,7 +125,12 @@ async fn check_invariants(
         orders_before_run: prepared.orders_before_run,
     };
     let pg = sqlx::PgPool::connect(&lab.postgres_url().await?).await?;
-    let report = invariants::check(&pg, &facts, DRAIN).await?;
+    let mut report = invariants::check(&pg, &facts, DRAIN).await?;
+    if lab.mail.is_some() {
+        let mailbox = lab.settled_mailbox(DRAIN).await?;
+        let delivered = invariants::one_email_per_order_delivered(&pg, &facts, &mailbox).await?;
+        report.checks.push(delivered);
+    }
     pg.close().await;
     Ok(report)
 }

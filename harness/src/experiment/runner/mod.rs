@@ -76,6 +76,7 @@ async fn start_lab(plan: &Plan, variant: Variant, ctx: &RunContext<'_>) -> Resul
     let spec = LabSpec {
         replicas: plan.replicas,
         db_pool_size: plan.pool_size,
+        mail: plan.mail,
         seed: plan.seed.seed,
         balancer: plan
             .variants

@@ -1,0 +1,141 @@
+//! The lab's mail server as the harness sees it from outside: whether it greets on its port published
+//! on 127.0.0.1, and what it has delivered, read from its own mailbox (the Maildir `/var/mail/sink/`,
+//! one file a message) and queue, never from the service's tables.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use testcontainers::core::ExecCommand;
+use tokio::io::AsyncReadExt;
+
+use super::{EnvError, Lab};
+use crate::vocabulary::Role;
+
+/// Reads the queue (`postqueue -j`: one line a queued message) and every order's `Message-ID` in the
+/// mailbox (`<order-42@fortress.test>`, which the service gives each confirmation).
+const READ_MAILBOX: &str =
+    "echo queued $(postqueue -j | wc -l); grep -rhis '^message-id: <order-' /var/mail/sink || true";
+
+/// What the mail server holds at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mailbox {
+    /// Confirmation emails delivered, per order id: 2 is an email sent twice.
+    pub per_order: BTreeMap<i64, u32>,
+    /// Messages taken but not yet delivered (a 250 to the sender means queued, not delivered).
+    pub queued: u32,
+}
+
+impl Mailbox {
+    pub fn delivered(&self) -> u32 {
+        self.per_order.values().sum()
+    }
+}
+
+/// Parses what `READ_MAILBOX` printed. Lines it does not know are skipped.
+pub fn parse_mailbox(out: &str) -> Mailbox {
+    let mut mailbox = Mailbox::default();
+    for line in out.lines() {
+        if let Some(queued) = line.strip_prefix("queued ") {
+            mailbox.queued = queued.trim().parse().unwrap_or(0);
+            continue;
+        }
+        let id = line
+            .split_once('<')
+            .and_then(|(_, rest)| rest.strip_prefix("order-"))
+            .and_then(|rest| rest.split_once('@'))
+            .and_then(|(id, _)| id.parse::<i64>().ok());
+        if let Some(id) = id {
+            *mailbox.per_order.entry(id).or_default() += 1;
+        }
+    }
+    mailbox
+}
+
+impl Lab {
+    /// Polls the mail server's SMTP port on 127.0.0.1 until it greets (`220 ...`), or `deadline`.
+    pub async fn wait_mail_server(&self, deadline: Duration) -> Result<(), EnvError> {
+        let port = self.node(Role::Mail)?.host_port().await?;
+        let started = Instant::now();
+        loop {
+            let greeting = greeting(port).await;
+            if greeting.starts_with("220 ") {
+                return Ok(());
+            }
+            if started.elapsed() >= deadline {
+                return Err(EnvError::NotReady {
+                    role: Role::Mail,
+                    deadline,
+                    last: greeting,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// What the mail server has delivered and still has queued, from inside its container.
+    pub async fn mailbox(&self) -> Result<Mailbox, EnvError> {
+        let node = self.node(Role::Mail)?;
+        let command = ExecCommand::new(["sh", "-c", READ_MAILBOX]);
+        let exec_error = |source| EnvError::Exec {
+            role: Role::Mail,
+            source,
+        };
+        let mut exec = node.container.exec(command).await.map_err(exec_error)?;
+        let stdout = exec.stdout_to_vec().await.map_err(exec_error)?;
+        Ok(parse_mailbox(&String::from_utf8_lossy(&stdout)))
+    }
+}
+
+impl Lab {
+    /// The mailbox once the server's queue is empty, or as it is at `deadline`.
+    pub async fn settled_mailbox(&self, deadline: Duration) -> Result<Mailbox, EnvError> {
+        let started = Instant::now();
+        loop {
+            let mailbox = self.mailbox().await?;
+            if mailbox.queued == 0 || started.elapsed() >= deadline {
+                return Ok(mailbox);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The first line the SMTP server says on a new connection, or why there was none.
+async fn greeting(port: u16) -> String {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut buffer = [0u8; 256];
+        let n = stream.read(&mut buffer).await?;
+        Ok::<_, std::io::Error>(
+            String::from_utf8_lossy(&buffer[..n])
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned(),
+        )
+    };
+    match tokio::time::timeout(Duration::from_secs(2), exchange).await {
+        Ok(Ok(line)) => line,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => "no greeting within 2 s".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mailbox_counts_each_orders_emails_and_the_queue() {
+        let out = "queued 2\n\
+                   Message-ID: <order-7@fortress.test>\n\
+                   Message-Id: <order-8@fortress.test>\n\
+                   Message-ID: <order-7@fortress.test>\n\
+                   Message-ID: <setup-check@fortress.test>\n";
+        let mailbox = parse_mailbox(out);
+        assert_eq!(mailbox.queued, 2);
+        assert_eq!(mailbox.per_order, BTreeMap::from([(7, 2), (8, 1)]));
+        assert_eq!(mailbox.delivered(), 3);
+        assert_eq!(parse_mailbox(""), Mailbox::default());
+    }
+}

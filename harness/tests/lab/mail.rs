@@ -1,0 +1,143 @@
+//! The lab's mail server (Postfix): each order's confirmation lands in its mailbox exactly once, also
+//! when the mail link was down as the order was placed, and the mailbox is read from the server itself.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fortress::env::{Lab, LabSpec};
+use fortress::faults::proxy::NetworkFault;
+use fortress::faults::{Fault, FaultTimeline, with_fault};
+use fortress::vocabulary::Link;
+use reference_service::seed::{SEED_PASSWORD, SeedPlan};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::wait_until;
+
+async fn start_with_mail() -> Lab {
+    let spec = LabSpec {
+        mail: true,
+        ..LabSpec::with_binary(PathBuf::from(env!("CARGO_BIN_EXE_fortress")))
+    };
+    Lab::start(&spec, &|line| eprintln!("{line}"))
+        .await
+        .unwrap_or_else(|e| {
+            panic!("could not start the lab: {e}\n(the lab needs Docker and the images: run ci/setup)")
+        })
+}
+
+/// Logs user 1 in; answers the bearer token.
+async fn login(lab: &Lab) -> String {
+    let url = format!("{}/auth/login", lab.entry_url().await.unwrap());
+    let body = json!({ "email": "user1@fortress.test", "password": SEED_PASSWORD });
+    let answer: Value = lab
+        .http()
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    answer["token"].as_str().expect("a token").to_owned()
+}
+
+/// Buys one unit of product 1; answers the order's id.
+async fn order(lab: &Lab, token: &str) -> i64 {
+    let url = format!("{}/orders", lab.entry_url().await.unwrap());
+    let response = lab
+        .http()
+        .post(url)
+        .bearer_auth(token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "product_id": 1, "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+async fn emails_for(lab: &Lab, order: i64) -> u32 {
+    let mailbox = lab
+        .mailbox()
+        .await
+        .expect("the mail server's mailbox can be read");
+    mailbox.per_order.get(&order).copied().unwrap_or(0)
+}
+
+/// The outbox's attempts and last error for `order`'s event, read in Postgres.
+async fn outbox_state(lab: &Lab, order: i64) -> (i32, Option<String>) {
+    let pg = sqlx::PgPool::connect(&lab.postgres_url().await.unwrap())
+        .await
+        .unwrap();
+    let state = sqlx::query_as("SELECT attempts, last_error FROM outbox WHERE order_id = $1")
+        .bind(order)
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    pg.close().await;
+    state
+}
+
+#[tokio::test]
+async fn each_order_is_one_email_at_the_mail_server_even_when_the_link_was_down() {
+    let lab = start_with_mail().await;
+    crate::assert_loopback_only(&lab, 5, "postgres, redis, proxy, service, mail").await;
+    let plan = SeedPlan {
+        products: 2,
+        users: 1,
+        stock: 10,
+        orders_per_user: 1,
+        seed: 7,
+    };
+    lab.seed(&plan).await.unwrap();
+    let token = login(&lab).await;
+
+    let first = order(&lab, &token).await;
+    wait_until(
+        "the first order's email is in the mailbox",
+        Duration::from_secs(20),
+        || async { emails_for(&lab, first).await == 1 },
+    )
+    .await;
+
+    // The mail link down: the outbox cannot hand the email over, says why, and tries again later.
+    let timeline = FaultTimeline::default();
+    let stop = CancellationToken::new();
+    let down = Fault::Network {
+        link: Link::Mail,
+        fault: NetworkFault::Down.into(),
+    };
+    let second = with_fault(&lab, &timeline, &stop, &down, async {
+        let second = order(&lab, &token).await;
+        wait_until("the outbox fails to send it", Duration::from_secs(20), || async {
+            outbox_state(&lab, second).await.0 >= 1
+        })
+        .await;
+        let (_, error) = outbox_state(&lab, second).await;
+        let error = error.unwrap_or_default();
+        assert!(
+            error.contains("the mail server did not take the email"),
+            "{error}"
+        );
+        assert_eq!(emails_for(&lab, second).await, 0);
+        second
+    })
+    .await
+    .expect("the mail link goes down and comes back");
+
+    // Back up: the retry delivers it, once; nothing else was delivered twice.
+    wait_until(
+        "the second order's email arrives after the link is back",
+        Duration::from_secs(30),
+        || async { emails_for(&lab, second).await == 1 },
+    )
+    .await;
+    let mailbox = lab.settled_mailbox(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(mailbox.queued, 0);
+    assert_eq!(mailbox.per_order.get(&first), Some(&1), "{mailbox:?}");
+    assert_eq!(mailbox.delivered(), 2, "{mailbox:?}");
+    lab.shutdown().await.unwrap();
+}
