@@ -4,6 +4,9 @@
 //! order and its outbox event together. `locking = none` is the version people write first: read the
 //! stock, think for a moment (`race_window_ms`), write back what it computed. Two buyers inside that
 //! window both see the last pair, and both get an order for it.
+//!
+//! The confirmation email goes out through the outbox (its event written with the order) unless
+//! `email_delivery = inline`, where the checkout sends it itself before committing.
 
 use std::time::Duration;
 
@@ -14,7 +17,8 @@ use sqlx::PgConnection;
 
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::modes::{Durability, Locking, Modes};
+use crate::mail::Mailer;
+use crate::modes::{Durability, EmailDelivery, Locking, Modes};
 
 /// The most units one order may take.
 pub const MAX_QUANTITY: i32 = 10;
@@ -50,8 +54,31 @@ pub enum Placed {
 
 const ORDER_COLUMNS: &str = "id, user_id, product_id, quantity, total_cents, idempotency_key, created_at";
 
-/// Places an order as the current locking mode says.
-pub async fn place_order(db: &Db, modes: &Modes, checkout: &Checkout) -> Result<Placed, ApiError> {
+/// Who sends an order's confirmation.
+#[derive(Debug, Clone, Copy)]
+enum Confirm<'a> {
+    /// The outbox worker, after the commit: the event is written pending.
+    Outbox,
+    /// The checkout, before its commit, to the mail server if the service has one.
+    Inline(Option<&'a Mailer>),
+}
+
+/// What writing an order needs besides the order: the database, how durably, and who confirms it.
+#[derive(Debug, Clone, Copy)]
+struct Writer<'a> {
+    db: &'a Db,
+    durability: Durability,
+    confirm: Confirm<'a>,
+}
+
+/// Places an order as the current locking mode says; `mailer` is the mail server, for a checkout
+/// that confirms inline.
+pub async fn place_order(
+    db: &Db,
+    modes: &Modes,
+    mailer: Option<&Mailer>,
+    checkout: &Checkout,
+) -> Result<Placed, ApiError> {
     if !(1..=MAX_QUANTITY).contains(&checkout.quantity) {
         return Err(ApiError::unprocessable(
             "invalid_quantity",
@@ -64,11 +91,19 @@ pub async fn place_order(db: &Db, modes: &Modes, checkout: &Checkout) -> Result<
     if let Some(order) = find_replay(db, checkout).await? {
         return Ok(Placed::Replayed(order));
     }
+    let writer = Writer {
+        db,
+        durability: modes.durability,
+        confirm: match modes.email_delivery {
+            EmailDelivery::Outbox => Confirm::Outbox,
+            EmailDelivery::Inline => Confirm::Inline(mailer),
+        },
+    };
     let placed = match modes.locking {
-        Locking::RowLock => place_locked(db, modes.durability, checkout).await,
+        Locking::RowLock => place_locked(writer, checkout).await,
         Locking::None => {
             let race_window = Duration::from_millis(modes.race_window_ms);
-            place_unlocked(db, modes.durability, checkout, race_window).await
+            place_unlocked(writer, checkout, race_window).await
         }
     };
     match placed {
@@ -105,8 +140,9 @@ async fn find_replay(db: &Db, checkout: &Checkout) -> Result<Option<Order>, ApiE
     }
 }
 
-async fn place_locked(db: &Db, durability: Durability, checkout: &Checkout) -> Result<Placed, ApiError> {
-    let mut tx = db.begin_as(durability).await?;
+async fn place_locked(writer: Writer<'_>, checkout: &Checkout) -> Result<Placed, ApiError> {
+    let db = writer.db;
+    let mut tx = db.begin_as(writer.durability).await?;
     db.statement("checkout.lock_inventory");
     let row: Option<(i32, i64)> = sqlx::query_as(
         "SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id \
@@ -130,18 +166,18 @@ async fn place_locked(db: &Db, durability: Durability, checkout: &Checkout) -> R
     .bind(checkout.quantity)
     .fetch_one(&mut *tx)
     .await?;
-    let order = insert_order(db, &mut tx, checkout, price_cents).await?;
+    let order = insert_order(writer, &mut tx, checkout, price_cents).await?;
     tx.commit().await?;
     Ok(Placed::Created { order, remaining })
 }
 
 /// The naive checkout: nothing stops a second buyer between the read and the write.
 async fn place_unlocked(
-    db: &Db,
-    durability: Durability,
+    writer: Writer<'_>,
     checkout: &Checkout,
     race_window: Duration,
 ) -> Result<Placed, ApiError> {
+    let db = writer.db;
     db.statement("checkout.read_inventory");
     let row: Option<(i32, i64)> = sqlx::query_as(
         "SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id \
@@ -159,25 +195,27 @@ async fn place_unlocked(
     }
     tokio::time::sleep(race_window).await;
     let remaining = available - checkout.quantity;
-    let mut tx = db.begin_as(durability).await?;
+    let mut tx = db.begin_as(writer.durability).await?;
     db.statement("checkout.write_inventory");
     sqlx::query("UPDATE inventory SET quantity = $2 WHERE product_id = $1")
         .bind(checkout.product_id)
         .bind(remaining)
         .execute(&mut *tx)
         .await?;
-    let order = insert_order(db, &mut tx, checkout, price_cents).await?;
+    let order = insert_order(writer, &mut tx, checkout, price_cents).await?;
     tx.commit().await?;
     Ok(Placed::Created { order, remaining })
 }
 
-/// Writes the order and its `order.created` event in the caller's transaction.
+/// Writes the order and its `order.created` event in the caller's transaction (and, inline, sends
+/// its confirmation).
 async fn insert_order(
-    db: &Db,
+    writer: Writer<'_>,
     conn: &mut PgConnection,
     checkout: &Checkout,
     price_cents: i64,
 ) -> Result<Order, ApiError> {
+    let db = writer.db;
     db.statement("checkout.insert_order");
     let order = sqlx::query_as::<_, Order>(&format!(
         "INSERT INTO orders (user_id, product_id, quantity, total_cents, idempotency_key, request_id) \
@@ -191,19 +229,74 @@ async fn insert_order(
     .bind(&checkout.request_id)
     .fetch_one(&mut *conn)
     .await?;
+    let delivered = match writer.confirm {
+        Confirm::Outbox => false,
+        Confirm::Inline(mailer) => {
+            confirm_inline(db, conn, &order, mailer).await?;
+            true
+        }
+    };
     db.statement("checkout.insert_outbox_event");
-    sqlx::query("INSERT INTO outbox (event_type, order_id, payload) VALUES ('order.created', $1, $2)")
-        .bind(order.id)
-        .bind(json!({
-            "order_id": order.id,
-            "user_id": order.user_id,
-            "product_id": order.product_id,
-            "quantity": order.quantity,
-            "total_cents": order.total_cents,
-        }))
-        .execute(&mut *conn)
-        .await?;
+    let event_id: i64 = sqlx::query_scalar(
+        "INSERT INTO outbox (event_type, order_id, payload, status, attempts, delivered_at) \
+         VALUES ('order.created', $1, $2, CASE WHEN $3 THEN 'delivered' ELSE 'pending' END, \
+         CASE WHEN $3 THEN 1 ELSE 0 END, CASE WHEN $3 THEN now() END) RETURNING id",
+    )
+    .bind(order.id)
+    .bind(json!({
+        "order_id": order.id,
+        "user_id": order.user_id,
+        "product_id": order.product_id,
+        "quantity": order.quantity,
+        "total_cents": order.total_cents,
+    }))
+    .bind(delivered)
+    .fetch_one(&mut *conn)
+    .await?;
+    if delivered {
+        record_email(db, conn, event_id, &order).await?;
+    }
     Ok(order)
+}
+
+/// Sends the order's confirmation now, inside the checkout's transaction: an error rolls the order
+/// back, and the time it takes is time the inventory row stays locked.
+async fn confirm_inline(
+    db: &Db,
+    conn: &mut PgConnection,
+    order: &Order,
+    mailer: Option<&Mailer>,
+) -> Result<(), ApiError> {
+    let Some(mailer) = mailer else { return Ok(()) };
+    db.statement("checkout.read_recipient");
+    let recipient: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+        .bind(order.user_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    mailer
+        .send_confirmation(order.id, &recipient)
+        .await
+        .map_err(ApiError::EmailUnavailable)
+}
+
+/// The `emails` row of a confirmation sent inline, as the outbox worker writes it for its own.
+async fn record_email(
+    db: &Db,
+    conn: &mut PgConnection,
+    event_id: i64,
+    order: &Order,
+) -> Result<(), ApiError> {
+    db.statement("checkout.record_email");
+    sqlx::query(
+        "INSERT INTO emails (event_id, order_id, recipient, subject) \
+         SELECT $1, $2, u.email, format('Order %s confirmed', $2) FROM users u WHERE u.id = $3",
+    )
+    .bind(event_id)
+    .bind(order.id)
+    .bind(order.user_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 /// One order of the given user, or not found (another user's order is not found either).

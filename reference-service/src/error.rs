@@ -32,6 +32,9 @@ pub enum ApiError {
     },
     #[error("the database is unavailable")]
     DatabaseUnavailable(#[source] sqlx::Error),
+    /// A checkout that sends its confirmation inline could not: the order was not placed.
+    #[error("the confirmation email could not be sent, so the order was not placed; try again")]
+    EmailUnavailable(#[source] crate::mail::MailError),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("internal error: {0}")]
@@ -95,6 +98,7 @@ impl ApiError {
             Self::IdempotencyConflict => (StatusCode::CONFLICT, "idempotency_conflict"),
             Self::Rejected { status, code, .. } => (*status, code),
             Self::DatabaseUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
+            Self::EmailUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "email_unavailable"),
             Self::Database(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -78,6 +78,17 @@ pub enum EmailSender {
     Down,
 }
 
+/// Who sends an order's confirmation email.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EmailDelivery {
+    /// The outbox worker, after the checkout's commit: the checkout never waits for mail.
+    Outbox,
+    /// The checkout itself, before its commit (the naive design): a mail server that fails fails the
+    /// checkout, and one that is slow holds the order's row lock and database connection that long.
+    Inline,
+}
+
 /// What a login for an email nobody has costs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -144,6 +155,7 @@ pub struct Modes {
     pub cache_failure: CacheFailure,
     pub cache_refill: CacheRefill,
     pub email_sender: EmailSender,
+    pub email_delivery: EmailDelivery,
     pub login_timing: LoginTiming,
     pub durability: Durability,
     pub sessions: Sessions,
@@ -161,6 +173,7 @@ impl Default for Modes {
             cache_failure: CacheFailure::Breaker,
             cache_refill: CacheRefill::Coalesced,
             email_sender: EmailSender::Up,
+            email_delivery: EmailDelivery::Outbox,
             login_timing: LoginTiming::Constant,
             durability: Durability::SyncCommit,
             sessions: Sessions::Jwt,
@@ -191,6 +204,8 @@ pub struct ModesPatch {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email_sender: Option<EmailSender>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_delivery: Option<EmailDelivery>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub login_timing: Option<LoginTiming>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub durability: Option<Durability>,
@@ -212,6 +227,7 @@ impl From<Modes> for ModesPatch {
             cache_failure,
             cache_refill,
             email_sender,
+            email_delivery,
             login_timing,
             durability,
             sessions,
@@ -226,6 +242,7 @@ impl From<Modes> for ModesPatch {
             cache_failure: Some(cache_failure),
             cache_refill: Some(cache_refill),
             email_sender: Some(email_sender),
+            email_delivery: Some(email_delivery),
             login_timing: Some(login_timing),
             durability: Some(durability),
             sessions: Some(sessions),
@@ -264,47 +281,36 @@ impl ModesPatch {
             cache_failure,
             cache_refill,
             email_sender,
+            email_delivery,
             login_timing,
             durability,
             sessions,
             revocation,
         } = *self;
-        if let Some(v) = locking {
-            modes.locking = v;
+        // Each field the patch names replaces the mode's. A new mode breaks the destructuring above
+        // until it is named there, and is an unused variable (a lint error) until it is listed here.
+        macro_rules! set {
+            ($($field:ident),*) => {
+                $(if let Some(value) = $field {
+                    modes.$field = value;
+                })*
+            };
         }
-        if let Some(v) = race_window_ms {
-            modes.race_window_ms = v;
-        }
-        if let Some(v) = order_history {
-            modes.order_history = v;
-        }
-        if let Some(v) = history_guard {
-            modes.history_guard = v;
-        }
-        if let Some(v) = cache {
-            modes.cache = v;
-        }
-        if let Some(v) = cache_failure {
-            modes.cache_failure = v;
-        }
-        if let Some(v) = cache_refill {
-            modes.cache_refill = v;
-        }
-        if let Some(v) = email_sender {
-            modes.email_sender = v;
-        }
-        if let Some(v) = login_timing {
-            modes.login_timing = v;
-        }
-        if let Some(v) = durability {
-            modes.durability = v;
-        }
-        if let Some(v) = sessions {
-            modes.sessions = v;
-        }
-        if let Some(v) = revocation {
-            modes.revocation = v;
-        }
+        set!(
+            locking,
+            race_window_ms,
+            order_history,
+            history_guard,
+            cache,
+            cache_failure,
+            cache_refill,
+            email_sender,
+            email_delivery,
+            login_timing,
+            durability,
+            sessions,
+            revocation
+        );
         Ok(())
     }
 }

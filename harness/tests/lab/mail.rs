@@ -8,6 +8,7 @@ use fortress::env::{Lab, LabSpec};
 use fortress::faults::proxy::NetworkFault;
 use fortress::faults::{Fault, FaultTimeline, with_fault};
 use fortress::vocabulary::Link;
+use reference_service::modes::{EmailDelivery, ModesPatch};
 use reference_service::seed::{SEED_PASSWORD, SeedPlan};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -43,8 +44,8 @@ async fn login(lab: &Lab) -> String {
     answer["token"].as_str().expect("a token").to_owned()
 }
 
-/// Buys one unit of product 1; answers the order's id.
-async fn order(lab: &Lab, token: &str) -> i64 {
+/// Buys one unit of product 1; answers the status and the body.
+async fn try_order(lab: &Lab, token: &str) -> (u16, Value) {
     let url = format!("{}/orders", lab.entry_url().await.unwrap());
     let response = lab
         .http()
@@ -55,8 +56,39 @@ async fn order(lab: &Lab, token: &str) -> i64 {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 201);
-    response.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+/// Buys one unit of product 1; answers the order's id.
+async fn order(lab: &Lab, token: &str) -> i64 {
+    let (status, body) = try_order(lab, token).await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_i64().unwrap()
+}
+
+async fn seed(lab: &Lab) {
+    let plan = SeedPlan {
+        products: 2,
+        users: 1,
+        stock: 10,
+        orders_per_user: 1,
+        seed: 7,
+    };
+    lab.seed(&plan).await.unwrap();
+}
+
+/// Orders in the database.
+async fn orders(lab: &Lab) -> i64 {
+    let pg = sqlx::PgPool::connect(&lab.postgres_url().await.unwrap())
+        .await
+        .unwrap();
+    let n = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    pg.close().await;
+    n
 }
 
 async fn emails_for(lab: &Lab, order: i64) -> u32 {
@@ -85,14 +117,7 @@ async fn outbox_state(lab: &Lab, order: i64) -> (i32, Option<String>) {
 async fn each_order_is_one_email_at_the_mail_server_even_when_the_link_was_down() {
     let lab = start_with_mail().await;
     crate::assert_loopback_only(&lab, 5, "postgres, redis, proxy, service, mail").await;
-    let plan = SeedPlan {
-        products: 2,
-        users: 1,
-        stock: 10,
-        orders_per_user: 1,
-        seed: 7,
-    };
-    lab.seed(&plan).await.unwrap();
+    seed(&lab).await;
     let token = login(&lab).await;
 
     let first = order(&lab, &token).await;
@@ -139,5 +164,40 @@ async fn each_order_is_one_email_at_the_mail_server_even_when_the_link_was_down(
     assert_eq!(mailbox.queued, 0);
     assert_eq!(mailbox.per_order.get(&first), Some(&1), "{mailbox:?}");
     assert_eq!(mailbox.delivered(), 2, "{mailbox:?}");
+    lab.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_checkout_that_emails_inline_fails_while_the_mail_link_is_down_and_places_nothing() {
+    let lab = start_with_mail().await;
+    seed(&lab).await;
+    let inline = ModesPatch {
+        email_delivery: Some(EmailDelivery::Inline),
+        ..ModesPatch::default()
+    };
+    lab.set_modes(1, &inline).await.unwrap();
+    let token = login(&lab).await;
+
+    // Mail up: the checkout sends the email itself; it is at the server before the outbox could act.
+    let first = order(&lab, &token).await;
+    let mailbox = lab.settled_mailbox(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(mailbox.per_order.get(&first), Some(&1), "{mailbox:?}");
+
+    // Mail down: the checkout fails with a clear 503, and no order is left behind without its email.
+    let before = orders(&lab).await;
+    let timeline = FaultTimeline::default();
+    let stop = CancellationToken::new();
+    let down = Fault::Network {
+        link: Link::Mail,
+        fault: NetworkFault::Down.into(),
+    };
+    let (status, body) = with_fault(&lab, &timeline, &stop, &down, try_order(&lab, &token))
+        .await
+        .unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "email_unavailable", "{body}");
+    assert_eq!(orders(&lab).await, before, "the failed checkout was rolled back");
+    let mailbox = lab.settled_mailbox(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(mailbox.delivered(), 1, "{mailbox:?}");
     lab.shutdown().await.unwrap();
 }

@@ -80,7 +80,7 @@ pub async fn checkout(
             .map(str::to_owned),
     };
     let modes = state.modes.current();
-    let placed = checkout::place_order(&state.db, &modes, &checkout).await;
+    let placed = checkout::place_order(&state.db, &modes, state.mailer.as_ref(), &checkout).await;
     let result = match &placed {
         Ok(Placed::Created { .. }) => "created",
         Ok(Placed::Replayed(_)) => "replayed",
