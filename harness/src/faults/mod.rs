@@ -379,7 +379,11 @@ async fn alongside<T>(
     body: impl Future<Output = T>,
     on_stop: OnStop,
 ) -> (Result<(), FaultError>, BodyOutcome<T>) {
-    let body = AssertUnwindSafe(body).catch_unwind();
+    // Both on the heap: a scope holds its body and its `during`, and a scope nested in another's body
+    // would otherwise grow each enclosing future by all of it (a nested fault around a load run
+    // overflowed a test thread's stack).
+    let body = Box::pin(AssertUnwindSafe(body).catch_unwind());
+    let during = Box::pin(fault.during(at.lab, at.timeline, at.stop));
     let body = async {
         match on_stop {
             OnStop::Await => Some(body.await),
@@ -389,5 +393,5 @@ async fn alongside<T>(
             },
         }
     };
-    tokio::join!(fault.during(at.lab, at.timeline, at.stop), body)
+    tokio::join!(during, body)
 }
