@@ -243,6 +243,18 @@ impl OutboxWorker {
     }
 }
 
+/// Puts every dead-lettered event back in the queue, due now, with its attempts reset (after the
+/// cause is fixed: the mail server is back). Answers how many.
+pub async fn replay_dead(db: &Db) -> Result<u64, sqlx::Error> {
+    db.statement("outbox.replay_dead");
+    let replayed = sqlx::query(
+        "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now() WHERE status = 'dead'",
+    )
+    .execute(&mut *db.acquire().await?)
+    .await?;
+    Ok(replayed.rows_affected())
+}
+
 /// Counts a committed batch in `outbox_relayed_total`.
 fn count(metrics: &Metrics, relayed: Relayed) {
     let counter = &metrics.outbox_relayed;

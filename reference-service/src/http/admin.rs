@@ -1,4 +1,5 @@
-//! The operator's switches: read and change the runtime modes, and reseed the data set.
+//! The operator's switches: read and change the runtime modes, reseed the data set, and send the
+//! outbox's dead letters again.
 
 use axum::Json;
 use axum::extract::State;
@@ -9,6 +10,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::modes::{Modes, ModesPatch};
+use crate::outbox;
 use crate::seed::{self, SeedPlan};
 
 pub async fn get_modes(State(state): State<AppState>, _: Operator) -> Json<Modes> {
@@ -46,4 +48,15 @@ pub async fn seed(
     };
     tracing::info!(?plan, "seeded");
     Ok(Json(json!({ "seeded": plan, "cache_cleared": cache_cleared })))
+}
+
+/// `POST /admin/outbox/replay`: every dead-lettered event goes back to pending, due now, with its
+/// attempts reset; the worker sends them on its next batch. Answers how many.
+pub async fn replay_dead_letters(
+    State(state): State<AppState>,
+    _: Operator,
+) -> Result<Json<Value>, ApiError> {
+    let replayed = outbox::replay_dead(&state.db).await?;
+    tracing::info!(replayed, "dead letters replayed");
+    Ok(Json(json!({ "replayed": replayed })))
 }

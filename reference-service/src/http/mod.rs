@@ -41,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .route("/users/me/orders", get(orders::history))
         .route("/admin/modes", get(admin::get_modes).put(admin::put_modes))
         .route("/admin/seed", post(admin::seed))
+        .route("/admin/outbox/replay", post(admin::replay_dead_letters))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -117,7 +117,7 @@ async fn every_order_gets_exactly_one_email_across_interrupted_workers() {
 }
 
 #[tokio::test]
-async fn failed_deliveries_back_off_and_dead_letter() {
+async fn failed_deliveries_back_off_dead_letter_and_can_be_replayed() {
     let lab = Lab::start().await;
     let service = lab
         .service(|config| {
@@ -160,4 +160,17 @@ async fn failed_deliveries_back_off_and_dead_letter() {
     .await;
     assert_eq!(lab.scalar("SELECT count(*) FROM emails").await, 0);
     assert_eq!(lab.scalar("SELECT attempts::bigint FROM outbox").await, 2);
+
+    // The sender is back: the operator replays the dead letters and the next batch delivers them.
+    service.set_modes(json!({ "email_sender": "up" })).await;
+    let (status, body) = service
+        .admin(reqwest::Method::POST, "/admin/outbox/replay", json!({}))
+        .await;
+    assert_eq!((status, body), (200, json!({ "replayed": 1 })));
+    assert_eq!(worker.relay_batch().await.unwrap().delivered, 1);
+    assert_eq!(lab.scalar("SELECT count(*) FROM emails").await, 1);
+    let (_, again) = service
+        .admin(reqwest::Method::POST, "/admin/outbox/replay", json!({}))
+        .await;
+    assert_eq!(again, json!({ "replayed": 0 }));
 }
