@@ -1,5 +1,6 @@
 //! The lab's side of the service replicas' operator routes: readiness (`GET /readyz`), the runtime
-//! modes (`GET|PUT /admin/modes`) and the data set (`POST /admin/seed`), with the lab's admin token.
+//! modes (`GET|PUT /admin/modes`), the data set (`POST /admin/seed`) and the outbox's dead letters
+//! (`POST /admin/outbox/replay`), with the lab's admin token.
 
 use std::time::{Duration, Instant};
 
@@ -88,6 +89,19 @@ impl Lab {
             .admin(1, reqwest::Method::POST, "/admin/seed", Some(plan))
             .await?;
         Ok(())
+    }
+
+    /// Sends the outbox's dead letters back to the queue (through replica 1: they share the
+    /// database); answers how many.
+    pub async fn replay_dead_letters(&self) -> Result<u64, AdminError> {
+        #[derive(serde::Deserialize)]
+        struct Replayed {
+            replayed: u64,
+        }
+        let answer: Replayed = self
+            .admin(1, reqwest::Method::POST, "/admin/outbox/replay", None::<&()>)
+            .await?;
+        Ok(answer.replayed)
     }
 
     async fn admin<T: DeserializeOwned>(

@@ -15,6 +15,8 @@ use crate::vocabulary::Role;
 /// mailbox (`<order-42@fortress.test>`, which the service gives each confirmation).
 const READ_MAILBOX: &str =
     "echo queued $(postqueue -j | wc -l); grep -rhis '^message-id: <order-' /var/mail/sink || true";
+/// Counts the mailbox's messages: one file each, in `new/` until read (nobody reads them).
+const COUNT_MAILBOX: &str = "find /var/mail/sink -type f | wc -l";
 
 /// What the mail server holds at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -74,19 +76,34 @@ impl Lab {
 
     /// What the mail server has delivered and still has queued, from inside its container.
     pub async fn mailbox(&self) -> Result<Mailbox, EnvError> {
+        Ok(parse_mailbox(&self.exec_mail(READ_MAILBOX).await?))
+    }
+
+    /// What a shell `script` run in the mail server's container printed.
+    async fn exec_mail(&self, script: &str) -> Result<String, EnvError> {
         let node = self.node(Role::Mail)?;
-        let command = ExecCommand::new(["sh", "-c", READ_MAILBOX]);
+        let command = ExecCommand::new(["sh", "-c", script]);
         let exec_error = |source| EnvError::Exec {
             role: Role::Mail,
             source,
         };
         let mut exec = node.container.exec(command).await.map_err(exec_error)?;
         let stdout = exec.stdout_to_vec().await.map_err(exec_error)?;
-        Ok(parse_mailbox(&String::from_utf8_lossy(&stdout)))
+        Ok(String::from_utf8_lossy(&stdout).into_owned())
     }
-}
 
-impl Lab {
+    /// How many messages the mailbox holds, counted cheaply (once a second while a run is watched):
+    /// its files, not their contents.
+    pub async fn mailbox_size(&self) -> Result<u32, EnvError> {
+        let out = self.exec_mail(COUNT_MAILBOX).await?;
+        out.trim().parse().map_err(|_| EnvError::Exec {
+            role: Role::Mail,
+            source: testcontainers::TestcontainersError::other(format!(
+                "counting the mailbox printed {out:?}"
+            )),
+        })
+    }
+
     /// The mailbox once the server's queue is empty, or as it is at `deadline`.
     pub async fn settled_mailbox(&self, deadline: Duration) -> Result<Mailbox, EnvError> {
         let started = Instant::now();

@@ -134,25 +134,49 @@ fn per_completed_request(samples: &[Sample], phase: &str, metric: Metric) -> Opt
     (requests > 0.0).then(|| total / requests)
 }
 
-/// How long after each fault phase the cache hit ratio took to be back above 0.9.
+/// How long after each fault phase the cache hit ratio took to be back above 0.9 and, in a lab with a
+/// mail server, the outbox took to catch up: nothing dead-lettered, and no more waiting than one
+/// second's orders (a busy shop always has a few emails on their way).
 fn recovery(plan: &Plan, samples: &[Sample], stats: &mut PhaseStats) {
+    let mail = samples
+        .iter()
+        .any(|s| s.values.contains_key(&Metric::MailDeliveredPerS));
     for pair in plan.phases.windows(2) {
         let (before, after) = (&pair[0], &pair[1]);
         if before.faults.is_empty() {
             continue;
         }
-        let phase_start = samples.iter().find(|s| s.phase == after.name).map(|s| s.at_s);
-        let recovered = samples.iter().filter(|s| s.phase == after.name).find(|s| {
-            s.values
-                .get(&Metric::CacheHitRatio)
-                .is_some_and(|r| *r >= RECOVERED_HIT_RATIO)
-        });
-        let seconds = match (phase_start, recovered) {
-            (Some(start), Some(sample)) => sample.at_s - start + 1.0,
-            // Not within the phase: no finite figure is honest (it serializes as null).
-            _ => f64::INFINITY,
-        };
+        let seconds = seconds_until(samples, &after.name, cache_recovered);
         stats.set(&after.name, Metric::HitRatioRecoveryS, seconds);
+        if mail {
+            let seconds = seconds_until(samples, &after.name, outbox_caught_up);
+            stats.set(&after.name, Metric::EmailBacklogClearS, seconds);
+        }
+    }
+}
+
+fn cache_recovered(sample: &Sample) -> bool {
+    let ratio = sample.values.get(&Metric::CacheHitRatio);
+    ratio.is_some_and(|r| *r >= RECOVERED_HIT_RATIO)
+}
+
+/// Nothing dead-lettered, and no more emails waiting than the orders of the sample's second.
+fn outbox_caught_up(sample: &Sample) -> bool {
+    let level = |metric| sample.values.get(&metric).copied();
+    let orders = level(Metric::OrdersPerS).unwrap_or(0.0).max(1.0);
+    level(Metric::OutboxPending)
+        .zip(level(Metric::OutboxDead))
+        .is_some_and(|(pending, dead)| dead == 0.0 && pending <= orders)
+}
+
+/// Seconds from the start of `phase` to the end of its first sample that meets `condition`; infinite
+/// when none does (not within the phase: no finite figure is honest, and it serializes as null).
+fn seconds_until(samples: &[Sample], phase: &str, condition: impl Fn(&Sample) -> bool) -> f64 {
+    let phase_start = samples.iter().find(|s| s.phase == phase).map(|s| s.at_s);
+    let met = samples.iter().filter(|s| s.phase == phase).find(|s| condition(s));
+    match (phase_start, met) {
+        (Some(start), Some(sample)) => sample.at_s - start + 1.0,
+        _ => f64::INFINITY,
     }
 }
 
@@ -179,4 +203,38 @@ pub(super) fn caveats(plan: &Plan, stats: &PhaseStats, untouched: &BTreeMap<Stri
         }
     }
     caveats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn second(phase: &str, at_s: f64, figures: &[(Metric, f64)]) -> Sample {
+        Sample {
+            phase: phase.into(),
+            at_s,
+            values: figures.iter().copied().collect(),
+            replicas: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_outbox_has_caught_up_when_nothing_is_dead_and_no_more_than_a_seconds_orders_wait() {
+        let backlog = |pending, dead| {
+            vec![
+                (Metric::OutboxPending, pending),
+                (Metric::OutboxDead, dead),
+                (Metric::OrdersPerS, 20.0),
+            ]
+        };
+        let samples = vec![
+            second("outage", 9.0, &backlog(160.0, 300.0)),
+            second("recovery", 10.0, &backlog(400.0, 0.0)),
+            second("recovery", 11.0, &backlog(25.0, 0.0)),
+            second("recovery", 12.0, &backlog(19.0, 1.0)),
+            second("recovery", 13.0, &backlog(19.0, 0.0)),
+        ];
+        assert_eq!(seconds_until(&samples, "recovery", outbox_caught_up), 4.0);
+        assert_eq!(seconds_until(&samples, "outage", outbox_caught_up), f64::INFINITY);
+    }
 }

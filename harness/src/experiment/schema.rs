@@ -100,6 +100,7 @@ pub(super) enum FaultFile {
     },
     ExpireCache,
     RollingRestart,
+    ReplayDeadLetters,
     Latency {
         link: String,
         ms: f64,

@@ -61,6 +61,9 @@ pub enum Fault {
     /// Every service replica stopped cleanly and started again, one at a time, while the load runs
     /// (a deploy). Nothing to inject or revert as a whole: each replica's restart is its own step.
     RollingRestart,
+    /// Not a fault but the operator's answer to one: the outbox's dead letters sent back to the
+    /// queue, as after a mail outage. Nothing to revert: a replayed email is delivered, not undone.
+    ReplayDeadLetters,
 }
 
 impl std::fmt::Display for Fault {
@@ -81,6 +84,7 @@ impl std::fmt::Display for Fault {
             Self::Network { link, fault } => write!(f, "{} on the {link} link", fault.fault),
             Self::RollingRestart => f.write_str("rolling restart of every service replica"),
             Self::TakeOut(replica) => write!(f, "take {} out of the balancer", Role::Service(*replica)),
+            Self::ReplayDeadLetters => f.write_str("replay the outbox's dead letters"),
         }
     }
 }
@@ -132,11 +136,16 @@ pub struct Undo {
     /// The modes of a replica that is killed or stopped: a process started again starts with the
     /// defaults, and is given these back before the balancer lets it serve.
     replica_modes: Option<Modes>,
+    /// How many dead letters a replay sent back to the queue.
+    replayed: Option<u64>,
 }
 
 impl Undo {
     /// What the timeline shows of it.
     fn detail(&self) -> Option<String> {
+        if let Some(replayed) = self.replayed {
+            return Some(format!("{replayed} dead letters back in the queue"));
+        }
         self.index_definition.clone().or_else(|| {
             (!self.previous_modes.is_empty()).then(|| {
                 let modes: Vec<String> = self
@@ -179,6 +188,7 @@ impl Fault {
                 lab.rotate(*replica, Rotation::Out).await?;
                 lab.wait_drained(*replica, DRAIN_DEADLINE).await?;
             }
+            Self::ReplayDeadLetters => undo.replayed = Some(lab.replay_dead_letters().await?),
         }
         Ok(())
     }
@@ -209,7 +219,7 @@ impl Fault {
             }
             // Nothing to put back: the readers refill the cache; each restarted replica was started
             // again by its own step.
-            Self::ExpireCache | Self::RollingRestart => {}
+            Self::ExpireCache | Self::RollingRestart | Self::ReplayDeadLetters => {}
             Self::TakeOut(replica) => {
                 lab.rotate(*replica, Rotation::In).await?;
                 lab.wait_balanced(RECOVERY_DEADLINE).await?;

@@ -13,6 +13,9 @@ pub struct DatabaseCounters {
     pub transactions: f64,
     /// Rows read from tables: sequential scans' rows plus index fetches.
     pub tuples_read: f64,
+    /// Outbox events now waiting to be sent, and now dead-lettered: levels, not counters.
+    pub outbox_pending: f64,
+    pub outbox_dead: f64,
 }
 
 #[derive(Debug)]
@@ -30,26 +33,35 @@ impl DatabaseProbe {
         Ok(Self { conn })
     }
 
-    /// The counters now. The probe's own statements are left out of the statement count.
+    /// The counters now. The probe's own statements are left out of the statement count (it is one
+    /// statement, naming `pg_stat_`); the outbox's undelivered events it counts (through the partial
+    /// index on them: none but the backlog) are in the rows read.
     pub async fn read(&mut self) -> Result<DatabaseCounters, sqlx::Error> {
-        let (statements, rows, transactions, tuples_read): (f64, f64, f64, f64) = sqlx::query_as(
-            "SELECT st.calls, st.rows, (s.xact_commit + s.xact_rollback)::float8, \
+        let (statements, rows, transactions, tuples_read, outbox_pending, outbox_dead) =
+            sqlx::query_as::<_, (f64, f64, f64, f64, f64, f64)>(
+                "SELECT st.calls, st.rows, (s.xact_commit + s.xact_rollback)::float8, \
                     (SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)::float8 \
-                     FROM pg_stat_user_tables) \
+                     FROM pg_stat_user_tables), \
+                    outbox.pending, outbox.dead \
              FROM pg_stat_database s JOIN pg_database d ON d.datname = s.datname, \
                   LATERAL (SELECT coalesce(sum(calls), 0)::float8 AS calls, \
                                   coalesce(sum(rows), 0)::float8 AS rows \
                            FROM pg_stat_statements \
-                           WHERE dbid = d.oid AND query NOT ILIKE '%pg_stat_%') st \
+                           WHERE dbid = d.oid AND query NOT ILIKE '%pg_stat_%') st, \
+                  LATERAL (SELECT count(*) FILTER (WHERE status = 'pending')::float8 AS pending, \
+                                  count(*) FILTER (WHERE status = 'dead')::float8 AS dead \
+                           FROM outbox WHERE status <> 'delivered') outbox \
              WHERE s.datname = current_database()",
-        )
-        .fetch_one(&mut self.conn)
-        .await?;
+            )
+            .fetch_one(&mut self.conn)
+            .await?;
         Ok(DatabaseCounters {
             statements,
             rows,
             transactions,
             tuples_read,
+            outbox_pending,
+            outbox_dead,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! Watching the system while it is loaded and broken: once a second, every service replica's counters,
 //! Postgres's and Redis's, turned into rates (statements/s, cache hit ratio, orders/s...) for the time
 //! series: per replica, and summed over the replicas. With a balancer, also which replicas its health
-//! checks have in and how many requests it sent each.
+//! checks have in and how many requests it sent each; with a mail server, what it delivered, counted in
+//! its own mailbox, and the outbox's backlog in Postgres.
 //!
 //! A source that cannot be read in a second (a replica restarting, Postgres stopped) leaves its
 //! metrics out of that second rather than failing the run; counters that went backwards (a restarted
@@ -43,6 +44,8 @@ struct Reading {
     cache: Option<CacheCounters>,
     /// The balancer's view of each replica, when the lab has a balancer and it answered.
     balancer: Option<Vec<ServerStats>>,
+    /// Messages in the mail server's mailbox, when the lab has one and it answered.
+    mailbox: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -112,11 +115,16 @@ impl Observer {
                 .ok()
                 .flatten()
         };
-        let (services, database, cache, balancer) = tokio::join!(
+        let mailbox = async {
+            let count = tokio::time::timeout(READ_DEADLINE, lab.mailbox_size());
+            count.await.ok()?.ok().map(f64::from)
+        };
+        let (services, database, cache, balancer, mailbox) = tokio::join!(
             services,
             Self::read_database(&mut self.database, lab),
             Self::read_cache(&mut self.cache, lab),
             balancer,
+            mailbox,
         );
         let reading = Reading {
             at: Instant::now(),
@@ -124,6 +132,7 @@ impl Observer {
             database,
             cache,
             balancer,
+            mailbox,
         };
         let rates = self
             .last
@@ -156,6 +165,9 @@ fn rates(before: &Reading, now: &Reading) -> Rates {
             rates.total.insert(metric, v / seconds);
         }
     };
+    if let (Some(a), Some(b)) = (before.mailbox, now.mailbox) {
+        per_second(Metric::MailDeliveredPerS, delta(a, b));
+    }
     if let (Some(a), Some(b)) = (before.database, now.database) {
         per_second(Metric::PgStatementsPerS, delta(a.statements, b.statements));
         per_second(Metric::PgTransactionsPerS, delta(a.transactions, b.transactions));
@@ -167,6 +179,10 @@ fn rates(before: &Reading, now: &Reading) -> Rates {
         per_second(Metric::RedisCommandsPerS, delta(a.commands, b.commands));
         per_second(Metric::RedisHitsPerS, delta(a.hits, b.hits));
         per_second(Metric::RedisMissesPerS, delta(a.misses, b.misses));
+    }
+    if let Some(database) = now.database {
+        rates.total.insert(Metric::OutboxPending, database.outbox_pending);
+        rates.total.insert(Metric::OutboxDead, database.outbox_dead);
     }
     if let Some(servers) = &now.balancer {
         balancer_rates(before.balancer.as_deref(), servers, seconds, &mut rates);
@@ -247,9 +263,11 @@ mod tests {
                 rows: 0.0,
                 transactions: 0.0,
                 tuples_read: 0.0,
+                ..Default::default()
             }),
             cache: None,
             balancer: None,
+            mailbox: None,
         }
     }
 

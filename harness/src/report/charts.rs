@@ -122,8 +122,8 @@ pub fn standard(run: &Run) -> Vec<ChartSpec> {
     charts
 }
 
-/// The charts only some runs have: logged-out users, the balancer's view, one line per replica, the
-/// timing attacker's probes.
+/// The charts only some runs have: logged-out users, the balancer's view, the mail server's deliveries
+/// and the outbox's backlog, one line per replica, the timing attacker's probes.
 fn for_this_run(run: &Run) -> Vec<ChartSpec> {
     let mut charts = Vec::new();
     if run.has_nonzero(Metric::LoggedOutShare) {
@@ -135,6 +135,20 @@ fn for_this_run(run: &Run) -> Vec<ChartSpec> {
         ));
     }
     charts.extend(balancer_charts(run));
+    if run.has_series(Metric::MailDeliveredPerS) {
+        charts.push(ChartSpec::new(
+            "mail-delivered",
+            "Emails per second the mail server delivered (its own mailbox)",
+            "emails/s",
+            &[Metric::MailDeliveredPerS],
+        ));
+        charts.push(ChartSpec::new(
+            "outbox",
+            "The outbox's backlog: events waiting to be sent (solid) and dead-lettered (dashed)",
+            "events",
+            &[Metric::OutboxPending, Metric::OutboxDead],
+        ));
+    }
     if run.has_replica_series(Metric::ServiceRps) {
         charts.push(ChartSpec {
             shape: Shape::PerReplica,
@@ -272,7 +286,7 @@ fn lines(run: &Run, spec: &ChartSpec) -> Vec<Line> {
                 } else {
                     2
                 },
-                dashed: *metric == Metric::P99Ms,
+                dashed: matches!(metric, Metric::P99Ms | Metric::OutboxDead),
             });
         }
     }

@@ -37,6 +37,10 @@ closed_set! {
         ReplicasUp = "replicas_up": "service replicas the balancer's health checks have in (per replica: 1 in, 0 out)",
         BalancerRps = "balancer_rps": "requests per second the balancer sent to the replicas (per replica: to that one)",
         BalancerRetriesPerS = "balancer_retries_per_s": "requests per second the balancer had to retry on another replica: the connection failed, or the replica died before answering (per replica: sent to that one)",
+        OutboxPending = "outbox_pending": "outbox events waiting to be sent, those waiting for a retry included (Postgres, at each sample)",
+        OutboxDead = "outbox_dead": "outbox events dead-lettered after their last attempt and not replayed (Postgres, at each sample)",
+        MailDeliveredPerS = "mail_delivered_per_s": "emails per second the mail server put in its mailbox (its own count)",
+        EmailBacklogClearS = "email_backlog_clear_s": "seconds after a fault ends until the outbox has nothing pending or dead: every order's email sent",
         OversoldUnits = "oversold_units": "units sold beyond the initial stock, summed over products (end of run)",
         UnitsSold = "units_sold": "units sold during the run (end of run)",
         LostAcknowledgedOrders = "lost_acknowledged_orders": "orders the client saw acknowledged (201) that the database does not have (end of run)",
@@ -55,6 +59,7 @@ impl Metric {
                 | Self::PgStatementsPeak
                 | Self::CacheMissesPeak
                 | Self::HitRatioRecoveryS
+                | Self::EmailBacklogClearS
                 | Self::OversoldUnits
                 | Self::UnitsSold
                 | Self::LostAcknowledgedOrders

@@ -503,6 +503,7 @@ fn to_faults(
         FaultFile::DropIndex { index } => Ok(vec![Fault::DropIndex(index.clone())]),
         FaultFile::ExpireCache => Ok(vec![Fault::ExpireCache]),
         FaultFile::RollingRestart => one(rolling_restart(src, &span, topology)),
+        FaultFile::ReplayDeadLetters => Ok(vec![Fault::ReplayDeadLetters]),
         FaultFile::Latency {
             link,
             ms,
