@@ -20,6 +20,7 @@ use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::modes::ModeSwitch;
 use crate::outbox::{OutboxSettings, OutboxWorker};
+use crate::payments::PaymentClient;
 use crate::sessions::SessionStore;
 
 /// How long `serve` keeps retrying migrations while Postgres is still starting.
@@ -40,6 +41,8 @@ pub struct AppState {
     pub outbox_worker: bool,
     /// The mail server the outbox sends confirmations to (`SMTP_ADDR`), if any.
     pub mailer: Option<Mailer>,
+    /// The payment provider (`PAYMENTS_URL`), if checkouts take payments.
+    pub payments: Option<PaymentClient>,
     /// The turns of order-history queries when `history_guard = bounded`.
     pub history_bulkhead: Arc<tokio::sync::Semaphore>,
     admin_token: Arc<str>,
@@ -81,6 +84,7 @@ impl AppState {
             metrics.clone(),
         )
         .map_err(StartError::RedisUrl)?;
+        let payments = (config.payments_url.as_deref()).map(|url| PaymentClient::new(url, metrics.clone()));
         Ok(Self {
             db,
             sessions: SessionStore::new(cache.connection()),
@@ -94,6 +98,7 @@ impl AppState {
             outbox: OutboxSettings::from_config(config),
             outbox_worker: config.outbox_worker,
             mailer: config.smtp()?.map(|(host, port)| Mailer::new(&host, port)),
+            payments,
             history_bulkhead: Arc::new(tokio::sync::Semaphore::new(crate::order_history::HISTORY_PERMITS)),
             admin_token: Arc::from(config.admin_token.as_str()),
         })

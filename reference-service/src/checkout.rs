@@ -7,6 +7,10 @@
 //!
 //! The confirmation email goes out through the outbox (its event written with the order) unless
 //! `email_delivery = inline`, where the checkout sends it itself before committing.
+//!
+//! With a payment provider, the order's payment is authorised before the order is confirmed:
+//! `payments = guarded` before the transaction (and voided if the order then cannot be placed),
+//! `payments = naive` inside it, holding the connection and the row lock while the provider answers.
 
 use std::time::Duration;
 
@@ -18,7 +22,8 @@ use sqlx::PgConnection;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::mail::Mailer;
-use crate::modes::{Durability, EmailDelivery, Locking, Modes};
+use crate::modes::{Durability, EmailDelivery, Locking, Modes, Payments};
+use crate::payments::{Authorized, Payment, PaymentClient};
 
 /// The most units one order may take.
 pub const MAX_QUANTITY: i32 = 10;
@@ -40,6 +45,8 @@ pub struct Order {
     pub quantity: i32,
     pub total_cents: i64,
     pub idempotency_key: Option<String>,
+    /// The payment provider's authorisation of the order, when the service takes payments.
+    pub payment_id: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -52,7 +59,30 @@ pub enum Placed {
     Replayed(Order),
 }
 
-const ORDER_COLUMNS: &str = "id, user_id, product_id, quantity, total_cents, idempotency_key, created_at";
+const ORDER_COLUMNS: &str =
+    "id, user_id, product_id, quantity, total_cents, idempotency_key, payment_id, created_at";
+
+/// What a checkout talks to besides its database: the mail server and the payment provider, each
+/// when the service has one.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Dependencies<'a> {
+    pub mailer: Option<&'a Mailer>,
+    pub payments: Option<&'a PaymentClient>,
+}
+
+/// How the order's payment is taken.
+#[derive(Debug, Clone, Copy)]
+enum Pay<'a> {
+    /// The service takes no payments.
+    Nothing,
+    /// Authorised before the transaction, as `id` under `order_ref`.
+    Authorized { order_ref: &'a str, id: &'a str },
+    /// To authorise inside the transaction, once the price is known.
+    Inline {
+        client: &'a PaymentClient,
+        order_ref: &'a str,
+    },
+}
 
 /// Who sends an order's confirmation.
 #[derive(Debug, Clone, Copy)]
@@ -63,20 +93,22 @@ enum Confirm<'a> {
     Inline(Option<&'a Mailer>),
 }
 
-/// What writing an order needs besides the order: the database, how durably, and who confirms it.
+/// What writing an order needs besides the order: the database, how durably, who confirms it, and
+/// how it is paid.
 #[derive(Debug, Clone, Copy)]
 struct Writer<'a> {
     db: &'a Db,
     durability: Durability,
     confirm: Confirm<'a>,
+    pay: Pay<'a>,
 }
 
-/// Places an order as the current locking mode says; `mailer` is the mail server, for a checkout
-/// that confirms inline.
+/// Places an order as the current modes say: its payment authorised first when `payments = guarded`,
+/// then the order written as the locking mode says.
 pub async fn place_order(
     db: &Db,
     modes: &Modes,
-    mailer: Option<&Mailer>,
+    outside: Dependencies<'_>,
     checkout: &Checkout,
 ) -> Result<Placed, ApiError> {
     if !(1..=MAX_QUANTITY).contains(&checkout.quantity) {
@@ -91,14 +123,74 @@ pub async fn place_order(
     if let Some(order) = find_replay(db, checkout).await? {
         return Ok(Placed::Replayed(order));
     }
+    let order_ref = format!("pay_{}", uuid::Uuid::new_v4().simple());
+    let authorized = match (outside.payments, modes.payments) {
+        (Some(client), Payments::Guarded) => Some(authorize_first(db, client, checkout, &order_ref).await?),
+        _ => None,
+    };
     let writer = Writer {
         db,
         durability: modes.durability,
         confirm: match modes.email_delivery {
             EmailDelivery::Outbox => Confirm::Outbox,
-            EmailDelivery::Inline => Confirm::Inline(mailer),
+            EmailDelivery::Inline => Confirm::Inline(outside.mailer),
+        },
+        pay: match (outside.payments, &authorized) {
+            (None, _) => Pay::Nothing,
+            (Some(_), Some(authorized)) => Pay::Authorized {
+                order_ref: &order_ref,
+                id: &authorized.id,
+            },
+            (Some(client), None) => Pay::Inline {
+                client,
+                order_ref: &order_ref,
+            },
         },
     };
+    let placed = write_order(writer, modes, checkout).await;
+    if let (Some(client), Some(authorized)) = (outside.payments, &authorized)
+        && !matches!(placed, Ok(Placed::Created { .. }))
+    {
+        // No order came of it (sold out, a replay, an error): release the money.
+        client.void(authorized).await;
+    }
+    placed
+}
+
+/// The guarded payment: the stock and price read first (a sold-out product is never charged), then
+/// the authorisation, with no database connection held while the provider answers.
+async fn authorize_first(
+    db: &Db,
+    client: &PaymentClient,
+    checkout: &Checkout,
+    order_ref: &str,
+) -> Result<Authorized, ApiError> {
+    db.statement("checkout.read_price");
+    let row: Option<(i32, i64)> = sqlx::query_as(
+        "SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id \
+         WHERE i.product_id = $1",
+    )
+    .bind(checkout.product_id)
+    .fetch_optional(&mut *db.acquire().await?)
+    .await?;
+    let (available, price_cents) = row.ok_or(ApiError::NotFound("product"))?;
+    if available < checkout.quantity {
+        return Err(ApiError::SoldOut {
+            requested: checkout.quantity,
+            available,
+        });
+    }
+    let payment = Payment {
+        order_ref: order_ref.to_owned(),
+        amount_cents: price_cents * i64::from(checkout.quantity),
+    };
+    client.authorize_guarded(&payment).await.map_err(ApiError::from)
+}
+
+/// Writes the order as the locking mode says; a unique violation on the idempotency key is the
+/// replay of a concurrent request with the same key.
+async fn write_order(writer: Writer<'_>, modes: &Modes, checkout: &Checkout) -> Result<Placed, ApiError> {
+    let db = writer.db;
     let placed = match modes.locking {
         Locking::RowLock => place_locked(writer, checkout).await,
         Locking::None => {
@@ -207,8 +299,8 @@ async fn place_unlocked(
     Ok(Placed::Created { order, remaining })
 }
 
-/// Writes the order and its `order.created` event in the caller's transaction (and, inline, sends
-/// its confirmation).
+/// Writes the order and its `order.created` event in the caller's transaction (and, inline, takes
+/// its payment and sends its confirmation).
 async fn insert_order(
     writer: Writer<'_>,
     conn: &mut PgConnection,
@@ -216,17 +308,32 @@ async fn insert_order(
     price_cents: i64,
 ) -> Result<Order, ApiError> {
     let db = writer.db;
+    let total_cents = price_cents * i64::from(checkout.quantity);
+    let (payment_ref, payment_id) = match writer.pay {
+        Pay::Nothing => (None, None),
+        Pay::Authorized { order_ref, id } => (Some(order_ref), Some(id.to_owned())),
+        Pay::Inline { client, order_ref } => {
+            let payment = Payment {
+                order_ref: order_ref.to_owned(),
+                amount_cents: total_cents,
+            };
+            let authorized = client.authorize_naive(&payment).await?;
+            (Some(order_ref), Some(authorized.id))
+        }
+    };
     db.statement("checkout.insert_order");
     let order = sqlx::query_as::<_, Order>(&format!(
-        "INSERT INTO orders (user_id, product_id, quantity, total_cents, idempotency_key, request_id) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ORDER_COLUMNS}"
+        "INSERT INTO orders (user_id, product_id, quantity, total_cents, idempotency_key, request_id, \
+         payment_ref, payment_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {ORDER_COLUMNS}"
     ))
     .bind(checkout.user_id)
     .bind(checkout.product_id)
     .bind(checkout.quantity)
-    .bind(price_cents * i64::from(checkout.quantity))
+    .bind(total_cents)
     .bind(&checkout.idempotency_key)
     .bind(&checkout.request_id)
+    .bind(payment_ref)
+    .bind(payment_id)
     .fetch_one(&mut *conn)
     .await?;
     let delivered = match writer.confirm {

@@ -90,6 +90,11 @@ pub struct Config {
     #[arg(long, env = "SMTP_ADDR")]
     pub smtp_addr: Option<String>,
 
+    /// The payment provider's base URL (`http://host:port`). With one, every checkout has its payment
+    /// authorised before its order is confirmed (mode `payments`); without, checkouts take no payment.
+    #[arg(long, env = "PAYMENTS_URL")]
+    pub payments_url: Option<String>,
+
     /// Log format: `json` (one object per line) or `pretty`.
     #[arg(long, env = "LOG_FORMAT", default_value = "json", value_parser = ["json", "pretty"])]
     pub log_format: String,
@@ -108,6 +113,8 @@ pub enum ConfigError {
     RedisUrl(String),
     #[error("SMTP_ADDR must be host:port (got {0:?})")]
     SmtpAddr(String),
+    #[error("PAYMENTS_URL must start with http:// (got {0:?})")]
+    PaymentsUrl(String),
 }
 
 impl Config {
@@ -126,6 +133,11 @@ impl Config {
             return Err(ConfigError::RedisUrl(self.redis_url.clone()));
         }
         self.smtp()?;
+        if let Some(url) = &self.payments_url
+            && !url.starts_with("http://")
+        {
+            return Err(ConfigError::PaymentsUrl(url.clone()));
+        }
         Ok(())
     }
 

@@ -5,8 +5,11 @@
 
 use axum::Json;
 use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+
+use crate::payments::{PaymentError, RETRY_AFTER_S};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -35,6 +38,13 @@ pub enum ApiError {
     /// A checkout that sends its confirmation inline could not: the order was not placed.
     #[error("the confirmation email could not be sent, so the order was not placed; try again")]
     EmailUnavailable(#[source] crate::mail::MailError),
+    /// The payment provider refused the payment: the order was not placed.
+    #[error("the payment was declined; the order was not placed")]
+    PaymentDeclined(#[source] PaymentError),
+    /// The payment could not be authorised now (the provider failed, was slow, or is being spared):
+    /// the order was not placed, and the client may try again after `Retry-After`.
+    #[error("the payment could not be taken right now, so the order was not placed; try again shortly")]
+    PaymentUnavailable(#[source] PaymentError),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("internal error: {0}")]
@@ -99,6 +109,8 @@ impl ApiError {
             Self::Rejected { status, code, .. } => (*status, code),
             Self::DatabaseUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable"),
             Self::EmailUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "email_unavailable"),
+            Self::PaymentDeclined(_) => (StatusCode::PAYMENT_REQUIRED, "payment_declined"),
+            Self::PaymentUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "payment_unavailable"),
             Self::Database(_) | Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -107,6 +119,15 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> Self {
         Self::from_db(error)
+    }
+}
+
+impl From<PaymentError> for ApiError {
+    fn from(error: PaymentError) -> Self {
+        match error {
+            PaymentError::Declined { .. } => Self::PaymentDeclined(error),
+            other => Self::PaymentUnavailable(other),
+        }
     }
 }
 
@@ -140,11 +161,15 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        (
-            status,
-            Json(json!({ "error": { "code": code, "message": message } })),
-        )
-            .into_response()
+        let body = Json(json!({ "error": { "code": code, "message": message } }));
+        match &self {
+            // When to come back: the provider is being given time to recover.
+            Self::PaymentUnavailable(_) => {
+                let retry_after = [(RETRY_AFTER, RETRY_AFTER_S.to_string())];
+                (status, retry_after, body).into_response()
+            }
+            _ => (status, body).into_response(),
+        }
     }
 }
 

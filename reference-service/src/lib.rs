@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod breaker;
 pub mod cache;
 pub mod catalog;
 pub mod checkout;
@@ -23,6 +24,7 @@ pub mod metrics;
 pub mod modes;
 pub mod order_history;
 pub mod outbox;
+pub mod payments;
 pub mod seed;
 pub mod sessions;
 

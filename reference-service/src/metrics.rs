@@ -27,6 +27,7 @@ pub struct Metrics {
     pub orders: IntCounterVec,
     pub outbox_events: IntGaugeVec,
     pub outbox_relayed: IntCounterVec,
+    pub payments: IntCounterVec,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -117,6 +118,12 @@ impl Metrics {
                 "outbox_relayed_total",
                 "Outbox relay attempts by result",
                 &["result"],
+            ),
+            payments: counter(
+                "payment_calls_total",
+                "Calls to the payment provider by outcome (authorized, declined, failed, unreachable, \
+                 timeout; busy and circuit_open never reached it)",
+                &["outcome"],
             ),
             registry,
         }

@@ -143,6 +143,21 @@ pub enum Revocation {
     FailOpen,
 }
 
+/// How a checkout asks the payment provider to authorise its order (with `PAYMENTS_URL` set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Payments {
+    /// Before the order's transaction and outside the database pool: a deadline on each call, a
+    /// bulkhead (a few calls in flight, the rest answered 503 at once), a circuit breaker, retries
+    /// with jittered exponential backoff under a retry budget, and an idempotency key, so a retried
+    /// authorisation is never a second charge.
+    Guarded,
+    /// Inside the order's transaction, holding its database connection and row lock, with no
+    /// deadline, retried at once on any failure, with no idempotency key: a slow provider ties up the
+    /// pool that browsing needs, and a failing one gets every request again and again.
+    Naive,
+}
+
 /// The full set of modes, as `GET /admin/modes` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Modes {
@@ -160,6 +175,7 @@ pub struct Modes {
     pub durability: Durability,
     pub sessions: Sessions,
     pub revocation: Revocation,
+    pub payments: Payments,
 }
 
 impl Default for Modes {
@@ -178,6 +194,7 @@ impl Default for Modes {
             durability: Durability::SyncCommit,
             sessions: Sessions::Jwt,
             revocation: Revocation::Off,
+            payments: Payments::Guarded,
         }
     }
 }
@@ -213,6 +230,8 @@ pub struct ModesPatch {
     pub sessions: Option<Sessions>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub revocation: Option<Revocation>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payments: Option<Payments>,
 }
 
 /// The patch that puts every mode back as it was in `modes`.
@@ -232,6 +251,7 @@ impl From<Modes> for ModesPatch {
             durability,
             sessions,
             revocation,
+            payments,
         } = modes;
         Self {
             locking: Some(locking),
@@ -247,6 +267,7 @@ impl From<Modes> for ModesPatch {
             durability: Some(durability),
             sessions: Some(sessions),
             revocation: Some(revocation),
+            payments: Some(payments),
         }
     }
 }
@@ -286,6 +307,7 @@ impl ModesPatch {
             durability,
             sessions,
             revocation,
+            payments,
         } = *self;
         // Each field the patch names replaces the mode's. A new mode breaks the destructuring above
         // until it is named there, and is an unused variable (a lint error) until it is listed here.
@@ -309,7 +331,8 @@ impl ModesPatch {
             login_timing,
             durability,
             sessions,
-            revocation
+            revocation,
+            payments
         );
         Ok(())
     }

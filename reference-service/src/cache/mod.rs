@@ -7,7 +7,6 @@
 //! time, however many requests want it), so the database load during an outage is bounded by the
 //! number of hot keys, not by the request rate.
 
-mod breaker;
 mod key_locks;
 
 use std::future::Future;
@@ -19,7 +18,7 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-pub use breaker::{BreakerState, CircuitBreaker};
+pub use crate::breaker::{BreakerState, CircuitBreaker};
 pub use key_locks::KeyLocks;
 
 use crate::error::ApiError;

@@ -11,7 +11,7 @@ use super::REQUEST_ID;
 use super::session::Shopper;
 use crate::app::AppState;
 use crate::catalog::{self, Availability};
-use crate::checkout::{self, Checkout, MAX_QUANTITY, Order, Placed};
+use crate::checkout::{self, Checkout, Dependencies, MAX_QUANTITY, Order, Placed};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath};
 use crate::order_history;
@@ -80,7 +80,11 @@ pub async fn checkout(
             .map(str::to_owned),
     };
     let modes = state.modes.current();
-    let placed = checkout::place_order(&state.db, &modes, state.mailer.as_ref(), &checkout).await;
+    let outside = Dependencies {
+        mailer: state.mailer.as_ref(),
+        payments: state.payments.as_ref(),
+    };
+    let placed = checkout::place_order(&state.db, &modes, outside, &checkout).await;
     let result = match &placed {
         Ok(Placed::Created { .. }) => "created",
         Ok(Placed::Replayed(_)) => "replayed",

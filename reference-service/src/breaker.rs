@@ -1,5 +1,6 @@
-//! A circuit breaker for the Redis calls: after a run of failures it stops calling Redis for a while,
-//! then lets one probe through to find out whether Redis is back.
+//! A circuit breaker for the calls to a dependency (Redis, the payment provider): after a run of
+//! failures it stops calling it for a while, then lets one probe through to find out whether it is
+//! back.
 //!
 //! Hand-written because it is the defence this service exists to demonstrate: its states are exported
 //! as a metric and its thresholds must be visible to the experiments that judge it.
@@ -19,7 +20,7 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
-    /// The value of the `fortress_cache_breaker_state` gauge.
+    /// The value of a breaker's state gauge (`fortress_cache_breaker_state`).
     pub fn as_gauge(self) -> i64 {
         match self {
             Self::Closed => 0,
@@ -60,7 +61,7 @@ impl CircuitBreaker {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether a call may go to Redis now. Moves Open to HalfOpen once the cool-down has passed, and
+    /// Whether a call may go to the dependency now. Moves Open to HalfOpen once the cool-down has passed, and
     /// then admits exactly one caller (the probe) until it reports back.
     pub fn allow(&self) -> bool {
         let mut inner = self.lock();

@@ -1,0 +1,270 @@
+//! Authorising an order's payment with the payment provider (`PAYMENTS_URL`), over HTTP, before the
+//! order is confirmed.
+//!
+//! `payments = naive` is the call people write first: no deadline, retried at once on any failure,
+//! no idempotency key, made by a checkout that already holds its database connection and row lock.
+//! `payments = guarded` is the call made before the order's transaction, through a bulkhead (a few
+//! calls in flight, the rest refused at once), a circuit breaker, a deadline on each attempt, and
+//! retries with jittered exponential backoff that a retry budget keeps to a small share of the calls;
+//! every attempt carries the same idempotency key, so the provider charges a payment once however
+//! many times it is asked.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Semaphore;
+
+use crate::breaker::CircuitBreaker;
+use crate::metrics::Metrics;
+
+/// How many times the naive call tries: once, then twice more at once.
+const NAIVE_ATTEMPTS: u32 = 3;
+/// The guarded call's limits: chosen for a provider that answers in tens of milliseconds.
+const DEADLINE: Duration = Duration::from_millis(500);
+const BULKHEAD_PERMITS: usize = 8;
+/// How long a guarded call waits for a turn before it is refused: a full bulkhead means the provider
+/// is slow, and a customer is better told at once.
+const BULKHEAD_WAIT: Duration = Duration::from_millis(20);
+const GUARDED_ATTEMPTS: u32 = 3;
+const BACKOFF_BASE: Duration = Duration::from_millis(50);
+const BACKOFF_CAP: Duration = Duration::from_millis(400);
+const BREAKER_FAILURES: u32 = 5;
+const BREAKER_COOL_DOWN: Duration = Duration::from_secs(2);
+/// The retry budget: each first attempt earns a tenth of a retry, up to ten saved; a retry spends one.
+const BUDGET_PER_CALL: f64 = 0.1;
+const BUDGET_MAX: f64 = 10.0;
+/// What a client is told to wait before trying again, in seconds.
+pub const RETRY_AFTER_S: u64 = 1;
+
+/// A payment to authorise: the shop's reference for it (one per checkout) and the amount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Payment {
+    pub order_ref: String,
+    pub amount_cents: i64,
+}
+
+/// The provider's answer to an authorisation it granted.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Authorized {
+    pub id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("the payment provider declined the payment ({status}): {body}")]
+    Declined { status: u16, body: String },
+    #[error("the payment provider answered {0}")]
+    Failed(u16),
+    #[error("the payment provider could not be reached")]
+    Unreachable(#[source] reqwest::Error),
+    #[error("the payment provider did not answer within {DEADLINE:?}")]
+    Timeout,
+    #[error("too many payments in flight")]
+    Busy,
+    #[error("payments paused: the provider keeps failing")]
+    CircuitOpen,
+}
+
+impl PaymentError {
+    /// Whether trying again might succeed: the provider failed, rather than said no.
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Failed(_) | Self::Unreachable(_) | Self::Timeout)
+    }
+}
+
+/// Retries earned by calls: a token bucket that lets a failing provider get at most about a tenth
+/// more requests than there are payments, instead of a multiple of them.
+#[derive(Debug)]
+struct RetryBudget(Mutex<f64>);
+
+impl RetryBudget {
+    fn lock(&self) -> std::sync::MutexGuard<'_, f64> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn earn(&self) {
+        let mut tokens = self.lock();
+        *tokens = (*tokens + BUDGET_PER_CALL).min(BUDGET_MAX);
+    }
+
+    fn spend(&self) -> bool {
+        let mut tokens = self.lock();
+        let spent = *tokens >= 1.0;
+        if spent {
+            *tokens -= 1.0;
+        }
+        spent
+    }
+}
+
+/// The client of the payment provider, shared by every checkout of the service.
+#[derive(Debug, Clone)]
+pub struct PaymentClient {
+    url: String,
+    http: reqwest::Client,
+    bulkhead: Arc<Semaphore>,
+    breaker: Arc<CircuitBreaker>,
+    budget: Arc<RetryBudget>,
+    metrics: Metrics,
+}
+
+impl PaymentClient {
+    pub fn new(url: &str, metrics: Metrics) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            // No timeout of its own: the naive call has none, the guarded one sets its deadline.
+            http: reqwest::Client::new(),
+            bulkhead: Arc::new(Semaphore::new(BULKHEAD_PERMITS)),
+            breaker: Arc::new(CircuitBreaker::new(BREAKER_FAILURES, BREAKER_COOL_DOWN)),
+            budget: Arc::new(RetryBudget(Mutex::new(BUDGET_MAX))),
+            metrics,
+        }
+    }
+
+    /// The naive call: tried up to three times, each as soon as the last failed, with no deadline
+    /// and no idempotency key.
+    pub async fn authorize_naive(&self, payment: &Payment) -> Result<Authorized, PaymentError> {
+        let mut attempt = 1;
+        loop {
+            match self.send(payment, None).await {
+                Err(error) if error.is_transient() && attempt < NAIVE_ATTEMPTS => attempt += 1,
+                outcome => return outcome,
+            }
+        }
+    }
+
+    /// The guarded call: refused at once when the bulkhead is full or the breaker open; otherwise
+    /// attempts with a deadline each, retried after a jittered backoff while the budget allows.
+    pub async fn authorize_guarded(&self, payment: &Payment) -> Result<Authorized, PaymentError> {
+        let _turn = tokio::time::timeout(BULKHEAD_WAIT, self.bulkhead.acquire())
+            .await
+            .map_err(|_| self.count(PaymentError::Busy))?
+            .expect("the bulkhead is never closed");
+        if !self.breaker.allow() {
+            return Err(self.count(PaymentError::CircuitOpen));
+        }
+        self.budget.earn();
+        let key = payment.order_ref.as_str();
+        let mut attempt = 1;
+        loop {
+            let outcome = match tokio::time::timeout(DEADLINE, self.send(payment, Some(key))).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(self.count(PaymentError::Timeout)),
+            };
+            match outcome {
+                Err(error) if error.is_transient() => {
+                    self.breaker.record_failure();
+                    let retry = attempt < GUARDED_ATTEMPTS && self.budget.spend() && self.breaker.allow();
+                    if !retry {
+                        return Err(error);
+                    }
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                outcome => {
+                    self.breaker.record_success();
+                    return outcome;
+                }
+            }
+        }
+    }
+
+    /// Releases an authorisation whose order could not be placed, so the customer is not charged for
+    /// nothing. Best effort, with the guarded deadline: a release that fails is logged.
+    pub async fn void(&self, authorization: &Authorized) {
+        let url = format!("{}/v1/authorizations/{}/void", self.url, authorization.id);
+        let voided = self.http.post(url).timeout(DEADLINE).send().await;
+        match voided.map(|r| r.status()) {
+            Ok(status) if status.is_success() => {}
+            Ok(status) => tracing::error!(id = authorization.id, %status, "authorisation not voided"),
+            Err(error) => tracing::error!(id = authorization.id, %error, "authorisation not voided"),
+        }
+    }
+
+    /// One authorisation request, with `key` as its idempotency key if given.
+    async fn send(&self, payment: &Payment, key: Option<&str>) -> Result<Authorized, PaymentError> {
+        let mut request = self
+            .http
+            .post(format!("{}/v1/authorizations", self.url))
+            .json(payment);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        let outcome = async {
+            let response = request.send().await.map_err(PaymentError::Unreachable)?;
+            let status = response.status();
+            if status.is_success() {
+                return response.json().await.map_err(PaymentError::Unreachable);
+            }
+            if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+                let body = response.text().await.unwrap_or_default();
+                return Err(PaymentError::Declined {
+                    status: status.as_u16(),
+                    body,
+                });
+            }
+            Err(PaymentError::Failed(status.as_u16()))
+        };
+        match outcome.await {
+            Ok(authorized) => {
+                self.metrics.payments.with_label_values(&["authorized"]).inc();
+                Ok(authorized)
+            }
+            Err(error) => Err(self.count(error)),
+        }
+    }
+
+    /// Counts a failed attempt by what went wrong.
+    fn count(&self, error: PaymentError) -> PaymentError {
+        let outcome = match &error {
+            PaymentError::Declined { .. } => "declined",
+            PaymentError::Failed(_) => "failed",
+            PaymentError::Unreachable(_) => "unreachable",
+            PaymentError::Timeout => "timeout",
+            PaymentError::Busy => "busy",
+            PaymentError::CircuitOpen => "circuit_open",
+        };
+        self.metrics.payments.with_label_values(&[outcome]).inc();
+        error
+    }
+}
+
+/// The wait before retry `attempt`: "full jitter", a random time up to base x 2^(attempt - 1)
+/// (capped), so that callers who failed together do not come back together.
+fn backoff(attempt: u32) -> Duration {
+    let ceiling = BACKOFF_BASE
+        .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+        .min(BACKOFF_CAP);
+    ceiling.mul_f64(rand::rng().random::<f64>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_lets_a_tenth_of_the_calls_retry_after_its_savings() {
+        let budget = RetryBudget(Mutex::new(BUDGET_MAX));
+        let mut retries = 0;
+        for _ in 0..100 {
+            budget.earn();
+            if budget.spend() {
+                retries += 1;
+            }
+        }
+        // Ten saved, then one for every ten calls.
+        assert!((19..=20).contains(&retries), "{retries} retries for 100 calls");
+    }
+
+    #[test]
+    fn backoff_is_jittered_below_a_doubling_cap() {
+        for attempt in 1..6 {
+            let ceiling = BACKOFF_BASE * 2u32.pow(attempt - 1);
+            let wait = backoff(attempt);
+            assert!(wait <= ceiling.min(BACKOFF_CAP), "attempt {attempt}: {wait:?}");
+        }
+    }
+}
