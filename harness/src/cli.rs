@@ -25,6 +25,8 @@ Examples:
                                   the key figures of two runs side by side, with their change
   fortress proxy --link redis=127.0.0.1:16379=127.0.0.1:6379
                                   a fault proxy in front of a local Redis; control API on 127.0.0.1:7000
+  fortress provider --listen 127.0.0.1:9000
+                                  the payment provider stand-in; its ledger at http://127.0.0.1:9000/v1/ledger
 
 First time on this machine: ci/setup (installs Docker if needed and builds the images offline).";
 
@@ -65,6 +67,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Run the network fault proxy (what the lab's proxy container executes).
     Proxy(ProxyArgs),
+    /// Run the payment provider stand-in (what the lab's provider container executes): authorisations
+    /// over HTTP, idempotency keys, and a ledger at `GET /v1/ledger`.
+    Provider(ProviderArgs),
     /// Run the reference service (what the lab's service containers execute).
     #[command(hide = true)]
     Service(Box<reference_service::Config>),
@@ -174,6 +179,10 @@ pub struct EnvArgs {
     /// Add a mail server (Postfix) the service sends each order's confirmation to, through the proxy.
     #[arg(long)]
     pub mail: bool,
+    /// Add a payment provider (`fortress provider`) each checkout authorises its payment with,
+    /// through the proxy's `payments` link.
+    #[arg(long)]
+    pub payments: bool,
     /// Postgres image to use instead of fortress/postgres:15.
     #[arg(long)]
     pub postgres_image: Option<String>,
@@ -195,4 +204,15 @@ pub struct ProxyArgs {
     /// takes the same connections, by their order on the link.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProviderArgs {
+    /// Where to listen for authorisations (`POST /v1/authorizations`) and ledger reads.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: std::net::SocketAddr,
+    /// How long the provider takes to decide on each authorisation, in milliseconds (a real one
+    /// answers in tens of milliseconds).
+    #[arg(long, default_value_t = 20)]
+    pub processing_ms: u64,
 }

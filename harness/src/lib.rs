@@ -15,6 +15,7 @@
 //! - `observe`: every replica's, Postgres's and Redis's counters as rates, once a second
 //! - `faults`: every fault's inject and revert, the timeline, the network fault proxy
 //! - `env`: the topology in containers, images, the replicas' admin routes, cleanup
+//! - `provider`: the payment provider stand-in the lab runs (authorisations over HTTP, their ledger)
 //! - `interrupt`: Ctrl-C, owned by Fortress (goose never gets it)
 //! - `run_folder`: where each file of a run goes
 //! - `saved_json`: reading Fortress's own JSON files back
@@ -35,6 +36,7 @@ pub mod gate;
 pub mod interrupt;
 pub mod load;
 pub mod observe;
+pub mod provider;
 pub mod report;
 pub mod run_folder;
 pub mod saved_json;

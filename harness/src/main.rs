@@ -30,7 +30,7 @@ async fn main() -> ExitCode {
         eprintln!("fortress: cannot take Ctrl-C: {error}");
         return fortress::vocabulary::ExitCode::Environment.into();
     }
-    // The lab's service and proxy containers run this very binary.
+    // The lab's service, proxy and provider containers run this very binary.
     let lab_binary = match std::env::current_exe() {
         Ok(path) => path,
         Err(error) => {
@@ -43,6 +43,7 @@ async fn main() -> ExitCode {
         Command::Doctor => commands::lab::doctor().await,
         Command::Cleanup => commands::lab::cleanup().await,
         Command::Proxy(args) => commands::lab::proxy(args, termination()).await,
+        Command::Provider(args) => commands::lab::provider(args, termination()).await,
         Command::Experiment(args) => commands::experiment::run(args, lab_binary).await,
         Command::Gate(args) => commands::gate::run(args, lab_binary).await,
         Command::List => commands::catalog::list(),

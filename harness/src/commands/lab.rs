@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::print_error;
-use crate::cli::{EnvArgs, ProxyArgs};
+use crate::cli::{EnvArgs, ProviderArgs, ProxyArgs};
 use crate::env::docker::DockerClient;
 use crate::env::{Balancing, Lab, LabSpec, cleanup};
 use crate::vocabulary::ExitCode;
@@ -24,6 +24,7 @@ pub async fn env_up(args: &EnvArgs, lab_binary: PathBuf) -> ExitCode {
         balancer: (args.balancer || args.sticky || args.replicas > 1)
             .then_some(Balancing { sticky: args.sticky }),
         mail: args.mail,
+        payments: args.payments,
         ..LabSpec::with_binary(lab_binary)
     };
     eprintln!("starting the lab...");
@@ -83,6 +84,9 @@ async fn print_lab(lab: &Lab) -> Result<(), crate::env::EnvError> {
             mail.name
         );
     }
+    if lab.provider.is_some() {
+        println!("  provider   {}/v1/ledger", lab.provider_url().await?);
+    }
     let links: Vec<String> = lab.links().iter().map(ToString::to_string).collect();
     println!(
         "  proxy      {}/links (links: {})",
@@ -119,6 +123,32 @@ pub async fn cleanup() -> ExitCode {
         Err(error) => {
             eprint!("could not remove the leftovers: ");
             print_error(&error);
+            ExitCode::Environment
+        }
+    }
+}
+
+/// The payment provider stand-in, until Ctrl-C or SIGTERM.
+pub async fn provider(args: &ProviderArgs, shutdown: impl Future<Output = ()> + Send + 'static) -> ExitCode {
+    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "fortress: failed to listen on {} for the provider: {error}",
+                args.listen
+            );
+            return ExitCode::Environment;
+        }
+    };
+    eprintln!(
+        "fortress provider: authorisations on http://{}/v1/authorizations",
+        args.listen
+    );
+    let processing = std::time::Duration::from_millis(args.processing_ms);
+    match crate::provider::serve(listener, processing, shutdown).await {
+        Ok(()) => ExitCode::Confirmed,
+        Err(error) => {
+            eprintln!("the provider failed: {error}");
             ExitCode::Environment
         }
     }

@@ -25,6 +25,7 @@ fn port_of(link: Link) -> u16 {
         Link::Postgres => 5432,
         Link::Redis => 6379,
         Link::Mail => 25,
+        Link::Payments => 9000,
     }
 }
 
@@ -46,6 +47,7 @@ pub(super) struct Topology {
     seed: u64,
     balancing: Option<Balancing>,
     mail: bool,
+    payments: bool,
 }
 
 /// Every container of a lab, started.
@@ -58,6 +60,7 @@ pub(super) struct Started {
     pub services: Vec<Node>,
     pub balancer: Option<Node>,
     pub mail: Option<Node>,
+    pub provider: Option<Node>,
     pub images: Vec<ImageChoice>,
     pub admin_token: String,
 }
@@ -76,6 +79,7 @@ impl Topology {
             seed: spec.seed,
             balancing: spec.balancer,
             mail: spec.mail,
+            payments: spec.payments,
         }
     }
 
@@ -134,12 +138,13 @@ impl Topology {
             "--seed".to_owned(),
             self.seed.to_string(),
         ];
-        for link in super::links(self.mail) {
+        for link in super::links(self.mail, self.payments) {
             let port = port_of(link);
             let upstream = self.container_name(link.role());
+            let http = if link.carries_http() { "=http" } else { "" };
             cmd.extend([
                 "--link".to_owned(),
-                format!("{link}=0.0.0.0:{port}={upstream}:{port}"),
+                format!("{link}=0.0.0.0:{port}={upstream}:{port}{http}"),
             ]);
         }
         self.request(&self.images.lab, Role::Proxy, &[PROXY_CONTROL_PORT])
@@ -151,12 +156,27 @@ impl Topology {
         self.request(image, Role::Mail, &[port_of(Link::Mail)])
     }
 
-    /// `fortress service`, reaching Postgres, Redis and the mail server (if any) through the proxy.
+    /// `fortress provider`, the payment provider stand-in, on the lab binary's image.
+    fn provider(&self) -> ContainerRequest<GenericImage> {
+        let port = port_of(Link::Payments);
+        self.request(&self.images.lab, Role::Provider, &[port]).with_cmd([
+            "provider".to_owned(),
+            "--listen".to_owned(),
+            format!("0.0.0.0:{port}"),
+        ])
+    }
+
+    /// `fortress service`, reaching Postgres, Redis, the mail server and the payment provider (those it
+    /// has) through the proxy.
     fn replica(&self, n: u32) -> ContainerRequest<GenericImage> {
         let proxy = self.container_name(Role::Proxy);
         let mut request = self.request(&self.images.lab, Role::Service(n), &[SERVICE_PORT]);
         if self.mail {
             request = request.with_env_var("SMTP_ADDR", format!("{proxy}:{}", port_of(Link::Mail)));
+        }
+        if self.payments {
+            let url = format!("http://{proxy}:{}", port_of(Link::Payments));
+            request = request.with_env_var("PAYMENTS_URL", url);
         }
         request
             .with_cmd(["service"])
@@ -206,13 +226,20 @@ impl Topology {
                 None => None,
             }
         };
-        let (postgres, redis, proxy, services, balancer, mail) = tokio::join!(
+        let provider = async {
+            match self.payments {
+                true => Some(start_node(Role::Provider, port_of(Link::Payments), self.provider()).await),
+                false => None,
+            }
+        };
+        let (postgres, redis, proxy, services, balancer, mail, provider) = tokio::join!(
             start_node(Role::Postgres, port_of(Link::Postgres), self.postgres()),
             start_node(Role::Redis, port_of(Link::Redis), self.redis()),
             start_node(Role::Proxy, PROXY_CONTROL_PORT, self.proxy()),
             futures::future::join_all(replicas),
             balancer,
             mail,
+            provider,
         );
         Ok(Started {
             postgres: postgres?,
@@ -221,6 +248,7 @@ impl Topology {
             services: services.into_iter().collect::<Result<Vec<_>, _>>()?,
             balancer: balancer.transpose()?,
             mail: mail.transpose()?,
+            provider: provider.transpose()?,
             images: self.images.all().cloned().collect(),
             run_id: self.run_id,
             network: self.network,

@@ -1,6 +1,6 @@
 //! The lab's topology in containers: one Docker network per run, with Postgres, Redis, the fault proxy,
-//! one or more replicas of the reference service and, when asked for, HAProxy in front of them and a
-//! mail server (Postfix) behind them.
+//! one or more replicas of the reference service and, when asked for, HAProxy in front of them, and a
+//! mail server (Postfix) and a payment provider (`fortress provider`) behind them.
 //!
 //! The service reaches Postgres and Redis through the proxy's listeners (`proxy:5432`, `proxy:6379`),
 //! and the proxy reaches them by container name, resolved per connection, so a restarted Redis is
@@ -25,6 +25,7 @@ pub mod images;
 pub mod logs;
 pub mod mail;
 pub mod owner;
+pub mod payments;
 pub mod resources;
 
 use std::path::PathBuf;
@@ -39,12 +40,16 @@ use self::docker::{DockerClient, DockerError};
 use self::images::ImageChoice;
 use crate::vocabulary::{Link, Role, UnknownRole};
 
-/// The proxy's links of a lab with or without a mail server.
-fn links(mail: bool) -> Vec<Link> {
+/// The proxy's links of a lab, with or without a mail server and a payment provider.
+fn links(mail: bool, payments: bool) -> Vec<Link> {
     Link::ALL
         .iter()
         .copied()
-        .filter(|l| mail || *l != Link::Mail)
+        .filter(|l| match l {
+            Link::Mail => mail,
+            Link::Payments => payments,
+            Link::Postgres | Link::Redis => true,
+        })
         .collect()
 }
 
@@ -65,6 +70,9 @@ pub struct LabSpec {
     /// A mail server (Postfix) the outbox sends each order's confirmation to, through the proxy's
     /// `mail` link; without one the outbox only records emails in its own table.
     pub mail: bool,
+    /// A payment provider (`fortress provider`) checkouts authorise each order with, through the
+    /// proxy's `payments` link; without one checkouts take no payment.
+    pub payments: bool,
 }
 
 impl LabSpec {
@@ -80,6 +88,7 @@ impl LabSpec {
             seed: 0,
             balancer: None,
             mail: false,
+            payments: false,
         }
     }
 }
@@ -123,6 +132,12 @@ pub enum EnvError {
         role: Role,
         #[source]
         source: testcontainers::TestcontainersError,
+    },
+    #[error("{role} did not answer as expected")]
+    Unreachable {
+        role: Role,
+        #[source]
+        source: reqwest::Error,
     },
     #[error("could not build the lab's HTTP client")]
     HttpClient(#[source] reqwest::Error),
@@ -186,6 +201,7 @@ pub struct Lab {
     pub services: Vec<Node>,
     pub balancer: Option<Node>,
     pub mail: Option<Node>,
+    pub provider: Option<Node>,
     pub images: Vec<ImageChoice>,
     /// From the call to `start` until every replica said ready.
     pub ready_in: Duration,
@@ -278,6 +294,7 @@ impl Lab {
             services: started.services,
             balancer: started.balancer,
             mail: started.mail,
+            provider: started.provider,
             images: started.images,
             ready_in: Duration::ZERO,
             startup: Vec::new(),
@@ -298,6 +315,10 @@ impl Lab {
             lab.wait_mail_server(spec.ready_deadline).await?;
             steps.finished("mail server greets");
         }
+        if lab.provider.is_some() {
+            lab.wait_provider(spec.ready_deadline).await?;
+            steps.finished("payment provider answers");
+        }
         lab.ready_in = steps.started.elapsed();
         lab.startup = steps.done;
         Ok(lab)
@@ -316,6 +337,10 @@ impl Lab {
                 .mail
                 .as_ref()
                 .ok_or_else(|| UnknownRole(role.to_string()).into()),
+            Role::Provider => self
+                .provider
+                .as_ref()
+                .ok_or_else(|| UnknownRole(role.to_string()).into()),
             Role::Service(n) => self
                 .services
                 .get(usize::try_from(n).unwrap_or(usize::MAX).wrapping_sub(1))
@@ -323,9 +348,10 @@ impl Lab {
         }
     }
 
-    /// The proxy's links in this lab: Postgres and Redis always, the mail server's when it has one.
+    /// The proxy's links in this lab: Postgres and Redis always, the mail server's and the payment
+    /// provider's when it has them.
     pub fn links(&self) -> Vec<Link> {
-        links(self.mail.is_some())
+        links(self.mail.is_some(), self.provider.is_some())
     }
 
     /// The replica numbers, from 1.

@@ -57,6 +57,8 @@ pub struct Plan {
     pub pool_size: u32,
     /// Whether the lab has a mail server (`topology.mail`).
     pub mail: bool,
+    /// Whether the lab has a payment provider (`topology.payments`).
+    pub payments: bool,
     pub seed: SeedPlan,
     pub rate: f64,
     pub users: u32,

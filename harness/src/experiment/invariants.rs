@@ -1,7 +1,8 @@
 //! The promises that must hold whatever the load and the faults, checked in Postgres at the end of a
 //! run: no acknowledged order lost, no unit sold beyond the stock, no negative stock, one outbox event
 //! per order and, once the outbox has drained, one email per order: in the service's own table, and
-//! at the mail server's mailbox when the lab has one.
+//! at the mail server's mailbox when the lab has one; with a payment provider, every order paid,
+//! nobody charged for nothing or twice, by the provider's own ledger.
 
 use std::time::{Duration, Instant};
 
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use crate::env::mail::Mailbox;
+use crate::provider::Ledger;
 use crate::vocabulary::Metric;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,7 +108,7 @@ pub async fn last_order_id(pg: &PgPool) -> Result<i64, sqlx::Error> {
         .await
 }
 
-fn first_ids(ids: &[i64]) -> String {
+fn first_ids<T: ToString>(ids: &[T]) -> String {
     let shown: Vec<String> = ids.iter().take(5).map(ToString::to_string).collect();
     let more = if ids.len() > 5 {
         format!(" and {} more", ids.len() - 5)
@@ -313,6 +315,67 @@ pub async fn one_email_per_order_delivered(
         problems.is_empty(),
         detail,
     ))
+}
+
+/// At the payment provider itself (labs with one), from its ledger: every order of the run is backed
+/// by a standing authorisation, no standing authorisation is without an order (a customer charged for
+/// nothing), and no order's payment was authorised twice (charged twice). Voided authorisations (the
+/// service released them when the order could not be placed) charge nobody.
+pub async fn payments_match_orders(
+    pg: &PgPool,
+    facts: &RunFacts,
+    ledger: &Ledger,
+) -> Result<Vec<Invariant>, sqlx::Error> {
+    let orders: Vec<(i64, Option<String>)> =
+        sqlx::query_as("SELECT id, payment_ref FROM orders WHERE id > $1 ORDER BY id")
+            .bind(facts.orders_before_run)
+            .fetch_all(pg)
+            .await?;
+    let charged = ledger.per_order();
+    let unpaid: Vec<i64> = (orders.iter())
+        .filter(|(_, r)| r.as_deref().is_none_or(|r| !charged.contains_key(r)))
+        .map(|(id, _)| *id)
+        .collect();
+    let refs: std::collections::BTreeSet<&str> = orders.iter().filter_map(|(_, r)| r.as_deref()).collect();
+    let orphans: Vec<&str> = charged.keys().copied().filter(|r| !refs.contains(r)).collect();
+    let twice: Vec<&str> = (charged.iter())
+        .filter(|(_, n)| **n > 1)
+        .map(|(r, _)| *r)
+        .collect();
+    let seen = format!(
+        "the provider got {} requests and granted {} authorisations, {} standing",
+        ledger.requests,
+        ledger.authorizations.len(),
+        charged.values().sum::<u32>()
+    );
+    let check = |name: &str, bad: Vec<String>, what: &str, good: String| {
+        let detail = match bad.is_empty() {
+            true => format!("{good} ({seen})"),
+            false => format!("{} {what}: {} ({seen})", bad.len(), first_ids(&bad)),
+        };
+        Invariant::check(name, bad.is_empty(), detail)
+    };
+    let strings = |ids: &[&str]| ids.iter().map(|r| (*r).to_owned()).collect::<Vec<_>>();
+    Ok(vec![
+        check(
+            "every order paid",
+            unpaid.iter().map(ToString::to_string).collect(),
+            "order(s) without a standing authorisation",
+            format!("each of the run's {} orders has its authorisation", orders.len()),
+        ),
+        check(
+            "no charge without an order",
+            strings(&orphans),
+            "authorisation(s) standing for no order",
+            "every standing authorisation belongs to an order".to_owned(),
+        ),
+        check(
+            "no payment charged twice",
+            strings(&twice),
+            "payment(s) authorised more than once",
+            "no payment has more than one standing authorisation".to_owned(),
+        ),
+    ])
 }
 
 /// Waits up to `drain` for the outbox to relay what is pending, then counts emails per order.

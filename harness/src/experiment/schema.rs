@@ -40,6 +40,8 @@ pub(super) struct Topology {
     pub(super) sticky: Option<Spanned<bool>>,
     /// A mail server (Postfix) the outbox sends confirmations to, through the proxy's `mail` link.
     pub(super) mail: bool,
+    /// A payment provider checkouts authorise with, through the proxy's `payments` link.
+    pub(super) payments: bool,
 }
 
 impl Default for Topology {
@@ -50,6 +52,7 @@ impl Default for Topology {
             balancer: None,
             sticky: None,
             mail: false,
+            payments: false,
         }
     }
 }
@@ -122,6 +125,16 @@ pub(super) enum FaultFile {
     },
     Down {
         link: String,
+        fraction: Option<f64>,
+    },
+    HttpStatus {
+        link: String,
+        status: u16,
+        fraction: Option<f64>,
+    },
+    HttpDelay {
+        link: String,
+        ms: f64,
         fraction: Option<f64>,
     },
 }

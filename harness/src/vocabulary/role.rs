@@ -14,12 +14,15 @@ pub enum Role {
     Balancer,
     /// The mail server (Postfix) the outbox sends confirmations to, when a lab has one.
     Mail,
+    /// The payment provider stand-in (`fortress provider`) checkouts authorise payments with, when a
+    /// lab has one.
+    Provider,
 }
 
 /// A role name that is not one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "there is no {0:?} in the lab (roles: postgres, redis, mail, proxy, service, service-2, ..., balancer)"
+    "there is no {0:?} in the lab (roles: postgres, redis, mail, provider, proxy, service, service-2, ..., balancer)"
 )]
 pub struct UnknownRole(pub String);
 
@@ -33,6 +36,7 @@ impl std::fmt::Display for Role {
             Self::Service(n) => write!(f, "service-{n}"),
             Self::Balancer => f.write_str("balancer"),
             Self::Mail => f.write_str("mail"),
+            Self::Provider => f.write_str("provider"),
         }
     }
 }
@@ -46,6 +50,7 @@ impl std::str::FromStr for Role {
         match s {
             "proxy" => Ok(Self::Proxy),
             "balancer" => Ok(Self::Balancer),
+            "provider" => Ok(Self::Provider),
             "service" | "service-1" => Ok(Self::Service(1)),
             other => other
                 .strip_prefix("service-")
@@ -70,6 +75,7 @@ closed_set! {
         Postgres = "postgres": "the service's connections to Postgres",
         Redis = "redis": "the service's connections to Redis",
         Mail = "mail": "the service's SMTP connections to the mail server (labs with one)",
+        Payments = "payments": "the service's HTTP calls to the payment provider (labs with one)",
     }
 }
 
@@ -80,7 +86,13 @@ impl Link {
             Self::Postgres => Role::Postgres,
             Self::Redis => Role::Redis,
             Self::Mail => Role::Mail,
+            Self::Payments => Role::Provider,
         }
+    }
+
+    /// Whether the link carries HTTP/1.1, so HTTP faults apply to it.
+    pub fn carries_http(self) -> bool {
+        self == Self::Payments
     }
 }
 
@@ -98,16 +110,24 @@ mod tests {
             Role::Service(3),
             Role::Balancer,
             Role::Mail,
+            Role::Provider,
         ] {
             assert_eq!(role.to_string().parse::<Role>().unwrap(), role);
         }
         assert_eq!("service-1".parse::<Role>().unwrap(), Role::Service(1));
         assert!("service-0".parse::<Role>().is_err());
         let error = "mysql".parse::<Role>().unwrap_err().to_string();
-        assert!(error.contains("postgres, redis, mail, proxy, service"), "{error}");
+        assert!(
+            error.contains("postgres, redis, mail, provider, proxy, service"),
+            "{error}"
+        );
+        assert_eq!("payments".parse::<Role>().unwrap(), Role::Provider);
         assert_eq!(Role::Redis.link(), Some(Link::Redis));
         assert_eq!(Role::Proxy.link(), None);
         let error = "mysql".parse::<Link>().unwrap_err().to_string();
-        assert_eq!(error, "unknown link \"mysql\"; links: postgres, redis, mail");
+        assert_eq!(
+            error,
+            "unknown link \"mysql\"; links: postgres, redis, mail, payments"
+        );
     }
 }

@@ -6,6 +6,8 @@ mod env;
 mod faults;
 mod mail;
 mod observe;
+mod payments;
+mod shop;
 #[path = "../support/mod.rs"]
 mod support;
 mod timing;

@@ -124,6 +124,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         replicas,
         pool_size,
         mail: parsed.topology.mail,
+        payments: parsed.topology.payments,
         seed,
         rate,
         users,
@@ -240,8 +241,12 @@ fn phase(
     let mut faults = Vec::new();
     for fault in &phase.faults {
         let planned = to_faults(src, fault, topology)?;
-        if !topology.mail && planned.iter().any(needs_mail) {
+        if !topology.mail && planned.iter().any(|f| acts_on(f, Role::Mail)) {
             let message = "the mail server is only in labs with topology.mail = true";
+            return Err(src.error(&fault.span(), "phases.faults", message));
+        }
+        if !topology.payments && planned.iter().any(|f| acts_on(f, Role::Provider)) {
+            let message = "the payment provider is only in labs with topology.payments = true";
             return Err(src.error(&fault.span(), "phases.faults", message));
         }
         faults.extend(planned);
@@ -531,15 +536,27 @@ fn to_faults(
         }
         FaultFile::Reset { link, fraction } => one(network(src, &span, link, NetworkFault::Reset, *fraction)),
         FaultFile::Down { link, fraction } => one(network(src, &span, link, NetworkFault::Down, *fraction)),
+        FaultFile::HttpStatus {
+            link,
+            status,
+            fraction,
+        } => {
+            let fault = NetworkFault::HttpStatus { status: *status };
+            one(network(src, &span, link, fault, *fraction))
+        }
+        FaultFile::HttpDelay { link, ms, fraction } => {
+            let fault = NetworkFault::HttpDelay { ms: *ms };
+            one(network(src, &span, link, fault, *fraction))
+        }
     }
 }
 
 /// A network fault on a link of the proxy, on every connection or on a `fraction` of them.
-/// Whether a fault acts on the mail server or its link.
-fn needs_mail(fault: &Fault) -> bool {
+/// Whether a fault acts on `role` (a container only some labs have) or on its link.
+fn acts_on(fault: &Fault, role: Role) -> bool {
     match fault {
-        Fault::Kill(role) | Fault::Stop(role) | Fault::Pause(role) => *role == Role::Mail,
-        Fault::Network { link, .. } => *link == Link::Mail,
+        Fault::Kill(target) | Fault::Stop(target) | Fault::Pause(target) => *target == role,
+        Fault::Network { link, .. } => link.role() == role,
         _ => false,
     }
 }
@@ -583,5 +600,17 @@ fn network(
     let link: Link = link
         .parse()
         .map_err(|e: crate::vocabulary::Unknown| src.error(span, "phases.faults.link", e.to_string()))?;
+    if fault.kind().is_http() && !link.carries_http() {
+        let http: Vec<&str> = (Link::ALL.iter())
+            .filter(|l| l.carries_http())
+            .map(|l| l.name())
+            .collect();
+        let message = format!(
+            "{} is an HTTP fault; the {link} link carries raw TCP (HTTP links: {})",
+            fault.kind(),
+            http.join(", ")
+        );
+        return Err(src.error(span, "phases.faults.link", message));
+    }
     Ok(Fault::Network { link, fault })
 }

@@ -131,6 +131,12 @@ async fn check_invariants(
         let delivered = invariants::one_email_per_order_delivered(&pg, &facts, &mailbox).await?;
         report.checks.push(delivered);
     }
+    if lab.provider.is_some() {
+        let ledger = lab.ledger().await?;
+        report
+            .checks
+            .extend(invariants::payments_match_orders(&pg, &facts, &ledger).await?);
+    }
     pg.close().await;
     Ok(report)
 }

@@ -77,6 +77,7 @@ async fn start_lab(plan: &Plan, variant: Variant, ctx: &RunContext<'_>) -> Resul
         replicas: plan.replicas,
         db_pool_size: plan.pool_size,
         mail: plan.mail,
+        payments: plan.payments,
         seed: plan.seed.seed,
         balancer: plan
             .variants

@@ -113,6 +113,28 @@ async fn set(
     };
     let set = FaultSet::from_list(&faults)
         .map_err(|e| error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_faults", e.to_string()))?;
+    if !link.spec.http
+        && let Some(http) = faults.iter().find(|f| f.kind().is_http())
+    {
+        let http_links: Vec<&str> = (links.values())
+            .filter(|l| l.spec.http)
+            .map(|l| l.spec.name.as_str())
+            .collect();
+        let message = format!(
+            "{} is an HTTP fault and the {name} link carries raw TCP; HTTP links: {}",
+            http.kind(),
+            if http_links.is_empty() {
+                "none".to_owned()
+            } else {
+                http_links.join(", ")
+            }
+        );
+        return Err(error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "not_an_http_link",
+            message,
+        ));
+    }
     Ok(apply(link, set))
 }
 

@@ -15,32 +15,41 @@ use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use super::http::{self, HttpLayer};
 use super::network_fault::{FaultKind, FaultSet};
 use super::pump::{self, End, Tap};
 
 /// How long the proxy waits for its upstream to accept a connection.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The in-memory pipe between an HTTP link's byte pump and its HTTP side.
+const HTTP_PIPE: usize = 64 * 1024;
 
-/// `name=listen=upstream`, e.g. `postgres=0.0.0.0:5432=fortress-ab12-postgres:5432`.
+/// `name=listen=upstream`, e.g. `postgres=0.0.0.0:5432=fortress-ab12-postgres:5432`, and `=http` at
+/// the end for a link that carries HTTP/1.1 (where HTTP faults apply too).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkSpec {
     pub name: String,
     pub listen: SocketAddr,
     pub upstream: String,
+    pub http: bool,
 }
 
-/// A `--link` that is not `NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT`.
+/// A `--link` that is not `NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT[=http]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a link is NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT, e.g. redis=0.0.0.0:6379=redis:6379 (got {0:?})")]
+#[error(
+    "a link is NAME=LISTEN_ADDR=UPSTREAM_HOST:PORT[=http], e.g. redis=0.0.0.0:6379=redis:6379 (got {0:?})"
+)]
 pub struct BadLinkSpec(String);
 
 impl std::str::FromStr for LinkSpec {
     type Err = BadLinkSpec;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let usage = || BadLinkSpec(s.to_owned());
-        let mut parts = s.splitn(3, '=');
-        let (Some(name), Some(listen), Some(upstream)) = (parts.next(), parts.next(), parts.next()) else {
-            return Err(usage());
+        let parts: Vec<&str> = s.split('=').collect();
+        let (name, listen, upstream, http) = match parts[..] {
+            [name, listen, upstream] => (name, listen, upstream, false),
+            [name, listen, upstream, "http"] => (name, listen, upstream, true),
+            _ => return Err(usage()),
         };
         let listen = listen.parse().map_err(|_| usage())?;
         if name.is_empty() || !upstream.contains(':') {
@@ -50,6 +59,7 @@ impl std::str::FromStr for LinkSpec {
             name: name.into(),
             listen,
             upstream: upstream.into(),
+            http,
         })
     }
 }
@@ -67,6 +77,11 @@ pub struct Counters {
     pub held_chunks: AtomicU64,
     pub resets: AtomicU64,
     pub closed_by_down: AtomicU64,
+    /// HTTP requests that came through (HTTP links), answered by an `http_status` fault instead of
+    /// the upstream, and held by an `http_delay` fault.
+    pub http_requests: AtomicU64,
+    pub http_answered: AtomicU64,
+    pub http_delayed: AtomicU64,
     /// Connections that carried traffic during the activation.
     pub connections_seen: AtomicU64,
     /// Connections a fault acted on during the activation: the blast radius, counted.
@@ -87,6 +102,12 @@ pub struct Evidence {
     pub resets: u64,
     pub closed_by_down: u64,
     #[serde(default)]
+    pub http_requests: u64,
+    #[serde(default)]
+    pub http_answered: u64,
+    #[serde(default)]
+    pub http_delayed: u64,
+    #[serde(default)]
     pub connections_seen: u64,
     #[serde(default)]
     pub connections_touched: u64,
@@ -95,7 +116,9 @@ pub struct Evidence {
 impl Evidence {
     /// Whether any fault acted on any byte or connection (otherwise a verdict cannot blame the fault).
     pub fn touched_traffic(&self) -> bool {
-        self.delayed_chunks + self.throttled_chunks + self.held_chunks + self.resets + self.closed_by_down > 0
+        let chunks = self.delayed_chunks + self.throttled_chunks + self.held_chunks;
+        let connections = self.resets + self.closed_by_down;
+        chunks + connections + self.http_answered + self.http_delayed > 0
     }
 }
 
@@ -122,6 +145,9 @@ impl Counters {
             held_chunks: get(&self.held_chunks),
             resets: get(&self.resets),
             closed_by_down: get(&self.closed_by_down),
+            http_requests: get(&self.http_requests),
+            http_answered: get(&self.http_answered),
+            http_delayed: get(&self.http_delayed),
             connections_seen: get(&self.connections_seen),
             connections_touched: get(&self.connections_touched),
         }
@@ -159,6 +185,8 @@ pub struct Link {
     /// Connections accepted so far: the next one's number.
     accepted: AtomicU64,
     activations: AtomicU64,
+    /// The HTTP side of an HTTP link, behind the byte pump of each connection.
+    http: Option<Arc<HttpLayer>>,
 }
 
 impl Link {
@@ -174,12 +202,22 @@ impl Link {
             since: Utc::now(),
             ..Active::default()
         }));
+        let http = spec.http.then(|| {
+            Arc::new(HttpLayer {
+                upstream: spec.upstream.clone(),
+                active: active.subscribe(),
+                seed,
+                connect_timeout: UPSTREAM_CONNECT_TIMEOUT,
+                requests: AtomicU64::new(0),
+            })
+        });
         let link = Arc::new(Self {
             spec,
             active,
             seed,
             accepted: AtomicU64::new(0),
             activations: AtomicU64::new(1),
+            http,
         });
         tokio::spawn(Arc::clone(&link).accept_loop(listener));
         Ok(link)
@@ -245,7 +283,7 @@ impl Link {
                     Ok((client, _)) => {
                         let number = self.accepted.fetch_add(1, Ordering::Relaxed);
                         let tap = Arc::new(Tap::new(number, self.seed));
-                        tokio::spawn(forward(client, self.spec.upstream.clone(), self.active.subscribe(), tap));
+                        tokio::spawn(Arc::clone(&self).forward(client, tap));
                     }
                     Err(error) => tracing::warn!(%error, link = self.spec.name, "accept failed"),
                 },
@@ -255,38 +293,48 @@ impl Link {
     }
 }
 
-/// Forwards one client connection to a fresh upstream connection until either side closes, or a fault
-/// (reset, down) ends it with a RST on both sides.
-async fn forward(
-    mut client: TcpStream,
-    upstream: String,
-    active: watch::Receiver<Arc<Active>>,
-    tap: Arc<Tap>,
-) {
-    let current = Arc::clone(&active.borrow());
-    Counters::add(&current.counters.connections, 1);
-    if current.faults.down && tap.takes(&current, FaultKind::Down) {
-        Counters::add(&current.counters.closed_by_down, 1);
-        tap.touched(&current);
-        let _ = client.set_zero_linger();
-        return;
-    }
-    let connected = tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(&upstream)).await;
-    let Ok(Ok(mut server)) = connected else {
-        Counters::add(&current.counters.upstream_unreachable, 1);
-        let _ = client.set_zero_linger();
-        return;
-    };
-    let _ = client.set_nodelay(true);
-    let _ = server.set_nodelay(true);
-    let end = {
-        let (client_read, client_write) = client.split();
-        let (server_read, server_write) = server.split();
-        pump::both_ways(client_read, client_write, server_read, server_write, active, tap).await
-    };
-    if end == End::Reset {
-        let _ = client.set_zero_linger();
-        let _ = server.set_zero_linger();
+impl Link {
+    /// Forwards one client connection to a fresh upstream connection (an HTTP link: to its HTTP
+    /// side) until either side closes, or a fault (reset, down) ends it with a RST on both sides.
+    async fn forward(self: Arc<Self>, mut client: TcpStream, tap: Arc<Tap>) {
+        let active = self.active.subscribe();
+        let current = Arc::clone(&active.borrow());
+        Counters::add(&current.counters.connections, 1);
+        if current.faults.down && tap.takes(&current, FaultKind::Down) {
+            Counters::add(&current.counters.closed_by_down, 1);
+            tap.touched(&current);
+            let _ = client.set_zero_linger();
+            return;
+        }
+        let _ = client.set_nodelay(true);
+        if let Some(http) = &self.http {
+            let (near, far) = tokio::io::duplex(HTTP_PIPE);
+            tokio::spawn(http::serve(far, Arc::clone(http)));
+            let (near_read, near_write) = tokio::io::split(near);
+            let (client_read, client_write) = client.split();
+            let end = pump::both_ways(client_read, client_write, near_read, near_write, active, tap).await;
+            if end == End::Reset {
+                let _ = client.set_zero_linger();
+            }
+            return;
+        }
+        let connected =
+            tokio::time::timeout(UPSTREAM_CONNECT_TIMEOUT, TcpStream::connect(&self.spec.upstream)).await;
+        let Ok(Ok(mut server)) = connected else {
+            Counters::add(&current.counters.upstream_unreachable, 1);
+            let _ = client.set_zero_linger();
+            return;
+        };
+        let _ = server.set_nodelay(true);
+        let end = {
+            let (client_read, client_write) = client.split();
+            let (server_read, server_write) = server.split();
+            pump::both_ways(client_read, client_write, server_read, server_write, active, tap).await
+        };
+        if end == End::Reset {
+            let _ = client.set_zero_linger();
+            let _ = server.set_zero_linger();
+        }
     }
 }
 

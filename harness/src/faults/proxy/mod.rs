@@ -1,5 +1,6 @@
 //! The network fault proxy: one TCP listener per link (service -> postgres, service -> redis), a
 //! control API to set and clear faults on each, and evidence of what every fault did to real traffic.
+//! A link that carries HTTP/1.1 (service -> payment provider) also takes HTTP faults (`http`).
 //!
 //! It runs as `fortress proxy` in a container on the run's network; the service reaches its
 //! dependencies through it.
@@ -12,6 +13,7 @@
 //! latency once per reply, on connections that are already open.
 
 mod control;
+mod http;
 mod link;
 mod network_fault;
 mod pump;

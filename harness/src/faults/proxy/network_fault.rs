@@ -30,6 +30,12 @@ pub enum NetworkFault {
     Reset,
     /// The link is down: open connections are reset and new ones are refused.
     Down,
+    /// HTTP links only: answers `status` to a request instead of passing it on (the upstream never
+    /// sees it). With a `fraction`, that share of the link's requests.
+    HttpStatus { status: u16 },
+    /// HTTP links only: holds a request `ms` before passing it on. A client that gives up meanwhile
+    /// closes its connection, and the request is never sent.
+    HttpDelay { ms: f64 },
 }
 
 crate::vocabulary::closed_set! {
@@ -40,6 +46,8 @@ crate::vocabulary::closed_set! {
         Blackhole = "blackhole": "holds every byte until cleared (a partition)",
         Reset = "reset": "resets every connection that carries traffic",
         Down = "down": "resets open connections and refuses new ones",
+        HttpStatus = "http_status": "answers a status to (a share of) an HTTP link's requests, without passing them on",
+        HttpDelay = "http_delay": "holds (a share of) an HTTP link's requests ms before passing them on",
     }
 }
 
@@ -52,7 +60,14 @@ impl FaultKind {
             Self::Blackhole => "blackhole",
             Self::Reset => "reset",
             Self::Down => "down",
+            Self::HttpStatus => "http_status {status}",
+            Self::HttpDelay => "http_delay {ms}",
         }
+    }
+
+    /// Whether it acts on HTTP requests (of an HTTP link) rather than on bytes and connections.
+    pub fn is_http(self) -> bool {
+        matches!(self, Self::HttpStatus | Self::HttpDelay)
     }
 
     /// Every kind with its fields: `latency {ms, jitter_ms}, bandwidth {bytes_per_second}, ...`.
@@ -73,9 +88,13 @@ pub enum InvalidFault {
     #[error("two {0} faults on one link; send one")]
     Twice(FaultKind),
     #[error(
-        "fraction must be between 0 and 1: the share of the link's connections the fault takes (got {0})"
+        "fraction must be between 0 and 1: the share of the link's connections (HTTP faults: requests) the fault takes (got {0})"
     )]
     Fraction(f64),
+    #[error("http_status status must be a known HTTP status, such as 503 or 429 (got {0})")]
+    Status(u16),
+    #[error("http_delay ms must be between 0 and {MAX_DELAY_MS} (got {0})")]
+    HttpDelay(f64),
 }
 
 impl NetworkFault {
@@ -86,6 +105,8 @@ impl NetworkFault {
             Self::Blackhole => FaultKind::Blackhole,
             Self::Reset => FaultKind::Reset,
             Self::Down => FaultKind::Down,
+            Self::HttpStatus { .. } => FaultKind::HttpStatus,
+            Self::HttpDelay { .. } => FaultKind::HttpDelay,
         }
     }
 
@@ -101,6 +122,10 @@ impl NetworkFault {
             Self::Bandwidth { bytes_per_second } if bytes_per_second < MIN_BANDWIDTH => {
                 Err(InvalidFault::Bandwidth(bytes_per_second))
             }
+            Self::HttpStatus { status } if !is_known_status(status) => Err(InvalidFault::Status(status)),
+            Self::HttpDelay { ms } if !(0.0..=MAX_DELAY_MS).contains(&ms) || !ms.is_finite() => {
+                Err(InvalidFault::HttpDelay(ms))
+            }
             _ => Ok(()),
         }
     }
@@ -114,6 +139,8 @@ impl std::fmt::Display for NetworkFault {
             }
             Self::Latency { ms, .. } => write!(f, "latency {ms}ms"),
             Self::Bandwidth { bytes_per_second } => write!(f, "bandwidth {bytes_per_second} B/s"),
+            Self::HttpStatus { status } => write!(f, "HTTP {status} answered"),
+            Self::HttpDelay { ms } => write!(f, "HTTP requests held {ms}ms"),
             other => f.write_str(other.kind().name()),
         }
     }
@@ -149,19 +176,25 @@ impl ScopedFault {
     }
 }
 
-/// `reset`, or `reset on 25% of connections`.
+/// `reset`, `reset on 25% of connections`, `HTTP 503 answered on 50% of requests`.
 impl std::fmt::Display for ScopedFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.fault)?;
         if self.fraction < 1.0 {
-            write!(
-                f,
-                " on {}% of connections",
-                (self.fraction * 1000.0).round() / 10.0
-            )?;
+            let unit = if self.kind().is_http() {
+                "requests"
+            } else {
+                "connections"
+            };
+            write!(f, " on {}% of {unit}", (self.fraction * 1000.0).round() / 10.0)?;
         }
         Ok(())
     }
+}
+
+/// A status with a name in the HTTP registry (`503 Service Unavailable`), not just any three digits.
+fn is_known_status(status: u16) -> bool {
+    axum::http::StatusCode::from_u16(status).is_ok_and(|s| s.canonical_reason().is_some())
 }
 
 impl Serialize for ScopedFault {
@@ -210,7 +243,10 @@ pub struct FaultSet {
     pub blackhole: bool,
     pub reset: bool,
     pub down: bool,
-    /// The faults that take a share of the connections; the others take every one.
+    pub http_status: Option<u16>,
+    pub http_delay: Option<f64>,
+    /// The faults that take a share of the connections (HTTP faults: of the requests); the others
+    /// take every one.
     pub fractions: BTreeMap<FaultKind, f64>,
 }
 
@@ -245,6 +281,8 @@ impl FaultSet {
                 NetworkFault::Blackhole => set.blackhole = true,
                 NetworkFault::Reset => set.reset = true,
                 NetworkFault::Down => set.down = true,
+                NetworkFault::HttpStatus { status } => set.http_status = Some(status),
+                NetworkFault::HttpDelay { ms } => set.http_delay = Some(ms),
             }
         }
         Ok(set)
@@ -267,6 +305,12 @@ impl FaultSet {
         }
         if let Some(bytes_per_second) = self.bandwidth {
             list.push(NetworkFault::Bandwidth { bytes_per_second });
+        }
+        if let Some(status) = self.http_status {
+            list.push(NetworkFault::HttpStatus { status });
+        }
+        if let Some(ms) = self.http_delay {
+            list.push(NetworkFault::HttpDelay { ms });
         }
         for (on, fault) in [
             (self.blackhole, NetworkFault::Blackhole),
@@ -325,6 +369,25 @@ mod tests {
             .to_string();
         assert!(twice.contains("two reset faults"), "{twice}");
         assert!(serde_json::from_str::<NetworkFault>(r#"{"kind":"teleport"}"#).is_err());
+        for (status, ok) in [
+            (503, true),
+            (429, true),
+            (200, true),
+            (299, false),
+            (42, false),
+            (999, false),
+        ] {
+            let checked = NetworkFault::HttpStatus { status }.validate();
+            assert_eq!(checked.is_ok(), ok, "{status}: {checked:?}");
+        }
+        let unknown = NetworkFault::HttpStatus { status: 299 }.validate().unwrap_err();
+        assert!(unknown.to_string().contains("known HTTP status"), "{unknown}");
+        assert!(NetworkFault::HttpDelay { ms: -1.0 }.validate().is_err());
+        let half = ScopedFault {
+            fault: NetworkFault::HttpStatus { status: 503 },
+            fraction: 0.5,
+        };
+        assert_eq!(half.to_string(), "HTTP 503 answered on 50% of requests");
     }
 
     #[test]
@@ -335,6 +398,8 @@ mod tests {
             FaultKind::Blackhole => r#"{"kind":"blackhole"}"#,
             FaultKind::Reset => r#"{"kind":"reset"}"#,
             FaultKind::Down => r#"{"kind":"down"}"#,
+            FaultKind::HttpStatus => r#"{"kind":"http_status","status":503}"#,
+            FaultKind::HttpDelay => r#"{"kind":"http_delay","ms":2000}"#,
         };
         for kind in FaultKind::ALL {
             let fault: NetworkFault = serde_json::from_str(example(*kind)).unwrap();

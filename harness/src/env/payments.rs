@@ -1,0 +1,54 @@
+//! The lab's payment provider as the harness sees it from outside: whether it answers on its port
+//! published on 127.0.0.1, and its ledger (every authorisation request it got and every authorisation
+//! it granted), read from the provider itself, never from the service's tables.
+
+use std::time::{Duration, Instant};
+
+use super::{EnvError, Lab};
+use crate::provider::Ledger;
+use crate::vocabulary::Role;
+
+impl Lab {
+    /// The payment provider's base URL on 127.0.0.1.
+    pub async fn provider_url(&self) -> Result<String, EnvError> {
+        let port = self.node(Role::Provider)?.host_port().await?;
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+
+    /// The provider's ledger now.
+    pub async fn ledger(&self) -> Result<Ledger, EnvError> {
+        let url = format!("{}/v1/ledger", self.provider_url().await?);
+        let unreachable = |source| EnvError::Unreachable {
+            role: Role::Provider,
+            source,
+        };
+        let response = self.http().get(url).send().await.map_err(unreachable)?;
+        response
+            .error_for_status()
+            .map_err(unreachable)?
+            .json()
+            .await
+            .map_err(unreachable)
+    }
+
+    /// Polls the provider's `/healthz` until it answers, or `deadline`.
+    pub async fn wait_provider(&self, deadline: Duration) -> Result<(), EnvError> {
+        let url = format!("{}/healthz", self.provider_url().await?);
+        let started = Instant::now();
+        loop {
+            let last = match self.http().get(&url).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => response.status().to_string(),
+                Err(error) => reference_service::error::cause_chain(&error),
+            };
+            if started.elapsed() >= deadline {
+                return Err(EnvError::NotReady {
+                    role: Role::Provider,
+                    deadline,
+                    last,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}

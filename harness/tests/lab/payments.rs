@@ -1,0 +1,191 @@
+//! The lab's payment provider and the HTTP faults on its link: each order is paid once at the
+//! provider (counted in its own ledger), an `http_status` fault answers for the provider, an
+//! `http_delay` fault holds requests, each mode of the service meets them as it should, and the
+//! control API refuses what makes no sense with a 4xx that says why.
+
+use std::time::{Duration, Instant};
+
+use fortress::env::{Lab, LabSpec};
+use fortress::faults::proxy::{Evidence, NetworkFault, ScopedFault};
+use fortress::faults::{Fault, FaultTimeline, with_fault};
+use fortress::vocabulary::Link;
+use reference_service::modes::{ModesPatch, Payments};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::shop::{self, login, order, orders, seed};
+
+async fn start_with_payments() -> Lab {
+    shop::start(LabSpec {
+        payments: true,
+        ..shop::spec()
+    })
+    .await
+}
+
+/// Buys one unit of product 1; answers the status, the `Retry-After` header and the body.
+async fn checkout(lab: &Lab, token: &str) -> (u16, Option<String>, Value) {
+    let url = format!("{}/orders", lab.entry_url().await.unwrap());
+    let response = lab
+        .http()
+        .post(url)
+        .bearer_auth(token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "product_id": 1, "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let retry_after = (response.headers().get("retry-after")).map(|v| v.to_str().unwrap().to_owned());
+    (status, retry_after, response.json().await.unwrap())
+}
+
+/// Runs `body` with `fault` on the payments link; answers what `body` answered and the proxy's
+/// evidence of the fault.
+async fn on_payments_link<T>(lab: &Lab, fault: NetworkFault, body: impl Future<Output = T>) -> (T, Evidence) {
+    let timeline = FaultTimeline::default();
+    let stop = CancellationToken::new();
+    let fault = Fault::Network {
+        link: Link::Payments,
+        fault: ScopedFault::from(fault),
+    };
+    let answer = with_fault(lab, &timeline, &stop, &fault, body).await.unwrap();
+    let evidence = (timeline.entries().into_iter().rev())
+        .find_map(|e| e.evidence)
+        .expect("the revert kept the proxy's evidence");
+    (answer, evidence)
+}
+
+async fn set_payments(lab: &Lab, payments: Payments) {
+    let patch = ModesPatch {
+        payments: Some(payments),
+        ..ModesPatch::default()
+    };
+    lab.set_modes(1, &patch).await.unwrap();
+}
+
+#[tokio::test]
+async fn each_order_is_paid_once_and_http_faults_answer_for_the_provider_or_hold_its_requests() {
+    let lab = start_with_payments().await;
+    crate::assert_loopback_only(&lab, 5, "postgres, redis, proxy, service, provider").await;
+    seed(&lab).await;
+    let token = login(&lab).await;
+
+    // Guarded (the default): one authorisation, with the order's reference as its idempotency key.
+    order(&lab, &token).await;
+    let ledger = lab.ledger().await.unwrap();
+    assert_eq!(ledger.requests, 1, "{ledger:?}");
+    assert_eq!(ledger.authorizations.len(), 1, "{ledger:?}");
+    let authorization = &ledger.authorizations[0];
+    assert_eq!(
+        authorization.idempotency_key.as_deref(),
+        Some(authorization.order_ref.as_str())
+    );
+
+    // 503 from the proxy: the provider never hears of it, the checkout answers 503 and Retry-After,
+    // and no order is placed.
+    let before = orders(&lab).await;
+    let unavailable = NetworkFault::HttpStatus { status: 503 };
+    let ((status, retry_after, body), evidence) =
+        on_payments_link(&lab, unavailable.clone(), checkout(&lab, &token)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "payment_unavailable", "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(
+        (1..=3).contains(&evidence.http_answered) && evidence.http_answered == evidence.http_requests,
+        "guarded: a first attempt and at most two retries, all answered by the fault: {evidence:?}"
+    );
+    assert_eq!(orders(&lab).await, before);
+    assert_eq!(
+        lab.ledger().await.unwrap().requests,
+        1,
+        "the provider heard nothing"
+    );
+
+    // Naive: the same 503s, tried three times at once.
+    set_payments(&lab, Payments::Naive).await;
+    let ((status, _, body), evidence) = on_payments_link(&lab, unavailable, checkout(&lab, &token)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        (evidence.http_requests, evidence.http_answered),
+        (3, 3),
+        "{evidence:?}"
+    );
+
+    // Held 1.5 s: naive waits it out and is paid.
+    let held = NetworkFault::HttpDelay { ms: 1500.0 };
+    let started = Instant::now();
+    let (_, evidence) = on_payments_link(&lab, held.clone(), order(&lab, &token)).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(evidence.http_delayed, 1, "{evidence:?}");
+    assert_eq!(lab.ledger().await.unwrap().authorizations.len(), 2);
+
+    // Guarded: gives up at its deadline, and what it gave up on never reaches the provider.
+    set_payments(&lab, Payments::Guarded).await;
+    let ((status, _, body), _) = on_payments_link(&lab, held, checkout(&lab, &token)).await;
+    assert_eq!(status, 503, "{body}");
+    tokio::time::sleep(Duration::from_millis(1600)).await; // longer than the hold: nothing comes late
+    let ledger = lab.ledger().await.unwrap();
+    assert_eq!(
+        ledger.authorizations.len(),
+        2,
+        "nobody charged for nothing: {ledger:?}"
+    );
+    lab.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_control_api_refuses_bad_http_faults_with_a_4xx_that_says_why() {
+    let lab = start_with_payments().await;
+    let proxy = lab.proxy_url().await.unwrap();
+    let put = |link: &'static str, fault: Value| {
+        let url = format!("{proxy}/links/{link}");
+        let request = lab.http().put(url).json(&json!({ "faults": [fault] }));
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    for (link, fault, says) in [
+        (
+            "payments",
+            json!({ "kind": "http_status", "status": 503, "fraction": 1.5 }),
+            "between 0 and 1",
+        ),
+        (
+            "payments",
+            json!({ "kind": "http_status", "status": 299 }),
+            "known HTTP status",
+        ),
+        (
+            "payments",
+            json!({ "kind": "http_delay", "ms": -1 }),
+            "between 0 and",
+        ),
+        (
+            "postgres",
+            json!({ "kind": "http_status", "status": 503 }),
+            "carries raw TCP",
+        ),
+    ] {
+        let (status, body) = put(link, fault.clone()).await;
+        assert_eq!(status, 422, "{fault} on {link}: {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{fault} on {link}: {message}");
+    }
+    let (status, body) = put(
+        "payments",
+        json!({ "kind": "http_status", "status": 503, "fraction": 0.5 }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["link"]["faults"][0]["fraction"], 0.5, "{body}");
+    lab.shutdown().await.unwrap();
+}
