@@ -62,6 +62,8 @@ fn the_built_in_experiments_parse_in_both_profiles() {
         "missing-index",
         "replica-crash",
         "session-store-outage",
+        "deploy",
+        "email-outage",
     ] {
         assert!(names.contains(&name), "{name} is a built-in: {names:?}");
     }

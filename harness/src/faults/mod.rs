@@ -28,8 +28,8 @@ use crate::env::{AdminError, EnvError, Lab};
 use crate::vocabulary::{Link, Role};
 pub use timeline::{Action, FaultTimeline, TimelineEntry};
 
-/// How long a revert waits for a restarted service replica to report ready again, and for the
-/// balancer to let it in.
+/// How long a revert waits for a restarted service replica to report ready again, for the balancer
+/// to let it in, and for a restarted mail server to greet.
 const RECOVERY_DEADLINE: Duration = Duration::from_secs(60);
 /// How long a replica taken out of the balancer may take to finish the requests it has (the
 /// balancer's server timeout is 30 s).
@@ -77,9 +77,14 @@ impl std::fmt::Display for Fault {
             Self::ExpireCache => f.write_str("expire every cached key"),
             Self::Network { link, fault } if fault.fraction < 1.0 => write!(
                 f,
-                "{} on {}% of the {link} link's connections",
+                "{} on {}% of the {link} link's {}",
                 fault.fault,
-                (fault.fraction * 1000.0).round() / 10.0
+                (fault.fraction * 1000.0).round() / 10.0,
+                if fault.kind().is_http() {
+                    "requests"
+                } else {
+                    "connections"
+                }
             ),
             Self::Network { link, fault } => write!(f, "{} on the {link} link", fault.fault),
             Self::RollingRestart => f.write_str("rolling restart of every service replica"),
@@ -198,11 +203,15 @@ impl Fault {
         match self {
             Self::Kill(role) | Self::Stop(role) => {
                 lab.node(*role)?.container.start().await?;
-                if let Role::Service(replica) = role {
-                    lab.wait_ready(*replica, RECOVERY_DEADLINE).await?;
-                    if let Some(modes) = undo.replica_modes {
-                        lab.set_modes(*replica, &ModesPatch::from(modes)).await?;
+                match role {
+                    Role::Service(replica) => {
+                        lab.wait_ready(*replica, RECOVERY_DEADLINE).await?;
+                        if let Some(modes) = undo.replica_modes {
+                            lab.set_modes(*replica, &ModesPatch::from(modes)).await?;
+                        }
                     }
+                    Role::Mail => lab.wait_mail_server(RECOVERY_DEADLINE).await?,
+                    _ => {}
                 }
             }
             Self::Pause(role) => lab.node(*role)?.container.unpause().await?,
