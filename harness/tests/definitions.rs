@@ -247,6 +247,30 @@ fn mistakes_name_the_file_line_and_field() {
         },
         Case {
             from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"http_status\", link = \"postgres\", status = 503 }",
+            field: "phases.faults.link",
+            says: "http_status is an HTTP fault; the postgres link carries raw TCP (HTTP links: payments)",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"http_status\", link = \"payments\", status = 299 }",
+            field: "phases.faults",
+            says: "http_status status must be a known HTTP status",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"http_status\", link = \"payments\", status = 503, fraction = 1.5 }",
+            field: "phases.faults",
+            says: "fraction must be between 0 and 1",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"http_delay\", link = \"payments\", ms = 2000.0 }",
+            field: "phases.faults",
+            says: "the payment provider is only in labs with topology.payments = true",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
             to: "{ kind = \"rolling_restart\" }",
             field: "phases.faults.kind",
             says: "a rolling restart needs at least 2 replicas behind the balancer (got 1)",
@@ -273,7 +297,7 @@ fn mistakes_name_the_file_line_and_field() {
             from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
             to: "{ kind = \"kill\", target = \"mysql\" }",
             field: "phases.faults.target",
-            says: "postgres, redis, mail, proxy, service",
+            says: "postgres, redis, mail, provider, proxy, service",
         },
         Case {
             from: "cache_failure = \"breaker\"",
