@@ -68,6 +68,14 @@ impl Ledger {
     }
 }
 
+/// The ledger's counts, cheap to read once a second.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerCounts {
+    pub requests: u64,
+    pub authorized: u64,
+    pub voided: u64,
+}
+
 #[derive(Debug, Default)]
 struct Book {
     ledger: Ledger,
@@ -102,6 +110,7 @@ fn router(processing: Duration) -> Router {
         .route("/v1/authorizations", post(authorize))
         .route("/v1/authorizations/{id}/void", post(void))
         .route("/v1/ledger", get(ledger))
+        .route("/v1/ledger/counts", get(counts))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(provider)
 }
@@ -170,6 +179,17 @@ async fn void(State(provider): State<Provider>, Path(id): Path<String>) -> Respo
             format!("no authorisation {id}"),
         ),
     }
+}
+
+/// `GET /v1/ledger/counts`: how many requests, authorisations and voids, without the list.
+async fn counts(State(provider): State<Provider>) -> Json<LedgerCounts> {
+    let book = provider.book.lock().expect("the book's lock");
+    let ledger = &book.ledger;
+    Json(LedgerCounts {
+        requests: ledger.requests,
+        authorized: ledger.authorizations.len() as u64,
+        voided: ledger.authorizations.iter().filter(|a| a.voided).count() as u64,
+    })
 }
 
 /// `GET /v1/ledger`: every request counted and every authorisation granted.
@@ -241,6 +261,22 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ledger.requests, 8);
+        let counts: LedgerCounts = http
+            .get(format!("{url}/v1/ledger/counts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            counts,
+            LedgerCounts {
+                requests: 8,
+                authorized: 4,
+                voided: 1
+            }
+        );
         assert_eq!(ledger.replays, 1);
         assert_eq!(
             ledger.per_order(),

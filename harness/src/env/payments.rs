@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use super::{EnvError, Lab};
-use crate::provider::Ledger;
+use crate::provider::{Ledger, LedgerCounts};
 use crate::vocabulary::Role;
 
 impl Lab {
@@ -18,6 +18,22 @@ impl Lab {
     /// The provider's ledger now.
     pub async fn ledger(&self) -> Result<Ledger, EnvError> {
         let url = format!("{}/v1/ledger", self.provider_url().await?);
+        let unreachable = |source| EnvError::Unreachable {
+            role: Role::Provider,
+            source,
+        };
+        let response = self.http().get(url).send().await.map_err(unreachable)?;
+        response
+            .error_for_status()
+            .map_err(unreachable)?
+            .json()
+            .await
+            .map_err(unreachable)
+    }
+
+    /// The ledger's counts now (what the observer reads once a second).
+    pub async fn ledger_counts(&self) -> Result<LedgerCounts, EnvError> {
+        let url = format!("{}/v1/ledger/counts", self.provider_url().await?);
         let unreachable = |source| EnvError::Unreachable {
             role: Role::Provider,
             source,

@@ -2,7 +2,8 @@
 //! Postgres's and Redis's, turned into rates (statements/s, cache hit ratio, orders/s...) for the time
 //! series: per replica, and summed over the replicas. With a balancer, also which replicas its health
 //! checks have in and how many requests it sent each; with a mail server, what it delivered, counted in
-//! its own mailbox, and the outbox's backlog in Postgres.
+//! its own mailbox, and the outbox's backlog in Postgres; with a payment provider, the requests it got
+//! and the authorisations it granted, from its own ledger.
 //!
 //! A source that cannot be read in a second (a replica restarting, Postgres stopped) leaves its
 //! metrics out of that second rather than failing the run; counters that went backwards (a restarted
@@ -20,6 +21,7 @@ use self::database::{DatabaseCounters, DatabaseProbe};
 use self::service::ServiceCounters;
 use crate::env::Lab;
 use crate::env::balancer::ServerStats;
+use crate::provider::LedgerCounts;
 use crate::vocabulary::Metric;
 
 /// How long one source may take to answer before the second goes without it.
@@ -46,6 +48,8 @@ struct Reading {
     balancer: Option<Vec<ServerStats>>,
     /// Messages in the mail server's mailbox, when the lab has one and it answered.
     mailbox: Option<f64>,
+    /// The payment provider's ledger counts, when the lab has one and it answered.
+    ledger: Option<LedgerCounts>,
 }
 
 #[derive(Debug, Default)]
@@ -119,12 +123,17 @@ impl Observer {
             let count = tokio::time::timeout(READ_DEADLINE, lab.mailbox_size());
             count.await.ok()?.ok().map(f64::from)
         };
-        let (services, database, cache, balancer, mailbox) = tokio::join!(
+        let ledger = async {
+            let counts = tokio::time::timeout(READ_DEADLINE, lab.ledger_counts());
+            counts.await.ok()?.ok()
+        };
+        let (services, database, cache, balancer, mailbox, ledger) = tokio::join!(
             services,
             Self::read_database(&mut self.database, lab),
             Self::read_cache(&mut self.cache, lab),
             balancer,
             mailbox,
+            ledger,
         );
         let reading = Reading {
             at: Instant::now(),
@@ -133,6 +142,7 @@ impl Observer {
             cache,
             balancer,
             mailbox,
+            ledger,
         };
         let rates = self
             .last
@@ -167,6 +177,11 @@ fn rates(before: &Reading, now: &Reading) -> Rates {
     };
     if let (Some(a), Some(b)) = (before.mailbox, now.mailbox) {
         per_second(Metric::MailDeliveredPerS, delta(a, b));
+    }
+    if let (Some(a), Some(b)) = (before.ledger, now.ledger) {
+        let count = |n: u64| n as f64;
+        per_second(Metric::ProviderRequestsPerS, delta(count(a.requests), count(b.requests)));
+        per_second(Metric::ProviderAuthorizedPerS, delta(count(a.authorized), count(b.authorized)));
     }
     if let (Some(a), Some(b)) = (before.database, now.database) {
         per_second(Metric::PgStatementsPerS, delta(a.statements, b.statements));
@@ -268,6 +283,7 @@ mod tests {
             cache: None,
             balancer: None,
             mailbox: None,
+            ledger: None,
         }
     }
 

@@ -149,6 +149,14 @@ fn for_this_run(run: &Run) -> Vec<ChartSpec> {
             &[Metric::OutboxPending, Metric::OutboxDead],
         ));
     }
+    if run.has_series(Metric::ProviderRequestsPerS) {
+        charts.push(ChartSpec::new(
+            "provider",
+            "The payment provider's own ledger: requests received (solid) and authorisations granted (dashed) per second",
+            "per second",
+            &[Metric::ProviderRequestsPerS, Metric::ProviderAuthorizedPerS],
+        ));
+    }
     if run.has_replica_series(Metric::ServiceRps) {
         charts.push(ChartSpec {
             shape: Shape::PerReplica,
@@ -286,7 +294,10 @@ fn lines(run: &Run, spec: &ChartSpec) -> Vec<Line> {
                 } else {
                     2
                 },
-                dashed: matches!(metric, Metric::P99Ms | Metric::OutboxDead),
+                dashed: matches!(
+                    metric,
+                    Metric::P99Ms | Metric::OutboxDead | Metric::ProviderAuthorizedPerS
+                ),
             });
         }
     }

@@ -41,6 +41,8 @@ closed_set! {
         OutboxDead = "outbox_dead": "outbox events dead-lettered after their last attempt and not replayed (Postgres, at each sample)",
         MailDeliveredPerS = "mail_delivered_per_s": "emails per second the mail server put in its mailbox (its own count)",
         EmailBacklogClearS = "email_backlog_clear_s": "seconds after a fault ends until the outbox has nothing pending or dead: every order's email sent",
+        ProviderRequestsPerS = "provider_requests_per_s": "authorisation requests per second the payment provider received (its own ledger)",
+        ProviderAuthorizedPerS = "provider_authorized_per_s": "authorisations per second the payment provider granted (its own ledger)",
         OversoldUnits = "oversold_units": "units sold beyond the initial stock, summed over products (end of run)",
         UnitsSold = "units_sold": "units sold during the run (end of run)",
         LostAcknowledgedOrders = "lost_acknowledged_orders": "orders the client saw acknowledged (201) that the database does not have (end of run)",
