@@ -2,13 +2,14 @@
 //! modes (`GET|PUT /admin/modes`), the data set (`POST /admin/seed`) and the outbox's dead letters
 //! (`POST /admin/outbox/replay`), with the lab's admin token.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reference_service::modes::{Modes, ModesPatch};
 use reference_service::seed::SeedPlan;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::poll::{Look, poll_until};
 use super::{EnvError, Lab};
 use crate::vocabulary::Role;
 
@@ -52,23 +53,16 @@ impl Lab {
 
     /// Polls `/readyz` of a replica until it says `ready`, or fails at the deadline with the last answer.
     pub async fn wait_ready(&self, replica: u32, deadline: Duration) -> Result<(), EnvError> {
-        let started = Instant::now();
-        loop {
-            let last = match self.readiness(replica).await {
-                Ok((200, body)) if body["status"] == "ready" => return Ok(()),
-                Ok((status, body)) => format!("{status} {body}"),
+        let every = Duration::from_millis(100);
+        poll_until(Role::Service(replica), deadline, every, || async {
+            Ok(match self.readiness(replica).await {
+                Ok((200, body)) if body["status"] == "ready" => Look::Done(()),
+                Ok((status, body)) => Look::NotYet(format!("{status} {body}")),
                 Err(AdminError::Env(error)) => return Err(error),
-                Err(error) => reference_service::error::cause_chain(&error),
-            };
-            if started.elapsed() >= deadline {
-                return Err(EnvError::NotReady {
-                    role: Role::Service(replica),
-                    deadline,
-                    last,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+                Err(error) => Look::NotYet(reference_service::error::cause_chain(&error)),
+            })
+        })
+        .await
     }
 
     /// The modes a replica runs with now.

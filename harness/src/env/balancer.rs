@@ -18,10 +18,11 @@
 //! maint`: no new requests, those in flight finish), and puts it back (`state ready`) once it has
 //! been started again; the health checks then let it in.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::Serialize;
 
+use super::poll::{Look, poll_until};
 use super::{EnvError, Lab};
 use crate::vocabulary::Role;
 
@@ -216,54 +217,37 @@ impl Lab {
     /// Polls the balancer's stats until `replica` is out of rotation with no request in flight, or
     /// `deadline` passes.
     pub async fn wait_drained(&self, replica: u32, deadline: Duration) -> Result<(), EnvError> {
-        let until = Instant::now() + deadline;
-        loop {
+        let every = Duration::from_millis(100);
+        poll_until(Role::Balancer, deadline, every, || async {
             let stats = self.balancer_stats().await.unwrap_or_default();
-            let row = stats.iter().find(|s| s.replica == replica);
-            if row.is_some_and(|s| s.taken_out && s.in_flight == 0.0) {
-                return Ok(());
-            }
-            if Instant::now() >= until {
-                return Err(EnvError::NotReady {
-                    role: Role::Balancer,
-                    deadline,
-                    last: match row {
-                        Some(s) => format!(
-                            "{} out: {}, {} in flight",
-                            Role::Service(replica),
-                            s.taken_out,
-                            s.in_flight
-                        ),
-                        None => format!("no row for {}", Role::Service(replica)),
-                    },
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let look = match stats.iter().find(|s| s.replica == replica) {
+                Some(s) if s.taken_out && s.in_flight == 0.0 => Look::Done(()),
+                Some(s) => Look::NotYet(format!(
+                    "{} out: {}, {} in flight",
+                    Role::Service(replica),
+                    s.taken_out,
+                    s.in_flight
+                )),
+                None => Look::NotYet(format!("no row for {}", Role::Service(replica))),
+            };
+            Ok(look)
+        })
+        .await
     }
 
     /// Polls the balancer's stats until every replica is in, or `deadline` passes.
     pub async fn wait_balanced(&self, deadline: Duration) -> Result<(), EnvError> {
-        let until = Instant::now() + deadline;
         let wanted = self.services.len();
-        loop {
+        poll_until(Role::Balancer, deadline, Duration::from_millis(200), || async {
             let stats = self.balancer_stats().await;
             let up = stats.as_ref().map_or(0, |s| s.iter().filter(|r| r.up).count());
-            if up == wanted {
-                return Ok(());
-            }
-            if Instant::now() >= until {
-                return Err(EnvError::NotReady {
-                    role: Role::Balancer,
-                    deadline,
-                    last: match stats {
-                        Some(_) => format!("{up} of {wanted} replicas up"),
-                        None => "its stats page did not answer".into(),
-                    },
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Ok(match stats {
+                Some(_) if up == wanted => Look::Done(()),
+                Some(_) => Look::NotYet(format!("{up} of {wanted} replicas up")),
+                None => Look::NotYet("its stats page did not answer".into()),
+            })
+        })
+        .await
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use testcontainers::core::ExecCommand;
 use tokio::io::AsyncReadExt;
 
+use super::poll::{Look, poll_until};
 use super::{EnvError, Lab};
 use crate::vocabulary::Role;
 
@@ -57,21 +58,14 @@ impl Lab {
     /// Polls the mail server's SMTP port on 127.0.0.1 until it greets (`220 ...`), or `deadline`.
     pub async fn wait_mail_server(&self, deadline: Duration) -> Result<(), EnvError> {
         let port = self.node(Role::Mail)?.host_port().await?;
-        let started = Instant::now();
-        loop {
+        poll_until(Role::Mail, deadline, Duration::from_millis(200), || async {
             let greeting = greeting(port).await;
-            if greeting.starts_with("220 ") {
-                return Ok(());
-            }
-            if started.elapsed() >= deadline {
-                return Err(EnvError::NotReady {
-                    role: Role::Mail,
-                    deadline,
-                    last: greeting,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            Ok(match greeting.starts_with("220 ") {
+                true => Look::Done(()),
+                false => Look::NotYet(greeting),
+            })
+        })
+        .await
     }
 
     /// What the mail server has delivered and still has queued, from inside its container.

@@ -26,6 +26,7 @@ pub mod logs;
 pub mod mail;
 pub mod owner;
 pub mod payments;
+pub mod poll;
 pub mod resources;
 
 use std::path::PathBuf;

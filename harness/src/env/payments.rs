@@ -2,8 +2,9 @@
 //! published on 127.0.0.1, and its ledger (every authorisation request it got and every authorisation
 //! it granted), read from the provider itself, never from the service's tables.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use super::poll::{Look, poll_until};
 use super::{EnvError, Lab};
 use crate::provider::{Ledger, LedgerCounts};
 use crate::vocabulary::Role;
@@ -50,21 +51,13 @@ impl Lab {
     /// Polls the provider's `/healthz` until it answers, or `deadline`.
     pub async fn wait_provider(&self, deadline: Duration) -> Result<(), EnvError> {
         let url = format!("{}/healthz", self.provider_url().await?);
-        let started = Instant::now();
-        loop {
-            let last = match self.http().get(&url).send().await {
-                Ok(response) if response.status().is_success() => return Ok(()),
-                Ok(response) => response.status().to_string(),
-                Err(error) => reference_service::error::cause_chain(&error),
-            };
-            if started.elapsed() >= deadline {
-                return Err(EnvError::NotReady {
-                    role: Role::Provider,
-                    deadline,
-                    last,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        poll_until(Role::Provider, deadline, Duration::from_millis(100), || async {
+            Ok(match self.http().get(&url).send().await {
+                Ok(response) if response.status().is_success() => Look::Done(()),
+                Ok(response) => Look::NotYet(response.status().to_string()),
+                Err(error) => Look::NotYet(reference_service::error::cause_chain(&error)),
+            })
+        })
+        .await
     }
 }
