@@ -112,6 +112,10 @@ pub(super) fn derived_stats(
                 stats.set(&phase.name, per_request, value);
             }
         }
+        let payments = Metric::PaymentRequestsPerS;
+        if let Some(value) = ratio_of_totals(samples, &phase.name, payments, Metric::CheckoutsPerS) {
+            stats.set(&phase.name, Metric::PaymentRequestsPerCheckout, value);
+        }
     }
     recovery(plan, samples, stats);
 }
@@ -124,14 +128,22 @@ pub(super) const PER_REQUEST: [(Metric, Metric); 2] = [
 
 /// `metric`'s total over `phase` divided by the requests completed in it.
 fn per_completed_request(samples: &[Sample], phase: &str, metric: Metric) -> Option<f64> {
+    ratio_of_totals(samples, phase, metric, Metric::ThroughputRps)
+}
+
+/// The phase's total of `numerator` over its total of `denominator` (both per-second figures of the
+/// same seconds); nothing when the phase has no `numerator` at all or a zero `denominator`.
+fn ratio_of_totals(samples: &[Sample], phase: &str, numerator: Metric, denominator: Metric) -> Option<f64> {
     let in_phase = samples.iter().filter(|s| s.phase == phase);
-    let (total, requests) = in_phase.fold((0.0, 0.0), |(t, r), s| {
-        (
-            t + s.values.get(&metric).unwrap_or(&0.0),
-            r + s.values.get(&Metric::ThroughputRps).unwrap_or(&0.0),
-        )
-    });
-    (requests > 0.0).then(|| total / requests)
+    let (mut total, mut over, mut seen) = (0.0, 0.0, false);
+    for sample in in_phase {
+        if let Some(value) = sample.values.get(&numerator) {
+            total += value;
+            seen = true;
+        }
+        over += sample.values.get(&denominator).unwrap_or(&0.0);
+    }
+    (seen && over > 0.0).then(|| total / over)
 }
 
 /// How long after each fault phase the cache hit ratio took to be back above 0.9 and, in a lab with a
@@ -216,6 +228,20 @@ mod tests {
             values: figures.iter().copied().collect(),
             replicas: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn payment_requests_per_checkout_is_a_ratio_of_the_phases_totals() {
+        let samples = vec![
+            second("storm", 1.0, &[(Metric::CheckoutsPerS, 20.0)]),
+            second("storm", 2.0, &[(Metric::CheckoutsPerS, 20.0), (Metric::PaymentRequestsPerS, 35.0)]),
+            second("storm", 3.0, &[(Metric::CheckoutsPerS, 10.0), (Metric::PaymentRequestsPerS, 20.0)]),
+            second("calm", 4.0, &[(Metric::CheckoutsPerS, 10.0)]),
+        ];
+        let ratio = |phase| ratio_of_totals(&samples, phase, Metric::PaymentRequestsPerS, Metric::CheckoutsPerS);
+        // 55 requests over 50 checkouts: a second without the proxy's count still has its checkouts.
+        assert_eq!(ratio("storm"), Some(1.1));
+        assert_eq!(ratio("calm"), None, "no payment figure at all: nothing to say");
     }
 
     #[test]

@@ -21,7 +21,9 @@ use self::database::{DatabaseCounters, DatabaseProbe};
 use self::service::ServiceCounters;
 use crate::env::Lab;
 use crate::env::balancer::ServerStats;
+use crate::faults::proxy::client::ProxyClient;
 use crate::provider::LedgerCounts;
+use crate::vocabulary::Link;
 use crate::vocabulary::Metric;
 
 /// How long one source may take to answer before the second goes without it.
@@ -50,6 +52,8 @@ struct Reading {
     mailbox: Option<f64>,
     /// The payment provider's ledger counts, when the lab has one and it answered.
     ledger: Option<LedgerCounts>,
+    /// The proxy's count of every request the payments link has carried.
+    payment_requests: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -109,6 +113,16 @@ impl Observer {
         }
     }
 
+    /// The proxy's count of requests on the payments link (labs with a provider).
+    async fn read_payment_requests(lab: &Lab) -> Option<u64> {
+        lab.provider.as_ref()?;
+        let read = async {
+            let state = ProxyClient::of(lab).await.ok()?.link(Link::Payments).await.ok()?;
+            state.http_requests_total
+        };
+        tokio::time::timeout(READ_DEADLINE, read).await.ok().flatten()
+    }
+
     /// Reads every source (at once: a hung source costs the second at most one deadline) and answers
     /// the rates since the previous call (nothing on the first call).
     pub async fn sample(&mut self, lab: &Lab) -> Rates {
@@ -127,13 +141,13 @@ impl Observer {
             let counts = tokio::time::timeout(READ_DEADLINE, lab.ledger_counts());
             counts.await.ok()?.ok()
         };
-        let (services, database, cache, balancer, mailbox, ledger) = tokio::join!(
+        let (services, database, cache, balancer, mailbox, (ledger, payment_requests)) = tokio::join!(
             services,
             Self::read_database(&mut self.database, lab),
             Self::read_cache(&mut self.cache, lab),
             balancer,
             mailbox,
-            ledger,
+            async { tokio::join!(ledger, Self::read_payment_requests(lab)) },
         );
         let reading = Reading {
             at: Instant::now(),
@@ -143,6 +157,7 @@ impl Observer {
             balancer,
             mailbox,
             ledger,
+            payment_requests,
         };
         let rates = self
             .last
@@ -178,10 +193,19 @@ fn rates(before: &Reading, now: &Reading) -> Rates {
     if let (Some(a), Some(b)) = (before.mailbox, now.mailbox) {
         per_second(Metric::MailDeliveredPerS, delta(a, b));
     }
+    if let (Some(a), Some(b)) = (before.payment_requests, now.payment_requests) {
+        per_second(Metric::PaymentRequestsPerS, delta(a as f64, b as f64));
+    }
     if let (Some(a), Some(b)) = (before.ledger, now.ledger) {
         let count = |n: u64| n as f64;
-        per_second(Metric::ProviderRequestsPerS, delta(count(a.requests), count(b.requests)));
-        per_second(Metric::ProviderAuthorizedPerS, delta(count(a.authorized), count(b.authorized)));
+        per_second(
+            Metric::ProviderRequestsPerS,
+            delta(count(a.requests), count(b.requests)),
+        );
+        per_second(
+            Metric::ProviderAuthorizedPerS,
+            delta(count(a.authorized), count(b.authorized)),
+        );
     }
     if let (Some(a), Some(b)) = (before.database, now.database) {
         per_second(Metric::PgStatementsPerS, delta(a.statements, b.statements));
@@ -284,6 +308,7 @@ mod tests {
             balancer: None,
             mailbox: None,
             ledger: None,
+            payment_requests: None,
         }
     }
 
@@ -332,6 +357,19 @@ mod tests {
         let r = rates(&reading(t0, &[(0.0, 0.0, 0.0), (0.0, 0.0, 0.0)], 0.0), &later);
         assert_eq!(r.total[&Metric::DbStatementsPerS], 4.0);
         assert!(!r.replicas.contains_key(&2));
+    }
+
+    #[test]
+    fn payment_requests_are_a_rate_of_the_links_lifetime_count() {
+        let t0 = Instant::now();
+        let mut before = reading(t0, &[], 0.0);
+        before.payment_requests = Some(40);
+        let mut now = reading(t0 + Duration::from_secs(2), &[], 0.0);
+        now.payment_requests = Some(100);
+        assert_eq!(rates(&before, &now).total[&Metric::PaymentRequestsPerS], 30.0);
+        // A restarted proxy counts from zero again: no rate is made up.
+        now.payment_requests = Some(7);
+        assert!(!rates(&before, &now).total.contains_key(&Metric::PaymentRequestsPerS));
     }
 
     #[test]

@@ -43,6 +43,9 @@ closed_set! {
         EmailBacklogClearS = "email_backlog_clear_s": "seconds after a fault ends until the outbox has nothing pending or dead: every order's email sent",
         ProviderRequestsPerS = "provider_requests_per_s": "authorisation requests per second the payment provider received (its own ledger)",
         ProviderAuthorizedPerS = "provider_authorized_per_s": "authorisations per second the payment provider granted (its own ledger)",
+        CheckoutsPerS = "checkouts_per_s": "checkout requests per second the client completed, whatever their answer",
+        PaymentRequestsPerS = "payment_requests_per_s": "requests per second sent to the payment provider over the proxy's payments link, retries included (the proxy's count: passed on or answered by a fault)",
+        PaymentRequestsPerCheckout = "payment_requests_per_checkout": "requests sent to the payment provider per checkout over the phase, retries included",
         OversoldUnits = "oversold_units": "units sold beyond the initial stock, summed over products (end of run)",
         UnitsSold = "units_sold": "units sold during the run (end of run)",
         LostAcknowledgedOrders = "lost_acknowledged_orders": "orders the client saw acknowledged (201) that the database does not have (end of run)",
@@ -62,6 +65,7 @@ impl Metric {
                 | Self::CacheMissesPeak
                 | Self::HitRatioRecoveryS
                 | Self::EmailBacklogClearS
+                | Self::PaymentRequestsPerCheckout
                 | Self::OversoldUnits
                 | Self::UnitsSold
                 | Self::LostAcknowledgedOrders

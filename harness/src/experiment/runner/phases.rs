@@ -282,6 +282,9 @@ impl<'a> Watch<'a> {
                 values.insert(Metric::P50Ms, quantile_ms(&latency, 0.50));
                 values.insert(Metric::P95Ms, quantile_ms(&latency, 0.95));
                 values.insert(Metric::P99Ms, quantile_ms(&latency, 0.99));
+                if let Some(checkouts) = second.group(Group::Checkout) {
+                    values.insert(Metric::CheckoutsPerS, checkouts.count() as f64);
+                }
                 for group in &second.groups {
                     if let Some(p95) = group_p95(group.group) {
                         values.insert(p95, quantile_ms(&group.latency_us, 0.95));

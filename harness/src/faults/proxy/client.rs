@@ -34,6 +34,9 @@ pub struct LinkState {
     pub name: String,
     pub faults: Vec<ScopedFault>,
     pub evidence: Evidence,
+    /// HTTP links: every request carried since the proxy started.
+    #[serde(default)]
+    pub http_requests_total: Option<u64>,
 }
 
 impl ProxyClient {

@@ -174,6 +174,10 @@ pub struct LinkReport {
     pub since: DateTime<Utc>,
     /// What the faults listed here did since `since`.
     pub evidence: Evidence,
+    /// HTTP links: every request the link has carried since the proxy started, whatever the faults
+    /// (the evidence counts only since the last change), so a rate over a fault's start is whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_requests_total: Option<u64>,
 }
 
 #[derive(Debug)]
@@ -247,6 +251,7 @@ impl Link {
             faults: active.faults.to_list(),
             since: active.since,
             evidence: active.counters.snapshot(),
+            http_requests_total: (self.http.as_ref()).map(|h| h.requests.load(Ordering::Relaxed)),
         }
     }
 
