@@ -234,11 +234,26 @@ mod tests {
     fn payment_requests_per_checkout_is_a_ratio_of_the_phases_totals() {
         let samples = vec![
             second("storm", 1.0, &[(Metric::CheckoutsPerS, 20.0)]),
-            second("storm", 2.0, &[(Metric::CheckoutsPerS, 20.0), (Metric::PaymentRequestsPerS, 35.0)]),
-            second("storm", 3.0, &[(Metric::CheckoutsPerS, 10.0), (Metric::PaymentRequestsPerS, 20.0)]),
+            second(
+                "storm",
+                2.0,
+                &[(Metric::CheckoutsPerS, 20.0), (Metric::PaymentRequestsPerS, 35.0)],
+            ),
+            second(
+                "storm",
+                3.0,
+                &[(Metric::CheckoutsPerS, 10.0), (Metric::PaymentRequestsPerS, 20.0)],
+            ),
             second("calm", 4.0, &[(Metric::CheckoutsPerS, 10.0)]),
         ];
-        let ratio = |phase| ratio_of_totals(&samples, phase, Metric::PaymentRequestsPerS, Metric::CheckoutsPerS);
+        let ratio = |phase| {
+            ratio_of_totals(
+                &samples,
+                phase,
+                Metric::PaymentRequestsPerS,
+                Metric::CheckoutsPerS,
+            )
+        };
         // 55 requests over 50 checkouts: a second without the proxy's count still has its checkouts.
         assert_eq!(ratio("storm"), Some(1.1));
         assert_eq!(ratio("calm"), None, "no payment figure at all: nothing to say");

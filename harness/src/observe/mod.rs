@@ -369,7 +369,11 @@ mod tests {
         assert_eq!(rates(&before, &now).total[&Metric::PaymentRequestsPerS], 30.0);
         // A restarted proxy counts from zero again: no rate is made up.
         now.payment_requests = Some(7);
-        assert!(!rates(&before, &now).total.contains_key(&Metric::PaymentRequestsPerS));
+        assert!(
+            !rates(&before, &now)
+                .total
+                .contains_key(&Metric::PaymentRequestsPerS)
+        );
     }
 
     #[test]
