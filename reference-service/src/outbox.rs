@@ -246,12 +246,23 @@ impl OutboxWorker {
 /// Puts every dead-lettered event back in the queue, due now, with its attempts reset (after the
 /// cause is fixed: the mail server is back). Answers how many.
 pub async fn replay_dead(db: &Db) -> Result<u64, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    // First lock every undelivered event. A batch in flight holds its claimed events' locks, so this
+    // waits for it, and an event it was about to dead-letter is then seen dead by the UPDATE below
+    // (a new snapshot) instead of being missed as pending: replaying right after an outage otherwise
+    // left the events of its last failing batch dead (9 of them in a gate run). Holding the locks
+    // keeps the worker (`SKIP LOCKED`) off them until the replay commits.
+    db.statement("outbox.lock_undelivered");
+    sqlx::query("SELECT id FROM outbox WHERE status <> 'delivered' FOR UPDATE")
+        .execute(&mut *tx)
+        .await?;
     db.statement("outbox.replay_dead");
     let replayed = sqlx::query(
         "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = now() WHERE status = 'dead'",
     )
-    .execute(&mut *db.acquire().await?)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(replayed.rows_affected())
 }
 
