@@ -165,21 +165,7 @@ async fn authorize_first(
     checkout: &Checkout,
     order_ref: &str,
 ) -> Result<Authorized, ApiError> {
-    db.statement("checkout.read_price");
-    let row: Option<(i32, i64)> = sqlx::query_as(
-        "SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id \
-         WHERE i.product_id = $1",
-    )
-    .bind(checkout.product_id)
-    .fetch_optional(&mut *db.acquire().await?)
-    .await?;
-    let (available, price_cents) = row.ok_or(ApiError::NotFound("product"))?;
-    if available < checkout.quantity {
-        return Err(ApiError::SoldOut {
-            requested: checkout.quantity,
-            available,
-        });
-    }
+    let (_, price_cents) = read_stock(db, checkout, "checkout.read_price").await?;
     let payment = Payment {
         order_ref: order_ref.to_owned(),
         amount_cents: price_cents * i64::from(checkout.quantity),
@@ -208,6 +194,27 @@ async fn write_order(writer: Writer<'_>, modes: &Modes, checkout: &Checkout) -> 
         }
         other => other,
     }
+}
+
+/// The product's stock and price, read without a lock (named `statement` in the metrics); sold out
+/// when it has fewer units than the checkout wants.
+async fn read_stock(db: &Db, checkout: &Checkout, statement: &'static str) -> Result<(i32, i64), ApiError> {
+    db.statement(statement);
+    let row: Option<(i32, i64)> = sqlx::query_as(
+        "SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id \
+         WHERE i.product_id = $1",
+    )
+    .bind(checkout.product_id)
+    .fetch_optional(&mut *db.acquire().await?)
+    .await?;
+    let (available, price_cents) = row.ok_or(ApiError::NotFound("product"))?;
+    if available < checkout.quantity {
+        return Err(ApiError::SoldOut {
+            requested: checkout.quantity,
+            available,
+        });
+    }
+    Ok((available, price_cents))
 }
 
 /// The earlier order made with this checkout's `Idempotency-Key`, if any; a different order under the
@@ -270,21 +277,7 @@ async fn place_unlocked(
     race_window: Duration,
 ) -> Result<Placed, ApiError> {
     let db = writer.db;
-    db.statement("checkout.read_inventory");
-    let row: Option<(i32, i64)> = sqlx::query_as(
-        "SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id \
-         WHERE i.product_id = $1",
-    )
-    .bind(checkout.product_id)
-    .fetch_optional(&mut *db.acquire().await?)
-    .await?;
-    let (available, price_cents) = row.ok_or(ApiError::NotFound("product"))?;
-    if available < checkout.quantity {
-        return Err(ApiError::SoldOut {
-            requested: checkout.quantity,
-            available,
-        });
-    }
+    let (available, price_cents) = read_stock(db, checkout, "checkout.read_inventory").await?;
     tokio::time::sleep(race_window).await;
     let remaining = available - checkout.quantity;
     let mut tx = db.begin_as(writer.durability).await?;

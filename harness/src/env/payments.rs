@@ -18,23 +18,17 @@ impl Lab {
 
     /// The provider's ledger now.
     pub async fn ledger(&self) -> Result<Ledger, EnvError> {
-        let url = format!("{}/v1/ledger", self.provider_url().await?);
-        let unreachable = |source| EnvError::Unreachable {
-            role: Role::Provider,
-            source,
-        };
-        let response = self.http().get(url).send().await.map_err(unreachable)?;
-        response
-            .error_for_status()
-            .map_err(unreachable)?
-            .json()
-            .await
-            .map_err(unreachable)
+        self.provider_json("/v1/ledger").await
     }
 
     /// The ledger's counts now (what the observer reads once a second).
     pub async fn ledger_counts(&self) -> Result<LedgerCounts, EnvError> {
-        let url = format!("{}/v1/ledger/counts", self.provider_url().await?);
+        self.provider_json("/v1/ledger/counts").await
+    }
+
+    /// A `GET` of the provider's that answers JSON.
+    async fn provider_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, EnvError> {
+        let url = format!("{}{path}", self.provider_url().await?);
         let unreachable = |source| EnvError::Unreachable {
             role: Role::Provider,
             source,
