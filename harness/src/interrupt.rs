@@ -1,6 +1,8 @@
 //! Ctrl-C belongs to Fortress. `install` takes SIGINT for the whole process before anything else can:
 //! goose, which would otherwise install a handler of its own on its first run (one that exits the
 //! process on a second press, past every cleanup), finds the signal taken and leaves it alone.
+//! SIGTERM and SIGHUP count as a press too (`timeout`, `docker stop`, a CI runner cancelling a job, a
+//! closed terminal): without them a polite stop ended the process at once and left the lab running.
 //!
 //! The first press asks the run to stop: whoever waits on `wait` (the runner's stop token, `env up`)
 //! hears it, and the load's users are stopped through goose's killswitch by the load itself. Later
@@ -16,7 +18,7 @@ fn presses() -> &'static watch::Sender<u32> {
     PRESSES.get_or_init(|| watch::Sender::new(0))
 }
 
-/// Takes SIGINT for this process. Call it once, first thing, in a command that runs a lab.
+/// Takes SIGINT, SIGTERM and SIGHUP for this process. Call it once, first thing, in a command that runs a lab.
 pub fn install() -> Result<(), ctrlc::Error> {
     ctrlc::set_handler(|| {
         let mut count = 0;

@@ -3,6 +3,7 @@
 //! - Ctrl-C (SIGINT) at evenly spaced instants across a whole run, and at its seams (a phase with
 //!   faults starting, the second variant starting, the report being written): every time the run
 //!   exits 4, marks its folder interrupted, and leaves no container behind.
+//! - SIGTERM mid-fault: the same as Ctrl-C.
 //! - SIGKILL mid-fault: the labs stay (nothing can clean up after SIGKILL); the next run removes them
 //!   as it starts its own, and says so; `fortress doctor` does the same for a run killed after it.
 //!
@@ -160,8 +161,8 @@ fn finish(mut child: Child, lines: &mpsc::Receiver<String>, seen: &mut Vec<Strin
     }
 }
 
-/// One run stopped with SIGINT: at `after` past its start, or at the line `at_line`.
-fn interrupted_run(dir: &Path, after: Option<Duration>, at_line: Option<&str>) -> String {
+/// One run stopped with `sig` (SIGINT in the sweep): at `after` past its start, or at the line `at_line`.
+fn interrupted_run(dir: &Path, sig: &str, after: Option<Duration>, at_line: Option<&str>) -> String {
     let (child, lines) = start(dir);
     let pid = child.id();
     let mut seen = Vec::new();
@@ -171,19 +172,19 @@ fn interrupted_run(dir: &Path, after: Option<Duration>, at_line: Option<&str>) -
     if let Some(after) = after {
         std::thread::sleep(after);
     }
-    signal(&child, "-INT");
+    signal(&child, &format!("-{sig}"));
     let code = finish(child, &lines, &mut seen);
     let said = seen.join("\n");
     let when = at_line.map_or_else(
         || format!("{:?} after the start", after.unwrap_or_default()),
         |l| format!("at {l:?}"),
     );
-    assert_eq!(code, Some(4), "SIGINT {when}: exit code; the run said:\n{said}");
-    assert!(said.contains("interrupted"), "SIGINT {when}: {said}");
+    assert_eq!(code, Some(4), "SIG{sig} {when}: exit code; the run said:\n{said}");
+    assert!(said.contains("interrupted"), "SIG{sig} {when}: {said}");
     let left = containers_owned_by(pid);
     assert!(
         left.is_empty(),
-        "SIGINT {when}: containers left: {left:?}\n{said}"
+        "SIG{sig} {when}: containers left: {left:?}\n{said}"
     );
     when
 }
@@ -207,7 +208,7 @@ fn ctrl_c_at_any_instant_exits_4_marks_the_run_and_leaves_nothing() {
     let instants = 10;
     for i in 0..instants {
         let after = whole.mul_f64(0.8 * f64::from(i) / f64::from(instants)) + Duration::from_millis(300);
-        tried.push(interrupted_run(&dir, Some(after), None));
+        tried.push(interrupted_run(&dir, "INT", Some(after), None));
     }
     for seam in [
         "vulnerable: phase fault",
@@ -215,7 +216,7 @@ fn ctrl_c_at_any_instant_exits_4_marks_the_run_and_leaves_nothing() {
         "defended: phase before",
         "defended: phase after",
     ] {
-        tried.push(interrupted_run(&dir, None, Some(seam)));
+        tried.push(interrupted_run(&dir, "INT", None, Some(seam)));
     }
     eprintln!(
         "SIGINT at {} instants, each exit 4, nothing left:\n  {}",
@@ -230,6 +231,23 @@ fn ctrl_c_at_any_instant_exits_4_marks_the_run_and_leaves_nothing() {
         .collect();
     let marked = runs.iter().filter(|r| r.join("INTERRUPTED").is_file()).count();
     assert_eq!(marked, tried.len(), "{runs:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn sigterm_mid_fault_is_a_ctrl_c() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = scratch("sigterm");
+    // What `timeout`, `docker stop` and a cancelled CI job send: the faults are reverted, the lab removed.
+    interrupted_run(&dir, "TERM", None, Some("vulnerable: phase fault"));
+    let runs: Vec<PathBuf> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        runs.len() == 1 && runs[0].join("INTERRUPTED").is_file(),
+        "{runs:?}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
