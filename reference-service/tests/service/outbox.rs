@@ -174,3 +174,59 @@ async fn failed_deliveries_back_off_dead_letter_and_can_be_replayed() {
         .await;
     assert_eq!(again, json!({ "replayed": 0 }));
 }
+
+#[tokio::test]
+async fn a_replay_waits_for_the_batch_in_flight_and_replays_what_it_dead_letters() {
+    let lab = Lab::start().await;
+    let service = lab.service(|config| config.outbox_worker = false).await;
+    service
+        .seed(SeedPlan {
+            products: 1,
+            users: 1,
+            stock: 5,
+            orders_per_user: 0,
+            seed: 2,
+        })
+        .await;
+    let (status, _) = service.checkout(&service.token(1), 1, 1, None).await;
+    assert_eq!(status, 201);
+
+    // A batch in flight, as the worker's last failing one at the end of an outage: it has claimed the
+    // event and marked it dead, and has not committed yet when the operator replays.
+    let mut batch = lab.pg.begin().await.unwrap();
+    sqlx::query("SELECT id FROM outbox WHERE status = 'pending' FOR UPDATE")
+        .execute(&mut *batch)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE outbox SET status = 'dead', attempts = attempts + 1")
+        .execute(&mut *batch)
+        .await
+        .unwrap();
+    let replay = service.admin(reqwest::Method::POST, "/admin/outbox/replay", json!({}));
+    let lab_ref = &lab;
+    let batch_commits = async move {
+        wait_until(
+            "the replay waits for the batch's lock",
+            Duration::from_secs(10),
+            || async {
+                lab_ref
+                    .scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                    .await
+                    == 1
+            },
+        )
+        .await;
+        batch.commit().await.unwrap();
+    };
+    let ((status, body), ()) = tokio::join!(replay, batch_commits);
+
+    // The event the batch dead-lettered is replayed, not missed as still pending.
+    assert_eq!((status, body), (200, json!({ "replayed": 1 })));
+    assert_eq!(
+        lab.scalar("SELECT count(*) FROM outbox WHERE status = 'pending' AND attempts = 0")
+            .await,
+        1
+    );
+    let worker = service.state.outbox_worker();
+    assert_eq!(worker.relay_batch().await.unwrap().delivered, 1);
+}
