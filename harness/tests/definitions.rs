@@ -259,6 +259,12 @@ fn mistakes_name_the_file_line_and_field() {
         },
         Case {
             from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
+            to: "{ kind = \"http_lost_reply\", link = \"redis\", status = 504 }",
+            field: "phases.faults.link",
+            says: "http_lost_reply is an HTTP fault; the redis link carries raw TCP (HTTP links: payments)",
+        },
+        Case {
+            from: "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
             to: "{ kind = \"http_status\", link = \"payments\", status = 503, fraction = 1.5 }",
             field: "phases.faults",
             says: "fraction must be between 0 and 1",

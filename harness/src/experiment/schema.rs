@@ -137,6 +137,11 @@ pub(super) enum FaultFile {
         ms: f64,
         fraction: Option<f64>,
     },
+    HttpLostReply {
+        link: String,
+        status: u16,
+        fraction: Option<f64>,
+    },
 }
 
 #[derive(Debug, Deserialize)]

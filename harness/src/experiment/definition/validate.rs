@@ -548,6 +548,14 @@ fn to_faults(
             let fault = NetworkFault::HttpDelay { ms: *ms };
             one(network(src, &span, link, fault, *fraction))
         }
+        FaultFile::HttpLostReply {
+            link,
+            status,
+            fraction,
+        } => {
+            let fault = NetworkFault::HttpLostReply { status: *status };
+            one(network(src, &span, link, fault, *fraction))
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! ones a TCP proxy cannot give. Behind the byte pump (so latency, reset and blackhole still apply to
 //! the client's connection), each request is read as a request; an `http_status` fault that takes it
 //! answers it with its status and never passes it on, an `http_delay` fault holds it before passing it
-//! on, and the rest go to the upstream on a connection each. Which requests a fault with a `fraction`
+//! on, an `http_lost_reply` fault passes it on and answers its own status in place of the upstream's
+//! reply, and the rest go to the upstream on a connection each. Which requests a fault with a `fraction`
 //! takes is drawn from the proxy's seed and the request's number on the link, like connections.
 //!
 //! What it does not do: HTTP/2 (no `h2c` upgrade, no prior knowledge) and TLS (a client talking TLS
@@ -85,8 +86,23 @@ impl HttpLayer {
             Counters::add(&counters.http_delayed, 1);
             tokio::time::sleep(Duration::from_secs_f64(ms / 1000.0)).await;
         }
+        let loses_reply = active
+            .faults
+            .http_lost_reply
+            .filter(|_| takes(FaultKind::HttpLostReply));
         match self.pass_on(request).await {
-            Ok(response) => response,
+            Ok(response) => match loses_reply {
+                None => response,
+                Some(status) => {
+                    // The upstream has answered, so it acted on the request: only its reply is lost.
+                    let _ = response.into_body().collect().await;
+                    Counters::add(&counters.http_lost_replies, 1);
+                    answer(
+                        status,
+                        "the upstream's reply was lost: answered by the fortress proxy's http_lost_reply fault",
+                    )
+                }
+            },
             Err(error) => {
                 Counters::add(&counters.upstream_unreachable, 1);
                 let message = reference_service::error::cause_chain(&error);

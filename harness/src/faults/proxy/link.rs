@@ -78,10 +78,12 @@ pub struct Counters {
     pub resets: AtomicU64,
     pub closed_by_down: AtomicU64,
     /// HTTP requests that came through (HTTP links), answered by an `http_status` fault instead of
-    /// the upstream, and held by an `http_delay` fault.
+    /// the upstream, held by an `http_delay` fault, and passed on with their reply replaced by an
+    /// `http_lost_reply` fault.
     pub http_requests: AtomicU64,
     pub http_answered: AtomicU64,
     pub http_delayed: AtomicU64,
+    pub http_lost_replies: AtomicU64,
     /// Connections that carried traffic during the activation.
     pub connections_seen: AtomicU64,
     /// Connections a fault acted on during the activation: the blast radius, counted.
@@ -108,6 +110,8 @@ pub struct Evidence {
     #[serde(default)]
     pub http_delayed: u64,
     #[serde(default)]
+    pub http_lost_replies: u64,
+    #[serde(default)]
     pub connections_seen: u64,
     #[serde(default)]
     pub connections_touched: u64,
@@ -118,7 +122,8 @@ impl Evidence {
     pub fn touched_traffic(&self) -> bool {
         let chunks = self.delayed_chunks + self.throttled_chunks + self.held_chunks;
         let connections = self.resets + self.closed_by_down;
-        chunks + connections + self.http_answered + self.http_delayed > 0
+        let requests = self.http_answered + self.http_delayed + self.http_lost_replies;
+        chunks + connections + requests > 0
     }
 }
 
@@ -148,6 +153,7 @@ impl Counters {
             http_requests: get(&self.http_requests),
             http_answered: get(&self.http_answered),
             http_delayed: get(&self.http_delayed),
+            http_lost_replies: get(&self.http_lost_replies),
             connections_seen: get(&self.connections_seen),
             connections_touched: get(&self.connections_touched),
         }

@@ -36,6 +36,10 @@ pub enum NetworkFault {
     /// HTTP links only: holds a request `ms` before passing it on. A client that gives up meanwhile
     /// closes its connection, and the request is never sent.
     HttpDelay { ms: f64 },
+    /// HTTP links only: passes a request on, then answers the client `status` in place of the
+    /// upstream's reply: the upstream acted (a payment was authorised) and the client never hears
+    /// it, as when a gateway times out on a slow upstream. With a `fraction`, that share of requests.
+    HttpLostReply { status: u16 },
 }
 
 crate::vocabulary::closed_set! {
@@ -48,6 +52,7 @@ crate::vocabulary::closed_set! {
         Down = "down": "resets open connections and refuses new ones",
         HttpStatus = "http_status": "answers a status to (a share of) an HTTP link's requests, without passing them on",
         HttpDelay = "http_delay": "holds (a share of) an HTTP link's requests ms before passing them on",
+        HttpLostReply = "http_lost_reply": "passes (a share of) an HTTP link's requests on, and answers a status in place of the upstream's reply",
     }
 }
 
@@ -62,12 +67,13 @@ impl FaultKind {
             Self::Down => "down",
             Self::HttpStatus => "http_status {status}",
             Self::HttpDelay => "http_delay {ms}",
+            Self::HttpLostReply => "http_lost_reply {status}",
         }
     }
 
     /// Whether it acts on HTTP requests (of an HTTP link) rather than on bytes and connections.
     pub fn is_http(self) -> bool {
-        matches!(self, Self::HttpStatus | Self::HttpDelay)
+        matches!(self, Self::HttpStatus | Self::HttpDelay | Self::HttpLostReply)
     }
 
     /// Every kind with its fields: `latency {ms, jitter_ms}, bandwidth {bytes_per_second}, ...`.
@@ -91,8 +97,8 @@ pub enum InvalidFault {
         "fraction must be between 0 and 1: the share of the link's connections (HTTP faults: requests) the fault takes (got {0})"
     )]
     Fraction(f64),
-    #[error("http_status status must be a known HTTP status, such as 503 or 429 (got {0})")]
-    Status(u16),
+    #[error("{0} status must be a known HTTP status, such as 503 or 429 (got {1})")]
+    Status(FaultKind, u16),
     #[error("http_delay ms must be between 0 and {MAX_DELAY_MS} (got {0})")]
     HttpDelay(f64),
 }
@@ -107,6 +113,7 @@ impl NetworkFault {
             Self::Down => FaultKind::Down,
             Self::HttpStatus { .. } => FaultKind::HttpStatus,
             Self::HttpDelay { .. } => FaultKind::HttpDelay,
+            Self::HttpLostReply { .. } => FaultKind::HttpLostReply,
         }
     }
 
@@ -122,7 +129,9 @@ impl NetworkFault {
             Self::Bandwidth { bytes_per_second } if bytes_per_second < MIN_BANDWIDTH => {
                 Err(InvalidFault::Bandwidth(bytes_per_second))
             }
-            Self::HttpStatus { status } if !is_known_status(status) => Err(InvalidFault::Status(status)),
+            Self::HttpStatus { status } | Self::HttpLostReply { status } if !is_known_status(status) => {
+                Err(InvalidFault::Status(self.kind(), status))
+            }
             Self::HttpDelay { ms } if !(0.0..=MAX_DELAY_MS).contains(&ms) || !ms.is_finite() => {
                 Err(InvalidFault::HttpDelay(ms))
             }
@@ -141,6 +150,7 @@ impl std::fmt::Display for NetworkFault {
             Self::Bandwidth { bytes_per_second } => write!(f, "bandwidth {bytes_per_second} B/s"),
             Self::HttpStatus { status } => write!(f, "HTTP {status} answered"),
             Self::HttpDelay { ms } => write!(f, "HTTP requests held {ms}ms"),
+            Self::HttpLostReply { status } => write!(f, "HTTP replies lost, {status} answered"),
             other => f.write_str(other.kind().name()),
         }
     }
@@ -245,6 +255,7 @@ pub struct FaultSet {
     pub down: bool,
     pub http_status: Option<u16>,
     pub http_delay: Option<f64>,
+    pub http_lost_reply: Option<u16>,
     /// The faults that take a share of the connections (HTTP faults: of the requests); the others
     /// take every one.
     pub fractions: BTreeMap<FaultKind, f64>,
@@ -283,6 +294,7 @@ impl FaultSet {
                 NetworkFault::Down => set.down = true,
                 NetworkFault::HttpStatus { status } => set.http_status = Some(status),
                 NetworkFault::HttpDelay { ms } => set.http_delay = Some(ms),
+                NetworkFault::HttpLostReply { status } => set.http_lost_reply = Some(status),
             }
         }
         Ok(set)
@@ -311,6 +323,9 @@ impl FaultSet {
         }
         if let Some(ms) = self.http_delay {
             list.push(NetworkFault::HttpDelay { ms });
+        }
+        if let Some(status) = self.http_lost_reply {
+            list.push(NetworkFault::HttpLostReply { status });
         }
         for (on, fault) in [
             (self.blackhole, NetworkFault::Blackhole),
@@ -383,6 +398,8 @@ mod tests {
         let unknown = NetworkFault::HttpStatus { status: 299 }.validate().unwrap_err();
         assert!(unknown.to_string().contains("known HTTP status"), "{unknown}");
         assert!(NetworkFault::HttpDelay { ms: -1.0 }.validate().is_err());
+        let lost = NetworkFault::HttpLostReply { status: 42 }.validate().unwrap_err();
+        assert!(lost.to_string().starts_with("http_lost_reply status"), "{lost}");
         let half = ScopedFault {
             fault: NetworkFault::HttpStatus { status: 503 },
             fraction: 0.5,
@@ -400,6 +417,7 @@ mod tests {
             FaultKind::Down => r#"{"kind":"down"}"#,
             FaultKind::HttpStatus => r#"{"kind":"http_status","status":503}"#,
             FaultKind::HttpDelay => r#"{"kind":"http_delay","ms":2000}"#,
+            FaultKind::HttpLostReply => r#"{"kind":"http_lost_reply","status":504}"#,
         };
         for kind in FaultKind::ALL {
             let fault: NetworkFault = serde_json::from_str(example(*kind)).unwrap();
