@@ -7,7 +7,7 @@
 //! through the fault proxy's `payments` link; the harness reads `GET /v1/ledger` on its port published
 //! on 127.0.0.1.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -80,6 +80,9 @@ pub struct LedgerCounts {
 struct Book {
     ledger: Ledger,
     by_key: HashMap<String, usize>,
+    /// References the merchant cancelled: a request for one that arrives after the cancel (it was
+    /// still on its way) is refused, so a cancel cannot be overtaken.
+    cancelled: HashSet<String>,
 }
 
 /// The provider's state: its book, and how long it takes to decide on a request.
@@ -109,6 +112,10 @@ fn router(processing: Duration) -> Router {
     Router::new()
         .route("/v1/authorizations", post(authorize))
         .route("/v1/authorizations/{id}/void", post(void))
+        .route(
+            "/v1/authorizations/cancel-by-reference",
+            post(cancel_by_reference),
+        )
         .route("/v1/ledger", get(ledger))
         .route("/v1/ledger/counts", get(counts))
         .route("/healthz", get(|| async { "ok" }))
@@ -120,7 +127,8 @@ fn refuse(status: StatusCode, error: &str, message: String) -> Response {
 }
 
 /// `POST /v1/authorizations`: 201 and the new authorisation; 200 and the first one's for a repeated
-/// idempotency key; 409 for a key reused with another request; 400 for a body that is not one.
+/// idempotency key; 409 for a key reused with another request or a cancelled reference; 400 for a
+/// body that is not one.
 async fn authorize(
     State(provider): State<Provider>,
     headers: HeaderMap,
@@ -141,6 +149,10 @@ async fn authorize(
         .map(str::to_owned);
     tokio::time::sleep(provider.processing).await;
     let mut book = provider.book.lock().expect("the book's lock");
+    if book.cancelled.contains(&request.order_ref) {
+        let message = format!("{} was cancelled by the merchant", request.order_ref);
+        return refuse(StatusCode::CONFLICT, "reference_cancelled", message);
+    }
     if let Some(earlier) = key.as_ref().and_then(|k| book.by_key.get(k)).copied() {
         let earlier = book.ledger.authorizations[earlier].clone();
         if earlier.order_ref != request.order_ref || earlier.amount_cents != request.amount_cents {
@@ -179,6 +191,38 @@ async fn void(State(provider): State<Provider>, Path(id): Path<String>) -> Respo
             format!("no authorisation {id}"),
         ),
     }
+}
+
+/// What a merchant names to cancel by its own reference.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelRequest {
+    pub order_ref: String,
+}
+
+/// `POST /v1/authorizations/cancel-by-reference`: voids every standing authorisation of the
+/// merchant's reference, for a merchant that never heard whether its request was granted (a
+/// "technical cancel"), and refuses any later request for it; 200 and how many were voided, 0 when
+/// there was none; 400 for a body that is not one.
+async fn cancel_by_reference(
+    State(provider): State<Provider>,
+    body: Result<Json<CancelRequest>, JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => return refuse(StatusCode::BAD_REQUEST, "bad_request", rejection.body_text()),
+    };
+    let mut book = provider.book.lock().expect("the book's lock");
+    book.cancelled.insert(request.order_ref.clone());
+    let mut voided = 0;
+    for authorization in
+        (book.ledger.authorizations.iter_mut()).filter(|a| a.order_ref == request.order_ref && !a.voided)
+    {
+        authorization.voided = true;
+        voided += 1;
+    }
+    let answer = json!({ "order_ref": request.order_ref, "voided": voided });
+    (StatusCode::OK, Json(answer)).into_response()
 }
 
 /// `GET /v1/ledger/counts`: how many requests, authorisations and voids, without the list.
@@ -283,5 +327,49 @@ mod tests {
             BTreeMap::from([("order-1", 1), ("order-3", 2)]),
             "without a key, the same order is charged twice; a voided one is not charged"
         );
+    }
+
+    #[tokio::test]
+    async fn a_cancel_by_reference_voids_every_standing_authorisation_of_the_reference() {
+        let url = started().await;
+        let http = reqwest::Client::new();
+        for order in ["order-1", "order-1", "order-2"] {
+            let granted = http
+                .post(format!("{url}/v1/authorizations"))
+                .json(&json!({ "order_ref": order, "amount_cents": 100 }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(granted.status(), 201);
+        }
+        let cancel = |body: serde_json::Value| {
+            http.post(format!("{url}/v1/authorizations/cancel-by-reference"))
+                .json(&body)
+                .send()
+        };
+        let cancelled = cancel(json!({ "order_ref": "order-1" })).await.unwrap();
+        assert_eq!(cancelled.status(), 200);
+        let body: serde_json::Value = cancelled.json().await.unwrap();
+        assert_eq!(body["voided"], 2, "{body}");
+        let again: serde_json::Value = (cancel(json!({ "order_ref": "order-1" })).await.unwrap())
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(again["voided"], 0, "nothing left to void: {again}");
+        let late = http
+            .post(format!("{url}/v1/authorizations"))
+            .header(IDEMPOTENCY_KEY, "order-1")
+            .json(&json!({ "order_ref": "order-1", "amount_cents": 100 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(late.status(), 409, "a request overtaken by its cancel is refused");
+        let unknown_field = cancel(json!({ "order": "order-1" })).await.unwrap();
+        assert_eq!(unknown_field.status(), 400);
+        let ledger: Ledger = (http.get(format!("{url}/v1/ledger")).send().await.unwrap())
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ledger.per_order(), BTreeMap::from([("order-2", 1)]));
     }
 }

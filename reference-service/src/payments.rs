@@ -7,7 +7,8 @@
 //! calls in flight, the rest refused at once), a circuit breaker, a deadline on each attempt, and
 //! retries with jittered exponential backoff that a retry budget keeps to a small share of the calls;
 //! every attempt carries the same idempotency key, so the provider charges a payment once however
-//! many times it is asked.
+//! many times it is asked. A guarded call that gives up without knowing whether the provider acted (an
+//! answer lost or late) cancels by its reference, so nobody is charged for an order never placed.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,6 +41,9 @@ const BREAKER_COOL_DOWN: Duration = Duration::from_secs(2);
 /// The retry budget: each first attempt earns a tenth of a retry, up to ten saved; a retry spends one.
 const BUDGET_PER_CALL: f64 = 0.1;
 const BUDGET_MAX: f64 = 10.0;
+/// How long a cancel of an unknown outcome may take: it is not in the customer's way, and a lost one
+/// is a charge for nothing.
+const CANCEL_DEADLINE: Duration = Duration::from_secs(5);
 /// What a client is told to wait before trying again, in seconds.
 pub const RETRY_AFTER_S: u64 = 1;
 
@@ -76,6 +80,17 @@ impl PaymentError {
     /// Whether trying again might succeed: the provider failed, rather than said no.
     fn is_transient(&self) -> bool {
         matches!(self, Self::Failed(_) | Self::Unreachable(_) | Self::Timeout)
+    }
+
+    /// Whether the provider may have acted though its answer did not say so: the deadline passed, a
+    /// gateway answered for it (502, 504), or the connection broke once the request was sent.
+    fn outcome_unknown(&self) -> bool {
+        match self {
+            Self::Timeout => true,
+            Self::Failed(status) => matches!(status, 502 | 504),
+            Self::Unreachable(error) => !error.is_connect(),
+            _ => false,
+        }
     }
 }
 
@@ -153,6 +168,7 @@ impl PaymentClient {
         self.budget.earn();
         let key = payment.order_ref.as_str();
         let mut attempt = 1;
+        let mut unknown = false;
         loop {
             let outcome = match tokio::time::timeout(DEADLINE, self.send(payment, Some(key))).await {
                 Ok(outcome) => outcome,
@@ -161,8 +177,12 @@ impl PaymentClient {
             match outcome {
                 Err(error) if error.is_transient() => {
                     self.breaker.record_failure();
+                    unknown |= error.outcome_unknown();
                     let retry = attempt < GUARDED_ATTEMPTS && self.budget.spend() && self.breaker.allow();
                     if !retry {
+                        if unknown {
+                            self.cancel_by_reference(payment);
+                        }
                         return Err(error);
                     }
                     tokio::time::sleep(backoff(attempt)).await;
@@ -186,6 +206,26 @@ impl PaymentClient {
             Ok(status) => tracing::error!(id = authorization.id, %status, "authorisation not voided"),
             Err(error) => tracing::error!(id = authorization.id, %error, "authorisation not voided"),
         }
+    }
+
+    /// Voids, in the background, whatever the provider may have authorised for `payment` (a "technical
+    /// cancel" by the shop's reference): the call gave up without an answer it could trust. A cancel
+    /// that fails is logged for someone to reconcile by hand.
+    fn cancel_by_reference(&self, payment: &Payment) {
+        let request = (self.http)
+            .post(format!("{}/v1/authorizations/cancel-by-reference", self.url))
+            .timeout(CANCEL_DEADLINE)
+            .json(&serde_json::json!({ "order_ref": payment.order_ref }));
+        let order_ref = payment.order_ref.clone();
+        tokio::spawn(async move {
+            match request.send().await.map(|r| r.status()) {
+                Ok(status) if status.is_success() => {
+                    tracing::info!(order_ref, "payment of unknown outcome cancelled")
+                }
+                Ok(status) => tracing::error!(order_ref, %status, "payment of unknown outcome not cancelled"),
+                Err(error) => tracing::error!(order_ref, %error, "payment of unknown outcome not cancelled"),
+            }
+        });
     }
 
     /// One authorisation request, with `key` as its idempotency key if given.

@@ -61,6 +61,11 @@ pub struct InvariantReport {
     /// The orders the client saw acknowledged that the database does not have.
     #[serde(default)]
     pub lost_orders: Vec<i64>,
+    /// With a payment provider: payments it charged more than once, and charges for no order.
+    #[serde(default)]
+    pub payments_charged_twice: Option<usize>,
+    #[serde(default)]
+    pub charges_without_order: Option<usize>,
 }
 
 impl InvariantReport {
@@ -76,6 +81,8 @@ impl InvariantReport {
             // A lost update both oversells and leaves the stock out of step with the orders.
             Metric::OversoldUnits => &[NO_OVERSELL, STOCK_MATCHES_ORDERS],
             Metric::LostAcknowledgedOrders => &[ACKNOWLEDGED_PERSISTED],
+            Metric::PaymentsChargedTwice => &[NONE_CHARGED_TWICE],
+            Metric::ChargesWithoutOrder => &[NO_CHARGE_WITHOUT_ORDER],
             _ => return,
         };
         for check in self
@@ -91,6 +98,8 @@ impl InvariantReport {
 const NO_OVERSELL: &str = "no oversell";
 const ACKNOWLEDGED_PERSISTED: &str = "acknowledged orders persisted";
 const STOCK_MATCHES_ORDERS: &str = "stock matches orders";
+const NO_CHARGE_WITHOUT_ORDER: &str = "no charge without an order";
+const NONE_CHARGED_TWICE: &str = "no payment charged twice";
 
 /// What the run knows that the database cannot tell.
 #[derive(Debug, Clone, Default)]
@@ -142,6 +151,8 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
         oversold_units,
         units_sold,
         lost_orders,
+        payments_charged_twice: None,
+        charges_without_order: None,
     })
 }
 
@@ -320,12 +331,14 @@ pub async fn one_email_per_order_delivered(
 /// At the payment provider itself (labs with one), from its ledger: every order of the run is backed
 /// by a standing authorisation, no standing authorisation is without an order (a customer charged for
 /// nothing), and no order's payment was authorised twice (charged twice). Voided authorisations (the
-/// service released them when the order could not be placed) charge nobody.
+/// service released them when the order could not be placed) charge nobody. Adds the three checks to
+/// `report`, and the counts a prediction can be about.
 pub async fn payments_match_orders(
     pg: &PgPool,
     facts: &RunFacts,
     ledger: &Ledger,
-) -> Result<Vec<Invariant>, sqlx::Error> {
+    report: &mut InvariantReport,
+) -> Result<(), sqlx::Error> {
     let orders: Vec<(i64, Option<String>)> =
         sqlx::query_as("SELECT id, payment_ref FROM orders WHERE id > $1 ORDER BY id")
             .bind(facts.orders_before_run)
@@ -356,7 +369,9 @@ pub async fn payments_match_orders(
         Invariant::check(name, bad.is_empty(), detail)
     };
     let strings = |ids: &[&str]| ids.iter().map(|r| (*r).to_owned()).collect::<Vec<_>>();
-    Ok(vec![
+    report.payments_charged_twice = Some(twice.len());
+    report.charges_without_order = Some(orphans.len());
+    report.checks.extend([
         check(
             "every order paid",
             unpaid.iter().map(ToString::to_string).collect(),
@@ -364,18 +379,19 @@ pub async fn payments_match_orders(
             format!("each of the run's {} orders has its authorisation", orders.len()),
         ),
         check(
-            "no charge without an order",
+            NO_CHARGE_WITHOUT_ORDER,
             strings(&orphans),
             "authorisation(s) standing for no order",
             "every standing authorisation belongs to an order".to_owned(),
         ),
         check(
-            "no payment charged twice",
+            NONE_CHARGED_TWICE,
             strings(&twice),
             "payment(s) authorised more than once",
             "no payment has more than one standing authorisation".to_owned(),
         ),
-    ])
+    ]);
+    Ok(())
 }
 
 /// Waits up to `drain` for the outbox to relay what is pending, then counts emails per order.

@@ -49,6 +49,8 @@ closed_set! {
         OversoldUnits = "oversold_units": "units sold beyond the initial stock, summed over products (end of run)",
         UnitsSold = "units_sold": "units sold during the run (end of run)",
         LostAcknowledgedOrders = "lost_acknowledged_orders": "orders the client saw acknowledged (201) that the database does not have (end of run)",
+        PaymentsChargedTwice = "payments_charged_twice": "payments (one per checkout) with more than one standing authorisation at the provider: customers charged twice (its ledger; end of run)",
+        ChargesWithoutOrder = "charges_without_order": "payments standing at the provider for no order of the run: customers charged for nothing (its ledger; end of run)",
         TimingAccuracy = "timing_accuracy": "balanced accuracy of a response-time classifier telling a wrong password for an existing account from one for an unknown email, on held-out probes (0.5 is chance; end of run)",
         TimingPValue = "timing_p_value": "two-sided Mann-Whitney p-value that both kinds of wrong-password login take times from one distribution (end of run)",
     }
@@ -69,6 +71,8 @@ impl Metric {
                 | Self::OversoldUnits
                 | Self::UnitsSold
                 | Self::LostAcknowledgedOrders
+                | Self::PaymentsChargedTwice
+                | Self::ChargesWithoutOrder
                 | Self::TimingAccuracy
                 | Self::TimingPValue
         )

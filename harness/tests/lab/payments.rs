@@ -1,6 +1,7 @@
 //! The lab's payment provider and the HTTP faults on its link: each order is paid once at the
 //! provider (counted in its own ledger), an `http_status` fault answers for the provider, an
-//! `http_delay` fault holds requests, each mode of the service meets them as it should, and the
+//! `http_delay` fault holds requests, an `http_lost_reply` fault loses the provider's answers (it
+//! authorised, the shop never hears it), each mode of the service meets them as it should, and the
 //! control API refuses what makes no sense with a 4xx that says why.
 
 use std::time::{Duration, Instant};
@@ -139,6 +140,50 @@ async fn each_order_is_paid_once_and_http_faults_answer_for_the_provider_or_hold
 }
 
 #[tokio::test]
+async fn a_lost_reply_charges_a_naive_checkout_again_and_a_guarded_one_cancels_what_it_never_heard() {
+    let lab = start_with_payments().await;
+    seed(&lab).await;
+    let token = login(&lab).await;
+    let lost = NetworkFault::HttpLostReply { status: 504 };
+    let before = orders(&lab).await;
+
+    // Naive: three tries without a key, each authorised by the provider and each answer lost.
+    set_payments(&lab, Payments::Naive).await;
+    let ((status, _, body), evidence) = on_payments_link(&lab, lost.clone(), checkout(&lab, &token)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(
+        (evidence.http_requests, evidence.http_lost_replies),
+        (3, 3),
+        "{evidence:?}"
+    );
+    let ledger = lab.ledger().await.unwrap();
+    let charged: Vec<u32> = ledger.per_order().into_values().collect();
+    assert_eq!(charged, [3], "no order, and charged three times: {ledger:?}");
+
+    // Guarded: every try carries the order's key (one authorisation, the rest replays); having heard
+    // no answer it can trust, it cancels by reference in the background.
+    set_payments(&lab, Payments::Guarded).await;
+    let ((status, retry_after, body), evidence) = on_payments_link(&lab, lost, checkout(&lab, &token)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(retry_after.as_deref(), Some("1"));
+    assert!(evidence.http_lost_replies >= 3, "{evidence:?}");
+    crate::wait_until(
+        "the guarded payment's authorisation is cancelled",
+        Duration::from_secs(10),
+        || async {
+            let ledger = lab.ledger().await.unwrap();
+            let guarded: Vec<_> = (ledger.authorizations.iter())
+                .filter(|a| a.idempotency_key.is_some())
+                .collect();
+            guarded.len() == 1 && guarded[0].voided && ledger.replays == 2
+        },
+    )
+    .await;
+    assert_eq!(orders(&lab).await, before, "no order placed");
+    lab.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn the_control_api_refuses_bad_http_faults_with_a_4xx_that_says_why() {
     let lab = start_with_payments().await;
     let proxy = lab.proxy_url().await.unwrap();
@@ -168,6 +213,11 @@ async fn the_control_api_refuses_bad_http_faults_with_a_4xx_that_says_why() {
             "payments",
             json!({ "kind": "http_delay", "ms": -1 }),
             "between 0 and",
+        ),
+        (
+            "payments",
+            json!({ "kind": "http_lost_reply", "status": 42 }),
+            "http_lost_reply status must be a known HTTP status",
         ),
         (
             "postgres",

@@ -133,9 +133,7 @@ async fn check_invariants(
     }
     if lab.provider.is_some() {
         let ledger = lab.ledger().await?;
-        report
-            .checks
-            .extend(invariants::payments_match_orders(&pg, &facts, &ledger).await?);
+        invariants::payments_match_orders(&pg, &facts, &ledger, &mut report).await?;
     }
     pg.close().await;
     Ok(report)
@@ -204,6 +202,14 @@ fn stats(plan: &Plan, watched: &Watched, invariants: &InvariantReport) -> PhaseS
         Metric::LostAcknowledgedOrders,
         invariants.lost_orders.len() as f64,
     );
+    for (metric, count) in [
+        (Metric::PaymentsChargedTwice, invariants.payments_charged_twice),
+        (Metric::ChargesWithoutOrder, invariants.charges_without_order),
+    ] {
+        if let Some(count) = count {
+            stats.set(RUN_PHASE, metric, count as f64);
+        }
+    }
     let requests = watched.recorder.request_count();
     let errors: u64 = watched.recorder.totals().iter().map(|g| g.errors).sum();
     if requests > 0 {
