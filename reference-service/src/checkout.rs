@@ -207,6 +207,12 @@ async fn read_stock(db: &Db, checkout: &Checkout, statement: &'static str) -> Re
     .bind(checkout.product_id)
     .fetch_optional(&mut *db.acquire().await?)
     .await?;
+    enough_stock(row, checkout)
+}
+
+/// The stock and price of a product row as read, or why the checkout cannot have it: no such
+/// product, or fewer units than it wants.
+fn enough_stock(row: Option<(i32, i64)>, checkout: &Checkout) -> Result<(i32, i64), ApiError> {
     let (available, price_cents) = row.ok_or(ApiError::NotFound("product"))?;
     if available < checkout.quantity {
         return Err(ApiError::SoldOut {
@@ -250,13 +256,7 @@ async fn place_locked(writer: Writer<'_>, checkout: &Checkout) -> Result<Placed,
     .bind(checkout.product_id)
     .fetch_optional(&mut *tx)
     .await?;
-    let (available, price_cents) = row.ok_or(ApiError::NotFound("product"))?;
-    if available < checkout.quantity {
-        return Err(ApiError::SoldOut {
-            requested: checkout.quantity,
-            available,
-        });
-    }
+    let (_, price_cents) = enough_stock(row, checkout)?;
     db.statement("checkout.decrement_inventory");
     let remaining: i32 = sqlx::query_scalar(
         "UPDATE inventory SET quantity = quantity - $2 WHERE product_id = $1 RETURNING quantity",
