@@ -32,6 +32,21 @@ async fn place_orders(service: &Service) {
     assert!(replies.iter().all(|(status, _)| *status == 201), "{replies:?}");
 }
 
+/// One product, one user and that user's one order, whose event the worker has not relayed yet.
+async fn place_one_order(service: &Service, seed: u64) {
+    service
+        .seed(SeedPlan {
+            products: 1,
+            users: 1,
+            stock: 5,
+            orders_per_user: 0,
+            seed,
+        })
+        .await;
+    let (status, _) = service.checkout(&service.token(1), 1, 1, None).await;
+    assert_eq!(status, 201);
+}
+
 #[tokio::test]
 async fn every_order_gets_exactly_one_email_across_interrupted_workers() {
     let lab = Lab::start().await;
@@ -126,17 +141,7 @@ async fn failed_deliveries_back_off_dead_letter_and_can_be_replayed() {
             config.outbox_retry_base_ms = 1;
         })
         .await;
-    service
-        .seed(SeedPlan {
-            products: 1,
-            users: 1,
-            stock: 5,
-            orders_per_user: 0,
-            seed: 1,
-        })
-        .await;
-    let (status, _) = service.checkout(&service.token(1), 1, 1, None).await;
-    assert_eq!(status, 201);
+    place_one_order(&service, 1).await;
     service.set_modes(json!({ "email_sender": "down" })).await;
 
     let worker = service.state.outbox_worker();
@@ -179,17 +184,7 @@ async fn failed_deliveries_back_off_dead_letter_and_can_be_replayed() {
 async fn a_replay_waits_for_the_batch_in_flight_and_replays_what_it_dead_letters() {
     let lab = Lab::start().await;
     let service = lab.service(|config| config.outbox_worker = false).await;
-    service
-        .seed(SeedPlan {
-            products: 1,
-            users: 1,
-            stock: 5,
-            orders_per_user: 0,
-            seed: 2,
-        })
-        .await;
-    let (status, _) = service.checkout(&service.token(1), 1, 1, None).await;
-    assert_eq!(status, 201);
+    place_one_order(&service, 2).await;
 
     // A batch in flight, as the worker's last failing one at the end of an outage: it has claimed the
     // event and marked it dead, and has not committed yet when the operator replays.
