@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
+use fortress::env::mail::Mailbox;
 use fortress::experiment::invariants::{self, InvariantReport, RunFacts};
+use fortress::vocabulary::Metric;
 use reference_service::Config;
 use reference_service::db::Db;
 use reference_service::metrics::Metrics;
@@ -181,4 +183,84 @@ async fn a_clean_database_holds_and_each_known_violation_is_caught() {
         .find(|c| c.name == "one email per order")
         .unwrap();
     assert!(email.detail.contains("still pending"), "{}", email.detail);
+}
+
+#[tokio::test]
+async fn the_mailbox_is_checked_against_the_orders_each_way_and_a_bound_judges_its_breakage() {
+    let (_container, pg, _db) = postgres().await;
+    let before: i64 = sqlx::query_scalar("SELECT max(id) FROM orders")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        exec(
+            &pg,
+            "INSERT INTO orders (user_id, product_id, quantity, total_cents) VALUES (1, 1, 1, 100)",
+        )
+        .await;
+    }
+    let facts = RunFacts {
+        acknowledged: vec![],
+        orders_before_run: before,
+    };
+    // The run's first order emailed once, its second twice, its third never; one email for an order
+    // that was rolled back (an id the database never kept), and one for the seeded history (not the
+    // run's: ignored).
+    let mailbox = Mailbox {
+        per_order: [(before, 1), (before + 1, 1), (before + 2, 2), (before + 10, 1)].into(),
+        queued: 0,
+        cut_off: 1,
+    };
+    let mut report = InvariantReport {
+        checks: vec![],
+        oversold_units: 0,
+        units_sold: 0,
+        lost_orders: vec![],
+        payments_charged_twice: None,
+        charges_without_order: None,
+        orders_emailed_twice: None,
+        emails_without_order: None,
+    };
+    invariants::emails_match_orders(&pg, &facts, &mailbox, &mut report)
+        .await
+        .unwrap();
+    assert_eq!(
+        broken(&report),
+        [
+            "every order emailed at the mail server",
+            "no order emailed twice at the mail server",
+            "no email for an order not placed"
+        ]
+    );
+    let detail = |name: &str| &report.checks.iter().find(|c| c.name == name).unwrap().detail;
+    assert!(
+        detail("every order emailed at the mail server").contains(&(before + 3).to_string()),
+        "{report:#?}"
+    );
+    assert!(detail("no email for an order not placed").contains(&(before + 10).to_string()));
+    assert!(
+        detail("no order emailed twice at the mail server").contains("1 delivery(ies) cut off"),
+        "{report:#?}"
+    );
+    assert_eq!(
+        (report.orders_emailed_twice, report.emails_without_order),
+        (Some(1), Some(1))
+    );
+
+    // A prediction that bounds the emails for no order judges that check instead; the others stand.
+    report.predicted(
+        Metric::EmailsWithoutOrder,
+        "emails_without_order in run <= 20".into(),
+    );
+    let failing: Vec<&str> = (report.checks.iter())
+        .filter(|c| !c.passed())
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(
+        failing,
+        [
+            "every order emailed at the mail server",
+            "no order emailed twice at the mail server"
+        ]
+    );
 }

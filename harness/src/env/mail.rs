@@ -12,12 +12,18 @@ use super::poll::{Look, poll_until};
 use super::{EnvError, Lab};
 use crate::vocabulary::Role;
 
-/// Reads the queue (`postqueue -j`: one line a queued message) and every order's `Message-ID` in the
-/// mailbox (`<order-42@fortress.test>`, which the service gives each confirmation).
-const READ_MAILBOX: &str =
-    "echo queued $(postqueue -j | wc -l); grep -rhis '^message-id: <order-' /var/mail/sink || true";
+/// Reads the queue (`postqueue -j`: one line a queued message), the deliveries cut off (files left in
+/// the Maildir's `tmp/`) and each message's own `Message-ID` in the mailbox
+/// (`<order-42@fortress.test>`, which the service gives each confirmation): the first one in each
+/// file, since a bounce carries the headers of the message it is about further down. Only `new/` and
+/// `cur/` hold messages: `tmp/` is where a delivery writes before it is done, and where a stop that
+/// kills the delivery agent mid-write leaves its file (Postfix delivers the message again when it is
+/// back); a Maildir reader never looks there.
+const READ_MAILBOX: &str = "echo queued $(postqueue -j | wc -l); \
+     echo cut off $(find /var/mail/sink/tmp -type f 2>/dev/null | wc -l); \
+     grep -rhis -m1 '^message-id:' /var/mail/sink/new /var/mail/sink/cur || true";
 /// Counts the mailbox's messages: one file each, in `new/` until read (nobody reads them).
-const COUNT_MAILBOX: &str = "find /var/mail/sink -type f | wc -l";
+const COUNT_MAILBOX: &str = "find /var/mail/sink/new /var/mail/sink/cur -type f | wc -l";
 
 /// What the mail server holds at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,6 +32,8 @@ pub struct Mailbox {
     pub per_order: BTreeMap<i64, u32>,
     /// Messages taken but not yet delivered (a 250 to the sender means queued, not delivered).
     pub queued: u32,
+    /// Deliveries a stop cut off, their files left behind in `tmp/`: not messages.
+    pub cut_off: u32,
 }
 
 impl Mailbox {
@@ -40,6 +48,10 @@ pub fn parse_mailbox(out: &str) -> Mailbox {
     for line in out.lines() {
         if let Some(queued) = line.strip_prefix("queued ") {
             mailbox.queued = queued.trim().parse().unwrap_or(0);
+            continue;
+        }
+        if let Some(cut_off) = line.strip_prefix("cut off ") {
+            mailbox.cut_off = cut_off.trim().parse().unwrap_or(0);
             continue;
         }
         let id = line
@@ -139,12 +151,13 @@ mod tests {
     #[test]
     fn the_mailbox_counts_each_orders_emails_and_the_queue() {
         let out = "queued 2\n\
+                   cut off 1\n\
                    Message-ID: <order-7@fortress.test>\n\
                    Message-Id: <order-8@fortress.test>\n\
                    Message-ID: <order-7@fortress.test>\n\
                    Message-ID: <setup-check@fortress.test>\n";
         let mailbox = parse_mailbox(out);
-        assert_eq!(mailbox.queued, 2);
+        assert_eq!((mailbox.queued, mailbox.cut_off), (2, 1));
         assert_eq!(mailbox.per_order, BTreeMap::from([(7, 2), (8, 1)]));
         assert_eq!(mailbox.delivered(), 3);
         assert_eq!(parse_mailbox(""), Mailbox::default());

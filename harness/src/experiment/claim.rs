@@ -68,6 +68,13 @@ impl Claim {
         self.compare
             .holds(observed, self.threshold, self.tolerance.unwrap_or(0.0))
     }
+
+    /// Whether a count of things gone wrong can bear the claim out with something gone wrong: it
+    /// says the thing breaks (`> 0`) or bounds how often (`<= 20`), rather than that it never does
+    /// (`== 0`). Such a claim judges the invariant that counts them in its place.
+    pub fn allows_a_breakage(&self) -> bool {
+        !self.holds(0.0) || self.holds(1.0)
+    }
 }
 
 /// As a reader would write it: `p95_ms in fault / baseline >= 3`, `orders_per_s in far within 30% of 22.2`.
@@ -126,5 +133,22 @@ mod tests {
             tolerance: None,
         };
         assert_eq!(ratio.to_string(), "p95_ms in fault / baseline >= 3");
+    }
+
+    #[test]
+    fn a_claim_that_breaks_or_bounds_the_breakage_allows_one_and_never_does_not() {
+        let claim = |compare, threshold| Claim {
+            metric: Metric::EmailsWithoutOrder,
+            phase: "run".into(),
+            over: None,
+            compare,
+            threshold,
+            tolerance: None,
+        };
+        assert!(claim(Comparison::Greater, 0.0).allows_a_breakage());
+        assert!(claim(Comparison::AtLeast, 8.0).allows_a_breakage());
+        assert!(claim(Comparison::AtMost, 20.0).allows_a_breakage());
+        assert!(!claim(Comparison::Equal, 0.0).allows_a_breakage());
+        assert!(!claim(Comparison::Less, 1.0).allows_a_breakage());
     }
 }

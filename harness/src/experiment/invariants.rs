@@ -66,6 +66,11 @@ pub struct InvariantReport {
     pub payments_charged_twice: Option<usize>,
     #[serde(default)]
     pub charges_without_order: Option<usize>,
+    /// With a mail server: orders it holds more than one email for, and emails for no order.
+    #[serde(default)]
+    pub orders_emailed_twice: Option<usize>,
+    #[serde(default)]
+    pub emails_without_order: Option<usize>,
 }
 
 impl InvariantReport {
@@ -83,6 +88,8 @@ impl InvariantReport {
             Metric::LostAcknowledgedOrders => &[ACKNOWLEDGED_PERSISTED],
             Metric::PaymentsChargedTwice => &[NONE_CHARGED_TWICE],
             Metric::ChargesWithoutOrder => &[NO_CHARGE_WITHOUT_ORDER],
+            Metric::OrdersEmailedTwice => &[NONE_EMAILED_TWICE],
+            Metric::EmailsWithoutOrder => &[NO_EMAIL_WITHOUT_ORDER],
             _ => return,
         };
         for check in self
@@ -100,6 +107,9 @@ const ACKNOWLEDGED_PERSISTED: &str = "acknowledged orders persisted";
 const STOCK_MATCHES_ORDERS: &str = "stock matches orders";
 const NO_CHARGE_WITHOUT_ORDER: &str = "no charge without an order";
 const NONE_CHARGED_TWICE: &str = "no payment charged twice";
+const EVERY_ORDER_EMAILED: &str = "every order emailed at the mail server";
+const NONE_EMAILED_TWICE: &str = "no order emailed twice at the mail server";
+const NO_EMAIL_WITHOUT_ORDER: &str = "no email for an order not placed";
 
 /// What the run knows that the database cannot tell.
 #[derive(Debug, Clone, Default)]
@@ -153,6 +163,8 @@ pub async fn check(pg: &PgPool, facts: &RunFacts, drain: Duration) -> Result<Inv
         lost_orders,
         payments_charged_twice: None,
         charges_without_order: None,
+        orders_emailed_twice: None,
+        emails_without_order: None,
     })
 }
 
@@ -279,53 +291,71 @@ async fn one_event_per_order(pg: &PgPool) -> Result<Invariant, sqlx::Error> {
     ))
 }
 
-/// At the mail server itself (labs with one): every order of the run has exactly one confirmation in
-/// its mailbox, and the mailbox has none for an order the database does not hold. Counted after the
-/// outbox has drained and the server's queue has emptied.
-pub async fn one_email_per_order_delivered(
+/// At the mail server itself (labs with one), from its mailbox once the outbox has drained and the
+/// server's queue has emptied: every order of the run has its confirmation, no order has two, and no
+/// confirmation is for an order the database does not hold (one rolled back after its email went
+/// out). Adds the three checks to `report`, and the counts a prediction can be about.
+pub async fn emails_match_orders(
     pg: &PgPool,
     facts: &RunFacts,
     mailbox: &Mailbox,
-) -> Result<Invariant, sqlx::Error> {
+    report: &mut InvariantReport,
+) -> Result<(), sqlx::Error> {
     let orders: Vec<i64> = sqlx::query_scalar("SELECT id FROM orders WHERE id > $1 ORDER BY id")
         .bind(facts.orders_before_run)
         .fetch_all(pg)
         .await?;
     let count = |id: &i64| mailbox.per_order.get(id).copied().unwrap_or(0);
     let missing: Vec<i64> = orders.iter().copied().filter(|id| count(id) == 0).collect();
-    let doubled: Vec<i64> = orders.iter().copied().filter(|id| count(id) > 1).collect();
+    let twice: Vec<i64> = orders.iter().copied().filter(|id| count(id) > 1).collect();
     let known: std::collections::BTreeSet<i64> = orders.iter().copied().collect();
     let strangers: Vec<i64> = (mailbox.per_order.keys().copied())
         .filter(|id| *id > facts.orders_before_run && !known.contains(id))
         .collect();
-    let mut problems = Vec::new();
-    for (ids, what) in [
-        (&missing, "without an email"),
-        (&doubled, "emailed more than once"),
-        (&strangers, "emailed but not in the database"),
-    ] {
-        if !ids.is_empty() {
-            problems.push(format!("{} order(s) {what}: {}", ids.len(), first_ids(ids)));
-        }
-    }
-    let queue = format!(
+    let mut seen = format!(
         "{} delivered, {} still queued",
         mailbox.delivered(),
         mailbox.queued
     );
-    let detail = if problems.is_empty() {
-        format!(
-            "each of the run's {} orders has exactly one email at the mail server ({queue})",
-            orders.len()
-        )
-    } else {
-        format!("{} ({queue})", problems.join("; "))
+    if mailbox.cut_off > 0 {
+        seen += &format!(", {} delivery(ies) cut off and left in tmp/", mailbox.cut_off);
+    }
+    report.orders_emailed_twice = Some(twice.len());
+    report.emails_without_order = Some(strangers.len());
+    report.checks.extend([
+        counted(
+            EVERY_ORDER_EMAILED,
+            &missing,
+            "order(s) without an email",
+            format!("each of the run's {} orders has its email", orders.len()),
+            &seen,
+        ),
+        counted(
+            NONE_EMAILED_TWICE,
+            &twice,
+            "order(s) emailed more than once",
+            "no order has more than one email".to_owned(),
+            &seen,
+        ),
+        counted(
+            NO_EMAIL_WITHOUT_ORDER,
+            &strangers,
+            "email(s) for an order the database does not hold",
+            "every email is for an order in the database".to_owned(),
+            &seen,
+        ),
+    ]);
+    Ok(())
+}
+
+/// A check that holds when `bad` is empty; its detail names the first few of `bad`, or says `good`,
+/// and then what was `seen`.
+fn counted<T: ToString>(name: &str, bad: &[T], what: &str, good: String, seen: &str) -> Invariant {
+    let detail = match bad.is_empty() {
+        true => format!("{good} ({seen})"),
+        false => format!("{} {what}: {} ({seen})", bad.len(), first_ids(bad)),
     };
-    Ok(Invariant::check(
-        "one email per order at the mail server",
-        problems.is_empty(),
-        detail,
-    ))
+    Invariant::check(name, bad.is_empty(), detail)
 }
 
 /// At the payment provider itself (labs with one), from its ledger: every order of the run is backed
@@ -361,34 +391,29 @@ pub async fn payments_match_orders(
         ledger.authorizations.len(),
         charged.values().sum::<u32>()
     );
-    let check = |name: &str, bad: Vec<String>, what: &str, good: String| {
-        let detail = match bad.is_empty() {
-            true => format!("{good} ({seen})"),
-            false => format!("{} {what}: {} ({seen})", bad.len(), first_ids(&bad)),
-        };
-        Invariant::check(name, bad.is_empty(), detail)
-    };
-    let strings = |ids: &[&str]| ids.iter().map(|r| (*r).to_owned()).collect::<Vec<_>>();
     report.payments_charged_twice = Some(twice.len());
     report.charges_without_order = Some(orphans.len());
     report.checks.extend([
-        check(
+        counted(
             "every order paid",
-            unpaid.iter().map(ToString::to_string).collect(),
+            &unpaid,
             "order(s) without a standing authorisation",
             format!("each of the run's {} orders has its authorisation", orders.len()),
+            &seen,
         ),
-        check(
+        counted(
             NO_CHARGE_WITHOUT_ORDER,
-            strings(&orphans),
+            &orphans,
             "authorisation(s) standing for no order",
             "every standing authorisation belongs to an order".to_owned(),
+            &seen,
         ),
-        check(
+        counted(
             NONE_CHARGED_TWICE,
-            strings(&twice),
+            &twice,
             "payment(s) authorised more than once",
             "no payment has more than one standing authorisation".to_owned(),
+            &seen,
         ),
     ]);
     Ok(())

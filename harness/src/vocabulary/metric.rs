@@ -51,6 +51,8 @@ closed_set! {
         LostAcknowledgedOrders = "lost_acknowledged_orders": "orders the client saw acknowledged (201) that the database does not have (end of run)",
         PaymentsChargedTwice = "payments_charged_twice": "payments (one per checkout) with more than one standing authorisation at the provider: customers charged twice (its ledger; end of run)",
         ChargesWithoutOrder = "charges_without_order": "payments standing at the provider for no order of the run: customers charged for nothing (its ledger; end of run)",
+        OrdersEmailedTwice = "orders_emailed_twice": "orders of the run with more than one confirmation in the mail server's mailbox (end of run)",
+        EmailsWithoutOrder = "emails_without_order": "confirmations in the mail server's mailbox for an order the database does not hold: an order rolled back after its email went out (end of run)",
         TimingAccuracy = "timing_accuracy": "balanced accuracy of a response-time classifier telling a wrong password for an existing account from one for an unknown email, on held-out probes (0.5 is chance; end of run)",
         TimingPValue = "timing_p_value": "two-sided Mann-Whitney p-value that both kinds of wrong-password login take times from one distribution (end of run)",
     }
@@ -73,6 +75,8 @@ impl Metric {
                 | Self::LostAcknowledgedOrders
                 | Self::PaymentsChargedTwice
                 | Self::ChargesWithoutOrder
+                | Self::OrdersEmailedTwice
+                | Self::EmailsWithoutOrder
                 | Self::TimingAccuracy
                 | Self::TimingPValue
         )
