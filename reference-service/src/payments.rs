@@ -44,6 +44,7 @@ const BUDGET_MAX: f64 = 10.0;
 /// How long a cancel of an unknown outcome may take: it is not in the customer's way, and a lost one
 /// is a charge for nothing.
 const CANCEL_DEADLINE: Duration = Duration::from_secs(5);
+const CANCEL_ATTEMPTS: u32 = 5;
 /// What a client is told to wait before trying again, in seconds.
 pub const RETRY_AFTER_S: u64 = 1;
 
@@ -209,23 +210,49 @@ impl PaymentClient {
     }
 
     /// Voids, in the background, whatever the provider may have authorised for `payment` (a "technical
-    /// cancel" by the shop's reference): the call gave up without an answer it could trust. A cancel
-    /// that fails is logged for someone to reconcile by hand.
+    /// cancel" by the shop's reference): the call gave up without an answer it could trust. A cancel by
+    /// reference can be repeated safely, so one that fails is tried again after a backoff, up to
+    /// `CANCEL_ATTEMPTS` times within `CANCEL_DEADLINE`; one that still fails is logged for someone to
+    /// reconcile by hand.
     fn cancel_by_reference(&self, payment: &Payment) {
-        let request = (self.http)
-            .post(format!("{}/v1/authorizations/cancel-by-reference", self.url))
-            .timeout(CANCEL_DEADLINE)
-            .json(&serde_json::json!({ "order_ref": payment.order_ref }));
+        let client = self.clone();
         let order_ref = payment.order_ref.clone();
         tokio::spawn(async move {
-            match request.send().await.map(|r| r.status()) {
-                Ok(status) if status.is_success() => {
-                    tracing::info!(order_ref, "payment of unknown outcome cancelled")
+            let started = tokio::time::Instant::now();
+            let mut attempt = 1;
+            loop {
+                let left = CANCEL_DEADLINE.saturating_sub(started.elapsed());
+                let outcome = client.send_cancel(&order_ref, left).await;
+                match outcome {
+                    Ok(()) => {
+                        return tracing::info!(order_ref, attempt, "payment of unknown outcome cancelled");
+                    }
+                    Err(error) if attempt < CANCEL_ATTEMPTS && started.elapsed() < CANCEL_DEADLINE => {
+                        tracing::warn!(order_ref, attempt, %error, "cancel failed; trying again");
+                    }
+                    Err(error) => {
+                        return tracing::error!(order_ref, attempt, %error, "payment of unknown outcome not cancelled");
+                    }
                 }
-                Ok(status) => tracing::error!(order_ref, %status, "payment of unknown outcome not cancelled"),
-                Err(error) => tracing::error!(order_ref, %error, "payment of unknown outcome not cancelled"),
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
             }
         });
+    }
+
+    /// One cancel-by-reference request, given `deadline` to answer.
+    async fn send_cancel(&self, order_ref: &str, deadline: Duration) -> Result<(), String> {
+        let response = (self.http)
+            .post(format!("{}/v1/authorizations/cancel-by-reference", self.url))
+            .timeout(deadline)
+            .json(&serde_json::json!({ "order_ref": order_ref }))
+            .send()
+            .await
+            .map_err(|error| error.to_string())?;
+        match response.status() {
+            status if status.is_success() => Ok(()),
+            status => Err(format!("the provider answered {status}")),
+        }
     }
 
     /// One authorisation request, with `key` as its idempotency key if given.
@@ -309,6 +336,55 @@ mod tests {
             let ceiling = BACKOFF_BASE * 2u32.pow(attempt - 1);
             let wait = backoff(attempt);
             assert!(wait <= ceiling.min(BACKOFF_CAP), "attempt {attempt}: {wait:?}");
+        }
+    }
+
+    /// A provider that never answers an authorisation in time and refuses the first cancel: the guarded
+    /// call gives up not knowing whether it was charged, and its cancel is tried until one goes through.
+    #[tokio::test]
+    async fn a_cancel_that_fails_is_tried_again_until_the_provider_takes_it() {
+        use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+        let cancels = Arc::new(AtomicU32::new(0));
+        let counted = cancels.clone();
+        let slow = || async {
+            tokio::time::sleep(DEADLINE * 4).await;
+            StatusCode::OK
+        };
+        let refuse_first = move || {
+            let n = counted.fetch_add(1, SeqCst) + 1;
+            async move {
+                match n {
+                    1 => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::OK,
+                }
+            }
+        };
+        let provider = axum::Router::new()
+            .route("/v1/authorizations", axum::routing::post(slow))
+            .route(
+                "/v1/authorizations/cancel-by-reference",
+                axum::routing::post(refuse_first),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, provider).await });
+
+        let client = PaymentClient::new(&url, Metrics::new());
+        let payment = Payment {
+            order_ref: "order-1".into(),
+            amount_cents: 100,
+        };
+        let error = client.authorize_guarded(&payment).await.unwrap_err();
+        assert!(matches!(error, PaymentError::Timeout), "{error}");
+        let started = std::time::Instant::now();
+        while cancels.load(SeqCst) < 2 {
+            assert!(
+                started.elapsed() < CANCEL_DEADLINE,
+                "{} cancel(s) within {CANCEL_DEADLINE:?}",
+                cancels.load(SeqCst)
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }
