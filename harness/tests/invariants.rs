@@ -77,10 +77,7 @@ async fn exec(pg: &PgPool, sql: &str) {
 #[tokio::test]
 async fn a_clean_database_holds_and_each_known_violation_is_caught() {
     let (_container, pg, _db) = postgres().await;
-    let before: i64 = sqlx::query_scalar("SELECT max(id) FROM orders")
-        .fetch_one(&pg)
-        .await
-        .unwrap();
+    let before = invariants::last_order_id(&pg).await.unwrap();
     let facts = RunFacts {
         acknowledged: vec![1, 2, 3],
         orders_before_run: before,
@@ -188,10 +185,7 @@ async fn a_clean_database_holds_and_each_known_violation_is_caught() {
 #[tokio::test]
 async fn the_mailbox_is_checked_against_the_orders_each_way_and_a_bound_judges_its_breakage() {
     let (_container, pg, _db) = postgres().await;
-    let before: i64 = sqlx::query_scalar("SELECT max(id) FROM orders")
-        .fetch_one(&pg)
-        .await
-        .unwrap();
+    let before = invariants::last_order_id(&pg).await.unwrap();
     for _ in 0..3 {
         exec(
             &pg,
@@ -211,16 +205,7 @@ async fn the_mailbox_is_checked_against_the_orders_each_way_and_a_bound_judges_i
         queued: 0,
         cut_off: 1,
     };
-    let mut report = InvariantReport {
-        checks: vec![],
-        oversold_units: 0,
-        units_sold: 0,
-        lost_orders: vec![],
-        payments_charged_twice: None,
-        charges_without_order: None,
-        orders_emailed_twice: None,
-        emails_without_order: None,
-    };
+    let mut report = InvariantReport::default();
     invariants::emails_match_orders(&pg, &facts, &mailbox, &mut report)
         .await
         .unwrap();
