@@ -48,6 +48,27 @@ pub struct LabelledNetwork {
     pub owner: Option<Owner>,
 }
 
+/// A container's state, as `docker inspect` has it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerState {
+    pub running: bool,
+    pub paused: bool,
+    pub exit_code: Option<i64>,
+    /// When its process last started (RFC 3339, Docker's own clock).
+    pub started_at: String,
+}
+
+impl std::fmt::Display for ContainerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.paused, self.running, self.exit_code) {
+            (true, _, _) => f.write_str("paused"),
+            (false, true, _) => f.write_str("running"),
+            (false, false, Some(code)) => write!(f, "exited (code {code})"),
+            (false, false, None) => f.write_str("not running"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct DockerClient {
     docker: Docker,
@@ -106,6 +127,18 @@ impl DockerClient {
             .config
             .and_then(|c| c.labels)
             .and_then(|labels| labels.get(label).cloned()))
+    }
+
+    /// What Docker says a container is doing now.
+    pub async fn state(&self, container: &str) -> Result<ContainerState, DockerError> {
+        let inspect = self.docker.inspect_container(container, None).await?;
+        let state = inspect.state.unwrap_or_default();
+        Ok(ContainerState {
+            running: state.running.unwrap_or(false),
+            paused: state.paused.unwrap_or(false),
+            exit_code: state.exit_code,
+            started_at: state.started_at.unwrap_or_default(),
+        })
     }
 
     /// Sends SIGKILL: the process dies without any chance to clean up, as in a crash or an OOM kill.

@@ -7,6 +7,7 @@
 
 pub mod audit;
 mod deploy;
+pub mod evidence;
 pub mod proxy;
 pub mod timeline;
 
@@ -20,12 +21,14 @@ use reference_service::modes::{Modes, ModesPatch};
 use sqlx::Connection;
 use tokio_util::sync::CancellationToken;
 
+use self::evidence::{Expected, Witness};
 use self::proxy::client::{ProxyClient, ProxyError};
 use self::proxy::{Evidence, FaultKind, ScopedFault};
 use crate::env::balancer::Rotation;
 use crate::env::docker::DockerError;
 use crate::env::{AdminError, EnvError, Lab};
 use crate::vocabulary::{Link, Role};
+pub use evidence::Observed;
 pub use timeline::{Action, FaultTimeline, TimelineEntry};
 
 /// How long a revert waits for a restarted service replica to report ready again, for the balancer
@@ -143,6 +146,15 @@ pub struct Undo {
     replica_modes: Option<Modes>,
     /// How many dead letters a replay sent back to the queue.
     replayed: Option<u64>,
+    /// What the injection saw, for the evidence the revert completes.
+    witness: Witness,
+}
+
+/// What a revert answers: the proxy's evidence of a network fault, and what was seen of any fault.
+#[derive(Debug, Clone, Default)]
+pub struct Reverted {
+    pub evidence: Option<Evidence>,
+    pub observed: Option<Observed>,
 }
 
 impl Undo {
@@ -165,30 +177,51 @@ impl Undo {
 }
 
 impl Fault {
-    /// Breaks it, noting in `undo` what its revert must put back.
+    /// Whether it is an operator's answer to a fault rather than a fault: drawn as an instant, not
+    /// as a window of breakage.
+    pub fn is_operator_step(&self) -> bool {
+        matches!(self, Self::ReplayDeadLetters)
+    }
+
+    /// Breaks it, noting in `undo` what its revert must put back and what it saw.
     pub async fn inject(&self, lab: &Lab, undo: &mut Undo) -> Result<(), Cause> {
+        let witness = &mut undo.witness;
         match self {
             Self::Kill(role) | Self::Stop(role) => {
                 if let Role::Service(replica) = role {
                     undo.replica_modes = Some(lab.modes(*replica).await?);
                 }
+                witness.before_container_fault(lab, *role).await;
                 match self {
                     Self::Kill(_) => lab.docker.kill(&lab.node(*role)?.name).await?,
                     _ => lab.node(*role)?.container.stop().await?,
                 }
+                witness.after_container_fault(lab, *role, Expected::Exited).await;
             }
-            Self::Pause(role) => lab.node(*role)?.container.pause().await?,
+            Self::Pause(role) => {
+                witness.before_container_fault(lab, *role).await;
+                lab.node(*role)?.container.pause().await?;
+                witness.after_container_fault(lab, *role, Expected::Paused).await;
+            }
             Self::Modes(patch) => {
                 for replica in lab.replicas() {
                     undo.previous_modes.push(lab.modes(replica).await?);
                     lab.set_modes(replica, patch).await?;
                 }
+                modes_took(lab, patch, &mut undo.witness).await?;
             }
-            Self::DropIndex(index) => undo.index_definition = Some(drop_index(lab, index).await?),
-            Self::ExpireCache => expire_cache(lab).await?,
+            Self::DropIndex(index) => {
+                let dropped = drop_index(lab, index).await?;
+                undo.index_definition = Some(dropped.definition);
+                undo.witness.index_dropped(lab, dropped.table).await;
+            }
+            Self::ExpireCache => {
+                let (before, after) = expire_cache(lab).await?;
+                witness.expired(before, after);
+            }
             Self::Network { link, fault } => add_network_fault(lab, *link, fault).await?,
             // Its work is done while the body runs: `during`.
-            Self::RollingRestart => {}
+            Self::RollingRestart => witness.before_restarts(lab).await,
             Self::TakeOut(replica) => {
                 lab.rotate(*replica, Rotation::Out).await?;
                 lab.wait_drained(*replica, DRAIN_DEADLINE).await?;
@@ -198,8 +231,13 @@ impl Fault {
         Ok(())
     }
 
-    /// Puts back what `inject` changed; answers the proxy's evidence of a network fault.
-    pub async fn revert(&self, lab: &Lab, undo: &Undo) -> Result<Option<Evidence>, Cause> {
+    /// Puts back what `inject` changed, after reading what the fault was seen to do; answers that,
+    /// and the proxy's evidence of a network fault.
+    pub async fn revert(&self, lab: &Lab, undo: &Undo) -> Result<Reverted, Cause> {
+        let mut reverted = Reverted {
+            evidence: None,
+            observed: undo.witness.observe(lab).await,
+        };
         match self {
             Self::Kill(role) | Self::Stop(role) => {
                 lab.node(*role)?.container.start().await?;
@@ -234,10 +272,12 @@ impl Fault {
                 lab.wait_balanced(RECOVERY_DEADLINE).await?;
             }
             Self::Network { link, fault } => {
-                return Ok(Some(remove_network_fault(lab, *link, fault.kind()).await?));
+                let evidence = remove_network_fault(lab, *link, fault.kind()).await?;
+                reverted.observed = Some(Observed::of_network(*link, &evidence));
+                reverted.evidence = Some(evidence);
             }
         }
-        Ok(None)
+        Ok(reverted)
     }
 
     /// What the fault does while the body runs, after the inject: a rolling restart restarts the
@@ -255,27 +295,53 @@ impl Fault {
     }
 }
 
-/// Drops `index`; answers its definition, saved first.
-async fn drop_index(lab: &Lab, index: &str) -> Result<String, Cause> {
+/// An index dropped: its definition, saved first, and its table.
+struct Dropped {
+    definition: String,
+    table: String,
+}
+
+async fn drop_index(lab: &Lab, index: &str) -> Result<Dropped, Cause> {
     let mut db = sqlx::PgConnection::connect(&lab.postgres_url().await?).await?;
-    let definition: Option<String> =
-        sqlx::query_scalar("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND indexname = $1")
-            .bind(index)
-            .fetch_optional(&mut db)
-            .await?;
-    let definition = definition.ok_or_else(|| Cause::NoSuchIndex(index.to_owned()))?;
+    let found: Option<(String, String)> = sqlx::query_as(
+        "SELECT indexdef, tablename FROM pg_indexes WHERE schemaname = 'public' AND indexname = $1",
+    )
+    .bind(index)
+    .fetch_optional(&mut db)
+    .await?;
+    let (definition, table) = found.ok_or_else(|| Cause::NoSuchIndex(index.to_owned()))?;
     sqlx::query(&format!("DROP INDEX \"{}\"", index.replace('"', "\"\"")))
         .execute(&mut db)
         .await?;
-    Ok(definition)
+    Ok(Dropped { definition, table })
 }
 
 /// Empties Redis, through its port on 127.0.0.1 (not the proxy: a fault on the service's link must
-/// not stop the harness's own command).
-async fn expire_cache(lab: &Lab) -> Result<(), Cause> {
+/// not stop the harness's own command); answers the keys it held before and after.
+async fn expire_cache(lab: &Lab) -> Result<(i64, i64), Cause> {
     let client = redis::Client::open(lab.redis_url().await?)?;
     let mut redis = client.get_multiplexed_async_connection().await?;
+    let before: i64 = redis::cmd("DBSIZE").query_async(&mut redis).await?;
     redis::cmd("FLUSHDB").query_async::<()>(&mut redis).await?;
+    let after: i64 = redis::cmd("DBSIZE").query_async(&mut redis).await?;
+    Ok((before, after))
+}
+
+/// Whether every replica now answers with the modes of `patch`.
+async fn modes_took(lab: &Lab, patch: &ModesPatch, witness: &mut Witness) -> Result<(), Cause> {
+    let mut took = 0;
+    for replica in lab.replicas() {
+        let mut expected = lab.modes(replica).await?;
+        let now = expected;
+        if patch.apply(&mut expected).is_ok() && expected == now {
+            took += 1;
+        }
+    }
+    let replicas = lab.replicas().count();
+    witness.seen(
+        format!("service: {took} of {replicas} replicas answer with {patch}"),
+        took == replicas,
+    );
     Ok(())
 }
 
@@ -352,13 +418,16 @@ async fn scope<T>(
     on_stop: OnStop,
 ) -> Result<T, FaultError> {
     let mut record = at.timeline.begin(fault);
+    if fault.is_operator_step() {
+        record.as_operator_step();
+    }
     let mut undo = Undo::default();
     let injected = fault.inject(at.lab, &mut undo).await;
     record.done(
         Action::Inject,
         injected.as_ref().err().map(|e| cause_chain(e)),
         undo.detail(),
-        None,
+        (None, None),
     );
     let outcome = match injected {
         // Half an injection is still an injection: put back whatever did change.
@@ -367,12 +436,12 @@ async fn scope<T>(
     };
     record.start(Action::Revert);
     let reverted = fault.revert(at.lab, &undo).await;
-    let evidence = reverted.as_ref().ok().cloned().flatten();
+    let Reverted { evidence, observed } = reverted.as_ref().ok().cloned().unwrap_or_default();
     record.done(
         Action::Revert,
         reverted.as_ref().err().map(|e| cause_chain(e)),
         None,
-        evidence,
+        (evidence, observed),
     );
     let failed = |action, cause| FaultError::Failed {
         fault: fault.to_string(),

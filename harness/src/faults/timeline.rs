@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::evidence::Observed;
 use super::proxy::Evidence;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,14 @@ pub struct TimelineEntry {
     /// For a revert of a network fault: what the fault did to traffic while it was active (the proxy's
     /// evidence: connections, bytes, delayed/held chunks, resets).
     pub evidence: Option<Evidence>,
+    /// For a revert: what was seen of the fault while it lasted, and whether that shows it touched
+    /// the system (`evidence`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Observed>,
+    /// An operator's step (a replay of dead letters), not a fault: reports mark its instant instead of
+    /// shading a fault window.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub operator_step: bool,
 }
 
 impl std::fmt::Display for Action {
@@ -54,9 +63,15 @@ pub struct Recording<'a> {
     injection: u32,
     fault: String,
     step_started: DateTime<Utc>,
+    operator_step: bool,
 }
 
 impl Recording<'_> {
+    /// Records the steps as an operator's, not a fault's.
+    pub fn as_operator_step(&mut self) {
+        self.operator_step = true;
+    }
+
     /// Marks the start of the next step (the revert, after the body ran).
     pub fn start(&mut self, _next: Action) {
         self.step_started = Utc::now();
@@ -68,8 +83,9 @@ impl Recording<'_> {
         action: Action,
         error: Option<String>,
         detail: Option<String>,
-        evidence: Option<Evidence>,
+        seen: (Option<Evidence>, Option<Observed>),
     ) {
+        let (evidence, observed) = seen;
         self.timeline.record(TimelineEntry {
             injection: self.injection,
             fault: self.fault.clone(),
@@ -79,6 +95,8 @@ impl Recording<'_> {
             error,
             detail,
             evidence,
+            observed,
+            operator_step: self.operator_step,
         });
     }
 }
@@ -93,6 +111,7 @@ impl FaultTimeline {
             injection,
             fault: fault.to_string(),
             step_started: Utc::now(),
+            operator_step: false,
         }
     }
 
@@ -158,6 +177,8 @@ mod tests {
             error: error.map(Into::into),
             detail: None,
             evidence: None,
+            observed: None,
+            operator_step: false,
         }
     }
 
@@ -184,11 +205,11 @@ mod tests {
     fn each_recording_is_a_new_injection_and_steps_since_a_mark_are_that_part_of_the_run() {
         let timeline = FaultTimeline::default();
         let first = timeline.begin(&"kill redis");
-        first.done(Action::Inject, None, None, None);
-        first.done(Action::Revert, None, None, None);
+        first.done(Action::Inject, None, None, (None, None));
+        first.done(Action::Revert, None, None, (None, None));
         let mark = timeline.len();
         let second = timeline.begin(&"kill redis");
-        second.done(Action::Inject, None, None, None);
+        second.done(Action::Inject, None, None, (None, None));
         let since = timeline.since(mark);
         assert_eq!(since.len(), 1);
         assert_eq!((since[0].injection, since[0].action), (2, Action::Inject));

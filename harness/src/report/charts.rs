@@ -34,6 +34,8 @@ const REPLICA_COLOURS: [RGBColor; 4] = [
     RGBColor(140, 86, 75),
 ];
 const FAULT_SHADE: RGBColor = RGBColor(255, 160, 60);
+/// An operator's step (a replay): a dashed line at its instant, never a shaded window.
+const OPERATOR_STEP: RGBColor = RGBColor(40, 120, 60);
 /// The instant a stop condition tripped.
 const ABORT_MARK: RGBColor = RGBColor(130, 80, 223);
 
@@ -358,6 +360,14 @@ fn draw_backdrop(chart: &mut Chart<'_, '_>, run: &Run, x_max: f64, y_max: f64) -
             FAULT_SHADE.mix(0.18).filled(),
         )))?;
     }
+    for step in run.operator_steps() {
+        chart.draw_series(DashedLineSeries::new(
+            [(step.start_s, 0.0), (step.start_s, y_max)],
+            6,
+            4,
+            OPERATOR_STEP.stroke_width(2),
+        ))?;
+    }
     for (name, start, _) in run.phase_spans() {
         if start > 0.0 {
             chart.draw_series(std::iter::once(PathElement::new(
@@ -462,6 +472,15 @@ fn draw_into(run: &Run, spec: &ChartSpec, path: &Path) -> DrawResult {
             )))?
             .label("fault injected")
             .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 18, y + 5)], FAULT_SHADE.mix(0.4).filled()));
+    }
+    if !run.operator_steps().is_empty() {
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(0.0, 0.0), (0.0, 0.0)],
+                OPERATOR_STEP.stroke_width(2),
+            )))?
+            .label("operator step (e.g. replay)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], OPERATOR_STEP.stroke_width(2)));
     }
     chart
         .configure_series_labels()

@@ -356,21 +356,45 @@ fn timeline(run: &Run, page: &mut String) {
                 (None, Some(detail)) => format!("ok: {detail}"),
                 (None, None) => "ok".into(),
             };
-            let evidence = e.evidence.as_ref().map(evidence_text).unwrap_or_default();
+            let action = if e.operator_step {
+                "operator step".to_owned()
+            } else {
+                e.action.to_string()
+            };
             let _ = writeln!(
                 page,
-                "<tr><td>{}</td><td class=\"num\">{at:.1}</td><td><code>{}</code></td><td>{}</td>\
+                "<tr><td>{}</td><td class=\"num\">{at:.1}</td><td><code>{}</code></td><td>{action}</td>\
                  <td class=\"num\">{took:.0} ms</td><td>{}</td><td class=\"evidence\">{}</td></tr>",
                 variant.variant,
                 escape(&e.fault),
-                e.action,
                 escape(&result),
-                escape(&evidence)
+                seen(e)
             );
         }
     }
     page.push_str("</table>\n");
     reverted(run, page);
+}
+
+/// What was seen of a fault (escaped HTML): whether it touched the system, the facts, and the
+/// proxy's counters of a network fault.
+fn seen(e: &crate::faults::TimelineEntry) -> String {
+    let mut shown = String::new();
+    if let Some(observed) = &e.observed {
+        let verdict = if observed.touched {
+            "touched the system"
+        } else {
+            "NO EVIDENCE it touched the system"
+        };
+        let _ = write!(shown, "<b>{verdict}</b>");
+        for fact in &observed.facts {
+            let _ = write!(shown, "<br>{}", escape(fact));
+        }
+    }
+    if let Some(evidence) = &e.evidence {
+        let _ = write!(shown, "<br>{}", escape(&evidence_text(evidence)));
+    }
+    shown
 }
 
 /// Says, per variant, that every fault injected was reverted (or which ones were not).

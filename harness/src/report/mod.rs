@@ -215,13 +215,17 @@ impl Run {
         spans
     }
 
-    /// Every fault window of every variant: from the inject's end to its revert's start.
+    /// Every fault window of every variant: from the inject's end to its revert's start. An
+    /// operator's step is not one (`operator_steps`).
     pub fn fault_windows(&self) -> Vec<Window> {
         let mut windows = Vec::new();
         for variant in &self.summary.variants {
             let since = |t: DateTime<Utc>| (t - variant.load_started_at).as_seconds_f64();
             let steps = &variant.timeline;
-            for inject in steps.iter().filter(|e| e.action == Action::Inject) {
+            let injects = steps
+                .iter()
+                .filter(|e| e.action == Action::Inject && !e.operator_step);
+            for inject in injects {
                 let revert = steps
                     .iter()
                     .find(|e| e.injection == inject.injection && e.action == Action::Revert);
@@ -236,6 +240,27 @@ impl Run {
             }
         }
         windows
+    }
+}
+
+impl Run {
+    /// Every operator's step of every variant, at the instant it was done (seconds since its load
+    /// started).
+    pub fn operator_steps(&self) -> Vec<Window> {
+        let mut steps = Vec::new();
+        for variant in &self.summary.variants {
+            let since = |t: DateTime<Utc>| (t - variant.load_started_at).as_seconds_f64();
+            let done = variant.timeline.iter();
+            for step in done.filter(|e| e.action == Action::Inject && e.operator_step) {
+                steps.push(Window {
+                    variant: variant.variant,
+                    fault: step.fault.clone(),
+                    start_s: since(step.finished_at),
+                    end_s: since(step.finished_at),
+                });
+            }
+        }
+        steps
     }
 }
 

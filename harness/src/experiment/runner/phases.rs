@@ -345,11 +345,12 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// Notes the faults of the phase whose evidence shows they never touched traffic.
+    /// Notes the faults of the phase whose evidence shows they never touched the system (an
+    /// operator's step is not a fault).
     fn note_untouched(&mut self, phase: &PhasePlan, steps: &[TimelineEntry]) {
         let untouched: Vec<String> = steps
             .iter()
-            .filter(|e| e.evidence.as_ref().is_some_and(|ev| !ev.touched_traffic()))
+            .filter(|e| !e.operator_step && e.observed.as_ref().is_some_and(|o| !o.touched))
             .map(|e| e.fault.clone())
             .collect();
         if !untouched.is_empty() {
