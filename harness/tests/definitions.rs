@@ -321,7 +321,7 @@ fn mistakes_name_the_file_line_and_field() {
             from: "threshold = 2.0",
             to: "threshold = 2.0\n[[abort]]\ncompare = \">\"\nthreshold = 0.0\nmetric = \"lost_acknowledged_orders\"",
             field: "abort.metric",
-            says: "lost_acknowledged_orders is not measured every second; a stop condition can watch throughput_rps",
+            says: "lost_acknowledged_orders is not measured every second; a stop condition can watch offered_rps, throughput_rps",
         },
         Case {
             from: "threshold = 2.0",
@@ -340,6 +340,43 @@ fn mistakes_name_the_file_line_and_field() {
             to: "threshold = 2.0\n[[abort]]\nmetric = \"error_rate\"\nthreshold = 0.5\ncompare = \"within\"",
             field: "abort.compare",
             says: "use <, <=, >, >= or ==",
+        },
+        // What the lab cannot produce is refused when the plan is read, not after a whole run.
+        Case {
+            from: "metric = \"p95_ms\"",
+            to: "metric = \"mail_delivered_per_s\"",
+            field: "predictions.metric",
+            says: "mail_delivered_per_s needs a mail server (topology.mail = true), which this lab does not have",
+        },
+        Case {
+            from: "metric = \"p95_ms\"",
+            to: "metric = \"replicas_up\"",
+            field: "predictions.metric",
+            says: "replicas_up needs a load balancer",
+        },
+        Case {
+            from: "metric = \"p95_ms\"",
+            to: "metric = \"checkout_p95_ms\"",
+            field: "predictions.metric",
+            says: "needs the checkout scenario in load.mix",
+        },
+        Case {
+            from: "metric = \"p95_ms\"\nphase = \"fault\"\nover = \"baseline\"",
+            to: "metric = \"oversold_units\"\nphase = \"fault\"",
+            field: "predictions.phase",
+            says: "oversold_units is a figure of the whole run: use phase = \"run\"",
+        },
+        Case {
+            from: "metric = \"p95_ms\"\nphase = \"fault\"\nover = \"baseline\"",
+            to: "metric = \"hit_ratio_recovery_s\"\nphase = \"fault\"",
+            field: "predictions.phase",
+            says: "hit_ratio_recovery_s is measured in a phase that follows a phase with faults; \"fault\" does not (such phases here: none)",
+        },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[[abort]]\ncompare = \">\"\nthreshold = 0.0\nmetric = \"payment_requests_per_s\"",
+            field: "abort.metric",
+            says: "payment_requests_per_s needs a payment provider",
         },
     ];
     for case in cases {

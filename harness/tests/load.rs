@@ -280,3 +280,105 @@ async fn cancelling_stop_ends_the_load_early_and_cleanly() {
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A stand-in service on 127.0.0.1 that answers `{}` at once, except while `freeze` is held for
+/// writing: then every request waits, as on a paused container.
+async fn freezable_service() -> (
+    String,
+    std::sync::Arc<tokio::sync::RwLock<()>>,
+    tokio::task::JoinHandle<()>,
+) {
+    let freeze = std::sync::Arc::new(tokio::sync::RwLock::new(()));
+    let gate = std::sync::Arc::clone(&freeze);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().fallback(move || {
+        let gate = std::sync::Arc::clone(&gate);
+        async move {
+            let _open = gate.read().await;
+            "{}"
+        }
+    });
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base_url, freeze, server)
+}
+
+/// wrk2's lesson, tested: a service that freezes for 3 s under 100 requests/s and 20 users. Every
+/// request due during the freeze waits for it (behind the 20 that are stuck in it), so the latency
+/// from the slot shows the freeze at p95 and p99; the service time, from the actual send, does not
+/// (only the 20 stuck requests saw it), and the gap is the generator's lag, with every user busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_shows_in_latency_from_the_slot_and_not_in_service_time() {
+    let (base_url, freeze, server) = freezable_service().await;
+    let mut spec = spec(base_url, 20, vec![(Scenario::Availability, 1)], 8);
+    spec.rate = 100.0;
+    let recorder = Recorder::new();
+    let dir = report_dir("freeze");
+    let goose = report(&dir);
+    let stop = CancellationToken::new();
+    let frozen = async {
+        while recorder.request_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let held = freeze.write().await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        drop(held);
+    };
+    let (summary, ()) = tokio::join!(load::run(&spec, recorder.clone(), &goose, &stop), frozen);
+    let summary = summary.unwrap();
+    server.abort();
+
+    let all = &summary.groups[0];
+    let seconds = recorder.take_all();
+    let behind = seconds
+        .iter()
+        .map(|s| s.schedule.behind_us.max())
+        .max()
+        .unwrap_or(0);
+    let own = seconds
+        .iter()
+        .map(|s| s.schedule.own_lag_us.value_at_quantile(0.99))
+        .max()
+        .unwrap_or(0);
+    let busy = seconds.iter().map(|s| s.schedule.busy_peak).max().unwrap_or(0);
+    eprintln!(
+        "{} requests, latency from the slot p50 {:.1} p95 {:.1} p99 {:.1} ms, service time p95 {:.1} ms; \
+         most behind schedule {:.0} ms, own lag p99 at most {:.1} ms, at most {busy} users busy",
+        all.count,
+        all.p50_ms,
+        all.p95_ms,
+        all.p99_ms,
+        all.service_p95_ms,
+        behind as f64 / 1000.0,
+        own as f64 / 1000.0
+    );
+    assert!(
+        all.count >= 600,
+        "the run keeps its offered count: {} requests",
+        all.count
+    );
+    // ~300 of ~800 requests were due in the freeze, waiting from 0 to 3 s: the slowest 5% waited
+    // more than 2.5 s.
+    assert!(
+        all.p95_ms >= 1500.0,
+        "p95 {:.1} ms does not show a 3 s freeze",
+        all.p95_ms
+    );
+    assert!(
+        all.p99_ms >= 2500.0,
+        "p99 {:.1} ms does not show a 3 s freeze",
+        all.p99_ms
+    );
+    // Only the 20 requests in flight when it froze waited in the service: 2-3% of them.
+    assert!(
+        all.service_p95_ms < 500.0,
+        "service time p95 {:.1} ms: it should not carry the wait for a free user",
+        all.service_p95_ms
+    );
+    assert!(behind >= 2_000_000, "the slots fell {behind} µs behind");
+    assert_eq!(busy, 20, "every user was busy in the freeze");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -74,6 +74,27 @@ pub struct InvariantReport {
 }
 
 impl InvariantReport {
+    /// The end-of-run figures the invariants counted, as metrics of the whole run: the producer of
+    /// every per-run metric whose owner is the judge's reading of the database and ledgers.
+    pub fn figures(&self) -> Vec<(Metric, f64)> {
+        let mut figures = vec![
+            (Metric::OversoldUnits, self.oversold_units as f64),
+            (Metric::UnitsSold, self.units_sold as f64),
+            (Metric::LostAcknowledgedOrders, self.lost_orders.len() as f64),
+        ];
+        for (metric, count) in [
+            (Metric::PaymentsChargedTwice, self.payments_charged_twice),
+            (Metric::ChargesWithoutOrder, self.charges_without_order),
+            (Metric::OrdersEmailedTwice, self.orders_emailed_twice),
+            (Metric::EmailsWithoutOrder, self.emails_without_order),
+        ] {
+            if let Some(count) = count {
+                figures.push((metric, count as f64));
+            }
+        }
+        figures
+    }
+
     /// Whether every invariant held, or was violated only where a prediction said it would be.
     pub fn held(&self) -> bool {
         self.checks.iter().all(Invariant::passed)

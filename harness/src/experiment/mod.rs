@@ -15,6 +15,8 @@ pub mod definition;
 pub mod forensics;
 pub mod invariants;
 pub mod output;
+#[cfg(test)]
+mod owners;
 mod phase_figures;
 pub mod runner;
 mod schema;

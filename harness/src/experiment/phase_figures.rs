@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 
 use super::definition::{Plan, RUN_PHASE};
 use super::verdict::{Caveats, MIN_ACHIEVED_SHARE, PhaseStats, Sample};
-use crate::load::{Group, SecondSample, quantile_ms};
+use crate::load::{Group, ScheduleSecond, SecondSample, group_p95, quantile_ms};
 use crate::vocabulary::Metric;
 
 /// The cache hit ratio that counts as recovered.
@@ -29,7 +29,7 @@ fn busiest_second(samples: &[Sample], phase: &str, metric: Metric) -> Option<f64
     samples
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.phase == phase)
+        .filter(|(_, s)| in_phase(s, phase))
         .filter_map(|(i, s)| {
             let since = i.checked_sub(1).map_or(0.0, |before| samples[before].at_s);
             Some((s.values.get(&metric)? * (s.at_s - since)).round())
@@ -37,38 +37,89 @@ fn busiest_second(samples: &[Sample], phase: &str, metric: Metric) -> Option<f64
         .reduce(f64::max)
 }
 
-/// The client's latencies of each phase, merged from its seconds: of every request, and of each group
-/// that has a percentile of its own.
+/// Whether `sample` is one of `phase`'s; every sample is one of the whole run's.
+fn in_phase(sample: &Sample, phase: &str) -> bool {
+    phase == RUN_PHASE || sample.phase == phase
+}
+
+/// The client's record of each phase (and of the whole run, `run`), merged from its seconds: the
+/// latencies of every request and of each group that has a percentile of its own, the service times,
+/// and how the generator kept its schedule.
 #[derive(Debug, Default)]
-pub(super) struct PhaseLatencies(BTreeMap<(String, Option<Group>), Histogram<u64>>);
+pub(super) struct PhaseLatencies {
+    latency: BTreeMap<(String, Option<Group>), Histogram<u64>>,
+    service: BTreeMap<String, Histogram<u64>>,
+    schedule: BTreeMap<String, ScheduleSecond>,
+}
 
 impl PhaseLatencies {
-    /// Adds one second of `phase`.
+    /// Adds one second of `phase` (to the phase and to the whole run).
     pub(super) fn add(&mut self, phase: &str, second: &SecondSample) {
-        self.merge(phase, None, &second.latency_us(Group::ALL));
-        for group in &second.groups {
-            if group_p95(group.group).is_some() {
-                self.merge(phase, Some(group.group), &group.latency_us);
+        for phase in [phase, RUN_PHASE] {
+            merge(
+                &mut self.latency,
+                (phase.to_owned(), None),
+                &second.latency_us(Group::ALL),
+            );
+            for group in second.groups.iter().filter(|g| group_p95(g.group).is_some()) {
+                merge(
+                    &mut self.latency,
+                    (phase.to_owned(), Some(group.group)),
+                    &group.latency_us,
+                );
+            }
+            merge(&mut self.service, phase.to_owned(), &second.service_us());
+            match self.schedule.get_mut(phase) {
+                Some(merged) => merged.merge(&second.schedule),
+                None => drop(self.schedule.insert(phase.to_owned(), second.schedule.clone())),
             }
         }
     }
 
-    fn merge(&mut self, phase: &str, group: Option<Group>, latency: &Histogram<u64>) {
-        match self.0.get_mut(&(phase.to_owned(), group)) {
-            // Auto-resizing histograms of the same precision always add.
-            Some(merged) => drop(merged.add(latency)),
-            None => drop(self.0.insert((phase.to_owned(), group), latency.clone())),
+    /// How the generator kept its schedule over `phase`.
+    pub(super) fn schedule(&self, phase: &str) -> Option<&ScheduleSecond> {
+        self.schedule.get(phase)
+    }
+
+    /// The figures over each phase's merged record: latency and service-time percentiles, the
+    /// generator's lag, the most users busy at once.
+    fn figures(&self, stats: &mut PhaseStats) {
+        for ((phase, group), histogram) in &self.latency {
+            match group.and_then(group_p95) {
+                Some(p95) => stats.set(phase, p95, quantile_ms(histogram, 0.95)),
+                None => {
+                    stats.set(phase, Metric::P50Ms, quantile_ms(histogram, 0.50));
+                    stats.set(phase, Metric::P95Ms, quantile_ms(histogram, 0.95));
+                    stats.set(phase, Metric::P99Ms, quantile_ms(histogram, 0.99));
+                }
+            }
+        }
+        for (phase, histogram) in &self.service {
+            stats.set(phase, Metric::ServiceP95Ms, quantile_ms(histogram, 0.95));
+        }
+        for (phase, schedule) in &self.schedule {
+            stats.set(phase, Metric::BusyUsers, f64::from(schedule.busy_peak));
+            if schedule.sent > 0 {
+                stats.set(
+                    phase,
+                    Metric::GeneratorLagMs,
+                    quantile_ms(&schedule.behind_us, 0.99),
+                );
+                stats.set(
+                    phase,
+                    Metric::GeneratorOwnLagMs,
+                    quantile_ms(&schedule.own_lag_us, 0.99),
+                );
+            }
         }
     }
 }
 
-/// The 95th percentile metric of a group's requests, for the groups that have one.
-pub(super) fn group_p95(group: Group) -> Option<Metric> {
-    match group {
-        Group::Browse => Some(Metric::BrowseP95Ms),
-        Group::Checkout => Some(Metric::CheckoutP95Ms),
-        Group::History => Some(Metric::HistoryP95Ms),
-        _ => None,
+fn merge<K: Ord>(merged: &mut BTreeMap<K, Histogram<u64>>, key: K, histogram: &Histogram<u64>) {
+    match merged.get_mut(&key) {
+        // Auto-resizing histograms of the same precision always add.
+        Some(into) => drop(into.add(histogram)),
+        None => drop(merged.insert(key, histogram.clone())),
     }
 }
 
@@ -91,40 +142,44 @@ pub(super) fn derived_stats(
     for (metric, value) in PhaseStats::from_samples(&whole_run).phase(RUN_PHASE) {
         stats.set(RUN_PHASE, metric, value);
     }
-    for ((phase, group), histogram) in &latencies.0 {
-        match group.and_then(group_p95) {
-            Some(p95) => stats.set(phase, p95, quantile_ms(histogram, 0.95)),
-            None => {
-                stats.set(phase, Metric::P50Ms, quantile_ms(histogram, 0.50));
-                stats.set(phase, Metric::P95Ms, quantile_ms(histogram, 0.95));
-                stats.set(phase, Metric::P99Ms, quantile_ms(histogram, 0.99));
-            }
-        }
-    }
-    for phase in &plan.phases {
+    latencies.figures(stats);
+    let phases = plan.phases.iter().map(|p| p.name.as_str());
+    for phase in phases.chain([RUN_PHASE]) {
         for (per_second, peak) in PEAKS {
-            if let Some(value) = busiest_second(samples, &phase.name, per_second) {
-                stats.set(&phase.name, peak, value);
+            if let Some(value) = busiest_second(samples, phase, per_second) {
+                stats.set(phase, peak, value);
             }
         }
         for (per_second, per_request) in PER_REQUEST {
-            if let Some(value) = per_completed_request(samples, &phase.name, per_second) {
-                stats.set(&phase.name, per_request, value);
+            if let Some(value) = per_completed_request(samples, phase, per_second) {
+                stats.set(phase, per_request, value);
             }
         }
         let payments = Metric::PaymentRequestsPerS;
-        if let Some(value) = ratio_of_totals(samples, &phase.name, payments, Metric::CheckoutsPerS) {
-            stats.set(&phase.name, Metric::PaymentRequestsPerCheckout, value);
+        if let Some(value) = ratio_of_totals(samples, phase, payments, Metric::CheckoutsPerS) {
+            stats.set(phase, Metric::PaymentRequestsPerCheckout, value);
         }
     }
     recovery(plan, samples, stats);
 }
 
 /// The per-second metrics that are also a figure per request: their phase total over its requests.
-pub(super) const PER_REQUEST: [(Metric, Metric); 2] = [
+const PER_REQUEST: [(Metric, Metric); 2] = [
     (Metric::PgStatementsPerS, Metric::StatementsPerRequest),
     (Metric::PgTuplesReadPerS, Metric::TuplesReadPerRequest),
 ];
+
+/// One second's figures per completed request (statements, rows read), from its totals.
+pub(super) fn per_request_figures(values: &mut BTreeMap<Metric, f64>) {
+    let Some(&requests) = values.get(&Metric::ThroughputRps).filter(|r| **r > 0.0) else {
+        return;
+    };
+    for (per_second, per_request) in PER_REQUEST {
+        if let Some(total) = values.get(&per_second) {
+            values.insert(per_request, total / requests);
+        }
+    }
+}
 
 /// `metric`'s total over `phase` divided by the requests completed in it.
 fn per_completed_request(samples: &[Sample], phase: &str, metric: Metric) -> Option<f64> {
@@ -134,9 +189,8 @@ fn per_completed_request(samples: &[Sample], phase: &str, metric: Metric) -> Opt
 /// The phase's total of `numerator` over its total of `denominator` (both per-second figures of the
 /// same seconds); nothing when the phase has no `numerator` at all or a zero `denominator`.
 fn ratio_of_totals(samples: &[Sample], phase: &str, numerator: Metric, denominator: Metric) -> Option<f64> {
-    let in_phase = samples.iter().filter(|s| s.phase == phase);
     let (mut total, mut over, mut seen) = (0.0, 0.0, false);
-    for sample in in_phase {
+    for sample in samples.iter().filter(|s| in_phase(s, phase)) {
         if let Some(value) = sample.values.get(&numerator) {
             total += value;
             seen = true;
@@ -192,20 +246,52 @@ fn seconds_until(samples: &[Sample], phase: &str, condition: impl Fn(&Sample) ->
     }
 }
 
+/// The generator's own lateness (99th percentile over a phase) above which it, not the service, set
+/// the pace: a user was free and the request still left this late, so the service was offered less
+/// than the plan says, and every latency of the phase carries that much of the generator's own delay.
+/// tokio's timer is 1 ms; on this 2-core machine a loaded run measured a few ms (see the figures in
+/// `docs/measuring.md`), so 50 ms is a generator starved of CPU, not noise.
+pub const OWN_LAG_LIMIT_MS: f64 = 50.0;
+
+/// The schedule lag (99th percentile over a phase) above which slots waited for a free user, when
+/// every user was busy: the pool of users was exhausted.
+pub const POOL_WAIT_LIMIT_MS: f64 = 100.0;
+
+/// How much slower (service time, 95th percentile) than in the steady state the service must answer
+/// in a phase for an exhausted pool of users to be the service's doing. Within it, the service was
+/// answering as fast as when the pool sufficed: the pool was too small for the rate.
+const SLOWER_THAN_STEADY: f64 = 2.0;
+
 /// What makes a phase unfit to judge: `untouched` (per phase, the faults that never touched traffic,
-/// from the proxy's evidence), and a steady state that fell short of the offered load.
-pub(super) fn caveats(plan: &Plan, stats: &PhaseStats, untouched: &BTreeMap<String, Vec<String>>) -> Caveats {
+/// from the proxy's evidence), a steady state that fell short of the offered load, and any phase in
+/// which the generator, not the service, kept the load from being offered.
+pub(super) fn caveats(
+    plan: &Plan,
+    stats: &PhaseStats,
+    latencies: &PhaseLatencies,
+    untouched: &BTreeMap<String, Vec<String>>,
+) -> Caveats {
     let mut caveats = Caveats {
         untouched_faults: untouched.clone(),
         ..Caveats::default()
     };
-    let mut after_a_fault = false;
+    let steady: Vec<&str> = plan
+        .phases
+        .iter()
+        .take_while(|p| p.faults.is_empty())
+        .map(|p| p.name.as_str())
+        .collect();
+    let steady_service = steady
+        .iter()
+        .filter_map(|p| stats.get(p, Metric::ServiceP95Ms))
+        .reduce(f64::max);
     for phase in &plan.phases {
+        let is_steady = steady.contains(&phase.name.as_str());
         // The steady state (every phase before the first fault) must reach the offered rate: otherwise
         // the load generator, not the system, set the figures. During and after a fault, a shortfall
-        // is the system's own story (a stall, a slow recovery), which the predictions judge.
-        after_a_fault |= !phase.faults.is_empty();
-        if !after_a_fault
+        // is the system's own story (a stall, a slow recovery), which the predictions judge, unless the
+        // generator's own record says it was the generator.
+        if is_steady
             && let Some(achieved) = stats.get(&phase.name, Metric::ThroughputRps)
             && achieved < plan.rate * MIN_ACHIEVED_SHARE
         {
@@ -213,8 +299,46 @@ pub(super) fn caveats(plan: &Plan, stats: &PhaseStats, untouched: &BTreeMap<Stri
                 .load_shortfall
                 .insert(phase.name.clone(), (plan.rate, achieved));
         }
+        let healthy = |service_p95: f64| {
+            is_steady || steady_service.is_some_and(|steady| service_p95 <= steady * SLOWER_THAN_STEADY + 1.0)
+        };
+        if let Some(reason) = generator_limit(
+            plan.users,
+            latencies.schedule(&phase.name),
+            stats,
+            &phase.name,
+            healthy,
+        ) {
+            caveats.generator.insert(phase.name.clone(), reason);
+        }
     }
     caveats
+}
+
+/// Why the generator, not the service, kept `phase`'s load from being offered, if it did: it was late
+/// with a user free (its CPU or timer), or every user was busy while the service answered as fast as
+/// in the steady state (`healthy` of the phase's service-time p95): too few users for the rate.
+fn generator_limit(
+    users: u32,
+    schedule: Option<&ScheduleSecond>,
+    stats: &PhaseStats,
+    phase: &str,
+    healthy: impl Fn(f64) -> bool,
+) -> Option<String> {
+    let schedule = schedule.filter(|s| s.sent > 0)?;
+    let own = quantile_ms(&schedule.own_lag_us, 0.99);
+    if own > OWN_LAG_LIMIT_MS {
+        return Some(format!(
+            "in {phase}, the load generator sent late by its own doing (p99 {own:.0} ms after its slot with a user free: its CPU or timer), so the load offered was not what the plan says"
+        ));
+    }
+    let behind = quantile_ms(&schedule.behind_us, 0.99);
+    let service = stats.get(phase, Metric::ServiceP95Ms)?;
+    (schedule.busy_peak >= users && behind > POOL_WAIT_LIMIT_MS && healthy(service)).then(|| {
+        format!(
+            "in {phase}, all {users} users were busy and requests waited up to {behind:.0} ms (p99) for one while the service answered in {service:.1} ms (p95), as in the steady state: too few users for the rate (raise load.users)"
+        )
+    })
 }
 
 #[cfg(test)]
@@ -228,6 +352,68 @@ mod tests {
             values: figures.iter().copied().collect(),
             replicas: BTreeMap::new(),
         }
+    }
+
+    /// A phase's schedule: every send `behind_ms` late, `own_ms` of it with a user free, and at most
+    /// `busy` users waiting on an answer at once.
+    fn schedule(behind_ms: u64, own_ms: u64, busy: u32) -> ScheduleSecond {
+        let mut behind_us = Histogram::new(3).unwrap();
+        let mut own_lag_us = Histogram::new(3).unwrap();
+        behind_us.record(behind_ms * 1000 + 1).unwrap();
+        own_lag_us.record(own_ms * 1000 + 1).unwrap();
+        ScheduleSecond {
+            due: 100,
+            sent: 100,
+            behind_us,
+            own_lag_us,
+            busy_peak: busy,
+        }
+    }
+
+    #[test]
+    fn the_generator_is_blamed_only_for_what_it_did_itself() {
+        let stats = |service_p95| {
+            let mut stats = PhaseStats::default();
+            stats.set("fault", Metric::ServiceP95Ms, service_p95);
+            stats
+        };
+        let as_fast_as_before = |p95: f64| p95 <= 10.0;
+        // Late with a user free: its own CPU or timer.
+        let starved = generator_limit(
+            20,
+            Some(&schedule(80, 70, 5)),
+            &stats(4.0),
+            "fault",
+            as_fast_as_before,
+        );
+        assert!(starved.is_some_and(|r| r.contains("by its own doing")));
+        // Every user busy, slots waiting, and the service as fast as in the steady state: too few users.
+        let few = generator_limit(
+            20,
+            Some(&schedule(900, 1, 20)),
+            &stats(4.0),
+            "fault",
+            as_fast_as_before,
+        );
+        assert!(few.is_some_and(|r| r.contains("too few users")));
+        // Every user busy because the service stalled: the service's story, judged as measured.
+        let stalled = generator_limit(
+            20,
+            Some(&schedule(900, 1, 20)),
+            &stats(800.0),
+            "fault",
+            as_fast_as_before,
+        );
+        assert_eq!(stalled, None);
+        // On schedule.
+        let kept = generator_limit(
+            20,
+            Some(&schedule(2, 1, 6)),
+            &stats(4.0),
+            "fault",
+            as_fast_as_before,
+        );
+        assert_eq!(kept, None);
     }
 
     #[test]

@@ -77,6 +77,14 @@ fn train(known: &[u64], unknown: &[u64]) -> Threshold {
 
 impl Probes {
     /// Whether there are enough probes of each kind to train and test (two of each at least).
+    /// What the attacker learns, as metrics of the whole run (none from too few probes).
+    pub fn figures(&self) -> Vec<(crate::vocabulary::Metric, f64)> {
+        use crate::vocabulary::Metric;
+        let accuracy = self.classifier_accuracy().map(|a| (Metric::TimingAccuracy, a));
+        let p = self.mann_whitney_p().map(|p| (Metric::TimingPValue, p));
+        accuracy.into_iter().chain(p).collect()
+    }
+
     pub fn usable(&self) -> bool {
         self.known_us.len() >= 4 && self.unknown_us.len() >= 4
     }

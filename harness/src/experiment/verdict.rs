@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::abort::Abort;
 use super::claim::Claim;
-use super::definition::PredictionPlan;
+use super::definition::{PredictionPlan, RUN_PHASE};
 use crate::vocabulary::{ExitCode, Metric, Outcome, Variant};
 
 /// One second of observation.
@@ -97,6 +97,8 @@ pub struct Caveats {
     pub untouched_faults: BTreeMap<String, Vec<String>>,
     /// Per phase, (offered, achieved) requests per second when achieved fell short of offered.
     pub load_shortfall: BTreeMap<String, (f64, f64)>,
+    /// Per phase, why the load generator (not the service) kept the load from being offered.
+    pub generator: BTreeMap<String, String>,
 }
 
 /// The share of the offered rate below which a phase's load counts as not reached.
@@ -113,12 +115,24 @@ pub struct Verdict {
     pub why: String,
 }
 
+/// What makes `phase` unfit to judge; for the whole run (`run`), what makes any of its phases so.
 fn caveat(caveats: &Caveats, phase: &str) -> Option<String> {
+    if phase == RUN_PHASE {
+        let phases = caveats
+            .untouched_faults
+            .keys()
+            .chain(caveats.load_shortfall.keys())
+            .chain(caveats.generator.keys());
+        return phases.filter_map(|p| caveat(caveats, p)).next();
+    }
     if let Some(faults) = caveats.untouched_faults.get(phase).filter(|f| !f.is_empty()) {
         return Some(format!(
             "in {phase}, the fault never touched traffic: {}",
             faults.join(", ")
         ));
+    }
+    if let Some(reason) = caveats.generator.get(phase) {
+        return Some(reason.clone());
     }
     caveats.load_shortfall.get(phase).map(|(offered, achieved)| {
         format!("in {phase}, the offered load was not reached ({achieved:.1} of {offered:.1} requests/s)")

@@ -8,14 +8,13 @@
 //!
 //! A user waits for its slot, sends, reads the answer, then takes the next free slot. When the service
 //! stalls and every user is waiting on it, the slots fall behind; the users take the missed ones as soon
-//! as they are free, as the requests that arrived during the stall would have been, so a stall shows
-//! as latency and a burst after it, and the run keeps its offered count.
+//! as they are free, as the requests that arrived during the stall would have been, and the run keeps
+//! its offered count. Each request's latency is counted from its slot (`Slot::due`), not from when a
+//! user got round to it, so the wait behind the stall is in the figures, as it is for a real client.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
-use tokio::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub(super) struct Arrivals {
@@ -34,17 +33,39 @@ impl Arrivals {
         }
     }
 
-    /// Waits for the next free slot: at once if it is already past.
-    pub async fn take_slot(&self) {
-        tokio::time::sleep_until(self.claim()).await;
+    /// Waits for the next free slot (at once if it is already past) and answers it.
+    pub async fn take_slot(&self) -> Slot {
+        let slot = self.claim();
+        tokio::time::sleep_until(slot.due.into()).await;
+        slot
     }
 
-    /// Claims the next free slot and answers when it is; the first claim starts the schedule.
-    fn claim(&self) -> Instant {
-        let first = *self.first.get_or_init(Instant::now);
+    /// Claims the next free slot; the first claim starts the schedule.
+    fn claim(&self) -> Slot {
+        let claimed = Instant::now();
+        let first = *self.first.get_or_init(|| claimed);
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        first + Duration::from_secs_f64(n as f64 / self.rate)
+        Slot {
+            n,
+            due: first + Duration::from_secs_f64(n as f64 / self.rate),
+            claimed,
+        }
     }
+
+    pub fn rate(&self) -> f64 {
+        self.rate
+    }
+}
+
+/// One request's place on the schedule.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slot {
+    /// Its number: slot 0 starts the schedule.
+    pub n: u64,
+    /// When it was due to leave.
+    pub due: Instant,
+    /// When a user took it up: after `due` when every user was busy until then.
+    pub claimed: Instant,
 }
 
 #[cfg(test)]
@@ -56,7 +77,7 @@ mod tests {
         let arrivals = Arrivals::new(150.0);
         let mut slots: Vec<Instant> = std::thread::scope(|scope| {
             let users: Vec<_> = (0..4)
-                .map(|_| scope.spawn(|| (0..75).map(|_| arrivals.claim()).collect::<Vec<_>>()))
+                .map(|_| scope.spawn(|| (0..75).map(|_| arrivals.claim().due).collect::<Vec<_>>()))
                 .collect();
             users.into_iter().flat_map(|u| u.join().unwrap()).collect()
         });

@@ -14,6 +14,7 @@
 //! cancelled `stop`, which is passed on to the killswitch.
 
 mod arrivals;
+mod figures;
 pub mod recorder;
 pub mod sample;
 mod scenarios;
@@ -27,8 +28,12 @@ use goose::GooseAttack;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use recorder::{Acknowledged, Recorder, ServerErrors};
-pub use sample::{Group, GroupSecond, GroupSummary, RequestOutcome, SecondSample, quantile_ms};
+pub use figures::{client_figures, group_p95};
+pub use recorder::{Acknowledged, Recorder, Sending, ServerErrors};
+pub use sample::{
+    Group, GroupSecond, GroupSummary, RequestOutcome, RequestTiming, ScheduleSecond, SecondSample,
+    quantile_ms,
+};
 pub use spec::LoadSpec;
 
 #[derive(Debug, thiserror::Error)]

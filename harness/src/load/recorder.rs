@@ -1,26 +1,70 @@
-//! The client's own record of every request: latency in microseconds (HdrHistogram) and ok /
-//! expected / error counts, per wall-clock second and per endpoint group, plus the id of every order the
-//! client saw acknowledged (201).
+//! The client's own record of every request: latency from the instant it was due and service time
+//! from the instant it left, in microseconds (HdrHistogram), and ok / expected / error counts, per
+//! wall-clock second and per endpoint group; per second, how far behind its schedule the generator
+//! sent and how many users were waiting on an answer; and the id of every order the client saw
+//! acknowledged (201).
 //!
 //! Goose's report is the run's summary; this is what the lab reads while the load runs. A request is
-//! filed under the second in which it completed, so a second is final once the clock has left it:
-//! `take_second` hands out each finished second exactly once, in order, empty ones included (a total
-//! stall shows as seconds with nothing in them). Per request the cost is one uncontended lock and two
-//! histogram increments. Seconds nobody takes stay in memory (tens of kB each with slow requests), so a
-//! long run should be drained as it goes; `take_all` drains what is left once the load is over.
+//! filed under the second in which it completed, its send under the second it left in, so a second is
+//! final once the clock has left it: `take_second` hands out each finished second exactly once, in
+//! order, empty ones included (a total stall shows as seconds with nothing in them, every user busy).
+//! Per request the cost is two uncontended locks and a few histogram increments. Seconds nobody takes
+//! stay in memory (tens of kB each with slow requests), so a long run should be drained as it goes;
+//! `take_all` drains what is left once the load is over.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use super::sample::{Group, GroupSecond, RequestOutcome, SecondSample};
+use super::sample::{Group, GroupSecond, RequestOutcome, RequestTiming, ScheduleSecond, SecondSample};
 
-type Buckets = [Option<GroupSecond>; Group::COUNT];
+/// One second's record while it is open.
+#[derive(Debug, Clone)]
+struct Second {
+    groups: [Option<GroupSecond>; Group::COUNT],
+    schedule: ScheduleSecond,
+    /// Users busy after the second's last event: a second with no event after it had that many.
+    busy_end: u32,
+}
 
-fn sample(unix_second: i64, buckets: Buckets) -> SecondSample {
-    SecondSample {
-        unix_second,
-        groups: buckets.into_iter().flatten().collect(),
+impl Second {
+    fn new(busy: u32) -> Self {
+        Self {
+            groups: Default::default(),
+            schedule: ScheduleSecond::new(busy),
+            busy_end: busy,
+        }
+    }
+
+    fn into_sample(self, unix_second: i64, due: u64) -> SecondSample {
+        let mut schedule = self.schedule;
+        schedule.due = due;
+        SecondSample {
+            unix_second,
+            groups: self.groups.into_iter().flatten().collect(),
+            schedule,
+        }
+    }
+}
+
+/// The arrival schedule, once its first slot is known: slot `n` is due `n / rate` seconds after
+/// `first_unix_us`.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    first_unix_us: i64,
+    rate: f64,
+}
+
+impl Schedule {
+    /// Slots due before `unix_us`.
+    fn due_before(&self, unix_us: i64) -> u64 {
+        let seconds = (unix_us - self.first_unix_us) as f64 / 1e6;
+        (seconds * self.rate).ceil().max(0.0) as u64
+    }
+
+    /// Slots due within the Unix second `second`.
+    fn due_in(&self, second: i64) -> u64 {
+        self.due_before((second + 1) * 1_000_000) - self.due_before(second * 1_000_000)
     }
 }
 
@@ -31,20 +75,47 @@ struct State {
     base_unix_us: i64,
     /// The next second `take_second` hands out.
     next: i64,
-    open: BTreeMap<i64, Buckets>,
-    totals: Buckets,
+    open: BTreeMap<i64, Second>,
+    totals: [Option<GroupSecond>; Group::COUNT],
+    schedule: Option<Schedule>,
+    /// Users waiting on an answer now, and at the end of the last second handed out (a second with
+    /// no event had that many busy throughout).
+    busy: u32,
+    busy_carried: u32,
     /// Each order the client saw acknowledged.
     acknowledged: Vec<Acknowledged>,
-    /// Every latency, in microseconds and in the order they completed, of the groups that keep each.
+    /// Every service time, in microseconds and in the order they completed, of the groups that keep
+    /// each.
     each: BTreeMap<Group, Vec<u64>>,
     /// The 5xx answers, by status and error code.
     server_errors: BTreeMap<(u16, String), ServerErrors>,
 }
 
 impl State {
+    fn unix_us(&self, at: Instant) -> i64 {
+        let since = match at.checked_duration_since(self.base) {
+            Some(after) => i64::try_from(after.as_micros()).unwrap_or(i64::MAX / 2),
+            None => -i64::try_from(self.base.duration_since(at).as_micros()).unwrap_or(i64::MAX / 2),
+        };
+        self.base_unix_us + since
+    }
+
+    fn second_of(&self, at: Instant) -> i64 {
+        self.unix_us(at).div_euclid(1_000_000)
+    }
+
     fn second_now(&self) -> i64 {
-        let since = i64::try_from(self.base.elapsed().as_micros()).unwrap_or(i64::MAX / 2);
-        (self.base_unix_us + since).div_euclid(1_000_000)
+        self.second_of(Instant::now())
+    }
+
+    /// The open record of `second`, made if need be.
+    fn second_mut(&mut self, second: i64) -> &mut Second {
+        let busy = self.busy;
+        self.open.entry(second).or_insert_with(|| Second::new(busy))
+    }
+
+    fn due_in(&self, second: i64) -> u64 {
+        self.schedule.map_or(0, |s| s.due_in(second))
     }
 
     /// Every second before `boundary` not yet handed out, oldest first; empty seconds included.
@@ -57,9 +128,15 @@ impl State {
         let mut taken = Vec::new();
         let mut second = from;
         while second < boundary && taken.len() < limit {
+            let due = self.due_in(second);
             match self.open.remove(&second) {
-                Some(buckets) => taken.push(sample(second, buckets)),
-                None if second >= self.next => taken.push(sample(second, Default::default())),
+                Some(record) => {
+                    self.busy_carried = record.busy_end;
+                    taken.push(record.into_sample(second, due));
+                }
+                None if second >= self.next => {
+                    taken.push(Second::new(self.busy_carried).into_sample(second, due))
+                }
                 None => {}
             }
             second += 1;
@@ -106,6 +183,40 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
+/// A request on its way, filed in the recorder: `done` files its answer.
+#[derive(Debug)]
+#[must_use = "a request on its way is filed once its answer is read (`done`)"]
+pub struct Sending {
+    recorder: Recorder,
+    timing: RequestTiming,
+    done: bool,
+}
+
+impl Sending {
+    /// When the request was due, taken up and sent.
+    pub fn timing(&self) -> RequestTiming {
+        self.timing
+    }
+
+    /// Files the answer, read whole just now; answers the request's whole timing.
+    pub fn done(mut self, group: Group, outcome: RequestOutcome) -> RequestTiming {
+        self.done = true;
+        self.timing.completed = Instant::now();
+        if self.recorder.on {
+            self.recorder.record(group, outcome, &self.timing);
+        }
+        self.timing
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        if !self.done && self.recorder.on {
+            self.recorder.abandoned();
+        }
+    }
+}
+
 impl Default for Recorder {
     fn default() -> Self {
         Self::new()
@@ -125,6 +236,9 @@ impl Recorder {
             next: base_unix_us.div_euclid(1_000_000),
             open: BTreeMap::new(),
             totals: Default::default(),
+            schedule: None,
+            busy: 0,
+            busy_carried: 0,
             acknowledged: Vec::new(),
             each: BTreeMap::new(),
             server_errors: BTreeMap::new(),
@@ -145,33 +259,70 @@ impl Recorder {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Files a request that has just completed.
-    pub fn record(&self, group: Group, outcome: RequestOutcome, latency: Duration) {
-        if !self.on {
-            return;
-        }
+    /// Starts counting the arrival schedule's slots as the offered load: slot `n` is due `n / rate`
+    /// seconds after `first`.
+    pub fn schedule(&self, first: Instant, rate: f64) {
         let mut state = self.state();
-        let second = state.second_now();
-        let bucket = &mut state.open.entry(second).or_default()[group.index()];
-        bucket
+        let first_unix_us = state.unix_us(first);
+        state.schedule = Some(Schedule { first_unix_us, rate });
+    }
+
+    /// Files a request leaving now, `due` on the schedule and taken up by a user at `claimed`; the
+    /// user is busy until the answer is filed with `Sending::done` (or the handle is dropped).
+    pub fn sending(&self, due: Instant, claimed: Instant) -> Sending {
+        let sent = Instant::now();
+        let timing = RequestTiming {
+            due,
+            claimed,
+            sent,
+            completed: sent,
+        };
+        if self.on {
+            let mut state = self.state();
+            state.busy += 1;
+            let busy = state.busy;
+            let second = state.second_of(sent);
+            let record = state.second_mut(second);
+            record.schedule.add_send(timing.behind(), timing.own_lag(), busy);
+            record.busy_end = busy;
+        }
+        Sending {
+            recorder: self.clone(),
+            timing,
+            done: false,
+        }
+    }
+
+    /// Files a request that has completed, with when it was due, left and ended.
+    fn record(&self, group: Group, outcome: RequestOutcome, timing: &RequestTiming) {
+        let mut state = self.state();
+        state.busy = state.busy.saturating_sub(1);
+        let busy = state.busy;
+        let second = state.second_of(timing.completed);
+        let record = state.second_mut(second);
+        record.busy_end = busy;
+        record.groups[group.index()]
             .get_or_insert_with(|| GroupSecond::new(group))
-            .add(outcome, latency);
+            .add(outcome, timing);
         state.totals[group.index()]
             .get_or_insert_with(|| GroupSecond::new(group))
-            .add(outcome, latency);
+            .add(outcome, timing);
         if group.keeps_each() {
-            let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+            let micros = u64::try_from(timing.service_time().as_micros()).unwrap_or(u64::MAX);
             state.each.entry(group).or_default().push(micros);
         }
     }
 
-    /// Notes an order the service acknowledged (201) to this client just now, `latency` after the
-    /// request was sent.
-    pub fn acknowledge(&self, order_id: i64, latency: Duration) {
+    /// A user whose request was abandoned before its answer (the run stopped) is no longer busy.
+    fn abandoned(&self) {
         let mut state = self.state();
-        let since = i64::try_from(state.base.elapsed().as_micros()).unwrap_or(i64::MAX / 2);
-        let acknowledged_us = state.base_unix_us + since;
-        let sent_us = acknowledged_us - i64::try_from(latency.as_micros()).unwrap_or(0);
+        state.busy = state.busy.saturating_sub(1);
+    }
+
+    /// Notes an order the service acknowledged (201) to this client, in the request `timing`.
+    pub fn acknowledge(&self, order_id: i64, timing: &RequestTiming) {
+        let mut state = self.state();
+        let (sent_us, acknowledged_us) = (state.unix_us(timing.sent), state.unix_us(timing.completed));
         state.acknowledged.push(Acknowledged {
             order_id,
             sent_us,
@@ -236,9 +387,10 @@ impl Recorder {
         self.state().totals.iter().flatten().map(GroupSecond::count).sum()
     }
 
-    /// Every latency of `group` in microseconds, in the order they completed (only for the groups that
-    /// keep each: `Group::keeps_each`).
-    pub fn each_latency_us(&self, group: Group) -> Vec<u64> {
+    /// Every service time of `group` in microseconds, in the order they completed (only for the
+    /// groups that keep each: `Group::keeps_each`). Service time, not latency from the slot: the
+    /// timing attacker times its own requests from when they leave.
+    pub fn each_service_us(&self, group: Group) -> Vec<u64> {
         self.state().each.get(&group).cloned().unwrap_or_default()
     }
 
@@ -255,19 +407,32 @@ impl Recorder {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+
+    /// A request due `due_ago` ago, sent `sent_ago` ago, answered now.
+    fn answered(
+        recorder: &Recorder,
+        group: Group,
+        outcome: RequestOutcome,
+        due_ago: u64,
+        sent_ago: u64,
+    ) -> RequestTiming {
+        let now = Instant::now();
+        let due = now - Duration::from_micros(due_ago);
+        let mut sending = recorder.sending(due, due);
+        sending.timing.sent = now - Duration::from_micros(sent_ago);
+        sending.done(group, outcome)
+    }
 
     #[test]
     fn files_requests_by_group_and_hands_each_second_out_once() {
         let recorder = Recorder::new();
-        recorder.record(Group::Browse, RequestOutcome::Ok, Duration::from_micros(1_500));
-        recorder.record(Group::Browse, RequestOutcome::Error, Duration::from_millis(500));
-        recorder.record(
-            Group::Checkout,
-            RequestOutcome::Expected,
-            Duration::from_micros(800),
-        );
-        recorder.acknowledge(7, Duration::from_millis(3));
+        answered(&recorder, Group::Browse, RequestOutcome::Ok, 1_500, 1_500);
+        answered(&recorder, Group::Browse, RequestOutcome::Error, 500_000, 500_000);
+        let timing = answered(&recorder, Group::Checkout, RequestOutcome::Expected, 800, 800);
+        recorder.acknowledge(7, &timing);
         let seconds = recorder.take_all();
         let browse: Vec<_> = seconds.iter().filter_map(|s| s.group(Group::Browse)).collect();
         assert_eq!(browse.iter().map(|g| g.count()).sum::<u64>(), 2);
@@ -278,7 +443,60 @@ mod tests {
         let total = recorder.totals();
         let browse = total.iter().find(|g| g.group == Group::Browse).unwrap().summary();
         assert!((browse.max_ms - 500.0).abs() < 1.0, "{browse:?}");
-        assert!((browse.p50_ms - 1.5).abs() < 0.01, "{browse:?}");
+        assert!((browse.p50_ms - 1.5).abs() < 0.05, "{browse:?}");
+    }
+
+    #[test]
+    fn latency_runs_from_the_slot_and_service_time_from_the_send() {
+        let recorder = Recorder::new();
+        // Due 2 s ago, every user busy until 5 ms ago, then sent at once: a request that waited out
+        // a stall behind the others.
+        let now = Instant::now();
+        let due = now - Duration::from_secs(2);
+        let claimed = now - Duration::from_millis(5);
+        let mut sending = recorder.sending(due, claimed);
+        sending.timing.sent = claimed;
+        let timing = sending.done(Group::Browse, RequestOutcome::Ok);
+        assert!(timing.latency() >= Duration::from_secs(2));
+        assert!(timing.service_time() < Duration::from_secs(1));
+        assert!(timing.behind() >= Duration::from_millis(1995));
+        assert_eq!(
+            timing.own_lag(),
+            Duration::ZERO,
+            "a user free at once is not the generator's lag"
+        );
+        let browse = recorder.totals()[0].summary();
+        assert!(browse.p50_ms >= 2000.0, "{browse:?}");
+        assert!(browse.service_p95_ms < 1000.0, "{browse:?}");
+        let seconds = recorder.take_all();
+        let behind: u64 = seconds.iter().map(|s| s.schedule.behind_us.max()).max().unwrap();
+        assert!(behind >= 1_995_000, "{behind}");
+    }
+
+    #[test]
+    fn busy_users_carry_through_seconds_without_events_and_the_schedule_counts_what_was_due() {
+        let recorder = Recorder::new();
+        let now = Instant::now();
+        recorder.schedule(now, 10.0);
+        let waiting = recorder.sending(now, now);
+        // Four seconds pass with that user still waiting, and nothing else happening.
+        recorder.state().base_unix_us += 4_000_000;
+        let seconds = recorder.take_finished();
+        assert_eq!(seconds.len(), 4, "{seconds:?}");
+        assert_eq!(seconds[0].schedule.sent, 1);
+        let later = &seconds[1..];
+        assert!(
+            later
+                .iter()
+                .all(|s| s.schedule.busy_peak == 1 && s.schedule.due == 10 && s.count() == 0),
+            "{:?}",
+            later
+                .iter()
+                .map(|s| (s.schedule.busy_peak, s.schedule.due))
+                .collect::<Vec<_>>()
+        );
+        drop(waiting);
+        assert_eq!(recorder.state().busy, 0, "an abandoned request frees its user");
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! What the recorder hands out: per endpoint group, the counts (ok, expected, error) and microsecond
 //! latencies (HdrHistogram, three significant figures) of the requests completed in one second, and
-//! their figures in milliseconds.
+//! their figures in milliseconds; per second, how well the generator kept its schedule.
+//!
+//! Two clocks per request, as wrk2 taught: its *latency* runs from the instant it was due on the
+//! arrival schedule to the end of its answer, so a request that waited for a free user behind a
+//! stalled service counts that wait (no coordinated omission); its *service time* runs from the
+//! instant it actually left. The gap between the two is the generator's lag.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -62,8 +67,11 @@ pub struct GroupSecond {
     pub errors: u64,
     /// Of `errors`, the logged-in user's requests answered 401 for want of a known session.
     pub logged_out: u64,
-    /// Latencies in microseconds, errors included (a timeout is a slow answer too).
+    /// Latencies in microseconds from the instant each request was due, errors included (a timeout
+    /// is a slow answer too).
     pub latency_us: Histogram<u64>,
+    /// Service times in microseconds: from the instant each request left.
+    pub service_us: Histogram<u64>,
 }
 
 /// The figures of a `GroupSecond`, latencies in milliseconds (0 when there were no requests).
@@ -79,6 +87,94 @@ pub struct GroupSummary {
     pub p95_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// The service time's 95th percentile: from the request leaving, not from its slot.
+    pub service_p95_ms: f64,
+}
+
+/// When one request was due on the arrival schedule, when a user took its slot up, when it left
+/// and when its answer had been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestTiming {
+    pub due: Instant,
+    pub claimed: Instant,
+    pub sent: Instant,
+    pub completed: Instant,
+}
+
+impl RequestTiming {
+    /// From the slot the request was due in to the end of its answer: the latency every figure uses.
+    pub fn latency(&self) -> Duration {
+        self.completed.saturating_duration_since(self.due)
+    }
+
+    /// From the request leaving to the end of its answer.
+    pub fn service_time(&self) -> Duration {
+        self.completed.saturating_duration_since(self.sent)
+    }
+
+    /// How far behind its slot the request left.
+    pub fn behind(&self) -> Duration {
+        self.sent.saturating_duration_since(self.due)
+    }
+
+    /// Of `behind`, the part after a user was free to send it: the generator's own timer and CPU.
+    /// The rest (slot due, every user still waiting on an answer) is the service's back-pressure.
+    pub fn own_lag(&self) -> Duration {
+        self.sent.saturating_duration_since(self.due.max(self.claimed))
+    }
+}
+
+/// How well the generator kept its schedule within one second: what was due, what left and how late,
+/// and how many users were waiting on an answer.
+#[derive(Debug, Clone)]
+pub struct ScheduleSecond {
+    /// Requests due in the second on the arrival schedule (the offered load).
+    pub due: u64,
+    /// Requests that left in the second.
+    pub sent: u64,
+    /// Of the requests that left in it, microseconds from slot to send (`RequestTiming::behind`).
+    pub behind_us: Histogram<u64>,
+    /// Of the requests that left in it, the generator's own share of that (`RequestTiming::own_lag`).
+    pub own_lag_us: Histogram<u64>,
+    /// The most users waiting on an answer at once in the second.
+    pub busy_peak: u32,
+}
+
+impl ScheduleSecond {
+    pub(super) fn new(busy: u32) -> Self {
+        Self {
+            due: 0,
+            sent: 0,
+            behind_us: new_histogram(),
+            own_lag_us: new_histogram(),
+            busy_peak: busy,
+        }
+    }
+
+    pub(super) fn add_send(&mut self, behind: Duration, own_lag: Duration, busy: u32) {
+        self.sent += 1;
+        record_us(&mut self.behind_us, behind);
+        record_us(&mut self.own_lag_us, own_lag);
+        self.busy_peak = self.busy_peak.max(busy);
+    }
+
+    /// Adds another second's (or phase's) schedule to this one, the busy peak the higher of both.
+    pub fn merge(&mut self, other: &Self) {
+        self.due += other.due;
+        self.sent += other.sent;
+        // Auto-resizing histograms of the same precision always add.
+        let _ = self.behind_us.add(&other.behind_us);
+        let _ = self.own_lag_us.add(&other.own_lag_us);
+        self.busy_peak = self.busy_peak.max(other.busy_peak);
+    }
+}
+
+/// Records `value` in microseconds; zero is recorded as 1 µs (the histograms start there).
+fn record_us(histogram: &mut Histogram<u64>, value: Duration) {
+    let micros = u64::try_from(value.as_micros()).unwrap_or(u64::MAX);
+    // Auto-resizing, so this grows the histogram instead of failing (`saturating_record` would clamp
+    // to the current size instead).
+    let _ = histogram.record(micros.clamp(1, 3_600_000_000));
 }
 
 /// Microsecond histograms with three significant figures, growing as needed.
@@ -100,6 +196,7 @@ impl GroupSecond {
             errors: 0,
             logged_out: 0,
             latency_us: new_histogram(),
+            service_us: new_histogram(),
         }
     }
 
@@ -107,7 +204,7 @@ impl GroupSecond {
         self.ok + self.expected + self.errors
     }
 
-    pub(super) fn add(&mut self, outcome: RequestOutcome, latency: Duration) {
+    pub(super) fn add(&mut self, outcome: RequestOutcome, timing: &RequestTiming) {
         match outcome {
             RequestOutcome::Ok => self.ok += 1,
             RequestOutcome::Expected => self.expected += 1,
@@ -117,10 +214,8 @@ impl GroupSecond {
                 self.logged_out += 1;
             }
         }
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        // Auto-resizing, so this grows the histogram instead of failing (`saturating_record` would clamp
-        // to the current size instead).
-        let _ = self.latency_us.record(micros.clamp(1, 3_600_000_000));
+        record_us(&mut self.latency_us, timing.latency());
+        record_us(&mut self.service_us, timing.service_time());
     }
 
     pub fn summary(&self) -> GroupSummary {
@@ -136,6 +231,7 @@ impl GroupSecond {
             p95_ms: quantile_ms(h, 0.95),
             p99_ms: quantile_ms(h, 0.99),
             max_ms: h.max() as f64 / 1000.0,
+            service_p95_ms: quantile_ms(&self.service_us, 0.95),
         }
     }
 }
@@ -148,6 +244,8 @@ pub struct SecondSample {
     pub unix_second: i64,
     /// Only the groups that had requests, in `Group` order.
     pub groups: Vec<GroupSecond>,
+    /// How the generator kept its schedule in the second.
+    pub schedule: ScheduleSecond,
 }
 
 impl SecondSample {
@@ -181,6 +279,15 @@ impl SecondSample {
     /// The latencies of `groups` (all groups when empty) merged into one histogram, e.g. to merge
     /// several seconds into a phase.
     pub fn latency_us(&self, groups: &[Group]) -> Histogram<u64> {
+        self.merged(groups, |g| &g.latency_us)
+    }
+
+    /// The service times of every group, merged into one histogram.
+    pub fn service_us(&self) -> Histogram<u64> {
+        self.merged(&[], |g| &g.service_us)
+    }
+
+    fn merged(&self, groups: &[Group], which: impl Fn(&GroupSecond) -> &Histogram<u64>) -> Histogram<u64> {
         let mut merged = new_histogram();
         for g in self
             .groups
@@ -188,7 +295,7 @@ impl SecondSample {
             .filter(|g| groups.is_empty() || groups.contains(&g.group))
         {
             // Auto-resizing histograms of the same precision always add.
-            let _ = merged.add(&g.latency_us);
+            let _ = merged.add(which(g));
         }
         merged
     }

@@ -8,8 +8,8 @@
 //! session the service stops knowing (401 `session_unknown`...) is logged out, and stays so: it does
 //! not log in again, so the share of logged-out answers shows how many users a fault logged out. Product ids are drawn
 //! uniformly from the seeded range. Every request, the login too, first waits for its slot in the
-//! run's `Arrivals`. Latency is goose's own measure of each request (from its slot until the response
-//! headers, in microseconds) plus the time to read the body.
+//! run's `Arrivals`. Latency runs from the slot the request was due in to the end of its body; service
+//! time from the instant it left (both filed by `Recorder`).
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use super::arrivals::Arrivals;
 use super::recorder::Recorder;
-use super::sample::{Group, RequestOutcome};
+use super::sample::{Group, RequestOutcome, RequestTiming};
 use crate::vocabulary::Scenario;
 
 /// What every transaction needs to know.
@@ -116,8 +116,8 @@ pub(super) fn register(
 struct Answer {
     outcome: RequestOutcome,
     body: Vec<u8>,
-    /// From the request's slot to the end of its body.
-    latency: Duration,
+    /// When it was due, left and ended.
+    timing: RequestTiming,
 }
 
 /// Sends `request`, reads the whole answer, classifies it with `classify(status, body)`, records it
@@ -129,12 +129,12 @@ async fn send(
     request: GooseRequest<'_>,
     classify: fn(u16, &[u8]) -> RequestOutcome,
 ) -> Result<Answer, Box<TransactionError>> {
-    ctx.arrivals.take_slot().await;
+    let slot = ctx.arrivals.take_slot().await;
+    if slot.n == 0 {
+        ctx.recorder.schedule(slot.due, ctx.arrivals.rate());
+    }
+    let sending = ctx.recorder.sending(slot.due, slot.claimed);
     let mut goose = user.request(request).await?;
-    let to_headers = Duration::from_micros(
-        goose.request.response_time * 1000 + u64::from(goose.request.response_time_fraction_us),
-    );
-    let reading = Instant::now();
     let (outcome, body, problem) = match goose.response {
         Ok(response) => {
             let status = response.status().as_u16();
@@ -157,10 +157,8 @@ async fn send(
         }
         Err(_) => (RequestOutcome::Error, Vec::new(), "no answer"),
     };
-    let latency = to_headers + reading.elapsed();
-    ctx.recorder.record(group, outcome, latency);
-    let completed = Instant::now();
-    ctx.note(completed.checked_sub(latency).unwrap_or(completed), completed);
+    let timing = sending.done(group, outcome);
+    ctx.note(timing.sent, timing.completed);
     match outcome {
         RequestOutcome::Ok | RequestOutcome::Expected if !goose.request.success => {
             user.set_success(&mut goose.request)?
@@ -174,7 +172,7 @@ async fn send(
     Ok(Answer {
         outcome,
         body,
-        latency,
+        timing,
     })
 }
 
@@ -326,7 +324,7 @@ async fn checkout(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
     if answer.outcome == RequestOutcome::Ok
         && let Some(id) = order_id_of(&answer.body)
     {
-        ctx.recorder.acknowledge(id, answer.latency);
+        ctx.recorder.acknowledge(id, &answer.timing);
     }
     Ok(())
 }

@@ -278,6 +278,52 @@ fn service_rates(delta: &ServiceCounters, seconds: f64) -> Figures {
     out
 }
 
+/// The rates of two readings in which every source answered, one second apart: every metric the
+/// observer produces, for the test that each metric's declared producer produces it.
+#[cfg(test)]
+pub(crate) fn rates_of_every_source() -> Rates {
+    let reading = |at: Instant, n: f64| Reading {
+        at,
+        services: vec![
+            Some(ServiceCounters {
+                statements: 10.0 * n,
+                cache_hits: 8.0 * n,
+                cache_misses: 2.0 * n,
+                responses: 10.0 * n,
+                responses_5xx: n,
+                ..Default::default()
+            });
+            2
+        ],
+        database: Some(DatabaseCounters {
+            statements: 20.0 * n,
+            ..Default::default()
+        }),
+        cache: Some(CacheCounters {
+            commands: 30.0 * n,
+            hits: 8.0 * n,
+            misses: 2.0 * n,
+        }),
+        balancer: Some(vec![ServerStats {
+            replica: 1,
+            up: true,
+            requests: 10.0 * n,
+            in_flight: 0.0,
+            retried: n,
+            taken_out: false,
+        }]),
+        mailbox: Some(5.0 * n),
+        ledger: Some(LedgerCounts {
+            requests: 4 * n as u64,
+            authorized: 3 * n as u64,
+            voided: 0,
+        }),
+        payment_requests: Some(4 * n as u64),
+    };
+    let t0 = Instant::now();
+    rates(&reading(t0, 1.0), &reading(t0 + Duration::from_secs(1), 2.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,7 @@ mod scenario;
 mod variant;
 
 pub use exit::ExitCode;
-pub use metric::Metric;
+pub use metric::{Cadence, Metric, Needs, Owner, Producer};
 pub use outcome::Outcome;
 pub use role::{Link, Role, UnknownRole};
 pub use scenario::Scenario;

@@ -16,7 +16,7 @@ use crate::experiment::schema::{
 };
 use crate::faults::Fault;
 use crate::faults::proxy::{NetworkFault, ScopedFault};
-use crate::vocabulary::{Link, Metric, Role, Scenario, Variant};
+use crate::vocabulary::{Cadence, Link, Metric, Needs, Role, Scenario, Variant};
 
 /// The text of a file, for locating its mistakes.
 struct Source<'a> {
@@ -110,11 +110,18 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
     let (rate, mix) = load(&src, &parsed.load)?;
     let phases = phases(&src, &parsed, profile)?;
     let variants = variants(&src, &parsed, replicas)?;
-    let predictions = predictions(&src, &parsed.predictions, &phases, &variants)?;
+    let lab = LabShape {
+        mail: parsed.topology.mail,
+        payments: parsed.topology.payments,
+        mix: &mix,
+        phases: &phases,
+        variants: &variants,
+    };
+    let predictions = predictions(&src, &parsed.predictions, &lab)?;
     let aborts = parsed
         .abort
         .iter()
-        .map(|a| abort(&src, a, &variants))
+        .map(|a| abort(&src, a, &lab))
         .collect::<Result<_, _>>()?;
     Ok(Plan {
         name,
@@ -284,34 +291,98 @@ fn variants(src: &Source<'_>, file: &File, replicas: u32) -> Result<Vec<VariantP
     Ok(variants)
 }
 
+/// What a plan's lab and load will have: enough to tell, before any lab starts, whether a metric can
+/// be produced for a prediction or a stop condition (its owner: `Metric::owner`).
+struct LabShape<'a> {
+    mail: bool,
+    payments: bool,
+    mix: &'a [(Scenario, u32)],
+    phases: &'a [PhasePlan],
+    variants: &'a [VariantPlan],
+}
+
+impl LabShape<'_> {
+    /// Why `metric` cannot be produced for `variants` (all of them when `None`), if it cannot.
+    fn lacks(&self, metric: Metric, variant: Option<Variant>) -> Option<String> {
+        let in_mix = |scenario: Scenario| self.mix.iter().any(|&(s, w)| s == scenario && w > 0);
+        let has = match metric.owner().needs {
+            Needs::Nothing => true,
+            Needs::Mail => self.mail,
+            Needs::Payments => self.payments,
+            Needs::Scenario(scenario) => in_mix(scenario),
+            Needs::LoggedIn => self.mix.iter().any(|&(s, w)| s.logs_in() && w > 0),
+            Needs::Balancer => self
+                .variants
+                .iter()
+                .filter(|v| variant.is_none_or(|only| v.variant == only))
+                .all(|v| v.balancer.is_some()),
+        };
+        (!has).then(|| {
+            format!(
+                "{metric} needs {}, which this lab does not have",
+                metric.owner().needs
+            )
+        })
+    }
+
+    /// Why `metric` has no figure in `phase`, if it has none: a figure of the whole run asked of a
+    /// phase, or a recovery time asked of a phase that follows no fault.
+    fn not_in(&self, metric: Metric, phase: &str) -> Option<String> {
+        match metric.owner().cadence {
+            Cadence::PerSecond | Cadence::PerPhase => None,
+            Cadence::PerRun if phase == RUN_PHASE => None,
+            Cadence::PerRun => Some(format!(
+                "{metric} is a figure of the whole run: use phase = {RUN_PHASE:?}"
+            )),
+            Cadence::AfterFault => {
+                let after_fault: Vec<&str> = (self.phases.windows(2))
+                    .filter(|w| !w[0].faults.is_empty())
+                    .map(|w| w[1].name.as_str())
+                    .collect();
+                (!after_fault.contains(&phase)).then(|| {
+                    format!(
+                        "{metric} is measured in a phase that follows a phase with faults; {phase:?} does not (such phases here: {})",
+                        if after_fault.is_empty() { "none".to_owned() } else { after_fault.join(", ") }
+                    )
+                })
+            }
+        }
+    }
+}
+
 fn predictions(
     src: &Source<'_>,
     predictions: &[PredictionFile],
-    phases: &[PhasePlan],
-    variants: &[VariantPlan],
+    lab: &LabShape<'_>,
 ) -> Result<Vec<PredictionPlan>, DefinitionError> {
-    predictions
-        .iter()
-        .map(|p| prediction(src, p, phases, variants))
-        .collect()
+    predictions.iter().map(|p| prediction(src, p, lab)).collect()
 }
 
 fn prediction(
     src: &Source<'_>,
     p: &PredictionFile,
-    phases: &[PhasePlan],
-    variants: &[VariantPlan],
+    lab: &LabShape<'_>,
 ) -> Result<PredictionPlan, DefinitionError> {
-    let variant = known_variant(src, &p.variant, "predictions.variant", variants)?;
+    let variant = known_variant(src, &p.variant, "predictions.variant", lab.variants)?;
     let metric = known_metric(src, &p.metric, "predictions.metric")?;
+    if let Some(why) = lab.lacks(metric, Some(variant)) {
+        return Err(src.error(&p.metric.span(), "predictions.metric", why));
+    }
     let threshold = finite(src, &p.threshold, "predictions.threshold")?;
+    let phase_of = |phase: &Spanned<String>, field: &str| {
+        let name = known_phase(src, phase, field, lab.phases)?;
+        match lab.not_in(metric, &name) {
+            Some(why) => Err(src.error(&phase.span(), field, why)),
+            None => Ok(name),
+        }
+    };
     let claim = Claim {
         metric,
-        phase: known_phase(src, &p.phase, "predictions.phase", phases)?,
+        phase: phase_of(&p.phase, "predictions.phase")?,
         over: p
             .over
             .as_ref()
-            .map(|o| known_phase(src, o, "predictions.over", phases))
+            .map(|o| phase_of(o, "predictions.over"))
             .transpose()?,
         compare: *p.compare.get_ref(),
         threshold,
@@ -325,17 +396,16 @@ fn prediction(
 }
 
 /// A stop condition: a metric measured every second, held against a threshold for some seconds.
-fn abort(
-    src: &Source<'_>,
-    a: &AbortFile,
-    variants: &[VariantPlan],
-) -> Result<AbortCondition, DefinitionError> {
+fn abort(src: &Source<'_>, a: &AbortFile, lab: &LabShape<'_>) -> Result<AbortCondition, DefinitionError> {
     let variant = a
         .variant
         .as_ref()
-        .map(|v| known_variant(src, v, "abort.variant", variants))
+        .map(|v| known_variant(src, v, "abort.variant", lab.variants))
         .transpose()?;
     let metric = known_metric(src, &a.metric, "abort.metric")?;
+    if let Some(why) = lab.lacks(metric, variant) {
+        return Err(src.error(&a.metric.span(), "abort.metric", why));
+    }
     if !abort::watchable(metric) {
         let live: Vec<&str> = Metric::ALL
             .iter()

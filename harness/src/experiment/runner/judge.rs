@@ -33,7 +33,7 @@ pub(super) async fn judge(
     let mut invariants = check_invariants(lab, prepared, &watched).await?;
     let mut stats = stats(plan, &watched, &invariants);
     timing_figures(variant, &watched, &mut stats, ctx);
-    let caveats = caveats(plan, &stats, &watched.untouched);
+    let caveats = caveats(plan, &stats, &watched.latencies, &watched.untouched);
     // A prediction that allows the invariant to break judges it in its place: one that it breaks
     // (oversold units > 0), or one that bounds how far (emails for no order <= 20). One that it holds
     // (== 0) leaves it to be judged as an invariant too.
@@ -172,17 +172,14 @@ fn lost_orders(watched: &Watched, invariants: &InvariantReport) -> Vec<LostOrder
 /// What the timing attacker learns from the probes, if the load sent any; the probes are saved.
 fn timing_figures(variant: &VariantPlan, watched: &Watched, stats: &mut PhaseStats, ctx: &RunContext<'_>) {
     let probes = Probes {
-        known_us: watched.recorder.each_latency_us(Group::ProbeKnown),
-        unknown_us: watched.recorder.each_latency_us(Group::ProbeUnknown),
+        known_us: watched.recorder.each_service_us(Group::ProbeKnown),
+        unknown_us: watched.recorder.each_service_us(Group::ProbeUnknown),
     };
     if !probes.usable() {
         return;
     }
-    if let Some(accuracy) = probes.classifier_accuracy() {
-        stats.set(RUN_PHASE, Metric::TimingAccuracy, accuracy);
-    }
-    if let Some(p) = probes.mann_whitney_p() {
-        stats.set(RUN_PHASE, Metric::TimingPValue, p);
+    for (metric, value) in probes.figures() {
+        stats.set(RUN_PHASE, metric, value);
     }
     if let Err(error) = output::write_probes(ctx.folder, variant.variant, &probes) {
         (ctx.progress)(Event::Message(format!(
@@ -195,22 +192,8 @@ fn timing_figures(variant: &VariantPlan, watched: &Watched, stats: &mut PhaseSta
 fn stats(plan: &Plan, watched: &Watched, invariants: &InvariantReport) -> PhaseStats {
     let mut stats = PhaseStats::from_samples(&watched.samples);
     derived_stats(plan, &watched.samples, &watched.latencies, &mut stats);
-    stats.set(RUN_PHASE, Metric::OversoldUnits, invariants.oversold_units as f64);
-    stats.set(RUN_PHASE, Metric::UnitsSold, invariants.units_sold as f64);
-    stats.set(
-        RUN_PHASE,
-        Metric::LostAcknowledgedOrders,
-        invariants.lost_orders.len() as f64,
-    );
-    for (metric, count) in [
-        (Metric::PaymentsChargedTwice, invariants.payments_charged_twice),
-        (Metric::ChargesWithoutOrder, invariants.charges_without_order),
-        (Metric::OrdersEmailedTwice, invariants.orders_emailed_twice),
-        (Metric::EmailsWithoutOrder, invariants.emails_without_order),
-    ] {
-        if let Some(count) = count {
-            stats.set(RUN_PHASE, metric, count as f64);
-        }
+    for (metric, value) in invariants.figures() {
+        stats.set(RUN_PHASE, metric, value);
     }
     let requests = watched.recorder.request_count();
     let errors: u64 = watched.recorder.totals().iter().map(|g| g.errors).sum();

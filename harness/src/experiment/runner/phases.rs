@@ -13,10 +13,10 @@ use crate::env::Lab;
 use crate::experiment::abort::{Abort, Tripwire};
 use crate::experiment::definition::{PhasePlan, Plan};
 use crate::experiment::invariants;
-use crate::experiment::phase_figures::{PER_REQUEST, PhaseLatencies, group_p95};
+use crate::experiment::phase_figures::{PhaseLatencies, per_request_figures};
 use crate::experiment::verdict::Sample;
 use crate::faults::{self, Fault, FaultError, FaultTimeline, TimelineEntry};
-use crate::load::{self, Group, LoadSpec, LoadSummary, Recorder, quantile_ms};
+use crate::load::{self, LoadSpec, LoadSummary, Recorder};
 use crate::observe::{Observer, Rates};
 use crate::vocabulary::{Metric, Variant};
 
@@ -271,37 +271,10 @@ impl<'a> Watch<'a> {
     fn second(&mut self, phase: &PhasePlan, rates: Rates) {
         let mut values = rates.total;
         for second in self.recorder.take_finished() {
-            let count = second.count() as f64;
-            values.insert(Metric::ThroughputRps, count);
-            if count > 0.0 {
-                let latency = second.latency_us(Group::ALL);
-                values.insert(Metric::ErrorRate, second.errors() as f64 / count);
-                if let Some(share) = second.logged_out_share() {
-                    values.insert(Metric::LoggedOutShare, share);
-                }
-                values.insert(Metric::P50Ms, quantile_ms(&latency, 0.50));
-                values.insert(Metric::P95Ms, quantile_ms(&latency, 0.95));
-                values.insert(Metric::P99Ms, quantile_ms(&latency, 0.99));
-                if let Some(checkouts) = second.group(Group::Checkout) {
-                    values.insert(Metric::CheckoutsPerS, checkouts.count() as f64);
-                }
-                for group in &second.groups {
-                    if let Some(p95) = group_p95(group.group) {
-                        values.insert(p95, quantile_ms(&group.latency_us, 0.95));
-                    }
-                }
-                self.latencies.add(&phase.name, &second);
-            }
+            values.extend(load::client_figures(&second));
+            self.latencies.add(&phase.name, &second);
         }
-        if let Some(&requests) = values.get(&Metric::ThroughputRps)
-            && requests > 0.0
-        {
-            for (per_second, per_request) in PER_REQUEST {
-                if let Some(total) = values.get(&per_second) {
-                    values.insert(per_request, total / requests);
-                }
-            }
-        }
+        per_request_figures(&mut values);
         self.report_progress(&values);
         let replicas = if self.lab.services.len() > 1 {
             rates.replicas
