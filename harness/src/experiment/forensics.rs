@@ -22,6 +22,9 @@ pub struct Forensics {
     pub logs: Vec<KeptLog>,
     /// The 5xx answers by status and code, the most frequent first.
     pub server_errors: Vec<ServerErrorCause>,
+    /// The unexpected 4xx answers (logouts included) by status and code, the most frequent first.
+    #[serde(default)]
+    pub refused: Vec<ServerErrors>,
 }
 
 /// A container's warning and error lines, saved in the run folder.
@@ -51,6 +54,7 @@ pub fn keep(
     variant: Variant,
     logs: &[WorryingLines],
     server_errors: Vec<ServerErrors>,
+    refused: Vec<ServerErrors>,
 ) -> Forensics {
     let mut kept = Vec::new();
     for log in logs.iter().filter(|l| !l.lines.is_empty()) {
@@ -71,6 +75,7 @@ pub fn keep(
     }
     Forensics {
         logs: kept,
+        refused,
         server_errors: server_errors
             .into_iter()
             .map(|answers| ServerErrorCause {
@@ -162,7 +167,7 @@ mod tests {
             count: 4,
             request_ids: vec!["r-1".into(), "r-2".into()],
         };
-        let forensics = keep(&folder, Variant::Vulnerable, &logs, vec![answers]);
+        let forensics = keep(&folder, Variant::Vulnerable, &logs, vec![answers], Vec::new());
         assert_eq!(
             forensics.logs.len(),
             1,

@@ -87,7 +87,7 @@ struct State {
     /// Every service time, in microseconds and in the order they completed, of the groups that keep
     /// each.
     each: BTreeMap<Group, Vec<u64>>,
-    /// The 5xx answers, by status and error code.
+    /// The unexpected answers (4xx and 5xx), by status and error code.
     server_errors: BTreeMap<(u16, String), ServerErrors>,
 }
 
@@ -155,8 +155,8 @@ pub struct Acknowledged {
     pub acknowledged_us: i64,
 }
 
-/// The 5xx answers of one status and error code: how many, and the request ids of the first few, to
-/// find them in the service's log.
+/// The unexpected answers (a 5xx, an unexpected 4xx) of one status and error code: how many, and the
+/// request ids of the first few, to find them in the service's log.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ServerErrors {
     pub status: u16,
@@ -330,8 +330,10 @@ impl Recorder {
         });
     }
 
-    /// Notes a 5xx answer: its status, the error code of its body, the request id the service gave it.
-    pub fn server_error(&self, status: u16, code: Option<&str>, request_id: Option<&str>) {
+    /// Notes an answer that was neither the one asked for nor an expected refusal (a 5xx, a 401 that
+    /// logged a user out, an unexpected 4xx): its status, the error code of its body, the request id
+    /// the service gave it.
+    pub fn error_answer(&self, status: u16, code: Option<&str>, request_id: Option<&str>) {
         let code = code.unwrap_or("-").to_owned();
         let mut state = self.state();
         let class = state
@@ -351,7 +353,20 @@ impl Recorder {
 
     /// The 5xx answers by status and code, the most frequent first.
     pub fn server_errors(&self) -> Vec<ServerErrors> {
-        let mut classes: Vec<ServerErrors> = self.state().server_errors.values().cloned().collect();
+        self.error_answers(500..600)
+    }
+
+    /// The unexpected 4xx answers (logouts included) by status and code, the most frequent first.
+    pub fn refused(&self) -> Vec<ServerErrors> {
+        self.error_answers(400..500)
+    }
+
+    fn error_answers(&self, statuses: std::ops::Range<u16>) -> Vec<ServerErrors> {
+        let state = self.state();
+        let mut classes: Vec<ServerErrors> = (state.server_errors.values())
+            .filter(|c| statuses.contains(&c.status))
+            .cloned()
+            .collect();
         classes.sort_by(|a, b| b.count.cmp(&a.count).then(a.status.cmp(&b.status)));
         classes
     }
@@ -521,9 +536,10 @@ mod tests {
     fn server_errors_are_counted_by_status_and_code_keeping_a_few_request_ids() {
         let recorder = Recorder::new();
         for i in 0..7 {
-            recorder.server_error(503, Some("database_unavailable"), Some(&format!("req-{i}")));
+            recorder.error_answer(503, Some("database_unavailable"), Some(&format!("req-{i}")));
         }
-        recorder.server_error(500, None, None);
+        recorder.error_answer(500, None, None);
+        recorder.error_answer(401, Some("missing_token"), Some("req-x"));
         let classes = recorder.server_errors();
         assert_eq!(classes.len(), 2);
         assert_eq!(
@@ -536,5 +552,10 @@ mod tests {
         );
         assert_eq!((classes[1].code.as_str(), classes[1].count), ("-", 1));
         assert!(classes[1].request_ids.is_empty());
+        let refused = recorder.refused();
+        assert_eq!(
+            (refused.len(), refused[0].status, refused[0].code.as_str()),
+            (1, 401, "missing_token")
+        );
     }
 }

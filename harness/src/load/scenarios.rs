@@ -145,12 +145,13 @@ async fn send(
                 .map(str::to_owned);
             match response.bytes().await {
                 Ok(body) => {
-                    if status >= 500 {
+                    let outcome = classify(status, &body);
+                    if status >= 400 && !matches!(outcome, RequestOutcome::Ok | RequestOutcome::Expected) {
                         let code = error_code_of(&body);
                         ctx.recorder
-                            .server_error(status, code.as_deref(), request_id.as_deref());
+                            .error_answer(status, code.as_deref(), request_id.as_deref());
                     }
-                    (classify(status, &body), body.to_vec(), "unexpected answer")
+                    (outcome, body.to_vec(), "unexpected answer")
                 }
                 Err(_) => (RequestOutcome::Error, Vec::new(), "body not read"),
             }
@@ -199,18 +200,11 @@ fn session_of(body: &[u8]) -> Option<Session> {
     value["session"].as_str().map(|_| Session::Cookie)
 }
 
-/// The 401 codes that mean the service does not (or cannot) know the user's session any more.
-const LOGGED_OUT_CODES: [&str; 5] = [
-    "session_unknown",
-    "session_store_unavailable",
-    "invalid_token",
-    "token_expired",
-    "token_revoked",
-];
-
-/// A logged-in user's request answered as if the user had never logged in.
-fn logged_out(status: u16, body: &[u8]) -> bool {
-    status == 401 && error_code_of(body).is_some_and(|code| LOGGED_OUT_CODES.contains(&code.as_str()))
+/// A logged-in user's request answered as if the user had never logged in: any 401, however the
+/// service words it (`session_unknown`, `invalid_token`, `missing_token`...). The user sent the session
+/// it was given; a service that no longer takes it has logged the user out.
+fn logged_out(status: u16) -> bool {
+    status == 401
 }
 
 fn order_id_of(body: &[u8]) -> Option<i64> {
@@ -227,10 +221,10 @@ fn login_outcome(status: u16, body: &[u8]) -> RequestOutcome {
 }
 
 /// 200 for a logged-in user's read; a 401 for its session is a logout.
-fn history_outcome(status: u16, body: &[u8]) -> RequestOutcome {
+fn history_outcome(status: u16, _body: &[u8]) -> RequestOutcome {
     match status {
         200 => RequestOutcome::Ok,
-        _ if logged_out(status, body) => RequestOutcome::LoggedOut,
+        _ if logged_out(status) => RequestOutcome::LoggedOut,
         _ => RequestOutcome::Error,
     }
 }
@@ -243,7 +237,7 @@ fn checkout_outcome(status: u16, body: &[u8]) -> RequestOutcome {
         409 if serde_json::from_slice::<Value>(body).is_ok_and(|v| v["error"]["code"] == "sold_out") => {
             RequestOutcome::Expected
         }
-        _ if logged_out(status, body) => RequestOutcome::LoggedOut,
+        _ if logged_out(status) => RequestOutcome::LoggedOut,
         _ => RequestOutcome::Error,
     }
 }
@@ -414,8 +408,10 @@ mod tests {
         let unknown = br#"{"error":{"code":"session_unknown","message":"log in again"}}"#;
         assert_eq!(checkout_outcome(401, unknown), RequestOutcome::LoggedOut);
         assert_eq!(history_outcome(401, unknown), RequestOutcome::LoggedOut);
+        // However the service words it: the session the user sent is no longer taken.
         let missing = br#"{"error":{"code":"missing_token","message":"log in"}}"#;
-        assert_eq!(history_outcome(401, missing), RequestOutcome::Error);
+        assert_eq!(history_outcome(401, missing), RequestOutcome::LoggedOut);
+        assert_eq!(checkout_outcome(401, b""), RequestOutcome::LoggedOut);
         assert_eq!(
             login_outcome(200, br#"{"session":"s","user_id":1}"#),
             RequestOutcome::Ok

@@ -286,10 +286,9 @@ fn lost_orders(run: &Run, page: &mut String) {
 /// them, and the log files kept.
 fn server_errors(run: &Run, page: &mut String) {
     let variants = &run.summary.variants;
-    if variants
-        .iter()
-        .all(|v| v.forensics.server_errors.is_empty() && v.forensics.logs.is_empty())
-    {
+    if variants.iter().all(|v| {
+        v.forensics.server_errors.is_empty() && v.forensics.logs.is_empty() && v.forensics.refused.is_empty()
+    }) {
         return;
     }
     page.push_str(
@@ -320,7 +319,9 @@ fn server_errors(run: &Run, page: &mut String) {
             );
         }
     }
-    page.push_str("</table>\n<p class=\"meta\">Log lines kept:");
+    page.push_str("</table>\n");
+    refused(run, page);
+    page.push_str("<p class=\"meta\">Log lines kept:");
     if variants.iter().all(|v| v.forensics.logs.is_empty()) {
         page.push_str(" none (no container logged a warning or an error)");
     }
@@ -374,6 +375,35 @@ fn timeline(run: &Run, page: &mut String) {
     }
     page.push_str("</table>\n");
     reverted(run, page);
+}
+
+/// The unexpected 4xx answers by status and code: a 401 for a logged-in user (a logout, however the
+/// service words it), or a refusal the scenario did not expect.
+fn refused(run: &Run, page: &mut String) {
+    let variants = &run.summary.variants;
+    if variants.iter().all(|v| v.forensics.refused.is_empty()) {
+        return;
+    }
+    page.push_str(
+        "<p class=\"meta\">Unexpected 4xx answers (a 401 to a logged-in user counts as logged out, \
+         whatever its code):</p>\n<table id=\"refused\"><tr><th>variant</th><th>status</th><th>code</th>\
+         <th>answers</th><th>request ids</th></tr>\n",
+    );
+    for variant in variants {
+        for class in &variant.forensics.refused {
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td><code>{}</code></td><td class=\"num\">{}</td>\
+                 <td class=\"evidence\">{}</td></tr>",
+                variant.variant,
+                class.status,
+                escape(&class.code),
+                class.count,
+                escape(&class.request_ids.join(" ")),
+            );
+        }
+    }
+    page.push_str("</table>\n");
 }
 
 /// What was seen of a fault (escaped HTML): whether it touched the system, the facts, and the

@@ -56,6 +56,7 @@ pub(super) async fn judge(
         variant.variant,
         &logs,
         watched.recorder.server_errors(),
+        watched.recorder.refused(),
     );
     Ok(VariantReport {
         variant: variant.variant,
