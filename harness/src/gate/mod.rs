@@ -74,7 +74,14 @@ pub fn judge(gate: &Gate, summary: &Summary, baseline: Option<&Baseline>) -> Vec
                 message: format!("{}: observed {observed} ({})", v.outcome, v.why),
             });
         }
-        for check in &variant.invariants.checks {
+        // An invariant handed to a prediction is judged by that prediction's case; as a case of its
+        // own it would always pass.
+        let unpredicted = variant
+            .invariants
+            .checks
+            .iter()
+            .filter(|c| c.predicted_by.is_none());
+        for check in unpredicted {
             cases.push(Case {
                 experiment: experiment.clone(),
                 kind: CaseKind::Invariant,
