@@ -5,7 +5,8 @@
 //!   met: the proxy's count of the link to it while it was down (connections refused, bytes sent
 //!   into a frozen process), or, for a service replica, the balancer's (health checks took it out,
 //!   requests retried elsewhere);
-//! - a dropped index: Postgres's sequential scans of its table while it was gone;
+//! - a dropped index: the scans it had served before, and the scans of its table (and the rows they
+//!   read) while it was gone;
 //! - an expired cache: the keys Redis held before the flush;
 //! - a rolling restart: every replica's start time changed;
 //! - modes: every replica answering with the new modes;
@@ -42,16 +43,28 @@ impl Observed {
     /// The proxy's evidence of a network fault on `link`.
     pub fn of_network(link: Link, evidence: &Evidence) -> Self {
         let touched = evidence.touched_traffic();
+        let acted: Vec<String> = [
+            (evidence.delayed_chunks, "chunks delayed"),
+            (evidence.throttled_chunks, "chunks throttled"),
+            (evidence.held_chunks, "chunks held"),
+            (
+                evidence.resets + evidence.closed_by_down,
+                "connections reset or refused",
+            ),
+            (evidence.http_answered, "requests answered by the fault"),
+            (evidence.http_delayed, "requests held"),
+            (evidence.http_lost_replies, "replies lost"),
+        ]
+        .into_iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, what)| format!("{n} {what}"))
+        .collect();
         let fact = if touched {
             format!(
-                "proxy, {link} link: the fault acted on {} of {} connections carrying traffic ({} chunks delayed, {} held, {} requests answered by the fault, {} replies lost, {} resets)",
+                "proxy, {link} link: {} ({} of {} connections carrying traffic touched)",
+                acted.join(", "),
                 evidence.connections_touched,
-                evidence.connections_seen,
-                evidence.delayed_chunks,
-                evidence.held_chunks,
-                evidence.http_answered,
-                evidence.http_lost_replies,
-                evidence.resets + evidence.closed_by_down,
+                evidence.connections_seen
             )
         } else {
             format!("proxy, {link} link: no traffic met the fault")
@@ -69,8 +82,8 @@ pub struct Witness {
     link: Option<Link>,
     /// The balancer's view of the replica at the injection, while it had it in rotation.
     balancer: Option<ServerStats>,
-    /// A dropped index's table, and its sequential scans at the drop.
-    scans: Option<(String, i64)>,
+    /// A dropped index: the scans it had served, its table, and the table's reads at the drop.
+    scans: Option<(i64, String, TableReads)>,
     /// Keys Redis held before an expiry, and after.
     keys: Option<(i64, i64)>,
     /// Each replica's container start time before a rolling restart.
@@ -114,10 +127,10 @@ impl Witness {
         }
     }
 
-    /// A dropped index's table, and its sequential scans now.
-    pub async fn index_dropped(&mut self, lab: &Lab, table: String) {
-        match sequential_scans(lab, &table).await {
-            Ok(scans) => self.scans = Some((table, scans)),
+    /// A dropped index, the scans it had served, and its table's reads now.
+    pub async fn index_dropped(&mut self, lab: &Lab, served: i64, table: String) {
+        match table_reads(lab, &table).await {
+            Ok(reads) => self.scans = Some((served, table, reads)),
             Err(error) => self.unseen(&format!("postgres's scans of {table}"), &error),
         }
     }
@@ -180,11 +193,14 @@ impl Witness {
             let (fact, shows) = balancer_saw(lab, before).await;
             all(fact, shows);
         }
-        if let Some((table, before)) = &self.scans {
-            let scans = sequential_scans(lab, table).await? - before;
+        if let Some((served, table, before)) = &self.scans {
+            let now = table_reads(lab, table).await?;
+            let (scans, rows) = (now.scans - before.scans, now.rows - before.rows);
             all(
-                format!("postgres: {scans} sequential scans of {table} while the index was gone"),
-                scans > 0,
+                format!(
+                    "postgres: the index had served {served} scans; while it was gone {table} was scanned {scans} times without it, reading {rows} rows"
+                ),
+                *served > 0 && scans > 0,
             );
         }
         if let Some((before, after)) = self.keys {
@@ -250,16 +266,25 @@ async fn balancer_saw(lab: &Lab, before: ServerStats) -> (String, bool) {
     (fact, !now.up || retried > 0.0)
 }
 
-async fn sequential_scans(lab: &Lab, table: &str) -> Result<i64, Cause> {
+/// A table's scans (sequential and by any index) and the rows they read, so far.
+#[derive(Debug, Clone, Copy, Default)]
+struct TableReads {
+    scans: i64,
+    rows: i64,
+}
+
+async fn table_reads(lab: &Lab, table: &str) -> Result<TableReads, Cause> {
     let mut db = sqlx::PgConnection::connect(&lab.postgres_url().await?).await?;
     // Statistics reach the shared counters at each backend's next report (at most a second late).
-    let scans: Option<i64> = sqlx::query_scalar(
-        "SELECT seq_scan FROM pg_stat_user_tables WHERE schemaname = 'public' AND relname = $1",
+    let reads: Option<(i64, i64)> = sqlx::query_as(
+        "SELECT seq_scan + coalesce(idx_scan, 0), seq_tup_read + coalesce(idx_tup_fetch, 0) \
+         FROM pg_stat_user_tables WHERE schemaname = 'public' AND relname = $1",
     )
     .bind(table)
     .fetch_optional(&mut db)
     .await?;
-    Ok(scans.unwrap_or(0))
+    let (scans, rows) = reads.unwrap_or_default();
+    Ok(TableReads { scans, rows })
 }
 
 async fn start_times(lab: &Lab) -> Result<Vec<String>, Cause> {

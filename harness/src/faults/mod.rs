@@ -213,7 +213,9 @@ impl Fault {
             Self::DropIndex(index) => {
                 let dropped = drop_index(lab, index).await?;
                 undo.index_definition = Some(dropped.definition);
-                undo.witness.index_dropped(lab, dropped.table).await;
+                undo.witness
+                    .index_dropped(lab, dropped.served, dropped.table)
+                    .await;
             }
             Self::ExpireCache => {
                 let (before, after) = expire_cache(lab).await?;
@@ -295,25 +297,32 @@ impl Fault {
     }
 }
 
-/// An index dropped: its definition, saved first, and its table.
+/// An index dropped: its definition, saved first, its table, and the scans it had served.
 struct Dropped {
     definition: String,
     table: String,
+    served: i64,
 }
 
 async fn drop_index(lab: &Lab, index: &str) -> Result<Dropped, Cause> {
     let mut db = sqlx::PgConnection::connect(&lab.postgres_url().await?).await?;
-    let found: Option<(String, String)> = sqlx::query_as(
-        "SELECT indexdef, tablename FROM pg_indexes WHERE schemaname = 'public' AND indexname = $1",
+    let found: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT i.indexdef, i.tablename, coalesce(s.idx_scan, 0) FROM pg_indexes i \
+         LEFT JOIN pg_stat_user_indexes s ON s.schemaname = i.schemaname AND s.indexrelname = i.indexname \
+         WHERE i.schemaname = 'public' AND i.indexname = $1",
     )
     .bind(index)
     .fetch_optional(&mut db)
     .await?;
-    let (definition, table) = found.ok_or_else(|| Cause::NoSuchIndex(index.to_owned()))?;
+    let (definition, table, served) = found.ok_or_else(|| Cause::NoSuchIndex(index.to_owned()))?;
     sqlx::query(&format!("DROP INDEX \"{}\"", index.replace('"', "\"\"")))
         .execute(&mut db)
         .await?;
-    Ok(Dropped { definition, table })
+    Ok(Dropped {
+        definition,
+        table,
+        served,
+    })
 }
 
 /// Empties Redis, through its port on 127.0.0.1 (not the proxy: a fault on the service's link must
