@@ -87,6 +87,26 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     }
     for p in &plan.predictions {
         println!("predict {:<10} {}  ({})", p.variant, p.claim, p.why);
+        for requirement in &p.requires {
+            println!("  judged only if {}  ({})", requirement.claim, requirement.why);
+        }
+        for (n, revision) in (1..).zip(&p.revisions) {
+            println!(
+                "  REVISED ({n} of {}): was {}; refuted by {}; now because {}",
+                p.revisions.len(),
+                revision.was,
+                revision.refuted_by,
+                revision.because
+            );
+        }
+    }
+    let revised = plan
+        .predictions
+        .iter()
+        .filter(|p| !p.revisions.is_empty())
+        .count();
+    if revised > 0 {
+        println!("\n{revised} prediction(s) revised after a run; each keeps its first model above");
     }
     ExitCode::Confirmed
 }

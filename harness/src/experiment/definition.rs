@@ -106,6 +106,32 @@ pub struct PredictionPlan {
     #[serde(flatten)]
     pub claim: Claim,
     pub why: String,
+    /// What the run must show before the claim is judged; unmet, the verdict is inconclusive.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub requires: Vec<Requirement>,
+    /// The models the claim replaced, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<Revision>,
+}
+
+/// A claim the run must bear out for a prediction to be judged: the power to see the effect the
+/// prediction says is absent (`timing_detectable_ms in run <= 5` before "no leak").
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Requirement {
+    #[serde(flatten)]
+    pub claim: Claim,
+    pub why: String,
+}
+
+/// A model a prediction replaced after a run refuted it: the file keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Revision {
+    /// The claim as it was written then.
+    pub was: String,
+    /// The observation that refuted it.
+    pub refuted_by: String,
+    /// Why the model after it holds.
+    pub because: String,
 }
 
 impl Plan {

@@ -164,6 +164,36 @@ pub(super) struct PredictionFile {
     pub(super) tolerance: Option<Spanned<f64>>,
     #[serde(default)]
     pub(super) why: String,
+    /// What the run must show for the prediction to be judged at all (`[[predictions.requires]]`):
+    /// the power to see what it says is absent.
+    #[serde(default)]
+    pub(super) requires: Vec<RequirementFile>,
+    /// The models this prediction replaced, oldest first (`[[predictions.revised]]`).
+    #[serde(default)]
+    pub(super) revised: Vec<RevisionFile>,
+}
+
+/// A claim the run must bear out before a prediction is judged, written like a prediction's.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RequirementFile {
+    pub(super) metric: Spanned<String>,
+    pub(super) phase: Spanned<String>,
+    pub(super) over: Option<Spanned<String>>,
+    pub(super) compare: Spanned<Comparison>,
+    pub(super) threshold: Spanned<f64>,
+    pub(super) tolerance: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) why: String,
+}
+
+/// A model a prediction replaced: what it said, what refuted it, and why the one after holds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RevisionFile {
+    pub(super) was: Spanned<String>,
+    pub(super) refuted_by: Spanned<String>,
+    pub(super) because: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

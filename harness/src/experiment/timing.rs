@@ -20,6 +20,28 @@ pub struct Probes {
     pub unknown_us: Vec<u64>,
 }
 
+/// The rank test's level for "no leak" verdicts, and the power asked of it (`detectable_ms`):
+/// z(1 - 0.01 / 2) and z(0.8) of the standard normal.
+const Z_HALF_ALPHA: f64 = 2.575_829;
+const Z_POWER: f64 = 0.841_621;
+
+/// A standard deviation read from the median absolute deviation (x 1.4826, its ratio on normal data).
+fn robust_sigma(samples: &[u64]) -> f64 {
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        let mid = values.len() / 2;
+        if values.len().is_multiple_of(2) {
+            (values[mid - 1] + values[mid]) / 2.0
+        } else {
+            values[mid]
+        }
+    };
+    let mut values: Vec<f64> = samples.iter().map(|&v| v as f64).collect();
+    let center = median(&mut values);
+    let mut deviations: Vec<f64> = values.iter().map(|v| (v - center).abs()).collect();
+    1.4826 * median(&mut deviations)
+}
+
 /// A classifier: "the account exists" when the latency is above `at` (or below, when `known_slower`
 /// is false).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,12 +99,33 @@ fn train(known: &[u64], unknown: &[u64]) -> Threshold {
 
 impl Probes {
     /// Whether there are enough probes of each kind to train and test (two of each at least).
-    /// What the attacker learns, as metrics of the whole run (none from too few probes).
+    /// What the attacker learns, and the smallest leak it could have learnt, as metrics of the whole
+    /// run (none from too few probes).
     pub fn figures(&self) -> Vec<(crate::vocabulary::Metric, f64)> {
         use crate::vocabulary::Metric;
         let accuracy = self.classifier_accuracy().map(|a| (Metric::TimingAccuracy, a));
         let p = self.mann_whitney_p().map(|p| (Metric::TimingPValue, p));
-        accuracy.into_iter().chain(p).collect()
+        let detectable = self.detectable_ms().map(|d| (Metric::TimingDetectableMs, d));
+        accuracy.into_iter().chain(p).chain(detectable).collect()
+    }
+
+    /// The smallest difference between the two kinds' typical times, in milliseconds, that the rank
+    /// test on these probes would find at `ALPHA` four times in five (`POWER`): what a verdict of
+    /// "no leak" could have seen. For a shift of `d` in data spread `sigma`, a two-sample test needs
+    /// `d = (z(1 - alpha/2) + z(power)) * sigma * sqrt(1/n1 + 1/n2)`; the rank test is as efficient
+    /// as a t-test to a factor of 3/pi on normal data (its asymptotic relative efficiency), so `d`
+    /// grows by `sqrt(pi/3)`. The spread is each kind's own (median absolute deviation, scaled to a
+    /// standard deviation, so a few stalls of the machine do not inflate it), pooled.
+    pub fn detectable_ms(&self) -> Option<f64> {
+        if !self.usable() {
+            return None;
+        }
+        let (nk, nu) = (self.known_us.len() as f64, self.unknown_us.len() as f64);
+        let (sk, su) = (robust_sigma(&self.known_us), robust_sigma(&self.unknown_us));
+        let pooled = ((sk * sk * (nk - 1.0) + su * su * (nu - 1.0)) / (nk + nu - 2.0)).sqrt();
+        let z = Z_HALF_ALPHA + Z_POWER;
+        let efficiency = (3.0 / std::f64::consts::PI).sqrt();
+        Some(z * pooled * (1.0 / nk + 1.0 / nu).sqrt() / efficiency / 1000.0)
     }
 
     pub fn usable(&self) -> bool {
@@ -159,6 +202,29 @@ mod tests {
         };
         assert_eq!(probes.classifier_accuracy(), Some(1.0));
         assert!(probes.mann_whitney_p().unwrap() < 1e-12);
+    }
+
+    #[test]
+    fn a_verdict_of_no_leak_says_what_it_could_have_seen() {
+        let same = |n, spread| Probes {
+            known_us: around(20_000, spread, n, 3),
+            unknown_us: around(20_000, spread, n, 4),
+        };
+        let many = same(300, 3_000).detectable_ms().unwrap();
+        assert!(
+            (0.3..1.5).contains(&many),
+            "{many} ms from 300 probes of each kind"
+        );
+        // A shift twice that size is found by the test on the same number of probes.
+        let shift = (2.0 * many * 1000.0) as u64;
+        let leaky = Probes {
+            known_us: around(20_000 + shift, 3_000, 300, 3),
+            unknown_us: around(20_000, 3_000, 300, 4),
+        };
+        assert!(leaky.mann_whitney_p().unwrap() < 0.01);
+        // Four probes of each kind on a noisy machine could not have seen the story's 18 ms leak.
+        let few = same(4, 15_000).detectable_ms().unwrap();
+        assert!(few > 18.0, "{few} ms from 4 probes of each kind");
     }
 
     #[test]

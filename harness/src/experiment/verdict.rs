@@ -117,13 +117,11 @@ pub struct Verdict {
 
 /// What makes `phase` unfit to judge; for the whole run (`run`), what makes any of its phases so.
 fn caveat(caveats: &Caveats, phase: &str) -> Option<String> {
-    if phase == RUN_PHASE {
-        let phases = caveats
-            .untouched_faults
-            .keys()
-            .chain(caveats.load_shortfall.keys())
-            .chain(caveats.generator.keys());
-        return phases.filter_map(|p| caveat(caveats, p)).next();
+    // The whole run: a fault of any phase without evidence, or the generator over the whole run.
+    if phase == RUN_PHASE
+        && let Some(faults) = caveats.untouched_faults.values().find(|f| !f.is_empty())
+    {
+        return Some(format!("a fault never touched the system: {}", faults.join(", ")));
     }
     if let Some(faults) = caveats.untouched_faults.get(phase).filter(|f| !f.is_empty()) {
         return Some(format!(
@@ -140,7 +138,9 @@ fn caveat(caveats: &Caveats, phase: &str) -> Option<String> {
 }
 
 pub fn judge(prediction: &PredictionPlan, stats: &PhaseStats, caveats: &Caveats) -> Verdict {
-    let (observed, outcome) = match observe(&prediction.claim, stats, caveats) {
+    let judged =
+        could_see(prediction, stats, caveats).and_then(|()| observe(&prediction.claim, stats, caveats));
+    let (observed, outcome) = match judged {
         Ok(observed) if prediction.claim.holds(observed) => (Some(observed), Outcome::Confirmed),
         Ok(observed) => (Some(observed), Outcome::Refuted),
         Err(unjudged) => (
@@ -172,9 +172,36 @@ pub fn aborted(prediction: &PredictionPlan, abort: &Abort) -> Verdict {
     }
 }
 
+/// Whether the run had the power to show what the prediction is about: each of its requirements
+/// borne out, and, for a claim of absence (`== 0`, `<= 2`: it holds when nothing happens), traffic
+/// in its phase that could have shown the thing it says is absent.
+fn could_see(prediction: &PredictionPlan, stats: &PhaseStats, caveats: &Caveats) -> Result<(), Unjudged> {
+    for requirement in &prediction.requires {
+        let observed = observe(&requirement.claim, stats, caveats)?;
+        if !requirement.claim.holds(observed) {
+            return Err(Unjudged::NoPower(format!(
+                "the run could not have shown it: {} is {observed:.3} ({})",
+                requirement.claim, requirement.why
+            )));
+        }
+    }
+    let claim = &prediction.claim;
+    let quiet = stats.get(&claim.phase, Metric::ThroughputRps) == Some(0.0);
+    if claim.holds(0.0) && quiet {
+        return Err(Unjudged::NoPower(format!(
+            "nothing completed in {}: a claim that something is absent there shows nothing",
+            claim.phase
+        )));
+    }
+    Ok(())
+}
+
 /// Why a claim has no figure to be judged on.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 enum Unjudged {
+    /// The run could not have shown the effect the claim is about.
+    #[error("{0}")]
+    NoPower(String),
     /// The phase is unfit to judge (a fault that never touched traffic, a short load).
     #[error("{0}")]
     Caveat(String),
@@ -269,6 +296,8 @@ mod tests {
                 tolerance: None,
             },
             why: "the cache is gone, so every read is a query".into(),
+            requires: Vec::new(),
+            revisions: Vec::new(),
         }
     }
 
@@ -339,6 +368,47 @@ mod tests {
         );
         assert!(
             matches!(&verdict.outcome, Outcome::Inconclusive { reason } if reason.contains("no measurement"))
+        );
+    }
+
+    #[test]
+    fn a_claim_is_judged_only_when_the_run_could_have_shown_it() {
+        use crate::experiment::definition::Requirement;
+        let stats = PhaseStats::from_samples(&series(&[("baseline", 20.0, 5), ("fault", 5.0, 5)]));
+        let mut absent = prediction(None, Comparison::AtMost, 10.0);
+        absent.requires.push(Requirement {
+            claim: Claim {
+                metric: Metric::PgStatementsPerS,
+                phase: "baseline".into(),
+                over: None,
+                compare: Comparison::AtLeast,
+                threshold: 50.0,
+                tolerance: None,
+            },
+            why: "a quiet database shows nothing".into(),
+        });
+        let verdict = judge(&absent, &stats, &Caveats::default());
+        assert!(
+            matches!(&verdict.outcome, Outcome::Inconclusive { reason } if reason.contains("could not have shown it") && reason.contains("baseline >= 50 is 19.8")),
+            "{verdict:?}"
+        );
+        absent.requires[0].claim.threshold = 10.0;
+        assert_eq!(
+            judge(&absent, &stats, &Caveats::default()).outcome,
+            Outcome::Confirmed
+        );
+
+        // Nothing completed in the phase: "at most 10" of anything there proves nothing.
+        let mut quiet = stats.clone();
+        quiet.set("fault", Metric::ThroughputRps, 0.0);
+        let verdict = judge(
+            &prediction(None, Comparison::AtMost, 10.0),
+            &quiet,
+            &Caveats::default(),
+        );
+        assert!(
+            matches!(&verdict.outcome, Outcome::Inconclusive { reason } if reason.contains("nothing completed in fault")),
+            "{verdict:?}"
         );
     }
 

@@ -161,6 +161,7 @@ metrics! {
     OrdersEmailedTwice = "orders_emailed_twice" [Judge, PerRun, Mail]: "orders of the run with more than one confirmation in the mail server's mailbox (end of run)",
     EmailsWithoutOrder = "emails_without_order" [Judge, PerRun, Mail]: "confirmations in the mail server's mailbox for an order the database does not hold: an order rolled back after its email went out (end of run)",
     TimingAccuracy = "timing_accuracy" [Judge, PerRun, Scenario(Scenario::LoginProbe)]: "balanced accuracy of a response-time classifier telling a wrong password for an existing account from one for an unknown email, on held-out probes (0.5 is chance; end of run)",
+    TimingDetectableMs = "timing_detectable_ms" [Judge, PerRun, Scenario(Scenario::LoginProbe)]: "the smallest difference between the two kinds of wrong-password login's typical times that this run's probes would have shown (rank test at 1%, four times in five), milliseconds: what a verdict of no leak could have seen (end of run)",
     TimingPValue = "timing_p_value" [Judge, PerRun, Scenario(Scenario::LoginProbe)]: "two-sided Mann-Whitney p-value that both kinds of wrong-password login take times from one distribution (end of run)",
 }
 

@@ -7,12 +7,15 @@ use reference_service::modes::{Modes, ModesPatch};
 use reference_service::seed::SeedPlan;
 use toml::Spanned;
 
-use super::{DefinitionError, PhasePlan, Plan, PredictionPlan, Profile, RUN_PHASE, VariantPlan};
+use super::{
+    DefinitionError, PhasePlan, Plan, PredictionPlan, Profile, RUN_PHASE, Requirement, Revision, VariantPlan,
+};
 use crate::env::Balancing;
 use crate::experiment::abort::{self, AbortCondition};
 use crate::experiment::claim::{Claim, Comparison};
 use crate::experiment::schema::{
-    AbortFile, FaultFile, File, LoadFile, PhaseFile, PredictionFile, ProfilesFile, Topology, VariantFile,
+    AbortFile, FaultFile, File, LoadFile, PhaseFile, PredictionFile, ProfilesFile, RequirementFile,
+    RevisionFile, Topology, VariantFile,
 };
 use crate::faults::Fault;
 use crate::faults::proxy::{NetworkFault, ScopedFault};
@@ -358,17 +361,59 @@ fn predictions(
     predictions.iter().map(|p| prediction(src, p, lab)).collect()
 }
 
-fn prediction(
-    src: &Source<'_>,
-    p: &PredictionFile,
-    lab: &LabShape<'_>,
-) -> Result<PredictionPlan, DefinitionError> {
-    let variant = known_variant(src, &p.variant, "predictions.variant", lab.variants)?;
-    let metric = known_metric(src, &p.metric, "predictions.metric")?;
-    if let Some(why) = lab.lacks(metric, Some(variant)) {
-        return Err(src.error(&p.metric.span(), "predictions.metric", why));
+/// The fields a prediction and a requirement both write their claim with, and where the errors go.
+struct ClaimFields<'a> {
+    /// `predictions` or `predictions.requires`.
+    table: &'static str,
+    metric: &'a Spanned<String>,
+    phase: &'a Spanned<String>,
+    over: Option<&'a Spanned<String>>,
+    compare: &'a Spanned<Comparison>,
+    threshold: &'a Spanned<f64>,
+    tolerance: Option<&'a Spanned<f64>>,
+}
+
+impl<'a> From<&'a PredictionFile> for ClaimFields<'a> {
+    fn from(p: &'a PredictionFile) -> Self {
+        Self {
+            table: "predictions",
+            metric: &p.metric,
+            phase: &p.phase,
+            over: p.over.as_ref(),
+            compare: &p.compare,
+            threshold: &p.threshold,
+            tolerance: p.tolerance.as_ref(),
+        }
     }
-    let threshold = finite(src, &p.threshold, "predictions.threshold")?;
+}
+
+impl<'a> From<&'a RequirementFile> for ClaimFields<'a> {
+    fn from(r: &'a RequirementFile) -> Self {
+        Self {
+            table: "predictions.requires",
+            metric: &r.metric,
+            phase: &r.phase,
+            over: r.over.as_ref(),
+            compare: &r.compare,
+            threshold: &r.threshold,
+            tolerance: r.tolerance.as_ref(),
+        }
+    }
+}
+
+/// A claim about `variant`, checked against what the lab can produce.
+fn claim(
+    src: &Source<'_>,
+    c: ClaimFields<'_>,
+    lab: &LabShape<'_>,
+    variant: Variant,
+) -> Result<Claim, DefinitionError> {
+    let field = |name: &str| format!("{}.{name}", c.table);
+    let metric = known_metric(src, c.metric, &field("metric"))?;
+    if let Some(why) = lab.lacks(metric, Some(variant)) {
+        return Err(src.error(&c.metric.span(), &field("metric"), why));
+    }
+    let threshold = finite(src, c.threshold, &field("threshold"))?;
     let phase_of = |phase: &Spanned<String>, field: &str| {
         let name = known_phase(src, phase, field, lab.phases)?;
         match lab.not_in(metric, &name) {
@@ -376,22 +421,58 @@ fn prediction(
             None => Ok(name),
         }
     };
-    let claim = Claim {
+    Ok(Claim {
         metric,
-        phase: phase_of(&p.phase, "predictions.phase")?,
-        over: p
-            .over
-            .as_ref()
-            .map(|o| phase_of(o, "predictions.over"))
-            .transpose()?,
-        compare: *p.compare.get_ref(),
+        phase: phase_of(c.phase, &field("phase"))?,
+        over: c.over.map(|o| phase_of(o, &field("over"))).transpose()?,
+        compare: *c.compare.get_ref(),
         threshold,
-        tolerance: tolerance(src, p)?,
-    };
+        tolerance: tolerance(src, &c, &field("tolerance"))?,
+    })
+}
+
+fn prediction(
+    src: &Source<'_>,
+    p: &PredictionFile,
+    lab: &LabShape<'_>,
+) -> Result<PredictionPlan, DefinitionError> {
+    let variant = known_variant(src, &p.variant, "predictions.variant", lab.variants)?;
+    let claim = claim(src, p.into(), lab, variant)?;
+    let requires = (p.requires.iter())
+        .map(|r| {
+            Ok(Requirement {
+                claim: self::claim(src, r.into(), lab, variant)?,
+                why: r.why.clone(),
+            })
+        })
+        .collect::<Result<_, DefinitionError>>()?;
+    let revisions = (p.revised.iter())
+        .map(|r| revision(src, r))
+        .collect::<Result<_, _>>()?;
     Ok(PredictionPlan {
         variant,
         claim,
         why: p.why.clone(),
+        requires,
+        revisions,
+    })
+}
+
+/// A model the prediction replaced: every part said, none left empty.
+fn revision(src: &Source<'_>, r: &RevisionFile) -> Result<Revision, DefinitionError> {
+    let said = |text: &Spanned<String>, field: &str| {
+        let trimmed = text.get_ref().trim();
+        if trimmed.is_empty() {
+            let message =
+                "say it: a revision keeps the first model, what refuted it, and why the new one holds";
+            return Err(src.error(&text.span(), field, message));
+        }
+        Ok(trimmed.to_owned())
+    };
+    Ok(Revision {
+        was: said(&r.was, "predictions.revised.was")?,
+        refuted_by: said(&r.refuted_by, "predictions.revised.refuted_by")?,
+        because: said(&r.because, "predictions.revised.because")?,
     })
 }
 
@@ -482,15 +563,14 @@ fn known_phase(
 }
 
 /// `within` needs a tolerance, and only `within` takes one.
-fn tolerance(src: &Source<'_>, p: &PredictionFile) -> Result<Option<f64>, DefinitionError> {
-    let field = "predictions.tolerance";
-    match (&p.tolerance, *p.compare.get_ref()) {
+fn tolerance(src: &Source<'_>, c: &ClaimFields<'_>, field: &str) -> Result<Option<f64>, DefinitionError> {
+    match (c.tolerance, *c.compare.get_ref()) {
         (Some(t), Comparison::Within) if *t.get_ref() > 0.0 && *t.get_ref() <= 1.0 => Ok(Some(*t.get_ref())),
         (Some(t), Comparison::Within) => {
             Err(src.error(&t.span(), field, "a fraction above 0 and at most 1 (0.3 = 30%)"))
         }
         (None, Comparison::Within) => Err(src.error(
-            &p.compare.span(),
+            &c.compare.span(),
             field,
             "compare = \"within\" needs a tolerance (0.3 = 30%)",
         )),
