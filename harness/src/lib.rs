@@ -22,9 +22,10 @@
 //! - `vocabulary`: the closed sets every layer speaks (variant, role and link, metric, scenario,
 //!   outcome, exit code)
 //!
-//! Where things happen: a fault is injected and reverted in `faults::with_fault`; a metric is sampled
-//! in `observe` (the lab's counters) and `experiment::runner::phases` (the client's); a verdict is
-//! decided in `experiment::verdict`; a file of the run folder is named in `run_folder`.
+//! Where things happen: a fault is injected and reverted in `faults::with_fault`, and its evidence
+//! read in `faults::evidence`; a metric is produced by the producer its declaration in
+//! `vocabulary::metric` names (`load::client_figures`, `observe`, `experiment::phase_figures`); a
+//! verdict is decided in `experiment::verdict`; a file of the run folder is named in `run_folder`.
 
 pub mod cli;
 pub mod commands;
