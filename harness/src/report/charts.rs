@@ -91,9 +91,21 @@ pub fn standard(run: &Run) -> Vec<ChartSpec> {
         ChartSpec::new("throughput", "Throughput", "requests/s", &[Metric::ThroughputRps]),
         ChartSpec::new(
             "latency",
-            "Latency p50 / p95 (thick) / p99 (dashed)",
+            "Latency from each request's slot: p50 / p95 (thick) / p99 (dashed)",
             "ms",
             &[Metric::P50Ms, Metric::P95Ms, Metric::P99Ms],
+        ),
+        ChartSpec::new(
+            "service-time",
+            "p95 from the slot (solid) and from the send (dashed, the service time): the gap is the wait for a free user",
+            "ms",
+            &[Metric::P95Ms, Metric::ServiceP95Ms],
+        ),
+        ChartSpec::new(
+            "generator",
+            "How far behind its schedule the load generator sent (p99)",
+            "ms",
+            &[Metric::GeneratorLagMs],
         ),
         ChartSpec::new(
             "errors",
@@ -298,7 +310,10 @@ fn lines(run: &Run, spec: &ChartSpec) -> Vec<Line> {
                 },
                 dashed: matches!(
                     metric,
-                    Metric::P99Ms | Metric::OutboxDead | Metric::ProviderAuthorizedPerS
+                    Metric::P99Ms
+                        | Metric::ServiceP95Ms
+                        | Metric::OutboxDead
+                        | Metric::ProviderAuthorizedPerS
                 ),
             });
         }
