@@ -13,6 +13,9 @@ Examples:
   fortress cleanup                remove containers and networks left by runs that were killed
   fortress experiment cache-outage                      both variants, standard profile
   fortress experiment flash-sale --variant defended --profile quick
+  fortress experiment cache-outage --variant defended --without cache_failure --profile quick
+                                  the defended variant with its defence switched off: its predictions
+                                  should be refuted, or the defence is not what holds them
   fortress list                   the built-in experiments
   fortress plan cache-outage      check an experiment and print its phases, faults and predictions
   fortress plan my-experiment.toml --profile quick
@@ -107,6 +110,10 @@ pub struct ExperimentArgs {
     /// Where run folders are written.
     #[arg(long, default_value = "reports")]
     pub out: std::path::PathBuf,
+    /// Switch a defence of the defended variant off: one of the service's modes it sets, given the
+    /// vulnerable variant's value for it, or `mode=value` (repeatable; needs --variant defended).
+    #[arg(long, value_name = "MODE[=VALUE]")]
+    pub without: Vec<crate::experiment::without::Without>,
 }
 
 #[derive(Debug, Clone, Args)]

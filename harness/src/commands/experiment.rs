@@ -9,13 +9,13 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use super::print_error;
-use crate::cli::ExperimentArgs;
-use crate::experiment::catalog;
+use crate::cli::{ExperimentArgs, VariantChoice};
 use crate::experiment::definition::{Plan, VariantPlan};
 use crate::experiment::output::Summary;
 use crate::experiment::runner::{self, Event, RunContext};
+use crate::experiment::{catalog, without};
 use crate::run_folder::RunFolder;
-use crate::vocabulary::{ExitCode, Variant};
+use crate::vocabulary::{ExitCode, Outcome, Variant};
 
 /// Runs the experiment and answers the process exit code (see `fortress experiment --help`).
 pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> ExitCode {
@@ -23,6 +23,13 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> ExitCode {
         Ok(plan) => plan,
         Err(error) => {
             print_error(&error);
+            return ExitCode::Usage;
+        }
+    };
+    let plan = match switched_off(plan, args) {
+        Ok(plan) => plan,
+        Err(message) => {
+            eprintln!("fortress: {message}");
             return ExitCode::Usage;
         }
     };
@@ -55,6 +62,20 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> ExitCode {
     summary.exit_code
 }
 
+/// The plan with the defences of `--without` switched off in its defended variant, which must be the
+/// only one run (a vulnerable variant beside it would compare naive code with naive code).
+fn switched_off(plan: Plan, args: &ExperimentArgs) -> Result<Plan, String> {
+    if args.without.is_empty() {
+        return Ok(plan);
+    }
+    if args.variant != VariantChoice::Defended {
+        return Err(
+            "--without switches a defence off in the defended variant: add --variant defended".into(),
+        );
+    }
+    without::switch_off(&plan, &args.without).map_err(|e| e.to_string())
+}
+
 fn print_plan(plan: &Plan, variants: &[&VariantPlan]) {
     println!(
         "{} ({} profile, {:.0} s of load per variant)\n",
@@ -70,6 +91,13 @@ fn print_plan(plan: &Plan, variants: &[&VariantPlan]) {
         .filter(|p| variants.iter().any(|v| v.variant == p.variant))
     {
         println!("  {:<10} {}: {}", p.variant, p.claim, p.why);
+    }
+    for v in variants.iter().filter(|v| !v.without.is_empty()) {
+        println!(
+            "\n{} WITHOUT {}: its predictions are judged as written; those the defence holds up should be refuted",
+            v.variant,
+            v.without.join(", ")
+        );
     }
     println!();
 }
@@ -223,6 +251,16 @@ pub fn print_verdicts(summary: &Summary) {
     println!("\nVerdicts:");
     for variant in &summary.variants {
         let v = variant.variant;
+        if !variant.without.is_empty() {
+            let refuted = (variant.verdicts.iter())
+                .filter(|v| v.outcome == Outcome::Refuted)
+                .count();
+            println!(
+                "  {v:<10} WITHOUT {}: {refuted} of its {} predictions refuted (each one refuted is held up by what was switched off)",
+                variant.without.join(", "),
+                variant.verdicts.len()
+            );
+        }
         if let Some(abort) = &variant.aborted {
             println!("  {v:<10} STOPPED EARLY: {abort}");
         }

@@ -98,6 +98,9 @@ pub struct VariantPlan {
     pub modes: ModesPatch,
     /// HAProxy in front of the replicas, and how it balances; `None`: the load goes to replica 1.
     pub balancer: Option<Balancing>,
+    /// The defences switched off for this run (`--without`), as `mode = value`; empty as written.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub without: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -5,8 +5,9 @@
 //! a prediction is written), `abort` (stop conditions, watched every second), `catalog` (the built-ins), `runner` (a lab per variant: prepare, run the
 //! phases with their faults and one sample a second, judge), `phase_figures` (those seconds turned
 //! into per-phase figures and caveats), `invariants` (the end-of-run checks), `timing` (the timing
-//! attacker's classifier and test), `forensics` (each class of 5xx answers with its log lines), `verdict` (confirmed, refuted or inconclusive) and `output` (what a
-//! run writes in its folder).
+//! attacker's classifier and test), `forensics` (each class of 5xx answers with its log lines),
+//! `verdict` (confirmed, refuted or inconclusive), `output` (what a run writes in its folder) and
+//! `without` (the defended variant with a defence switched off).
 
 pub mod abort;
 pub mod catalog;
@@ -22,3 +23,4 @@ pub mod runner;
 mod schema;
 pub mod timing;
 pub mod verdict;
+pub mod without;

@@ -29,6 +29,9 @@ pub const SUMMARY_SCHEMA: u32 = 2;
 pub struct VariantReport {
     pub variant: Variant,
     pub modes: ModesPatch,
+    /// The defences switched off for this run (`--without`), as `mode = value`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub without: Vec<String>,
     pub run_id: String,
     pub images: Vec<ImageChoice>,
     pub ready_in_s: f64,

@@ -110,6 +110,15 @@ pub fn page(
         rev = escape(s.git_revision.as_deref().unwrap_or("unknown")),
         story = escape(s.story.trim()),
     );
+    for v in s.variants.iter().filter(|v| !v.without.is_empty()) {
+        let _ = writeln!(
+            page,
+            "<p class=\"aborted\">{} WITHOUT {}: a defence switched off on purpose. Its predictions are judged \
+             as written; each one refuted is held up by what was switched off.</p>",
+            v.variant,
+            escape(&v.without.join(", "))
+        );
+    }
     stopped_early(run, &mut page);
     let _ = write!(
         page,

@@ -285,6 +285,7 @@ fn variants(src: &Source<'_>, file: &File, replicas: u32) -> Result<Vec<VariantP
             variant: parsed,
             modes,
             balancer: balancer(src, &file.topology, replicas, variant)?,
+            without: Vec::new(),
         });
     }
     if variants.is_empty() {

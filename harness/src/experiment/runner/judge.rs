@@ -61,6 +61,7 @@ pub(super) async fn judge(
     Ok(VariantReport {
         variant: variant.variant,
         modes: variant.modes,
+        without: variant.without.clone(),
         run_id: lab.run_id.clone(),
         images: lab.images.clone(),
         ready_in_s: lab.ready_in.as_secs_f64(),

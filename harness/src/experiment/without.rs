@@ -1,0 +1,196 @@
+//! A defended variant with one defence switched off: the run that shows a defence earns its credit.
+//! A defence here is one of the service's modes the defended variant sets; switched off, it takes the
+//! value the vulnerable variant gives it (the naive code of the same story), or the value asked for
+//! (`--without revocation=fail_closed`). The defended predictions are then judged as written: the ones
+//! the defence holds up should be refuted.
+
+use std::str::FromStr;
+
+use reference_service::modes::{Modes, ModesPatch};
+use serde_json::Value;
+
+use super::definition::Plan;
+use crate::vocabulary::Variant;
+
+/// One defence to switch off: a mode, and the value to give it instead (the vulnerable variant's
+/// when none is given).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Without {
+    pub mode: String,
+    pub value: Option<String>,
+}
+
+impl FromStr for Without {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (mode, value) = match text.split_once('=') {
+            Some((mode, value)) => (mode.trim(), Some(value.trim().to_owned())),
+            None => (text.trim(), None),
+        };
+        if mode.is_empty() || value.as_deref() == Some("") {
+            return Err(format!(
+                "{text:?}: write a mode (`cache_failure`), or a mode and a value (`revocation=fail_closed`)"
+            ));
+        }
+        Ok(Self {
+            mode: mode.to_owned(),
+            value,
+        })
+    }
+}
+
+/// Why a defence cannot be switched off in this plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WithoutError {
+    #[error("{experiment} has no defended variant to switch a defence off in")]
+    NoDefended { experiment: String },
+    #[error("{mode:?} is not a mode of the service; modes: {known}")]
+    UnknownMode { mode: String, known: String },
+    #[error(
+        "the defended variant of {experiment} does not set {mode} (it sets: {set}): nothing to switch off"
+    )]
+    NotADefence {
+        experiment: String,
+        mode: String,
+        set: String,
+    },
+    #[error(
+        "the vulnerable variant of {experiment} does not say what {mode} is without its defence: give the value (--without {mode}=...)"
+    )]
+    NoNaiveValue { experiment: String, mode: String },
+    #[error("{mode}={value} is not a value the service takes: {why}")]
+    BadValue {
+        mode: String,
+        value: String,
+        why: String,
+    },
+}
+
+/// `plan` with each defence of `without` switched off in its defended variant; the variant keeps a
+/// record of what was switched off (`VariantPlan::without`).
+pub fn switch_off(plan: &Plan, without: &[Without]) -> Result<Plan, WithoutError> {
+    let mut plan = plan.clone();
+    let experiment = plan.name.clone();
+    let naive = plan
+        .variants
+        .iter()
+        .find(|v| v.variant == Variant::Vulnerable)
+        .map(|v| as_map(&v.modes));
+    let defended = (plan.variants.iter_mut())
+        .find(|v| v.variant == Variant::Defended)
+        .ok_or_else(|| WithoutError::NoDefended {
+            experiment: experiment.clone(),
+        })?;
+    let mut modes = as_map(&defended.modes);
+    let known = as_map(&ModesPatch::from(Modes::default()));
+    for w in without {
+        if !known.contains_key(&w.mode) {
+            let names: Vec<&str> = known.keys().map(String::as_str).collect();
+            return Err(WithoutError::UnknownMode {
+                mode: w.mode.clone(),
+                known: names.join(", "),
+            });
+        }
+        if !modes.contains_key(&w.mode) {
+            let set: Vec<&str> = modes.keys().map(String::as_str).collect();
+            return Err(WithoutError::NotADefence {
+                experiment: experiment.clone(),
+                mode: w.mode.clone(),
+                set: if set.is_empty() {
+                    "nothing".into()
+                } else {
+                    set.join(", ")
+                },
+            });
+        }
+        let value = match (&w.value, naive.as_ref().and_then(|n| n.get(&w.mode))) {
+            (Some(value), _) => value.parse().unwrap_or_else(|_| Value::String(value.clone())),
+            (None, Some(naive)) => naive.clone(),
+            (None, None) => {
+                return Err(WithoutError::NoNaiveValue {
+                    experiment: experiment.clone(),
+                    mode: w.mode.clone(),
+                });
+            }
+        };
+        let alone = serde_json::json!({ &w.mode: &value });
+        if let Err(error) = serde_json::from_value::<ModesPatch>(alone) {
+            return Err(WithoutError::BadValue {
+                mode: w.mode.clone(),
+                value: value.as_str().map_or_else(|| value.to_string(), str::to_owned),
+                why: error.to_string(),
+            });
+        }
+        let shown = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+        modes.insert(w.mode.clone(), value);
+        defended.without.push(format!("{} = {shown}", w.mode));
+    }
+    // Each value was taken by the service's own type above; together they are a patch it takes.
+    defended.modes = serde_json::from_value(Value::Object(modes)).unwrap_or(defended.modes);
+    Ok(plan)
+}
+
+/// The modes a patch sets, by name.
+fn as_map(patch: &ModesPatch) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(patch) {
+        Ok(Value::Object(map)) => map,
+        _ => serde_json::Map::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::catalog;
+    use crate::experiment::definition::Profile;
+    use reference_service::modes::{CacheFailure, Revocation};
+
+    fn without(text: &str) -> Without {
+        text.parse().unwrap()
+    }
+
+    #[test]
+    fn a_defence_switched_off_takes_the_naive_value_and_says_so() {
+        let plan = catalog::load("cache-outage", Profile::Quick).unwrap();
+        let off = switch_off(&plan, &[without("cache_failure")]).unwrap();
+        let defended = off
+            .variants
+            .iter()
+            .find(|v| v.variant == Variant::Defended)
+            .unwrap();
+        assert_eq!(defended.modes.cache_failure, Some(CacheFailure::Fallthrough));
+        assert_eq!(defended.without, ["cache_failure = fallthrough"]);
+
+        let plan = catalog::load("session-store-outage", Profile::Quick).unwrap();
+        let off = switch_off(&plan, &[without("revocation=fail_closed")]).unwrap();
+        let defended = off
+            .variants
+            .iter()
+            .find(|v| v.variant == Variant::Defended)
+            .unwrap();
+        assert_eq!(defended.modes.revocation, Some(Revocation::FailClosed));
+    }
+
+    #[test]
+    fn what_cannot_be_switched_off_says_why() {
+        let plan = catalog::load("cache-outage", Profile::Quick).unwrap();
+        let error = |w: &str| switch_off(&plan, &[without(w)]).unwrap_err().to_string();
+        assert!(
+            error("turbo").contains("not a mode of the service; modes: "),
+            "{}",
+            error("turbo")
+        );
+        assert!(error("locking").contains("does not set locking (it sets: cache_failure)"));
+        assert!(error("cache_failure=pray").contains("cache_failure=pray is not a value the service takes"));
+        let plan = catalog::load("session-store-outage", Profile::Quick).unwrap();
+        let naive = switch_off(&plan, &[without("revocation")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            naive.contains("give the value (--without revocation=...)"),
+            "{naive}"
+        );
+        assert!("=x".parse::<Without>().is_err() && "locking=".parse::<Without>().is_err());
+    }
+}
