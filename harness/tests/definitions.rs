@@ -419,3 +419,34 @@ fn unknown_experiments_list_the_built_ins_and_user_files_load_by_path() {
     assert!(missing.to_string().starts_with("cannot read"), "{missing}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--without` is checked before any lab starts: it needs the defended variant alone, a mode the
+/// defended variant sets, and a value the service takes; each mistake says what to do (exit 3).
+#[test]
+fn a_defence_switched_off_by_mistake_is_refused_before_a_lab_starts() {
+    let refused = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_fortress"))
+            .args(["experiment", "cache-outage", "--profile", "quick"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(3), "{output:?}");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(refused(&["--without", "cache_failure"]).contains("add --variant defended"));
+    let not_set = refused(&["--variant", "defended", "--without", "locking"]);
+    assert!(
+        not_set.contains("does not set locking (it sets: cache_failure)"),
+        "{not_set}"
+    );
+    let unknown = refused(&["--variant", "defended", "--without", "turbo"]);
+    assert!(
+        unknown.contains("not a mode of the service; modes: "),
+        "{unknown}"
+    );
+    let value = refused(&["--variant", "defended", "--without", "cache_failure=pray"]);
+    assert!(
+        value.contains("cache_failure=pray is not a value the service takes"),
+        "{value}"
+    );
+}
