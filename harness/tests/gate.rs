@@ -181,6 +181,21 @@ fn a_bad_suite_or_baseline_is_refused_naming_the_file() {
         "{stderr}"
     );
 
+    let bad_slack = dir.join("bad-slack.toml");
+    std::fs::write(
+        &bad_slack,
+        "[[gate]]\nexperiment = \"n-plus-one\"\n[[gate.figure]]\nname = \"x\"\nvariant = \"defended\"\n\
+         metric = \"statements_per_request\"\nphase = \"near\"\nworse = \"higher\"\ntolerance = 0.5\nslack = -1.0\n",
+    )
+    .unwrap();
+    let (output, _) = gate(&["--suite", bad_slack.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("bad-slack.toml:10: gate[0].figure[0].slack") && stderr.contains("0 or more"),
+        "{stderr}"
+    );
+
     let baselines = dir.join("baselines");
     std::fs::create_dir_all(&baselines).unwrap();
     std::fs::write(

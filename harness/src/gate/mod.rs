@@ -119,14 +119,14 @@ fn judge_figure(experiment: &str, figure: &Figure, summary: &Summary, baseline: 
         );
     };
     let (limit, regressed) = match figure.worse {
-        Worse::Higher => (
-            base * (1.0 + figure.tolerance),
-            value > base * (1.0 + figure.tolerance),
-        ),
-        Worse::Lower => (
-            base * (1.0 - figure.tolerance),
-            value < base * (1.0 - figure.tolerance),
-        ),
+        Worse::Higher => {
+            let limit = base * (1.0 + figure.tolerance) + figure.slack;
+            (limit, value > limit)
+        }
+        Worse::Lower => {
+            let limit = base * (1.0 - figure.tolerance) - figure.slack;
+            (limit, value < limit)
+        }
     };
     let word = if regressed {
         "REGRESSED"

@@ -58,10 +58,13 @@ struct FigureFile {
     over: Option<Spanned<String>>,
     worse: Worse,
     tolerance: Spanned<f64>,
+    slack: Option<Spanned<f64>>,
 }
 
 /// A figure the gate compares with the baseline: `metric in phase` (over `metric in over`) of one
-/// variant, failing when it moves the `worse` way by more than `tolerance` (a fraction).
+/// variant, failing when it moves the `worse` way by more than `tolerance` (a fraction of the
+/// baseline) plus `slack` (an amount in the metric's own unit: what lets a figure whose baseline is
+/// nothing, such as a share of users logged out, move by a request or two without failing).
 #[derive(Debug, Clone)]
 pub struct Figure {
     pub name: String,
@@ -71,6 +74,7 @@ pub struct Figure {
     pub over: Option<String>,
     pub worse: Worse,
     pub tolerance: f64,
+    pub slack: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -214,6 +218,16 @@ fn figure(
         let message = format!("must be a fraction above 0, such as 0.5 for 50% (got {tolerance})");
         return Err(src.invalid(figure.tolerance.span(), &field("tolerance"), message));
     }
+    let slack = figure
+        .slack
+        .as_ref()
+        .map_or(Ok(0.0), |slack| match *slack.get_ref() {
+            s if s >= 0.0 && s.is_finite() => Ok(s),
+            s => {
+                let message = format!("an amount of the metric, 0 or more (got {s})");
+                Err(src.invalid(slack.span(), &field("slack"), message))
+            }
+        })?;
     Ok(Figure {
         name: figure.name.clone(),
         variant,
@@ -222,5 +236,6 @@ fn figure(
         over: figure.over.as_ref().map(|o| o.get_ref().clone()),
         worse: figure.worse,
         tolerance,
+        slack,
     })
 }
