@@ -96,18 +96,6 @@ pub fn standard(run: &Run) -> Vec<ChartSpec> {
             &[Metric::P50Ms, Metric::P95Ms, Metric::P99Ms],
         ),
         ChartSpec::new(
-            "service-time",
-            "p95 from the slot (solid) and from the send (dashed, the service time): the gap is the wait for a free user",
-            "ms",
-            &[Metric::P95Ms, Metric::ServiceP95Ms],
-        ),
-        ChartSpec::new(
-            "generator",
-            "How far behind its schedule the load generator sent (p99)",
-            "ms",
-            &[Metric::GeneratorLagMs],
-        ),
-        ChartSpec::new(
             "errors",
             "Error rate",
             "fraction of requests",
@@ -136,10 +124,25 @@ pub fn standard(run: &Run) -> Vec<ChartSpec> {
     charts
 }
 
-/// The charts only some runs have: logged-out users, the balancer's view, the mail server's deliveries
-/// and the outbox's backlog, one line per replica, the timing attacker's probes.
+/// The charts only some runs have: the service time and the generator's lag (not in runs saved
+/// before latency was counted from the slot), logged-out users, the balancer's view, the mail server's
+/// deliveries and the outbox's backlog, one line per replica, the timing attacker's probes.
 fn for_this_run(run: &Run) -> Vec<ChartSpec> {
     let mut charts = Vec::new();
+    if run.has_series(Metric::ServiceP95Ms) {
+        charts.push(ChartSpec::new(
+            "service-time",
+            "p95 from the slot (solid) and from the send (dashed, the service time): the gap is the wait for a free user",
+            "ms",
+            &[Metric::P95Ms, Metric::ServiceP95Ms],
+        ));
+        charts.push(ChartSpec::new(
+            "generator",
+            "How far behind its schedule the load generator sent (p99)",
+            "ms",
+            &[Metric::GeneratorLagMs],
+        ));
+    }
     if run.has_nonzero(Metric::LoggedOutShare) {
         charts.push(ChartSpec::new(
             "logged-out",
