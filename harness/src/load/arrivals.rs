@@ -64,7 +64,7 @@ pub(super) struct Slot {
     pub n: u64,
     /// When it was due to leave.
     pub due: Instant,
-    /// When a user took it up: after `due` when every user was busy until then.
+    /// When a user came for it: after `due` when every user was busy until then.
     pub claimed: Instant,
 }
 

@@ -18,9 +18,10 @@ pub fn group_p95(group: Group) -> Option<Metric> {
     }
 }
 
-/// Every client figure of `second`. Latency figures only when something completed in it; the
-/// schedule's figures only when something left in it (a second of total stall has none: its
-/// requests are counted late, in the seconds they end in, from their slots).
+/// Every client figure of `second`: what completed, what was due and how many users were busy,
+/// always; latency figures only when something completed in it, and the generator's lag only when
+/// something left in it (a second of total stall has neither: its requests are counted late, in the
+/// seconds they end in, from their slots).
 pub fn client_figures(second: &SecondSample) -> BTreeMap<Metric, f64> {
     let mut values = BTreeMap::new();
     let count = second.count() as f64;

@@ -109,8 +109,12 @@ impl State {
     }
 
     /// The open record of `second`, made if need be.
+    /// The open record of `second`, made if need be. An event stamped in a second already handed
+    /// out (its instant read just before the lock, while another thread took the second) goes in the
+    /// first second still open: every second is handed out once, in order.
     fn second_mut(&mut self, second: i64) -> &mut Second {
         let busy = self.busy;
+        let second = second.max(self.next);
         self.open.entry(second).or_insert_with(|| Second::new(busy))
     }
 
@@ -267,13 +271,13 @@ impl Recorder {
         state.schedule = Some(Schedule { first_unix_us, rate });
     }
 
-    /// Files a request leaving now, `due` on the schedule and taken up by a user at `claimed`; the
+    /// Files a request leaving now, `due` on the schedule and sent by a user free since `free`; the
     /// user is busy until the answer is filed with `Sending::done` (or the handle is dropped).
-    pub fn sending(&self, due: Instant, claimed: Instant) -> Sending {
+    pub fn sending(&self, due: Instant, free: Instant) -> Sending {
         let sent = Instant::now();
         let timing = RequestTiming {
             due,
-            claimed,
+            free,
             sent,
             completed: sent,
         };
@@ -296,9 +300,11 @@ impl Recorder {
     /// Files a request that has completed, with when it was due, left and ended.
     fn record(&self, group: Group, outcome: RequestOutcome, timing: &RequestTiming) {
         let mut state = self.state();
+        let second = state.second_of(timing.completed);
+        // Made before the user is freed: a second that starts with this answer had it busy.
+        state.second_mut(second);
         state.busy = state.busy.saturating_sub(1);
         let busy = state.busy;
-        let second = state.second_of(timing.completed);
         let record = state.second_mut(second);
         record.busy_end = busy;
         record.groups[group.index()]
@@ -316,7 +322,11 @@ impl Recorder {
     /// A user whose request was abandoned before its answer (the run stopped) is no longer busy.
     fn abandoned(&self) {
         let mut state = self.state();
+        let second = state.second_now();
+        state.second_mut(second);
         state.busy = state.busy.saturating_sub(1);
+        let busy = state.busy;
+        state.second_mut(second).busy_end = busy;
     }
 
     /// Notes an order the service acknowledged (201) to this client, in the request `timing`.
@@ -468,9 +478,9 @@ mod tests {
         // a stall behind the others.
         let now = Instant::now();
         let due = now - Duration::from_secs(2);
-        let claimed = now - Duration::from_millis(5);
-        let mut sending = recorder.sending(due, claimed);
-        sending.timing.sent = claimed;
+        let free = now - Duration::from_millis(5);
+        let mut sending = recorder.sending(due, free);
+        sending.timing.sent = free;
         let timing = sending.done(Group::Browse, RequestOutcome::Ok);
         assert!(timing.latency() >= Duration::from_secs(2));
         assert!(timing.service_time() < Duration::from_secs(1));

@@ -91,12 +91,12 @@ pub struct GroupSummary {
     pub service_p95_ms: f64,
 }
 
-/// When one request was due on the arrival schedule, when a user took its slot up, when it left
-/// and when its answer had been read.
+/// When one request was due on the arrival schedule, when the user that sent it was free to (the end
+/// of its previous request), when it was handed to the HTTP client and when its answer had been read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestTiming {
     pub due: Instant,
-    pub claimed: Instant,
+    pub free: Instant,
     pub sent: Instant,
     pub completed: Instant,
 }
@@ -107,7 +107,8 @@ impl RequestTiming {
         self.completed.saturating_duration_since(self.due)
     }
 
-    /// From the request leaving to the end of its answer.
+    /// From the request being handed to the HTTP client to the end of its answer (building it and
+    /// taking a pooled connection included: microseconds).
     pub fn service_time(&self) -> Duration {
         self.completed.saturating_duration_since(self.sent)
     }
@@ -117,10 +118,11 @@ impl RequestTiming {
         self.sent.saturating_duration_since(self.due)
     }
 
-    /// Of `behind`, the part after a user was free to send it: the generator's own timer and CPU.
-    /// The rest (slot due, every user still waiting on an answer) is the service's back-pressure.
+    /// Of `behind`, the part after the slot was due and its user was free: the generator's own
+    /// bookkeeping, timer and CPU. The rest (slot due, every user still waiting on an answer) is the
+    /// service's back-pressure.
     pub fn own_lag(&self) -> Duration {
-        self.sent.saturating_duration_since(self.due.max(self.claimed))
+        self.sent.saturating_duration_since(self.due.max(self.free))
     }
 }
 

@@ -11,6 +11,7 @@
 //! run's `Arrivals`. Latency runs from the slot the request was due in to the end of its body; service
 //! time from the instant it left (both filed by `Recorder`).
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,6 +41,8 @@ pub(super) struct Ctx {
     pub arrivals: Arrivals,
     /// When this run's first request started and its last one completed.
     pub window: Mutex<Option<(Instant, Instant)>>,
+    /// Per user (goose's index), when its last request ended: from then on it was free to send.
+    free_since: Mutex<HashMap<usize, Instant>>,
 }
 
 impl Ctx {
@@ -50,6 +53,7 @@ impl Ctx {
             shoppers,
             arrivals: Arrivals::new(rate),
             window: Mutex::new(None),
+            free_since: Mutex::new(HashMap::new()),
         }
     }
 
@@ -58,6 +62,17 @@ impl Ctx {
         let (first, last) = window.get_or_insert((started, completed));
         *first = (*first).min(started);
         *last = (*last).max(completed);
+    }
+
+    /// When `user` was last free: the end of its previous request, if it sent one.
+    fn free_since(&self, user: usize) -> Option<Instant> {
+        let free = self.free_since.lock().unwrap_or_else(|p| p.into_inner());
+        free.get(&user).copied()
+    }
+
+    fn freed(&self, user: usize, at: Instant) {
+        let mut free = self.free_since.lock().unwrap_or_else(|p| p.into_inner());
+        free.insert(user, at);
     }
 
     /// From this run's first request start to its last completion.
@@ -133,7 +148,9 @@ async fn send(
     if slot.n == 0 {
         ctx.recorder.schedule(slot.due, ctx.arrivals.rate());
     }
-    let sending = ctx.recorder.sending(slot.due, slot.claimed);
+    // A user's first request: free from when it came for its slot.
+    let free = ctx.free_since(user.weighted_users_index).unwrap_or(slot.claimed);
+    let sending = ctx.recorder.sending(slot.due, free);
     let mut goose = user.request(request).await?;
     let (outcome, body, problem) = match goose.response {
         Ok(response) => {
@@ -160,6 +177,7 @@ async fn send(
     };
     let timing = sending.done(group, outcome);
     ctx.note(timing.sent, timing.completed);
+    ctx.freed(user.weighted_users_index, timing.completed);
     match outcome {
         RequestOutcome::Ok | RequestOutcome::Expected if !goose.request.success => {
             user.set_success(&mut goose.request)?

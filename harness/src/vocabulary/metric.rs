@@ -109,7 +109,7 @@ macro_rules! metrics {
 metrics! {
     OfferedRps = "offered_rps" [Client, PerSecond, Nothing]: "requests per second due on the load generator's arrival schedule: the load offered",
     ThroughputRps = "throughput_rps" [Client, PerSecond, Nothing]: "requests per second that completed",
-    ErrorRate = "error_rate" [Client, PerSecond, Nothing]: "fraction of requests that failed (5xx, timeouts, connection errors)",
+    ErrorRate = "error_rate" [Client, PerSecond, Nothing]: "fraction of requests that failed: a 5xx, an unexpected 4xx (a logged-in user's 401 among them), a malformed answer, a timeout, a connection error",
     P50Ms = "p50_ms" [Client, PerSecond, Nothing]: "client-side latency from the slot each request was due in, 50th percentile, milliseconds",
     P95Ms = "p95_ms" [Client, PerSecond, Nothing]: "client-side latency from the slot each request was due in, 95th percentile, milliseconds",
     P99Ms = "p99_ms" [Client, PerSecond, Nothing]: "client-side latency from the slot each request was due in, 99th percentile, milliseconds",
