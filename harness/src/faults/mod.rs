@@ -29,7 +29,7 @@ use crate::env::docker::DockerError;
 use crate::env::{AdminError, EnvError, Lab};
 use crate::vocabulary::{Link, Role};
 pub use evidence::Observed;
-pub use timeline::{Action, FaultTimeline, TimelineEntry};
+pub use timeline::{Action, FaultTimeline, Seen, TimelineEntry};
 
 /// How long a revert waits for a restarted service replica to report ready again, for the balancer
 /// to let it in, and for a restarted mail server to greet.
@@ -150,13 +150,6 @@ pub struct Undo {
     witness: Witness,
 }
 
-/// What a revert answers: the proxy's evidence of a network fault, and what was seen of any fault.
-#[derive(Debug, Clone, Default)]
-pub struct Reverted {
-    pub evidence: Option<Evidence>,
-    pub observed: Option<Observed>,
-}
-
 impl Undo {
     /// What the timeline shows of it.
     fn detail(&self) -> Option<String> {
@@ -235,8 +228,8 @@ impl Fault {
 
     /// Puts back what `inject` changed, after reading what the fault was seen to do; answers that,
     /// and the proxy's evidence of a network fault.
-    pub async fn revert(&self, lab: &Lab, undo: &Undo) -> Result<Reverted, Cause> {
-        let mut reverted = Reverted {
+    pub async fn revert(&self, lab: &Lab, undo: &Undo) -> Result<Seen, Cause> {
+        let mut reverted = Seen {
             evidence: None,
             observed: undo.witness.observe(lab).await,
         };
@@ -436,7 +429,7 @@ async fn scope<T>(
         Action::Inject,
         injected.as_ref().err().map(|e| cause_chain(e)),
         undo.detail(),
-        (None, None),
+        Seen::default(),
     );
     let outcome = match injected {
         // Half an injection is still an injection: put back whatever did change.
@@ -445,12 +438,11 @@ async fn scope<T>(
     };
     record.start(Action::Revert);
     let reverted = fault.revert(at.lab, &undo).await;
-    let Reverted { evidence, observed } = reverted.as_ref().ok().cloned().unwrap_or_default();
     record.done(
         Action::Revert,
         reverted.as_ref().err().map(|e| cause_chain(e)),
         None,
-        (evidence, observed),
+        reverted.as_ref().ok().cloned().unwrap_or_default(),
     );
     let failed = |action, cause| FaultError::Failed {
         fault: fault.to_string(),

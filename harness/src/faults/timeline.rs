@@ -52,6 +52,14 @@ impl std::fmt::Display for Action {
     }
 }
 
+/// What a step saw of its fault: the proxy's evidence of a network fault, and what was seen of any
+/// fault while it lasted (both for a revert; nothing for an inject).
+#[derive(Debug, Clone, Default)]
+pub struct Seen {
+    pub evidence: Option<Evidence>,
+    pub observed: Option<Observed>,
+}
+
 /// Shared by everything that injects faults during one run; cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct FaultTimeline(Arc<Mutex<Vec<TimelineEntry>>>);
@@ -78,14 +86,8 @@ impl Recording<'_> {
     }
 
     /// Records a finished step; `error` is what made it fail, with its causes.
-    pub fn done(
-        &self,
-        action: Action,
-        error: Option<String>,
-        detail: Option<String>,
-        seen: (Option<Evidence>, Option<Observed>),
-    ) {
-        let (evidence, observed) = seen;
+    pub fn done(&self, action: Action, error: Option<String>, detail: Option<String>, seen: Seen) {
+        let Seen { evidence, observed } = seen;
         self.timeline.record(TimelineEntry {
             injection: self.injection,
             fault: self.fault.clone(),
@@ -205,11 +207,11 @@ mod tests {
     fn each_recording_is_a_new_injection_and_steps_since_a_mark_are_that_part_of_the_run() {
         let timeline = FaultTimeline::default();
         let first = timeline.begin(&"kill redis");
-        first.done(Action::Inject, None, None, (None, None));
-        first.done(Action::Revert, None, None, (None, None));
+        first.done(Action::Inject, None, None, Seen::default());
+        first.done(Action::Revert, None, None, Seen::default());
         let mark = timeline.len();
         let second = timeline.begin(&"kill redis");
-        second.done(Action::Inject, None, None, (None, None));
+        second.done(Action::Inject, None, None, Seen::default());
         let since = timeline.since(mark);
         assert_eq!(since.len(), 1);
         assert_eq!((since[0].injection, since[0].action), (2, Action::Inject));
