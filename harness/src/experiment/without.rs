@@ -7,7 +7,7 @@
 use std::str::FromStr;
 
 use reference_service::modes::{Modes, ModesPatch};
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use super::definition::Plan;
 use crate::vocabulary::Variant;
@@ -65,6 +65,8 @@ pub enum WithoutError {
         value: String,
         why: String,
     },
+    #[error("{mode} is already {value} in the defended variant: that switches nothing off")]
+    NothingOff { mode: String, value: String },
 }
 
 /// `plan` with each defence of `without` switched off in its defended variant; the variant keeps a
@@ -72,9 +74,7 @@ pub enum WithoutError {
 pub fn switch_off(plan: &Plan, without: &[Without]) -> Result<Plan, WithoutError> {
     let mut plan = plan.clone();
     let experiment = plan.name.clone();
-    let naive = plan
-        .variants
-        .iter()
+    let naive = (plan.variants.iter())
         .find(|v| v.variant == Variant::Vulnerable)
         .map(|v| as_map(&v.modes));
     let defended = (plan.variants.iter_mut())
@@ -83,59 +83,86 @@ pub fn switch_off(plan: &Plan, without: &[Without]) -> Result<Plan, WithoutError
             experiment: experiment.clone(),
         })?;
     let mut modes = as_map(&defended.modes);
-    let known = as_map(&ModesPatch::from(Modes::default()));
     for w in without {
-        if !known.contains_key(&w.mode) {
-            let names: Vec<&str> = known.keys().map(String::as_str).collect();
-            return Err(WithoutError::UnknownMode {
-                mode: w.mode.clone(),
-                known: names.join(", "),
-            });
-        }
-        if !modes.contains_key(&w.mode) {
-            let set: Vec<&str> = modes.keys().map(String::as_str).collect();
-            return Err(WithoutError::NotADefence {
-                experiment: experiment.clone(),
-                mode: w.mode.clone(),
-                set: if set.is_empty() {
-                    "nothing".into()
-                } else {
-                    set.join(", ")
-                },
-            });
-        }
-        let value = match (&w.value, naive.as_ref().and_then(|n| n.get(&w.mode))) {
-            (Some(value), _) => value.parse().unwrap_or_else(|_| Value::String(value.clone())),
-            (None, Some(naive)) => naive.clone(),
-            (None, None) => {
-                return Err(WithoutError::NoNaiveValue {
-                    experiment: experiment.clone(),
-                    mode: w.mode.clone(),
-                });
-            }
-        };
-        let alone = serde_json::json!({ &w.mode: &value });
-        if let Err(error) = serde_json::from_value::<ModesPatch>(alone) {
-            return Err(WithoutError::BadValue {
-                mode: w.mode.clone(),
-                value: value.as_str().map_or_else(|| value.to_string(), str::to_owned),
-                why: error.to_string(),
-            });
-        }
+        let value = value_without(&experiment, w, &modes, naive.as_ref())?;
         let shown = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
         modes.insert(w.mode.clone(), value);
         defended.without.push(format!("{} = {shown}", w.mode));
     }
-    // Each value was taken by the service's own type above; together they are a patch it takes.
-    defended.modes = serde_json::from_value(Value::Object(modes)).unwrap_or(defended.modes);
+    defended.modes = serde_json::from_value(Value::Object(modes)).map_err(|e| WithoutError::BadValue {
+        mode: without
+            .iter()
+            .map(|w| w.mode.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        value: "together".into(),
+        why: e.to_string(),
+    })?;
     Ok(plan)
 }
 
+/// The value `w` gives its mode, checked: a mode of the service, set by the defended variant (`set`),
+/// a value the service takes that is not the one it has (or the switch would switch nothing off).
+fn value_without(
+    experiment: &str,
+    w: &Without,
+    set: &Map<String, Value>,
+    naive: Option<&Map<String, Value>>,
+) -> Result<Value, WithoutError> {
+    let known = as_map(&ModesPatch::from(Modes::default()));
+    if !known.contains_key(&w.mode) {
+        let names: Vec<&str> = known.keys().map(String::as_str).collect();
+        return Err(WithoutError::UnknownMode {
+            mode: w.mode.clone(),
+            known: names.join(", "),
+        });
+    }
+    let Some(defended) = set.get(&w.mode) else {
+        let set: Vec<&str> = set.keys().map(String::as_str).collect();
+        return Err(WithoutError::NotADefence {
+            experiment: experiment.to_owned(),
+            mode: w.mode.clone(),
+            set: if set.is_empty() {
+                "nothing".into()
+            } else {
+                set.join(", ")
+            },
+        });
+    };
+    let value = match (&w.value, naive.and_then(|n| n.get(&w.mode))) {
+        // A number for a number mode (`race_window_ms=50`), a name for the others.
+        (Some(value), _) => value
+            .parse::<u64>()
+            .map_or_else(|_| Value::String(value.clone()), Value::from),
+        (None, Some(naive)) => naive.clone(),
+        (None, None) => {
+            return Err(WithoutError::NoNaiveValue {
+                experiment: experiment.to_owned(),
+                mode: w.mode.clone(),
+            });
+        }
+    };
+    let shown = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+    if &value == defended {
+        return Err(WithoutError::NothingOff {
+            mode: w.mode.clone(),
+            value: shown,
+        });
+    }
+    let alone = serde_json::json!({ &w.mode: &value });
+    serde_json::from_value::<ModesPatch>(alone).map_err(|error| WithoutError::BadValue {
+        mode: w.mode.clone(),
+        value: shown,
+        why: error.to_string(),
+    })?;
+    Ok(value)
+}
+
 /// The modes a patch sets, by name.
-fn as_map(patch: &ModesPatch) -> serde_json::Map<String, Value> {
+fn as_map(patch: &ModesPatch) -> Map<String, Value> {
     match serde_json::to_value(patch) {
         Ok(Value::Object(map)) => map,
-        _ => serde_json::Map::new(),
+        _ => Map::new(),
     }
 }
 
@@ -192,5 +219,8 @@ mod tests {
             "{naive}"
         );
         assert!("=x".parse::<Without>().is_err() && "locking=".parse::<Without>().is_err());
+        let same = error("cache_failure=breaker");
+        assert!(same.contains("already breaker in the defended variant"), "{same}");
+        assert!(error("cache_failure=null").contains("not a value the service takes"));
     }
 }
