@@ -85,6 +85,12 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
             variant.variant, variant.modes
         );
     }
+    print_predictions(&plan);
+    ExitCode::Confirmed
+}
+
+/// Each prediction with what it needs to be judged and the models it replaced.
+fn print_predictions(plan: &crate::experiment::definition::Plan) {
     for p in &plan.predictions {
         println!("predict {:<10} {}  ({})", p.variant, p.claim, p.why);
         for requirement in &p.requires {
@@ -108,5 +114,4 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     if revised > 0 {
         println!("\n{revised} prediction(s) revised after a run; each keeps its first model above");
     }
-    ExitCode::Confirmed
 }

@@ -256,7 +256,7 @@ pub fn print_verdicts(summary: &Summary) {
                 .filter(|v| v.outcome == Outcome::Refuted)
                 .count();
             println!(
-                "  {v:<10} WITHOUT {}: {refuted} of its {} predictions refuted (each one refuted is held up by what was switched off)",
+                "  {v:<10} WITHOUT {}: {refuted} of its {} predictions refuted (a refuted one is consistent with the defence holding it up; one run is not a series)",
                 variant.without.join(", "),
                 variant.verdicts.len()
             );

@@ -1,6 +1,8 @@
 //! Every metric has the owner it declares: each producer, fed everything it reads, produces every
-//! metric declared as its own and none declared as another's. A metric nothing produces (a prediction
-//! on it could only ever be inconclusive) fails here.
+//! metric declared as its own and none declared as another's. The producers are checked in three
+//! groups: the client (`load::client_figures`), the observer (whose readings of the service, Postgres,
+//! Redis, the balancer, the mail server, the provider and the proxy come out of one `rates`), and the
+//! judge. A metric nothing produces (a prediction on it could only ever be inconclusive) fails here.
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 

@@ -78,15 +78,12 @@ impl PhaseLatencies {
 
     /// The mean service time over `phases` together, in milliseconds.
     pub(super) fn mean_service_ms(&self, phases: &[&str]) -> Option<f64> {
-        let mut merged: Option<Histogram<u64>> = None;
+        let mut merged = BTreeMap::new();
         for histogram in phases.iter().filter_map(|p| self.service.get(*p)) {
-            match &mut merged {
-                // Auto-resizing histograms of the same precision always add.
-                Some(into) => drop(into.add(histogram)),
-                None => merged = Some(histogram.clone()),
-            }
+            merge(&mut merged, (), histogram);
         }
-        merged.filter(|h| !h.is_empty()).map(|h| h.mean() / 1000.0)
+        let merged = merged.remove(&()).filter(|h| !h.is_empty())?;
+        Some(merged.mean() / 1000.0)
     }
 
     /// How the generator kept its schedule over `phase`.

@@ -98,7 +98,6 @@ fn train(known: &[u64], unknown: &[u64]) -> Threshold {
 }
 
 impl Probes {
-    /// Whether there are enough probes of each kind to train and test (two of each at least).
     /// What the attacker learns, and the smallest leak it could have learnt, as metrics of the whole
     /// run (none from too few probes).
     pub fn figures(&self) -> Vec<(crate::vocabulary::Metric, f64)> {
@@ -110,11 +109,11 @@ impl Probes {
     }
 
     /// The smallest difference between the two kinds' typical times, in milliseconds, that the rank
-    /// test on these probes would find at `ALPHA` four times in five (`POWER`): what a verdict of
+    /// test on these probes would find at the 1% level four times in five: what a verdict of
     /// "no leak" could have seen. For a shift of `d` in data spread `sigma`, a two-sample test needs
-    /// `d = (z(1 - alpha/2) + z(power)) * sigma * sqrt(1/n1 + 1/n2)`; the rank test is as efficient
-    /// as a t-test to a factor of 3/pi on normal data (its asymptotic relative efficiency), so `d`
-    /// grows by `sqrt(pi/3)`. The spread is each kind's own (median absolute deviation, scaled to a
+    /// `d = (z(1 - alpha/2) + z(power)) * sigma * sqrt(1/n1 + 1/n2)` (`Z_HALF_ALPHA`, `Z_POWER`); the
+    /// rank test is as efficient as a t-test to a factor of 3/pi on normal data (its asymptotic
+    /// relative efficiency), so `d` grows by `sqrt(pi/3)`. The spread is each kind's own (median absolute deviation, scaled to a
     /// standard deviation, so a few stalls of the machine do not inflate it), pooled.
     pub fn detectable_ms(&self) -> Option<f64> {
         if !self.usable() {
@@ -128,6 +127,8 @@ impl Probes {
         Some(z * pooled * (1.0 / nk + 1.0 / nu).sqrt() / efficiency / 1000.0)
     }
 
+    /// Whether there are enough probes of each kind to train and test: four of each at least (two
+    /// to train on, two to test).
     pub fn usable(&self) -> bool {
         self.known_us.len() >= 4 && self.unknown_us.len() >= 4
     }

@@ -115,13 +115,23 @@ pub struct Verdict {
     pub why: String,
 }
 
-/// What makes `phase` unfit to judge; for the whole run (`run`), what makes any of its phases so.
+/// What makes `phase` unfit to judge. For the whole run (`run`): a fault of any phase without
+/// evidence, or the generator over the whole run (not one phase's shortfall: a short warmup does not
+/// make a whole-run count unfit).
 fn caveat(caveats: &Caveats, phase: &str) -> Option<String> {
-    // The whole run: a fault of any phase without evidence, or the generator over the whole run.
-    if phase == RUN_PHASE
-        && let Some(faults) = caveats.untouched_faults.values().find(|f| !f.is_empty())
-    {
-        return Some(format!("a fault never touched the system: {}", faults.join(", ")));
+    if phase == RUN_PHASE {
+        let untouched: Vec<&str> = caveats
+            .untouched_faults
+            .values()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        if !untouched.is_empty() {
+            return Some(format!(
+                "a fault never touched the system: {}",
+                untouched.join(", ")
+            ));
+        }
     }
     if let Some(faults) = caveats.untouched_faults.get(phase).filter(|f| !f.is_empty()) {
         return Some(format!(

@@ -128,21 +128,7 @@ pub fn standard(run: &Run) -> Vec<ChartSpec> {
 /// before latency was counted from the slot), logged-out users, the balancer's view, the mail server's
 /// deliveries and the outbox's backlog, one line per replica, the timing attacker's probes.
 fn for_this_run(run: &Run) -> Vec<ChartSpec> {
-    let mut charts = Vec::new();
-    if run.has_series(Metric::ServiceP95Ms) {
-        charts.push(ChartSpec::new(
-            "service-time",
-            "p95 from the slot (solid) and from the send (dashed, the service time): the gap is the wait for a free user",
-            "ms",
-            &[Metric::P95Ms, Metric::ServiceP95Ms],
-        ));
-        charts.push(ChartSpec::new(
-            "generator",
-            "How far behind its schedule the load generator sent (p99)",
-            "ms",
-            &[Metric::GeneratorLagMs],
-        ));
-    }
+    let mut charts = generator_charts(run);
     if run.has_nonzero(Metric::LoggedOutShare) {
         charts.push(ChartSpec::new(
             "logged-out",
@@ -197,6 +183,28 @@ fn for_this_run(run: &Run) -> Vec<ChartSpec> {
         });
     }
     charts
+}
+
+/// The service time against the latency from the slot, and the generator's lag; runs saved before
+/// latency was counted from the slot have neither.
+fn generator_charts(run: &Run) -> Vec<ChartSpec> {
+    if !run.has_series(Metric::ServiceP95Ms) {
+        return Vec::new();
+    }
+    vec![
+        ChartSpec::new(
+            "service-time",
+            "p95 from the slot (solid) and from the send (dashed, the service time): the gap is the wait for a free user",
+            "ms",
+            &[Metric::P95Ms, Metric::ServiceP95Ms],
+        ),
+        ChartSpec::new(
+            "generator",
+            "How far behind its schedule the load generator sent (p99)",
+            "ms",
+            &[Metric::GeneratorLagMs],
+        ),
+    ]
 }
 
 /// What the balancer saw, when there is one: replicas in, requests sent each, requests retried.

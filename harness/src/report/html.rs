@@ -114,7 +114,7 @@ pub fn page(
         let _ = writeln!(
             page,
             "<p class=\"aborted\">{} WITHOUT {}: a defence switched off on purpose. Its predictions are judged \
-             as written; each one refuted is held up by what was switched off.</p>",
+             as written; one refuted is consistent with the defence holding it up (one run is not a series).</p>",
             v.variant,
             escape(&v.without.join(", "))
         );
