@@ -84,9 +84,18 @@ async fn main() {
         duration: Duration::from_secs(3),
         ..load.clone()
     };
-    load::run(&warm_up, Recorder::off(), &report, &CancellationToken::new())
+    let turn = load::Turn::take(&CancellationToken::new())
         .await
-        .expect("the warm-up load failed");
+        .expect("no other load runs in this process");
+    load::run(
+        &warm_up,
+        Recorder::off(),
+        &report,
+        &turn,
+        &CancellationToken::new(),
+    )
+    .await
+    .expect("the warm-up load failed");
     let (mut observed_total, mut bare_total) = (0.0, 0.0);
     for round in 1..=rounds {
         // ABBA: the arm that goes first changes every round, so neither always runs on a colder lab.
@@ -103,7 +112,8 @@ async fn main() {
             };
             let done = CancellationToken::new();
             let run = async {
-                let summary = load::run(&load, recorder.clone(), &report, &CancellationToken::new()).await;
+                let summary =
+                    load::run(&load, recorder.clone(), &report, &turn, &CancellationToken::new()).await;
                 done.cancel();
                 summary
             };

@@ -16,6 +16,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use tokio_util::sync::CancellationToken;
+
 #[derive(Debug)]
 pub(super) struct Arrivals {
     rate: f64,
@@ -33,11 +35,17 @@ impl Arrivals {
         }
     }
 
-    /// Waits for the next free slot (at once if it is already past) and answers it.
-    pub async fn take_slot(&self) -> Slot {
+    /// Waits for the next free slot (at once if it is already past) and answers it; `None` when
+    /// `end` closes the schedule first.
+    pub async fn take_slot(&self, end: &CancellationToken) -> Option<Slot> {
+        if end.is_cancelled() {
+            return None;
+        }
         let slot = self.claim();
-        tokio::time::sleep_until(slot.due.into()).await;
-        slot
+        tokio::select! {
+            () = tokio::time::sleep_until(slot.due.into()) => Some(slot),
+            () = end.cancelled() => None,
+        }
     }
 
     /// Claims the next free slot; the first claim starts the schedule.

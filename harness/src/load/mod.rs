@@ -8,10 +8,13 @@
 //! `duration` (whole seconds, as goose counts them) after the users have started, then in-flight
 //! requests finish within `request_timeout`; past a hard deadline the run is stopped and reported.
 //!
-//! Goose keeps process-wide state: the killswitch its stop goes through, so runs in one process take
-//! turns. It also installs a Ctrl-C handler on its first run, unless one is there already: the
-//! `fortress` binary takes SIGINT first (`crate::interrupt`), and a Ctrl-C reaches the load as a
-//! cancelled `stop`, which is passed on to the killswitch.
+//! A load ends in one of two ways. Its `end` closes its arrival schedule: no request is due after
+//! it, its users idle until goose's run time is up, and other loads in the process carry on (the
+//! variants of an experiment run side by side in one process). A `stop` (Ctrl-C) goes through goose's
+//! killswitch, which is process-wide: every load under the same `Turn` shares that stop, and loads
+//! with different stops take turns. Goose also installs a Ctrl-C handler on its first run, unless one
+//! is there already: the `fortress` binary takes SIGINT first (`crate::interrupt`), and a Ctrl-C
+//! reaches the load as a cancelled `stop`, which is passed on to the killswitch.
 
 mod arrivals;
 mod figures;
@@ -80,20 +83,64 @@ pub struct LoadSummary {
     pub report: PathBuf,
 }
 
-/// Goose's stop is process-wide: one run at a time per process.
+/// Goose's stop is process-wide: one `Turn` at a time per process.
 static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The right to run loads in this process, with the one `stop` goose's process-wide killswitch
+/// answers to. Loads under one turn may run at the same time (an experiment's variants side by
+/// side); a Ctrl-C stops them all, which is what it means anyway.
+#[derive(Debug)]
+pub struct Turn {
+    _held: tokio::sync::MutexGuard<'static, ()>,
+    stop: CancellationToken,
+}
+
+impl Turn {
+    /// Waits for the process's turn (another run may hold it), unless `stop` is cancelled first.
+    pub async fn take(stop: &CancellationToken) -> Result<Self, LoadError> {
+        let held = tokio::select! {
+            held = TURN.lock() => held,
+            () = stop.cancelled() => return Err(LoadError::Interrupted),
+        };
+        if stop.is_cancelled() {
+            return Err(LoadError::Interrupted);
+        }
+        Ok(Self {
+            _held: held,
+            stop: stop.clone(),
+        })
+    }
+}
+
+impl Turn {
+    /// Stops every load under this turn at once (in-flight requests finish first): a run that
+    /// failed does not leave users firing at a lab being removed.
+    pub fn halt(&self) {
+        goose::trigger_killswitch("fortress: the run failed");
+    }
+}
+
+impl Drop for Turn {
+    /// Whoever pulled the killswitch, the next turn starts with it clear.
+    fn drop(&mut self) {
+        goose::reset_killswitch();
+    }
+}
 
 const STOP_REASON: &str = "fortress: stop requested";
 
-/// Runs the load of `spec`, filing every request in `recorder`, and writes goose's HTML report to
-/// `report` (its folder is made if need be). Cancelling `stop` ends it early (in-flight requests
-/// finish first).
+/// Runs the load of `spec` under `turn`, filing every request in `recorder`, and writes goose's HTML
+/// report to `report` (its folder is made if need be). Cancelling `end` closes the schedule (no
+/// request leaves after it; goose ends at its run time); cancelling the turn's stop ends the run at
+/// once (in-flight requests finish first).
 pub async fn run(
     spec: &LoadSpec,
     recorder: Recorder,
     report: &Path,
-    stop: &CancellationToken,
+    turn: &Turn,
+    end: &CancellationToken,
 ) -> Result<LoadSummary, LoadError> {
+    let stop = &turn.stop;
     spec.check()?;
     let folder = report.parent().unwrap_or(Path::new("."));
     tokio::fs::create_dir_all(folder)
@@ -102,19 +149,10 @@ pub async fn run(
             path: folder.to_owned(),
             source,
         })?;
-    let _turn = tokio::select! {
-        turn = TURN.lock() => turn,
-        () = stop.cancelled() => return Err(LoadError::Interrupted),
-    };
     if stop.is_cancelled() {
         return Err(LoadError::Interrupted);
     }
-    let ctx = Arc::new(scenarios::Ctx::new(
-        recorder.clone(),
-        spec.rate,
-        spec.products,
-        spec.shoppers,
-    ));
+    let ctx = Arc::new(scenarios::Ctx::new(recorder.clone(), spec, end.clone()));
     let attack = GooseAttack::initialize_with_config(spec.goose_configuration(report))
         .and_then(|attack| scenarios::register(attack, &spec.mix, &ctx))
         .map_err(Box::new)?;
@@ -170,9 +208,8 @@ async fn execute(
     };
     done.cancel();
     let _ = watcher.await;
-    // Whoever pulled the killswitch, the next run starts with it clear.
+    // The turn clears the killswitch when it is released (other loads under it may still be running).
     let stopped_early = goose::is_killswitch_triggered();
-    goose::reset_killswitch();
     Ok((outcome?.map_err(Box::new)?, stopped_early || stop.is_cancelled()))
 }
 

@@ -24,6 +24,9 @@ use rand::Rng;
 use reference_service::seed::SEED_PASSWORD;
 use serde_json::{Value, json};
 
+use tokio_util::sync::CancellationToken;
+
+use super::LoadSpec;
 use super::arrivals::Arrivals;
 use super::recorder::Recorder;
 use super::sample::{Group, RequestOutcome, RequestTiming};
@@ -43,17 +46,20 @@ pub(super) struct Ctx {
     pub window: Mutex<Option<(Instant, Instant)>>,
     /// Per user (goose's index), when its last request ended: from then on it was free to send.
     free_since: Mutex<HashMap<usize, Instant>>,
+    /// Closes the schedule: no request is due after it, and the users idle until goose's run ends.
+    end: CancellationToken,
 }
 
 impl Ctx {
-    pub fn new(recorder: Recorder, rate: f64, products: u32, shoppers: u32) -> Self {
+    pub fn new(recorder: Recorder, spec: &LoadSpec, end: CancellationToken) -> Self {
         Self {
             recorder,
-            products,
-            shoppers,
-            arrivals: Arrivals::new(rate),
+            products: spec.products,
+            shoppers: spec.shoppers,
+            arrivals: Arrivals::new(spec.rate),
             window: Mutex::new(None),
             free_since: Mutex::new(HashMap::new()),
+            end,
         }
     }
 
@@ -96,9 +102,21 @@ type Step = for<'r> fn(
     Arc<Ctx>,
 ) -> std::pin::Pin<Box<dyn Future<Output = TransactionResult> + Send + 'r>>;
 
+/// How long a user whose schedule is closed waits before goose may ask it again (or end it).
+const IDLE: Duration = Duration::from_millis(50);
+
 fn transaction(name: &str, ctx: &Arc<Ctx>, step: Step) -> Transaction {
     let ctx = Arc::clone(ctx);
-    Transaction::new(Arc::new(move |user| step(user, Arc::clone(&ctx)))).set_name(name)
+    Transaction::new(Arc::new(move |user| {
+        if ctx.end.is_cancelled() {
+            return Box::pin(async {
+                tokio::time::sleep(IDLE).await;
+                Ok(())
+            });
+        }
+        step(user, Arc::clone(&ctx))
+    }))
+    .set_name(name)
 }
 
 /// Registers one goose scenario per scenario of the mix with a weight above 0.
@@ -144,7 +162,9 @@ async fn send(
     request: GooseRequest<'_>,
     classify: fn(u16, &[u8]) -> RequestOutcome,
 ) -> Result<Answer, Box<TransactionError>> {
-    let slot = ctx.arrivals.take_slot().await;
+    let Some(slot) = ctx.arrivals.take_slot(&ctx.end).await else {
+        return Err(Box::new(TransactionError::Custom("the schedule closed".into())));
+    };
     if slot.n == 0 {
         ctx.recorder.schedule(slot.due, ctx.arrivals.rate());
     }
