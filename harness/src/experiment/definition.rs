@@ -46,6 +46,28 @@ impl std::fmt::Display for Profile {
     }
 }
 
+/// How an experiment's variants share the machine (`topology.variants`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arrangement {
+    /// Each variant on its own lab, at the same time: the same machine noise at the same instant, and
+    /// half the wall time.
+    #[default]
+    SideBySide,
+    /// One variant after the other: for stories that need the cores to themselves (a timing
+    /// measurement, a CPU-bound scan), where the other variant's load would be in the figures.
+    InTurn,
+}
+
+impl std::fmt::Display for Arrangement {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::SideBySide => "side by side",
+            Self::InTurn => "in turn",
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
     pub name: String,
@@ -59,6 +81,8 @@ pub struct Plan {
     pub mail: bool,
     /// Whether the lab has a payment provider (`topology.payments`).
     pub payments: bool,
+    /// Whether the variants run side by side or in turn (`topology.variants`).
+    pub arrangement: Arrangement,
     pub seed: SeedPlan,
     pub rate: f64,
     pub users: u32,

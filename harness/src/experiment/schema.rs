@@ -8,6 +8,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::claim::Comparison;
+use super::definition::Arrangement;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -42,6 +43,8 @@ pub(super) struct Topology {
     pub(super) mail: bool,
     /// A payment provider checkouts authorise with, through the proxy's `payments` link.
     pub(super) payments: bool,
+    /// The variants side by side (the default) or in turn.
+    pub(super) variants: Arrangement,
 }
 
 impl Default for Topology {
@@ -53,6 +56,7 @@ impl Default for Topology {
             sticky: None,
             mail: false,
             payments: false,
+            variants: Arrangement::default(),
         }
     }
 }

@@ -135,6 +135,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         pool_size,
         mail: parsed.topology.mail,
         payments: parsed.topology.payments,
+        arrangement: parsed.topology.variants,
         seed,
         rate,
         users,

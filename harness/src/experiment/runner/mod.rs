@@ -1,4 +1,5 @@
-//! Running an experiment: a fresh lab per variant, then, for each variant, three steps: `prepare` (the
+//! Running an experiment: a fresh lab per variant, the variants side by side or in turn, and for
+//! each variant three steps: `prepare` (the
 //! data set, the variant's modes on every replica), `phases` (the load through every phase, each
 //! phase's faults injected and reverted around it, one sample a second) and `judge` (nothing left
 //! injected, the invariants, the verdicts, the time series written).
@@ -8,16 +9,17 @@ mod phases;
 mod prepare;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use super::definition::{PhasePlan, Plan, VariantPlan};
+use super::definition::{Arrangement, PhasePlan, Plan, VariantPlan};
 use super::output::{self, PhaseOutline, Summary, VariantReport};
 use super::verdict;
 use crate::env::{AdminError, EnvError, Lab, LabSpec};
 use crate::faults::FaultError;
 use crate::faults::audit::{AuditError, LabAudit};
-use crate::load::LoadError;
+use crate::load::{LoadError, Turn};
 use crate::run_folder::RunFolder;
 use crate::vocabulary::Variant;
 
@@ -104,9 +106,10 @@ async fn run_variant(
     variant: &VariantPlan,
     lab: &Lab,
     ctx: &RunContext<'_>,
+    turn: &Arc<Turn>,
 ) -> Result<VariantReport, RunError> {
     let prepared = prepare::prepare(plan, variant, lab).await?;
-    let watched = phases::run(plan, variant.variant, lab, ctx).await?;
+    let watched = phases::run(plan, variant.variant, lab, ctx, turn).await?;
     judge::judge(plan, variant, lab, &prepared, watched, ctx).await
 }
 
@@ -119,8 +122,22 @@ fn remove_in_background(lab: Lab) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Runs the chosen variants one after the other, each on a fresh lab of its own, writes the run
-/// folder, and answers the summary with its exit code.
+/// What the variants gave: their reports, the first error, and the labs' removals under way.
+#[derive(Default)]
+struct Outcome {
+    reports: Vec<VariantReport>,
+    failure: Option<RunError>,
+    removals: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Outcome {
+    fn fail(&mut self, error: RunError) {
+        self.failure = self.failure.take().or(Some(error));
+    }
+}
+
+/// Runs the chosen variants, each on a fresh lab of its own, side by side or in turn as the plan
+/// says, writes the run folder, and answers the summary with its exit code.
 ///
 /// Every lab starts at once, before any load: most of a start is Postgres's initdb, which leaves
 /// the other core free, so the second lab is ready with the first instead of after the first variant
@@ -137,50 +154,95 @@ pub async fn run(
     crate::env::check_room(labs, ctx.folder.dir()).await?;
     let mut plan = plan.clone();
     plan.seed.seed = seed;
-    let mut failure = None;
+    let mut outcome = Outcome::default();
     let mut labs = Vec::new();
     for lab in futures::future::join_all(variants.iter().map(|v| start_lab(&plan, v.variant, ctx))).await {
         match lab {
             Ok(lab) => labs.push(lab),
-            Err(error) => failure = failure.or(Some(error)),
+            Err(error) => outcome.fail(error),
         }
     }
-    // After a failure (a lab that did not start, a variant that failed), the labs left go unused.
-    let mut reports = Vec::new();
-    let mut removals = Vec::new();
-    let mut aborted = false;
-    for (variant, lab) in variants.iter().zip(labs) {
-        if failure.is_none() && ctx.stop.is_cancelled() {
-            failure = Some(RunError::Interrupted);
+    // After a failure (a lab that did not start), the labs go unused.
+    let turn = match Turn::take(&ctx.stop).await {
+        Ok(turn) if outcome.failure.is_none() => Some(Arc::new(turn)),
+        Ok(_) => None,
+        Err(_) => {
+            outcome.fail(RunError::Interrupted);
+            None
         }
-        // A stop condition stops the whole run: the variants after it do not start.
-        if failure.is_none() && !aborted {
-            match run_variant(&plan, variant, &lab, ctx).await {
-                Ok(report) => {
-                    aborted = report.aborted.is_some();
-                    reports.push(report);
-                }
-                Err(error) => failure = Some(error),
-            }
-        }
-        removals.push(remove_in_background(lab));
+    };
+    let pairs = variants.iter().copied().zip(labs);
+    match (&turn, plan.arrangement) {
+        (None, _) => outcome.removals = pairs.map(|(_, lab)| remove_in_background(lab)).collect(),
+        (Some(turn), Arrangement::InTurn) => in_turn(&plan, pairs, ctx, turn, &mut outcome).await,
+        (Some(turn), Arrangement::SideBySide) => side_by_side(&plan, pairs, ctx, turn, &mut outcome).await,
     }
+    drop(turn);
     // Every lab is gone before the run answers, whatever happened.
-    for removal in removals {
+    for removal in std::mem::take(&mut outcome.removals) {
         let _ = removal.await;
     }
     // Stopped after the last variant was judged, or while a lab was being removed: still no verdict.
-    if failure.is_none() && ctx.stop.is_cancelled() {
-        failure = Some(RunError::Interrupted);
+    if outcome.failure.is_none() && ctx.stop.is_cancelled() {
+        outcome.fail(RunError::Interrupted);
     }
-    if let Some(error) = failure {
+    if let Some(error) = outcome.failure {
         return Err(error);
     }
-    let summary = summary(&plan, started_at, reports).await;
+    let summary = summary(&plan, started_at, outcome.reports).await;
     if let Err(error) = output::write_summary(ctx.folder, &summary) {
         (ctx.progress)(Event::Message(format!("could not write summary.json: {error}")));
     }
     Ok(summary)
+}
+
+/// The variants one after the other. A failure, Ctrl-C or a stop condition stops the run there: the
+/// variants after it do not start.
+async fn in_turn<'v>(
+    plan: &Plan,
+    pairs: impl Iterator<Item = (&'v VariantPlan, Lab)>,
+    ctx: &RunContext<'_>,
+    turn: &Arc<Turn>,
+    outcome: &mut Outcome,
+) {
+    let mut aborted = false;
+    for (variant, lab) in pairs {
+        if outcome.failure.is_none() && ctx.stop.is_cancelled() {
+            outcome.fail(RunError::Interrupted);
+        }
+        if outcome.failure.is_none() && !aborted {
+            match run_variant(plan, variant, &lab, ctx, turn).await {
+                Ok(report) => {
+                    aborted = report.aborted.is_some();
+                    outcome.reports.push(report);
+                }
+                Err(error) => outcome.fail(error),
+            }
+        }
+        outcome.removals.push(remove_in_background(lab));
+    }
+}
+
+/// The variants at the same time, each on its lab, each lab removed as soon as its variant is done.
+/// A stop condition stops its own variant; the other carries on to its end.
+async fn side_by_side<'v>(
+    plan: &Plan,
+    pairs: impl Iterator<Item = (&'v VariantPlan, Lab)>,
+    ctx: &RunContext<'_>,
+    turn: &Arc<Turn>,
+    outcome: &mut Outcome,
+) {
+    let runs = pairs.map(|(variant, lab)| async move {
+        let report = run_variant(plan, variant, &lab, ctx, turn).await;
+        (report, remove_in_background(lab))
+    });
+    for (report, removal) in futures::future::join_all(runs).await {
+        match report {
+            Ok(report) => outcome.reports.push(report),
+            Err(error) => outcome.fail(error),
+        }
+        outcome.removals.push(removal);
+    }
 }
 
 async fn summary(

@@ -4,6 +4,7 @@
 //! slow injection never stretches the run.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -16,7 +17,7 @@ use crate::experiment::invariants;
 use crate::experiment::phase_figures::{PhaseLatencies, per_request_figures};
 use crate::experiment::verdict::Sample;
 use crate::faults::{self, Fault, FaultError, FaultTimeline, TimelineEntry};
-use crate::load::{self, LoadSpec, LoadSummary, Recorder};
+use crate::load::{self, LoadSpec, LoadSummary, Recorder, Turn};
 use crate::observe::{Observer, Rates};
 use crate::vocabulary::{Metric, Variant};
 
@@ -82,8 +83,10 @@ impl Clock {
 /// The load generator running in the background, and how to stop it.
 struct LoadRun {
     task: tokio::task::JoinHandle<Result<LoadSummary, load::LoadError>>,
-    /// Ends the load when the last phase does (goose's own end is only whole seconds after its start).
-    stop: CancellationToken,
+    /// Closes the load's schedule when the last phase ends (goose's own end is only whole seconds
+    /// after its start); the other variant's load, side by side, carries on.
+    end: CancellationToken,
+    turn: Arc<Turn>,
 }
 
 impl LoadRun {
@@ -92,7 +95,7 @@ impl LoadRun {
         base_url: String,
         recorder: Recorder,
         report: std::path::PathBuf,
-        ctx: &RunContext<'_>,
+        turn: &Arc<Turn>,
     ) -> Self {
         let spec = LoadSpec {
             base_url,
@@ -104,14 +107,20 @@ impl LoadRun {
             shoppers: plan.seed.users,
             request_timeout: REQUEST_TIMEOUT,
         };
-        let stop = ctx.stop.child_token();
-        let load_stop = stop.clone();
-        let task = tokio::spawn(async move { load::run(&spec, recorder, &report, &load_stop).await });
-        Self { task, stop }
+        let end = CancellationToken::new();
+        let task = {
+            let (end, turn) = (end.clone(), Arc::clone(turn));
+            tokio::spawn(async move { load::run(&spec, recorder, &report, &turn, &end).await })
+        };
+        Self {
+            task,
+            end,
+            turn: Arc::clone(turn),
+        }
     }
 
     /// Waits until the load's first request has completed: the phases start when the load does (goose
-    /// starts its users first; a run in the same process may still hold goose's turn).
+    /// starts its users first).
     async fn started(&self, recorder: &Recorder, stop: &CancellationToken) {
         let waiting = Instant::now();
         while recorder.request_count() == 0
@@ -124,13 +133,15 @@ impl LoadRun {
     }
 
     async fn finish(self) -> Result<LoadSummary, RunError> {
-        self.stop.cancel();
+        self.end.cancel();
         Ok(self.task.await??)
     }
 
-    /// Stops the load before the lab goes, or its users keep firing at removed containers.
+    /// Stops the load before the lab goes, or its users keep firing at removed containers. The
+    /// run is failing: every load under its turn stops with it.
     async fn abandon(mut self) {
-        self.stop.cancel();
+        self.end.cancel();
+        self.turn.halt();
         if tokio::time::timeout(LOAD_STOP_GRACE, &mut self.task)
             .await
             .is_err()
@@ -338,10 +349,11 @@ pub(super) async fn run(
     variant: Variant,
     lab: &Lab,
     ctx: &RunContext<'_>,
+    turn: &Arc<Turn>,
 ) -> Result<Watched, RunError> {
     let recorder = Recorder::new();
     let report = ctx.folder.goose_report(variant);
-    let load = LoadRun::start(plan, lab.entry_url().await?, recorder.clone(), report, ctx);
+    let load = LoadRun::start(plan, lab.entry_url().await?, recorder.clone(), report, turn);
     load.started(&recorder, &ctx.stop).await;
     let mut watch = Watch::new(plan, variant, lab, ctx, recorder.clone()).await?;
     let requests_before_phases = recorder.request_count();
