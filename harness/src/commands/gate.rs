@@ -34,12 +34,16 @@ pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> ExitCode {
         }
     };
     let mut cases: Vec<Case> = Vec::new();
+    let mut took = Vec::new();
     for (g, base) in gates.iter().zip(&baselines) {
+        let started = std::time::Instant::now();
         match run_one(args, g, base.as_ref(), lab_binary.clone()).await {
             Ok(judged) => cases.extend(judged),
             Err(code) => return code,
         }
+        took.push((g, started.elapsed()));
     }
+    print_times(&took);
     if let Some(path) = &args.junit {
         let written = gate::junit(&cases)
             .map_err(|e| e.to_string())
@@ -84,6 +88,25 @@ async fn run_one(
         update(args, g, &summary, &judged);
     }
     Ok(judged)
+}
+
+/// Each experiment's wall time, slowest first, so a new one can be held to a budget.
+fn print_times(took: &[(&suite::Gate, std::time::Duration)]) {
+    let mut took = took.to_vec();
+    took.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
+    let total: std::time::Duration = took.iter().map(|(_, t)| *t).sum();
+    println!(
+        "\ngate: time per experiment ({:.0} s in all)",
+        total.as_secs_f64()
+    );
+    for (g, t) in took {
+        println!(
+            "  {:>5.1} s  {:<22} variants {}",
+            t.as_secs_f64(),
+            g.plan.name,
+            g.plan.arrangement
+        );
+    }
 }
 
 fn print_totals(cases: &[Case]) -> ExitCode {
