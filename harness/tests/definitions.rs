@@ -1,7 +1,7 @@
 //! Experiment files: the built-ins parse, and every mistake is reported with its file, line and field.
 
 use fortress::experiment::catalog::{self, CatalogError};
-use fortress::experiment::definition::{DefinitionError, Profile, parse};
+use fortress::experiment::definition::{Arrangement, DefinitionError, Profile, parse};
 use fortress::vocabulary::{Metric, Variant};
 use reference_service::modes::CacheFailure;
 
@@ -121,6 +121,16 @@ fn a_good_file_becomes_a_plan() {
     );
     let plan = parse("tiny.toml", &guarded, Profile::Standard).unwrap();
     assert_eq!(plan.aborts[0].to_string(), "p99_ms > 5000 for 3 s");
+    // A stop condition ends the whole run: its variants run in turn.
+    assert_eq!(plan.arrangement, Arrangement::InTurn);
+    let together = guarded.replace("[load]", "[topology]\nvariants = \"side_by_side\"\n\n[load]");
+    let refused = parse("tiny.toml", &together, Profile::Standard).unwrap_err();
+    assert_eq!(refused.field, "topology.variants", "{refused}");
+    assert_eq!(refused.line, line_of(&together, "side_by_side"), "{refused}");
+    assert_eq!(
+        parse("tiny.toml", GOOD, Profile::Standard).unwrap().arrangement,
+        Arrangement::SideBySide
+    );
     let two_of_three = with(
         "{ kind = \"latency\", link = \"postgres\", ms = 20.0 }",
         "{ kind = \"kill\", target = \"service\", count = 2 }",

@@ -46,10 +46,11 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         }
     };
     println!(
-        "{} ({} profile, {:.0} s of load, from {})\n",
+        "{} ({} profile, {:.0} s of load, variants {}, from {})\n",
         plan.name,
         plan.profile,
         plan.run_seconds(),
+        plan.arrangement,
         plan.source
     );
     println!("{}\n", plan.story);

@@ -43,8 +43,8 @@ pub(super) struct Topology {
     pub(super) mail: bool,
     /// A payment provider checkouts authorise with, through the proxy's `payments` link.
     pub(super) payments: bool,
-    /// The variants side by side (the default) or in turn.
-    pub(super) variants: Arrangement,
+    /// The variants side by side (the default without stop conditions) or in turn.
+    pub(super) variants: Option<Spanned<Arrangement>>,
 }
 
 impl Default for Topology {
@@ -56,7 +56,7 @@ impl Default for Topology {
             sticky: None,
             mail: false,
             payments: false,
-            variants: Arrangement::default(),
+            variants: None,
         }
     }
 }

@@ -8,7 +8,8 @@ use reference_service::seed::SeedPlan;
 use toml::Spanned;
 
 use super::{
-    DefinitionError, PhasePlan, Plan, PredictionPlan, Profile, RUN_PHASE, Requirement, Revision, VariantPlan,
+    Arrangement, DefinitionError, PhasePlan, Plan, PredictionPlan, Profile, RUN_PHASE, Requirement, Revision,
+    VariantPlan,
 };
 use crate::env::Balancing;
 use crate::experiment::abort::{self, AbortCondition};
@@ -125,7 +126,8 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         .abort
         .iter()
         .map(|a| abort(&src, a, &lab))
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<Vec<_>, _>>()?;
+    let arrangement = arrangement(&src, parsed.topology.variants.as_ref(), !aborts.is_empty())?;
     Ok(Plan {
         name,
         story: parsed.story.trim().to_owned(),
@@ -135,7 +137,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         pool_size,
         mail: parsed.topology.mail,
         payments: parsed.topology.payments,
-        arrangement: parsed.topology.variants,
+        arrangement,
         seed,
         rate,
         users,
@@ -145,6 +147,26 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         predictions,
         aborts,
     })
+}
+
+/// Side by side unless the file says otherwise, or has stop conditions: a stop ends the whole run,
+/// and the variants after it do not start, which only running them in turn can honour.
+fn arrangement(
+    src: &Source<'_>,
+    written: Option<&Spanned<Arrangement>>,
+    aborts: bool,
+) -> Result<Arrangement, DefinitionError> {
+    match written {
+        Some(w) if aborts && *w.get_ref() == Arrangement::SideBySide => Err(src.error(
+            &w.span(),
+            "topology.variants",
+            "side_by_side cannot honour [[abort]]: a stop condition ends the whole run and the variants \
+             after it do not start; use \"in_turn\" or leave the field out",
+        )),
+        Some(w) => Ok(*w.get_ref()),
+        None if aborts => Ok(Arrangement::InTurn),
+        None => Ok(Arrangement::SideBySide),
+    }
 }
 
 fn name(src: &Source<'_>, name: &Spanned<String>) -> Result<String, DefinitionError> {
