@@ -110,9 +110,7 @@ impl Turn {
             stop: stop.clone(),
         })
     }
-}
 
-impl Turn {
     /// Stops every load under this turn at once (in-flight requests finish first): a run that
     /// failed does not leave users firing at a lab being removed.
     pub fn halt(&self) {

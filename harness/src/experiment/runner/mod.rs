@@ -224,7 +224,7 @@ async fn in_turn<'v>(
 }
 
 /// The variants at the same time, each on its lab, each lab removed as soon as its variant is done.
-/// A stop condition stops its own variant; the other carries on to its end.
+/// (A plan with stop conditions runs in turn: a stop must keep the variants after it from starting.)
 async fn side_by_side<'v>(
     plan: &Plan,
     pairs: impl Iterator<Item = (&'v VariantPlan, Lab)>,
