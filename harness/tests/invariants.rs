@@ -50,6 +50,7 @@ async fn postgres() -> (ContainerAsync<GenericImage>, PgPool, Db) {
             stock: 2,
             orders_per_user: 1,
             seed: 1,
+            ..SeedPlan::default()
         },
     )
     .await

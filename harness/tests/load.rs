@@ -28,6 +28,7 @@ async fn seed(lab: &Lab) {
         stock: 100_000,
         orders_per_user: 2,
         seed: 42,
+        ..SeedPlan::default()
     };
     lab.seed(&plan).await.unwrap();
 }

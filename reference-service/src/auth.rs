@@ -8,6 +8,8 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::seed::PasswordCost;
+
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::modes::LoginTiming;
@@ -105,8 +107,18 @@ impl TokenKeys {
 
 /// Hashes a password with argon2id and a salt derived from `salt_seed` (deterministic for seeding).
 pub fn hash_password(password: &str, salt_seed: &[u8]) -> Result<String, ApiError> {
+    hash_password_at(password, salt_seed, PasswordCost::Standard)
+}
+
+/// [`hash_password`] at the cost the seed asks for.
+pub fn hash_password_at(password: &str, salt_seed: &[u8], cost: PasswordCost) -> Result<String, ApiError> {
     let salt = SaltString::encode_b64(salt_seed).map_err(|e| ApiError::Internal(format!("salt: {e}")))?;
-    Argon2::default()
+    let params = match cost {
+        PasswordCost::Standard => argon2::Params::default(),
+        PasswordCost::Light => argon2::Params::new(argon2::Params::MIN_M_COST, 1, 1, None)
+            .map_err(|e| ApiError::Internal(format!("argon2 parameters: {e}")))?,
+    };
+    Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
         .map_err(|e| ApiError::Internal(format!("cannot hash password: {e}")))
@@ -184,6 +196,18 @@ mod tests {
     #[test]
     fn hashes_verify() {
         let hash = hash_password("hunter22", b"seed-salt-0001").unwrap();
+        let parsed = PasswordHash::new(&hash).unwrap();
+        assert!(Argon2::default().verify_password(b"hunter22", &parsed).is_ok());
+        assert!(Argon2::default().verify_password(b"wrong", &parsed).is_err());
+    }
+
+    /// A check runs with the parameters its hash names, so a light seed makes every login light.
+    #[test]
+    fn a_light_hash_names_its_own_cost_and_still_verifies() {
+        let hash = hash_password_at("hunter22", b"seed-salt-0001", PasswordCost::Light).unwrap();
+        assert!(hash.contains("m=8,t=1,p=1"), "{hash}");
+        let standard = hash_password("hunter22", b"seed-salt-0001").unwrap();
+        assert!(standard.contains("m=19456,t=2,p=1"), "{standard}");
         let parsed = PasswordHash::new(&hash).unwrap();
         assert!(Argon2::default().verify_password(b"hunter22", &parsed).is_ok());
         assert!(Argon2::default().verify_password(b"wrong", &parsed).is_err());

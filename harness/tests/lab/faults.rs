@@ -27,6 +27,7 @@ async fn seed(lab: &Lab) {
         stock: 10,
         orders_per_user: 2,
         seed: 42,
+        ..SeedPlan::default()
     };
     lab.seed(&plan).await.unwrap();
 }

@@ -17,6 +17,7 @@ async fn reads_show_up_as_statements_at_postgres_and_as_cache_hits() {
         stock: 10,
         orders_per_user: 1,
         seed: 42,
+        ..SeedPlan::default()
     };
     lab.seed(&plan).await.unwrap();
     let cache = |mode| ModesPatch {

@@ -68,6 +68,7 @@ pub async fn seed(lab: &Lab) {
         stock: 10,
         orders_per_user: 1,
         seed: 7,
+        ..SeedPlan::default()
     };
     lab.seed(&plan).await.unwrap();
 }

@@ -64,6 +64,7 @@ async fn with_the_default_modes_a_login_does_not_say_whether_the_account_exists(
         stock: 10,
         orders_per_user: 0,
         seed: 42,
+        ..SeedPlan::default()
     };
     lab.seed(&plan).await.unwrap();
     // Warm the argon2 path (the first checks allocate its memory).

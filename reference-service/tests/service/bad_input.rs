@@ -232,6 +232,7 @@ async fn bad_requests_get_4xx_with_a_json_error_and_change_nothing() {
             stock: 5,
             orders_per_user: 1,
             seed: 2,
+            ..SeedPlan::default()
         })
         .await;
     let stock_before = lab.scalar("SELECT sum(quantity)::bigint FROM inventory").await;

@@ -20,6 +20,7 @@ async fn seeded(lab: &Lab, cache_failure: &str) -> Service {
             stock: 10,
             orders_per_user: 0,
             seed: 5,
+            ..SeedPlan::default()
         })
         .await;
     service.set_modes(json!({ "cache_failure": cache_failure })).await;

@@ -12,6 +12,7 @@ fn plan(products: u32, users: u32, stock: u32) -> SeedPlan {
         stock,
         orders_per_user: 0,
         seed: 7,
+        ..SeedPlan::default()
     }
 }
 

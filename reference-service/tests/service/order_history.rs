@@ -21,6 +21,7 @@ async fn n_plus_one_runs_one_statement_per_order_and_join_runs_one() {
             stock: 10,
             orders_per_user: ORDERS,
             seed: 3,
+            ..SeedPlan::default()
         })
         .await;
     let token = service.token(2);
@@ -67,6 +68,7 @@ async fn a_history_query_gone_slow_is_bounded_by_the_bulkhead_and_the_timeout() 
             stock: 10,
             orders_per_user: 2,
             seed: 4,
+            ..SeedPlan::default()
         })
         .await;
     let token = service.token(1);

@@ -19,6 +19,7 @@ async fn place_orders(service: &Service) {
             stock: 100,
             orders_per_user: 0,
             seed: 9,
+            ..SeedPlan::default()
         })
         .await;
     let tokens: Vec<String> = (1..=ORDERS).map(|user| service.token(user)).collect();
@@ -41,6 +42,7 @@ async fn place_one_order(service: &Service, seed: u64) {
             stock: 5,
             orders_per_user: 0,
             seed,
+            ..SeedPlan::default()
         })
         .await;
     let (status, _) = service.checkout(&service.token(1), 1, 1, None).await;

@@ -17,6 +17,7 @@ async fn rush(service: &Service) -> Vec<u16> {
             stock: 1,
             orders_per_user: 0,
             seed: 1,
+            ..SeedPlan::default()
         })
         .await;
     let tokens: Vec<String> = (1..=BUYERS).map(|user| service.token(user)).collect();

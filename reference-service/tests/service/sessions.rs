@@ -47,6 +47,7 @@ async fn two_replicas(lab: &Lab, sessions: &str) -> (Service, Service) {
         stock: 10,
         orders_per_user: 1,
         seed: 3,
+        ..SeedPlan::default()
     })
     .await;
     for service in [&a, &b] {

@@ -18,6 +18,7 @@ async fn shutdown_drains_an_in_flight_checkout() {
             stock: 3,
             orders_per_user: 0,
             seed: 1,
+            ..SeedPlan::default()
         })
         .await;
     // A slow checkout: the race window holds it between its read and its write for a second.
