@@ -31,7 +31,7 @@ use goose::GooseAttack;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-pub use figures::{client_figures, group_p95};
+pub use figures::{client_figures, client_figures_of, group_p95};
 pub use recorder::{Acknowledged, Recorder, Sending, ServerErrors};
 pub use sample::{
     Group, GroupSecond, GroupSummary, RequestOutcome, RequestTiming, ScheduleSecond, SecondSample,

@@ -206,6 +206,17 @@ impl GroupSecond {
         self.ok + self.expected + self.errors
     }
 
+    /// Adds another second's requests of the same group to this one.
+    fn merge(&mut self, other: &Self) {
+        self.ok += other.ok;
+        self.expected += other.expected;
+        self.errors += other.errors;
+        self.logged_out += other.logged_out;
+        // Auto-resizing histograms of the same precision always add.
+        let _ = self.latency_us.add(&other.latency_us);
+        let _ = self.service_us.add(&other.service_us);
+    }
+
     pub(super) fn add(&mut self, outcome: RequestOutcome, timing: &RequestTiming) {
         match outcome {
             RequestOutcome::Ok => self.ok += 1,
@@ -272,6 +283,18 @@ impl SecondSample {
 
     pub fn group(&self, group: Group) -> Option<&GroupSecond> {
         self.groups.iter().find(|g| g.group == group)
+    }
+
+    /// Adds a later second's requests and schedule to this one (the groups stay in `Group` order).
+    pub fn merge(&mut self, other: &Self) {
+        for theirs in &other.groups {
+            match self.groups.iter_mut().find(|g| g.group == theirs.group) {
+                Some(ours) => ours.merge(theirs),
+                None => self.groups.push(theirs.clone()),
+            }
+        }
+        self.groups.sort_by_key(|g| g.group);
+        self.schedule.merge(&other.schedule);
     }
 
     pub fn summaries(&self) -> Vec<GroupSummary> {

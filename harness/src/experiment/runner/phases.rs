@@ -281,10 +281,11 @@ impl<'a> Watch<'a> {
     /// One second: the client's figures beside the lab's, filed as a sample.
     fn second(&mut self, phase: &PhasePlan, rates: Rates) {
         let mut values = rates.total;
-        for second in self.recorder.take_finished() {
-            values.extend(load::client_figures(&second));
-            self.latencies.add(&phase.name, &second);
+        let finished = self.recorder.take_finished();
+        for second in &finished {
+            self.latencies.add(&phase.name, second);
         }
+        values.extend(load::client_figures_of(&finished).unwrap_or_default());
         per_request_figures(&mut values);
         self.report_progress(&values);
         let replicas = if self.lab.services.len() > 1 {
