@@ -49,7 +49,16 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> ExitCode {
         return ExitCode::Usage;
     }
     print_plan(&plan, &variants);
-    let (summary, folder) = match execute(&plan, &variants, args.seed, &args.out, lab_binary).await {
+    let (summary, folder) = match execute(
+        &plan,
+        &variants,
+        args.seed,
+        &args.out,
+        lab_binary,
+        runner::Handover::default(),
+    )
+    .await
+    {
         Ok(done) => done,
         Err(code) => return code,
     };
@@ -168,13 +177,15 @@ impl Progress {
 
 /// Runs `variants` of `plan` with a progress bar per phase, Ctrl-C reverting everything, and writes
 /// the run folder under `out_root` with its report. Answers the summary and the folder, or the exit
-/// code of what went wrong (the environment, or Ctrl-C).
+/// code of what went wrong (the environment, or Ctrl-C). `handover` brings labs started ahead, if
+/// any (see [`runner::Handover`]).
 pub async fn execute(
     plan: &Plan,
     variants: &[&VariantPlan],
     seed: u64,
     out_root: &Path,
     lab_binary: PathBuf,
+    handover: runner::Handover,
 ) -> Result<(Summary, RunFolder), ExitCode> {
     let folder = RunFolder::create(out_root, &plan.name, chrono::Utc::now()).map_err(|error| {
         eprintln!(
@@ -199,7 +210,7 @@ pub async fn execute(
         stop: stop.clone(),
         progress: &show,
     };
-    let result = runner::run(plan, variants, seed, &ctx).await;
+    let result = runner::run(plan, variants, seed, &ctx, handover).await;
     watcher.abort();
     progress.finish();
     let summary = result.map_err(|error| {

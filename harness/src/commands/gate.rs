@@ -2,13 +2,16 @@
 //! test case, writes JUnit XML, and fails on a refuted prediction, a broken invariant or a figure that
 //! regressed against the committed baseline.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use tokio_util::sync::CancellationToken;
 
 use super::print_error;
 use crate::cli::GateArgs;
 use crate::commands::experiment::execute;
 use crate::experiment::definition::VariantPlan;
 use crate::experiment::output::Summary;
+use crate::experiment::runner::{Handover, Labs};
 use crate::gate::{self, Case, CaseKind, baseline, suite};
 use crate::vocabulary::ExitCode;
 
@@ -35,11 +38,29 @@ pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> ExitCode {
     };
     let mut cases: Vec<Case> = Vec::new();
     let mut took = Vec::new();
-    for (g, base) in gates.iter().zip(&baselines) {
+    let mut ahead: Option<Ahead> = None;
+    for (i, (g, base)) in gates.iter().zip(&baselines).enumerate() {
         let started = std::time::Instant::now();
-        match run_one(args, g, base.as_ref(), lab_binary.clone()).await {
+        let labs = match ahead.take() {
+            Some(next) => next.await.ok().flatten(),
+            None => None,
+        };
+        let loads_over = CancellationToken::new();
+        ahead = gates
+            .get(i + 1)
+            .map(|next| start_ahead(args, next, &lab_binary, loads_over.clone()));
+        let handover = Handover { labs, loads_over };
+        match run_one(args, g, base.as_ref(), lab_binary.clone(), handover).await {
             Ok(judged) => cases.extend(judged),
-            Err(code) => return code,
+            Err(code) => {
+                // The run cancelled `loads_over` as it ended: the next labs start (or not) now.
+                if let Some(next) = ahead
+                    && let Ok(Some(labs)) = next.await
+                {
+                    labs.remove().await;
+                }
+                return code;
+            }
         }
         took.push((g, started.elapsed()));
     }
@@ -59,21 +80,52 @@ pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> ExitCode {
     print_totals(&cases)
 }
 
+/// The next experiment's labs, started in the background once the current run's load is over
+/// (none if Ctrl-C came first).
+type Ahead = tokio::task::JoinHandle<Option<Labs>>;
+
+/// Starts `next`'s labs as soon as `loads_over` is cancelled: while the current experiment is
+/// judged, reported and its labs removed (~2.5 s of each), which uses Docker and a little CPU but
+/// no longer shares the cores with a load being measured.
+fn start_ahead(
+    args: &GateArgs,
+    next: &suite::Gate,
+    lab_binary: &Path,
+    loads_over: CancellationToken,
+) -> Ahead {
+    let plan = next.plan.clone();
+    let variants: Vec<VariantPlan> = chosen(next).into_iter().cloned().collect();
+    let (seed, out, binary) = (args.seed, args.out.clone(), lab_binary.to_owned());
+    tokio::spawn(async move {
+        loads_over.cancelled().await;
+        if crate::interrupt::pressed() {
+            return None;
+        }
+        let variants: Vec<&VariantPlan> = variants.iter().collect();
+        Some(Labs::start(&plan, &variants, seed, &binary, &out, &|_| {}).await)
+    })
+}
+
+/// The variants of `g`'s experiment the suite gates.
+fn chosen(g: &suite::Gate) -> Vec<&VariantPlan> {
+    g.plan
+        .variants
+        .iter()
+        .filter(|v| g.variants.contains(&v.variant))
+        .collect()
+}
+
 /// One experiment of the suite: run, judged, printed, and its baseline rewritten if asked.
 async fn run_one(
     args: &GateArgs,
     g: &suite::Gate,
     base: Option<&baseline::Baseline>,
     lab_binary: PathBuf,
+    handover: Handover,
 ) -> Result<Vec<Case>, ExitCode> {
     println!("\n=== gate: {} (quick profile)", g.plan.name);
-    let variants: Vec<&VariantPlan> = g
-        .plan
-        .variants
-        .iter()
-        .filter(|v| g.variants.contains(&v.variant))
-        .collect();
-    let (summary, folder) = execute(&g.plan, &variants, args.seed, &args.out, lab_binary).await?;
+    let variants = chosen(g);
+    let (summary, folder) = execute(&g.plan, &variants, args.seed, &args.out, lab_binary, handover).await?;
     let judged = gate::judge(g, &summary, base);
     for case in &judged {
         let word = match case.passed {

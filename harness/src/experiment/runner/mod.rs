@@ -72,9 +72,86 @@ pub struct RunContext<'a> {
     pub progress: &'a (dyn Fn(Event<'_>) + Sync),
 }
 
+/// What a caller with runs to make one after another (the gate) hands each run: the labs it started
+/// for it ahead of time, and a token the run cancels as soon as its last load has ended (or the run
+/// ends without one), the moment the next run's labs may start without sharing the cores with a load.
+#[derive(Default)]
+pub struct Handover {
+    pub labs: Option<Labs>,
+    pub loads_over: CancellationToken,
+}
+
+/// The labs of a run's variants, in the variants' order, each started or the reason it did not.
+pub struct Labs {
+    started: Vec<Result<Lab, RunError>>,
+}
+
+impl Labs {
+    /// Starts a lab per variant, all at once, before any load: most of a start is Postgres's
+    /// initdb, which leaves the other core free, so the second lab is ready with the first instead
+    /// of after the first variant (about 2.5 s saved). `out` is where the run folder will be (its
+    /// disk is checked). A waiting lab is idle (its outbox worker polls an empty table ten times a
+    /// second).
+    pub async fn start(
+        plan: &Plan,
+        variants: &[&VariantPlan],
+        seed: u64,
+        lab_binary: &std::path::Path,
+        out: &std::path::Path,
+        progress: &(dyn Fn(Event<'_>) + Sync),
+    ) -> Labs {
+        let count = u32::try_from(variants.len()).unwrap_or(u32::MAX);
+        if let Err(error) = crate::env::check_room(count, out).await {
+            return Labs {
+                started: vec![Err(error.into())],
+            };
+        }
+        let mut plan = plan.clone();
+        plan.seed.seed = seed;
+        let starts = variants
+            .iter()
+            .map(|v| start_lab(&plan, v.variant, lab_binary, progress));
+        Labs {
+            started: futures::future::join_all(starts).await,
+        }
+    }
+
+    /// Removes every lab that started (for a run that will not happen).
+    pub async fn remove(self) {
+        for lab in self.started.into_iter().flatten() {
+            let _ = remove_in_background(lab).await;
+        }
+    }
+}
+
+/// Counts the variants' loads down and cancels the handover's token when the last has ended.
+struct LoadsOver<'a> {
+    left: std::sync::atomic::AtomicUsize,
+    token: &'a CancellationToken,
+}
+
+impl LoadsOver<'_> {
+    fn one_ended(&self) {
+        if self.left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) <= 1 {
+            self.token.cancel();
+        }
+    }
+}
+
+/// What the variants of one run share while they run: the load generator's turn, and the count of
+/// loads still going.
+struct Shared<'a> {
+    turn: Arc<Turn>,
+    loads: LoadsOver<'a>,
+}
+
 /// Starts the lab `variant` runs on, sized by `plan`.
-async fn start_lab(plan: &Plan, variant: Variant, ctx: &RunContext<'_>) -> Result<Lab, RunError> {
-    let progress = ctx.progress;
+async fn start_lab(
+    plan: &Plan,
+    variant: Variant,
+    lab_binary: &std::path::Path,
+    progress: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<Lab, RunError> {
     let spec = LabSpec {
         replicas: plan.replicas,
         db_pool_size: plan.pool_size,
@@ -86,7 +163,7 @@ async fn start_lab(plan: &Plan, variant: Variant, ctx: &RunContext<'_>) -> Resul
             .iter()
             .find(|v| v.variant == variant)
             .and_then(|v| v.balancer),
-        ..LabSpec::with_binary(ctx.lab_binary.clone())
+        ..LabSpec::with_binary(lab_binary.to_owned())
     };
     progress(Event::Message(format!("{variant}: starting the lab")));
     let show = |line: &str| progress(Event::Message(format!("  {variant}: {line}")));
@@ -106,10 +183,16 @@ async fn run_variant(
     variant: &VariantPlan,
     lab: &Lab,
     ctx: &RunContext<'_>,
-    turn: &Arc<Turn>,
+    shared: &Shared<'_>,
 ) -> Result<VariantReport, RunError> {
-    let prepared = prepare::prepare(plan, variant, lab).await?;
-    let watched = phases::run(plan, variant.variant, lab, ctx, turn).await?;
+    let watched = async {
+        let prepared = prepare::prepare(plan, variant, lab).await?;
+        let watched = phases::run(plan, variant.variant, lab, ctx, &shared.turn).await?;
+        Ok::<_, RunError>((prepared, watched))
+    }
+    .await;
+    shared.loads.one_ended();
+    let (prepared, watched) = watched?;
     judge::judge(plan, variant, lab, &prepared, watched, ctx).await
 }
 
@@ -136,48 +219,72 @@ impl Outcome {
     }
 }
 
-/// Runs the chosen variants, each on a fresh lab of its own, side by side or in turn as the plan
-/// says, writes the run folder, and answers the summary with its exit code.
-///
-/// Every lab starts at once, before any load: most of a start is Postgres's initdb, which leaves
-/// the other core free, so the second lab is ready with the first instead of after the first variant
-/// (about 2.5 s saved). A waiting lab is idle (its outbox worker polls an empty table ten times a
-/// second); each lab is removed in the background as soon as its variant is done.
+/// Runs the chosen variants, each on a fresh lab of its own (the handover's, if it brings them),
+/// side by side or in turn as the plan says, writes the run folder, and answers the summary with
+/// its exit code. Each lab is removed in the background as soon as its variant is done, and every
+/// lab is gone before the run answers.
 pub async fn run(
     plan: &Plan,
     variants: &[&VariantPlan],
     seed: u64,
     ctx: &RunContext<'_>,
+    handover: Handover,
 ) -> Result<Summary, RunError> {
     let started_at = chrono::Utc::now();
-    let labs = u32::try_from(variants.len()).unwrap_or(u32::MAX);
-    crate::env::check_room(labs, ctx.folder.dir()).await?;
     let mut plan = plan.clone();
     plan.seed.seed = seed;
+    let labs = match handover.labs {
+        Some(labs) => {
+            (ctx.progress)(Event::Message(
+                "labs started ahead, during the previous run's judging".into(),
+            ));
+            labs
+        }
+        None => {
+            Labs::start(
+                &plan,
+                variants,
+                seed,
+                &ctx.lab_binary,
+                ctx.folder.dir(),
+                ctx.progress,
+            )
+            .await
+        }
+    };
     let mut outcome = Outcome::default();
-    let mut labs = Vec::new();
-    for lab in futures::future::join_all(variants.iter().map(|v| start_lab(&plan, v.variant, ctx))).await {
+    let mut started = Vec::new();
+    for lab in labs.started {
         match lab {
-            Ok(lab) => labs.push(lab),
+            Ok(lab) => started.push(lab),
             Err(error) => outcome.fail(error),
         }
     }
     // After a failure (a lab that did not start), the labs go unused.
-    let turn = match Turn::take(&ctx.stop).await {
-        Ok(turn) if outcome.failure.is_none() => Some(Arc::new(turn)),
+    let shared = match Turn::take(&ctx.stop).await {
+        Ok(turn) if outcome.failure.is_none() => Some(Shared {
+            turn: Arc::new(turn),
+            loads: LoadsOver {
+                left: variants.len().into(),
+                token: &handover.loads_over,
+            },
+        }),
         Ok(_) => None,
         Err(_) => {
             outcome.fail(RunError::Interrupted);
             None
         }
     };
-    let pairs = variants.iter().copied().zip(labs);
-    match (&turn, plan.arrangement) {
+    let pairs = variants.iter().copied().zip(started);
+    match (&shared, plan.arrangement) {
         (None, _) => outcome.removals = pairs.map(|(_, lab)| remove_in_background(lab)).collect(),
-        (Some(turn), Arrangement::InTurn) => in_turn(&plan, pairs, ctx, turn, &mut outcome).await,
-        (Some(turn), Arrangement::SideBySide) => side_by_side(&plan, pairs, ctx, turn, &mut outcome).await,
+        (Some(shared), Arrangement::InTurn) => in_turn(&plan, pairs, ctx, shared, &mut outcome).await,
+        (Some(shared), Arrangement::SideBySide) => {
+            side_by_side(&plan, pairs, ctx, shared, &mut outcome).await
+        }
     }
-    drop(turn);
+    drop(shared);
+    handover.loads_over.cancel();
     // Every lab is gone before the run answers, whatever happened.
     for removal in std::mem::take(&mut outcome.removals) {
         let _ = removal.await;
@@ -202,7 +309,7 @@ async fn in_turn<'v>(
     plan: &Plan,
     pairs: impl Iterator<Item = (&'v VariantPlan, Lab)>,
     ctx: &RunContext<'_>,
-    turn: &Arc<Turn>,
+    shared: &Shared<'_>,
     outcome: &mut Outcome,
 ) {
     let mut aborted = false;
@@ -211,7 +318,7 @@ async fn in_turn<'v>(
             outcome.fail(RunError::Interrupted);
         }
         if outcome.failure.is_none() && !aborted {
-            match run_variant(plan, variant, &lab, ctx, turn).await {
+            match run_variant(plan, variant, &lab, ctx, shared).await {
                 Ok(report) => {
                     aborted = report.aborted.is_some();
                     outcome.reports.push(report);
@@ -229,11 +336,11 @@ async fn side_by_side<'v>(
     plan: &Plan,
     pairs: impl Iterator<Item = (&'v VariantPlan, Lab)>,
     ctx: &RunContext<'_>,
-    turn: &Arc<Turn>,
+    shared: &Shared<'_>,
     outcome: &mut Outcome,
 ) {
     let runs = pairs.map(|(variant, lab)| async move {
-        let report = run_variant(plan, variant, &lab, ctx, turn).await;
+        let report = run_variant(plan, variant, &lab, ctx, shared).await;
         (report, remove_in_background(lab))
     });
     for (report, removal) in futures::future::join_all(runs).await {
