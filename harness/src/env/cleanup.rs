@@ -43,8 +43,12 @@ impl std::fmt::Display for Removed {
 /// Removes the containers, then the networks, of one run (`Some(id)`) or of every run (`None`).
 pub async fn remove_runs(docker: &DockerClient, run: Option<&str>) -> Result<Removed, DockerError> {
     let mut removed = Removed::default();
-    for container in docker.labelled_containers(run).await? {
-        docker.remove_container(&container.id).await?;
+    // All at once: each removal is the engine stopping a container, ~0.3 s, mostly waiting.
+    let containers = docker.labelled_containers(run).await?;
+    let removals = containers.iter().map(|c| docker.remove_container(&c.id));
+    let results = futures::future::join_all(removals).await;
+    for (container, result) in containers.into_iter().zip(results) {
+        result?;
         removed.containers.push(container);
     }
     for network in docker.labelled_networks(run).await? {
