@@ -443,3 +443,46 @@ async fn ending_one_load_leaves_the_other_under_the_same_turn_running() {
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// When the last load under a turn closes its schedule, every goose run under it ends then, not at
+/// its run time: nothing is due any more (a whole second of idling at the end of every run before).
+/// Neither counts as stopped early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_schedule_to_close_ends_every_load_under_the_turn() {
+    let (base_url, _freeze, server) = freezable_service().await;
+    let spec = spec(base_url, 8, vec![(Scenario::Browse, 1)], 30);
+    let dir = report_dir("schedules-closed");
+    let (first, second) = (Recorder::new(), Recorder::new());
+    let stop = CancellationToken::new();
+    let turn = load::Turn::take(&stop).await.unwrap();
+    let (end_first, end_second) = (CancellationToken::new(), CancellationToken::new());
+    let ends = async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        end_first.cancel();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        end_second.cancel();
+    };
+    let (first_report, second_report) = (dir.join("first.html"), dir.join("second.html"));
+    let (a, b, ()) = tokio::join!(
+        load::run(&spec, first.clone(), &first_report, &turn, &end_first),
+        load::run(&spec, second.clone(), &second_report, &turn, &end_second),
+        ends,
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    eprintln!("first: {a:?}\nsecond: {b:?}");
+    for (name, load) in [("first", &a), ("second", &b)] {
+        assert!(
+            load.elapsed < spec.duration / 2,
+            "the {name} load ran {:?} of its {:?} after every schedule closed at 2 s",
+            load.elapsed,
+            spec.duration
+        );
+        assert!(
+            !load.stopped_early,
+            "the {name} load ended with nothing left to send"
+        );
+    }
+    drop(turn);
+    server.abort();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -93,6 +93,8 @@ static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 pub struct Turn {
     _held: tokio::sync::MutexGuard<'static, ()>,
     stop: CancellationToken,
+    /// Loads under this turn whose schedule is still open.
+    open: std::sync::atomic::AtomicUsize,
 }
 
 impl Turn {
@@ -108,7 +110,14 @@ impl Turn {
         Ok(Self {
             _held: held,
             stop: stop.clone(),
+            open: 0.into(),
         })
+    }
+
+    /// A load's schedule opens: while any is open, goose's process-wide stop stays untouched.
+    fn open_schedule(&self) -> OpenSchedule<'_> {
+        self.open.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        OpenSchedule { turn: self }
     }
 
     /// Stops every load under this turn at once (in-flight requests finish first): a run that
@@ -117,6 +126,23 @@ impl Turn {
         goose::trigger_killswitch("fortress: the run failed");
     }
 }
+
+/// An open schedule of a load under a turn. Closing the last one ends every goose run under the
+/// turn at once (in-flight requests finish first): nothing is due any more, and goose would
+/// otherwise idle on to its run time, a whole second after the start at best (~1 s of every run).
+struct OpenSchedule<'a> {
+    turn: &'a Turn,
+}
+
+impl Drop for OpenSchedule<'_> {
+    fn drop(&mut self) {
+        if self.turn.open.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+            goose::trigger_killswitch(SCHEDULES_CLOSED);
+        }
+    }
+}
+
+const SCHEDULES_CLOSED: &str = "fortress: every load's schedule is closed";
 
 impl Drop for Turn {
     /// Whoever pulled the killswitch, the next turn starts with it clear.
@@ -156,7 +182,7 @@ pub async fn run(
         .map_err(Box::new)?;
     let before = (recorder.request_count(), recorder.acknowledged_orders().len());
     let started = Instant::now();
-    let (metrics, stopped_early) = execute(attack, spec, stop).await?;
+    let (metrics, stopped_early) = execute(attack, spec, turn, end).await?;
     let elapsed = started.elapsed();
     let requests = recorder.request_count() - before.0;
     let goose_requests: usize = metrics
@@ -187,27 +213,36 @@ pub async fn run(
 async fn execute(
     attack: GooseAttack,
     spec: &LoadSpec,
-    stop: &CancellationToken,
+    turn: &Turn,
+    end: &CancellationToken,
 ) -> Result<(goose::metrics::GooseMetrics, bool), LoadError> {
+    let stop = &turn.stop;
     let done = CancellationToken::new();
     let watcher = tokio::spawn(watch(stop.clone(), done.clone()));
     let started = Instant::now();
+    let mut schedule = Some(turn.open_schedule());
     let execute = attack.execute();
-    tokio::pin!(execute);
-    let deadline = spec.duration + spec.request_timeout + Duration::from_secs(15);
-    let outcome = tokio::select! {
-        outcome = &mut execute => Ok(outcome),
-        () = tokio::time::sleep(deadline) => {
-            goose::trigger_killswitch("fortress: the load overran its deadline");
-            tokio::time::timeout(spec.request_timeout + Duration::from_secs(5), &mut execute)
-                .await
-                .map_err(|_| LoadError::Overran(started.elapsed()))
+    let deadline = tokio::time::sleep(spec.duration + spec.request_timeout + Duration::from_secs(15));
+    tokio::pin!(execute, deadline);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut execute => break Ok(outcome),
+            () = end.cancelled(), if schedule.is_some() => schedule = None,
+            () = &mut deadline => {
+                goose::trigger_killswitch("fortress: the load overran its deadline");
+                break tokio::time::timeout(spec.request_timeout + Duration::from_secs(5), &mut execute)
+                    .await
+                    .map_err(|_| LoadError::Overran(started.elapsed()));
+            }
         }
     };
+    // The turn clears the killswitch when it is released (other loads under it may still be running).
+    // Pulled after this load's schedule closed, it ended a load that had nothing left to send. Read
+    // before this load's own schedule closes below, which may pull it for the others.
+    let stopped_early = goose::is_killswitch_triggered() && !end.is_cancelled();
+    drop(schedule);
     done.cancel();
     let _ = watcher.await;
-    // The turn clears the killswitch when it is released (other loads under it may still be running).
-    let stopped_early = goose::is_killswitch_triggered();
     Ok((outcome?.map_err(Box::new)?, stopped_early || stop.is_cancelled()))
 }
 
