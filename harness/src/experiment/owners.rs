@@ -104,6 +104,7 @@ fn produced_by_the_judge() -> BTreeSet<Metric> {
     let probes = Probes {
         known_us: vec![900, 950, 1000, 1100, 980, 1020],
         unknown_us: vec![100, 110, 90, 120, 105, 95],
+        pairs: (0..40).map(|i| (900 + 20 * i, 100 + 3 * i)).collect(),
     };
     let end_of_run = report.figures().into_iter().chain(probes.figures());
     let derived = ["baseline", "fault", "recovery", RUN_PHASE]

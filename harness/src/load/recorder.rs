@@ -87,6 +87,8 @@ struct State {
     /// Every service time, in microseconds and in the order they completed, of the groups that keep
     /// each.
     each: BTreeMap<Group, Vec<u64>>,
+    /// The timing attacker's pairs: (seeded email, unknown email) service times in microseconds.
+    probe_pairs: Vec<(u64, u64)>,
     /// The unexpected answers (4xx and 5xx), by status and error code.
     server_errors: BTreeMap<(u16, String), ServerErrors>,
 }
@@ -245,6 +247,7 @@ impl Recorder {
             busy_carried: 0,
             acknowledged: Vec::new(),
             each: BTreeMap::new(),
+            probe_pairs: Vec::new(),
             server_errors: BTreeMap::new(),
         }));
         Self { state, on: true }
@@ -314,9 +317,15 @@ impl Recorder {
             .get_or_insert_with(|| GroupSecond::new(group))
             .add(outcome, timing);
         if group.keeps_each() {
-            let micros = u64::try_from(timing.service_time().as_micros()).unwrap_or(u64::MAX);
-            state.each.entry(group).or_default().push(micros);
+            state.each.entry(group).or_default().push(timing.service_micros());
         }
+    }
+
+    /// Files one pair of the timing attacker's probes, both answered as expected: one for a seeded
+    /// email, one for an email nobody has, sent one after the other.
+    pub fn probe_pair(&self, known: &RequestTiming, unknown: &RequestTiming) {
+        let pair = (known.service_micros(), unknown.service_micros());
+        self.state().probe_pairs.push(pair);
     }
 
     /// A user whose request was abandoned before its answer (the run stopped) is no longer busy.
@@ -417,6 +426,12 @@ impl Recorder {
     /// timing attacker times its own requests from when they leave.
     pub fn each_service_us(&self, group: Group) -> Vec<u64> {
         self.state().each.get(&group).cloned().unwrap_or_default()
+    }
+
+    /// The timing attacker's pairs, (seeded email, unknown email) in microseconds, in the order
+    /// they were filed.
+    pub fn probe_pairs(&self) -> Vec<(u64, u64)> {
+        self.state().probe_pairs.clone()
     }
 
     /// The ids of the orders acknowledged to this client, in the order it saw them.

@@ -113,6 +113,11 @@ impl RequestTiming {
         self.completed.saturating_duration_since(self.sent)
     }
 
+    /// [`Self::service_time`] in whole microseconds.
+    pub fn service_micros(&self) -> u64 {
+        u64::try_from(self.service_time().as_micros()).unwrap_or(u64::MAX)
+    }
+
     /// How far behind its slot the request left.
     pub fn behind(&self) -> Duration {
         self.sent.saturating_duration_since(self.due)

@@ -392,8 +392,14 @@ fn probe_outcome(status: u16, body: &[u8]) -> RequestOutcome {
     }
 }
 
-/// One wrong-password login for `email`, filed under `group`.
-async fn probe(user: &mut GooseUser, ctx: &Ctx, group: Group, email: String) -> TransactionResult {
+/// One wrong-password login for `email`, filed under `group`: when it was answered as a wrong
+/// password should be, its timing.
+async fn probe(
+    user: &mut GooseUser,
+    ctx: &Ctx,
+    group: Group,
+    email: String,
+) -> Result<Option<RequestTiming>, Box<TransactionError>> {
     let body = json!({ "email": email, "password": PROBE_PASSWORD });
     let builder = user
         .get_request_builder(&GooseMethod::Post, "/auth/login")?
@@ -404,13 +410,14 @@ async fn probe(user: &mut GooseUser, ctx: &Ctx, group: Group, email: String) -> 
         .name(group.name())
         .set_request_builder(builder)
         .build();
-    send(user, ctx, group, request, probe_outcome).await?;
-    Ok(())
+    let answer = send(user, ctx, group, request, probe_outcome).await?;
+    Ok((answer.outcome == RequestOutcome::Expected).then_some(answer.timing))
 }
 
 /// The timing attacker: a wrong password for a seeded email and for one nobody has, one right after
 /// the other, in an order drawn at random for every pair. So whatever slows the machine for a moment
-/// slows both kinds alike, and neither kind is more often the first of a pair.
+/// slows both kinds alike, neither kind is more often the first of a pair, and the pair is filed as
+/// one: the rank test compares the two answers of each pair (`experiment::timing`).
 async fn login_probe(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
     let (n, known_first) = {
         let mut rng = rand::rng();
@@ -423,8 +430,17 @@ async fn login_probe(user: &mut GooseUser, ctx: &Ctx) -> TransactionResult {
     } else {
         (unknown, known)
     };
-    probe(user, ctx, first.0, first.1).await?;
-    probe(user, ctx, second.0, second.1).await
+    let first = probe(user, ctx, first.0, first.1).await?;
+    let second = probe(user, ctx, second.0, second.1).await?;
+    if let (Some(first), Some(second)) = (first, second) {
+        let (known, unknown) = if known_first {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        ctx.recorder.probe_pair(&known, &unknown);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

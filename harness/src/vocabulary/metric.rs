@@ -161,8 +161,9 @@ metrics! {
     OrdersEmailedTwice = "orders_emailed_twice" [Judge, PerRun, Mail]: "orders of the run with more than one confirmation in the mail server's mailbox (end of run)",
     EmailsWithoutOrder = "emails_without_order" [Judge, PerRun, Mail]: "confirmations in the mail server's mailbox for an order the database does not hold: an order rolled back after its email went out (end of run)",
     TimingAccuracy = "timing_accuracy" [Judge, PerRun, Scenario(Scenario::LoginProbe)]: "balanced accuracy of a response-time classifier telling a wrong password for an existing account from one for an unknown email, on held-out probes (0.5 is chance; end of run)",
-    TimingDetectableMs = "timing_detectable_ms" [Judge, PerRun, Scenario(Scenario::LoginProbe)]: "the smallest difference between the two kinds of wrong-password login's typical times that this run's probes would have shown (rank test at 1%, four times in five), milliseconds: what a verdict of no leak could have seen (end of run)",
-    TimingPValue = "timing_p_value" [Judge, PerRun, Scenario(Scenario::LoginProbe)]: "two-sided Mann-Whitney p-value that both kinds of wrong-password login take times from one distribution (end of run)",
+    TimingDetectableMs = "timing_detectable_ms" [Judge, PerRun, Scenario(Scenario::LoginProbe)]: "the smallest difference between the two kinds of wrong-password login's typical times that this run's pairs of probes would have shown (signed-rank test at 0.1%, four times in five), milliseconds: what a verdict of no leak could have seen (end of run)",
+    TimingPValue = "timing_p_value" [Judge, PerRun, Scenario(Scenario::LoginProbe)]: "two-sided Wilcoxon signed-rank p-value, over pairs of probes sent one after the other in a random order, that neither kind of wrong-password login is the slower one (end of run)",
+    TimingLeakMs = "timing_leak_ms" [Judge, PerRun, Scenario(Scenario::LoginProbe)]: "how much slower or faster a seeded email's wrong-password login can typically be than an unknown email's in a pair, at most: the farther end from zero of the 99.9% confidence interval of the pairs' typical difference (Hodges-Lehmann, from the signed-rank test), milliseconds (end of run)",
 }
 
 impl Metric {

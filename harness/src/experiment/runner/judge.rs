@@ -176,6 +176,7 @@ fn timing_figures(variant: &VariantPlan, watched: &Watched, stats: &mut PhaseSta
     let probes = Probes {
         known_us: watched.recorder.each_service_us(Group::ProbeKnown),
         unknown_us: watched.recorder.each_service_us(Group::ProbeUnknown),
+        pairs: watched.recorder.probe_pairs(),
     };
     if !probes.usable() {
         return;
