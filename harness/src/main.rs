@@ -30,6 +30,12 @@ async fn main() -> ExitCode {
         eprintln!("fortress: cannot take Ctrl-C: {error}");
         return fortress::vocabulary::ExitCode::Environment.into();
     }
+    if matches!(
+        cli.command,
+        Command::List | Command::Plan(_) | Command::Report(_) | Command::Compare(_)
+    ) {
+        end_quietly_when_the_reader_does();
+    }
     // The lab's service, proxy and provider containers run this very binary.
     let lab_binary = match std::env::current_exe() {
         Ok(path) => path,
@@ -53,6 +59,13 @@ async fn main() -> ExitCode {
         Command::Service(_) => unreachable!("handled above"),
     };
     code.into()
+}
+
+/// `fortress plan x | head`: a command that only prints ends when its reader stops reading, as `cat`
+/// does, instead of panicking on the closed pipe. Commands that run a lab keep SIGPIPE ignored, so a
+/// closed pipe can never cut a fault's inverse short.
+fn end_quietly_when_the_reader_does() {
+    sigpipe::reset();
 }
 
 /// The reference service, as the lab's service containers run it (JSON logs on stderr).

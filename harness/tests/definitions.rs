@@ -460,3 +460,30 @@ fn a_defence_switched_off_by_mistake_is_refused_before_a_lab_starts() {
         "{value}"
     );
 }
+
+/// `fortress plan x | head -1`: a reader that stops early ends the printing command quietly (by
+/// SIGPIPE, as `cat` would), not with a panic about a failed print.
+#[test]
+fn a_reader_that_stops_early_ends_a_printing_command_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    for args in [&["plan", "timing-attack"][..], &["list"][..]] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fortress"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // then the pipe closes
+        let output = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(
+            output.status.success() || output.status.signal() == Some(13),
+            "{args:?}: {:?}",
+            output.status
+        );
+    }
+}
