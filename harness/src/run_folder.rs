@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! summary.json                    verdicts, invariants, fault timeline, environment (reports/README.md)
+//! journal.ndjson                  every event of the run, a line each, as it happened
 //! INTERRUPTED                     instead of verdicts, when Ctrl-C stopped the run
 //! report.html, chart-*.png        the page and its charts
 //! timeseries-<variant>.csv|.json  one row per second
@@ -50,6 +51,11 @@ impl RunFolder {
 
     pub fn summary(&self) -> PathBuf {
         self.dir.join("summary.json")
+    }
+
+    /// `experiment::journal`'s file.
+    pub fn journal(&self) -> PathBuf {
+        self.dir.join("journal.ndjson")
     }
 
     pub fn report(&self) -> PathBuf {

@@ -132,6 +132,7 @@ fn run(dir: &Path, name: &str) -> (Option<i32>, String, Value) {
         .path();
     let summary = std::fs::read_to_string(folder.join("summary.json"))
         .unwrap_or_else(|e| panic!("no summary.json ({e}):\n{said}"));
+    assert_the_journal_tells_the_same_run(&folder, &summary);
     let report = std::fs::read_to_string(folder.join("report.html"))
         .unwrap_or_else(|e| panic!("no report.html ({e}):\n{said}"));
     assert!(
@@ -143,6 +144,39 @@ fn run(dir: &Path, name: &str) -> (Option<i32>, String, Value) {
         said,
         serde_json::from_str(&summary).unwrap(),
     )
+}
+
+/// The journal alone gives back the summary, verdicts and all, and each variant's seconds.
+fn assert_the_journal_tells_the_same_run(folder: &Path, summary: &str) {
+    let run = fortress::experiment::journal::read(&folder.join("journal.ndjson")).unwrap();
+    let rebuilt = serde_json::to_value(run.summary.as_ref().expect("a judged run")).unwrap();
+    assert_eq!(rebuilt, serde_json::from_str::<Value>(summary).unwrap());
+    for (variant, samples) in &run.samples {
+        let saved = std::fs::read_to_string(folder.join(format!("timeseries-{variant}.json"))).unwrap();
+        let rebuilt = serde_json::to_value(samples).unwrap();
+        assert_eq!(
+            rebuilt,
+            serde_json::from_str::<Value>(&saved).unwrap(),
+            "{variant}"
+        );
+    }
+    assert!(run.stopped.is_none());
+    // `fortress report` on the journal alone draws the same run.
+    let alone = folder.with_extension("journal-alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(folder.join("journal.ndjson"), alone.join("journal.ndjson")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("report")
+        .arg(&alone)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let page = std::fs::read_to_string(alone.join("report.html")).unwrap();
+    assert!(
+        page.contains("Stopped early in vulnerable"),
+        "the page from the journal"
+    );
+    std::fs::remove_dir_all(&alone).unwrap();
 }
 
 /// The variant stopped where `phase` was, before its planned end, the lab whole after the revert,

@@ -161,6 +161,29 @@ fn finish(mut child: Child, lines: &mpsc::Receiver<String>, seen: &mut Vec<Strin
     }
 }
 
+/// The newest run's journal has what happened before the signal (phases began), no verdict, and why
+/// the run stopped.
+fn assert_the_journal_kept_the_run_up_to_the_stop(dir: &Path, when: &str) {
+    use fortress::experiment::journal::{self, Entry};
+    let newest = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let run = journal::read(&newest.join("journal.ndjson")).unwrap_or_else(|e| panic!("{when}: {e}"));
+    assert!(run.summary.is_none(), "{when}: judged");
+    assert!(
+        run.stopped.as_deref().is_some_and(|r| r.contains("interrupted")),
+        "{when}: {:?}",
+        run.stopped
+    );
+    let phases = run
+        .entries
+        .iter()
+        .filter(|e| matches!(e, Entry::PhaseStarted { .. }));
+    assert!(phases.count() > 0, "{when}: no phase in the journal");
+}
+
 /// One run stopped with `sig` (SIGINT in the sweep): at `after` past its start, or at the line `at_line`.
 fn interrupted_run(dir: &Path, sig: &str, after: Option<Duration>, at_line: Option<&str>) -> String {
     let (child, lines) = start(dir);
@@ -181,6 +204,9 @@ fn interrupted_run(dir: &Path, sig: &str, after: Option<Duration>, at_line: Opti
     );
     assert_eq!(code, Some(4), "SIG{sig} {when}: exit code; the run said:\n{said}");
     assert!(said.contains("interrupted"), "SIG{sig} {when}: {said}");
+    if at_line.is_some() {
+        assert_the_journal_kept_the_run_up_to_the_stop(dir, &when);
+    }
     let left = containers_owned_by(pid);
     assert!(
         left.is_empty(),

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use super::print_error;
 use crate::cli::{ExperimentArgs, VariantChoice};
 use crate::experiment::definition::{Plan, VariantPlan};
+use crate::experiment::journal::Journal;
 use crate::experiment::output::Summary;
 use crate::experiment::runner::{self, Event, RunContext};
 use crate::experiment::{catalog, without};
@@ -204,11 +205,16 @@ pub async fn execute(
     };
     let progress = Progress::new(plan);
     let show = |event: Event<'_>| progress.show(event);
+    let journal = Journal::create(&folder.journal()).unwrap_or_else(|error| {
+        eprintln!("fortress: the run goes on without its journal: {error}");
+        Journal::none()
+    });
     let ctx = RunContext {
         lab_binary,
         folder: &folder,
         stop: stop.clone(),
         progress: &show,
+        journal,
     };
     let result = runner::run(plan, variants, seed, &ctx, handover).await;
     watcher.abort();

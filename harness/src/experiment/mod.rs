@@ -6,7 +6,8 @@
 //! phases with their faults and one sample a second, judge), `phase_figures` (those seconds turned
 //! into per-phase figures and caveats), `invariants` (the end-of-run checks), `timing` (the timing
 //! attacker's classifier and test), `forensics` (each class of 5xx answers with its log lines),
-//! `verdict` (confirmed, refuted or inconclusive), `output` (what a run writes in its folder) and
+//! `verdict` (confirmed, refuted or inconclusive), `output` (what a run writes in its folder),
+//! `journal` (every event of a run, a line each, as it happens) and
 //! `without` (the defended variant with a defence switched off).
 
 pub mod abort;
@@ -15,6 +16,7 @@ pub mod claim;
 pub mod definition;
 pub mod forensics;
 pub mod invariants;
+pub mod journal;
 pub mod output;
 #[cfg(test)]
 mod owners;

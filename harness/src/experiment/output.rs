@@ -9,7 +9,7 @@ use reference_service::modes::ModesPatch;
 use serde::{Deserialize, Serialize};
 
 use super::abort::Abort;
-use super::definition::Profile;
+use super::definition::{Plan, Profile};
 use super::forensics::Forensics;
 use super::invariants::InvariantReport;
 use super::timing::Probes;
@@ -122,6 +122,77 @@ pub struct Summary {
     pub exit_code: ExitCode,
     pub phases: Vec<PhaseOutline>,
     pub variants: Vec<VariantReport>,
+}
+
+/// What is known of a run as it starts: the summary's fields that do not wait for a verdict (the
+/// journal's first line).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunHeader {
+    pub experiment: String,
+    pub story: String,
+    pub source: String,
+    pub profile: Profile,
+    pub seed: u64,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub fortress_version: String,
+    pub git_revision: Option<String>,
+    pub machine: Machine,
+    pub phases: Vec<PhaseOutline>,
+}
+
+impl RunHeader {
+    /// `plan` (its seed the run's) starting now on this machine, from this checkout.
+    pub fn of(plan: &Plan, started_at: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            experiment: plan.name.clone(),
+            story: plan.story.clone(),
+            source: plan.source.clone(),
+            profile: plan.profile,
+            seed: plan.seed.seed,
+            started_at,
+            fortress_version: env!("CARGO_PKG_VERSION").into(),
+            git_revision: git_revision(),
+            machine: Machine::this(),
+            phases: plan
+                .phases
+                .iter()
+                .map(|p| PhaseOutline {
+                    name: p.name.clone(),
+                    seconds: p.seconds,
+                    faults: p.faults.iter().map(ToString::to_string).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Summary {
+    /// The run judged: its header, each variant's report, and the Docker it ran on. The exit code
+    /// follows from the verdicts and invariants.
+    pub fn from_parts(
+        header: RunHeader,
+        variants: Vec<VariantReport>,
+        docker_version: Option<String>,
+    ) -> Self {
+        let verdicts: Vec<_> = variants.iter().flat_map(|r| r.verdicts.iter().cloned()).collect();
+        let held = variants.iter().all(|r| r.invariants.held());
+        Self {
+            schema: SUMMARY_SCHEMA,
+            experiment: header.experiment,
+            story: header.story,
+            source: header.source,
+            profile: header.profile,
+            seed: header.seed,
+            started_at: header.started_at,
+            fortress_version: header.fortress_version,
+            git_revision: header.git_revision,
+            docker_version,
+            machine: header.machine,
+            exit_code: super::verdict::exit_code(&verdicts, held),
+            phases: header.phases,
+            variants,
+        }
+    }
 }
 
 /// The commit the lab was built from, if this is a git checkout.

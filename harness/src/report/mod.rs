@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 
 use crate::experiment::definition::RUN_PHASE;
+use crate::experiment::journal::{self, JournalError};
 use crate::experiment::output::{SUMMARY_SCHEMA, Summary};
 use crate::experiment::timing::Probes;
 use crate::experiment::verdict::Sample;
@@ -24,7 +25,7 @@ use crate::vocabulary::{Metric, Variant};
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
     #[error(
-        "{}: not a run folder (it has no summary.json); `fortress experiment` writes run folders under reports/",
+        "{}: not a run folder (it has no summary.json and no journal.ndjson); `fortress experiment` writes run folders under reports/",
         path.display()
     )]
     NotARun { path: PathBuf },
@@ -48,6 +49,10 @@ pub enum ReportError {
         found: String,
         expected: u32,
     },
+    #[error("the run's journal cannot be read")]
+    Journal(#[from] JournalError),
+    #[error("{}: the journal ends before any verdict: {reason}; run the experiment again", path.display())]
+    Unjudged { path: PathBuf, reason: String },
     #[error("failed to draw {}", path.display())]
     Chart {
         path: PathBuf,
@@ -117,6 +122,9 @@ impl Run {
             });
         }
         if !path.is_file() {
+            if folder.journal().is_file() {
+                return Self::from_journal(folder);
+            }
             return Err(ReportError::NotARun { path: dir.to_owned() });
         }
         let summary: Summary =
@@ -138,6 +146,24 @@ impl Run {
             summary,
             samples,
             probes,
+        })
+    }
+
+    /// The run as its journal alone tells it (a folder without its summary.json).
+    fn from_journal(folder: RunFolder) -> Result<Self, ReportError> {
+        let path = folder.journal();
+        let run = journal::read(&path)?;
+        let Some(summary) = run.summary else {
+            let reason = run
+                .stopped
+                .unwrap_or_else(|| "it stops mid-run (was the run killed?)".into());
+            return Err(ReportError::Unjudged { path, reason });
+        };
+        Ok(Self {
+            folder,
+            summary,
+            samples: run.samples,
+            probes: run.probes,
         })
     }
 

@@ -10,6 +10,7 @@ use crate::env::Lab;
 use crate::experiment::definition::{Plan, RUN_PHASE, VariantPlan};
 use crate::experiment::forensics;
 use crate::experiment::invariants::{self, InvariantReport, RunFacts};
+use crate::experiment::journal::Entry;
 use crate::experiment::output::{self, LostOrder, VariantReport};
 use crate::experiment::phase_figures::{caveats, derived_stats};
 use crate::experiment::timing::Probes;
@@ -184,6 +185,10 @@ fn timing_figures(variant: &VariantPlan, watched: &Watched, stats: &mut PhaseSta
     for (metric, value) in probes.figures() {
         stats.set(RUN_PHASE, metric, value);
     }
+    ctx.journal.write(&Entry::Probes {
+        variant: variant.variant,
+        probes: probes.clone(),
+    });
     if let Err(error) = output::write_probes(ctx.folder, variant.variant, &probes) {
         (ctx.progress)(Event::Message(format!(
             "could not write the timing probes: {error}"

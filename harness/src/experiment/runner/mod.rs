@@ -14,8 +14,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use super::definition::{Arrangement, PhasePlan, Plan, VariantPlan};
-use super::output::{self, PhaseOutline, Summary, VariantReport};
-use super::verdict;
+use super::journal::{Entry, Journal};
+use super::output::{self, RunHeader, Summary, VariantReport};
 use crate::env::{AdminError, EnvError, Lab, LabSpec};
 use crate::faults::FaultError;
 use crate::faults::audit::{AuditError, LabAudit};
@@ -70,6 +70,8 @@ pub struct RunContext<'a> {
     pub folder: &'a RunFolder,
     pub stop: CancellationToken,
     pub progress: &'a (dyn Fn(Event<'_>) + Sync),
+    /// Where every event of the run is appended as it happens (`journal.ndjson`).
+    pub journal: Journal,
 }
 
 /// What a caller with runs to make one after another (the gate) hands each run: the labs it started
@@ -206,7 +208,11 @@ async fn run_prepared(
     };
     shared.loads.one_ended();
     let (prepared, watched) = watched?;
-    judge::judge(plan, variant, lab, &prepared, watched, ctx).await
+    let report = judge::judge(plan, variant, lab, &prepared, watched, ctx).await?;
+    ctx.journal.write(&Entry::VariantJudged {
+        report: Box::new(report.clone()),
+    });
+    Ok(report)
 }
 
 /// A lab being removed in the background while the next variant runs.
@@ -243,9 +249,12 @@ pub async fn run(
     ctx: &RunContext<'_>,
     handover: Handover,
 ) -> Result<Summary, RunError> {
-    let started_at = chrono::Utc::now();
     let mut plan = plan.clone();
     plan.seed.seed = seed;
+    let header = RunHeader::of(&plan, chrono::Utc::now());
+    ctx.journal.write(&Entry::RunStarted {
+        header: header.clone(),
+    });
     let labs = match handover.labs {
         Some(labs) => {
             (ctx.progress)(Event::Message(
@@ -307,9 +316,18 @@ pub async fn run(
         outcome.fail(RunError::Interrupted);
     }
     if let Some(error) = outcome.failure {
+        ctx.journal.write(&Entry::RunStopped {
+            reason: cause_chain(&error),
+        });
         return Err(error);
     }
-    let summary = summary(&plan, started_at, outcome.reports).await;
+    let order = outcome.reports.iter().map(|r| r.variant).collect();
+    let summary = Summary::from_parts(header, outcome.reports, docker_version().await);
+    ctx.journal.write(&Entry::RunEnded {
+        exit_code: summary.exit_code,
+        docker_version: summary.docker_version.clone(),
+        variants: order,
+    });
     if let Err(error) = output::write_summary(ctx.folder, &summary) {
         (ctx.progress)(Event::Message(format!("could not write summary.json: {error}")));
     }
@@ -375,39 +393,21 @@ async fn side_by_side<'v>(
     }
 }
 
-async fn summary(
-    plan: &Plan,
-    started_at: chrono::DateTime<chrono::Utc>,
-    reports: Vec<VariantReport>,
-) -> Summary {
-    let verdicts: Vec<_> = reports.iter().flat_map(|r| r.verdicts.iter().cloned()).collect();
-    let held = reports.iter().all(|r| r.invariants.held());
-    let docker_version = match crate::env::docker::DockerClient::connect().await {
+/// `error: its cause: its cause's cause`.
+fn cause_chain(error: &dyn std::error::Error) -> String {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
+}
+
+async fn docker_version() -> Option<String> {
+    match crate::env::docker::DockerClient::connect().await {
         Ok(docker) => docker.version().await.ok(),
         Err(_) => None,
-    };
-    Summary {
-        experiment: plan.name.clone(),
-        story: plan.story.clone(),
-        source: plan.source.clone(),
-        profile: plan.profile,
-        seed: plan.seed.seed,
-        started_at,
-        schema: output::SUMMARY_SCHEMA,
-        fortress_version: env!("CARGO_PKG_VERSION").into(),
-        git_revision: output::git_revision(),
-        docker_version,
-        machine: output::Machine::this(),
-        exit_code: verdict::exit_code(&verdicts, held),
-        phases: plan
-            .phases
-            .iter()
-            .map(|p| PhaseOutline {
-                name: p.name.clone(),
-                seconds: p.seconds,
-                faults: p.faults.iter().map(ToString::to_string).collect(),
-            })
-            .collect(),
-        variants: reports,
     }
 }

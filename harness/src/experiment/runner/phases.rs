@@ -14,6 +14,7 @@ use crate::env::Lab;
 use crate::experiment::abort::{Abort, Tripwire};
 use crate::experiment::definition::{PhasePlan, Plan};
 use crate::experiment::invariants;
+use crate::experiment::journal::Entry;
 use crate::experiment::phase_figures::{PhaseLatencies, per_request_figures};
 use crate::experiment::verdict::Sample;
 use crate::faults::{self, Fault, FaultError, FaultTimeline, TimelineEntry};
@@ -211,10 +212,22 @@ impl<'a> Watch<'a> {
         let (lab, ctx, variant) = (self.lab, self.ctx, self.variant);
         for phase in &plan.phases {
             (ctx.progress)(Event::Phase { variant, phase });
+            ctx.journal.write(&Entry::PhaseStarted {
+                variant,
+                phase: phase.name.clone(),
+                at_s: self.clock.started.elapsed().as_secs_f64(),
+            });
             self.clock.phase_end += Duration::from_secs_f64(phase.seconds);
             let mark = timeline.len();
             let watched = with_faults(lab, timeline, &ctx.stop, &phase.faults, self.phase(phase)).await;
-            self.note_untouched(phase, &timeline.since(mark));
+            let steps = timeline.since(mark);
+            for step in &steps {
+                ctx.journal.write(&Entry::Fault {
+                    variant,
+                    step: step.clone(),
+                });
+            }
+            self.note_untouched(phase, &steps);
             self.note_overrun(phase);
             match watched {
                 Ok(()) if ctx.stop.is_cancelled() => return Err(RunError::Interrupted),
@@ -293,12 +306,17 @@ impl<'a> Watch<'a> {
         } else {
             BTreeMap::new()
         };
-        self.samples.push(Sample {
+        let sample = Sample {
             at_s: self.clock.started.elapsed().as_secs_f64(),
             phase: phase.name.clone(),
             values,
             replicas,
+        };
+        self.ctx.journal.write(&Entry::Second {
+            variant: self.variant,
+            sample: sample.clone(),
         });
+        self.samples.push(sample);
     }
 
     fn report_progress(&self, values: &BTreeMap<Metric, f64>) {
