@@ -16,6 +16,8 @@ Examples:
   fortress experiment cache-outage --variant defended --without cache_failure --profile quick
                                   the defended variant with its defence switched off: its predictions
                                   should be refuted, or the defence is not what holds them
+  fortress experiment cache-outage --prometheus http://127.0.0.1:9090/api/v1/write
+                                  then write its figures and fault windows to Prometheus (remote write)
   fortress list                   the built-in experiments
   fortress plan cache-outage      check an experiment and print its phases, faults and predictions
   fortress plan my-experiment.toml --profile quick
@@ -114,6 +116,23 @@ pub struct ExperimentArgs {
     /// vulnerable variant's value for it, or `mode=value` (repeatable; needs --variant defended).
     #[arg(long, value_name = "MODE[=VALUE]")]
     pub without: Vec<crate::experiment::without::Without>,
+    /// After the run, write every second's figures and each fault's window to this Prometheus
+    /// remote-write receiver (a Prometheus started with --web.enable-remote-write-receiver takes
+    /// them at /api/v1/write), labelled with the experiment, variant, run and phase.
+    #[arg(long, value_name = "URL", value_parser = remote_write_url)]
+    pub prometheus: Option<String>,
+}
+
+/// An http(s) URL, checked before any lab starts.
+fn remote_write_url(text: &str) -> Result<String, String> {
+    match reqwest::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Ok(text.to_owned()),
+        Ok(url) => Err(format!(
+            "{} URLs cannot take a remote write; give http://HOST:PORT/api/v1/write",
+            url.scheme()
+        )),
+        Err(error) => Err(format!("{error}; give http://HOST:PORT/api/v1/write")),
+    }
 }
 
 #[derive(Debug, Clone, Args)]

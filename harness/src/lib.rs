@@ -8,6 +8,7 @@
 //! - `commands`: what each subcommand does and prints (`main.rs` parses and dispatches to it)
 //! - `cli`: the command line's clap definitions
 //! - `doctor`: can this machine run the lab
+//! - `export`: a run's figures and fault windows written to the tools teams watch (Prometheus)
 //! - `report`: a run folder drawn into charts and `report.html`; two runs compared
 //! - `gate`: a suite of experiments judged for CI against committed baselines
 //! - `experiment`: definitions, the runner (prepare, phases, judge), invariants, verdicts
@@ -32,6 +33,7 @@ pub mod commands;
 pub mod doctor;
 pub mod env;
 pub mod experiment;
+pub mod export;
 pub mod faults;
 pub mod gate;
 pub mod interrupt;

@@ -68,8 +68,33 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> ExitCode {
         "\nrun folder: {} (summary.json, report.html, time series, goose reports)",
         folder.dir().display()
     );
+    if let Some(url) = &args.prometheus
+        && !exported(url, &summary, &folder).await
+    {
+        return ExitCode::Environment;
+    }
     println!("{}", summary.exit_code);
     summary.exit_code
+}
+
+/// Writes the run to Prometheus; says what was written, or why not (the run folder has it all).
+async fn exported(url: &str, summary: &Summary, folder: &RunFolder) -> bool {
+    match crate::export::prometheus::write(url, summary, &folder.name()).await {
+        Ok(written) => {
+            println!(
+                "prometheus: {} series, {} samples written to {url} (run=\"{}\")",
+                written.series,
+                written.samples,
+                folder.name()
+            );
+            true
+        }
+        Err(error) => {
+            eprintln!("fortress: the run is saved, but not in Prometheus:");
+            print_error(&error);
+            false
+        }
+    }
 }
 
 /// The plan with the defences of `--without` switched off in its defended variant, which must be the
