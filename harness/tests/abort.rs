@@ -161,6 +161,18 @@ fn assert_the_journal_tells_the_same_run(folder: &Path, summary: &str) {
         );
     }
     assert!(run.stopped.is_none());
+    // A fault's steps are journaled as they happen: its inject before the faulted phase's last second.
+    use fortress::experiment::journal::Entry;
+    let inject = run.entries.iter().position(
+        |e| matches!(e, Entry::Fault { step, .. } if step.action == fortress::faults::Action::Inject),
+    );
+    let last_faulted = run
+        .entries
+        .iter()
+        .rposition(|e| matches!(e, Entry::Second { sample, .. } if sample.phase == "fault"));
+    if let (Some(inject), Some(last)) = (inject, last_faulted) {
+        assert!(inject < last, "the inject was journaled after its phase");
+    }
     // `fortress report` on the journal alone draws the same run.
     let alone = folder.with_extension("journal-alone");
     std::fs::create_dir_all(&alone).unwrap();

@@ -10,7 +10,7 @@
 //! |---|---|---|
 //! | `run_started` | `header`: the experiment, story, source, profile, seed, start, versions, machine, phases | once, first |
 //! | `phase_started` | `variant`, `phase`, `at_s` (seconds since the variant's load started) | as each phase starts |
-//! | `fault` | `variant`, `step`: an inject or revert with its timing, error, detail and evidence | when the phase that held it ends |
+//! | `fault` | `variant`, `step`: an inject or revert with its timing, error, detail and evidence | as each step ends |
 //! | `second` | `variant`, `sample`: that second's figures (`timeseries-<variant>.json`'s rows) | every second |
 //! | `probes` | `variant`, `probes`: the timing attacker's latencies and pairs | after the load, when it probed |
 //! | `variant_judged` | `report`: verdicts, invariants, timeline, forensics (`summary.json`'s variant) | as each variant is judged |

@@ -60,9 +60,25 @@ pub struct Seen {
     pub observed: Option<Observed>,
 }
 
-/// Shared by everything that injects faults during one run; cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct FaultTimeline(Arc<Mutex<Vec<TimelineEntry>>>);
+/// Shared by everything that injects faults during one run; cheap to clone. A listener, if any,
+/// hears each step as it is recorded (the run's journal).
+#[derive(Clone, Default)]
+pub struct FaultTimeline {
+    entries: Arc<Mutex<Vec<TimelineEntry>>>,
+    listener: Option<Listener>,
+}
+
+/// Hears each step of a timeline as it is recorded.
+pub type Listener = Arc<dyn Fn(&TimelineEntry) + Send + Sync>;
+
+impl std::fmt::Debug for FaultTimeline {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultTimeline")
+            .field("entries", &self.entries)
+            .field("listener", &self.listener.is_some())
+            .finish()
+    }
+}
 
 /// The steps of one injection being recorded: `with_fault` holds it from the inject to the revert.
 #[derive(Debug)]
@@ -104,6 +120,14 @@ impl Recording<'_> {
 }
 
 impl FaultTimeline {
+    /// An empty timeline whose steps `listener` hears as they are recorded.
+    pub fn heard_by(listener: Listener) -> Self {
+        Self {
+            entries: Arc::default(),
+            listener: Some(listener),
+        }
+    }
+
     /// Starts recording a new injection of `fault`.
     pub fn begin(&self, fault: &impl std::fmt::Display) -> Recording<'_> {
         let entries = self.lock();
@@ -118,11 +142,14 @@ impl FaultTimeline {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<TimelineEntry>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn record(&self, entry: TimelineEntry) {
         tracing::info!(fault = entry.fault, action = %entry.action, error = entry.error, "fault timeline");
+        if let Some(listener) = &self.listener {
+            listener(&entry);
+        }
         self.lock().push(entry);
     }
 

@@ -220,14 +220,7 @@ impl<'a> Watch<'a> {
             self.clock.phase_end += Duration::from_secs_f64(phase.seconds);
             let mark = timeline.len();
             let watched = with_faults(lab, timeline, &ctx.stop, &phase.faults, self.phase(phase)).await;
-            let steps = timeline.since(mark);
-            for step in &steps {
-                ctx.journal.write(&Entry::Fault {
-                    variant,
-                    step: step.clone(),
-                });
-            }
-            self.note_untouched(phase, &steps);
+            self.note_untouched(phase, &timeline.since(mark));
             self.note_overrun(phase);
             match watched {
                 Ok(()) if ctx.stop.is_cancelled() => return Err(RunError::Interrupted),
@@ -377,7 +370,13 @@ pub(super) async fn run(
     let mut watch = Watch::new(plan, variant, lab, ctx, recorder.clone()).await?;
     let requests_before_phases = recorder.request_count();
     let load_started_at = chrono::Utc::now();
-    let timeline = FaultTimeline::default();
+    let journal = ctx.journal.clone();
+    let timeline = FaultTimeline::heard_by(Arc::new(move |step| {
+        journal.write(&Entry::Fault {
+            variant,
+            step: step.clone(),
+        });
+    }));
     if let Err(error) = watch.every_phase(plan, &timeline).await {
         load.abandon().await;
         return Err(error);
