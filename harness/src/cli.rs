@@ -18,6 +18,8 @@ Examples:
                                   should be refuted, or the defence is not what holds them
   fortress experiment cache-outage --prometheus http://127.0.0.1:9090/api/v1/write
                                   then write its figures and fault windows to Prometheus (remote write)
+  fortress experiment cache-outage --live 127.0.0.1:8089
+                                  watch it at http://127.0.0.1:8089/ while it runs
   fortress list                   the built-in experiments
   fortress plan cache-outage      check an experiment and print its phases, faults and predictions
   fortress plan my-experiment.toml --profile quick
@@ -121,6 +123,10 @@ pub struct ExperimentArgs {
     /// them at /api/v1/write), labelled with the experiment, variant, run and phase.
     #[arg(long, value_name = "URL", value_parser = remote_write_url)]
     pub prometheus: Option<String>,
+    /// While the run goes, serve a page at this address (e.g. 127.0.0.1:8089) showing each variant's
+    /// phase, the faults active and the last second's figures.
+    #[arg(long, value_name = "ADDR")]
+    pub live: Option<std::net::SocketAddr>,
 }
 
 /// An http(s) URL, checked before any lab starts.

@@ -1,7 +1,8 @@
 //! A run written to a real Prometheus by remote write (`fortress experiment --prometheus URL`), then
 //! read back with PromQL: the phase's p95 is the run's own figure, and the fault's window is where
 //! the run's timeline put it. The Prometheus is the lab's image (ci/setup builds it from Debian's
-//! package), published on 127.0.0.1 only.
+//! package), published on 127.0.0.1 only. And a run watched while it goes (`--live ADDR`): headless
+//! Chromium shows the fault phase and the active fault on the page.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -119,8 +120,8 @@ impl Drop for Prometheus {
     }
 }
 
-fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("fortress-export-{}", std::process::id()));
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fortress-export-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("exported.toml"), EXPORTED).unwrap();
@@ -146,7 +147,7 @@ async fn a_run_written_to_prometheus_reads_back_its_figures_and_fault_windows() 
     let prometheus = Prometheus::start();
     let http = reqwest::Client::new();
     prometheus.ready(&http).await;
-    let dir = scratch();
+    let dir = scratch("prometheus");
     let output = Command::new(env!("CARGO_BIN_EXE_fortress"))
         .arg("experiment")
         .arg(dir.join("exported.toml"))
@@ -231,4 +232,81 @@ fn a_url_that_is_not_http_is_refused_before_the_run() {
     assert_eq!(output.status.code(), Some(2), "{output:?}");
     let said = String::from_utf8_lossy(&output.stderr);
     assert!(said.contains("give http://HOST:PORT/api/v1/write"), "{said}");
+}
+
+/// A free port on 127.0.0.1 (taken and let go: another process could take it meanwhile, rarely).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The page at `url` as headless Chromium leaves it after running its scripts for a few seconds.
+fn rendered(url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!("fortress-live-chromium-{}", std::process::id()));
+    let output = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=4000", "--dump-dom", url])
+        .output()
+        .expect("chromium (ci/setup installs Debian's)");
+    let _ = std::fs::remove_dir_all(profile);
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[tokio::test]
+async fn the_live_view_shows_the_phase_and_the_active_fault_while_the_run_goes() {
+    let dir = scratch("live");
+    let file = EXPORTED.replace("seconds = 3\nfaults", "seconds = 10\nfaults");
+    assert_ne!(file, EXPORTED, "a fault phase long enough to look at");
+    std::fs::write(dir.join("exported.toml"), file).unwrap();
+    let port = free_port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("experiment")
+        .arg(dir.join("exported.toml"))
+        .arg("--out")
+        .arg(dir.join("runs"))
+        .args(["--live", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let now = loop {
+        let answer = http.get(format!("{url}/live.json")).send().await;
+        if let Ok(answer) = answer
+            && let Ok(now) = answer.json::<Value>().await
+            && now["variants"]["defended"]["phase"] == "fault"
+            && now["variants"]["defended"]["faults"]
+                .as_object()
+                .is_some_and(|f| !f.is_empty())
+        {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the live view never showed the fault phase"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(now["experiment"], "exported");
+    assert!(
+        now["variants"]["defended"]["figures"]["throughput_rps"].is_number(),
+        "{now}"
+    );
+    let page = tokio::task::spawn_blocking(move || rendered(&format!("{url}/")))
+        .await
+        .unwrap();
+    assert!(page.contains("phase fault at"), "{page}");
+    assert!(
+        page.contains("faults active: latency 20ms on the redis link"),
+        "{page}"
+    );
+    assert!(page.contains("throughput_rps"), "{page}");
+    let status = child.wait().await.unwrap();
+    assert_eq!(status.code(), Some(0));
+    let _ = std::fs::remove_dir_all(&dir);
 }

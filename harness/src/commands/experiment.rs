@@ -11,10 +11,11 @@ use tokio_util::sync::CancellationToken;
 use super::print_error;
 use crate::cli::{ExperimentArgs, VariantChoice};
 use crate::experiment::definition::{Plan, VariantPlan};
-use crate::experiment::journal::Journal;
+use crate::experiment::journal::{Journal, Tap};
 use crate::experiment::output::Summary;
 use crate::experiment::runner::{self, Event, RunContext};
 use crate::experiment::{catalog, without};
+use crate::export::live::LiveView;
 use crate::run_folder::RunFolder;
 use crate::vocabulary::{ExitCode, Outcome, Variant};
 
@@ -50,16 +51,28 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> ExitCode {
         return ExitCode::Usage;
     }
     print_plan(&plan, &variants);
-    let (summary, folder) = match execute(
+    let live = match args.live {
+        Some(addr) => match LiveServer::start(addr).await {
+            Ok(live) => Some(live),
+            Err(code) => return code,
+        },
+        None => None,
+    };
+    let tap = live.as_ref().map(|l| l.view.tap());
+    let executed = execute(
         &plan,
         &variants,
         args.seed,
         &args.out,
         lab_binary,
         runner::Handover::default(),
+        tap,
     )
-    .await
-    {
+    .await;
+    if let Some(live) = live {
+        live.stop().await;
+    }
+    let (summary, folder) = match executed {
         Ok(done) => done,
         Err(code) => return code,
     };
@@ -75,6 +88,35 @@ pub async fn run(args: &ExperimentArgs, lab_binary: PathBuf) -> ExitCode {
     }
     println!("{}", summary.exit_code);
     summary.exit_code
+}
+
+/// The live view's page, served while the run goes.
+struct LiveServer {
+    view: LiveView,
+    stop: CancellationToken,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl LiveServer {
+    async fn start(addr: std::net::SocketAddr) -> Result<Self, ExitCode> {
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(|error| {
+            eprintln!(
+                "fortress: cannot serve the live view on {addr}: {error}; choose another --live address"
+            );
+            ExitCode::Usage
+        })?;
+        println!("live view: http://{addr}/");
+        let (view, stop) = (LiveView::default(), CancellationToken::new());
+        let serving = tokio::spawn(view.clone().serve(listener, stop.clone()));
+        Ok(Self { view, stop, serving })
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        if let Ok(Err(error)) = self.serving.await {
+            eprintln!("fortress: the live view failed: {error}");
+        }
+    }
 }
 
 /// Writes the run to Prometheus; says what was written, or why not (the run folder has it all).
@@ -204,7 +246,7 @@ impl Progress {
 /// Runs `variants` of `plan` with a progress bar per phase, Ctrl-C reverting everything, and writes
 /// the run folder under `out_root` with its report. Answers the summary and the folder, or the exit
 /// code of what went wrong (the environment, or Ctrl-C). `handover` brings labs started ahead, if
-/// any (see [`runner::Handover`]).
+/// any (see [`runner::Handover`]); `tap`, if any, hears every event of the run's journal.
 pub async fn execute(
     plan: &Plan,
     variants: &[&VariantPlan],
@@ -212,6 +254,7 @@ pub async fn execute(
     out_root: &Path,
     lab_binary: PathBuf,
     handover: runner::Handover,
+    tap: Option<Tap>,
 ) -> Result<(Summary, RunFolder), ExitCode> {
     let folder = RunFolder::create(out_root, &plan.name, chrono::Utc::now()).map_err(|error| {
         eprintln!(
@@ -234,6 +277,10 @@ pub async fn execute(
         eprintln!("fortress: the run goes on without its journal: {error}");
         Journal::none()
     });
+    let journal = match tap {
+        Some(tap) => journal.tapped(tap),
+        None => journal,
+    };
     let ctx = RunContext {
         lab_binary,
         folder: &folder,

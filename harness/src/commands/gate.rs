@@ -125,7 +125,10 @@ async fn run_one(
 ) -> Result<Vec<Case>, ExitCode> {
     println!("\n=== gate: {} (quick profile)", g.plan.name);
     let variants = chosen(g);
-    let (summary, folder) = execute(&g.plan, &variants, args.seed, &args.out, lab_binary, handover).await?;
+    let (summary, folder) = execute(
+        &g.plan, &variants, args.seed, &args.out, lab_binary, handover, None,
+    )
+    .await?;
     let judged = gate::judge(g, &summary, base);
     for case in &judged {
         let word = match case.passed {

@@ -104,10 +104,23 @@ pub enum JournalError {
 
 /// The writing end, shared by everything that reports on the run (a clone writes to the same file).
 /// A journal that cannot be written says so once and lets the run go on: it is a record of the run,
-/// not a part of it.
-#[derive(Debug, Clone, Default)]
+/// not a part of it. A tap, if any, hears every event too (the live view).
+#[derive(Clone, Default)]
 pub struct Journal {
     file: Arc<Mutex<Option<std::fs::File>>>,
+    tap: Option<Tap>,
+}
+
+/// Hears every event of a journal as it is written.
+pub type Tap = Arc<dyn Fn(&Entry) + Send + Sync>;
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("file", &self.file)
+            .field("tap", &self.tap.is_some())
+            .finish()
+    }
 }
 
 impl Journal {
@@ -116,7 +129,16 @@ impl Journal {
         let file = std::fs::File::create(path)?;
         Ok(Self {
             file: Arc::new(Mutex::new(Some(file))),
+            tap: None,
         })
+    }
+
+    /// The same journal, its events heard by `tap` as well.
+    pub fn tapped(self, tap: Tap) -> Self {
+        Self {
+            tap: Some(tap),
+            ..self
+        }
     }
 
     /// A journal that writes nothing.
@@ -126,6 +148,9 @@ impl Journal {
 
     /// Appends `entry` as one line, written through at once.
     pub fn write(&self, entry: &Entry) {
+        if let Some(tap) = &self.tap {
+            tap(entry);
+        }
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
         let Some(out) = file.as_mut() else {
             return;
