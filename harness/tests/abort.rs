@@ -173,6 +173,16 @@ fn assert_the_journal_tells_the_same_run(folder: &Path, summary: &str) {
     if let (Some(inject), Some(last)) = (inject, last_faulted) {
         assert!(inject < last, "the inject was journaled after its phase");
     }
+    // The trip is journaled the second it happens, before the variant is judged.
+    let tripped = run
+        .entries
+        .iter()
+        .position(|e| matches!(e, Entry::Aborted { .. }));
+    let judged = run
+        .entries
+        .iter()
+        .position(|e| matches!(e, Entry::VariantJudged { .. }));
+    assert!(tripped.is_some() && tripped < judged, "{tripped:?} {judged:?}");
     // `fortress report` on the journal alone draws the same run.
     let alone = folder.with_extension("journal-alone");
     std::fs::create_dir_all(&alone).unwrap();

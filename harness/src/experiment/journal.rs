@@ -13,6 +13,7 @@
 //! | `fault` | `variant`, `step`: an inject or revert with its timing, error, detail and evidence | as each step ends |
 //! | `second` | `variant`, `sample`: that second's figures (`timeseries-<variant>.json`'s rows) | every second |
 //! | `probes` | `variant`, `probes`: the timing attacker's latencies and pairs | after the load, when it probed |
+//! | `aborted` | `abort`: the stop condition, its variant, phase, second and value | the second it trips |
 //! | `variant_judged` | `report`: verdicts, invariants, timeline, forensics (`summary.json`'s variant) | as each variant is judged |
 //! | `run_ended` | `exit_code`, `docker_version`, `variants` (the summary's order) | once, last, when the run was judged |
 //! | `run_stopped` | `reason` | once, last, when it was not (Ctrl-C, a lab that failed) |
@@ -28,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::abort::Abort;
 use super::output::{RunHeader, Summary, VariantReport};
 use super::timing::Probes;
 use super::verdict::Sample;
@@ -60,6 +62,10 @@ pub enum Entry {
     Probes {
         variant: Variant,
         probes: Probes,
+    },
+    /// A stop condition tripped: its variant's faults are reverted and its load stops.
+    Aborted {
+        abort: Abort,
     },
     VariantJudged {
         report: Box<VariantReport>,
@@ -261,7 +267,7 @@ fn assemble(path: &Path, entries: Vec<Entry>) -> Result<JournaledRun, JournalErr
                 ..
             } => ended = Some((docker_version.clone(), variants.clone())),
             Entry::RunStopped { reason } => stopped = Some(reason.clone()),
-            Entry::PhaseStarted { .. } | Entry::Fault { .. } => {}
+            Entry::PhaseStarted { .. } | Entry::Fault { .. } | Entry::Aborted { .. } => {}
         }
     }
     let header = header.ok_or_else(|| JournalError::Incomplete {

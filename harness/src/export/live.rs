@@ -66,6 +66,7 @@ impl LiveState {
             }
             Entry::RunEnded { exit_code, .. } => self.ended = Some(exit_code.to_string()),
             Entry::RunStopped { reason } => self.ended = Some(format!("stopped: {reason}")),
+            Entry::Aborted { abort } => self.ended = Some(format!("stop condition tripped: {abort}")),
             Entry::Fault { .. } | Entry::Probes { .. } | Entry::VariantJudged { .. } => {}
         }
     }

@@ -274,13 +274,15 @@ impl<'a> Watch<'a> {
         let Some((condition, observed)) = self.tripwire.second(&sample.values) else {
             return false;
         };
-        self.aborted = Some(Abort {
+        let abort = Abort {
             condition: condition.to_string(),
             variant: self.variant,
             phase: phase.name.clone(),
             at_s: sample.at_s,
             observed,
-        });
+        };
+        self.ctx.journal.write(&Entry::Aborted { abort: abort.clone() });
+        self.aborted = Some(abort);
         true
     }
 
