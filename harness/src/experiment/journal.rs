@@ -188,22 +188,33 @@ fn line_of(entry: &Entry) -> Result<String, String> {
     serde_json::to_string(&line).map_err(|e| e.to_string())
 }
 
+/// What is wrong with one line.
+enum BadLine {
+    Malformed(String),
+    /// Another schema: what the line says it is.
+    Schema(String),
+}
+
 /// One line back as its event.
-fn entry_of(text: &str) -> Result<Entry, (String, bool)> {
-    let Value::Object(mut line) = serde_json::from_str(text).map_err(|e| (e.to_string(), false))? else {
-        return Err(("not a JSON object".into(), false));
+fn entry_of(text: &str) -> Result<Entry, BadLine> {
+    let malformed = |e: serde_json::Error| BadLine::Malformed(e.to_string());
+    let Value::Object(mut line) = serde_json::from_str(text).map_err(malformed)? else {
+        return Err(BadLine::Malformed("not a JSON object".into()));
     };
     match line.remove("schema") {
         Some(found) if found.as_u64() == Some(u64::from(JOURNAL_SCHEMA)) => {}
-        found => return Err((found.map_or_else(|| "none".into(), |f| f.to_string()), true)),
+        found => {
+            return Err(BadLine::Schema(
+                found.map_or_else(|| "none".into(), |f| f.to_string()),
+            ));
+        }
     }
     line.remove("at");
-    let event = match line.remove("event") {
-        Some(Value::String(event)) => event,
-        _ => return Err(("no \"event\"".into(), false)),
+    let Some(Value::String(event)) = line.remove("event") else {
+        return Err(BadLine::Malformed("no \"event\"".into()));
     };
     let tagged = Value::Object(Map::from_iter([(event, Value::Object(line))]));
-    serde_json::from_value(tagged).map_err(|e| (e.to_string(), false))
+    serde_json::from_value(tagged).map_err(malformed)
 }
 
 /// A run as its journal tells it.
@@ -232,13 +243,13 @@ pub fn read(path: &Path) -> Result<JournaledRun, JournalError> {
         if line.trim().is_empty() {
             continue;
         }
-        let entry = entry_of(&line).map_err(|(message, schema)| match schema {
-            true => JournalError::Schema {
+        let entry = entry_of(&line).map_err(|bad| match bad {
+            BadLine::Schema(found) => JournalError::Schema {
                 path: path.to_owned(),
                 line: n + 1,
-                found: message,
+                found,
             },
-            false => JournalError::Malformed {
+            BadLine::Malformed(message) => JournalError::Malformed {
                 path: path.to_owned(),
                 line: n + 1,
                 message,
@@ -333,7 +344,8 @@ mod tests {
         assert_eq!(first["variant"], "defended");
         assert_eq!(first["sample"]["replicas"]["2"]["throughput_rps"], 50.0);
         assert!(first["at"].as_str().is_some());
-        let entries: Vec<Entry> = text.lines().map(|l| entry_of(l).unwrap()).collect();
+        let entries: Vec<Entry> = text.lines().filter_map(|l| entry_of(l).ok()).collect();
+        assert_eq!(entries.len(), 2);
         let Entry::Second { sample, .. } = &entries[0] else {
             panic!("{entries:?}")
         };
