@@ -1,17 +1,21 @@
 //! Moving bytes through a link, one direction at a time, with the faults applied on the way.
 //!
-//! Each direction is a reader and a writer joined by a queue of chunks. The reader stamps every chunk
-//! with the time it may leave (`arrival + latency` towards the client), so the writer works as a delay
-//! line: a reply is late by the latency once, however many chunks it spans, and throughput is kept.
-//! The queue's bound (chunks x size) plays the part of a TCP window: at most that much is in flight.
+//! Each direction is one loop over a delay line. A chunk read is stamped with the time it may leave
+//! (`arrival + latency` towards the client); the loop keeps reading while the line's head waits for
+//! its time, so a reply is late by the latency once, however many chunks it spans, and throughput is
+//! kept. The line's bound (chunks x size) plays the part of a TCP window: at most that much is in
+//! flight. A chunk no fault delays or throttles, with nothing queued before it, is written straight
+//! from the read buffer: with no fault in force the proxy is a read and a write per chunk, no copy,
+//! no queue and no other task (what makes it cheap on the hot path, `benches/proxy_in_lab.rs`).
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rand::Rng;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::link::{Active, Counters};
@@ -155,6 +159,19 @@ fn ends_connection(active: &Active, tap: &Tap) -> bool {
     true
 }
 
+/// One direction of a connection: the source, the sink, the delay line between them, and what decides
+/// the faults on its chunks.
+struct Lane<R, W> {
+    from: R,
+    to: W,
+    direction: Direction,
+    active: watch::Receiver<Arc<Active>>,
+    tap: Arc<Tap>,
+    line: VecDeque<Chunk>,
+    /// Chunks leave in order: with jitter, a chunk never overtakes the one before it.
+    not_before: Instant,
+}
+
 async fn direction(
     from: impl AsyncRead + Unpin,
     to: impl AsyncWrite + Unpin,
@@ -162,56 +179,109 @@ async fn direction(
     active: watch::Receiver<Arc<Active>>,
     tap: Arc<Tap>,
 ) -> End {
-    let (queue, queued) = mpsc::channel::<Chunk>(QUEUE);
-    let reader = read_chunks(from, direction, active, queue, tap);
-    let writer = write_chunks(to, queued);
-    tokio::pin!(reader, writer);
-    tokio::select! {
-        end = &mut reader => match end {
-            // The source closed: deliver what is queued, then pass the close on.
-            End::Closed => writer.await,
-            End::Reset => End::Reset,
-        },
-        end = &mut writer => end,
-    }
+    let mut lane = Lane {
+        from,
+        to,
+        direction,
+        active,
+        tap,
+        line: VecDeque::new(),
+        not_before: Instant::now(),
+    };
+    lane.run().await
 }
 
-/// Reads chunks as they come, applies the faults in force (end the connection, hold it, stamp the
-/// time it may leave) and queues them for the writer.
-async fn read_chunks(
-    mut from: impl AsyncRead + Unpin,
-    direction: Direction,
-    mut active: watch::Receiver<Arc<Active>>,
-    queue: mpsc::Sender<Chunk>,
-    tap: Arc<Tap>,
-) -> End {
-    let mut buffer = vec![0u8; CHUNK];
-    loop {
-        let n = tokio::select! {
-            read = from.read(&mut buffer) => match read {
-                Ok(0) | Err(_) => return End::Closed,
-                Ok(n) => n,
-            },
-            changed = active.changed() => {
-                if changed.is_err() {
-                    return End::Closed;
-                }
-                // A link going down closes idle connections too; other faults wait for traffic.
-                let current = Arc::clone(&active.borrow_and_update());
-                if current.faults.down && ends_connection(&current, &tap) {
-                    return End::Reset;
-                }
-                continue;
+/// What woke a lane.
+enum Event {
+    Due,
+    Read(std::io::Result<usize>),
+    Changed(bool),
+}
+
+impl<R: AsyncRead + Unpin, W: AsyncWrite + Unpin> Lane<R, W> {
+    /// Reads, stamps and writes chunks until the source closes and the line is empty (the close is
+    /// passed on), a write fails, or a fault ends the connection.
+    async fn run(&mut self) -> End {
+        let mut buffer = vec![0u8; CHUNK];
+        let mut source_open = true;
+        loop {
+            if !source_open && self.line.is_empty() {
+                let _ = self.to.shutdown().await;
+                return End::Closed;
             }
-        };
-        let current = match held_while_blackholed(&mut active, &tap).await {
-            Ok(current) => current,
-            Err(end) => return end,
-        };
-        let chunk = stamped(&buffer[..n], direction, current, &tap);
-        if queue.send(chunk).await.is_err() {
-            return End::Closed;
+            let head = self.line.front().map(|chunk| chunk.due.max(self.not_before));
+            let event = tokio::select! {
+                biased;
+                () = wait_until(head.unwrap_or(self.not_before)), if head.is_some() => Event::Due,
+                read = self.from.read(&mut buffer), if source_open && self.line.len() < QUEUE => {
+                    Event::Read(read)
+                }
+                changed = self.active.changed() => Event::Changed(changed.is_ok()),
+            };
+            let step = match event {
+                Event::Due => self.write_head().await,
+                Event::Read(Ok(0) | Err(_)) => {
+                    source_open = false;
+                    Ok(())
+                }
+                Event::Read(Ok(n)) => self.pass(&buffer[..n]).await,
+                Event::Changed(false) => Err(End::Closed),
+                // A link going down closes idle connections too; other faults wait for traffic.
+                Event::Changed(true) => {
+                    let current = Arc::clone(&self.active.borrow_and_update());
+                    if current.faults.down && ends_connection(&current, &self.tap) {
+                        Err(End::Reset)
+                    } else {
+                        Ok(())
+                    }
+                }
+            };
+            if let Err(end) = step {
+                return end;
+            }
         }
+    }
+
+    /// A chunk just read: applies the faults in force, then writes it now if nothing delays it and
+    /// nothing waits before it, or puts it on the line.
+    async fn pass(&mut self, bytes: &[u8]) -> Result<(), End> {
+        let current = held_while_blackholed(&mut self.active, &self.tap).await?;
+        let stamp = stamp(bytes.len(), self.direction, current, &self.tap);
+        let now = Instant::now();
+        if self.line.is_empty() && stamp.throttle.is_none() && stamp.due <= now {
+            self.not_before = now;
+            return self.to.write_all(bytes).await.map_err(|_| End::Closed);
+        }
+        self.line.push_back(Chunk {
+            due: stamp.due,
+            bytes: bytes.to_vec(),
+            active: stamp.active,
+            throttle: stamp.throttle,
+        });
+        Ok(())
+    }
+
+    /// Writes the line's head, whose time has come, throttled if a bandwidth fault says so.
+    async fn write_head(&mut self) -> Result<(), End> {
+        let Some(chunk) = self.line.pop_front() else {
+            return Ok(());
+        };
+        self.not_before = chunk.due.max(self.not_before);
+        let Some(bytes_per_second) = chunk.throttle else {
+            return self.to.write_all(&chunk.bytes).await.map_err(|_| End::Closed);
+        };
+        // Throttled: pieces of 1/20 s worth of bytes, each paced after the one before.
+        let piece = usize::try_from(bytes_per_second / 20)
+            .unwrap_or(usize::MAX)
+            .clamp(64, CHUNK);
+        for bytes in chunk.bytes.chunks(piece) {
+            wait_until(self.not_before).await;
+            Counters::add(&chunk.active.counters.throttled_chunks, 1);
+            self.not_before = Instant::now().max(self.not_before)
+                + Duration::from_secs_f64(bytes.len() as f64 / bytes_per_second as f64);
+            self.to.write_all(bytes).await.map_err(|_| End::Closed)?;
+        }
+        Ok(())
     }
 }
 
@@ -243,12 +313,19 @@ async fn held_while_blackholed(
     Ok(current)
 }
 
-/// A chunk counted and stamped with the time it may leave: now, or later by the latency towards the
-/// client.
-fn stamped(bytes: &[u8], direction: Direction, current: Arc<Active>, tap: &Tap) -> Chunk {
+/// What the faults in force decide for a chunk of `n` bytes just read.
+struct Stamp {
+    /// When it may leave: now, or later by the latency towards the client.
+    due: Instant,
+    active: Arc<Active>,
+    throttle: Option<u64>,
+}
+
+/// A chunk of `n` bytes counted and stamped.
+fn stamp(n: usize, direction: Direction, current: Arc<Active>, tap: &Tap) -> Stamp {
     let mut due = Instant::now();
     let counters = &current.counters;
-    let n = bytes.len() as u64;
+    let n = n as u64;
     match direction {
         Direction::ToUpstream => Counters::add(&counters.bytes_to_upstream, n),
         Direction::ToClient => {
@@ -273,42 +350,9 @@ fn stamped(bytes: &[u8], direction: Direction, current: Arc<Active>, tap: &Tap) 
     if throttle.is_some() {
         tap.touched(&current);
     }
-    Chunk {
+    Stamp {
         due,
-        bytes: bytes.to_vec(),
         active: current,
         throttle,
     }
-}
-
-/// Writes the queued chunks when they are due, in order, throttled if a bandwidth fault says so.
-async fn write_chunks(mut to: impl AsyncWrite + Unpin, mut queued: mpsc::Receiver<Chunk>) -> End {
-    // Chunks leave in order: with jitter, a chunk never overtakes the one before it.
-    let mut not_before = Instant::now();
-    while let Some(chunk) = queued.recv().await {
-        let leave = chunk.due.max(not_before);
-        wait_until(leave).await;
-        not_before = leave;
-        let Some(bytes_per_second) = chunk.throttle else {
-            if to.write_all(&chunk.bytes).await.is_err() {
-                return End::Closed;
-            }
-            continue;
-        };
-        // Throttled: pieces of 1/20 s worth of bytes, each paced after the one before.
-        let piece = usize::try_from(bytes_per_second / 20)
-            .unwrap_or(usize::MAX)
-            .clamp(64, CHUNK);
-        for bytes in chunk.bytes.chunks(piece) {
-            wait_until(not_before).await;
-            Counters::add(&chunk.active.counters.throttled_chunks, 1);
-            not_before = Instant::now().max(not_before)
-                + Duration::from_secs_f64(bytes.len() as f64 / bytes_per_second as f64);
-            if to.write_all(bytes).await.is_err() {
-                return End::Closed;
-            }
-        }
-    }
-    let _ = to.shutdown().await;
-    End::Closed
 }
