@@ -84,7 +84,7 @@ pub struct Owner {
 /// Declares `Metric` as a closed set whose every value also names its owner.
 macro_rules! metrics {
     ($($variant:ident = $text:literal [$producer:ident, $cadence:ident, $($needs:tt)+]: $describe:literal,)+) => {
-        closed_set! {
+        closed_set::closed_set! {
             /// A figure measured once a second (and reduced per phase), or once a phase or a run.
             pub enum Metric, "metric" {
                 $($variant = $text: $describe,)+

@@ -4,8 +4,7 @@
 //!
 //! Nothing here imports any other module of the lab; everything else may import it.
 
-#[macro_use]
-mod closed_set;
+pub use closed_set::Unknown;
 pub(crate) use closed_set::closed_set;
 mod exit;
 mod metric;
@@ -20,22 +19,3 @@ pub use outcome::Outcome;
 pub use role::{Link, Role, UnknownRole};
 pub use scenario::Scenario;
 pub use variant::Variant;
-
-/// A name that is not in its closed set; the message lists the names that are.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown {what} {got:?}; {what}s: {known}")]
-pub struct Unknown {
-    pub what: &'static str,
-    pub got: String,
-    pub known: String,
-}
-
-impl Unknown {
-    pub fn new<'a>(what: &'static str, got: &str, known: impl IntoIterator<Item = &'a str>) -> Self {
-        Self {
-            what,
-            got: got.to_owned(),
-            known: known.into_iter().collect::<Vec<_>>().join(", "),
-        }
-    }
-}

@@ -69,7 +69,7 @@ impl Role {
     }
 }
 
-closed_set! {
+closed_set::closed_set! {
     /// A link of the fault proxy: the service's connection to one dependency.
     pub enum Link, "link" {
         Postgres = "postgres": "the service's connections to Postgres",

@@ -1,6 +1,6 @@
 //! What the virtual users do; an experiment's `load.mix` weighs them.
 
-closed_set! {
+closed_set::closed_set! {
     /// A scenario of the load generator.
     pub enum Scenario, "scenario" {
         Browse = "browse": "the product list and product pages",

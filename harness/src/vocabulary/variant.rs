@@ -1,6 +1,6 @@
 //! Which code an experiment runs: the naive one or the fix.
 
-closed_set! {
+closed_set::closed_set! {
     /// One side of an experiment. Both run under the same load and the same faults; a run with both
     /// runs the vulnerable one first.
     pub enum Variant, "variant" {

@@ -42,7 +42,7 @@ pub enum NetworkFault {
     HttpLostReply { status: u16 },
 }
 
-crate::vocabulary::closed_set! {
+closed_set::closed_set! {
     /// The kinds of network fault; a link carries at most one of each.
     pub enum FaultKind, "network fault kind" {
         Latency = "latency": "adds ms (+/- jitter_ms) to every reply",

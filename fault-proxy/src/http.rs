@@ -105,7 +105,8 @@ impl HttpLayer {
             },
             Err(error) => {
                 Counters::add(&counters.upstream_unreachable, 1);
-                let message = reference_service::error::cause_chain(&error);
+                let causes = std::iter::successors(Some(&error as &dyn std::error::Error), |e| e.source());
+                let message = causes.map(ToString::to_string).collect::<Vec<_>>().join(": ");
                 answer(StatusCode::BAD_GATEWAY.as_u16(), &message)
             }
         }

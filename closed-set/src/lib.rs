@@ -1,5 +1,6 @@
 //! `closed_set!`: a fieldless enum whose every value has one name (its `Display`, its `FromStr` and its
-//! serde spelling) and one line saying what it is.
+//! serde spelling) and one line saying what it is. Shared by the harness and the fault proxy, which
+//! runs in the lab's containers and speaks the same fault names.
 
 /// Declares a closed set:
 ///
@@ -14,6 +15,7 @@
 ///
 /// gives `Variant::ALL`, `name()`, `describe()`, `Display`, `FromStr` (an unknown name lists the
 /// known ones), and `Serialize`/`Deserialize` as the name.
+#[macro_export]
 macro_rules! closed_set {
     (
         $(#[$meta:meta])*
@@ -59,10 +61,10 @@ macro_rules! closed_set {
         }
 
         impl std::str::FromStr for $name {
-            type Err = $crate::vocabulary::Unknown;
+            type Err = $crate::Unknown;
             fn from_str(s: &str) -> Result<Self, Self::Err> {
                 Self::ALL.iter().copied().find(|v| v.name() == s).ok_or_else(|| {
-                    $crate::vocabulary::Unknown::new($what, s, Self::ALL.iter().map(|v| v.name()))
+                    $crate::Unknown::new($what, s, Self::ALL.iter().map(|v| v.name()))
                 })
             }
         }
@@ -82,4 +84,46 @@ macro_rules! closed_set {
     };
 }
 
-pub(crate) use closed_set;
+/// A name that is not in its closed set; the message lists the names that are.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} {got:?}; {what}s: {known}")]
+pub struct Unknown {
+    pub what: &'static str,
+    pub got: String,
+    pub known: String,
+}
+
+impl Unknown {
+    pub fn new<'a>(what: &'static str, got: &str, known: impl IntoIterator<Item = &'a str>) -> Self {
+        Self {
+            what,
+            got: got.to_owned(),
+            known: known.into_iter().collect::<Vec<_>>().join(", "),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    closed_set! {
+        /// A set to try the macro on.
+        pub enum Colour, "colour" {
+            Red = "red": "the first",
+            Dark = "dark_blue": "the second",
+        }
+    }
+
+    #[test]
+    fn each_value_has_one_name_both_ways_and_an_unknown_one_lists_them() {
+        assert_eq!(Colour::Dark.to_string(), "dark_blue");
+        assert_eq!("red".parse::<Colour>(), Ok(Colour::Red));
+        let unknown = "green".parse::<Colour>().unwrap_err();
+        assert_eq!(
+            unknown.to_string(),
+            r#"unknown colour "green"; colours: red, dark_blue"#
+        );
+        assert_eq!(Colour::COUNT, 2);
+        assert_eq!(Colour::names(), "red, dark_blue");
+        assert_eq!(Colour::Red.describe(), "the first");
+    }
+}
