@@ -23,6 +23,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use fortress::env::balancer::CONFIG_PATH;
+use fortress::env::docker::RUN_LABEL;
+use fortress::env::images::BALANCER_DEFAULT;
 use fortress::env::{Lab, LabSpec};
 use fortress::faults::proxy::NetworkFault;
 use fortress::faults::proxy::client::ProxyClient;
@@ -77,28 +80,24 @@ struct Client {
 }
 
 impl Client {
-    fn start(lab: &Lab, role: &str, image: &str) -> Self {
+    /// Starts `image` (with its arguments) as `fortress-<run>-bench-<role>` on the lab's network,
+    /// labelled with the run; `options` go to `docker run` before the image.
+    fn run(lab: &Lab, role: &str, options: &[&str], image: &[&str]) -> Self {
         let name = format!("fortress-{}-bench-{role}", lab.run_id);
-        let run_label = format!("fortress.run={}", lab.run_id);
-        let password = format!("PGPASSWORD={PG_PASSWORD}");
-        docker(&[
-            "run",
-            "-d",
-            "--rm",
-            "--network",
-            &lab.network,
-            "--name",
-            &name,
-            "--label",
-            &run_label,
-            "--env",
-            &password,
-            "--entrypoint",
-            "sleep",
-            image,
-            "600",
-        ]);
+        let run_label = format!("{RUN_LABEL}={}", lab.run_id);
+        let mut args = vec!["run", "-d", "--rm", "--network", &lab.network, "--name", &name];
+        args.extend(["--label", &run_label]);
+        args.extend_from_slice(options);
+        args.extend_from_slice(image);
+        docker(&args);
         Self { name }
+    }
+
+    /// A client container from `image` that waits for `exec`s.
+    fn start(lab: &Lab, role: &str, image: &str) -> Self {
+        let password = format!("PGPASSWORD={PG_PASSWORD}");
+        let options = ["--env", &password, "--entrypoint", "sleep"];
+        Self::run(lab, role, &options, &[image, "600"])
     }
 
     fn exec(&self, command: &[&str]) -> String {
@@ -221,24 +220,8 @@ fn start_haproxy(lab: &Lab) -> Client {
     );
     let file = std::env::temp_dir().join(format!("fortress-bench-haproxy-{}.cfg", lab.run_id));
     std::fs::write(&file, config).expect("write the HAProxy config");
-    let name = format!("fortress-{}-bench-haproxy", lab.run_id);
-    let mount = format!("{}:/usr/local/etc/haproxy/haproxy.cfg:ro", file.display());
-    let run_label = format!("fortress.run={}", lab.run_id);
-    docker(&[
-        "run",
-        "-d",
-        "--rm",
-        "--network",
-        &lab.network,
-        "--name",
-        &name,
-        "--label",
-        &run_label,
-        "-v",
-        &mount,
-        "fortress/haproxy:2.6",
-    ]);
-    Client { name }
+    let mount = format!("{}:{CONFIG_PATH}:ro", file.display());
+    Client::run(lab, "haproxy", &["-v", &mount], &[BALANCER_DEFAULT])
 }
 
 /// Where each path reaches a database, by host name on the lab's network.
