@@ -71,6 +71,7 @@ async fn main() {
         products: 20,
         shoppers: 50,
         request_timeout: Duration::from_secs(10),
+        sessions: Default::default(),
     };
     let report_dir = std::env::temp_dir().join(format!("fortress-overhead-{}", std::process::id()));
     let report = report_dir.join("goose-report.html");

@@ -20,6 +20,10 @@ Examples:
                                   then write its figures and fault windows to Prometheus (remote write)
   fortress experiment cache-outage --live 127.0.0.1:8089
                                   watch it at http://127.0.0.1:8089/ while it runs
+  fortress capacity db-latency --variant defended --condition fault --profile quick
+                                  the highest checkout rate the defended variant holds with Postgres
+                                  20 ms away (its [capacity] objective), and its knee chart
+  fortress capacity cache-outage  both variants, steady and under the fault: capacity kept
   fortress list                   the built-in experiments
   fortress plan cache-outage      check an experiment and print its phases, faults and predictions
   fortress plan my-experiment.toml --profile quick
@@ -57,6 +61,10 @@ pub enum Command {
     /// Run an experiment: load it, break it, watch it, and judge its predictions.
     #[command(after_help = ExitCode::help())]
     Experiment(ExperimentArgs),
+    /// Find the highest arrival rate each variant holds within the experiment's [capacity]
+    /// objective, steady and with its fault injected; judge its capacity predictions.
+    #[command(after_help = ExitCode::help())]
+    Capacity(CapacityArgs),
     /// List the built-in experiments: name, story, faults, duration.
     List,
     /// Check an experiment (built-in name or .toml path) and print its plan: phases, faults, variants,
@@ -139,6 +147,45 @@ fn remote_write_url(text: &str) -> Result<String, String> {
         )),
         Err(error) => Err(format!("{error}; give http://HOST:PORT/api/v1/write")),
     }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ConditionChoice {
+    Steady,
+    Fault,
+    Both,
+}
+
+impl ConditionChoice {
+    pub fn conditions(self) -> &'static [crate::vocabulary::Condition] {
+        use crate::vocabulary::Condition;
+        match self {
+            Self::Steady => &[Condition::Steady],
+            Self::Fault => &[Condition::Fault],
+            Self::Both => Condition::ALL,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CapacityArgs {
+    /// A built-in experiment with a [capacity] section, or the path of such a file.
+    pub experiment: String,
+    /// Which variant(s) to search; `both` searches the vulnerable one first.
+    #[arg(long, value_enum, default_value_t = VariantChoice::Both)]
+    pub variant: VariantChoice,
+    /// Which searches: steady, under the fault, or both (capacity kept needs both).
+    #[arg(long, value_enum, default_value_t = ConditionChoice::Both)]
+    pub condition: ConditionChoice,
+    /// Quick: each step shortened by the file's profiles.quick factor, and no repeats near the knee.
+    #[arg(long, value_enum, default_value_t = crate::experiment::definition::Profile::Standard)]
+    pub profile: crate::experiment::definition::Profile,
+    /// Seed of the data set.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where run folders are written.
+    #[arg(long, default_value = "reports")]
+    pub out: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -8,6 +8,7 @@
 //! - `commands`: what each subcommand does and prints (`main.rs` parses and dispatches to it)
 //! - `cli`: the command line's clap definitions
 //! - `doctor`: can this machine run the lab
+//! - `capacity`: searches for the highest arrival rate each variant holds, steady and under its fault
 //! - `export`: a run's figures and fault windows written to the tools teams watch (Prometheus)
 //! - `report`: a run folder drawn into charts and `report.html`; two runs compared
 //! - `gate`: a suite of experiments judged for CI against committed baselines
@@ -28,6 +29,7 @@
 //! `vocabulary::metric` names (`load::client_figures`, `observe`, `experiment::phase_figures`); a
 //! verdict is decided in `experiment::verdict`; a file of the run folder is named in `run_folder`.
 
+pub mod capacity;
 pub mod cli;
 pub mod commands;
 pub mod doctor;

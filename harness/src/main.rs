@@ -14,9 +14,11 @@ async fn main() -> ExitCode {
         return serve(*config).await;
     }
     tracing_subscriber::fmt()
-        // testcontainers logs an ERROR for every container it finds already removed by our own cleanup.
+        // testcontainers logs an ERROR for every container it finds already removed by our own cleanup;
+        // goose warns of every request that failed, which the recorder files and counts already.
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,testcontainers=off")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("warn,testcontainers=off,goose=error")),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -24,7 +26,7 @@ async fn main() -> ExitCode {
     // and the lab removed does the process end (goose never installs its own handler).
     if matches!(
         cli.command,
-        Command::Env(_) | Command::Experiment(_) | Command::Gate(_)
+        Command::Env(_) | Command::Experiment(_) | Command::Gate(_) | Command::Capacity(_)
     ) && let Err(error) = fortress::interrupt::install()
     {
         eprintln!("fortress: cannot take Ctrl-C: {error}");
@@ -52,6 +54,7 @@ async fn main() -> ExitCode {
         Command::Provider(args) => commands::lab::provider(args, termination()).await,
         Command::Experiment(args) => commands::experiment::run(args, lab_binary).await,
         Command::Gate(args) => commands::gate::run(args, lab_binary).await,
+        Command::Capacity(args) => commands::capacity::run(args, lab_binary).await,
         Command::List => commands::catalog::list(),
         Command::Plan(args) => commands::catalog::plan(args),
         Command::Report(args) => commands::report::report(args),

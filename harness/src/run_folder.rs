@@ -11,6 +11,7 @@
 //! timing-<variant>.json           the timing attacker's probes, when the load sent any
 //! logs-<variant>/<role>.log       the warning and error lines of each service replica and Postgres
 //! goose-<variant>/goose-report.html
+//! capacity.json, knee-<variant>.png  a capacity search (`fortress capacity`): every step, the knees
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -97,6 +98,16 @@ impl RunFolder {
         self.dir
             .join(format!("goose-{variant}"))
             .join("goose-report.html")
+    }
+
+    /// A capacity search's findings: every step of every search, the capacities and the verdicts.
+    pub fn capacity(&self) -> PathBuf {
+        self.dir.join("capacity.json")
+    }
+
+    /// A capacity search's knee chart of a variant: latency and errors against the offered rate.
+    pub fn knee_chart(&self, variant: Variant) -> PathBuf {
+        self.dir.join(format!("knee-{variant}.png"))
     }
 
     /// A file of this folder as a link from `report.html` (a path relative to the folder).

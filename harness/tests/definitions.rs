@@ -388,6 +388,36 @@ fn mistakes_name_the_file_line_and_field() {
             field: "abort.metric",
             says: "payment_requests_per_s needs a payment provider",
         },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[capacity]\np99_ms = 400\nfault_phase = \"baseline\"",
+            field: "capacity.fault_phase",
+            says: "phase \"baseline\" injects no fault",
+        },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[capacity]\nfault_phase = \"fault\"\np99_ms = -3",
+            field: "capacity.p99_ms",
+            says: "must be",
+        },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[capacity]\nfault_phase = \"fault\"\np99_ms = 400\nstep_seconds = 3",
+            field: "capacity.step_seconds",
+            says: "at least warmup_seconds + 2",
+        },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[capacity]\nfault_phase = \"fault\"\np99_ms = 400\n[[capacity.predictions]]\nvariant = \"defended\"\ncompare = \">=\"\nthreshold = 0.5\nfigure = \"knee\"",
+            field: "capacity.predictions.figure",
+            says: "capacity, capacity_under_fault, capacity_kept",
+        },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[capacity]\nfault_phase = \"fault\"\np99_ms = 400\n[[capacity.predictions]]\nfigure = \"capacity_kept\"\ncompare = \">=\"\nthreshold = 0.5\nvariant = \"vulnerable\"",
+            field: "capacity.predictions.variant",
+            says: "no variant \"vulnerable\"",
+        },
     ];
     for case in cases {
         let text = with(case.from, case.to);
@@ -399,6 +429,39 @@ fn mistakes_name_the_file_line_and_field() {
         let expected = line_of(&text, case.to.lines().last().unwrap());
         assert_eq!(error.line, expected, "{shown}");
     }
+}
+
+/// A `[capacity]` section becomes the search's plan: the fault phase's faults, the objective, the
+/// defaults, and the quick profile's shorter steps without repeats.
+#[test]
+fn a_capacity_section_becomes_the_search_plan() {
+    let text = format!(
+        "{GOOD}\n[capacity]\nfault_phase = \"fault\"\np99_ms = 400\n\n[[capacity.predictions]]\nvariant = \"defended\"\nfigure = \"capacity_kept\"\ncompare = \">=\"\nthreshold = 0.5\n"
+    );
+    let standard = parse("good.toml", &text, Profile::Standard)
+        .unwrap()
+        .capacity
+        .unwrap();
+    assert_eq!(standard.fault_phase, "fault");
+    assert_eq!(standard.faults.len(), 1);
+    assert_eq!(
+        (standard.objective.p99_ms, standard.objective.error_rate),
+        (400.0, 0.01)
+    );
+    assert_eq!((standard.from, standard.max_rate), (10.0, 160.0));
+    assert_eq!((standard.step_seconds, standard.repeats), (10.0, 3));
+    assert_eq!(standard.predictions[0].to_string(), "capacity_kept >= 0.5");
+    let quick = parse("good.toml", &text, Profile::Quick)
+        .unwrap()
+        .capacity
+        .unwrap();
+    assert_eq!((quick.step_seconds, quick.repeats), (5.0, 1));
+    assert!(
+        parse("good.toml", GOOD, Profile::Standard)
+            .unwrap()
+            .capacity
+            .is_none()
+    );
 }
 
 #[test]

@@ -66,6 +66,7 @@ fn spec(base_url: String, users: u32, mix: Vec<(Scenario, u32)>, seconds: u64) -
         products: PRODUCTS,
         shoppers: SHOPPERS,
         request_timeout: Duration::from_secs(10),
+        sessions: Default::default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! What each `fortress` subcommand does and prints, so that `main.rs` only parses and dispatches.
 //! Each answers the process's exit code; an error is printed with its causes.
 
+pub mod capacity;
 pub mod catalog;
 pub mod experiment;
 pub mod gate;

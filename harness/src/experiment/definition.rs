@@ -15,7 +15,7 @@ use super::abort::AbortCondition;
 use super::claim::Claim;
 use crate::env::Balancing;
 use crate::faults::Fault;
-use crate::vocabulary::{Scenario, Variant};
+use crate::vocabulary::{CapacityFigure, Scenario, Variant};
 
 /// A mistake in an experiment file, located.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -93,6 +93,8 @@ pub struct Plan {
     pub predictions: Vec<PredictionPlan>,
     /// Stop conditions (`[[abort]]`): when one trips, the run stops there.
     pub aborts: Vec<AbortCondition>,
+    /// How `fortress capacity` searches this experiment's load (`[capacity]`), if it says.
+    pub capacity: Option<CapacityPlan>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -174,3 +176,81 @@ impl Plan {
 
 /// The whole-run pseudo-phase, for end-of-run figures such as `oversold_units`.
 pub const RUN_PHASE: &str = "run";
+
+/// How `fortress capacity` searches an experiment (`[capacity]`): per variant, the highest arrival
+/// rate that holds the objective, steady and again with the fault phase's faults injected.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityPlan {
+    /// The phase whose faults are "the fault" (`fault_phase`).
+    pub fault_phase: String,
+    #[serde(serialize_with = "faults_as_text")]
+    pub faults: Vec<Fault>,
+    pub objective: Objective,
+    /// The first rate tried (requests/s): the file's `from`, or its load's rate.
+    pub from: f64,
+    /// No rate above it is tried: a search that holds there says capacity is at least this.
+    pub max_rate: f64,
+    /// The search ends when the bracket around the knee is this narrow (0.1: within 10%).
+    pub resolution: f64,
+    /// How long each rate is held, and how much of its start is not judged (the queue settling).
+    pub step_seconds: f64,
+    pub warmup_seconds: f64,
+    /// How many times a rate near the knee is tried: the majority decides.
+    pub repeats: u32,
+    pub predictions: Vec<CapacityPrediction>,
+}
+
+/// What a rate must hold in the steady part of its step, from the client's side.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Objective {
+    /// p99 latency from the intended send, at or under this.
+    pub p99_ms: f64,
+    /// Errors (5xx, timeouts, refused) over requests, at or under this.
+    pub error_rate: f64,
+}
+
+impl std::fmt::Display for Objective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "p99 <= {} ms from the intended send, errors <= {}%",
+            self.p99_ms,
+            self.error_rate * 100.0
+        )
+    }
+}
+
+/// A figure of a capacity search, predicted before the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityPrediction {
+    pub variant: Variant,
+    pub figure: CapacityFigure,
+    pub compare: super::claim::Comparison,
+    pub threshold: f64,
+    pub tolerance: Option<f64>,
+    pub why: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub revisions: Vec<Revision>,
+}
+
+impl CapacityPrediction {
+    pub fn holds(&self, observed: f64) -> bool {
+        (self.compare).holds(observed, self.threshold, self.tolerance.unwrap_or(0.0))
+    }
+}
+
+/// `capacity_kept >= 0.5`, `capacity_under_fault within 10% of 22.2`.
+impl std::fmt::Display for CapacityPrediction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.tolerance {
+            Some(t) => write!(
+                f,
+                "{} within {:.0}% of {}",
+                self.figure,
+                t * 100.0,
+                self.threshold
+            ),
+            None => write!(f, "{} {} {}", self.figure, self.compare.symbol(), self.threshold),
+        }
+    }
+}

@@ -28,6 +28,9 @@ pub(super) struct File {
     pub(super) predictions: Vec<PredictionFile>,
     #[serde(default)]
     pub(super) abort: Vec<AbortFile>,
+    /// How `fortress capacity` searches this experiment's load (`[capacity]`).
+    #[serde(default)]
+    pub(super) capacity: Option<Spanned<CapacityFile>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -208,4 +211,37 @@ pub(super) struct AbortFile {
     pub(super) compare: Spanned<Comparison>,
     pub(super) threshold: Spanned<f64>,
     pub(super) seconds: Option<Spanned<u32>>,
+}
+
+/// `[capacity]`: the objective a rate must hold, the phase whose faults are "the fault", and how the
+/// search steps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CapacityFile {
+    pub(super) fault_phase: Spanned<String>,
+    pub(super) p99_ms: Spanned<f64>,
+    pub(super) error_rate: Option<Spanned<f64>>,
+    pub(super) from: Option<Spanned<f64>>,
+    pub(super) max_rate: Option<Spanned<f64>>,
+    pub(super) resolution: Option<Spanned<f64>>,
+    pub(super) step_seconds: Option<Spanned<f64>>,
+    pub(super) warmup_seconds: Option<Spanned<f64>>,
+    pub(super) repeats: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(super) predictions: Vec<CapacityPredictionFile>,
+}
+
+/// `[[capacity.predictions]]`: a figure of the search, held against a threshold.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CapacityPredictionFile {
+    pub(super) variant: Spanned<String>,
+    pub(super) figure: Spanned<String>,
+    pub(super) compare: Spanned<Comparison>,
+    pub(super) threshold: Spanned<f64>,
+    pub(super) tolerance: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub(super) why: String,
+    #[serde(default)]
+    pub(super) revised: Vec<RevisionFile>,
 }

@@ -395,6 +395,25 @@ pub async fn around_fault<T>(
     scope(Scope { lab, timeline, stop }, fault, body, OnStop::Await).await
 }
 
+/// Injects every fault of `faults` (in order), runs `body`, reverts them all (in reverse order). Each
+/// fault's body (the next fault's scope, and last `body`) ends by itself on Ctrl-C, so it is
+/// awaited: every fault inside is reverted before the one around it.
+pub async fn around_faults<T>(
+    lab: &Lab,
+    timeline: &FaultTimeline,
+    stop: &CancellationToken,
+    faults: &[Fault],
+    body: impl Future<Output = T>,
+) -> Result<T, FaultError> {
+    match faults {
+        [] => Ok(body.await),
+        [first, rest @ ..] => {
+            let inner = Box::pin(around_faults(lab, timeline, stop, rest, body));
+            around_fault(lab, timeline, stop, first, inner).await?
+        }
+    }
+}
+
 /// What every fault's scope works with.
 #[derive(Clone, Copy)]
 struct Scope<'a> {

@@ -21,6 +21,7 @@ mod figures;
 pub mod recorder;
 pub mod sample;
 mod scenarios;
+mod sessions;
 mod spec;
 
 use std::path::{Path, PathBuf};
@@ -37,6 +38,7 @@ pub use sample::{
     Group, GroupSecond, GroupSummary, RequestOutcome, RequestTiming, ScheduleSecond, SecondSample,
     quantile_ms,
 };
+pub use sessions::SessionBook;
 pub use spec::LoadSpec;
 
 #[derive(Debug, thiserror::Error)]

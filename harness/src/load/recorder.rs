@@ -89,6 +89,8 @@ struct State {
     each: BTreeMap<Group, Vec<u64>>,
     /// The timing attacker's pairs: (seeded email, unknown email) service times in microseconds.
     probe_pairs: Vec<(u64, u64)>,
+    /// Users (goose's index) past their start: logged in, for the scenarios that log in.
+    started_users: std::collections::HashSet<usize>,
     /// The unexpected answers (4xx and 5xx), by status and error code.
     server_errors: BTreeMap<(u16, String), ServerErrors>,
 }
@@ -248,6 +250,7 @@ impl Recorder {
             acknowledged: Vec::new(),
             each: BTreeMap::new(),
             probe_pairs: Vec::new(),
+            started_users: Default::default(),
             server_errors: BTreeMap::new(),
         }));
         Self { state, on: true }
@@ -414,6 +417,17 @@ impl Recorder {
     /// Per group, everything recorded since the recorder was made (taking seconds does not change it).
     pub fn totals(&self) -> Vec<GroupSecond> {
         self.state().totals.iter().flatten().cloned().collect()
+    }
+
+    /// Notes that `user` (goose's index) is past its start and at its scenario's own requests.
+    pub fn user_started(&self, user: usize) {
+        self.state().started_users.insert(user);
+    }
+
+    /// How many users are past their start: once all are, no login of the start remains, and what
+    /// the load does from then on is its scenarios' own requests.
+    pub fn users_started(&self) -> usize {
+        self.state().started_users.len()
     }
 
     /// Requests recorded since the recorder was made.

@@ -30,6 +30,7 @@ use super::LoadSpec;
 use super::arrivals::Arrivals;
 use super::recorder::Recorder;
 use super::sample::{Group, RequestOutcome, RequestTiming};
+use super::sessions::SessionBook;
 use crate::vocabulary::Scenario;
 
 /// What every transaction needs to know.
@@ -42,6 +43,8 @@ pub(super) struct Ctx {
     pub shoppers: u32,
     /// Paces every request of the run.
     pub arrivals: Arrivals,
+    /// Tokens of shoppers logged in by an earlier load sharing the book.
+    sessions: SessionBook,
     /// When this run's first request started and its last one completed.
     pub window: Mutex<Option<(Instant, Instant)>>,
     /// Per user (goose's index), when its last request ended: from then on it was free to send.
@@ -57,6 +60,7 @@ impl Ctx {
             products: spec.products,
             shoppers: spec.shoppers,
             arrivals: Arrivals::new(spec.rate),
+            sessions: spec.sessions.clone(),
             window: Mutex::new(None),
             free_since: Mutex::new(HashMap::new()),
             end,
@@ -105,9 +109,14 @@ type Step = for<'r> fn(
 /// How long a user whose schedule is closed waits before goose may ask it again (or end it).
 const IDLE: Duration = Duration::from_millis(50);
 
-fn transaction(name: &str, ctx: &Arc<Ctx>, step: Step) -> Transaction {
+/// A goose transaction running `step` while the schedule is open. A `main` one (not the login of
+/// the start) notes its user as started.
+fn transaction(name: &str, ctx: &Arc<Ctx>, step: Step, main: bool) -> Transaction {
     let ctx = Arc::clone(ctx);
     Transaction::new(Arc::new(move |user| {
+        if main {
+            ctx.recorder.user_started(user.weighted_users_index);
+        }
         if ctx.end.is_cancelled() {
             return Box::pin(async {
                 tokio::time::sleep(IDLE).await;
@@ -138,9 +147,10 @@ pub(super) fn register(
         if scenario.logs_in() {
             let login: Step = |u, c| Box::pin(async move { ensure_session(u, &c).await.map(|_| ()) });
             goose_scenario =
-                goose_scenario.register_transaction(transaction("login", ctx, login).set_on_start());
+                goose_scenario.register_transaction(transaction("login", ctx, login, false).set_on_start());
         }
-        attack = attack.register_scenario(goose_scenario.register_transaction(transaction(name, ctx, step)));
+        attack =
+            attack.register_scenario(goose_scenario.register_transaction(transaction(name, ctx, step, true)));
     }
     Ok(attack)
 }
@@ -294,6 +304,11 @@ async fn ensure_session(user: &mut GooseUser, ctx: &Ctx) -> Result<Option<Sessio
         return Ok(Some(session.clone()));
     }
     let n = user.weighted_users_index % ctx.shoppers.max(1) as usize + 1;
+    if let Some(token) = ctx.sessions.token(n) {
+        let session = Session::Bearer(token);
+        user.set_session_data(session.clone());
+        return Ok(Some(session));
+    }
     let body = json!({ "email": format!("user{n}@fortress.test"), "password": SEED_PASSWORD });
     let builder = user
         .get_request_builder(&GooseMethod::Post, "/auth/login")?
@@ -307,6 +322,9 @@ async fn ensure_session(user: &mut GooseUser, ctx: &Ctx) -> Result<Option<Sessio
     let answer = send(user, ctx, Group::Login, request, login_outcome).await?;
     let session = session_of(&answer.body);
     if let Some(session) = &session {
+        if let Session::Bearer(token) = session {
+            ctx.sessions.keep(n, token);
+        }
         user.set_session_data(session.clone());
     }
     Ok(session)

@@ -9,6 +9,7 @@ use goose::config::GooseConfiguration;
 use serde::Serialize;
 
 use super::LoadError;
+use super::sessions::SessionBook;
 use crate::vocabulary::Scenario;
 
 /// One load run.
@@ -29,6 +30,9 @@ pub struct LoadSpec {
     pub shoppers: u32,
     /// A request without an answer by then is an error (a timeout).
     pub request_timeout: Duration,
+    /// Shoppers' tokens from earlier loads that share it: those shoppers do not log in again.
+    #[serde(skip)]
+    pub sessions: SessionBook,
 }
 
 impl LoadSpec {
@@ -118,6 +122,7 @@ mod tests {
             products: 10,
             shoppers: 10,
             request_timeout: Duration::from_secs(5),
+            sessions: SessionBook::default(),
         }
     }
 

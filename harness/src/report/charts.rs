@@ -283,7 +283,8 @@ pub fn has_data(run: &Run, spec: &ChartSpec) -> bool {
     }
 }
 
-fn register_font() {
+/// Registers the compiled-in font as `sans-serif` (once per process): every chart calls it first.
+pub fn register_font() {
     static REGISTER: Once = Once::new();
     REGISTER.call_once(|| {
         // The bytes are a known-good TrueType file compiled in; a failure here is a build defect.

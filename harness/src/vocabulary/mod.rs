@@ -6,6 +6,7 @@
 
 pub use closed_set::Unknown;
 pub(crate) use closed_set::closed_set;
+mod capacity;
 mod exit;
 mod metric;
 mod outcome;
@@ -13,6 +14,7 @@ mod role;
 mod scenario;
 mod variant;
 
+pub use capacity::{CapacityFigure, Condition};
 pub use exit::ExitCode;
 pub use metric::{Cadence, Metric, Needs, Owner, Producer};
 pub use outcome::Outcome;

@@ -22,6 +22,8 @@ use crate::faults::Fault;
 use crate::faults::proxy::{NetworkFault, ScopedFault};
 use crate::vocabulary::{Cadence, Link, Metric, Needs, Role, Scenario, Variant};
 
+mod capacity;
+
 /// The text of a file, for locating its mistakes.
 struct Source<'a> {
     file: &'a str,
@@ -128,6 +130,10 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         .map(|a| abort(&src, a, &lab))
         .collect::<Result<Vec<_>, _>>()?;
     let arrangement = arrangement(&src, parsed.topology.variants.as_ref(), !aborts.is_empty())?;
+    let factor = length_factor(&src, profile, parsed.profiles.as_ref())?;
+    let capacity = (parsed.capacity.as_ref())
+        .map(|c| capacity::plan(&src, c, &lab, rate, factor))
+        .transpose()?;
     Ok(Plan {
         name,
         story: parsed.story.trim().to_owned(),
@@ -146,6 +152,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         variants,
         predictions,
         aborts,
+        capacity,
     })
 }
 
@@ -484,6 +491,11 @@ fn prediction(
 
 /// A model the prediction replaced: every part said, none left empty.
 fn revision(src: &Source<'_>, r: &RevisionFile) -> Result<Revision, DefinitionError> {
+    revision_in(src, r, "predictions.revised")
+}
+
+/// A revision of a table's prediction (`table` names it in errors).
+fn revision_in(src: &Source<'_>, r: &RevisionFile, table: &str) -> Result<Revision, DefinitionError> {
     let said = |text: &Spanned<String>, field: &str| {
         let trimmed = text.get_ref().trim();
         if trimmed.is_empty() {
@@ -494,9 +506,9 @@ fn revision(src: &Source<'_>, r: &RevisionFile) -> Result<Revision, DefinitionEr
         Ok(trimmed.to_owned())
     };
     Ok(Revision {
-        was: said(&r.was, "predictions.revised.was")?,
-        refuted_by: said(&r.refuted_by, "predictions.revised.refuted_by")?,
-        because: said(&r.because, "predictions.revised.because")?,
+        was: said(&r.was, &format!("{table}.was"))?,
+        refuted_by: said(&r.refuted_by, &format!("{table}.refuted_by"))?,
+        because: said(&r.because, &format!("{table}.because"))?,
     })
 }
 
@@ -588,13 +600,23 @@ fn known_phase(
 
 /// `within` needs a tolerance, and only `within` takes one.
 fn tolerance(src: &Source<'_>, c: &ClaimFields<'_>, field: &str) -> Result<Option<f64>, DefinitionError> {
-    match (c.tolerance, *c.compare.get_ref()) {
+    checked_tolerance(src, c.compare, c.tolerance, field)
+}
+
+/// A tolerance where the comparison needs one (`within`), and none where it does not.
+fn checked_tolerance(
+    src: &Source<'_>,
+    compare: &Spanned<Comparison>,
+    tolerance: Option<&Spanned<f64>>,
+    field: &str,
+) -> Result<Option<f64>, DefinitionError> {
+    match (tolerance, *compare.get_ref()) {
         (Some(t), Comparison::Within) if *t.get_ref() > 0.0 && *t.get_ref() <= 1.0 => Ok(Some(*t.get_ref())),
         (Some(t), Comparison::Within) => {
             Err(src.error(&t.span(), field, "a fraction above 0 and at most 1 (0.3 = 30%)"))
         }
         (None, Comparison::Within) => Err(src.error(
-            &c.compare.span(),
+            &compare.span(),
             field,
             "compare = \"within\" needs a tolerance (0.3 = 30%)",
         )),

@@ -8,6 +8,8 @@ mod judge;
 mod phases;
 mod prepare;
 
+pub use judge::invariants_of;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -177,6 +179,26 @@ async fn start_lab(
         lab.run_id, lab.ready_in
     )));
     Ok(lab)
+}
+
+/// A lab for `variant` of `plan`, started and prepared as a run's is (seeded, the variant's modes
+/// on every replica), for a search that drives many loads through one lab (`fortress capacity`).
+/// Answers the lab and the highest order id before any load. The caller removes the lab
+/// (`Lab::shutdown`), whatever happens.
+pub async fn prepared_lab(
+    plan: &Plan,
+    variant: &VariantPlan,
+    lab_binary: &std::path::Path,
+    progress: &(dyn Fn(Event<'_>) + Sync),
+) -> Result<(Lab, i64), RunError> {
+    let lab = start_lab(plan, variant.variant, lab_binary, progress).await?;
+    match prepare::prepare(plan, variant, &lab).await {
+        Ok(prepared) => Ok((lab, prepared.orders_before_run)),
+        Err(error) => {
+            let _ = remove_in_background(lab).await;
+            Err(error)
+        }
+    }
 }
 
 /// One variant on its lab: prepare, run the phases, judge.

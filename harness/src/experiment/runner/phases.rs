@@ -17,7 +17,7 @@ use crate::experiment::invariants;
 use crate::experiment::journal::Entry;
 use crate::experiment::phase_figures::{PhaseLatencies, per_request_figures};
 use crate::experiment::verdict::Sample;
-use crate::faults::{self, Fault, FaultError, FaultTimeline, TimelineEntry};
+use crate::faults::{self, FaultError, FaultTimeline, TimelineEntry};
 use crate::load::{self, LoadSpec, LoadSummary, Recorder, Turn};
 use crate::observe::{Observer, Rates};
 use crate::vocabulary::{Metric, Variant};
@@ -107,6 +107,7 @@ impl LoadRun {
             products: plan.seed.products,
             shoppers: plan.seed.users,
             request_timeout: REQUEST_TIMEOUT,
+            sessions: Default::default(),
         };
         let end = CancellationToken::new();
         let task = {
@@ -219,7 +220,8 @@ impl<'a> Watch<'a> {
             });
             self.clock.phase_end += Duration::from_secs_f64(phase.seconds);
             let mark = timeline.len();
-            let watched = with_faults(lab, timeline, &ctx.stop, &phase.faults, self.phase(phase)).await;
+            let watched =
+                faults::around_faults(lab, timeline, &ctx.stop, &phase.faults, self.phase(phase)).await;
             self.note_untouched(phase, &timeline.since(mark));
             self.note_overrun(phase);
             match watched {
@@ -406,23 +408,4 @@ async fn live_database(lab: &Lab) -> Result<sqlx::PgPool, RunError> {
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(1));
     Ok(options.connect(&lab.postgres_url().await?).await?)
-}
-
-/// Injects every fault of a phase (in order), runs `body`, reverts them all (in reverse order). Each
-/// fault's body (the next fault's scope, and last the phase) ends by itself on Ctrl-C, so it is
-/// awaited: every fault inside is reverted before the one around it.
-async fn with_faults<T>(
-    lab: &Lab,
-    timeline: &FaultTimeline,
-    stop: &CancellationToken,
-    faults: &[Fault],
-    body: impl Future<Output = T>,
-) -> Result<T, FaultError> {
-    match faults {
-        [] => Ok(body.await),
-        [first, rest @ ..] => {
-            let inner = Box::pin(with_faults(lab, timeline, stop, rest, body));
-            faults::around_fault(lab, timeline, stop, first, inner).await?
-        }
-    }
 }

@@ -1,0 +1,442 @@
+//! Capacity under fault (`fortress capacity`): per variant, the highest arrival rate that holds the
+//! experiment's objective, steady and again with its fault injected, and what share of its capacity
+//! the service keeps when the fault strikes.
+//!
+//! Each variant gets one lab, prepared as a run's, and its searches run on it one step after another,
+//! never side by side (a second load would take the cores the capacity is measured on). The fault is
+//! injected once around the whole search under fault and reverted after it (on error and Ctrl-C
+//! too), and its evidence decides whether that search measured anything. The invariants are checked
+//! once the variant's searches are over, over every order any step acknowledged.
+
+mod knee;
+mod search;
+mod step;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use search::{Found, Search};
+pub use step::{StepFigures, StepVerdict, Trial};
+
+use crate::env::{EnvError, Lab};
+use crate::experiment::definition::{CapacityPlan, Plan, Profile, VariantPlan};
+use crate::experiment::invariants::{InvariantReport, RunFacts};
+use crate::experiment::runner::{self, Event, RunError};
+use crate::faults::audit::{self, AuditError};
+use crate::faults::{self, FaultError, FaultTimeline, TimelineEntry};
+use crate::load::{LoadError, Turn};
+use crate::run_folder::RunFolder;
+use crate::vocabulary::{CapacityFigure, Condition, Outcome, Variant};
+
+/// A rate whose step came this close to the objective's edge (1 = at it) is near the knee, and is
+/// tried again until the majority of `capacity.repeats` agree.
+const KNEE: std::ops::RangeInclusive<f64> = 0.6..=1.6;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CapacityError {
+    #[error(
+        "{0} has no [capacity] section: add one (fault_phase and p99_ms at least; experiments/db-latency.toml has an example)"
+    )]
+    NoSection(String),
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("the load generator failed")]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Fault(#[from] FaultError),
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("could not check the lab after the fault's revert")]
+    Audit(#[from] AuditError),
+    #[error("{variant}: the lab is not whole after the fault's revert: {audit}")]
+    LabNotWhole {
+        variant: Variant,
+        audit: audit::LabAudit,
+    },
+    #[error("interrupted (Ctrl-C); every fault was reverted and the lab removed")]
+    Interrupted,
+}
+
+/// What a capacity run needs besides its plan.
+pub struct CapacityContext<'a> {
+    pub lab_binary: PathBuf,
+    pub folder: &'a RunFolder,
+    pub stop: CancellationToken,
+    pub progress: &'a (dyn Fn(Event<'_>) + Sync),
+}
+
+/// One search: its condition, where it found the knee, and every step it took.
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchReport {
+    pub condition: Condition,
+    pub found: Found,
+    pub capacity: f64,
+    /// Why `capacity` is a bound rather than the knee, when it is.
+    pub caveat: Option<String>,
+    /// Set when the fault's evidence shows it never touched the system: the search measured nothing.
+    pub untouched: Option<String>,
+    pub trials: Vec<Trial>,
+}
+
+/// A capacity prediction's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityVerdict {
+    pub variant: Variant,
+    pub claim: String,
+    pub why: String,
+    pub observed: Option<f64>,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// One variant's searches, figures, verdicts and invariants.
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantCapacity {
+    pub variant: Variant,
+    pub searches: Vec<SearchReport>,
+    pub figures: BTreeMap<CapacityFigure, f64>,
+    pub verdicts: Vec<CapacityVerdict>,
+    pub invariants: InvariantReport,
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// Everything a capacity run found (`capacity.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct CapacityReport {
+    pub experiment: String,
+    pub profile: Profile,
+    pub seed: u64,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub plan: CapacityPlan,
+    pub variants: Vec<VariantCapacity>,
+}
+
+/// Searches each of `variants` in turn, each on a lab of its own (removed whatever happens), under
+/// each of `conditions`, writes `capacity.json` and the knee charts, and answers the findings.
+pub async fn run(
+    plan: &Plan,
+    variants: &[&VariantPlan],
+    conditions: &[Condition],
+    ctx: &CapacityContext<'_>,
+) -> Result<CapacityReport, CapacityError> {
+    let capacity = (plan.capacity.as_ref()).ok_or_else(|| CapacityError::NoSection(plan.source.clone()))?;
+    let turn = Turn::take(&ctx.stop)
+        .await
+        .map_err(|_| CapacityError::Interrupted)?;
+    let mut report = CapacityReport {
+        experiment: plan.name.clone(),
+        profile: plan.profile,
+        seed: plan.seed.seed,
+        started_at: chrono::Utc::now(),
+        plan: capacity.clone(),
+        variants: Vec::new(),
+    };
+    for variant in variants {
+        let (lab, orders_before_run) =
+            runner::prepared_lab(plan, variant, &ctx.lab_binary, ctx.progress).await?;
+        let searched = VariantSearch {
+            plan,
+            capacity,
+            variant: variant.variant,
+            lab: &lab,
+            ctx,
+            turn: &turn,
+        }
+        .run(conditions, orders_before_run)
+        .await;
+        if let Err(error) = lab.shutdown().await {
+            tracing::warn!(%error, "could not remove the lab; run `fortress cleanup`");
+        }
+        report.variants.push(searched?);
+        if ctx.stop.is_cancelled() {
+            return Err(CapacityError::Interrupted);
+        }
+    }
+    write(ctx.folder, &report);
+    Ok(report)
+}
+
+/// Writes `capacity.json` and a knee chart per variant; a file that cannot be written is said, and
+/// the findings are still answered.
+fn write(folder: &RunFolder, report: &CapacityReport) {
+    let json = serde_json::to_vec_pretty(report).map(|json| std::fs::write(folder.capacity(), json));
+    if !matches!(json, Ok(Ok(()))) {
+        eprintln!("fortress: could not write {}", folder.capacity().display());
+    }
+    for variant in &report.variants {
+        let path = folder.knee_chart(variant.variant);
+        if let Err(error) = knee::draw(&path, variant, &report.plan.objective) {
+            eprintln!("fortress: could not draw {}: {error}", path.display());
+        }
+    }
+}
+
+/// What one variant's searches share.
+struct VariantSearch<'a> {
+    plan: &'a Plan,
+    capacity: &'a CapacityPlan,
+    variant: Variant,
+    lab: &'a Lab,
+    ctx: &'a CapacityContext<'a>,
+    turn: &'a Turn,
+}
+
+impl VariantSearch<'_> {
+    /// The steady search, then the search under fault (from the lower of the first rate and the
+    /// steady capacity), then the invariants and the verdicts.
+    async fn run(
+        &self,
+        conditions: &[Condition],
+        orders_before_run: i64,
+    ) -> Result<VariantCapacity, CapacityError> {
+        let mut stepper = step::Stepper {
+            plan: self.plan,
+            objective: self.capacity.objective,
+            step_seconds: self.capacity.step_seconds,
+            warmup_seconds: self.capacity.warmup_seconds,
+            base_url: self.lab.entry_url().await?,
+            turn: self.turn,
+            goose_report: self.ctx.folder.goose_report(self.variant),
+            acknowledged: Vec::new(),
+            sessions: Default::default(),
+        };
+        let started = Instant::now();
+        let mut searches = Vec::new();
+        if conditions.contains(&Condition::Steady) {
+            let from = self.capacity.from;
+            searches.push(
+                self.search(&mut stepper, Condition::Steady, from, started)
+                    .await?,
+            );
+        }
+        let timeline = FaultTimeline::default();
+        if conditions.contains(&Condition::Fault) {
+            let steady = searches.first().map(|s| s.capacity).filter(|c| *c > 0.0);
+            let from = steady.map_or(self.capacity.from, |c| c.min(self.capacity.from));
+            let search = self.search(&mut stepper, Condition::Fault, from, started);
+            let (lab, stop) = (self.lab, &self.ctx.stop);
+            let mut faulted =
+                faults::around_faults(lab, &timeline, stop, &self.capacity.faults, search).await??;
+            faulted.untouched = untouched(&timeline.entries());
+            self.whole(&timeline).await?;
+            searches.push(faulted);
+        }
+        let facts = RunFacts {
+            acknowledged: std::mem::take(&mut stepper.acknowledged),
+            orders_before_run,
+        };
+        let invariants = runner::invariants_of(self.lab, &facts).await?;
+        let figures = figures(&searches);
+        Ok(VariantCapacity {
+            variant: self.variant,
+            verdicts: verdicts(self.capacity, self.variant, &searches, &figures),
+            searches,
+            figures,
+            invariants,
+            timeline: timeline.entries(),
+        })
+    }
+
+    /// Nothing left injected after the fault's revert, and the proxy and Docker agree.
+    async fn whole(&self, timeline: &FaultTimeline) -> Result<(), CapacityError> {
+        let left = timeline.still_injected();
+        if !left.is_empty() {
+            return Err(RunError::LeftInjected {
+                variant: self.variant,
+                faults: left,
+            }
+            .into());
+        }
+        let audit = audit::audit(self.lab).await?;
+        if !audit.whole() {
+            return Err(CapacityError::LabNotWhole {
+                variant: self.variant,
+                audit,
+            });
+        }
+        Ok(())
+    }
+
+    /// One search under `condition`, from `from`, to where it finds the knee.
+    async fn search(
+        &self,
+        stepper: &mut step::Stepper<'_>,
+        condition: Condition,
+        from: f64,
+        started: Instant,
+    ) -> Result<SearchReport, CapacityError> {
+        let capacity = self.capacity;
+        let mut search = Search::new(from, capacity.max_rate, capacity.resolution);
+        let mut trials = Vec::new();
+        let found = loop {
+            let rate = match search.next() {
+                Ok(rate) => rate,
+                Err(found) => break found,
+            };
+            match self.rate(stepper, condition, rate, started, &mut trials).await? {
+                Some(held) => search.record(rate, held),
+                None => search.generator_bound(rate),
+            }
+        };
+        (self.ctx.progress)(Event::Message(format!(
+            "{}/{condition}: capacity {found}",
+            self.variant
+        )));
+        Ok(SearchReport {
+            condition,
+            found,
+            capacity: found.capacity(),
+            caveat: found.caveat(),
+            untouched: None,
+            trials,
+        })
+    }
+
+    /// Tries `rate` until it is decided: once when its step is far from the objective's edge, else
+    /// until the majority of the repeats agree. `None`: the generator could not offer it.
+    async fn rate(
+        &self,
+        stepper: &mut step::Stepper<'_>,
+        condition: Condition,
+        rate: f64,
+        started: Instant,
+        trials: &mut Vec<Trial>,
+    ) -> Result<Option<bool>, CapacityError> {
+        let objective = &self.capacity.objective;
+        let mut outcomes = Vec::new();
+        loop {
+            let at_s = started.elapsed().as_secs_f64();
+            let figures = stepper.step(rate).await?;
+            if self.ctx.stop.is_cancelled() {
+                return Err(CapacityError::Interrupted);
+            }
+            let (verdict, margin) = match &figures {
+                Some(f) => (f.judge(objective), f.margin(objective)),
+                None => (
+                    StepVerdict::Broke {
+                        why: "nothing completed after the warm-up".into(),
+                    },
+                    f64::INFINITY,
+                ),
+            };
+            self.show(condition, rate, figures.as_ref(), &verdict);
+            let held = verdict == StepVerdict::Held;
+            let bound = matches!(verdict, StepVerdict::GeneratorBound { .. });
+            trials.push(Trial {
+                condition,
+                rate,
+                figures,
+                verdict,
+                at_s,
+            });
+            if bound {
+                return Ok(None);
+            }
+            outcomes.push(held);
+            if !KNEE.contains(&margin) {
+                return Ok(Some(held));
+            }
+            if let Some(decided) = search::decided(&outcomes, self.capacity.repeats) {
+                return Ok(Some(decided));
+            }
+        }
+    }
+
+    fn show(&self, condition: Condition, rate: f64, figures: Option<&StepFigures>, verdict: &StepVerdict) {
+        let seen = figures.map_or_else(
+            || "nothing completed".to_owned(),
+            |f| {
+                format!(
+                    "p99 {:.0} ms (service {:.0} ms), errors {:.1}%, {:.1} done/s",
+                    f.p99_ms,
+                    f.service_p99_ms,
+                    f.error_rate * 100.0,
+                    f.achieved_rps
+                )
+            },
+        );
+        let outcome = match verdict {
+            StepVerdict::Held => "held".to_owned(),
+            StepVerdict::Broke { why } => format!("BROKE: {why}"),
+            StepVerdict::GeneratorBound { why } => format!("GENERATOR-BOUND: {why}"),
+        };
+        (self.ctx.progress)(Event::Message(format!(
+            "{}/{condition} {rate:>7.1}/s: {seen}: {outcome}",
+            self.variant
+        )));
+    }
+}
+
+/// Why the fault measured nothing, when its evidence says it never touched the system.
+fn untouched(entries: &[TimelineEntry]) -> Option<String> {
+    let untouched: Vec<&str> = (entries.iter())
+        .filter(|e| !e.operator_step && e.observed.as_ref().is_some_and(|o| !o.touched))
+        .map(|e| e.fault.as_str())
+        .collect();
+    (!untouched.is_empty()).then(|| format!("no evidence that {} touched the system", untouched.join(", ")))
+}
+
+/// The figures the searches give: each capacity, and their ratio when both ran.
+fn figures(searches: &[SearchReport]) -> BTreeMap<CapacityFigure, f64> {
+    let of = |condition| {
+        searches
+            .iter()
+            .find(|s| s.condition == condition)
+            .map(|s| s.capacity)
+    };
+    let mut figures = BTreeMap::new();
+    if let Some(steady) = of(Condition::Steady) {
+        figures.insert(CapacityFigure::Capacity, steady);
+    }
+    if let Some(faulted) = of(Condition::Fault) {
+        figures.insert(CapacityFigure::CapacityUnderFault, faulted);
+    }
+    if let (Some(steady), Some(faulted)) = (of(Condition::Steady), of(Condition::Fault))
+        && steady > 0.0
+    {
+        figures.insert(CapacityFigure::CapacityKept, faulted / steady);
+    }
+    figures
+}
+
+/// Each prediction about `variant`, judged. A figure is inconclusive when a search it needs did not
+/// run, found only a bound, or ran under a fault that touched nothing.
+fn verdicts(
+    capacity: &CapacityPlan,
+    variant: Variant,
+    searches: &[SearchReport],
+    figures: &BTreeMap<CapacityFigure, f64>,
+) -> Vec<CapacityVerdict> {
+    let verdict = |p: &crate::experiment::definition::CapacityPrediction| {
+        let observed = figures.get(&p.figure).copied();
+        let doubt = p.figure.needs().iter().find_map(|&condition| {
+            match searches.iter().find(|s| s.condition == condition) {
+                None => Some(format!("the {condition} search did not run")),
+                Some(s) => s.untouched.clone().or_else(|| s.caveat.clone()),
+            }
+        });
+        let outcome = match (observed, doubt) {
+            (_, Some(reason)) => Outcome::Inconclusive { reason },
+            (None, None) => Outcome::Inconclusive {
+                reason: format!("no {} (no steady capacity to divide by)", p.figure),
+            },
+            (Some(o), None) if p.holds(o) => Outcome::Confirmed,
+            (Some(_), None) => Outcome::Refuted,
+        };
+        CapacityVerdict {
+            variant,
+            claim: p.to_string(),
+            why: p.why.clone(),
+            observed,
+            outcome,
+        }
+    };
+    (capacity.predictions.iter())
+        .filter(|p| p.variant == variant)
+        .map(verdict)
+        .collect()
+}

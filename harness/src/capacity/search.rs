@@ -1,0 +1,209 @@
+//! The search for the knee: bracket it by doubling or halving the rate, then bisect the bracket until
+//! it is as narrow as asked. Pure arithmetic over what each rate did, so it is tested without a lab.
+
+use serde::Serialize;
+
+/// How far below the first rate the search halves before it says no rate holds.
+const FLOOR_DIVISOR: f64 = 64.0;
+/// A search that has not narrowed its bracket in this many rates stops where it is.
+pub const MAX_RATES: usize = 24;
+
+/// Where the knee lies, as far as the search found it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "bound", rename_all = "snake_case")]
+pub enum Found {
+    /// `held` held the objective and `broke` did not: the capacity is `held`, within the bracket.
+    Between { held: f64, broke: f64 },
+    /// Every rate up to the ceiling held: the capacity is at least `held`.
+    AtLeast { held: f64 },
+    /// Down to `broke`, no rate held.
+    Below { broke: f64 },
+    /// The load generator could not offer `at` (its own lag, not the service's): the service held
+    /// `held` (0 when no rate was held), and what it holds beyond that is unknown.
+    GeneratorBound { held: f64, at: f64 },
+    /// The search tried its most rates without narrowing the bracket (the service's knee moves).
+    Unsettled { held: f64, broke: f64 },
+}
+
+impl Found {
+    /// The capacity the search can vouch for: the highest rate that held (0 when none did).
+    pub fn capacity(self) -> f64 {
+        match self {
+            Self::Between { held, .. }
+            | Self::AtLeast { held }
+            | Self::GeneratorBound { held, .. }
+            | Self::Unsettled { held, .. } => held,
+            Self::Below { .. } => 0.0,
+        }
+    }
+
+    /// Why the capacity is not a measurement of the service's knee, when it is not.
+    pub fn caveat(self) -> Option<String> {
+        match self {
+            Self::Between { .. } => None,
+            Self::AtLeast { held } => Some(format!(
+                "every rate up to the ceiling held: the capacity is at least {held:.1}/s (raise capacity.max_rate)"
+            )),
+            Self::Below { broke } => Some(format!("no rate held, down to {broke:.2}/s")),
+            Self::GeneratorBound { held, at } => Some(format!(
+                "the load generator could not keep its own schedule at {at:.1}/s: this machine offers no more, and the service held {held:.1}/s"
+            )),
+            Self::Unsettled { held, broke } => Some(format!(
+                "the bracket {held:.1} to {broke:.1}/s did not narrow in {MAX_RATES} rates"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Found {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Between { held, broke } => write!(f, "{held:.1}/s (held; {broke:.1}/s did not)"),
+            other => write!(
+                f,
+                "{:.1}/s ({})",
+                other.capacity(),
+                other.caveat().unwrap_or_default()
+            ),
+        }
+    }
+}
+
+/// A search in progress: the highest rate that held, the lowest that broke.
+#[derive(Debug, Clone)]
+pub struct Search {
+    from: f64,
+    max_rate: f64,
+    resolution: f64,
+    held: Option<f64>,
+    broke: Option<f64>,
+    rates: usize,
+    generator_bound: Option<f64>,
+}
+
+impl Search {
+    /// A search that starts at `from`, never tries above `max_rate`, and ends when the bracket is
+    /// narrower than `resolution` (a fraction of the rate that held).
+    pub fn new(from: f64, max_rate: f64, resolution: f64) -> Self {
+        Self {
+            from: from.min(max_rate),
+            max_rate,
+            resolution,
+            held: None,
+            broke: None,
+            rates: 0,
+            generator_bound: None,
+        }
+    }
+
+    /// The next rate to try, or where the knee is.
+    pub fn next(&self) -> Result<f64, Found> {
+        let floor = self.from / FLOOR_DIVISOR;
+        if let Some(at) = self.generator_bound {
+            let held = self.held.unwrap_or(0.0);
+            return Err(Found::GeneratorBound { held, at });
+        }
+        match (self.held, self.broke) {
+            (None, None) => Ok(self.from),
+            (Some(held), None) if held >= self.max_rate => Err(Found::AtLeast { held }),
+            (None, Some(broke)) if broke <= floor => Err(Found::Below { broke }),
+            (Some(held), Some(broke)) if (broke - held) <= self.resolution * held => {
+                Err(Found::Between { held, broke })
+            }
+            (Some(held), Some(broke)) if self.rates >= MAX_RATES => Err(Found::Unsettled { held, broke }),
+            (Some(held), None) => Ok((held * 2.0).min(self.max_rate)),
+            (None, Some(broke)) => Ok((broke / 2.0).max(floor)),
+            (Some(held), Some(broke)) => Ok((held + broke) / 2.0),
+        }
+    }
+
+    /// What `rate` did, decided (repeats included).
+    pub fn record(&mut self, rate: f64, held: bool) {
+        self.rates += 1;
+        if held {
+            self.held = Some(self.held.map_or(rate, |h| h.max(rate)));
+        } else {
+            self.broke = Some(self.broke.map_or(rate, |b| b.min(rate)));
+        }
+    }
+
+    /// The load generator could not offer `rate`: the search ends with what held below it.
+    pub fn generator_bound(&mut self, rate: f64) {
+        self.generator_bound = Some(rate);
+    }
+}
+
+/// Whether trials of one rate have decided it: the majority of `repeats` agreeing. `None` while it
+/// is open.
+pub fn decided(trials: &[bool], repeats: u32) -> Option<bool> {
+    let need = repeats as usize / 2 + 1;
+    let held = trials.iter().filter(|&&h| h).count();
+    let broke = trials.len() - held;
+    if held >= need {
+        Some(true)
+    } else if broke >= need {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drives a search against a service whose knee is `knee`.
+    fn search(knee: f64, from: f64, max_rate: f64) -> (Found, usize) {
+        let mut search = Search::new(from, max_rate, 0.1);
+        let mut tried = 0;
+        loop {
+            match search.next() {
+                Ok(rate) => {
+                    tried += 1;
+                    search.record(rate, rate <= knee);
+                }
+                Err(found) => return (found, tried),
+            }
+        }
+    }
+
+    #[test]
+    fn the_knee_is_found_within_the_resolution_from_either_side() {
+        for (knee, from) in [(22.2, 80.0), (22.2, 5.0), (300.0, 80.0), (1.0, 40.0)] {
+            let (found, tried) = search(knee, from, 10_000.0);
+            let Found::Between { held, broke } = found else {
+                panic!("knee {knee} from {from}: {found:?}");
+            };
+            assert!(held <= knee && knee < broke, "{held} {knee} {broke}");
+            assert!(broke - held <= 0.1 * held, "{held} {broke}");
+            assert!(knee - held <= 0.1 * knee, "capacity {held} of {knee}");
+            assert!(tried <= 12, "{tried} rates for knee {knee} from {from}");
+        }
+    }
+
+    #[test]
+    fn a_search_says_when_it_hit_the_ceiling_the_floor_or_the_generator() {
+        assert_eq!(search(500.0, 10.0, 100.0).0, Found::AtLeast { held: 100.0 });
+        let (below, _) = search(0.01, 64.0, 1000.0);
+        assert!(
+            matches!(below, Found::Below { broke } if broke <= 1.0),
+            "{below:?}"
+        );
+        assert_eq!(below.capacity(), 0.0);
+        let mut s = Search::new(10.0, 1000.0, 0.1);
+        s.record(10.0, true);
+        s.record(20.0, true);
+        s.generator_bound(40.0);
+        assert_eq!(s.next(), Err(Found::GeneratorBound { held: 20.0, at: 40.0 }));
+        assert!(s.next().unwrap_err().caveat().is_some());
+    }
+
+    #[test]
+    fn the_majority_of_the_repeats_decides_a_rate() {
+        assert_eq!(decided(&[true], 1), Some(true));
+        assert_eq!(decided(&[true], 3), None);
+        assert_eq!(decided(&[true, false], 3), None);
+        assert_eq!(decided(&[true, false, false], 3), Some(false));
+        assert_eq!(decided(&[true, true], 3), Some(true));
+    }
+}

@@ -1,0 +1,297 @@
+//! One step of a search: the load held at one arrival rate for a few seconds on a prepared lab, its
+//! warm-up set aside, and the rest judged against the objective from the client's side.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::experiment::definition::{Objective, Plan};
+use crate::load::{self, LoadSpec, Recorder, SecondSample, SessionBook, Turn, quantile_ms};
+use crate::vocabulary::Condition;
+
+/// The generator's own lag (a slot due, a user free, the request not yet sent) above which a step
+/// measures the machine, not the service: this share of the objective's p99, and never under
+/// `OWN_LAG_FLOOR`.
+const OWN_LAG_SHARE: f64 = 0.2;
+const OWN_LAG_FLOOR_MS: f64 = 20.0;
+
+/// What one step saw in its judged seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepFigures {
+    /// Requests per second offered by the schedule.
+    pub rate: f64,
+    /// Requests completed per judged second (the last, in which the schedule closed, aside).
+    pub achieved_rps: f64,
+    pub requests: u64,
+    /// From the intended send (the slot) to the end of the answer.
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// From the actual send to the end of the answer.
+    pub service_p99_ms: f64,
+    pub error_rate: f64,
+    /// Slots due in the judged seconds that never left before the step ended, over the slots due.
+    pub unsent_share: f64,
+    /// p99 of the generator's own lag behind its schedule (its timer and CPU, users free).
+    pub own_lag_p99_ms: f64,
+}
+
+/// How one step came out against the objective.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum StepVerdict {
+    Held,
+    Broke {
+        why: String,
+    },
+    /// It broke, and the generator itself fell behind: the machine, not the service, is measured.
+    GeneratorBound {
+        why: String,
+    },
+}
+
+/// One step as the search files it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trial {
+    pub condition: Condition,
+    /// Requests per second offered.
+    pub rate: f64,
+    /// `None` when nothing completed after the warm-up.
+    pub figures: Option<StepFigures>,
+    pub verdict: StepVerdict,
+    /// Seconds since the variant's search started, when the step began.
+    pub at_s: f64,
+}
+
+impl StepFigures {
+    /// The figures of the seconds of `window` (Unix seconds, by completion): the warm-up before it
+    /// is set aside, and the answers after the schedule closed still count. Throughput and the slots
+    /// never sent count over the whole seconds the schedule was open. `None` when nothing completed.
+    pub fn of(rate: f64, seconds: &[SecondSample], window: Window) -> Option<Self> {
+        let judged: Vec<&SecondSample> = (seconds.iter())
+            .filter(|s| s.unix_second >= window.judged_from)
+            .collect();
+        let (first, rest) = judged.split_first()?;
+        let mut merged = (*first).clone();
+        for second in rest {
+            merged.merge(second);
+        }
+        let requests = merged.count();
+        if requests == 0 {
+            return None;
+        }
+        let whole: Vec<&SecondSample> = (judged.iter().copied())
+            .filter(|s| s.unix_second < window.closed_in)
+            .collect();
+        let (due, sent) = (whole.iter()).fold((0, 0), |(due, sent), s| {
+            (due + s.schedule.due, sent + s.schedule.sent)
+        });
+        let completed_in_whole: u64 = whole.iter().map(|s| s.count()).sum();
+        let latency = merged.latency_us(&[]);
+        Some(Self {
+            rate,
+            achieved_rps: completed_in_whole as f64 / whole.len().max(1) as f64,
+            requests,
+            p50_ms: quantile_ms(&latency, 0.50),
+            p99_ms: quantile_ms(&latency, 0.99),
+            service_p99_ms: quantile_ms(&merged.service_us(), 0.99),
+            error_rate: merged.errors() as f64 / requests as f64,
+            unsent_share: u64::saturating_sub(due, sent) as f64 / due.max(1) as f64,
+            own_lag_p99_ms: quantile_ms(&merged.schedule.own_lag_us, 0.99),
+        })
+    }
+
+    /// Held, broke, or broke with the generator behind its own schedule.
+    pub fn judge(&self, objective: &Objective) -> StepVerdict {
+        let mut over = Vec::new();
+        if self.p99_ms > objective.p99_ms {
+            over.push(format!("p99 {:.0} ms > {} ms", self.p99_ms, objective.p99_ms));
+        }
+        if self.error_rate > objective.error_rate {
+            over.push(format!("errors {:.1}%", self.error_rate * 100.0));
+        }
+        if self.unsent_share > objective.error_rate {
+            over.push(format!(
+                "{:.1}% of the slots never sent",
+                self.unsent_share * 100.0
+            ));
+        }
+        if over.is_empty() {
+            return StepVerdict::Held;
+        }
+        let own_lag_limit = (objective.p99_ms * OWN_LAG_SHARE).max(OWN_LAG_FLOOR_MS);
+        let why = over.join(", ");
+        if self.own_lag_p99_ms > own_lag_limit {
+            return StepVerdict::GeneratorBound {
+                why: format!(
+                    "{why}, and the generator's own lag p99 {:.0} ms > {own_lag_limit:.0} ms",
+                    self.own_lag_p99_ms
+                ),
+            };
+        }
+        StepVerdict::Broke { why }
+    }
+
+    /// How close the step came to the objective's edge: 1 at the edge, below 1 inside it.
+    pub fn margin(&self, objective: &Objective) -> f64 {
+        let errors = if objective.error_rate > 0.0 {
+            self.error_rate / objective.error_rate
+        } else if self.error_rate > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        };
+        (self.p99_ms / objective.p99_ms).max(errors)
+    }
+}
+
+/// What a step needs from the search around it.
+pub struct Stepper<'a> {
+    pub plan: &'a Plan,
+    pub objective: Objective,
+    pub step_seconds: f64,
+    pub warmup_seconds: f64,
+    pub base_url: String,
+    pub turn: &'a Turn,
+    /// Where goose's report of each step goes (one file, rewritten each step).
+    pub goose_report: std::path::PathBuf,
+    /// Every order acknowledged in any step, for the invariants after the search.
+    pub acknowledged: Vec<i64>,
+    /// The shoppers' tokens: a shopper logs in at the first step it is in, not at every step.
+    pub sessions: SessionBook,
+}
+
+impl Stepper<'_> {
+    /// Holds `rate` for a step and answers its figures (`None`: nothing completed after the
+    /// warm-up, which breaks the objective). The step's seconds count from when every user is past
+    /// its login: a login storm at the start (argon2, on the schedule) is not the rate's steady state.
+    pub async fn step(&mut self, rate: f64) -> Result<Option<StepFigures>, load::LoadError> {
+        let recorder = Recorder::new();
+        let users = users_for(rate, &self.objective);
+        let spec = LoadSpec {
+            base_url: self.base_url.clone(),
+            rate,
+            users,
+            mix: self.plan.mix.clone(),
+            duration: start_deadline(rate, users) + Duration::from_secs_f64(self.step_seconds.ceil() + 1.0),
+            products: self.plan.seed.products,
+            shoppers: self.plan.seed.users,
+            request_timeout: request_timeout(&self.objective),
+            sessions: self.sessions.clone(),
+        };
+        let end = CancellationToken::new();
+        let (ran, window) = {
+            let load = load::run(&spec, recorder.clone(), &self.goose_report, self.turn, &end);
+            let timer = self.close_after_start(&recorder, users, rate, &end);
+            tokio::join!(load, timer)
+        };
+        ran?;
+        self.acknowledged.extend(recorder.acknowledged_orders());
+        Ok(StepFigures::of(rate, &recorder.take_all(), window))
+    }
+
+    /// Waits until every user is past its start (or the start's deadline), closes the schedule
+    /// `step_seconds` later, and answers the seconds judged.
+    async fn close_after_start(
+        &self,
+        recorder: &Recorder,
+        users: u32,
+        rate: f64,
+        end: &CancellationToken,
+    ) -> Window {
+        let deadline = Instant::now() + start_deadline(rate, users);
+        while recorder.users_started() < users as usize && Instant::now() < deadline && !end.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let started = unix_now();
+        tokio::time::sleep(Duration::from_secs_f64(self.step_seconds)).await;
+        end.cancel();
+        Window {
+            judged_from: (started + self.warmup_seconds).ceil() as i64,
+            closed_in: unix_now().floor() as i64,
+        }
+    }
+}
+
+/// The seconds of a step that are judged, as Unix seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// The first second after the warm-up.
+    pub judged_from: i64,
+    /// The second the schedule closed in: the seconds before it were open whole.
+    pub closed_in: i64,
+}
+
+fn unix_now() -> f64 {
+    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+/// How long the users may take to start: each login waits for a slot, so `users / rate` seconds,
+/// twice over, and ten seconds more for a slow service.
+fn start_deadline(rate: f64, users: u32) -> Duration {
+    Duration::from_secs_f64(2.0 * f64::from(users) / rate + 10.0)
+}
+
+/// Users enough that, while every request meets the objective's p99, twice the rate's share of them
+/// are never all busy (Little's law: rate x latency are busy at once), so the users never limit a
+/// rate the service holds; and no more, since every user logs in (on the schedule) as its step
+/// starts.
+fn users_for(rate: f64, objective: &Objective) -> u32 {
+    let busy = rate * objective.p99_ms / 1000.0;
+    ((2.0 * busy).ceil() as u32 + 10).min(2000)
+}
+
+/// A request is given up on at three times the objective's p99 (between 1 and 10 s): by then it has
+/// broken the objective, and a step's end waits for no longer.
+fn request_timeout(objective: &Objective) -> Duration {
+    Duration::from_secs_f64((objective.p99_ms * 3.0 / 1000.0).clamp(1.0, 10.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn figures(p99_ms: f64, error_rate: f64, own_lag_p99_ms: f64) -> StepFigures {
+        StepFigures {
+            rate: 20.0,
+            achieved_rps: 20.0,
+            requests: 100,
+            p50_ms: p99_ms / 2.0,
+            p99_ms,
+            service_p99_ms: p99_ms,
+            error_rate,
+            unsent_share: 0.0,
+            own_lag_p99_ms,
+        }
+    }
+
+    #[test]
+    fn a_step_holds_within_the_objective_and_says_what_broke_it_otherwise() {
+        let objective = Objective {
+            p99_ms: 500.0,
+            error_rate: 0.01,
+        };
+        assert_eq!(figures(400.0, 0.0, 1.0).judge(&objective), StepVerdict::Held);
+        let StepVerdict::Broke { why } = figures(900.0, 0.05, 1.0).judge(&objective) else {
+            panic!("a slow, failing step broke");
+        };
+        assert!(why.contains("p99 900 ms") && why.contains("errors 5.0%"), "{why}");
+        assert!(matches!(
+            figures(900.0, 0.0, 150.0).judge(&objective),
+            StepVerdict::GeneratorBound { .. }
+        ));
+        assert!((figures(250.0, 0.02, 0.0).margin(&objective) - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn users_cover_twice_the_busy_share_of_a_rate_held_at_the_objective() {
+        let objective = Objective {
+            p99_ms: 500.0,
+            error_rate: 0.01,
+        };
+        assert_eq!(users_for(100.0, &objective), 110);
+        assert_eq!(users_for(1.0, &objective), 11);
+        assert_eq!(users_for(100_000.0, &objective), 2000);
+        assert_eq!(request_timeout(&objective), Duration::from_millis(1500));
+    }
+}
