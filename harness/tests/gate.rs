@@ -196,6 +196,26 @@ fn a_bad_suite_or_baseline_is_refused_naming_the_file() {
         "{stderr}"
     );
 
+    for (name, suite, says) in [
+        (
+            "no-capacity.toml",
+            "[[capacity]]\nexperiment = \"flash-sale\"\n",
+            "no-capacity.toml:2: capacity[0].experiment: flash-sale has no [capacity] section",
+        ),
+        (
+            "half-capacity.toml",
+            "[[capacity]]\nexperiment = \"cache-outage\"\ncondition = \"fault\"\n",
+            "half-capacity.toml:3: capacity[0].condition: capacity_kept <= 0.05 needs the steady and fault searches",
+        ),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, suite).unwrap();
+        let (output, _) = gate(&["--suite", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(3), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+
     let baselines = dir.join("baselines");
     std::fs::create_dir_all(&baselines).unwrap();
     std::fs::write(

@@ -23,11 +23,13 @@ pub use search::{Found, Search};
 pub use step::{StepFigures, StepVerdict, Trial};
 
 use crate::env::{EnvError, Lab};
-use crate::experiment::definition::{CapacityPlan, Plan, Profile, VariantPlan};
+use crate::experiment::claim::Comparison;
+use crate::experiment::definition::{CapacityPlan, CapacityPrediction, Plan, Profile, VariantPlan};
 use crate::experiment::invariants::{InvariantReport, RunFacts};
 use crate::experiment::runner::{self, Event, RunError};
 use crate::faults::audit::{self, AuditError};
 use crate::faults::{self, FaultError, FaultTimeline, TimelineEntry};
+use crate::gate::{Case, CaseKind};
 use crate::load::{LoadError, Turn};
 use crate::run_folder::RunFolder;
 use crate::vocabulary::{CapacityFigure, Condition, Outcome, Variant};
@@ -203,6 +205,7 @@ impl VariantSearch<'_> {
             goose_report: self.ctx.folder.goose_report(self.variant),
             acknowledged: Vec::new(),
             sessions: Default::default(),
+            stop: self.ctx.stop.clone(),
         };
         let started = Instant::now();
         let mut searches = Vec::new();
@@ -403,40 +406,217 @@ fn figures(searches: &[SearchReport]) -> BTreeMap<CapacityFigure, f64> {
     figures
 }
 
-/// Each prediction about `variant`, judged. A figure is inconclusive when a search it needs did not
-/// run, found only a bound, or ran under a fault that touched nothing.
+/// Where a figure lies, from the ranges the searches vouch for (`Found::range`): capacity kept is
+/// 0 when nothing held under the fault, whatever the steady capacity, and only bounded when the
+/// steady search hit the ceiling or the generator's limit. `None` when a search it needs did not run
+/// or there is nothing to divide by.
+fn range_of(figure: CapacityFigure, searches: &[SearchReport]) -> Option<(f64, f64)> {
+    let of = |condition| Some(searches.iter().find(|s| s.condition == condition)?.found.range());
+    match figure {
+        CapacityFigure::Capacity => of(Condition::Steady),
+        CapacityFigure::CapacityUnderFault => of(Condition::Fault),
+        CapacityFigure::CapacityKept => {
+            let ((s_lo, s_hi), (f_lo, f_hi)) = (of(Condition::Steady)?, of(Condition::Fault)?);
+            if f_hi == 0.0 && s_hi > 0.0 {
+                return Some((0.0, 0.0));
+            }
+            (s_lo > 0.0).then(|| (f_lo / s_hi, f_hi / s_lo))
+        }
+    }
+}
+
+/// Each prediction about `variant`, judged over the range its figure lies in: confirmed when the
+/// whole range bears it out, refuted when none of it does, inconclusive otherwise (a bound that
+/// straddles the threshold), and inconclusive when a search it needs did not run or ran under a
+/// fault that touched nothing.
 fn verdicts(
     capacity: &CapacityPlan,
     variant: Variant,
     searches: &[SearchReport],
     figures: &BTreeMap<CapacityFigure, f64>,
 ) -> Vec<CapacityVerdict> {
-    let verdict = |p: &crate::experiment::definition::CapacityPrediction| {
-        let observed = figures.get(&p.figure).copied();
-        let doubt = p.figure.needs().iter().find_map(|&condition| {
-            match searches.iter().find(|s| s.condition == condition) {
-                None => Some(format!("the {condition} search did not run")),
-                Some(s) => s.untouched.clone().or_else(|| s.caveat.clone()),
-            }
-        });
-        let outcome = match (observed, doubt) {
-            (_, Some(reason)) => Outcome::Inconclusive { reason },
-            (None, None) => Outcome::Inconclusive {
-                reason: format!("no {} (no steady capacity to divide by)", p.figure),
-            },
-            (Some(o), None) if p.holds(o) => Outcome::Confirmed,
-            (Some(_), None) => Outcome::Refuted,
-        };
-        CapacityVerdict {
-            variant,
-            claim: p.to_string(),
-            why: p.why.clone(),
-            observed,
-            outcome,
-        }
+    let verdict = |p: &CapacityPrediction| CapacityVerdict {
+        variant,
+        claim: p.to_string(),
+        why: p.why.clone(),
+        observed: figures.get(&p.figure).copied(),
+        outcome: judged(p, searches),
     };
     (capacity.predictions.iter())
         .filter(|p| p.variant == variant)
         .map(verdict)
         .collect()
+}
+
+fn judged(p: &CapacityPrediction, searches: &[SearchReport]) -> Outcome {
+    let needed = p.figure.needs().iter().map(|&condition| {
+        let search = searches.iter().find(|s| s.condition == condition);
+        (condition, search)
+    });
+    let mut bounds = Vec::new();
+    for (condition, search) in needed {
+        match search {
+            None => return inconclusive(format!("the {condition} search did not run")),
+            Some(s) if s.untouched.is_some() => return inconclusive(s.untouched.clone().unwrap_or_default()),
+            Some(s) => bounds.extend(s.caveat.clone().filter(|_| !s.found.conclusive())),
+        }
+    }
+    let Some((lo, hi)) = range_of(p.figure, searches) else {
+        return inconclusive(format!("no {}: no steady capacity to divide by", p.figure));
+    };
+    let straddles = p.compare == Comparison::Within && lo < p.threshold && hi > p.threshold;
+    match (p.holds(lo), p.holds(hi)) {
+        (true, true) => Outcome::Confirmed,
+        (false, false) if !straddles => Outcome::Refuted,
+        _ => inconclusive(bounds.join("; ")),
+    }
+}
+
+fn inconclusive(reason: String) -> Outcome {
+    Outcome::Inconclusive { reason }
+}
+
+/// Every capacity prediction and invariant of a gated search, as the gate's test cases.
+pub fn gate_cases(report: &CapacityReport) -> Vec<Case> {
+    let experiment = format!("{} capacity", report.experiment);
+    let mut cases = Vec::new();
+    for variant in &report.variants {
+        for verdict in &variant.verdicts {
+            let observed = verdict
+                .observed
+                .map_or_else(|| "-".to_owned(), |o| format!("{o:.3}"));
+            cases.push(Case {
+                experiment: experiment.clone(),
+                kind: CaseKind::Prediction,
+                name: format!("{}: {}", variant.variant, verdict.claim),
+                passed: Some(verdict.outcome.confirmed()),
+                message: format!("{}, observed {observed}", verdict.outcome),
+            });
+        }
+        for check in &variant.invariants.checks {
+            cases.push(Case {
+                experiment: experiment.clone(),
+                kind: CaseKind::Invariant,
+                name: format!("{}: invariant {}", variant.variant, check.name),
+                passed: Some(check.held),
+                message: check.detail.clone(),
+            });
+        }
+    }
+    cases
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::experiment::definition::Objective;
+
+    fn search(condition: Condition, found: Found) -> SearchReport {
+        SearchReport {
+            condition,
+            found,
+            capacity: found.capacity(),
+            caveat: found.caveat(),
+            untouched: None,
+            trials: Vec::new(),
+        }
+    }
+
+    fn plan(compare: Comparison, threshold: f64) -> CapacityPlan {
+        CapacityPlan {
+            fault_phase: "fault".into(),
+            faults: Vec::new(),
+            objective: Objective {
+                p99_ms: 100.0,
+                error_rate: 0.01,
+            },
+            from: 100.0,
+            max_rate: 1600.0,
+            resolution: 0.1,
+            step_seconds: 5.0,
+            warmup_seconds: 3.0,
+            repeats: 1,
+            predictions: vec![CapacityPrediction {
+                variant: Variant::Vulnerable,
+                figure: CapacityFigure::CapacityKept,
+                compare,
+                threshold,
+                tolerance: None,
+                why: String::new(),
+                revisions: Vec::new(),
+            }],
+        }
+    }
+
+    fn outcome(searches: &[SearchReport], compare: Comparison, threshold: f64) -> Outcome {
+        let figures = figures(searches);
+        let judged = verdicts(&plan(compare, threshold), Variant::Vulnerable, searches, &figures);
+        judged[0].outcome.clone()
+    }
+
+    /// A fault under which no rate holds is a capacity of 0, judged; a ceiling, the generator's
+    /// limit, a fault that touched nothing or a search not run leave the figure unjudged.
+    #[test]
+    fn only_a_knee_found_or_nothing_holding_is_judged() {
+        let steady = search(
+            Condition::Steady,
+            Found::Between {
+                held: 400.0,
+                broke: 420.0,
+            },
+        );
+        let dead = search(Condition::Fault, Found::Below { broke: 1.5 });
+        assert_eq!(
+            outcome(&[steady.clone(), dead.clone()], Comparison::AtMost, 0.05),
+            Outcome::Confirmed
+        );
+        assert_eq!(
+            outcome(&[steady.clone(), dead.clone()], Comparison::AtLeast, 0.5),
+            Outcome::Refuted
+        );
+        let half = search(
+            Condition::Fault,
+            Found::Between {
+                held: 200.0,
+                broke: 210.0,
+            },
+        );
+        assert_eq!(
+            outcome(&[steady.clone(), half.clone()], Comparison::AtLeast, 0.5),
+            Outcome::Confirmed
+        );
+        let ceiling = search(Condition::Steady, Found::AtLeast { held: 1600.0 });
+        let bound = search(
+            Condition::Steady,
+            Found::GeneratorBound {
+                held: 300.0,
+                at: 330.0,
+            },
+        );
+        // The generator's limit at 300/s: kept is 200/300 or less, which may or may not be half.
+        let judged = outcome(&[bound, half.clone()], Comparison::AtLeast, 0.5);
+        assert!(
+            matches!(judged, Outcome::Inconclusive { ref reason } if reason.contains("load generator")),
+            "{judged}"
+        );
+        // The ceiling at 1600/s: kept is 200/1600 or less, never half.
+        let judged = outcome(&[ceiling.clone(), half.clone()], Comparison::AtLeast, 0.5);
+        assert_eq!(judged, Outcome::Refuted);
+        // Nothing held under the fault: nothing kept, however far the steady capacity goes; and a
+        // bound that bears a claim out whatever lies beyond it.
+        let kept = outcome(&[ceiling.clone(), dead], Comparison::AtMost, 0.05);
+        assert_eq!(kept, Outcome::Confirmed);
+        assert_eq!(
+            outcome(&[ceiling, half.clone()], Comparison::AtMost, 0.2),
+            Outcome::Confirmed
+        );
+        let mut untouched = half.clone();
+        untouched.untouched = Some("no evidence that kill redis touched the system".into());
+        let judged = outcome(&[steady.clone(), untouched], Comparison::AtLeast, 0.5);
+        assert!(matches!(judged, Outcome::Inconclusive { ref reason } if reason.contains("no evidence")));
+        let judged = outcome(&[half], Comparison::AtLeast, 0.5);
+        assert!(
+            matches!(judged, Outcome::Inconclusive { ref reason } if reason.contains("steady search did not run"))
+        );
+    }
 }

@@ -37,6 +37,24 @@ impl Found {
         }
     }
 
+    /// Where the capacity lies, as far as the search can vouch: one rate for a knee found (the
+    /// highest that held) or for nothing holding (0), a range for a bound.
+    pub fn range(self) -> (f64, f64) {
+        match self {
+            Self::Between { held, .. } => (held, held),
+            Self::Below { .. } => (0.0, 0.0),
+            Self::AtLeast { held } | Self::GeneratorBound { held, .. } => (held, f64::INFINITY),
+            Self::Unsettled { held, broke } => (held, broke),
+        }
+    }
+
+    /// Whether `capacity` is a measurement a prediction can be judged on: a knee found, or no rate
+    /// holding down to the floor (the fault takes practically all of it: capacity 0, within the
+    /// floor). A ceiling, the generator's limit or a bracket that never settled leave it unknown.
+    pub fn conclusive(self) -> bool {
+        matches!(self, Self::Between { .. } | Self::Below { .. })
+    }
+
     /// Why the capacity is not a measurement of the service's knee, when it is not.
     pub fn caveat(self) -> Option<String> {
         match self {
@@ -190,6 +208,7 @@ mod tests {
             "{below:?}"
         );
         assert_eq!(below.capacity(), 0.0);
+        assert!(below.conclusive() && !Found::AtLeast { held: 1.0 }.conclusive());
         let mut s = Search::new(10.0, 1000.0, 0.1);
         s.record(10.0, true);
         s.record(20.0, true);

@@ -159,6 +159,8 @@ pub struct Stepper<'a> {
     pub acknowledged: Vec<i64>,
     /// The shoppers' tokens: a shopper logs in at the first step it is in, not at every step.
     pub sessions: SessionBook,
+    /// Ctrl-C: the step ends at once (the load stops through its turn).
+    pub stop: CancellationToken,
 }
 
 impl Stepper<'_> {
@@ -200,11 +202,17 @@ impl Stepper<'_> {
         end: &CancellationToken,
     ) -> Window {
         let deadline = Instant::now() + start_deadline(rate, users);
-        while recorder.users_started() < users as usize && Instant::now() < deadline && !end.is_cancelled() {
+        while recorder.users_started() < users as usize
+            && Instant::now() < deadline
+            && !self.stop.is_cancelled()
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let started = unix_now();
-        tokio::time::sleep(Duration::from_secs_f64(self.step_seconds)).await;
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs_f64(self.step_seconds)) => {}
+            () = self.stop.cancelled() => {}
+        }
         end.cancel();
         Window {
             judged_from: (started + self.warmup_seconds).ceil() as i64,

@@ -1,9 +1,7 @@
 //! `fortress capacity`: prints the objective and the predictions, a line per step as the searches go,
 //! then each variant's capacities, the verdicts, the invariants and where the run folder is.
 
-use std::path::PathBuf;
-
-use tokio_util::sync::CancellationToken;
+use std::path::{Path, PathBuf};
 
 use super::print_error;
 use crate::capacity::{self, CapacityContext, CapacityError, CapacityReport};
@@ -12,7 +10,7 @@ use crate::experiment::catalog;
 use crate::experiment::definition::{Plan, VariantPlan};
 use crate::experiment::runner::Event;
 use crate::run_folder::RunFolder;
-use crate::vocabulary::{ExitCode, Outcome};
+use crate::vocabulary::{Condition, ExitCode, Outcome};
 
 /// Runs the capacity searches and answers the process exit code.
 pub async fn run(args: &CapacityArgs, lab_binary: PathBuf) -> ExitCode {
@@ -36,24 +34,46 @@ pub async fn run(args: &CapacityArgs, lab_binary: PathBuf) -> ExitCode {
         return ExitCode::Usage;
     }
     print_plan(&plan, &variants);
-    let folder = match RunFolder::create(&args.out, &format!("{}-capacity", plan.name), chrono::Utc::now()) {
-        Ok(folder) => folder,
-        Err(error) => {
-            eprintln!(
-                "fortress: cannot create the run folder under {}: {error}",
-                args.out.display()
-            );
-            return ExitCode::Environment;
-        }
+    let (report, folder) = match execute(
+        &plan,
+        &variants,
+        args.condition.conditions(),
+        &args.out,
+        lab_binary,
+    )
+    .await
+    {
+        Ok(done) => done,
+        Err(code) => return code,
     };
-    let stop = CancellationToken::new();
-    let watcher = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            crate::interrupt::wait().await;
-            stop.cancel();
-        })
-    };
+    let code = print_findings(&report);
+    println!(
+        "\nrun folder: {} (capacity.json, knee-<variant>.png)",
+        folder.dir().display()
+    );
+    println!("{code}");
+    code
+}
+
+/// Runs the searches of `variants` under `conditions` with Ctrl-C reverting everything, and writes
+/// the run folder under `out_root`. Answers the findings and the folder, or the exit code of what
+/// went wrong (the environment, or Ctrl-C: the folder is marked `INTERRUPTED`).
+pub async fn execute(
+    plan: &Plan,
+    variants: &[&VariantPlan],
+    conditions: &[Condition],
+    out_root: &Path,
+    lab_binary: PathBuf,
+) -> Result<(CapacityReport, RunFolder), ExitCode> {
+    let name = format!("{}-capacity", plan.name);
+    let folder = RunFolder::create(out_root, &name, chrono::Utc::now()).map_err(|error| {
+        eprintln!(
+            "fortress: cannot create the run folder under {}: {error}",
+            out_root.display()
+        );
+        ExitCode::Environment
+    })?;
+    let (stop, watcher) = super::stop_on_interrupt();
     let show = |event: Event<'_>| {
         if let Event::Message(text) = event {
             eprintln!("{text}");
@@ -65,21 +85,24 @@ pub async fn run(args: &CapacityArgs, lab_binary: PathBuf) -> ExitCode {
         stop,
         progress: &show,
     };
-    let result = capacity::run(&plan, &variants, args.condition.conditions(), &ctx).await;
+    let result = capacity::run(plan, variants, conditions, &ctx).await;
     watcher.abort();
+    let interrupted = crate::interrupt::pressed() || matches!(result, Err(CapacityError::Interrupted));
     match result {
-        Ok(report) => {
-            let code = print_findings(&report);
-            println!(
-                "\nrun folder: {} (capacity.json, knee-<variant>.png)",
-                folder.dir().display()
+        Ok(report) if !interrupted => Ok((report, folder)),
+        Ok(_) => {
+            eprintln!(
+                "fortress: interrupted (Ctrl-C) as the searches ended; every fault was reverted and the lab removed"
             );
-            println!("{code}");
-            code
+            super::experiment::mark_interrupted(&folder);
+            Err(ExitCode::Environment)
         }
         Err(error) => {
             print_error(&error);
-            ExitCode::Environment
+            if interrupted {
+                super::experiment::mark_interrupted(&folder);
+            }
+            Err(ExitCode::Environment)
         }
     }
 }
@@ -95,15 +118,7 @@ fn print_plan(plan: &Plan, variants: &[&VariantPlan]) {
             .collect::<Vec<_>>()
             .join(", ")
     );
-    println!(
-        "steps: {} s each ({} s warm-up not judged), from {}/s up to {}/s, bracket within {:.0}%, {} tries near the knee\n",
-        capacity.step_seconds,
-        capacity.warmup_seconds,
-        capacity.from,
-        capacity.max_rate,
-        capacity.resolution * 100.0,
-        capacity.repeats
-    );
+    println!("{}\n", capacity.steps_text());
     println!("Predicted:");
     for p in (capacity.predictions.iter()).filter(|p| variants.iter().any(|v| v.variant == p.variant)) {
         println!("  {:<10} {p}: {}", p.variant, p.why);

@@ -87,7 +87,37 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
         );
     }
     print_predictions(&plan);
+    print_capacity(&plan);
     ExitCode::Confirmed
+}
+
+/// The models a prediction replaced, oldest first.
+fn print_revisions(revisions: &[crate::experiment::definition::Revision]) {
+    for (n, revision) in (1..).zip(revisions) {
+        println!(
+            "  REVISED ({n} of {}): was {}; refuted by {}; now because {}",
+            revisions.len(),
+            revision.was,
+            revision.refuted_by,
+            revision.because
+        );
+    }
+}
+
+/// The `[capacity]` search, if the file has one (`fortress capacity`).
+fn print_capacity(plan: &crate::experiment::definition::Plan) {
+    let Some(capacity) = &plan.capacity else { return };
+    println!(
+        "
+capacity: objective {}; the fault: phase {:?}; {}",
+        capacity.objective,
+        capacity.fault_phase,
+        capacity.steps_text()
+    );
+    for p in &capacity.predictions {
+        println!("predict {:<10} {p}  ({})", p.variant, p.why);
+        print_revisions(&p.revisions);
+    }
 }
 
 /// Each prediction with what it needs to be judged and the models it replaced.
@@ -97,15 +127,7 @@ fn print_predictions(plan: &crate::experiment::definition::Plan) {
         for requirement in &p.requires {
             println!("  judged only if {}  ({})", requirement.claim, requirement.why);
         }
-        for (n, revision) in (1..).zip(&p.revisions) {
-            println!(
-                "  REVISED ({n} of {}): was {}; refuted by {}; now because {}",
-                p.revisions.len(),
-                revision.was,
-                revision.refuted_by,
-                revision.because
-            );
-        }
+        print_revisions(&p.revisions);
     }
     let revised = plan
         .predictions

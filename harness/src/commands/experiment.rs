@@ -263,14 +263,7 @@ pub async fn execute(
         );
         ExitCode::Environment
     })?;
-    let stop = CancellationToken::new();
-    let watcher = {
-        let stop = stop.clone();
-        tokio::spawn(async move {
-            crate::interrupt::wait().await;
-            stop.cancel();
-        })
-    };
+    let (stop, watcher) = super::stop_on_interrupt();
     let progress = Progress::new(plan);
     let show = |event: Event<'_>| progress.show(event);
     let journal = Journal::create(&folder.journal()).unwrap_or_else(|error| {
@@ -322,7 +315,7 @@ pub async fn execute(
 }
 
 /// Leaves the run folder saying it was interrupted: it has no verdicts, and `fortress report` says so.
-fn mark_interrupted(folder: &RunFolder) {
+pub(super) fn mark_interrupted(folder: &RunFolder) {
     let note = format!(
         "interrupted (Ctrl-C) at {}: every fault was reverted and the lab removed; this run has no verdicts\n",
         chrono::Utc::now().format("%Y-%m-%d %H:%M:%S UTC")

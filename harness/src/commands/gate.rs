@@ -17,16 +17,15 @@ use crate::vocabulary::ExitCode;
 
 /// Every case passed: confirmed; a case failed: refuted; a bad suite or baseline: usage.
 pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> ExitCode {
-    let gates = match suite::load(&args.suite) {
-        Ok(gates) => gates,
+    let suite = match suite::load(&args.suite) {
+        Ok(suite) => suite,
         Err(error) => {
             print_error(&error);
             return ExitCode::Usage;
         }
     };
     // Every baseline is read before anything runs: a bad one should not cost a suite's run time.
-    let baselines = match gates
-        .iter()
+    let baselines = match (suite.gates.iter())
         .map(|g| baseline::read(&args.baseline, &g.plan.name))
         .collect::<Result<Vec<_>, _>>()
     {
@@ -36,33 +35,18 @@ pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> ExitCode {
             return ExitCode::Usage;
         }
     };
-    let mut cases: Vec<Case> = Vec::new();
     let mut took = Vec::new();
-    let mut ahead: Option<Ahead> = None;
-    for (i, (g, base)) in gates.iter().zip(&baselines).enumerate() {
+    let mut cases = match experiments(args, &suite.gates, &baselines, &lab_binary, &mut took).await {
+        Ok(cases) => cases,
+        Err(code) => return code,
+    };
+    for c in &suite.capacity {
         let started = std::time::Instant::now();
-        let labs = match ahead.take() {
-            Some(next) => next.await.ok().flatten(),
-            None => None,
-        };
-        let loads_over = CancellationToken::new();
-        ahead = gates
-            .get(i + 1)
-            .map(|next| start_ahead(args, next, &lab_binary, loads_over.clone()));
-        let handover = Handover { labs, loads_over };
-        match run_one(args, g, base.as_ref(), lab_binary.clone(), handover).await {
+        match capacity_one(args, c, lab_binary.clone()).await {
             Ok(judged) => cases.extend(judged),
-            Err(code) => {
-                // The run cancelled `loads_over` as it ended: the next labs start (or not) now.
-                if let Some(next) = ahead
-                    && let Ok(Some(labs)) = next.await
-                {
-                    labs.remove().await;
-                }
-                return code;
-            }
+            Err(code) => return code,
         }
-        took.push((g, started.elapsed()));
+        took.push((format!("{} capacity", c.plan.name), started.elapsed()));
     }
     print_times(&took);
     if let Some(path) = &args.junit {
@@ -78,6 +62,46 @@ pub async fn run(args: &GateArgs, lab_binary: PathBuf) -> ExitCode {
         }
     }
     print_totals(&cases)
+}
+
+/// Each experiment of the suite in turn, each one's labs started while the one before is judged;
+/// answers their cases, and adds each one's wall time to `took`.
+async fn experiments(
+    args: &GateArgs,
+    gates: &[suite::Gate],
+    baselines: &[Option<baseline::Baseline>],
+    lab_binary: &Path,
+    took: &mut Vec<(String, std::time::Duration)>,
+) -> Result<Vec<Case>, ExitCode> {
+    let mut cases: Vec<Case> = Vec::new();
+    let mut ahead: Option<Ahead> = None;
+    for (i, (g, base)) in gates.iter().zip(baselines).enumerate() {
+        let started = std::time::Instant::now();
+        let labs = match ahead.take() {
+            Some(next) => next.await.ok().flatten(),
+            None => None,
+        };
+        let loads_over = CancellationToken::new();
+        ahead = gates
+            .get(i + 1)
+            .map(|next| start_ahead(args, next, lab_binary, loads_over.clone()));
+        let handover = Handover { labs, loads_over };
+        match run_one(args, g, base.as_ref(), lab_binary.to_owned(), handover).await {
+            Ok(judged) => cases.extend(judged),
+            Err(code) => {
+                // The run cancelled `loads_over` as it ended: the next labs start (or not) now.
+                if let Some(next) = ahead
+                    && let Ok(Some(labs)) = next.await
+                {
+                    labs.remove().await;
+                }
+                return Err(code);
+            }
+        }
+        let name = format!("{} (variants {})", g.plan.name, g.plan.arrangement);
+        took.push((name, started.elapsed()));
+    }
+    Ok(cases)
 }
 
 /// The next experiment's labs, started in the background once the current run's load is over
@@ -130,14 +154,7 @@ async fn run_one(
     )
     .await?;
     let judged = gate::judge(g, &summary, base);
-    for case in &judged {
-        let word = match case.passed {
-            Some(true) => "pass",
-            Some(false) => "FAIL",
-            None => "skip",
-        };
-        println!("  {word}  {}  {}", case.name, case.message);
-    }
+    print_cases(&judged);
     println!("  run folder: {}", folder.dir().display());
     if args.update_baseline {
         update(args, g, &summary, &judged);
@@ -145,8 +162,37 @@ async fn run_one(
     Ok(judged)
 }
 
-/// Each experiment's wall time, slowest first, so a new one can be held to a budget.
-fn print_times(took: &[(&suite::Gate, std::time::Duration)]) {
+/// One capacity search of the suite, its cases printed.
+async fn capacity_one(
+    args: &GateArgs,
+    c: &suite::CapacityGate,
+    lab_binary: PathBuf,
+) -> Result<Vec<Case>, ExitCode> {
+    println!("\n=== gate: {} capacity (quick profile)", c.plan.name);
+    let variants: Vec<&VariantPlan> = (c.plan.variants.iter())
+        .filter(|v| c.variants.contains(&v.variant))
+        .collect();
+    let (report, folder) =
+        super::capacity::execute(&c.plan, &variants, &c.conditions, &args.out, lab_binary).await?;
+    let judged = crate::capacity::gate_cases(&report);
+    print_cases(&judged);
+    println!("  run folder: {}", folder.dir().display());
+    Ok(judged)
+}
+
+fn print_cases(cases: &[Case]) {
+    for case in cases {
+        let word = match case.passed {
+            Some(true) => "pass",
+            Some(false) => "FAIL",
+            None => "skip",
+        };
+        println!("  {word}  {}  {}", case.name, case.message);
+    }
+}
+
+/// Each run's wall time, slowest first, so a new one can be held to a budget.
+fn print_times(took: &[(String, std::time::Duration)]) {
     let mut took = took.to_vec();
     took.sort_by_key(|(_, t)| std::cmp::Reverse(*t));
     let total: std::time::Duration = took.iter().map(|(_, t)| *t).sum();
@@ -154,13 +200,8 @@ fn print_times(took: &[(&suite::Gate, std::time::Duration)]) {
         "\ngate: time per experiment ({:.0} s in all)",
         total.as_secs_f64()
     );
-    for (g, t) in took {
-        println!(
-            "  {:>5.1} s  {:<22} variants {}",
-            t.as_secs_f64(),
-            g.plan.name,
-            g.plan.arrangement
-        );
+    for (name, t) in took {
+        println!("  {:>5.1} s  {name}", t.as_secs_f64());
     }
 }
 

@@ -13,3 +13,17 @@ pub mod report;
 pub fn print_error(error: &(dyn std::error::Error + 'static)) {
     eprintln!("fortress: {}", reference_service::error::cause_chain(error));
 }
+
+/// A stop signal that Ctrl-C (or SIGTERM, SIGHUP) cancels, and the task that listens for it (abort
+/// it once the run is over).
+pub fn stop_on_interrupt() -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
+    let stop = tokio_util::sync::CancellationToken::new();
+    let watcher = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            crate::interrupt::wait().await;
+            stop.cancel();
+        })
+    };
+    (stop, watcher)
+}

@@ -200,6 +200,21 @@ pub struct CapacityPlan {
     pub predictions: Vec<CapacityPrediction>,
 }
 
+impl CapacityPlan {
+    /// How the search steps, in a line: `steps of 5 s (3 s warm-up) from 150/s up to 2400/s, ...`.
+    pub fn steps_text(&self) -> String {
+        format!(
+            "steps of {} s ({} s warm-up not judged) from {}/s up to {}/s, bracket within {:.0}%, repeats near the knee: {}",
+            self.step_seconds,
+            self.warmup_seconds,
+            self.from,
+            self.max_rate,
+            self.resolution * 100.0,
+            self.repeats
+        )
+    }
+}
+
 /// What a rate must hold in the steady part of its step, from the client's side.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Objective {

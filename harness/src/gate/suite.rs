@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use crate::experiment::catalog;
 use crate::experiment::definition::{Plan, Profile, RUN_PHASE};
-use crate::vocabulary::{Metric, Unknown, Variant};
+use crate::vocabulary::{Condition, Metric, Unknown, Variant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SuiteError {
@@ -36,7 +36,21 @@ crate::vocabulary::closed_set! {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SuiteFile {
+    #[serde(default)]
     gate: Vec<GateFile>,
+    #[serde(default)]
+    capacity: Vec<CapacityGateFile>,
+}
+
+/// `[[capacity]]`: a capacity search the gate runs (quick profile); each of the file's capacity
+/// predictions about the variants run, and each invariant, is a case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CapacityGateFile {
+    experiment: Spanned<String>,
+    variants: Option<Spanned<Vec<String>>>,
+    /// One search (`steady` or `fault`); both when left out.
+    condition: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +91,21 @@ pub struct Figure {
     pub slack: f64,
 }
 
+/// What the gate runs: experiments, then capacity searches.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub gates: Vec<Gate>,
+    pub capacity: Vec<CapacityGate>,
+}
+
+/// A capacity search of the suite: its plan (with a `[capacity]` section), variants and searches.
+#[derive(Debug, Clone)]
+pub struct CapacityGate {
+    pub plan: Plan,
+    pub variants: Vec<Variant>,
+    pub conditions: Vec<Condition>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Gate {
     pub plan: Plan,
@@ -102,9 +131,10 @@ impl SuiteSource<'_> {
     }
 }
 
-/// Reads and checks a suite: every experiment must load (in the quick profile), and every figure must
-/// name a variant, metric and phase that experiment has.
-pub fn load(path: &Path) -> Result<Vec<Gate>, SuiteError> {
+/// Reads and checks a suite: every experiment must load (in the quick profile), every figure must
+/// name a variant, metric and phase that experiment has, and every capacity search an experiment
+/// with a `[capacity]` section whose predictions its searches can judge.
+pub fn load(path: &Path) -> Result<Suite, SuiteError> {
     let text = std::fs::read_to_string(path).map_err(|source| SuiteError::Read {
         path: path.to_owned(),
         source,
@@ -112,33 +142,66 @@ pub fn load(path: &Path) -> Result<Vec<Gate>, SuiteError> {
     let src = SuiteSource { path, text: &text };
     let file: SuiteFile = toml::from_str(&text).map_err(|e| {
         let message = e.message().to_owned()
-            + " (expected [[gate]] tables with `experiment` and optional [[gate.figure]])";
+            + " (expected [[gate]] tables with `experiment` and optional [[gate.figure]], and [[capacity]] tables)";
         src.invalid(e.span().unwrap_or(0..0), "suite", message)
     })?;
-    file.gate
-        .iter()
-        .enumerate()
+    let gates = (file.gate.iter().enumerate())
         .map(|(g, gate)| self::gate(&src, g, gate))
-        .collect()
+        .collect::<Result<_, _>>()?;
+    let capacity = (file.capacity.iter().enumerate())
+        .map(|(c, capacity)| self::capacity(&src, c, capacity))
+        .collect::<Result<_, _>>()?;
+    Ok(Suite { gates, capacity })
 }
 
-fn gate(src: &SuiteSource<'_>, g: usize, gate: &GateFile) -> Result<Gate, SuiteError> {
-    let name = gate.experiment.get_ref();
-    // A path is read relative to the suite's folder; a bare name is a built-in experiment.
+/// The experiment a suite names: a path relative to the suite's folder, or a built-in's name.
+fn experiment(src: &SuiteSource<'_>, named: &Spanned<String>, field: &str) -> Result<Plan, SuiteError> {
+    let name = named.get_ref();
     let reference = if name.contains('/') || name.ends_with(".toml") {
         let base = src.path.parent().unwrap_or(Path::new("."));
         base.join(name).to_string_lossy().into_owned()
     } else {
         name.clone()
     };
-    let plan = catalog::load(&reference, Profile::Quick).map_err(|e| {
-        src.invalid(
-            gate.experiment.span(),
-            &format!("gate[{g}].experiment"),
-            e.to_string(),
-        )
-    })?;
-    let variants = variants(src, g, &plan, gate.variants.as_ref())?;
+    catalog::load(&reference, Profile::Quick).map_err(|e| src.invalid(named.span(), field, e.to_string()))
+}
+
+fn capacity(src: &SuiteSource<'_>, c: usize, file: &CapacityGateFile) -> Result<CapacityGate, SuiteError> {
+    let at = format!("capacity[{c}]");
+    let plan = experiment(src, &file.experiment, &format!("{at}.experiment"))?;
+    let Some(searched) = &plan.capacity else {
+        let message = format!("{} has no [capacity] section", plan.name);
+        return Err(src.invalid(file.experiment.span(), &format!("{at}.experiment"), message));
+    };
+    let variants = variants(src, &at, &plan, file.variants.as_ref())?;
+    let conditions =
+        match &file.condition {
+            None => Condition::ALL.to_vec(),
+            Some(named) => vec![named.get_ref().parse().map_err(|e: Unknown| {
+                src.invalid(named.span(), &format!("{at}.condition"), e.to_string())
+            })?],
+        };
+    let unjudged = (searched.predictions.iter())
+        .filter(|p| variants.contains(&p.variant))
+        .find(|p| !p.figure.needs().iter().all(|n| conditions.contains(n)));
+    if let (Some(p), Some(named)) = (unjudged, &file.condition) {
+        let needs: Vec<&str> = p.figure.needs().iter().map(|n| n.name()).collect();
+        let message = format!(
+            "{p} needs the {} searches; leave condition out to run both",
+            needs.join(" and ")
+        );
+        return Err(src.invalid(named.span(), &format!("{at}.condition"), message));
+    }
+    Ok(CapacityGate {
+        plan,
+        variants,
+        conditions,
+    })
+}
+
+fn gate(src: &SuiteSource<'_>, g: usize, gate: &GateFile) -> Result<Gate, SuiteError> {
+    let plan = experiment(src, &gate.experiment, &format!("gate[{g}].experiment"))?;
+    let variants = variants(src, &format!("gate[{g}]"), &plan, gate.variants.as_ref())?;
     let figures = gate
         .figure
         .iter()
@@ -155,7 +218,7 @@ fn gate(src: &SuiteSource<'_>, g: usize, gate: &GateFile) -> Result<Gate, SuiteE
 /// The variants the gate runs: the plan's, or those the suite chose; vulnerable first.
 fn variants(
     src: &SuiteSource<'_>,
-    g: usize,
+    at: &str,
     plan: &Plan,
     chosen: Option<&Spanned<Vec<String>>>,
 ) -> Result<Vec<Variant>, SuiteError> {
@@ -170,7 +233,7 @@ fn variants(
             plan.name,
             names.join(", ")
         );
-        return Err(src.invalid(chosen.span(), &format!("gate[{g}].variants"), message));
+        return Err(src.invalid(chosen.span(), &format!("{at}.variants"), message));
     }
     variants.retain(|v| chosen.get_ref().iter().any(|c| c == v.name()));
     Ok(variants)
