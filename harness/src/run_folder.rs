@@ -11,7 +11,8 @@
 //! timing-<variant>.json           the timing attacker's probes, when the load sent any
 //! logs-<variant>/<role>.log       the warning and error lines of each service replica and Postgres
 //! goose-<variant>/goose-report.html
-//! capacity.json, knee-<variant>.png  a capacity search (`fortress capacity`): every step, the knees
+//! capacity.json, knee-<variant>.png  a capacity search (`fortress capacity`, with its report.html):
+//!                                 every step, the knees
 //! ```
 
 use std::path::{Path, PathBuf};

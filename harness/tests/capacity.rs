@@ -10,8 +10,12 @@ use serde_json::Value;
 
 const MODEL: f64 = 22.2;
 
+/// The searches take turns: each one loads the 2-core machine on its own.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn the_search_finds_littles_law_under_the_fault() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let out = std::env::temp_dir().join(format!("fortress-capacity-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let output = Command::new(env!("CARGO_BIN_EXE_fortress"))
@@ -72,5 +76,100 @@ fn the_search_finds_littles_law_under_the_fault() {
         "{said}"
     );
     assert!(folder.join("knee-defended.png").is_file());
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// Ctrl-C in the middle of the search under fault: the fault is reverted, the lab removed, the run
+/// exits 4 and its folder is marked interrupted, with no findings.
+#[test]
+fn ctrl_c_mid_search_reverts_the_fault_and_leaves_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let out = std::env::temp_dir().join(format!("fortress-capacity-stop-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .args([
+            "capacity",
+            "db-latency",
+            "--variant",
+            "defended",
+            "--condition",
+            "fault",
+        ])
+        .args(["--profile", "quick", "--out"])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("failed to run fortress");
+    let pid = child.id();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    // The first step under the fault is over: the fault is injected and the next step is starting.
+    let mut said = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !said.iter().any(|l: &String| l.starts_with("defended/fault")) {
+        assert!(
+            Instant::now() < deadline,
+            "no step under the fault:\n{}",
+            said.join("\n")
+        );
+        if let Ok(line) = lines.recv_timeout(Duration::from_millis(100)) {
+            said.push(line);
+        }
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        said.extend(lines.try_iter());
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running:\n{}", said.join("\n"));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    said.extend(lines.recv_timeout(Duration::from_secs(1)));
+    said.extend(lines.try_iter());
+    let said = said.join("\n");
+    assert_eq!(status.code(), Some(4), "{said}");
+    assert!(said.contains("interrupted (Ctrl-C)"), "{said}");
+    let folder = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .expect("a run folder")
+        .unwrap()
+        .path();
+    assert!(folder.join("INTERRUPTED").is_file(), "{said}");
+    assert!(
+        !folder.join("capacity.json").exists(),
+        "no findings from an interrupted run"
+    );
+    let left = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=fortress.owner.pid={pid}"),
+        ])
+        .output()
+        .expect("docker ps (the tests need Docker: run ci/setup)");
+    assert!(left.status.success(), "{}", String::from_utf8_lossy(&left.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).trim(),
+        "",
+        "containers left behind:\n{said}"
+    );
     std::fs::remove_dir_all(&out).unwrap();
 }

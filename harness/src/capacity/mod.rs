@@ -9,6 +9,7 @@
 //! once the variant's searches are over, over every order any step acknowledged.
 
 mod knee;
+mod page;
 mod search;
 mod step;
 
@@ -32,7 +33,7 @@ use crate::faults::{self, FaultError, FaultTimeline, TimelineEntry};
 use crate::gate::{Case, CaseKind};
 use crate::load::{LoadError, Turn};
 use crate::run_folder::RunFolder;
-use crate::vocabulary::{CapacityFigure, Condition, Outcome, Variant};
+use crate::vocabulary::{CapacityFigure, Condition, ExitCode, Outcome, Variant};
 
 /// A rate whose step came this close to the objective's edge (1 = at it) is near the knee, and is
 /// tried again until the majority of `capacity.repeats` agree.
@@ -162,8 +163,34 @@ pub async fn run(
     Ok(report)
 }
 
-/// Writes `capacity.json` and a knee chart per variant; a file that cannot be written is said, and
-/// the findings are still answered.
+impl CapacityReport {
+    /// Refuted when a prediction was refuted or an invariant broken, inconclusive when a
+    /// prediction could not be judged, else confirmed.
+    pub fn exit_code(&self) -> ExitCode {
+        let outcomes = self.variants.iter().flat_map(|v| &v.verdicts).map(|v| &v.outcome);
+        let broken = self
+            .variants
+            .iter()
+            .flat_map(|v| &v.invariants.checks)
+            .any(|c| !c.held);
+        let mut code = if broken {
+            ExitCode::Refuted
+        } else {
+            ExitCode::Confirmed
+        };
+        for outcome in outcomes {
+            code = match (code, outcome) {
+                (ExitCode::Refuted, _) | (_, Outcome::Refuted) => ExitCode::Refuted,
+                (_, Outcome::Inconclusive { .. } | Outcome::Aborted { .. }) => ExitCode::Inconclusive,
+                (code, Outcome::Confirmed) => code,
+            };
+        }
+        code
+    }
+}
+
+/// Writes `capacity.json`, a knee chart per variant and `report.html`; a file that cannot be
+/// written is said, and the findings are still answered.
 fn write(folder: &RunFolder, report: &CapacityReport) {
     let json = serde_json::to_vec_pretty(report).map(|json| std::fs::write(folder.capacity(), json));
     if !matches!(json, Ok(Ok(()))) {
@@ -174,6 +201,10 @@ fn write(folder: &RunFolder, report: &CapacityReport) {
         if let Err(error) = knee::draw(&path, variant, &report.plan.objective) {
             eprintln!("fortress: could not draw {}: {error}", path.display());
         }
+    }
+    let written = page::page(report, folder).map(|page| std::fs::write(folder.report(), page));
+    if !matches!(written, Ok(Ok(()))) {
+        eprintln!("fortress: could not write {}", folder.report().display());
     }
 }
 

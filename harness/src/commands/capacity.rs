@@ -10,7 +10,7 @@ use crate::experiment::catalog;
 use crate::experiment::definition::{Plan, VariantPlan};
 use crate::experiment::runner::Event;
 use crate::run_folder::RunFolder;
-use crate::vocabulary::{Condition, ExitCode, Outcome};
+use crate::vocabulary::{Condition, ExitCode};
 
 /// Runs the capacity searches and answers the process exit code.
 pub async fn run(args: &CapacityArgs, lab_binary: PathBuf) -> ExitCode {
@@ -48,7 +48,7 @@ pub async fn run(args: &CapacityArgs, lab_binary: PathBuf) -> ExitCode {
     };
     let code = print_findings(&report);
     println!(
-        "\nrun folder: {} (capacity.json, knee-<variant>.png)",
+        "\nrun folder: {} (report.html, capacity.json, knee-<variant>.png)",
         folder.dir().display()
     );
     println!("{code}");
@@ -128,7 +128,6 @@ fn print_plan(plan: &Plan, variants: &[&VariantPlan]) {
 
 /// The capacities, verdicts and invariants; answers the exit code they make.
 fn print_findings(report: &CapacityReport) -> ExitCode {
-    let mut code = ExitCode::Confirmed;
     println!("\nCapacity:");
     for variant in &report.variants {
         let v = variant.variant;
@@ -152,22 +151,10 @@ fn print_findings(report: &CapacityReport) -> ExitCode {
                 "  {v:<10} {}: {}, observed {observed}",
                 verdict.claim, verdict.outcome
             );
-            code = worse(code, &verdict.outcome);
         }
         for check in &variant.invariants.checks {
             println!("  {v:<10} invariant {}: {check} ({})", check.name, check.detail);
-            if !check.held {
-                code = ExitCode::Refuted;
-            }
         }
     }
-    code
-}
-
-fn worse(code: ExitCode, outcome: &Outcome) -> ExitCode {
-    match (code, outcome) {
-        (ExitCode::Refuted, _) | (_, Outcome::Refuted) => ExitCode::Refuted,
-        (_, Outcome::Inconclusive { .. } | Outcome::Aborted { .. }) => ExitCode::Inconclusive,
-        (code, Outcome::Confirmed) => code,
-    }
+    report.exit_code()
 }

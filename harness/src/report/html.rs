@@ -13,7 +13,7 @@ use crate::faults::proxy::Evidence;
 use crate::faults::timeline::still_injected;
 use crate::vocabulary::Metric;
 
-pub(super) const STYLE: &str = "
+pub const STYLE: &str = "
 body { font-family: 'DejaVu Sans', Verdana, sans-serif; margin: 2em auto; max-width: 1000px; color: #222; }
 h1 { margin-bottom: 0.2em; } .meta { color: #666; font-size: 0.9em; }
 .story { white-space: pre-wrap; background: #f6f6f6; padding: 0.8em 1em; border-left: 4px solid #bbb; }
@@ -47,7 +47,7 @@ window.addEventListener('load', function () {
 ";
 
 /// Text made safe to put between tags or in an attribute.
-pub(super) fn escape(text: &str) -> String {
+pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -77,7 +77,7 @@ pub fn figure(value: f64) -> String {
     }
 }
 
-fn embedded(path: &Path) -> Result<String, ReportError> {
+pub fn embedded(path: &Path) -> Result<String, ReportError> {
     let bytes = std::fs::read(path).map_err(|source| ReportError::Read {
         path: path.to_owned(),
         source,

@@ -7,6 +7,8 @@ pub mod charts;
 pub mod compare;
 mod html;
 
+pub use html::{STYLE, embedded, escape, figure};
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
