@@ -17,7 +17,7 @@ use std::time::Duration;
 use fortress::env::{Lab, LabSpec};
 use fortress::load::{self, LoadSpec, Recorder};
 use fortress::observe::Observer;
-use fortress::vocabulary::Scenario;
+use fortress::vocabulary::{Scenario, Start};
 use reference_service::seed::SeedPlan;
 use tokio_util::sync::CancellationToken;
 
@@ -67,6 +67,7 @@ async fn main() {
         rate: 1_000_000.0, // far above what the lab serves: a closed loop
         users: 32,
         mix: vec![(Scenario::Browse, 70), (Scenario::Availability, 30)],
+        start: Start::Staggered,
         duration: Duration::from_secs(seconds),
         products: 20,
         shoppers: 50,

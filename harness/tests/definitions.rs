@@ -2,7 +2,7 @@
 
 use fortress::experiment::catalog::{self, CatalogError};
 use fortress::experiment::definition::{Arrangement, DefinitionError, Profile, parse};
-use fortress::vocabulary::{Metric, Variant};
+use fortress::vocabulary::{Metric, Start, Variant};
 use reference_service::modes::CacheFailure;
 
 const GOOD: &str = r#"
@@ -148,6 +148,19 @@ fn a_good_file_becomes_a_plan() {
             .balancer
             .is_none()
     );
+    assert_eq!(
+        plan.start,
+        Start::Staggered,
+        "each user goes on after its own login unless told"
+    );
+    let crowd = with(
+        "mix = { browse = 1 }",
+        "mix = { browse = 1 }\nstart = \"together\"",
+    );
+    assert_eq!(
+        parse("tiny.toml", &crowd, Profile::Standard).unwrap().start,
+        Start::Together
+    );
     let share = with("ms = 20.0", "ms = 20.0, fraction = 0.25");
     let plan = parse("tiny.toml", &share, Profile::Standard).unwrap();
     assert_eq!(
@@ -188,6 +201,12 @@ fn mistakes_name_the_file_line_and_field() {
             to: "mix = { shopping = 1 }",
             field: "load.mix",
             says: "browse, availability, checkout, history",
+        },
+        Case {
+            from: "mix = { browse = 1 }",
+            to: "mix = { browse = 1 }\nstart = \"all_at_once\"",
+            field: "start",
+            says: "staggered, together",
         },
         Case {
             from: "seconds = 6",

@@ -10,7 +10,7 @@ use std::time::Duration;
 use fortress::env::Lab;
 use fortress::faults::{Action, Fault, FaultTimeline, with_fault};
 use fortress::load::{self, Group, LoadSpec, Recorder, SecondSample};
-use fortress::vocabulary::{Role, Scenario};
+use fortress::vocabulary::{Role, Scenario, Start};
 use hdrhistogram::Histogram;
 use reference_service::modes::{CacheFailure, ModesPatch};
 use reference_service::seed::SeedPlan;
@@ -62,6 +62,7 @@ fn spec(base_url: String, users: u32, mix: Vec<(Scenario, u32)>, seconds: u64) -
         rate: 40.0,
         users,
         mix,
+        start: Start::Staggered,
         duration: Duration::from_secs(seconds),
         products: PRODUCTS,
         shoppers: SHOPPERS,

@@ -175,6 +175,7 @@ impl Stepper<'_> {
             rate,
             users,
             mix: self.plan.mix.clone(),
+            start: self.plan.start,
             duration: start_deadline(rate, users) + Duration::from_secs_f64(self.step_seconds.ceil() + 1.0),
             products: self.plan.seed.products,
             shoppers: self.plan.seed.users,

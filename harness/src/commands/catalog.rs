@@ -56,10 +56,11 @@ pub fn plan(args: &PlanArgs) -> ExitCode {
     println!("{}\n", plan.story);
     let mix: Vec<String> = plan.mix.iter().map(|(s, w)| format!("{s} {w}")).collect();
     println!(
-        "load: {} requests/s from {} users, mix {}",
+        "load: {} requests/s from {} users, mix {}, start {}",
         plan.rate,
         plan.users,
-        mix.join(", ")
+        mix.join(", "),
+        plan.start
     );
     println!(
         "topology: {} replica(s), pool of {}{}",

@@ -15,7 +15,7 @@ use super::abort::AbortCondition;
 use super::claim::Claim;
 use crate::env::Balancing;
 use crate::faults::Fault;
-use crate::vocabulary::{CapacityFigure, Scenario, Variant};
+use crate::vocabulary::{CapacityFigure, Scenario, Start, Variant};
 
 /// A mistake in an experiment file, located.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -87,6 +87,8 @@ pub struct Plan {
     pub rate: f64,
     pub users: u32,
     pub mix: Vec<(Scenario, u32)>,
+    /// When the users begin their scenarios' own requests (`load.start`).
+    pub start: Start,
     pub phases: Vec<PhasePlan>,
     /// Vulnerable first.
     pub variants: Vec<VariantPlan>,

@@ -9,6 +9,7 @@ use toml::Spanned;
 
 use super::claim::Comparison;
 use super::definition::Arrangement;
+use crate::vocabulary::Start;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -70,6 +71,9 @@ pub(super) struct LoadFile {
     pub(super) rate: Spanned<f64>,
     pub(super) users: Spanned<u32>,
     pub(super) mix: Spanned<BTreeMap<String, u32>>,
+    /// When the users begin their scenarios' own requests (staggered unless it says).
+    #[serde(default)]
+    pub(super) start: Option<Start>,
 }
 
 #[derive(Debug, Deserialize)]

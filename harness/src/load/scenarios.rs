@@ -8,10 +8,11 @@
 //! session the service stops knowing (401 `session_unknown`...) is logged out, and stays so: it does
 //! not log in again, so the share of logged-out answers shows how many users a fault logged out. Product ids are drawn
 //! uniformly from the seeded range. Every request, the login too, first waits for its slot in the
-//! run's `Arrivals`. Latency runs from the slot the request was due in to the end of its body; service
+//! run's `Arrivals`; with `start = together` no user sends its scenario's own requests until every
+//! user is past its login (`Crowd`). Latency runs from the slot the request was due in to the end of its body; service
 //! time from the instant it left (both filed by `Recorder`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,7 @@ use rand::Rng;
 use reference_service::seed::SEED_PASSWORD;
 use serde_json::{Value, json};
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::LoadSpec;
@@ -31,7 +33,7 @@ use super::arrivals::Arrivals;
 use super::recorder::Recorder;
 use super::sample::{Group, RequestOutcome, RequestTiming};
 use super::sessions::SessionBook;
-use crate::vocabulary::Scenario;
+use crate::vocabulary::{Scenario, Start};
 
 /// What every transaction needs to know.
 #[derive(Debug)]
@@ -51,6 +53,8 @@ pub(super) struct Ctx {
     free_since: Mutex<HashMap<usize, Instant>>,
     /// Closes the schedule: no request is due after it, and the users idle until goose's run ends.
     end: CancellationToken,
+    /// With `Start::Together`: the users gathered before any sends its scenario's own requests.
+    crowd: Option<Arc<Crowd>>,
 }
 
 impl Ctx {
@@ -64,6 +68,7 @@ impl Ctx {
             window: Mutex::new(None),
             free_since: Mutex::new(HashMap::new()),
             end,
+            crowd: (spec.start == Start::Together).then(|| Arc::new(Crowd::new(spec.users as usize))),
         }
     }
 
@@ -89,6 +94,48 @@ impl Ctx {
     pub fn active(&self) -> Option<Duration> {
         let window = self.window.lock().unwrap_or_else(|p| p.into_inner());
         window.map(|(first, last)| last.saturating_duration_since(first))
+    }
+}
+
+/// The users that have reached their scenario's own requests (`Start::Together`): none goes on
+/// until all have, so the first request after the logins finds the whole crowd ready, as at a sale's
+/// opening, instead of the first logged-in users buying one by one between the others' logins.
+#[derive(Debug)]
+struct Crowd {
+    size: usize,
+    arrived: Mutex<HashSet<usize>>,
+    complete: Notify,
+}
+
+impl Crowd {
+    fn new(size: usize) -> Self {
+        Self {
+            size,
+            arrived: Mutex::new(HashSet::new()),
+            complete: Notify::new(),
+        }
+    }
+
+    /// Notes `user` as arrived and waits until every user has, or the schedule closes. At once for a
+    /// user once the crowd is complete.
+    async fn gather(&self, user: usize, end: &CancellationToken) {
+        // Registered before the user is counted in, so the last arrival's wake-up cannot be missed.
+        let complete = self.complete.notified();
+        tokio::pin!(complete);
+        complete.as_mut().enable();
+        let all_here = {
+            let mut arrived = self.arrived.lock().unwrap_or_else(|p| p.into_inner());
+            arrived.insert(user);
+            arrived.len() >= self.size
+        };
+        if all_here {
+            self.complete.notify_waiters();
+            return;
+        }
+        tokio::select! {
+            () = complete => {}
+            () = end.cancelled() => {}
+        }
     }
 }
 
@@ -123,7 +170,16 @@ fn transaction(name: &str, ctx: &Arc<Ctx>, step: Step, main: bool) -> Transactio
                 Ok(())
             });
         }
-        step(user, Arc::clone(&ctx))
+        match (&ctx.crowd, main) {
+            (Some(crowd), true) => {
+                let (crowd, ctx) = (Arc::clone(crowd), Arc::clone(&ctx));
+                Box::pin(async move {
+                    crowd.gather(user.weighted_users_index, &ctx.end).await;
+                    step(user, ctx).await
+                })
+            }
+            _ => step(user, Arc::clone(&ctx)),
+        }
     }))
     .set_name(name)
 }
@@ -497,5 +553,51 @@ mod tests {
         let refused = br#"{"error":{"code":"invalid_credentials","message":"wrong email or password"}}"#;
         assert_eq!(probe_outcome(401, refused), RequestOutcome::Expected);
         assert_eq!(probe_outcome(200, br#"{"token":"t"}"#), RequestOutcome::Error);
+    }
+
+    /// Whether `task` is still waiting after the runtime has had every chance to run it.
+    async fn still_waiting(task: &tokio::task::JoinHandle<()>) -> bool {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        !task.is_finished()
+    }
+
+    #[tokio::test]
+    async fn a_crowd_goes_on_when_its_last_user_arrives_or_the_schedule_closes() {
+        let (crowd, end) = (Arc::new(Crowd::new(3)), CancellationToken::new());
+        let gather = |user: usize| {
+            let (crowd, end) = (Arc::clone(&crowd), end.clone());
+            tokio::spawn(async move { crowd.gather(user, &end).await })
+        };
+        let (first, second) = (gather(0), gather(1));
+        // The same user again (its next request) does not complete the crowd.
+        let again = gather(1);
+        for task in [&first, &second, &again] {
+            assert!(
+                still_waiting(task).await,
+                "two of three users are here: nobody goes on"
+            );
+        }
+        gather(2).await.unwrap();
+        for task in [first, second, again] {
+            tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        // Once complete, a user's next request goes on at once.
+        crowd.gather(0, &end).await;
+        let (lonely, end) = (Arc::new(Crowd::new(2)), CancellationToken::new());
+        let waiting = {
+            let end = end.clone();
+            tokio::spawn(async move { lonely.gather(0, &end).await })
+        };
+        assert!(still_waiting(&waiting).await);
+        end.cancel();
+        tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
     }
 }

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::LoadError;
 use super::sessions::SessionBook;
-use crate::vocabulary::Scenario;
+use crate::vocabulary::{Scenario, Start};
 
 /// One load run.
 #[derive(Debug, Clone, Serialize)]
@@ -23,6 +23,8 @@ pub struct LoadSpec {
     pub users: u32,
     /// Scenarios and their weights; goose gives each scenario a share of the users by weight.
     pub mix: Vec<(Scenario, u32)>,
+    /// When the users begin their scenarios' own requests, after their logins.
+    pub start: Start,
     /// How long to load once every user has started, rounded up to whole seconds.
     pub duration: Duration,
     /// Seeded products (ids `1..=products`) and users (`user1..=user{shoppers}@fortress.test`).
@@ -118,6 +120,7 @@ mod tests {
             rate: 40.4,
             users: 10,
             mix: vec![(Scenario::Browse, 1)],
+            start: Start::Staggered,
             duration: Duration::from_millis(2500),
             products: 10,
             shoppers: 10,

@@ -19,5 +19,5 @@ pub use exit::ExitCode;
 pub use metric::{Cadence, Metric, Needs, Owner, Producer};
 pub use outcome::Outcome;
 pub use role::{Link, Role, UnknownRole};
-pub use scenario::Scenario;
+pub use scenario::{Scenario, Start};
 pub use variant::Variant;

@@ -17,3 +17,11 @@ impl Scenario {
         matches!(self, Self::Checkout | Self::History)
     }
 }
+
+closed_set::closed_set! {
+    /// When the load's users begin their scenarios' own requests (`load.start`).
+    pub enum Start, "start" {
+        Staggered = "staggered": "each user as soon as its login is answered, the logins and the first requests interleaved on the schedule",
+        Together = "together": "no user before every user is past its login: the schedule's first request after the logins finds the whole crowd there, as at a sale's opening",
+    }
+}

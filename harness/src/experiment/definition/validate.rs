@@ -20,7 +20,7 @@ use crate::experiment::schema::{
 };
 use crate::faults::Fault;
 use crate::faults::proxy::{NetworkFault, ScopedFault};
-use crate::vocabulary::{Cadence, Link, Metric, Needs, Role, Scenario, Variant};
+use crate::vocabulary::{Cadence, Link, Metric, Needs, Role, Scenario, Start, Variant};
 
 mod capacity;
 
@@ -148,6 +148,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         rate,
         users,
         mix,
+        start: parsed.load.start.unwrap_or(Start::Staggered),
         phases,
         variants,
         predictions,

@@ -103,6 +103,7 @@ impl LoadRun {
             rate: plan.rate,
             users: plan.users,
             mix: plan.mix.clone(),
+            start: plan.start,
             duration: Duration::from_secs_f64(plan.run_seconds().ceil() + 1.0),
             products: plan.seed.products,
             shoppers: plan.seed.users,
