@@ -24,6 +24,10 @@ Examples:
                                   the highest checkout rate the defended variant holds with Postgres
                                   20 ms away (its [capacity] objective), and its knee chart
   fortress capacity cache-outage  both variants, steady and under the fault: capacity kept
+  fortress explore crash-after-ack --without durability --profile quick
+                                  search the lab's faults for one that breaks an invariant of the
+                                  defended variant with its durability switched off; each schedule
+                                  found is shrunk and written as found-<n>.toml, which replays it
   fortress list                   the built-in experiments
   fortress plan cache-outage      check an experiment and print its phases, faults and predictions
   fortress plan my-experiment.toml --profile quick
@@ -65,6 +69,11 @@ pub enum Command {
     /// objective, steady and with its fault injected; judge its capacity predictions.
     #[command(after_help = ExitCode::help())]
     Capacity(CapacityArgs),
+    /// Search the lab's fault space (each link and container the load uses) for the schedules that
+    /// break an invariant or the objective; shrink each one that breaks an invariant to a minimal
+    /// schedule, written as an experiment file that replays it.
+    #[command(after_help = ExitCode::help())]
+    Explore(ExploreArgs),
     /// List the built-in experiments: name, story, faults, duration.
     List,
     /// Check an experiment (built-in name or .toml path) and print its plan: phases, faults, variants,
@@ -180,6 +189,38 @@ pub struct CapacityArgs {
     /// Quick: each step shortened by the file's profiles.quick factor, and no repeats near the knee.
     #[arg(long, value_enum, default_value_t = crate::experiment::definition::Profile::Standard)]
     pub profile: crate::experiment::definition::Profile,
+    /// Seed of the data set.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Where run folders are written.
+    #[arg(long, default_value = "reports")]
+    pub out: std::path::PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExploreArgs {
+    /// An experiment whose topology, seed and load to explore (its phases and predictions are not
+    /// used), built-in or the path of a file.
+    pub experiment: String,
+    /// The variant whose lab is explored.
+    #[arg(long, default_value_t = Variant::Defended)]
+    pub variant: Variant,
+    /// Switch a defence of the defended variant off first: a seeded bug explore should find
+    /// (`mode` takes the vulnerable variant's value, or give `mode=value`; repeatable).
+    #[arg(long, value_name = "MODE[=VALUE]")]
+    pub without: Vec<crate::experiment::without::Without>,
+    /// Quick: trials of 6 s (a 2 s fault window) and a 5 minute budget; standard: 10 s (4 s) and 15.
+    #[arg(long, value_enum, default_value_t = crate::experiment::definition::Profile::Standard)]
+    pub profile: crate::experiment::definition::Profile,
+    /// Stop starting trials after this many seconds (default: the profile's budget).
+    #[arg(long, value_name = "SECONDS")]
+    pub budget: Option<u64>,
+    /// After the single faults, try every pair of faults on two different targets.
+    #[arg(long)]
+    pub pairs: bool,
+    /// Write what breaks as found without shrinking it first.
+    #[arg(long)]
+    pub no_shrink: bool,
     /// Seed of the data set.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,

@@ -8,6 +8,7 @@
 //! - `commands`: what each subcommand does and prints (`main.rs` parses and dispatches to it)
 //! - `cli`: the command line's clap definitions
 //! - `doctor`: can this machine run the lab
+//! - `explore`: searches the lab's fault space for what breaks an invariant, shrinks it to a replay
 //! - `capacity`: searches for the highest arrival rate each variant holds, steady and under its fault
 //! - `export`: a run's figures and fault windows written to the tools teams watch (Prometheus)
 //! - `report`: a run folder drawn into charts and `report.html`; two runs compared
@@ -35,6 +36,7 @@ pub mod commands;
 pub mod doctor;
 pub mod env;
 pub mod experiment;
+pub mod explore;
 pub mod export;
 pub mod faults;
 pub mod gate;

@@ -26,7 +26,11 @@ async fn main() -> ExitCode {
     // and the lab removed does the process end (goose never installs its own handler).
     if matches!(
         cli.command,
-        Command::Env(_) | Command::Experiment(_) | Command::Gate(_) | Command::Capacity(_)
+        Command::Env(_)
+            | Command::Experiment(_)
+            | Command::Gate(_)
+            | Command::Capacity(_)
+            | Command::Explore(_)
     ) && let Err(error) = fortress::interrupt::install()
     {
         eprintln!("fortress: cannot take Ctrl-C: {error}");
@@ -55,6 +59,7 @@ async fn main() -> ExitCode {
         Command::Experiment(args) => commands::experiment::run(args, lab_binary).await,
         Command::Gate(args) => commands::gate::run(args, lab_binary).await,
         Command::Capacity(args) => commands::capacity::run(args, lab_binary).await,
+        Command::Explore(args) => commands::explore::run(args, lab_binary).await,
         Command::List => commands::catalog::list(),
         Command::Plan(args) => commands::catalog::plan(args),
         Command::Report(args) => commands::report::report(args),

@@ -116,7 +116,7 @@ fn router(processing: Duration) -> Router {
             "/v1/authorizations/cancel-by-reference",
             post(cancel_by_reference),
         )
-        .route("/v1/ledger", get(ledger))
+        .route("/v1/ledger", get(ledger).delete(close_books))
         .route("/v1/ledger/counts", get(counts))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(provider)
@@ -241,6 +241,13 @@ async fn ledger(State(provider): State<Provider>) -> Json<Ledger> {
     Json(provider.book.lock().expect("the book's lock").ledger.clone())
 }
 
+/// `DELETE /v1/ledger`: closes the books. Every authorisation, key and count is forgotten, as at
+/// the provider's start; 204.
+async fn close_books(State(provider): State<Provider>) -> StatusCode {
+    *provider.book.lock().expect("the book's lock") = Book::default();
+    StatusCode::NO_CONTENT
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +333,22 @@ mod tests {
             ledger.per_order(),
             BTreeMap::from([("order-1", 1), ("order-3", 2)]),
             "without a key, the same order is charged twice; a voided one is not charged"
+        );
+        // Closed books forget everything, keys included.
+        let closed = http.delete(format!("{url}/v1/ledger")).send().await.unwrap();
+        assert_eq!(closed.status(), 204);
+        let counts: LedgerCounts = http
+            .get(format!("{url}/v1/ledger/counts"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(counts, LedgerCounts::default());
+        assert_eq!(
+            authorize(Some("k1"), "order-2", 9900).await.unwrap().status(),
+            201
         );
     }
 

@@ -111,6 +111,16 @@ impl RunFolder {
         self.dir.join(format!("knee-{variant}.png"))
     }
 
+    /// What `fortress explore` searched and found: every trial, its class, the minimal schedules.
+    pub fn explore(&self) -> PathBuf {
+        self.dir.join("explore.json")
+    }
+
+    /// The `n`th schedule explore found to break an invariant, as an experiment file that replays it.
+    pub fn found(&self, n: usize) -> PathBuf {
+        self.dir.join(format!("found-{n}.toml"))
+    }
+
     /// A file of this folder as a link from `report.html` (a path relative to the folder).
     pub fn link(&self, path: &Path) -> String {
         path.strip_prefix(&self.dir)

@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use search::{Found, Search};
-pub use step::{StepFigures, StepVerdict, Trial};
+pub use step::{StepFigures, StepVerdict, Trial, Window};
 
 use crate::env::{EnvError, Lab};
 use crate::experiment::claim::Comparison;
@@ -255,7 +255,7 @@ impl VariantSearch<'_> {
             let (lab, stop) = (self.lab, &self.ctx.stop);
             let mut faulted =
                 faults::around_faults(lab, &timeline, stop, &self.capacity.faults, search).await??;
-            faulted.untouched = untouched(&timeline.entries());
+            faulted.untouched = faults::timeline::untouched(&timeline.entries());
             self.whole(&timeline).await?;
             searches.push(faulted);
         }
@@ -403,15 +403,6 @@ impl VariantSearch<'_> {
             self.variant
         )));
     }
-}
-
-/// Why the fault measured nothing, when its evidence says it never touched the system.
-fn untouched(entries: &[TimelineEntry]) -> Option<String> {
-    let untouched: Vec<&str> = (entries.iter())
-        .filter(|e| !e.operator_step && e.observed.as_ref().is_some_and(|o| !o.touched))
-        .map(|e| e.fault.as_str())
-        .collect();
-    (!untouched.is_empty()).then(|| format!("no evidence that {} touched the system", untouched.join(", ")))
 }
 
 /// The figures the searches give: each capacity, and their ratio when both ran.

@@ -4,6 +4,7 @@
 pub mod capacity;
 pub mod catalog;
 pub mod experiment;
+pub mod explore;
 pub mod gate;
 pub mod lab;
 pub mod report;

@@ -22,6 +22,8 @@ use crate::vocabulary::Role;
 const READ_MAILBOX: &str = "echo queued $(postqueue -j | wc -l); \
      echo cut off $(find /var/mail/sink/tmp -type f 2>/dev/null | wc -l); \
      grep -rhis -m1 '^message-id:' /var/mail/sink/new /var/mail/sink/cur || true";
+/// Deletes every delivered message and every queued one.
+const EMPTY_MAILBOX: &str = "find /var/mail/sink -type f -delete; postsuper -d ALL >/dev/null 2>&1; true";
 /// Counts the mailbox's messages: one file each, in `new/` until read (nobody reads them).
 const COUNT_MAILBOX: &str = "find /var/mail/sink/new /var/mail/sink/cur -type f | wc -l";
 
@@ -83,6 +85,12 @@ impl Lab {
     /// What the mail server has delivered and still has queued, from inside its container.
     pub async fn mailbox(&self) -> Result<Mailbox, EnvError> {
         Ok(parse_mailbox(&self.exec_mail(READ_MAILBOX).await?))
+    }
+
+    /// Empties the mailbox and deletes whatever is still queued: between explore's trials, so each
+    /// trial's mailbox holds only its own confirmations.
+    pub async fn empty_mailbox(&self) -> Result<(), EnvError> {
+        self.exec_mail(EMPTY_MAILBOX).await.map(|_| ())
     }
 
     /// What a shell `script` run in the mail server's container printed.

@@ -26,6 +26,19 @@ impl Lab {
         self.provider_json("/v1/ledger/counts").await
     }
 
+    /// Closes the provider's books: every authorisation and count forgotten, as at the start of a
+    /// run. Between explore's trials, so each trial's ledger holds only its own payments.
+    pub async fn close_books(&self) -> Result<(), EnvError> {
+        let url = format!("{}/v1/ledger", self.provider_url().await?);
+        let unreachable = |source| EnvError::Unreachable {
+            role: Role::Provider,
+            source,
+        };
+        let response = self.http().delete(url).send().await.map_err(unreachable)?;
+        response.error_for_status().map_err(unreachable)?;
+        Ok(())
+    }
+
     /// A `GET` of the provider's that answers JSON.
     async fn provider_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, EnvError> {
         let url = format!("{}{path}", self.provider_url().await?);

@@ -20,12 +20,19 @@ pub enum CatalogError {
 
 /// A built-in experiment by name, or a file by path (anything with a `/` or ending in `.toml`).
 pub fn load(name_or_path: &str, profile: Profile) -> Result<Plan, CatalogError> {
+    let (file, text) = text(name_or_path)?;
+    Ok(definition::parse(&file, &text, profile)?)
+}
+
+/// The file an experiment is read from (as errors name it) and its text: a built-in by name, or a
+/// file by path.
+pub fn text(name_or_path: &str) -> Result<(String, String), CatalogError> {
     if name_or_path.contains('/') || name_or_path.ends_with(".toml") {
         let text = std::fs::read_to_string(Path::new(name_or_path)).map_err(|source| CatalogError::Read {
             path: name_or_path.into(),
             source,
         })?;
-        return Ok(definition::parse(name_or_path, &text, profile)?);
+        return Ok((name_or_path.to_owned(), text));
     }
     let (name, text) = BUILT_IN
         .iter()
@@ -37,11 +44,7 @@ pub fn load(name_or_path: &str, profile: Profile) -> Result<Plan, CatalogError> 
                 known: known.join(", "),
             }
         })?;
-    Ok(definition::parse(
-        &format!("experiments/{name}.toml"),
-        text,
-        profile,
-    )?)
+    Ok((format!("experiments/{name}.toml"), (*text).to_owned()))
 }
 
 /// Every built-in experiment, parsed (a broken built-in is a bug: the tests parse them all).

@@ -104,15 +104,8 @@ impl InvariantReport {
     /// Hands the invariants that `metric` measures over to the prediction `claim`: the prediction
     /// judges them, and their violation alone does not fail the run.
     pub fn predicted(&mut self, metric: Metric, claim: String) {
-        let names: &[&str] = match metric {
-            // A lost update both oversells and leaves the stock out of step with the orders.
-            Metric::OversoldUnits => &[NO_OVERSELL, STOCK_MATCHES_ORDERS],
-            Metric::LostAcknowledgedOrders => &[ACKNOWLEDGED_PERSISTED],
-            Metric::PaymentsChargedTwice => &[NONE_CHARGED_TWICE],
-            Metric::ChargesWithoutOrder => &[NO_CHARGE_WITHOUT_ORDER],
-            Metric::OrdersEmailedTwice => &[NONE_EMAILED_TWICE],
-            Metric::EmailsWithoutOrder => &[NO_EMAIL_WITHOUT_ORDER],
-            _ => return,
+        let Some((_, names)) = COUNTED_BY.iter().find(|(m, _)| *m == metric) else {
+            return;
         };
         for check in self
             .checks
@@ -123,6 +116,25 @@ impl InvariantReport {
         }
     }
 }
+
+/// The metric that counts the violations of the invariant `name`, when one does: what a prediction
+/// of that violation claims.
+pub fn metric_of(name: &str) -> Option<Metric> {
+    (COUNTED_BY.iter())
+        .find(|(_, names)| names.contains(&name))
+        .map(|(metric, _)| *metric)
+}
+
+/// Each metric that counts violations, and the invariants it counts them for.
+const COUNTED_BY: &[(Metric, &[&str])] = &[
+    // A lost update both oversells and leaves the stock out of step with the orders.
+    (Metric::OversoldUnits, &[NO_OVERSELL, STOCK_MATCHES_ORDERS]),
+    (Metric::LostAcknowledgedOrders, &[ACKNOWLEDGED_PERSISTED]),
+    (Metric::PaymentsChargedTwice, &[NONE_CHARGED_TWICE]),
+    (Metric::ChargesWithoutOrder, &[NO_CHARGE_WITHOUT_ORDER]),
+    (Metric::OrdersEmailedTwice, &[NONE_EMAILED_TWICE]),
+    (Metric::EmailsWithoutOrder, &[NO_EMAIL_WITHOUT_ORDER]),
+];
 
 const NO_OVERSELL: &str = "no oversell";
 const ACKNOWLEDGED_PERSISTED: &str = "acknowledged orders persisted";

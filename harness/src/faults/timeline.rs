@@ -191,6 +191,16 @@ pub fn still_injected(entries: &[TimelineEntry]) -> Vec<String> {
         .collect()
 }
 
+/// Which of the faults of `entries` left no evidence that they touched the system, said as a
+/// sentence (`None` when every one did): what they measured is inconclusive.
+pub fn untouched(entries: &[TimelineEntry]) -> Option<String> {
+    let untouched: Vec<&str> = (entries.iter())
+        .filter(|e| !e.operator_step && e.observed.as_ref().is_some_and(|o| !o.touched))
+        .map(|e| e.fault.as_str())
+        .collect();
+    (!untouched.is_empty()).then(|| format!("no evidence that {} touched the system", untouched.join(", ")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ pub use closed_set::Unknown;
 pub(crate) use closed_set::closed_set;
 mod capacity;
 mod exit;
+mod explore;
 mod metric;
 mod outcome;
 mod role;
@@ -16,6 +17,7 @@ mod variant;
 
 pub use capacity::{CapacityFigure, Condition};
 pub use exit::ExitCode;
+pub use explore::Class;
 pub use metric::{Cadence, Metric, Needs, Owner, Producer};
 pub use outcome::Outcome;
 pub use role::{Link, Role, UnknownRole};

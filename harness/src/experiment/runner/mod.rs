@@ -201,6 +201,12 @@ pub async fn prepared_lab(
     }
 }
 
+/// Prepares a lab again for another load (seeded afresh, the variant's modes on every replica, a
+/// replica restarted since included); answers the highest order id before that load.
+pub async fn prepare_again(plan: &Plan, variant: &VariantPlan, lab: &Lab) -> Result<i64, RunError> {
+    Ok(prepare::prepare(plan, variant, lab).await?.orders_before_run)
+}
+
 /// One variant on its lab: prepare, run the phases, judge.
 async fn run_variant(
     plan: &Plan,

@@ -1,0 +1,498 @@
+//! Exploration (`fortress explore`): instead of running the faults a person wrote down, search the
+//! lab's fault space for the schedules that break an invariant, and shrink each one found to a
+//! minimal schedule written out as an experiment that replays it.
+//!
+//! On one lab of the chosen variant (seeded afresh before every trial):
+//! 1. **Lineage.** A trial without faults measures which proxied links the load's traffic went
+//!    through. Faults on the others, and on the containers behind them, are pruned: they cannot
+//!    touch what the load does. If the lab is not harmless without a fault, nothing can be blamed on
+//!    one, and the search stops there.
+//! 2. **Singles**, then (with `pairs`) **pairs** on two targets, each a short trial with the faults
+//!    injected together over one window, classed broken, degraded, untouched or harmless.
+//! 3. **Shrink.** Each broken schedule is cut down (a fault fewer, a shorter window, a later start)
+//!    while it still breaks, and written as `found-<n>.toml`.
+//!
+//! A wall-time budget bounds the whole search; what it did not reach is reported as not tried.
+
+mod replay;
+mod schedule;
+mod space;
+mod trial;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+pub use replay::{Replay, ReplayError};
+pub use schedule::{Schedule, Shrink};
+pub use space::{Lineage, pairs, singles};
+pub use trial::{TrialReport, Trials};
+
+use crate::env::{EnvError, Lab};
+use crate::experiment::definition::{Objective, Plan, Profile, VariantPlan};
+use crate::experiment::invariants;
+use crate::experiment::runner::{self, Event, RunError};
+use crate::faults::proxy::client::{ProxyClient, ProxyError};
+use crate::faults::{Fault, FaultError};
+use crate::load::{LoadError, Turn};
+use crate::run_folder::RunFolder;
+use crate::vocabulary::{Class, Metric, Role, Variant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExploreError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error("the load generator failed")]
+    Load(#[from] LoadError),
+    #[error(transparent)]
+    Fault(#[from] FaultError),
+    #[error(transparent)]
+    Env(#[from] EnvError),
+    #[error("could not read the proxy's links for the lineage")]
+    Proxy(#[from] ProxyError),
+    #[error("faults still injected after a trial: {0}")]
+    LeftInjected(String),
+    #[error("could not write the schedule found as an experiment")]
+    Replay(#[from] ReplayError),
+    #[error("interrupted (Ctrl-C); every fault was reverted and the lab removed")]
+    Interrupted,
+}
+
+/// How an exploration searches.
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// Each trial's load, once every user is logged in, in seconds.
+    pub trial_seconds: f64,
+    /// When a schedule's faults are injected, and for how long, in seconds into the load.
+    pub at_s: f64,
+    pub fault_seconds: f64,
+    /// The search stops starting trials after this long.
+    #[serde(serialize_with = "seconds")]
+    pub budget: Duration,
+    /// Try pairs of faults on two targets after the singles.
+    pub pairs: bool,
+    /// Shrink what breaks before writing it out.
+    pub shrink: bool,
+    pub objective: Objective,
+    /// The schedules' faults to try instead of the space's singles (and pairs), when given.
+    #[serde(skip)]
+    pub candidates: Option<Vec<Vec<Fault>>>,
+}
+
+fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+impl Settings {
+    /// The defaults of a profile: standard trials of 10 s with a 4 s window from 3 s; quick ones of
+    /// 6 s with 2 s from 2 s. The objective is the experiment's `[capacity]` one, else p99 1 s and
+    /// 1% errors.
+    pub fn of(plan: &Plan, profile: Profile) -> Self {
+        let quick = profile == Profile::Quick;
+        Self {
+            trial_seconds: if quick { 6.0 } else { 10.0 },
+            at_s: if quick { 2.0 } else { 3.0 },
+            fault_seconds: if quick { 2.0 } else { 4.0 },
+            budget: Duration::from_secs(if quick { 300 } else { 900 }),
+            pairs: false,
+            shrink: true,
+            objective: plan.capacity.as_ref().map_or(
+                Objective {
+                    p99_ms: 1000.0,
+                    error_rate: 0.01,
+                },
+                |c| c.objective,
+            ),
+            candidates: None,
+        }
+    }
+}
+
+/// Trials of a finding's smallest schedule that must break it again before it is written out.
+pub const CONFIRMATIONS: usize = 2;
+
+/// How long the links' idle traffic is measured before the trial without faults.
+const IDLE: Duration = Duration::from_secs(3);
+
+/// A schedule that broke an invariant, shrunk, and the experiment file that replays it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// The schedule as first found, and the smallest one that still broke.
+    pub found: Schedule,
+    pub smallest: Schedule,
+    pub violated: Vec<String>,
+    /// Trials the shrinking took.
+    pub shrink_trials: usize,
+    /// Of `CONFIRMATIONS` more trials of the smallest schedule, how many broke it again. Only a
+    /// finding every one reproduced is written out: a race that breaks now and then without the
+    /// fault's help would otherwise pass for the fault's doing.
+    pub reproduced: usize,
+    /// The experiment file written for it, when every confirmation reproduced it and a metric
+    /// counts what it broke.
+    pub file: Option<PathBuf>,
+}
+
+/// Everything an exploration did (`explore.json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ExploreReport {
+    pub experiment: String,
+    pub variant: Variant,
+    pub seed: u64,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub settings: Settings,
+    pub lineage: Lineage,
+    /// Single faults in the lab's whole space, and after the lineage's pruning.
+    pub space_unpruned: usize,
+    pub space_pruned: usize,
+    /// The trial without faults, then every trial of the search, in order.
+    pub trials: Vec<TrialReport>,
+    /// Schedules the budget left untried.
+    pub not_tried: usize,
+    pub findings: Vec<Finding>,
+    pub took_s: f64,
+}
+
+impl ExploreReport {
+    /// How many trials came out in `class`, the shrinking's included.
+    pub fn count(&self, class: Class) -> usize {
+        self.trials.iter().filter(|t| t.class == class).count()
+    }
+
+    /// The findings every confirmation reproduced.
+    pub fn reproduced(&self) -> impl Iterator<Item = &Finding> {
+        (self.findings.iter()).filter(|f| f.reproduced == CONFIRMATIONS)
+    }
+}
+
+/// What an exploration needs besides its plan.
+pub struct ExploreContext<'a> {
+    pub lab_binary: PathBuf,
+    /// The source experiment, as its file names it, and its text (for the replay files).
+    pub source: (&'a str, &'a str),
+    pub folder: &'a RunFolder,
+    pub stop: CancellationToken,
+    pub progress: &'a (dyn Fn(Event<'_>) + Sync),
+}
+
+/// Explores `variant` of `plan` on a lab of its own (removed whatever happens), writes
+/// `explore.json` and a `found-<n>.toml` per finding, and answers what it did.
+pub async fn run(
+    plan: &Plan,
+    variant: &VariantPlan,
+    settings: &Settings,
+    ctx: &ExploreContext<'_>,
+) -> Result<ExploreReport, ExploreError> {
+    let turn = Turn::take(&ctx.stop)
+        .await
+        .map_err(|_| ExploreError::Interrupted)?;
+    let (lab, _) = runner::prepared_lab(plan, variant, &ctx.lab_binary, ctx.progress).await?;
+    let explored = explore(plan, variant, settings, ctx, &lab, &turn).await;
+    if let Err(error) = lab.shutdown().await {
+        tracing::warn!(%error, "could not remove the lab; run `fortress cleanup`");
+    }
+    let report = explored?;
+    let json = serde_json::to_vec_pretty(&report).map(|json| std::fs::write(ctx.folder.explore(), json));
+    if !matches!(json, Ok(Ok(()))) {
+        eprintln!("fortress: could not write {}", ctx.folder.explore().display());
+    }
+    Ok(report)
+}
+
+async fn explore(
+    plan: &Plan,
+    variant: &VariantPlan,
+    settings: &Settings,
+    ctx: &ExploreContext<'_>,
+    lab: &Lab,
+    turn: &Turn,
+) -> Result<ExploreReport, ExploreError> {
+    let trials = Trials {
+        plan,
+        variant,
+        lab,
+        turn,
+        stop: ctx.stop.clone(),
+        goose_report: ctx.folder.goose_report(variant.variant),
+        objective: settings.objective,
+        seconds: settings.trial_seconds,
+    };
+    let mut search = Search {
+        trials,
+        settings,
+        ctx,
+        started: Instant::now(),
+        done: Vec::new(),
+    };
+    let (lineage, baseline) = search.lineage(lab).await?;
+    let mut report = ExploreReport {
+        experiment: plan.name.clone(),
+        variant: variant.variant,
+        seed: plan.seed.seed,
+        started_at: chrono::Utc::now(),
+        settings: settings.clone(),
+        space_unpruned: singles(&lineage.everything()).len(),
+        space_pruned: singles(&lineage).len(),
+        lineage,
+        trials: Vec::new(),
+        not_tried: 0,
+        findings: Vec::new(),
+        took_s: 0.0,
+    };
+    if baseline.class == Class::Harmless {
+        report.not_tried = search.candidates(&report.lineage).await?;
+        report.findings = search.findings(plan, variant).await?;
+    } else {
+        search.say(format!(
+            "without any fault the lab is already {}: {}; nothing can be blamed on a fault",
+            baseline.class, baseline.why
+        ));
+    }
+    report.trials = std::iter::once(baseline).chain(search.done).collect();
+    report.took_s = search.started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// The search's state: its trials so far, and what bounds it.
+struct Search<'a> {
+    trials: Trials<'a>,
+    settings: &'a Settings,
+    ctx: &'a ExploreContext<'a>,
+    started: Instant,
+    /// Every trial after the one without faults, in order.
+    done: Vec<TrialReport>,
+}
+
+impl Search<'_> {
+    fn say(&self, text: String) {
+        (self.ctx.progress)(Event::Message(text));
+    }
+
+    fn over_budget(&self) -> bool {
+        self.started.elapsed() >= self.settings.budget || self.ctx.stop.is_cancelled()
+    }
+
+    async fn trial(&mut self, schedule: &Schedule) -> Result<TrialReport, ExploreError> {
+        let report = self.trials.run(schedule).await?;
+        self.say(format!(
+            "trial {:>3} ({:>4.0} s): {}: {} ({})",
+            self.done.len() + 1,
+            self.started.elapsed().as_secs_f64(),
+            schedule,
+            report.class,
+            report.why
+        ));
+        Ok(report)
+    }
+
+    /// The trial without faults, and the lineage: each link's bytes over it, against the same
+    /// link's bytes over an idle stretch as long just before it.
+    async fn lineage(&mut self, lab: &Lab) -> Result<(Lineage, TrialReport), ExploreError> {
+        let proxy = ProxyClient::of(lab).await?;
+        let idle = self.bytes_over(&proxy, lab, IDLE).await?;
+        for link in lab.links() {
+            proxy.clear(link).await?;
+        }
+        let none = Schedule {
+            faults: Vec::new(),
+            at_s: self.settings.at_s,
+            seconds: self.settings.fault_seconds,
+        };
+        let baseline = self.trial(&none).await?;
+        let mut traffic = Vec::new();
+        for (link, idle_bytes) in idle {
+            let with_load = proxy.link(link).await?.evidence.bytes_to_upstream;
+            let idle = (idle_bytes as f64 * baseline.took_s / IDLE.as_secs_f64()) as u64;
+            traffic.push(space::Traffic {
+                link,
+                with_load,
+                idle,
+            });
+        }
+        let lineage = Lineage::of(&traffic, entry_of(lab));
+        let unused: Vec<String> = lineage.unused.iter().map(ToString::to_string).collect();
+        self.say(format!(
+            "lineage: the load used {} link(s); pruned: {}",
+            lineage.used.len(),
+            if unused.is_empty() {
+                "nothing".into()
+            } else {
+                unused.join(", ")
+            }
+        ));
+        Ok((lineage, baseline))
+    }
+
+    /// Each link's bytes sent upstream over `idle` with no load.
+    async fn bytes_over(
+        &self,
+        proxy: &ProxyClient,
+        lab: &Lab,
+        idle: Duration,
+    ) -> Result<Vec<(crate::vocabulary::Link, u64)>, ExploreError> {
+        for link in lab.links() {
+            proxy.clear(link).await?;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(idle) => {}
+            () = self.ctx.stop.cancelled() => return Err(ExploreError::Interrupted),
+        }
+        let mut bytes = Vec::new();
+        for link in lab.links() {
+            bytes.push((link, proxy.link(link).await?.evidence.bytes_to_upstream));
+        }
+        Ok(bytes)
+    }
+
+    /// Every single fault of the pruned space, then the pairs if asked, while the budget lasts;
+    /// answers how many were left untried.
+    async fn candidates(&mut self, lineage: &Lineage) -> Result<usize, ExploreError> {
+        let singles = singles(lineage);
+        let mut schedules: Vec<Vec<Fault>> = singles.iter().map(|f| vec![f.clone()]).collect();
+        if self.settings.pairs {
+            schedules.extend(pairs(&singles));
+        }
+        if let Some(candidates) = &self.settings.candidates {
+            schedules.clone_from(candidates);
+        }
+        let total = schedules.len();
+        for (n, faults) in schedules.into_iter().enumerate() {
+            if self.over_budget() {
+                self.say(format!(
+                    "budget spent: {} of {total} schedules left untried",
+                    total - n
+                ));
+                return Ok(total - n);
+            }
+            // A pair whose single already breaks says nothing new.
+            if faults.len() > 1 && self.breaks_alone(&faults) {
+                continue;
+            }
+            let schedule = Schedule {
+                faults,
+                at_s: self.settings.at_s,
+                seconds: self.settings.fault_seconds,
+            };
+            let report = self.trial(&schedule).await?;
+            self.done.push(report);
+        }
+        Ok(0)
+    }
+
+    fn breaks_alone(&self, faults: &[Fault]) -> bool {
+        (self.done.iter())
+            .filter(|t| t.class == Class::Broken && t.schedule.faults.len() == 1)
+            .any(|t| faults.contains(&t.schedule.faults[0]))
+    }
+
+    /// Each broken schedule, shrunk while the budget lasts and written out.
+    async fn findings(&mut self, plan: &Plan, variant: &VariantPlan) -> Result<Vec<Finding>, ExploreError> {
+        let broken: Vec<TrialReport> = (self.done.iter())
+            .filter(|t| t.class == Class::Broken)
+            .cloned()
+            .collect();
+        let mut findings = Vec::new();
+        for trial in broken {
+            let (smallest, violated, shrink_trials) = self.shrink(&trial).await?;
+            let reproduced = self.reproduce(&smallest, &violated).await?;
+            let file = match reproduced == CONFIRMATIONS {
+                true => self.write(plan, variant, findings.len() + 1, &smallest, &violated)?,
+                false => None,
+            };
+            findings.push(Finding {
+                found: trial.schedule,
+                smallest,
+                violated,
+                shrink_trials,
+                reproduced,
+                file,
+            });
+        }
+        Ok(findings)
+    }
+
+    /// How many of `CONFIRMATIONS` more trials of `schedule` broke one of `violated` again (those
+    /// the budget leaves no time for count as not).
+    async fn reproduce(&mut self, schedule: &Schedule, violated: &[String]) -> Result<usize, ExploreError> {
+        let mut reproduced = 0;
+        for _ in 0..CONFIRMATIONS {
+            if self.over_budget() {
+                break;
+            }
+            let report = self.trial(schedule).await?;
+            reproduced += usize::from(report.violated.iter().any(|v| violated.contains(v)));
+            self.done.push(report);
+        }
+        Ok(reproduced)
+    }
+
+    /// The smallest schedule that still breaks an invariant `trial` broke, what it broke, and how
+    /// many trials that took.
+    async fn shrink(&mut self, trial: &TrialReport) -> Result<(Schedule, Vec<String>, usize), ExploreError> {
+        let mut shrink = Shrink::new(trial.schedule.clone(), self.settings.trial_seconds);
+        let mut violated = trial.violated.clone();
+        while self.settings.shrink && !self.over_budget() {
+            let Some(next) = shrink.next().cloned() else { break };
+            let report = self.trial(&next).await?;
+            let still = report.violated.iter().any(|v| trial.violated.contains(v));
+            if still {
+                violated = report.violated.clone();
+            }
+            shrink.record(still);
+            self.done.push(report);
+        }
+        Ok((shrink.smallest().clone(), violated, shrink.tried))
+    }
+
+    /// Writes `found-<n>.toml` for `schedule`; `None` when no violation it saw has a metric to
+    /// predict it with.
+    fn write(
+        &self,
+        plan: &Plan,
+        variant: &VariantPlan,
+        n: usize,
+        schedule: &Schedule,
+        violated: &[String],
+    ) -> Result<Option<PathBuf>, ReplayError> {
+        let mut metrics: Vec<Metric> = violated.iter().filter_map(|v| invariants::metric_of(v)).collect();
+        metrics.dedup();
+        if metrics.is_empty() {
+            return Ok(None);
+        }
+        let why = format!("explore found {schedule} to break: {}", violated.join(", "));
+        let switched_off = if variant.without.is_empty() {
+            String::new()
+        } else {
+            format!(", with {} switched off", variant.without.join(", "))
+        };
+        let replay = Replay {
+            source: self.ctx.source,
+            name: format!("{}-found-{n}", plan.name),
+            story: format!(
+                "Found by `fortress explore {}` on its {} variant{switched_off} (seed {}): {why}.",
+                plan.name, variant.variant, plan.seed.seed
+            ),
+            variant,
+            schedule,
+            trial_seconds: self.settings.trial_seconds,
+            seed: plan.seed.seed,
+            predictions: metrics.into_iter().map(|m| (m, why.clone())).collect(),
+        };
+        let path = self.ctx.folder.found(n);
+        std::fs::write(&path, replay.text()?).map_err(|source| ReplayError::Write {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Some(path))
+    }
+}
+
+/// The containers the load enters the lab by: the balancer when there is one, and every replica.
+fn entry_of(lab: &Lab) -> Vec<Role> {
+    let mut entry: Vec<Role> = lab.replicas().map(Role::Service).collect();
+    if lab.balancer.is_some() {
+        entry.push(Role::Balancer);
+    }
+    entry
+}

@@ -1,0 +1,205 @@
+//! The fault space `fortress explore` searches, and how lineage prunes it: a fault is only worth a
+//! run on a link the load's traffic went through, or on a container at the end of such a link (or
+//! the entry the load talks to). Faults on anything else cannot touch what the load does, and a run
+//! spent on them would only come back untouched.
+
+use serde::Serialize;
+
+use crate::faults::Fault;
+use crate::faults::proxy::{NetworkFault, ScopedFault};
+use crate::vocabulary::{Link, Role};
+
+/// The delay a latency fault adds: ten times a slow query, well past any sane request timeout of a
+/// call that should take milliseconds.
+const LATENCY_MS: f64 = 500.0;
+
+/// What the load touched, measured in a run without faults: the links that carried bytes, and the
+/// containers the load's requests entered by.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Lineage {
+    /// The proxied links that carried traffic, with the bytes sent upstream on each.
+    pub used: Vec<(Link, u64)>,
+    /// The proxied links that carried nothing.
+    pub unused: Vec<Link>,
+    /// The containers the load enters by: every service replica, and the balancer if there is one.
+    #[serde(serialize_with = "named")]
+    pub entry: Vec<Role>,
+}
+
+fn named<S: serde::Serializer>(roles: &[Role], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(roles.iter().map(ToString::to_string))
+}
+
+/// A link's traffic, by bytes sent upstream: over the trial without faults, and over an idle
+/// stretch of the same length before it (health checks, pollers: what flows with no load at all).
+#[derive(Debug, Clone, Copy)]
+pub struct Traffic {
+    pub link: Link,
+    pub with_load: u64,
+    pub idle: u64,
+}
+
+/// Bytes a link may carry beyond twice its idle traffic and still count as unused by the load.
+const NOISE_BYTES: u64 = 4096;
+
+impl Lineage {
+    /// The links the load used: those that carried more than twice their idle traffic (and a few
+    /// KiB). A link carrying only its background (a poller, health checks) leads to nothing the
+    /// load's requests depend on.
+    pub fn of(traffic: &[Traffic], entry: Vec<Role>) -> Self {
+        let mut lineage = Self {
+            entry,
+            ..Self::default()
+        };
+        for t in traffic {
+            if t.with_load > 2 * t.idle + NOISE_BYTES {
+                lineage.used.push((t.link, t.with_load));
+            } else {
+                lineage.unused.push(t.link);
+            }
+        }
+        lineage
+    }
+
+    /// The links the traffic went through.
+    pub fn links(&self) -> impl Iterator<Item = Link> + '_ {
+        self.used.iter().map(|(link, _)| *link)
+    }
+
+    /// The same lab as if every link had carried traffic: the space without pruning.
+    pub fn everything(&self) -> Self {
+        let mut used = self.used.clone();
+        used.extend(self.unused.iter().map(|link| (*link, 0)));
+        Self {
+            used,
+            unused: Vec::new(),
+            entry: self.entry.clone(),
+        }
+    }
+}
+
+/// Every single fault worth a run: on each used link the network faults (and the HTTP ones on an
+/// HTTP link), and on each container the load reaches (the entry, and the far end of each used
+/// link) a kill, a stop and a pause.
+pub fn singles(lineage: &Lineage) -> Vec<Fault> {
+    let mut faults = Vec::new();
+    for link in lineage.links() {
+        faults.extend(network_faults(link).into_iter().map(|fault| Fault::Network {
+            link,
+            fault: ScopedFault::from(fault),
+        }));
+    }
+    // Not the provider: its ledger lives in its memory, so a restart would forget the very payments
+    // the invariants check. Its outages are the payments link's faults.
+    let behind = lineage.links().map(Link::role).filter(|r| *r != Role::Provider);
+    let roles = lineage.entry.iter().copied().chain(behind);
+    for role in roles {
+        faults.extend([Fault::Kill(role), Fault::Stop(role), Fault::Pause(role)]);
+    }
+    faults
+}
+
+fn network_faults(link: Link) -> Vec<NetworkFault> {
+    let mut faults = vec![
+        NetworkFault::Down,
+        NetworkFault::Blackhole,
+        NetworkFault::Reset,
+        NetworkFault::Latency {
+            ms: LATENCY_MS,
+            jitter_ms: 0.0,
+        },
+    ];
+    if link == Link::Payments {
+        // The provider answering an error, and the provider acting but its answer lost.
+        faults.extend([
+            NetworkFault::HttpStatus { status: 503 },
+            NetworkFault::HttpLostReply { status: 504 },
+        ]);
+    }
+    faults
+}
+
+/// What a fault acts on: two faults on the same target are not a pair worth trying.
+fn target(fault: &Fault) -> String {
+    match fault {
+        Fault::Network { link, .. } => link.to_string(),
+        Fault::Kill(role) | Fault::Stop(role) | Fault::Pause(role) => role.to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Every pair of `faults` on two different targets, in order.
+pub fn pairs(faults: &[Fault]) -> Vec<Vec<Fault>> {
+    let mut pairs = Vec::new();
+    for (i, first) in faults.iter().enumerate() {
+        for second in &faults[i + 1..] {
+            if target(first) != target(second) {
+                pairs.push(vec![first.clone(), second.clone()]);
+            }
+        }
+    }
+    pairs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lineage() -> Lineage {
+        Lineage {
+            used: vec![(Link::Postgres, 10_000)],
+            unused: vec![Link::Redis, Link::Payments],
+            entry: vec![Role::Service(1)],
+        }
+    }
+
+    #[test]
+    fn a_link_nothing_used_is_never_faulted_nor_the_container_behind_it() {
+        let faults = singles(&lineage());
+        let named: Vec<String> = faults.iter().map(ToString::to_string).collect();
+        assert!(
+            named
+                .iter()
+                .all(|f| !f.contains("redis") && !f.contains("payments") && !f.contains("provider"))
+        );
+        assert!(named.contains(&"kill postgres".to_owned()), "{named:?}");
+        assert!(named.contains(&"pause service".to_owned()), "{named:?}");
+        // 4 network faults on postgres, 3 on each of service and postgres.
+        assert_eq!(faults.len(), 4 + 3 + 3, "{named:?}");
+        // Unpruned, redis (4 + 3) and the payments link (6, none on the provider) join.
+        assert_eq!(singles(&lineage().everything()).len(), 10 + 7 + 6);
+    }
+
+    #[test]
+    fn a_link_carrying_only_its_idle_background_is_unused() {
+        let traffic = [
+            Traffic {
+                link: Link::Postgres,
+                with_load: 580_000,
+                idle: 2_000,
+            },
+            Traffic {
+                link: Link::Redis,
+                with_load: 65_000,
+                idle: 60_000,
+            },
+            Traffic {
+                link: Link::Mail,
+                with_load: 3_000,
+                idle: 0,
+            },
+        ];
+        let lineage = Lineage::of(&traffic, vec![Role::Service(1)]);
+        assert_eq!(lineage.used, [(Link::Postgres, 580_000)]);
+        assert_eq!(lineage.unused, [Link::Redis, Link::Mail]);
+    }
+
+    #[test]
+    fn pairs_are_of_two_targets() {
+        let faults = singles(&lineage());
+        let pairs = pairs(&faults);
+        assert!(pairs.iter().all(|p| target(&p[0]) != target(&p[1])));
+        // postgres (4 link + 3 container faults, one target name) against service's 3.
+        assert_eq!(pairs.len(), 7 * 3);
+    }
+}

@@ -1,0 +1,203 @@
+//! One trial: the lab seeded afresh, a short load at the experiment's rate, the schedule's faults
+//! injected together inside it and reverted (on error and Ctrl-C too), then the invariants over the
+//! orders it acknowledged and the objective over its seconds. What it shows is its `Class`.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use super::ExploreError;
+use super::schedule::Schedule;
+use crate::capacity::{StepFigures, StepVerdict, Window};
+use crate::env::Lab;
+use crate::experiment::definition::{Objective, Plan, VariantPlan};
+use crate::experiment::invariants::{InvariantReport, RunFacts};
+use crate::experiment::runner;
+use crate::faults::{self, FaultError, FaultTimeline, TimelineEntry};
+use crate::load::{self, LoadSpec, Recorder, Turn};
+use crate::vocabulary::Class;
+
+/// A request is given up on after this long: longer than any fault window of a trial, so a request
+/// a fault held is seen answering late, not cut off.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What one trial of a schedule showed.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrialReport {
+    pub schedule: Schedule,
+    pub class: Class,
+    /// Why it is in its class: the invariants violated, the objective's breach, the fault untouched.
+    pub why: String,
+    /// The invariants violated, by name.
+    pub violated: Vec<String>,
+    /// `None` when nothing completed.
+    pub figures: Option<StepFigures>,
+    pub timeline: Vec<TimelineEntry>,
+    /// How long the trial took, seeding and judging included.
+    pub took_s: f64,
+}
+
+/// What every trial of one exploration shares.
+pub struct Trials<'a> {
+    pub plan: &'a Plan,
+    pub variant: &'a VariantPlan,
+    pub lab: &'a Lab,
+    pub turn: &'a Turn,
+    pub stop: CancellationToken,
+    pub goose_report: std::path::PathBuf,
+    pub objective: Objective,
+    /// How long each trial's load runs once every user is logged in, in seconds.
+    pub seconds: f64,
+}
+
+impl Trials<'_> {
+    /// Runs `schedule` once and classes what it did.
+    pub async fn run(&self, schedule: &Schedule) -> Result<TrialReport, ExploreError> {
+        let began = Instant::now();
+        if self.lab.provider.is_some() {
+            self.lab.close_books().await?;
+        }
+        if self.lab.mail.is_some() {
+            self.lab.empty_mailbox().await?;
+        }
+        let orders_before_run = runner::prepare_again(self.plan, self.variant, self.lab).await?;
+        let recorder = Recorder::new();
+        let timeline = FaultTimeline::default();
+        let end = CancellationToken::new();
+        // Read again each trial: a replica killed by an earlier one came back on another host port.
+        let spec = self.load_spec(self.lab.entry_url().await?);
+        let (ran, clocked) = {
+            let load = load::run(&spec, recorder.clone(), &self.goose_report, self.turn, &end);
+            let clock = self.clock(&recorder, schedule, &timeline, &end);
+            tokio::join!(load, clock)
+        };
+        ran?;
+        let window = clocked?;
+        if self.stop.is_cancelled() {
+            return Err(ExploreError::Interrupted);
+        }
+        let left = timeline.still_injected();
+        if !left.is_empty() {
+            return Err(ExploreError::LeftInjected(left.join(", ")));
+        }
+        let facts = RunFacts {
+            acknowledged: recorder.acknowledged_orders(),
+            orders_before_run,
+        };
+        let invariants = runner::invariants_of(self.lab, &facts).await?;
+        let figures = StepFigures::of(self.plan.rate, &recorder.take_all(), window);
+        let (class, why) = class_of(
+            &invariants,
+            figures.as_ref(),
+            &timeline.entries(),
+            &self.objective,
+        );
+        Ok(TrialReport {
+            schedule: schedule.clone(),
+            class,
+            why,
+            violated: violated(&invariants),
+            figures,
+            timeline: timeline.entries(),
+            took_s: began.elapsed().as_secs_f64(),
+        })
+    }
+
+    fn load_spec(&self, base_url: String) -> LoadSpec {
+        LoadSpec {
+            base_url,
+            rate: self.plan.rate,
+            users: self.plan.users,
+            mix: self.plan.mix.clone(),
+            start: self.plan.start,
+            // An upper bound: the trial's clock closes the schedule (a slow revert makes it later).
+            duration: start_deadline(self.plan) + Duration::from_secs_f64(self.seconds + 60.0),
+            products: self.plan.seed.products,
+            shoppers: self.plan.seed.users,
+            request_timeout: REQUEST_TIMEOUT,
+            sessions: Default::default(),
+        }
+    }
+
+    /// From when every user is logged in: the faults at their instant for their window, the load
+    /// for `seconds` (or until the faults are reverted, if later); then the schedule closes.
+    async fn clock(
+        &self,
+        recorder: &Recorder,
+        schedule: &Schedule,
+        timeline: &FaultTimeline,
+        end: &CancellationToken,
+    ) -> Result<Window, FaultError> {
+        let deadline = Instant::now() + start_deadline(self.plan);
+        while recorder.users_started() < self.plan.users as usize
+            && Instant::now() < deadline
+            && !self.stop.is_cancelled()
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let started = unix_now();
+        let faulted = async {
+            self.wait(schedule.at_s).await;
+            let window = self.wait(schedule.seconds);
+            faults::around_faults(self.lab, timeline, &self.stop, &schedule.faults, window).await
+        };
+        let (faulted, ()) = tokio::join!(faulted, self.wait(self.seconds));
+        end.cancel();
+        faulted?;
+        Ok(Window {
+            judged_from: started.ceil() as i64,
+            closed_in: unix_now().floor() as i64,
+        })
+    }
+
+    /// Sleeps `seconds`, or less on Ctrl-C.
+    async fn wait(&self, seconds: f64) {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {}
+            () = self.stop.cancelled() => {}
+        }
+    }
+}
+
+/// How long the users may take to log in: each login waits for its slot (`users / rate` seconds),
+/// twice over, and ten seconds more for a slow service.
+fn start_deadline(plan: &Plan) -> Duration {
+    Duration::from_secs_f64(2.0 * f64::from(plan.users) / plan.rate + 10.0)
+}
+
+fn unix_now() -> f64 {
+    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
+}
+
+fn violated(invariants: &InvariantReport) -> Vec<String> {
+    (invariants.checks.iter())
+        .filter(|c| !c.held)
+        .map(|c| c.name.clone())
+        .collect()
+}
+
+/// Broken when an invariant was violated (whatever else), untouched when a fault left no evidence,
+/// degraded when the objective broke, harmless otherwise; with why.
+pub fn class_of(
+    invariants: &InvariantReport,
+    figures: Option<&StepFigures>,
+    timeline: &[TimelineEntry],
+    objective: &Objective,
+) -> (Class, String) {
+    let broken: Vec<String> = (invariants.checks.iter())
+        .filter(|c| !c.held)
+        .map(|c| format!("{}: {}", c.name, c.detail))
+        .collect();
+    if !broken.is_empty() {
+        return (Class::Broken, broken.join("; "));
+    }
+    if let Some(untouched) = faults::timeline::untouched(timeline) {
+        return (Class::Untouched, untouched);
+    }
+    match figures.map(|f| f.judge(objective)) {
+        None => (Class::Degraded, "no request completed".into()),
+        Some(StepVerdict::Held) => (Class::Harmless, format!("within {objective}")),
+        Some(StepVerdict::Broke { why } | StepVerdict::GeneratorBound { why }) => (Class::Degraded, why),
+    }
+}

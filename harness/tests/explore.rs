@@ -1,0 +1,137 @@
+//! Exploration on real labs: the lineage prunes a link nothing uses (its faults are never tried), and
+//! a breaking schedule with a harmless extra fault shrinks to the fault that matters, written as an
+//! experiment file that loads.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use fortress::experiment::definition::{self, Profile};
+use fortress::experiment::runner::Event;
+use fortress::explore::{self, ExploreContext, ExploreReport, Settings};
+use fortress::faults::Fault;
+use fortress::faults::proxy::{NetworkFault, ScopedFault};
+use fortress::run_folder::RunFolder;
+use fortress::vocabulary::{Class, Link, Role};
+use tokio_util::sync::CancellationToken;
+
+/// The explorations take turns: each loads the 2-core machine on its own.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A lab with a mail server and a payment provider; `mix` and the payments mode vary.
+fn experiment(mix: &str, payments: &str) -> String {
+    format!(
+        r#"
+name = "explored"
+story = "A lab to explore."
+
+[topology]
+mail = true
+payments = true
+
+[seed]
+products = 50
+users = 100
+stock = 1000000
+password_cost = "light"
+
+[load]
+rate = 40
+users = 40
+mix = {{ {mix} }}
+
+[[phases]]
+name = "steady"
+seconds = 6
+
+[variants.defended]
+modes = {{ payments = "{payments}" }}
+"#
+    )
+}
+
+async fn explored(text: &str, settings: impl FnOnce(&mut Settings)) -> (ExploreReport, PathBuf) {
+    let plan = definition::parse("explored.toml", text, Profile::Quick).unwrap();
+    let mut chosen = Settings::of(&plan, Profile::Quick);
+    settings(&mut chosen);
+    let out = std::env::temp_dir().join(format!("fortress-explore-{}", std::process::id()));
+    let folder = RunFolder::create(&out, "explored", chrono::Utc::now()).unwrap();
+    let show = |event: Event<'_>| {
+        if let Event::Message(text) = event {
+            eprintln!("{text}");
+        }
+    };
+    let ctx = ExploreContext {
+        lab_binary: PathBuf::from(env!("CARGO_BIN_EXE_fortress")),
+        source: ("explored.toml", text),
+        folder: &folder,
+        stop: CancellationToken::new(),
+        progress: &show,
+    };
+    let report = explore::run(&plan, &plan.variants[0], &chosen, &ctx)
+        .await
+        .unwrap();
+    (report, folder.dir().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_nothing_uses_is_pruned_and_never_faulted() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    // Browsing only: no order, so no payment and no email.
+    let (report, folder) = explored(&experiment("browse = 1", "guarded"), |s| {
+        s.budget = Duration::from_secs(25);
+    })
+    .await;
+    assert_eq!(report.trials[0].class, Class::Harmless, "{:?}", report.trials[0]);
+    for unused in [Link::Mail, Link::Payments] {
+        assert!(report.lineage.unused.contains(&unused), "{:?}", report.lineage);
+    }
+    assert!(report.space_pruned < report.space_unpruned);
+    let faulted: Vec<String> = (report.trials.iter())
+        .flat_map(|t| &t.schedule.faults)
+        .map(ToString::to_string)
+        .collect();
+    assert!(!faulted.is_empty(), "the budget let some trials run");
+    for fault in &faulted {
+        assert!(
+            !fault.contains("mail") && !fault.contains("payments") && !fault.contains("provider"),
+            "{fault} was tried on a link the load never used"
+        );
+    }
+    std::fs::remove_dir_all(folder).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_breaking_schedule_sheds_its_harmless_fault_and_replays_as_an_experiment() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let lost_replies = Fault::Network {
+        link: Link::Payments,
+        fault: ScopedFault::from(NetworkFault::HttpLostReply { status: 504 }),
+    };
+    let harmless = Fault::Pause(Role::Mail);
+    let candidates = vec![vec![harmless, lost_replies.clone()]];
+    // The naive payment retries an authorisation whose answer was lost: charged twice.
+    let (report, folder) = explored(&experiment("browse = 1, checkout = 1", "naive"), |s| {
+        s.candidates = Some(candidates);
+    })
+    .await;
+    let finding = report
+        .findings
+        .first()
+        .unwrap_or_else(|| panic!("nothing broke: {report:?}"));
+    assert_eq!(finding.found.faults.len(), 2);
+    assert_eq!(finding.smallest.faults, [lost_replies], "{finding:?}");
+    assert!(
+        finding.violated.iter().any(|v| v == "no payment charged twice"),
+        "{finding:?}"
+    );
+    assert_eq!(finding.reproduced, explore::CONFIRMATIONS, "{finding:?}");
+    let file = finding.file.as_ref().expect("a replay file");
+    let text = std::fs::read_to_string(file).unwrap();
+    let replay = definition::parse(&file.display().to_string(), &text, Profile::Quick).unwrap();
+    assert_eq!(replay.phases[1].faults, finding.smallest.faults);
+    assert!(
+        (replay.predictions.iter()).any(|p| p.claim.metric.to_string() == "payments_charged_twice"),
+        "{text}"
+    );
+    std::fs::remove_dir_all(folder).unwrap();
+}
