@@ -224,6 +224,7 @@ async fn explore(
         ctx,
         started: Instant::now(),
         done: Vec::new(),
+        started_trials: 0,
     };
     let (lineage, baseline) = search.lineage(lab).await?;
     let mut report = ExploreReport {
@@ -262,6 +263,8 @@ struct Search<'a> {
     started: Instant,
     /// Every trial after the one without faults, in order.
     done: Vec<TrialReport>,
+    /// Trials started: the one without faults is number 0.
+    started_trials: usize,
 }
 
 impl Search<'_> {
@@ -274,10 +277,11 @@ impl Search<'_> {
     }
 
     async fn trial(&mut self, schedule: &Schedule) -> Result<TrialReport, ExploreError> {
+        let n = self.started_trials;
+        self.started_trials += 1;
         let report = self.trials.run(schedule).await?;
         self.say(format!(
-            "trial {:>3} ({:>4.0} s): {}: {} ({})",
-            self.done.len() + 1,
+            "trial {n:>3} ({:>4.0} s): {}: {} ({})",
             self.started.elapsed().as_secs_f64(),
             schedule,
             report.class,
