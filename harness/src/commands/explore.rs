@@ -69,7 +69,10 @@ pub async fn run(args: &ExploreArgs, lab_binary: PathBuf) -> ExitCode {
             code
         }
         Ok(_) | Err(ExploreError::Interrupted) => {
-            eprintln!("fortress: interrupted (Ctrl-C); every fault was reverted and the lab removed");
+            eprintln!(
+                "fortress: interrupted (Ctrl-C); every fault was reverted and the lab removed; \
+                 explore.json holds the trials done, if the one without faults was"
+            );
             super::experiment::mark_interrupted(&folder);
             ExitCode::Environment
         }

@@ -152,6 +152,8 @@ pub struct ExploreReport {
     pub not_tried: usize,
     pub findings: Vec<Finding>,
     pub took_s: f64,
+    /// Ctrl-C ended the search: what it holds is what was done until then.
+    pub interrupted: bool,
 }
 
 impl ExploreReport {
@@ -177,7 +179,8 @@ pub struct ExploreContext<'a> {
 }
 
 /// Explores `variant` of `plan` on a lab of its own (removed whatever happens), writes
-/// `explore.json` and a `found-<n>.toml` per finding, and answers what it did.
+/// `explore.json` and a `found-<n>.toml` per finding, and answers what it did (on Ctrl-C after the
+/// trial without faults: what it did until then, `interrupted`).
 pub async fn run(
     plan: &Plan,
     variant: &VariantPlan,
@@ -240,10 +243,23 @@ async fn explore(
         not_tried: 0,
         findings: Vec::new(),
         took_s: 0.0,
+        interrupted: false,
     };
     if baseline.class == Class::Harmless {
-        report.not_tried = search.candidates(&report.lineage).await?;
-        report.findings = search.findings(plan, variant).await?;
+        // On Ctrl-C the trials so far are kept and written: a long search is not lost whole.
+        let searched = match search.candidates(&report.lineage).await {
+            Ok(not_tried) => {
+                report.not_tried = not_tried;
+                search.findings(plan, variant).await
+            }
+            Err(error) => Err(error),
+        };
+        match searched {
+            Ok(findings) => report.findings = findings,
+            Err(ExploreError::Interrupted) => {}
+            Err(error) => return Err(error),
+        }
+        report.interrupted = ctx.stop.is_cancelled();
     } else {
         search.say(format!(
             "without any fault the lab is already {}: {}; nothing can be blamed on a fault",
@@ -363,10 +379,10 @@ impl Search<'_> {
         let total = schedules.len();
         for (n, faults) in schedules.into_iter().enumerate() {
             if self.over_budget() {
-                self.say(format!(
-                    "budget spent: {} of {total} schedules left untried",
-                    total - n
-                ));
+                if !self.ctx.stop.is_cancelled() {
+                    let left = total - n;
+                    self.say(format!("budget spent: {left} of {total} schedules left untried"));
+                }
                 return Ok(total - n);
             }
             // A pair whose single already breaks says nothing new.

@@ -72,11 +72,11 @@ impl Trials<'_> {
             let clock = self.clock(&recorder, schedule, &timeline, &end);
             tokio::join!(load, clock)
         };
-        ran?;
-        let window = clocked?;
         if self.stop.is_cancelled() {
             return Err(ExploreError::Interrupted);
         }
+        ran?;
+        let window = clocked?;
         let left = timeline.still_injected();
         if !left.is_empty() {
             return Err(ExploreError::LeftInjected(left.join(", ")));
