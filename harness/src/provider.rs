@@ -337,9 +337,7 @@ mod tests {
         // Closed books forget everything, keys included.
         let closed = http.delete(format!("{url}/v1/ledger")).send().await.unwrap();
         assert_eq!(closed.status(), 204);
-        let counts: LedgerCounts = http
-            .get(format!("{url}/v1/ledger/counts"))
-            .send()
+        let counts: LedgerCounts = reqwest::get(format!("{url}/v1/ledger/counts"))
             .await
             .unwrap()
             .json()

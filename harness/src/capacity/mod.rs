@@ -21,7 +21,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 pub use search::{Found, Search};
-pub use step::{StepFigures, StepVerdict, Trial, Window};
+pub use step::{StepFigures, StepVerdict, Trial, Window, start_deadline, unix_now};
 
 use crate::env::{EnvError, Lab};
 use crate::experiment::claim::Comparison;

@@ -231,13 +231,14 @@ pub struct Window {
     pub closed_in: i64,
 }
 
-fn unix_now() -> f64 {
+/// Now, in Unix seconds (what `Window` counts in).
+pub fn unix_now() -> f64 {
     chrono::Utc::now().timestamp_millis() as f64 / 1000.0
 }
 
 /// How long the users may take to start: each login waits for a slot, so `users / rate` seconds,
 /// twice over, and ten seconds more for a slow service.
-fn start_deadline(rate: f64, users: u32) -> Duration {
+pub fn start_deadline(rate: f64, users: u32) -> Duration {
     Duration::from_secs_f64(2.0 * f64::from(users) / rate + 10.0)
 }
 

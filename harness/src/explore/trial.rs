@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ExploreError;
 use super::schedule::Schedule;
-use crate::capacity::{StepFigures, StepVerdict, Window};
+use crate::capacity::{StepFigures, StepVerdict, Window, start_deadline, unix_now};
 use crate::env::Lab;
 use crate::experiment::definition::{Objective, Plan, VariantPlan};
 use crate::experiment::invariants::{InvariantReport, RunFacts};
@@ -112,7 +112,8 @@ impl Trials<'_> {
             mix: self.plan.mix.clone(),
             start: self.plan.start,
             // An upper bound: the trial's clock closes the schedule (a slow revert makes it later).
-            duration: start_deadline(self.plan) + Duration::from_secs_f64(self.seconds + 60.0),
+            duration: start_deadline(self.plan.rate, self.plan.users)
+                + Duration::from_secs_f64(self.seconds + 60.0),
             products: self.plan.seed.products,
             shoppers: self.plan.seed.users,
             request_timeout: REQUEST_TIMEOUT,
@@ -129,7 +130,7 @@ impl Trials<'_> {
         timeline: &FaultTimeline,
         end: &CancellationToken,
     ) -> Result<Window, FaultError> {
-        let deadline = Instant::now() + start_deadline(self.plan);
+        let deadline = Instant::now() + start_deadline(self.plan.rate, self.plan.users);
         while recorder.users_started() < self.plan.users as usize
             && Instant::now() < deadline
             && !self.stop.is_cancelled()
@@ -158,16 +159,6 @@ impl Trials<'_> {
             () = self.stop.cancelled() => {}
         }
     }
-}
-
-/// How long the users may take to log in: each login waits for its slot (`users / rate` seconds),
-/// twice over, and ten seconds more for a slow service.
-fn start_deadline(plan: &Plan) -> Duration {
-    Duration::from_secs_f64(2.0 * f64::from(plan.users) / plan.rate + 10.0)
-}
-
-fn unix_now() -> f64 {
-    chrono::Utc::now().timestamp_millis() as f64 / 1000.0
 }
 
 fn violated(invariants: &InvariantReport) -> Vec<String> {
