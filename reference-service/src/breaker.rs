@@ -61,31 +61,48 @@ impl CircuitBreaker {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Whether a call may go to the dependency now. Moves Open to HalfOpen once the cool-down has passed, and
-    /// then admits exactly one caller (the probe) until it reports back.
-    pub fn allow(&self) -> bool {
+    /// A call to the dependency, if one may go now: moves Open to HalfOpen once the cool-down has
+    /// passed, and then admits exactly one caller (the probe) until it reports back. The caller
+    /// reports the outcome on the returned `Call`; a call dropped without a report (its request was
+    /// cancelled mid-flight) is no outcome, and a probe dropped so opens the breaker again, or it
+    /// would skip the dependency forever.
+    pub fn allow(&self) -> Option<Call<'_>> {
         let mut inner = self.lock();
-        match inner.state {
-            BreakerState::Closed => true,
-            BreakerState::HalfOpen => false,
+        let probe = match inner.state {
+            BreakerState::Closed => false,
+            BreakerState::HalfOpen => return None,
             BreakerState::Open if inner.opened_at.elapsed() >= self.cool_down => {
                 inner.state = BreakerState::HalfOpen;
                 true
             }
-            BreakerState::Open => false,
-        }
+            BreakerState::Open => return None,
+        };
+        Some(Call {
+            breaker: self,
+            probe,
+            reported: false,
+        })
     }
 
-    pub fn record_success(&self) {
+    fn record_success(&self) {
         let mut inner = self.lock();
         inner.state = BreakerState::Closed;
         inner.consecutive_failures = 0;
     }
 
-    pub fn record_failure(&self) {
+    fn record_failure(&self) {
         let mut inner = self.lock();
         inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
         if inner.state == BreakerState::HalfOpen || inner.consecutive_failures >= self.failure_threshold {
+            inner.state = BreakerState::Open;
+            inner.opened_at = Instant::now();
+        }
+    }
+
+    /// A probe that never reported: back to Open, so another goes after the cool-down.
+    fn abandon_probe(&self) {
+        let mut inner = self.lock();
+        if inner.state == BreakerState::HalfOpen {
             inner.state = BreakerState::Open;
             inner.opened_at = Instant::now();
         }
@@ -96,40 +113,74 @@ impl CircuitBreaker {
     }
 }
 
+/// One call the breaker let through; report how it went with `succeeded` or `failed`.
+#[must_use = "report the call's outcome, or a probe is counted as abandoned"]
+#[derive(Debug)]
+pub struct Call<'a> {
+    breaker: &'a CircuitBreaker,
+    probe: bool,
+    reported: bool,
+}
+
+impl Call<'_> {
+    pub fn succeeded(mut self) {
+        self.reported = true;
+        self.breaker.record_success();
+    }
+
+    pub fn failed(mut self) {
+        self.reported = true;
+        self.breaker.record_failure();
+    }
+}
+
+impl Drop for Call<'_> {
+    fn drop(&mut self) {
+        if self.probe && !self.reported {
+            self.breaker.abandon_probe();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fail(breaker: &CircuitBreaker) {
+        breaker.allow().expect("the call is let through").failed();
+    }
 
     #[test]
     fn opens_after_the_threshold_and_skips_calls() {
         let breaker = CircuitBreaker::new(3, Duration::from_secs(60));
         for _ in 0..2 {
-            assert!(breaker.allow());
-            breaker.record_failure();
+            fail(&breaker);
         }
         assert_eq!(breaker.state(), BreakerState::Closed);
-        breaker.record_failure();
+        fail(&breaker);
         assert_eq!(breaker.state(), BreakerState::Open);
-        assert!(!breaker.allow());
+        assert!(breaker.allow().is_none());
     }
 
     #[test]
     fn a_success_resets_the_failure_count() {
         let breaker = CircuitBreaker::new(2, Duration::from_secs(60));
-        breaker.record_failure();
-        breaker.record_success();
-        breaker.record_failure();
+        fail(&breaker);
+        breaker.allow().unwrap().succeeded();
+        fail(&breaker);
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
     #[test]
     fn half_open_admits_one_probe_and_closes_on_success() {
         let breaker = CircuitBreaker::new(1, Duration::ZERO);
-        breaker.record_failure();
-        assert!(breaker.allow(), "cool-down of zero: the probe goes through");
+        fail(&breaker);
+        let probe = breaker
+            .allow()
+            .expect("cool-down of zero: the probe goes through");
         assert_eq!(breaker.state(), BreakerState::HalfOpen);
-        assert!(!breaker.allow(), "only one probe at a time");
-        breaker.record_success();
+        assert!(breaker.allow().is_none(), "only one probe at a time");
+        probe.succeeded();
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 
@@ -137,10 +188,34 @@ mod tests {
     fn a_failed_probe_opens_again() {
         let breaker = CircuitBreaker::new(5, Duration::ZERO);
         for _ in 0..5 {
-            breaker.record_failure();
+            fail(&breaker);
         }
-        assert!(breaker.allow());
-        breaker.record_failure();
+        fail(&breaker);
         assert_eq!(breaker.state(), BreakerState::Open);
+    }
+
+    /// A request cancelled while its probe was in flight (the client went away) reports nothing; the
+    /// breaker must not wait for that report forever. Seen in a capacity search: the defended
+    /// service never asked the dead Redis again for 50 s.
+    #[test]
+    fn an_abandoned_probe_lets_another_through_after_the_cool_down() {
+        let breaker = CircuitBreaker::new(1, Duration::ZERO);
+        fail(&breaker);
+        drop(breaker.allow().expect("the probe goes through"));
+        assert_eq!(breaker.state(), BreakerState::Open);
+        assert!(breaker.allow().is_some(), "a new probe after the cool-down");
+    }
+
+    #[test]
+    fn an_abandoned_call_while_closed_is_no_outcome() {
+        let breaker = CircuitBreaker::new(2, Duration::from_secs(60));
+        fail(&breaker);
+        drop(breaker.allow().unwrap());
+        fail(&breaker);
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Open,
+            "two failures, the dropped call not counted"
+        );
     }
 }

@@ -163,9 +163,9 @@ impl PaymentClient {
             .await
             .map_err(|_| self.count(PaymentError::Busy))?
             .expect("the bulkhead is never closed");
-        if !self.breaker.allow() {
+        let Some(mut call) = self.breaker.allow() else {
             return Err(self.count(PaymentError::CircuitOpen));
-        }
+        };
         self.budget.earn();
         let key = payment.order_ref.as_str();
         let mut attempt = 1;
@@ -177,20 +177,23 @@ impl PaymentClient {
             };
             match outcome {
                 Err(error) if error.is_transient() => {
-                    self.breaker.record_failure();
+                    call.failed();
                     unknown |= error.outcome_unknown();
-                    let retry = attempt < GUARDED_ATTEMPTS && self.budget.spend() && self.breaker.allow();
-                    if !retry {
+                    let retry = (attempt < GUARDED_ATTEMPTS && self.budget.spend())
+                        .then(|| self.breaker.allow())
+                        .flatten();
+                    let Some(next) = retry else {
                         if unknown {
                             self.cancel_by_reference(payment);
                         }
                         return Err(error);
-                    }
+                    };
+                    call = next;
                     tokio::time::sleep(backoff(attempt)).await;
                     attempt += 1;
                 }
                 outcome => {
-                    self.breaker.record_success();
+                    call.succeeded();
                     return outcome;
                 }
             }

@@ -207,11 +207,11 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        let redis_up = if self.breaker.allow() {
+        let redis_up = if let Some(call) = self.breaker.allow() {
             let mut redis = self.redis.clone();
             match tokio::time::timeout(self.deadline, redis.get::<_, Option<String>>(key)).await {
                 Ok(Ok(found)) => {
-                    self.breaker.record_success();
+                    call.succeeded();
                     if let Some(value) = found.and_then(|cached| serde_json::from_str(&cached).ok()) {
                         self.count(Outcome::Hit);
                         return Ok(value);
@@ -220,7 +220,7 @@ impl Cache {
                     true
                 }
                 Ok(Err(_)) | Err(_) => {
-                    self.breaker.record_failure();
+                    call.failed();
                     self.count(Outcome::Error);
                     false
                 }
@@ -243,12 +243,14 @@ impl Cache {
         serde_json::from_str(&encoded).map_err(|e| ApiError::Internal(format!("cached value for {key}: {e}")))
     }
 
+    /// Writes `key` to Redis if the breaker lets a call through, with the deadline.
     async fn write_guarded(&self, key: &str, encoded: &str) {
+        let Some(call) = self.breaker.allow() else { return };
         let mut redis = self.redis.clone();
         let write = redis.set_ex::<_, _, ()>(key, encoded, self.ttl.as_secs());
         match tokio::time::timeout(self.deadline, write).await {
-            Ok(Ok(())) => self.breaker.record_success(),
-            Ok(Err(_)) | Err(_) => self.breaker.record_failure(),
+            Ok(Ok(())) => call.succeeded(),
+            Ok(Err(_)) | Err(_) => call.failed(),
         }
     }
 
@@ -260,8 +262,7 @@ impl Cache {
         }
         let Ok(encoded) = encode(value) else { return };
         match modes.cache_failure {
-            CacheFailure::Breaker if self.breaker.allow() => self.write_guarded(key, &encoded).await,
-            CacheFailure::Breaker => {}
+            CacheFailure::Breaker => self.write_guarded(key, &encoded).await,
             CacheFailure::Fallthrough => {
                 let mut redis = self.redis.clone();
                 if let Err(error) = redis.set_ex::<_, _, ()>(key, encoded, self.ttl.as_secs()).await {
@@ -298,5 +299,65 @@ fn shared_error(error: &ApiError) -> ApiError {
             ApiError::DatabaseUnavailable(sqlx::Error::Protocol(e.to_string()))
         }
         other => ApiError::Internal(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A "Redis" that takes connections and never answers: every call waits until its deadline.
+    async fn silent_redis() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        format!("redis://{address}")
+    }
+
+    fn asked(cache: &Cache, outcome: Outcome) -> u64 {
+        (cache.metrics.cache_requests)
+            .with_label_values(&[outcome.label()])
+            .get()
+    }
+
+    /// A read whose request is cancelled while it is the breaker's probe (the client went away)
+    /// must not leave the breaker skipping Redis for good.
+    #[tokio::test]
+    async fn a_read_cancelled_during_the_probe_leaves_the_breaker_probing() {
+        let deadline = Duration::from_millis(100);
+        let cache = Cache::new(
+            &silent_redis().await,
+            deadline,
+            Duration::from_secs(10),
+            Metrics::new(),
+        )
+        .unwrap();
+        let modes = Modes::default();
+        let read = || cache.read_through(&modes, "product:1", || async { Ok(1_u32) });
+        for _ in 0..BREAKER_THRESHOLD {
+            read().await.unwrap();
+        }
+        assert_eq!(cache.breaker_state(), BreakerState::Open, "Redis never answered");
+        tokio::time::sleep(BREAKER_COOL_DOWN + deadline).await;
+        let cancelled = tokio::time::timeout(deadline / 5, read()).await;
+        assert!(
+            cancelled.is_err(),
+            "the probe waits on the silent Redis until cancelled"
+        );
+
+        tokio::time::sleep(BREAKER_COOL_DOWN + deadline).await;
+        let errors = asked(&cache, Outcome::Error);
+        read().await.unwrap();
+        assert_eq!(
+            asked(&cache, Outcome::Error),
+            errors + 1,
+            "after a cool-down the next read asks Redis again (bypassed: {})",
+            asked(&cache, Outcome::Bypass)
+        );
     }
 }
