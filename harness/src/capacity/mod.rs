@@ -139,8 +139,14 @@ pub async fn run(
         variants: Vec::new(),
     };
     for variant in variants {
-        let (lab, orders_before_run) =
-            runner::prepared_lab(plan, variant, &ctx.lab_binary, ctx.progress).await?;
+        let (lab, orders_before_run) = runner::prepared_lab(
+            plan,
+            variant,
+            &ctx.lab_binary,
+            capacity.service_cpus,
+            ctx.progress,
+        )
+        .await?;
         let searched = VariantSearch {
             plan,
             capacity,
@@ -558,6 +564,7 @@ mod tests {
             step_seconds: 5.0,
             warmup_seconds: 3.0,
             repeats: 1,
+            service_cpus: None,
             predictions: vec![CapacityPrediction {
                 variant: Variant::Vulnerable,
                 figure: CapacityFigure::CapacityKept,

@@ -48,6 +48,7 @@ pub(super) struct Topology {
     balancing: Option<Balancing>,
     mail: bool,
     payments: bool,
+    service_cpus: Option<f64>,
 }
 
 /// Every container of a lab, started.
@@ -80,6 +81,7 @@ impl Topology {
             balancing: spec.balancer,
             mail: spec.mail,
             payments: spec.payments,
+            service_cpus: spec.service_cpus,
         }
     }
 
@@ -90,6 +92,17 @@ impl Topology {
     /// What every lab container has: the run's network, a name that is its host name there, the run
     /// and role labels, and its ports published on 127.0.0.1 only.
     fn request(&self, image: &ImageChoice, role: Role, ports: &[u16]) -> ContainerRequest<GenericImage> {
+        self.limited_request(image, role, ports, None)
+    }
+
+    /// `request`, with the container's CPUs capped at `cpus` (Docker's `--cpus`) when given.
+    fn limited_request(
+        &self,
+        image: &ImageChoice,
+        role: Role,
+        ports: &[u16],
+        cpus: Option<f64>,
+    ) -> ContainerRequest<GenericImage> {
         let (name, tag) = image.image.rsplit_once(':').unwrap_or((&image.image, "latest"));
         let mut image = GenericImage::new(name, tag);
         for &port in ports {
@@ -101,7 +114,7 @@ impl Topology {
             .with_container_name(self.container_name(role))
             .with_label(RUN_LABEL, self.run_id.clone())
             .with_label(ROLE_LABEL, role.to_string())
-            .with_host_config_modifier(loopback_only(ports.to_vec()))
+            .with_host_config_modifier(host_config(ports.to_vec(), cpus))
             .with_startup_timeout(Duration::from_secs(60));
         for (key, value) in self.owner.iter().flat_map(Owner::labels) {
             request = request.with_label(key, value);
@@ -170,7 +183,12 @@ impl Topology {
     /// has) through the proxy.
     fn replica(&self, n: u32) -> ContainerRequest<GenericImage> {
         let proxy = self.container_name(Role::Proxy);
-        let mut request = self.request(&self.images.lab, Role::Service(n), &[SERVICE_PORT]);
+        let mut request = self.limited_request(
+            &self.images.lab,
+            Role::Service(n),
+            &[SERVICE_PORT],
+            self.service_cpus,
+        );
         if self.mail {
             request = request.with_env_var("SMTP_ADDR", format!("{proxy}:{}", port_of(Link::Mail)));
         }
@@ -258,8 +276,10 @@ impl Topology {
 }
 
 /// Publishes `ports` on 127.0.0.1 only, each on a free port the engine picks.
-fn loopback_only(ports: Vec<u16>) -> impl Fn(&mut HostConfig) + Send + Sync + 'static {
+/// Ports published on 127.0.0.1 only, and the CPUs capped when `cpus` says so.
+fn host_config(ports: Vec<u16>, cpus: Option<f64>) -> impl Fn(&mut HostConfig) + Send + Sync + 'static {
     move |host: &mut HostConfig| {
+        host.nano_cpus = cpus.map(|cpus| (cpus * 1e9) as i64);
         let binding = || PortBinding {
             host_ip: Some("127.0.0.1".into()),
             host_port: Some(String::new()),

@@ -74,6 +74,8 @@ pub struct LabSpec {
     /// A payment provider (`fortress provider`) checkouts authorise each order with, through the
     /// proxy's `payments` link; without one checkouts take no payment.
     pub payments: bool,
+    /// The CPUs each service replica may use (Docker's `--cpus`); `None`: as many as the machine has.
+    pub service_cpus: Option<f64>,
 }
 
 impl LabSpec {
@@ -90,6 +92,7 @@ impl LabSpec {
             balancer: None,
             mail: false,
             payments: false,
+            service_cpus: None,
         }
     }
 }

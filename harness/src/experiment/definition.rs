@@ -199,14 +199,18 @@ pub struct CapacityPlan {
     pub warmup_seconds: f64,
     /// How many times a rate near the knee is tried: the majority decides.
     pub repeats: u32,
+    /// The CPUs each service replica may use during the search (Docker's `--cpus`), when the file
+    /// caps them: a knee the service reaches before the load generator beside it runs out of cores.
+    pub service_cpus: Option<f64>,
     pub predictions: Vec<CapacityPrediction>,
 }
 
 impl CapacityPlan {
     /// How the search steps, in a line: `steps of 5 s (3 s warm-up) from 150/s up to 2400/s, ...`.
     pub fn steps_text(&self) -> String {
+        let cpus = (self.service_cpus).map_or_else(String::new, |cpus| format!(", {cpus} CPUs a replica"));
         format!(
-            "steps of {} s ({} s warm-up not judged) from {}/s up to {}/s, bracket within {:.0}%, repeats near the knee: {}",
+            "steps of {} s ({} s warm-up not judged) from {}/s up to {}/s, bracket within {:.0}%, repeats near the knee: {}{cpus}",
             self.step_seconds,
             self.warmup_seconds,
             self.from,

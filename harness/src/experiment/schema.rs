@@ -231,6 +231,7 @@ pub(super) struct CapacityFile {
     pub(super) step_seconds: Option<Spanned<f64>>,
     pub(super) warmup_seconds: Option<Spanned<f64>>,
     pub(super) repeats: Option<Spanned<u32>>,
+    pub(super) service_cpus: Option<Spanned<f64>>,
     #[serde(default)]
     pub(super) predictions: Vec<CapacityPredictionFile>,
 }

@@ -190,7 +190,7 @@ pub async fn run(
     let turn = Turn::take(&ctx.stop)
         .await
         .map_err(|_| ExploreError::Interrupted)?;
-    let (lab, _) = runner::prepared_lab(plan, variant, &ctx.lab_binary, ctx.progress).await?;
+    let (lab, _) = runner::prepared_lab(plan, variant, &ctx.lab_binary, None, ctx.progress).await?;
     let explored = explore(plan, variant, settings, ctx, &lab, &turn).await;
     if let Err(error) = lab.shutdown().await {
         tracing::warn!(%error, "could not remove the lab; run `fortress cleanup`");

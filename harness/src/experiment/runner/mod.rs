@@ -114,7 +114,7 @@ impl Labs {
         plan.seed.seed = seed;
         let starts = variants
             .iter()
-            .map(|v| start_lab(&plan, v.variant, lab_binary, progress));
+            .map(|v| start_lab(&plan, v.variant, lab_binary, None, progress));
         Labs {
             started: futures::future::join_all(starts).await,
         }
@@ -154,6 +154,7 @@ async fn start_lab(
     plan: &Plan,
     variant: Variant,
     lab_binary: &std::path::Path,
+    service_cpus: Option<f64>,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<Lab, RunError> {
     let spec = LabSpec {
@@ -167,6 +168,7 @@ async fn start_lab(
             .iter()
             .find(|v| v.variant == variant)
             .and_then(|v| v.balancer),
+        service_cpus,
         ..LabSpec::with_binary(lab_binary.to_owned())
     };
     progress(Event::Message(format!("{variant}: starting the lab")));
@@ -184,14 +186,15 @@ async fn start_lab(
 /// A lab for `variant` of `plan`, started and prepared as a run's is (seeded, the variant's modes
 /// on every replica), for a search that drives many loads through one lab (`fortress capacity`).
 /// Answers the lab and the highest order id before any load. The caller removes the lab
-/// (`Lab::shutdown`), whatever happens.
+/// (`Lab::shutdown`), whatever happens. `service_cpus` caps each replica's CPUs.
 pub async fn prepared_lab(
     plan: &Plan,
     variant: &VariantPlan,
     lab_binary: &std::path::Path,
+    service_cpus: Option<f64>,
     progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<(Lab, i64), RunError> {
-    let lab = start_lab(plan, variant.variant, lab_binary, progress).await?;
+    let lab = start_lab(plan, variant.variant, lab_binary, service_cpus, progress).await?;
     match prepare::prepare(plan, variant, &lab).await {
         Ok(prepared) => Ok((lab, prepared.orders_before_run)),
         Err(error) => {

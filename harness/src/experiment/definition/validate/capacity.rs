@@ -74,6 +74,10 @@ pub(super) fn plan(
         None if quick => 1,
         None => 3,
     };
+    let service_cpus = match &c.service_cpus {
+        Some(cpus) => Some(between(src, Some(cpus), "capacity.service_cpus", 1.0, 0.1, 64.0)?),
+        None => None,
+    };
     Ok(CapacityPlan {
         fault_phase: phase.clone(),
         faults: fault_phase.faults.clone(),
@@ -84,6 +88,7 @@ pub(super) fn plan(
         step_seconds: (step * factor).round().max(warmup_seconds + MEASURED_SECONDS_MIN),
         warmup_seconds,
         repeats,
+        service_cpus,
         predictions: (c.predictions.iter())
             .map(|p| prediction(src, p, lab))
             .collect::<Result<_, _>>()?,
