@@ -557,6 +557,7 @@ mod tests {
             objective: Objective {
                 p99_ms: 100.0,
                 error_rate: 0.01,
+                group: None,
             },
             from: 100.0,
             max_rate: 1600.0,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::experiment::definition::{Objective, Plan};
-use crate::load::{self, LoadSpec, Recorder, SecondSample, SessionBook, Turn, quantile_ms};
+use crate::load::{self, Group, LoadSpec, Recorder, SecondSample, SessionBook, Turn, quantile_ms};
 use crate::vocabulary::Condition;
 
 /// The generator's own lag (a slot due, a user free, the request not yet sent) above which a step
@@ -66,8 +66,9 @@ pub struct Trial {
 impl StepFigures {
     /// The figures of the seconds of `window` (Unix seconds, by completion): the warm-up before it
     /// is set aside, and the answers after the schedule closed still count. Throughput and the slots
-    /// never sent count over the whole seconds the schedule was open. `None` when nothing completed.
-    pub fn of(rate: f64, seconds: &[SecondSample], window: Window) -> Option<Self> {
+    /// never sent count over the whole seconds the schedule was open. Latency and errors are the
+    /// requests of `group`'s, or of all when `None`. `None` when none of them completed.
+    pub fn of(rate: f64, seconds: &[SecondSample], window: Window, group: Option<Group>) -> Option<Self> {
         let judged: Vec<&SecondSample> = (seconds.iter())
             .filter(|s| s.unix_second >= window.judged_from)
             .collect();
@@ -76,7 +77,7 @@ impl StepFigures {
         for second in rest {
             merged.merge(second);
         }
-        let requests = merged.count();
+        let (requests, errors) = merged.count_and_errors(group);
         if requests == 0 {
             return None;
         }
@@ -87,15 +88,16 @@ impl StepFigures {
             (due + s.schedule.due, sent + s.schedule.sent)
         });
         let completed_in_whole: u64 = whole.iter().map(|s| s.count()).sum();
-        let latency = merged.latency_us(&[]);
+        let groups: Vec<Group> = group.into_iter().collect();
+        let latency = merged.latency_us(&groups);
         Some(Self {
             rate,
             achieved_rps: completed_in_whole as f64 / whole.len().max(1) as f64,
             requests,
             p50_ms: quantile_ms(&latency, 0.50),
             p99_ms: quantile_ms(&latency, 0.99),
-            service_p99_ms: quantile_ms(&merged.service_us(), 0.99),
-            error_rate: merged.errors() as f64 / requests as f64,
+            service_p99_ms: quantile_ms(&merged.service_us_of(&groups), 0.99),
+            error_rate: errors as f64 / requests as f64,
             unsent_share: u64::saturating_sub(due, sent) as f64 / due.max(1) as f64,
             own_lag_p99_ms: quantile_ms(&merged.schedule.own_lag_us, 0.99),
         })
@@ -190,7 +192,12 @@ impl Stepper<'_> {
         };
         ran?;
         self.acknowledged.extend(recorder.acknowledged_orders());
-        Ok(StepFigures::of(rate, &recorder.take_all(), window))
+        Ok(StepFigures::of(
+            rate,
+            &recorder.take_all(),
+            window,
+            self.objective.group,
+        ))
     }
 
     /// Waits until every user is past its start (or the start's deadline), closes the schedule
@@ -280,6 +287,7 @@ mod tests {
         let objective = Objective {
             p99_ms: 500.0,
             error_rate: 0.01,
+            group: None,
         };
         assert_eq!(figures(400.0, 0.0, 1.0).judge(&objective), StepVerdict::Held);
         let StepVerdict::Broke { why } = figures(900.0, 0.05, 1.0).judge(&objective) else {
@@ -298,6 +306,7 @@ mod tests {
         let objective = Objective {
             p99_ms: 500.0,
             error_rate: 0.01,
+            group: None,
         };
         assert_eq!(users_for(100.0, &objective), 110);
         assert_eq!(users_for(1.0, &objective), 11);

@@ -228,6 +228,9 @@ pub struct Objective {
     pub p99_ms: f64,
     /// Errors (5xx, timeouts, refused) over requests, at or under this.
     pub error_rate: f64,
+    /// The request group both are judged on (`browse`: the pages a slow checkout must not slow);
+    /// `None`: every request.
+    pub group: Option<crate::load::Group>,
 }
 
 impl std::fmt::Display for Objective {
@@ -237,7 +240,11 @@ impl std::fmt::Display for Objective {
             "p99 <= {} ms from the intended send, errors <= {}%",
             self.p99_ms,
             self.error_rate * 100.0
-        )
+        )?;
+        match self.group {
+            Some(group) => write!(f, ", of the {group} requests"),
+            None => Ok(()),
+        }
     }
 }
 

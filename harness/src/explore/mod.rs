@@ -102,6 +102,7 @@ impl Settings {
                 Objective {
                     p99_ms: 1000.0,
                     error_rate: 0.01,
+                    group: None,
                 },
                 |c| c.objective,
             ),

@@ -86,7 +86,7 @@ impl Trials<'_> {
             orders_before_run,
         };
         let invariants = runner::invariants_of(self.lab, &facts).await?;
-        let figures = StepFigures::of(self.plan.rate, &recorder.take_all(), window);
+        let figures = StepFigures::of(self.plan.rate, &recorder.take_all(), window, self.objective.group);
         let (class, why) = class_of(
             &invariants,
             figures.as_ref(),

@@ -30,6 +30,19 @@ impl Group {
         self as usize
     }
 
+    /// Whether `scenario`'s users send requests of this group.
+    pub fn sent_by(self, scenario: crate::vocabulary::Scenario) -> bool {
+        use crate::vocabulary::Scenario as S;
+        match self {
+            Self::Login => scenario.logs_in(),
+            Self::Browse => scenario == S::Browse,
+            Self::Availability => scenario == S::Availability,
+            Self::Checkout => scenario == S::Checkout,
+            Self::History => scenario == S::History,
+            Self::ProbeKnown | Self::ProbeUnknown => scenario == S::LoginProbe,
+        }
+    }
+
     /// Whether only a logged-in user makes these requests.
     pub fn needs_login(self) -> bool {
         matches!(self, Self::Checkout | Self::History)
@@ -275,6 +288,13 @@ impl SecondSample {
         self.groups.iter().map(|g| g.errors).sum()
     }
 
+    /// The requests of `group` (of every group when `None`), and how many of them were errors.
+    pub fn count_and_errors(&self, group: Option<Group>) -> (u64, u64) {
+        (self.groups.iter())
+            .filter(|g| group.is_none_or(|only| g.group == only))
+            .fold((0, 0), |(n, e), g| (n + g.count(), e + g.errors))
+    }
+
     /// Of the requests only a logged-in user makes (checkout, history), the share answered as logged
     /// out; `None` when there were none.
     pub fn logged_out_share(&self) -> Option<f64> {
@@ -314,7 +334,12 @@ impl SecondSample {
 
     /// The service times of every group, merged into one histogram.
     pub fn service_us(&self) -> Histogram<u64> {
-        self.merged(&[], |g| &g.service_us)
+        self.service_us_of(&[])
+    }
+
+    /// The service times of `groups` (all groups when empty), merged into one histogram.
+    pub fn service_us_of(&self, groups: &[Group]) -> Histogram<u64> {
+        self.merged(groups, |g| &g.service_us)
     }
 
     fn merged(&self, groups: &[Group], which: impl Fn(&GroupSecond) -> &Histogram<u64>) -> Histogram<u64> {

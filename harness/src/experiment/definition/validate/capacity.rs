@@ -5,6 +5,7 @@ use toml::Spanned;
 use super::{LabShape, Source, checked_tolerance, finite, known_variant, revision_in};
 use crate::experiment::definition::{CapacityPlan, CapacityPrediction, DefinitionError, Objective};
 use crate::experiment::schema::{CapacityFile, CapacityPredictionFile};
+use crate::load::Group;
 use crate::vocabulary::CapacityFigure;
 
 /// A step shorter than this after its warm-up judges too few seconds to see a queue grow.
@@ -33,6 +34,7 @@ pub(super) fn plan(
     let objective = Objective {
         p99_ms: positive(src, Some(&c.p99_ms), "capacity.p99_ms", 0.0, 60_000.0)?,
         error_rate: between(src, c.error_rate.as_ref(), "capacity.error_rate", 0.01, 0.0, 0.5)?,
+        group: c.group.as_ref().map(|g| group(src, g, lab)).transpose()?,
     };
     let from = between(src, c.from.as_ref(), "capacity.from", load_rate, 0.1, 10_000.0)?;
     let ceiling = (from * 16.0).min(10_000.0);
@@ -93,6 +95,17 @@ pub(super) fn plan(
             .map(|p| prediction(src, p, lab))
             .collect::<Result<_, _>>()?,
     })
+}
+
+/// The request group the objective is judged on: a known one, that the load's mix sends.
+fn group(src: &Source<'_>, group: &Spanned<String>, lab: &LabShape<'_>) -> Result<Group, DefinitionError> {
+    let error = |message: String| src.error(&group.span(), "capacity.group", message);
+    let parsed: Group =
+        (group.get_ref().parse()).map_err(|e: crate::vocabulary::Unknown| error(e.to_string()))?;
+    if !lab.mix.iter().any(|&(s, w)| w > 0 && parsed.sent_by(s)) {
+        return Err(error(format!("the load's mix sends no {parsed} requests")));
+    }
+    Ok(parsed)
 }
 
 /// A written value in `min..=max`, or `default` when the file leaves it out.
