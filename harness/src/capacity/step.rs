@@ -249,12 +249,18 @@ pub fn start_deadline(rate: f64, users: u32) -> Duration {
     Duration::from_secs_f64(2.0 * f64::from(users) / rate + 10.0)
 }
 
-/// Users enough that, while every request meets the objective's p99, twice the rate's share of them
-/// are never all busy (Little's law: rate x latency are busy at once), so the users never limit a
-/// rate the service holds; and no more, since every user logs in (on the schedule) as its step
-/// starts.
+/// Users enough that, while the requests meet the objective, twice the rate's share of them are
+/// never all busy (Little's law: rate x latency are busy at once), so the users never limit a rate
+/// the service holds; and no more, since every new user logs in (on the schedule) as its step
+/// starts. An objective on one group bounds only that group's latency: the others may take up to
+/// the request timeout, and each scenario's users (its weight's share) must still send its share of
+/// the rate, so the users are sized for the timeout.
 fn users_for(rate: f64, objective: &Objective) -> u32 {
-    let busy = rate * objective.p99_ms / 1000.0;
+    let latency_ms = match objective.group {
+        Some(_) => request_timeout(objective).as_secs_f64() * 1000.0,
+        None => objective.p99_ms,
+    };
+    let busy = rate * latency_ms / 1000.0;
     ((2.0 * busy).ceil() as u32 + 10).min(2000)
 }
 
@@ -312,5 +318,14 @@ mod tests {
         assert_eq!(users_for(1.0, &objective), 11);
         assert_eq!(users_for(100_000.0, &objective), 2000);
         assert_eq!(request_timeout(&objective), Duration::from_millis(1500));
+        let pages = Objective {
+            group: Some(Group::Browse),
+            ..objective
+        };
+        assert_eq!(
+            users_for(100.0, &pages),
+            310,
+            "a checkout outside the pages' objective may take the whole 1.5 s timeout"
+        );
     }
 }
