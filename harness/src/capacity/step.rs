@@ -16,6 +16,14 @@ use crate::vocabulary::Condition;
 const OWN_LAG_SHARE: f64 = 0.2;
 const OWN_LAG_FLOOR_MS: f64 = 20.0;
 
+/// A step starts from a quiet service: this many health checks in a row, each answered within
+/// `QUIET_ANSWER`. An overloaded step leaves work behind (logins hashing for clients long gone), and
+/// the next rate would be judged on it.
+const QUIET_ANSWERS: u32 = 5;
+const QUIET_ANSWER: Duration = Duration::from_millis(10);
+/// How long a step waits for the service to be quiet before it starts anyway, and says so.
+const QUIET_DEADLINE: Duration = Duration::from_secs(30);
+
 /// What one step saw in its judged seconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepFigures {
@@ -170,6 +178,9 @@ impl Stepper<'_> {
     /// warm-up, which breaks the objective). The step's seconds count from when every user is past
     /// its login: a login storm at the start (argon2, on the schedule) is not the rate's steady state.
     pub async fn step(&mut self, rate: f64) -> Result<Option<StepFigures>, load::LoadError> {
+        if let Err(busy) = self.quiet().await {
+            tracing::warn!(busy, "the step at {rate}/s starts on a service still busy");
+        }
         let recorder = Recorder::new();
         let users = users_for(rate, &self.objective);
         let spec = LoadSpec {
@@ -198,6 +209,32 @@ impl Stepper<'_> {
             window,
             self.objective.group,
         ))
+    }
+
+    /// Polls the service's liveness until it answers `QUIET_ANSWERS` times in a row within
+    /// `QUIET_ANSWER`, or `QUIET_DEADLINE` passes (then: what it last saw).
+    async fn quiet(&self) -> Result<(), String> {
+        let http = reqwest::Client::new();
+        let url = format!("{}/healthz", self.base_url.trim_end_matches('/'));
+        let deadline = Instant::now() + QUIET_DEADLINE;
+        let mut in_a_row = 0;
+        let mut last = String::from("no answer yet");
+        while in_a_row < QUIET_ANSWERS {
+            if Instant::now() >= deadline || self.stop.is_cancelled() {
+                return Err(format!("not quiet after {QUIET_DEADLINE:?}: {last}"));
+            }
+            let asked = Instant::now();
+            let answer = http.get(&url).timeout(QUIET_DEADLINE).send().await;
+            let took = asked.elapsed();
+            let quick = matches!(&answer, Ok(a) if a.status().is_success()) && took <= QUIET_ANSWER;
+            in_a_row = if quick { in_a_row + 1 } else { 0 };
+            last = format!(
+                "{}, in {took:.1?}",
+                answer.map_or_else(|e| e.to_string(), |a| a.status().to_string())
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
     }
 
     /// Waits until every user is past its start (or the start's deadline), closes the schedule

@@ -239,3 +239,62 @@ async fn the_control_api_refuses_bad_http_faults_with_a_4xx_that_says_why() {
     assert_eq!(body["link"]["faults"][0]["fraction"], 0.5, "{body}");
     lab.shutdown().await.unwrap();
 }
+
+/// A guarded checkout whose client gives up after the provider authorised but before the order is
+/// written still ends in an order or a void: the money never stands for nothing. Postgres is 100 ms
+/// away, so the order's writes take most of a second after the authorisation, and the client leaves
+/// as soon as the provider's ledger shows it. Found by `fortress capacity slow-payments`, where
+/// clients timing out on an overloaded service left hundreds of authorisations without an order.
+#[tokio::test]
+async fn a_guarded_checkout_abandoned_by_its_client_still_ends_in_an_order_or_a_void() {
+    let lab = start_with_payments().await;
+    seed(&lab).await;
+    let token = login(&lab).await;
+    let before = orders(&lab).await;
+    let url = format!("{}/orders", lab.entry_url().await.unwrap());
+    let checkout = lab
+        .http()
+        .post(url)
+        .bearer_auth(&token)
+        .header("Idempotency-Key", uuid::Uuid::new_v4().to_string())
+        .json(&json!({ "product_id": 1, "quantity": 1 }))
+        .send();
+    let far = Fault::Network {
+        link: Link::Postgres,
+        fault: NetworkFault::Latency {
+            ms: 100.0,
+            jitter_ms: 0.0,
+        }
+        .into(),
+    };
+    let (timeline, stop) = (FaultTimeline::default(), CancellationToken::new());
+    with_fault(&lab, &timeline, &stop, &far, async {
+        let client = tokio::spawn(checkout);
+        crate::wait_until(
+            "the provider authorised the checkout",
+            Duration::from_secs(10),
+            || async { lab.ledger().await.unwrap().authorizations.len() == 1 },
+        )
+        .await;
+        client.abort();
+        assert!(
+            client.await.is_err_and(|e| e.is_cancelled()),
+            "the client left first"
+        );
+        // The checkout goes on in the service after its client left: keep Postgres far meanwhile.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    })
+    .await
+    .unwrap();
+    crate::wait_until(
+        "the authorisation ends in an order or a void",
+        Duration::from_secs(10),
+        || async {
+            let ledger = lab.ledger().await.unwrap();
+            let standing = ledger.authorizations.iter().filter(|a| !a.voided).count() as i64;
+            standing == orders(&lab).await - before
+        },
+    )
+    .await;
+    lab.shutdown().await.unwrap();
+}
