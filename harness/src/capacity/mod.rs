@@ -350,10 +350,13 @@ impl VariantSearch<'_> {
         let mut outcomes = Vec::new();
         loop {
             let at_s = started.elapsed().as_secs_f64();
-            let figures = stepper.step(rate).await?;
+            let figures = stepper.step(rate).await;
+            // A Ctrl-C between steps stops the next load before it starts: that is the interruption,
+            // not a failure of the generator.
             if self.ctx.stop.is_cancelled() {
                 return Err(CapacityError::Interrupted);
             }
+            let figures = figures?;
             let (verdict, margin) = match &figures {
                 Some(f) => (f.judge(objective), f.margin(objective)),
                 None => (

@@ -212,7 +212,8 @@ impl Stepper<'_> {
     }
 
     /// Polls the service's liveness until it answers `QUIET_ANSWERS` times in a row within
-    /// `QUIET_ANSWER`, or `QUIET_DEADLINE` passes (then: what it last saw).
+    /// `QUIET_ANSWER`, or `QUIET_DEADLINE` passes (then: what it last saw). A Ctrl-C ends the wait
+    /// at once: the step it precedes stops too.
     async fn quiet(&self) -> Result<(), String> {
         let http = reqwest::Client::new();
         let url = format!("{}/healthz", self.base_url.trim_end_matches('/'));
@@ -220,11 +221,14 @@ impl Stepper<'_> {
         let mut in_a_row = 0;
         let mut last = String::from("no answer yet");
         while in_a_row < QUIET_ANSWERS {
-            if Instant::now() >= deadline || self.stop.is_cancelled() {
+            if self.stop.is_cancelled() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
                 return Err(format!("not quiet after {QUIET_DEADLINE:?}: {last}"));
             }
             let asked = Instant::now();
-            let answer = http.get(&url).timeout(QUIET_DEADLINE).send().await;
+            let answer = http.get(&url).timeout(Duration::from_secs(1)).send().await;
             let took = asked.elapsed();
             let quick = matches!(&answer, Ok(a) if a.status().is_success()) && took <= QUIET_ANSWER;
             in_a_row = if quick { in_a_row + 1 } else { 0 };
