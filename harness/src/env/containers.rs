@@ -275,8 +275,8 @@ impl Topology {
     }
 }
 
-/// Publishes `ports` on 127.0.0.1 only, each on a free port the engine picks.
-/// Ports published on 127.0.0.1 only, and the CPUs capped when `cpus` says so.
+/// Publishes `ports` on 127.0.0.1 only, each on a free port the engine picks, and caps the CPUs
+/// when `cpus` says so.
 fn host_config(ports: Vec<u16>, cpus: Option<f64>) -> impl Fn(&mut HostConfig) + Send + Sync + 'static {
     move |host: &mut HostConfig| {
         host.nano_cpus = cpus.map(|cpus| (cpus * 1e9) as i64);

@@ -76,10 +76,9 @@ pub(super) fn plan(
         None if quick => 1,
         None => 3,
     };
-    let service_cpus = match &c.service_cpus {
-        Some(cpus) => Some(between(src, Some(cpus), "capacity.service_cpus", 1.0, 0.1, 64.0)?),
-        None => None,
-    };
+    let service_cpus = (c.service_cpus.as_ref())
+        .map(|cpus| between(src, Some(cpus), "capacity.service_cpus", 1.0, 0.1, 64.0))
+        .transpose()?;
     Ok(CapacityPlan {
         fault_phase: phase.clone(),
         faults: fault_phase.faults.clone(),
