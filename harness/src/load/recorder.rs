@@ -393,6 +393,18 @@ impl Recorder {
         classes
     }
 
+    /// When the record's next second begins: the instant, and that second's time since the Unix
+    /// epoch. A timetable that starts there and ticks every whole second takes, at each tick, exactly
+    /// the second that just ended, so a phase's figures hold its own requests and no other phase's.
+    pub fn next_second(&self) -> (Instant, chrono::DateTime<chrono::Utc>) {
+        let state = self.state();
+        let now = Instant::now();
+        let second = state.second_of(now) + 1;
+        let until_us = (second * 1_000_000 - state.unix_us(now)).max(0) as u64;
+        let at = chrono::DateTime::from_timestamp(second, 0).unwrap_or_default();
+        (now + std::time::Duration::from_micros(until_us), at)
+    }
+
     /// The oldest finished second not yet taken, or `None` while the next one is still running.
     pub fn take_second(&self) -> Option<SecondSample> {
         let mut state = self.state();
@@ -569,6 +581,24 @@ mod tests {
                 .all(|w| w[1].unix_second == w[0].unix_second + 1)
         );
         assert!(recorder.take_second().is_none());
+    }
+
+    #[test]
+    fn the_next_second_begins_exactly_on_a_boundary_of_the_record() {
+        let recorder = Recorder::new();
+        let (at, unix) = recorder.next_second();
+        let state = recorder.state();
+        assert_eq!(
+            state.second_of(at),
+            unix.timestamp(),
+            "the instant is in the second it names"
+        );
+        assert_eq!(
+            state.second_of(at - Duration::from_micros(1)),
+            unix.timestamp() - 1,
+            "a microsecond before it is the second before"
+        );
+        assert!(at > Instant::now() && at <= Instant::now() + Duration::from_secs(1));
     }
 
     #[test]

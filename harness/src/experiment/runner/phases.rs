@@ -48,6 +48,11 @@ pub(super) struct Watched {
 
 /// The run's timetable, fixed when the load starts: phases end at their planned offsets, and samples
 /// are taken every whole second after the start.
+///
+/// It starts on a boundary of the recorder's seconds, so each sample takes the second that just
+/// ended and phases (with their faults) begin and end on those boundaries. Started anywhere else, a
+/// phase's first sample would hold up to a second of the phase before it: a kill's first second
+/// read as 0 to 0.95 of the users logged out depending only on where in a second the run began.
 struct Clock {
     started: Instant,
     /// Where the current phase ends.
@@ -56,8 +61,15 @@ struct Clock {
 }
 
 impl Clock {
-    fn start() -> Self {
-        let started = Instant::now();
+    /// Waits for the recorder's next second and starts there (less than a second of load that
+    /// belongs to no phase).
+    async fn start_with(recorder: &Recorder) -> (Self, chrono::DateTime<chrono::Utc>) {
+        let (started, at) = recorder.next_second();
+        tokio::time::sleep_until(started.into()).await;
+        (Self::start_at(started), at)
+    }
+
+    fn start_at(started: Instant) -> Self {
         Self {
             started,
             phase_end: started,
@@ -163,6 +175,8 @@ struct Watch<'a> {
     observer: Observer,
     recorder: Recorder,
     clock: Clock,
+    /// The wall-clock time of the timetable's start (`at_s` 0).
+    started_at: chrono::DateTime<chrono::Utc>,
     samples: Vec<Sample>,
     latencies: PhaseLatencies,
     untouched: BTreeMap<String, Vec<String>>,
@@ -190,6 +204,7 @@ impl<'a> Watch<'a> {
         } else {
             None
         };
+        let (clock, started_at) = Clock::start_with(&recorder).await;
         Ok(Self {
             lab,
             ctx,
@@ -197,7 +212,8 @@ impl<'a> Watch<'a> {
             total_s: plan.run_seconds(),
             observer,
             recorder,
-            clock: Clock::start(),
+            clock,
+            started_at,
             samples: Vec::new(),
             latencies: PhaseLatencies::default(),
             untouched: BTreeMap::new(),
@@ -374,7 +390,7 @@ pub(super) async fn run(
     load.started(&recorder, &ctx.stop).await;
     let mut watch = Watch::new(plan, variant, lab, ctx, recorder.clone()).await?;
     let requests_before_phases = recorder.request_count();
-    let load_started_at = chrono::Utc::now();
+    let load_started_at = watch.started_at;
     let journal = ctx.journal.clone();
     let timeline = FaultTimeline::heard_by(Arc::new(move |step| {
         journal.write(&Entry::Fault {
