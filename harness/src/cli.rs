@@ -79,6 +79,9 @@ pub enum Command {
     /// Check an experiment (built-in name or .toml path) and print its plan: phases, faults, variants,
     /// predictions. Errors name the file, line and field.
     Plan(PlanArgs),
+    /// Check a target: the Compose file of a backend Fortress did not write, with its `x-fortress`
+    /// section, and print what its lab would be. Errors name the file, line and field.
+    Target(TargetArgs),
     /// Draw a run folder's charts and `report.html` again from its saved data.
     #[command(after_help = ExitCode::help())]
     Report(ReportArgs),
@@ -235,6 +238,15 @@ pub struct PlanArgs {
     pub experiment: String,
     #[arg(long, value_enum, default_value_t = crate::experiment::definition::Profile::Standard)]
     pub profile: crate::experiment::definition::Profile,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(
+    after_help = "Example:\n  fortress target examples/pretix/compose.yaml\n\nThe file's format: docs/your-own-service.md"
+)]
+pub struct TargetArgs {
+    /// The Compose file (docker-compose.yml, compose.yaml) with an `x-fortress:` section.
+    pub file: std::path::PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

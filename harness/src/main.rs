@@ -38,7 +38,7 @@ async fn main() -> ExitCode {
     }
     if matches!(
         cli.command,
-        Command::List | Command::Plan(_) | Command::Report(_) | Command::Compare(_)
+        Command::List | Command::Plan(_) | Command::Target(_) | Command::Report(_) | Command::Compare(_)
     ) {
         end_quietly_when_the_reader_does();
     }
@@ -62,6 +62,7 @@ async fn main() -> ExitCode {
         Command::Explore(args) => commands::explore::run(args, lab_binary).await,
         Command::List => commands::catalog::list(),
         Command::Plan(args) => commands::catalog::plan(args),
+        Command::Target(args) => commands::target::check(args),
         Command::Report(args) => commands::report::report(args),
         Command::Compare(args) => commands::report::compare(args),
         Command::Service(_) => unreachable!("handled above"),

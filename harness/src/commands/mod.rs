@@ -8,6 +8,7 @@ pub mod explore;
 pub mod gate;
 pub mod lab;
 pub mod report;
+pub mod target;
 
 /// Prints `error` and every cause under it on one line: `fortress: could not start the lab: could
 /// not start the postgres container: ...`.

@@ -28,6 +28,7 @@ pub mod owner;
 pub mod payments;
 pub mod poll;
 pub mod resources;
+pub mod target;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
