@@ -242,11 +242,18 @@ pub struct PlanArgs {
 
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Example:\n  fortress target examples/pretix/compose.yaml\n\nThe file's format: docs/your-own-service.md"
+    after_help = "Examples:\n  fortress target compose.yaml        # check it, print its lab\n  fortress target compose.yaml --up   # start its lab until Ctrl-C\n\nThe file's format: docs/your-own-service.md"
 )]
 pub struct TargetArgs {
     /// The Compose file (docker-compose.yml, compose.yaml) with an `x-fortress:` section.
     pub file: std::path::PathBuf,
+    /// Start the lab it describes (its own network, 127.0.0.1-only ports, links through the fault
+    /// proxy), print its addresses, and keep it until Ctrl-C removes it.
+    #[arg(long)]
+    pub up: bool,
+    /// With --up: how long each dependency condition, and the entry's readiness, may take.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub deadline: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]

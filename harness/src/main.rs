@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use fortress::cli::{Cli, Command, EnvCommand};
+use fortress::cli::{Cli, Command, EnvCommand, TargetArgs};
 use fortress::commands;
 use tracing_subscriber::EnvFilter;
 
@@ -31,6 +31,7 @@ async fn main() -> ExitCode {
             | Command::Gate(_)
             | Command::Capacity(_)
             | Command::Explore(_)
+            | Command::Target(TargetArgs { up: true, .. })
     ) && let Err(error) = fortress::interrupt::install()
     {
         eprintln!("fortress: cannot take Ctrl-C: {error}");
@@ -38,7 +39,11 @@ async fn main() -> ExitCode {
     }
     if matches!(
         cli.command,
-        Command::List | Command::Plan(_) | Command::Target(_) | Command::Report(_) | Command::Compare(_)
+        Command::List
+            | Command::Plan(_)
+            | Command::Target(TargetArgs { up: false, .. })
+            | Command::Report(_)
+            | Command::Compare(_)
     ) {
         end_quietly_when_the_reader_does();
     }
@@ -62,7 +67,7 @@ async fn main() -> ExitCode {
         Command::Explore(args) => commands::explore::run(args, lab_binary).await,
         Command::List => commands::catalog::list(),
         Command::Plan(args) => commands::catalog::plan(args),
-        Command::Target(args) => commands::target::check(args),
+        Command::Target(args) => commands::target::run(args, lab_binary).await,
         Command::Report(args) => commands::report::report(args),
         Command::Compare(args) => commands::report::compare(args),
         Command::Service(_) => unreachable!("handled above"),

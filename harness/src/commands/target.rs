@@ -1,12 +1,20 @@
-//! `fortress target FILE`: a user's Compose file checked, and the lab it describes printed.
+//! `fortress target FILE`: a user's Compose file checked, and the lab it describes printed; with
+//! `--up`, started until Ctrl-C.
+
+use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::cli::TargetArgs;
+use crate::env::target::lab::{TargetLab, TargetLabSpec};
 use crate::env::target::{Condition, ImageSource, Service, Target};
 use crate::vocabulary::ExitCode;
 
 use super::print_error;
 
-pub fn check(args: &TargetArgs) -> ExitCode {
+/// How long removing a target's lab may take.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
+
+pub async fn run(args: &TargetArgs, lab_binary: PathBuf) -> ExitCode {
     let target = match Target::load(&args.file) {
         Ok(target) => target,
         Err(error) => {
@@ -14,6 +22,77 @@ pub fn check(args: &TargetArgs) -> ExitCode {
             return ExitCode::Usage;
         }
     };
+    print_target(&target);
+    if !args.up {
+        return ExitCode::Confirmed;
+    }
+    let spec = TargetLabSpec {
+        lab_binary,
+        deadline: args.deadline,
+    };
+    up(&target, &spec).await
+}
+
+/// Starts the lab, prints where everything is, and removes it on Ctrl-C (a press during the start
+/// drops the lab half made, which removes what was started).
+async fn up(target: &Target, spec: &TargetLabSpec) -> ExitCode {
+    eprintln!("\nstarting the target's lab...");
+    let started = tokio::select! {
+        started = TargetLab::start(target, spec, &|line| eprintln!("  {line}")) => started,
+        () = crate::interrupt::wait() => {
+            eprintln!("interrupted: the containers started so far are removed");
+            return ExitCode::Environment;
+        }
+    };
+    let lab = match started {
+        Ok(lab) => lab,
+        Err(error) => {
+            eprint!("could not start the target's lab: ");
+            print_error(&error);
+            return ExitCode::Environment;
+        }
+    };
+    println!("lab {} ready in {:.1?}", lab.run_id, lab.ready_in);
+    println!("  entry      {}", lab.entry_url);
+    for (name, url) in &lab.database_urls {
+        println!("  database   {name}: {}", without_password(url));
+    }
+    for container in &lab.containers {
+        println!("  container  {}", container.name);
+    }
+    println!("Ctrl-C stops the lab and removes its containers.");
+    crate::interrupt::wait().await;
+    match tokio::time::timeout(SHUTDOWN_DEADLINE, lab.shutdown()).await {
+        Ok(Ok(removed)) => {
+            println!("{removed}");
+            ExitCode::Confirmed
+        }
+        Ok(Err(error)) => {
+            print_error(&error);
+            ExitCode::Environment
+        }
+        Err(_) => {
+            eprintln!(
+                "fortress: removing the lab took longer than {SHUTDOWN_DEADLINE:?}; run `fortress cleanup`"
+            );
+            ExitCode::Environment
+        }
+    }
+}
+
+/// `url` with its password (if any) shown as `***`: the terminal is often shared or recorded.
+fn without_password(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// What the file describes: services, entry, links and databases.
+fn print_target(target: &Target) {
     println!("{}: {} services\n", target.file.display(), target.services.len());
     for service in &target.services {
         println!("  {}", describe(service));
@@ -40,7 +119,6 @@ pub fn check(args: &TargetArgs) -> ExitCode {
             db.name, db.service, db.port
         );
     }
-    ExitCode::Confirmed
 }
 
 /// One line: where the image comes from, replicas, ports, and what the service waits for.

@@ -239,10 +239,33 @@ fn write_context(context: &Path, binary: &Path) -> std::io::Result<()> {
 
 /// `docker build` with the CLI's classic builder: the same on Debian's docker 20.10 and on newer engines.
 async fn docker_build(image: &str, context: &Path) -> Result<(), ImageError> {
+    docker_build_with(image, context, Vec::new()).await
+}
+
+/// `docker build` of a target's service: its context, and `--file` and `--build-arg`s as its Compose
+/// file says.
+pub async fn build_for_target(
+    image: &str,
+    context: &Path,
+    dockerfile: Option<&Path>,
+    args: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ImageError> {
+    let mut options = Vec::new();
+    if let Some(file) = dockerfile {
+        options.extend(["--file".to_owned(), context.join(file).display().to_string()]);
+    }
+    for (key, value) in args {
+        options.extend(["--build-arg".to_owned(), format!("{key}={value}")]);
+    }
+    docker_build_with(image, context, options).await
+}
+
+async fn docker_build_with(image: &str, context: &Path, options: Vec<String>) -> Result<(), ImageError> {
     let (tag, dir) = (image.to_owned(), context.to_owned());
     let output = tokio::task::spawn_blocking(move || {
         Command::new("docker")
             .args(["build", "-q", "-t", &tag])
+            .args(&options)
             .arg(&dir)
             .env("DOCKER_BUILDKIT", "0")
             .output()

@@ -10,6 +10,7 @@ mod payments;
 mod shop;
 #[path = "../support/mod.rs"]
 mod support;
+mod target;
 mod timing;
 
 pub use support::start_lab;
