@@ -152,3 +152,18 @@ fn describe(service: &Service) -> String {
     }
     format!("{}: {}", service.name, parts.join(", "))
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_printed_database_url_hides_its_password() {
+        assert_eq!(
+            super::without_password("postgres://pretix:secret@127.0.0.1:5432/pretix"),
+            "postgres://pretix:***@127.0.0.1:5432/pretix"
+        );
+        assert_eq!(
+            super::without_password("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+    }
+}

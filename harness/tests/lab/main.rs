@@ -7,6 +7,7 @@ mod faults;
 mod mail;
 mod observe;
 mod payments;
+mod pretix;
 mod shop;
 #[path = "../support/mod.rs"]
 mod support;

@@ -1,7 +1,7 @@
 """Create organizer/event/item/quota + API token for the Fortress lab, idempotently.
 
-Run:  PRETIX_CONFIG_FILE=/etc/pretix/pretix.cfg python -m pretix shell -c "exec(open('/fortress_setup.py').read())"
-  or: DJANGO_SETTINGS_MODULE=pretix.settings python fortress_setup.py
+Run:  `pretix-entrypoint setup` in the fortress/pretix image (DJANGO_SETTINGS_MODULE=fortress_settings)
+
 Env:  FORTRESS_QUOTA (default 100), FORTRESS_PRICE (default 0.00 = free, no payment step),
       FORTRESS_API_TOKEN (optional fixed token, 64 chars max)
 """
@@ -55,5 +55,6 @@ with scopes_disabled():
         quota.size = QUOTA
         quota.save(update_fields=["size"])
 
+    # The token is a secret: it is never printed (container logs end up in run folders).
     print(json.dumps({"organizer": org.slug, "event": ev.slug, "item": item.pk,
-                      "quota": quota.pk, "quota_size": quota.size, "token": tok.token}))
+                      "quota": quota.pk, "quota_size": quota.size, "token_set": bool(tok.token)}))
