@@ -3,16 +3,12 @@
 //! proxy the lab's proxy container runs).
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use super::print_error;
 use crate::cli::{EnvArgs, ProviderArgs, ProxyArgs};
 use crate::env::docker::DockerClient;
 use crate::env::{Balancing, Lab, LabSpec, cleanup};
 use crate::vocabulary::ExitCode;
-
-/// How long removing a lab may take before the user is told to run `fortress cleanup`.
-const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Starts the lab, prints every URL and the admin token, and removes it all on Ctrl-C.
 pub async fn env_up(args: &EnvArgs, lab_binary: PathBuf) -> ExitCode {
@@ -43,24 +39,7 @@ pub async fn env_up(args: &EnvArgs, lab_binary: PathBuf) -> ExitCode {
     if let Err(error) = print_lab(&lab).await {
         print_error(&error);
     }
-    println!("Ctrl-C stops the lab and removes its containers.");
-    crate::interrupt::wait().await;
-    match tokio::time::timeout(SHUTDOWN_DEADLINE, lab.shutdown()).await {
-        Ok(Ok(removed)) => {
-            println!("{removed}");
-            ExitCode::Confirmed
-        }
-        Ok(Err(error)) => {
-            print_error(&error);
-            ExitCode::Environment
-        }
-        Err(_) => {
-            eprintln!(
-                "fortress: removing the lab took longer than {SHUTDOWN_DEADLINE:?}; run `fortress cleanup`"
-            );
-            ExitCode::Environment
-        }
-    }
+    super::keep_until_interrupted(lab.shutdown()).await
 }
 
 async fn print_lab(lab: &Lab) -> Result<(), crate::env::EnvError> {

@@ -2,7 +2,6 @@
 //! `--up`, started until Ctrl-C.
 
 use std::path::PathBuf;
-use std::time::Duration;
 
 use crate::cli::TargetArgs;
 use crate::env::target::lab::{TargetLab, TargetLabSpec};
@@ -10,9 +9,6 @@ use crate::env::target::{Condition, ImageSource, Service, Target};
 use crate::vocabulary::ExitCode;
 
 use super::print_error;
-
-/// How long removing a target's lab may take.
-const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(60);
 
 pub async fn run(args: &TargetArgs, lab_binary: PathBuf) -> ExitCode {
     let target = match Target::load(&args.file) {
@@ -60,24 +56,7 @@ async fn up(target: &Target, spec: &TargetLabSpec) -> ExitCode {
     for container in &lab.containers {
         println!("  container  {}", container.name);
     }
-    println!("Ctrl-C stops the lab and removes its containers.");
-    crate::interrupt::wait().await;
-    match tokio::time::timeout(SHUTDOWN_DEADLINE, lab.shutdown()).await {
-        Ok(Ok(removed)) => {
-            println!("{removed}");
-            ExitCode::Confirmed
-        }
-        Ok(Err(error)) => {
-            print_error(&error);
-            ExitCode::Environment
-        }
-        Err(_) => {
-            eprintln!(
-                "fortress: removing the lab took longer than {SHUTDOWN_DEADLINE:?}; run `fortress cleanup`"
-            );
-            ExitCode::Environment
-        }
-    }
+    super::keep_until_interrupted(lab.shutdown()).await
 }
 
 /// `url` with its password (if any) shown as `***`: the terminal is often shared or recorded.
