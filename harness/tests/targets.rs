@@ -77,3 +77,121 @@ fn a_missing_file_says_which() {
         "{stderr}"
     );
 }
+
+/// A target of two images ci/setup makes (Prometheus answers `/-/ready`; Redis behind a link), for
+/// stopping `fortress target --up` from outside.
+const SMALL: &str = r#"services:
+  web:
+    image: fortress/prometheus:2.42
+    environment: { CACHE_ADDR: "cache:6379" }
+    depends_on: [cache]
+  cache:
+    image: fortress/redis:7
+x-fortress:
+  entry: { service: web, port: 9090, ready: /-/ready }
+  links: [{ from: web, to: cache, port: 6379, address_in: CACHE_ADDR }]
+"#;
+
+/// `fortress target --up` on `SMALL`, its stdout lines arriving on the receiver.
+fn up(dir: &std::path::Path) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), SMALL).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .args(["target", "--up"])
+        .arg(dir.join("compose.yaml"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stdout.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, lines)
+}
+
+fn wait_for_ready(lines: &std::sync::mpsc::Receiver<String>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut seen = Vec::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(100)) {
+            if line.contains("Ctrl-C stops the lab") {
+                return;
+            }
+            seen.push(line);
+        }
+    }
+    panic!("the target's lab never said it was ready:\n{}", seen.join("\n"));
+}
+
+/// Containers whose labels name `pid` as their owner.
+fn owned_by(pid: u32) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=fortress.owner.pid={pid}"),
+        ])
+        .output()
+        .expect("docker ps (the tests need Docker: run ci/setup)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn signal(pid: u32, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill {signal} {pid}");
+}
+
+#[test]
+fn ctrl_c_removes_a_targets_lab_and_sigkill_leaves_it_to_the_next_command() {
+    let dir = std::env::temp_dir().join(format!("fortress-target-signals-{}", std::process::id()));
+
+    // Ctrl-C once it is up: everything removed, exit 0.
+    let (mut child, lines) = up(&dir);
+    wait_for_ready(&lines);
+    let pid = child.id();
+    assert_eq!(owned_by(pid).len(), 3, "proxy, web and cache");
+    signal(pid, "-INT");
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert!(owned_by(pid).is_empty(), "Ctrl-C left containers behind");
+
+    // SIGKILL: nothing can clean up, but the labels name the dead owner, and `fortress doctor` (as
+    // any command that starts a lab) removes what it left.
+    let (mut child, lines) = up(&dir);
+    wait_for_ready(&lines);
+    let pid = child.id();
+    signal(pid, "-KILL");
+    child.wait().unwrap();
+    assert_eq!(
+        owned_by(pid).len(),
+        3,
+        "a killed owner's lab stays until someone reaps it"
+    );
+    let doctor = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("doctor")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        said.contains(&format!("left by fortress (pid {pid}), which is gone")),
+        "{said}"
+    );
+    assert!(owned_by(pid).is_empty(), "{said}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
