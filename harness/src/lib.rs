@@ -17,7 +17,7 @@
 //! - `load`: goose at a paced arrival rate, every request in our recorder
 //! - `observe`: every replica's, Postgres's and Redis's counters as rates, once a second
 //! - `faults`: every fault's inject and revert, the timeline, the network fault proxy
-//! - `env`: the topology in containers, images, the replicas' admin routes, cleanup
+//! - `env`: the topology in containers, images, the replicas' admin routes, cleanup; a user's Compose target
 //! - `provider`: the payment provider stand-in the lab runs (authorisations over HTTP, their ledger)
 //! - `interrupt`: Ctrl-C, owned by Fortress (goose never gets it)
 //! - `run_folder`: where each file of a run goes

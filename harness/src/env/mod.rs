@@ -15,6 +15,11 @@
 //! `owner` names the process a lab belongs to: a lab whose owner was killed is removed by the next
 //! lab to start (and by `fortress doctor`), `logs` keeps the warning and error lines of the service
 //! and Postgres for the run folder.
+//!
+//! `target` is the other kind of lab: a backend Fortress did not write, from its team's Compose file
+//! and an `x-fortress` section, started with the same network, labels, loopback-only ports and fault
+//! proxy. The reference lab does not go through it yet: its roles (admin routes, seed, modes, the
+//! balancer's runtime API) are typed here, and a target knows only Compose names.
 
 pub mod admin;
 pub mod balancer;
