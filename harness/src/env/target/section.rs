@@ -1,0 +1,55 @@
+//! The Fortress section of a Compose file (`x-fortress:`), as written: where the load goes in, which
+//! links to put through the fault proxy, and which databases the invariants may read.
+//!
+//! ```yaml
+//! x-fortress:
+//!   entry: { service: web, port: 8000, ready: /healthz }
+//!   links:
+//!     - { from: web, to: db, port: 5432, address_in: DATABASE_URL }
+//!   databases:
+//!     shop: { service: db, port: 5432, url: "postgres://shop:shop@{address}/shop" }
+//! ```
+
+use marked_yaml::Spanned;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSection {
+    pub entry: RawEntry,
+    #[serde(default)]
+    pub links: Vec<RawLink>,
+    #[serde(default)]
+    pub databases: std::collections::BTreeMap<String, RawDatabase>,
+}
+
+/// The service and port the load goes to, and the path that answers 2xx once it is ready.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEntry {
+    pub service: Spanned<String>,
+    pub port: Spanned<u16>,
+    pub ready: Spanned<String>,
+}
+
+/// A dependency reached by a service, to be put through the fault proxy: `from`'s variable
+/// `address_in` names `to` (as a host, `to:port` or inside a URL), and Fortress rewrites that address
+/// to the proxy's listener for the link.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLink {
+    pub from: Spanned<String>,
+    pub to: Spanned<String>,
+    pub port: Spanned<u16>,
+    pub address_in: Spanned<String>,
+}
+
+/// A Postgres database the invariants may query: `url` with `{address}` where the host and port go
+/// (Fortress fills in the published 127.0.0.1 port).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDatabase {
+    pub service: Spanned<String>,
+    pub port: Spanned<u16>,
+    pub url: Spanned<String>,
+}
