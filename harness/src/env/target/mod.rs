@@ -377,7 +377,14 @@ impl Checker<'_> {
                     .unwrap_or_else(Span::new_blank),
                 on.clone(),
             );
-            self.raw(&spanned, &field("depends_on"))?;
+            let dependency = self.raw(&spanned, &field("depends_on"))?;
+            let checked = dependency.healthcheck.as_ref().is_some_and(|h| !h.disable);
+            if *condition == Condition::ServiceHealthy && !checked {
+                let message = format!(
+                    "{on} has no `healthcheck`, so it can never be healthy: give it one, or wait for `service_started`"
+                );
+                return Err(self.file.at(spanned.span(), &field("depends_on"), message));
+            }
             depends_on.push((on.clone(), *condition));
         }
         self.no_interpolation(raw, name)?;

@@ -205,3 +205,13 @@ fn an_address_is_pointed_at_the_proxy_whatever_its_form() {
         "another host is left alone"
     );
 }
+
+#[test]
+fn waiting_for_a_healthy_service_needs_its_healthcheck() {
+    let (line, field, message) = refused(&shop_with(
+        "      cache: { condition: service_started }",
+        "      cache: { condition: service_healthy }",
+    ));
+    assert_eq!((line, field.as_str()), (12, "services.web.depends_on"));
+    assert!(message.contains("cache has no `healthcheck`"), "{message}");
+}
