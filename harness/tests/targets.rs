@@ -12,6 +12,7 @@ const GOOD: &str = r#"services:
     depends_on: { db: { condition: service_healthy } }
   db:
     image: fortress/postgres:16
+    healthcheck: { test: ["CMD", "pg_isready"] }
 x-fortress:
   entry: { service: web, port: 8000, ready: /healthz }
   links: [{ from: web, to: db, port: 5432, address_in: DATABASE_URL }]
