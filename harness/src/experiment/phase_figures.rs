@@ -50,6 +50,30 @@ pub(super) struct PhaseLatencies {
     latency: BTreeMap<(String, Option<Group>), Histogram<u64>>,
     service: BTreeMap<String, Histogram<u64>>,
     schedule: BTreeMap<String, ScheduleSecond>,
+    counts: BTreeMap<String, Counts>,
+}
+
+/// A phase's requests, for its shares: over every request of the phase, not a mean of its seconds
+/// (a second of a stall that completed one failed request would weigh as much as one that
+/// completed seventeen good ones).
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    requests: u64,
+    errors: u64,
+    /// Requests only a logged-in user makes, and those answered as logged out.
+    logged_in: u64,
+    logged_out: u64,
+}
+
+impl Counts {
+    fn add(&mut self, second: &SecondSample) {
+        self.requests += second.count();
+        self.errors += second.errors();
+        for group in second.groups.iter().filter(|g| g.group.needs_login()) {
+            self.logged_in += group.count();
+            self.logged_out += group.logged_out;
+        }
+    }
 }
 
 impl PhaseLatencies {
@@ -69,6 +93,7 @@ impl PhaseLatencies {
                 );
             }
             merge(&mut self.service, phase.to_owned(), &second.service_us());
+            self.counts.entry(phase.to_owned()).or_default().add(second);
             match self.schedule.get_mut(phase) {
                 Some(merged) => merged.merge(&second.schedule),
                 None => drop(self.schedule.insert(phase.to_owned(), second.schedule.clone())),
@@ -92,7 +117,8 @@ impl PhaseLatencies {
     }
 
     /// The figures over each phase's merged record: latency and service-time percentiles, the
-    /// generator's lag, the most users busy at once.
+    /// shares of errors and of logged-out answers over its requests, the generator's lag, the most
+    /// users busy at once.
     fn figures(&self, stats: &mut PhaseStats) {
         for ((phase, group), histogram) in &self.latency {
             match group.and_then(group_p95) {
@@ -106,6 +132,19 @@ impl PhaseLatencies {
         }
         for (phase, histogram) in &self.service {
             stats.set(phase, Metric::ServiceP95Ms, quantile_ms(histogram, 0.95));
+        }
+        for (phase, counts) in &self.counts {
+            if counts.requests > 0 {
+                stats.set(
+                    phase,
+                    Metric::ErrorRate,
+                    counts.errors as f64 / counts.requests as f64,
+                );
+            }
+            if counts.logged_in > 0 {
+                let share = counts.logged_out as f64 / counts.logged_in as f64;
+                stats.set(phase, Metric::LoggedOutShare, share);
+            }
         }
         for (phase, schedule) in &self.schedule {
             stats.set(phase, Metric::BusyUsers, f64::from(schedule.busy_peak));
@@ -386,6 +425,47 @@ mod tests {
             own_lag_us,
             busy_peak: busy,
         }
+    }
+
+    /// A second of `ok` and `errors` checkouts, `logged_out` of the errors a logged-out user's.
+    fn requests(ok: u64, errors: u64, logged_out: u64) -> SecondSample {
+        let mut latency_us = Histogram::new(3).unwrap();
+        latency_us.record_n(1000, ok + errors).unwrap();
+        let checkout = crate::load::GroupSecond {
+            group: Group::Checkout,
+            ok,
+            expected: 0,
+            errors,
+            logged_out,
+            service_us: latency_us.clone(),
+            latency_us,
+        };
+        SecondSample {
+            unix_second: 0,
+            groups: vec![checkout],
+            schedule: schedule(0, 0, 1),
+        }
+    }
+
+    /// pretix's Redis back after an outage (a quick run of 2026-12-05): one second completed a
+    /// single failed order, the next three 39 good ones. Its error rate is 1 in 40, not the mean of
+    /// its seconds' rates (1.0, 0, 0, 0: 0.25), which refuted a prediction the orders bore out.
+    #[test]
+    fn a_phases_shares_are_over_its_requests_not_a_mean_of_its_seconds() {
+        let mut latencies = PhaseLatencies::default();
+        for second in [
+            requests(0, 1, 1),
+            requests(9, 0, 0),
+            requests(17, 0, 0),
+            requests(13, 0, 0),
+        ] {
+            latencies.add("after", &second);
+        }
+        let mut stats = PhaseStats::default();
+        latencies.figures(&mut stats);
+        assert_eq!(stats.get("after", Metric::ErrorRate), Some(1.0 / 40.0));
+        assert_eq!(stats.get("after", Metric::LoggedOutShare), Some(1.0 / 40.0));
+        assert_eq!(stats.get(RUN_PHASE, Metric::ErrorRate), Some(1.0 / 40.0));
     }
 
     /// retry-storm's defended baseline in a CI run: five seconds of one payment request a checkout,
