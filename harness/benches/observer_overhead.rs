@@ -73,6 +73,7 @@ async fn main() {
         shoppers: 50,
         request_timeout: Duration::from_secs(10),
         sessions: Default::default(),
+        script: None,
     };
     let report_dir = std::env::temp_dir().join(format!("fortress-overhead-{}", std::process::id()));
     let report = report_dir.join("goose-report.html");

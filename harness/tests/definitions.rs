@@ -575,3 +575,92 @@ fn a_reader_that_stops_early_ends_a_printing_command_quietly() {
         );
     }
 }
+
+/// The pretix examples' folder: an experiment against a target finds its Compose file beside it.
+fn pretix(file: &str) -> String {
+    format!("{}/../examples/pretix/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_pretix_experiments_parse_against_their_compose_file_in_both_profiles() {
+    for file in ["rush.toml", "redis-outage.toml"] {
+        let path = pretix(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        for profile in [Profile::Standard, Profile::Quick] {
+            let plan = parse(&path, &text, profile).unwrap_or_else(|e| panic!("{e}"));
+            let target = plan.target.as_ref().expect("a target plan");
+            assert_eq!(target.target.entry.service, "web", "{file}");
+            assert!(!target.script.requests.is_empty(), "{file}");
+            assert_eq!(plan.arrangement, Arrangement::InTurn, "{file}");
+        }
+    }
+    let rush = std::fs::read_to_string(pretix("rush.toml")).unwrap();
+    let plan = parse(&pretix("rush.toml"), &rush, Profile::Standard).unwrap();
+    let target = plan.target.unwrap();
+    assert_eq!(
+        target.environment[&Variant::Vulnerable]["web"]["FORTRESS_SKIP_LOCKING"],
+        "1"
+    );
+    assert_eq!(
+        target.environment[&Variant::Defended]["setup"]["FORTRESS_QUOTA"],
+        "20"
+    );
+    assert!(!target.environment[&Variant::Defended]["web"].contains_key("FORTRESS_SKIP_LOCKING"));
+}
+
+/// An experiment against pretix's Compose file with `from` replaced by `to`, refused.
+fn pretix_error(from: &str, to: &str) -> (DefinitionError, String) {
+    let path = pretix("rush.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(from), "{from}");
+    let text = text.replacen(from, to, 1);
+    let error = parse(&path, &text, Profile::Standard).expect_err("the file should be refused");
+    (error, text)
+}
+
+#[test]
+fn a_mistake_against_a_target_names_the_line_the_field_and_what_the_target_has() {
+    let (error, text) = pretix_error(
+        "name = \"rush\"\nseconds = 10\n",
+        "name = \"rush\"\nseconds = 10\nfaults = [{ kind = \"kill\", target = \"cache\" }]\n",
+    );
+    assert_eq!(error.field, "phases.faults.target");
+    assert_eq!(error.line, line_of(&text, "target = \"cache\""));
+    assert!(
+        error.message.contains("services: web, setup, db, redis"),
+        "{error}"
+    );
+
+    let (error, _) = pretix_error(
+        "seconds = 10\n",
+        "seconds = 10\nfaults = [{ kind = \"down\", link = \"web-cache\" }]\n",
+    );
+    assert_eq!(error.field, "phases.faults.link");
+    assert!(error.message.contains("links: web-db, web-redis"), "{error}");
+
+    let (error, _) = pretix_error(
+        "seconds = 10\n",
+        "seconds = 10\nfaults = [{ kind = \"expire_cache\" }]\n",
+    );
+    assert!(error.message.contains("needs the reference service"), "{error}");
+
+    let (error, text) = pretix_error("metric = \"error_rate\"", "metric = \"pg_statements_per_s\"");
+    assert_eq!(error.field, "predictions.metric");
+    assert_eq!(error.line, line_of(&text, "pg_statements_per_s"));
+    assert!(error.message.contains("only the reference lab has"), "{error}");
+
+    let (error, _) = pretix_error("buyer{{request}}", "buyer{{seat}}");
+    assert_eq!(error.field, "load.requests.body");
+    assert!(error.message.contains("unknown variable {{seat}}"), "{error}");
+
+    let (error, _) = pretix_error("web = { FORTRESS_SKIP", "webshop = { FORTRESS_SKIP");
+    assert_eq!(error.field, "variants.environment");
+    assert!(error.message.contains("no service \"webshop\""), "{error}");
+
+    let (error, _) = pretix_error("database = \"pretix\"", "database = \"shop\"");
+    assert!(error.message.contains("databases: pretix"), "{error}");
+
+    let (error, _) = pretix_error("target = \"compose.yaml\"", "target = \"missing.yaml\"");
+    assert_eq!(error.field, "target");
+    assert!(error.message.contains("relative to this file"), "{error}");
+}

@@ -68,6 +68,7 @@ fn spec(base_url: String, users: u32, mix: Vec<(Scenario, u32)>, seconds: u64) -
         shoppers: SHOPPERS,
         request_timeout: Duration::from_secs(10),
         sessions: Default::default(),
+        script: None,
     }
 }
 

@@ -194,6 +194,7 @@ impl Stepper<'_> {
             shoppers: self.plan.seed.users,
             request_timeout: request_timeout(&self.objective),
             sessions: self.sessions.clone(),
+            script: None,
         };
         let end = CancellationToken::new();
         let (ran, window) = {

@@ -25,6 +25,7 @@ pub async fn run(args: &TargetArgs, lab_binary: PathBuf) -> ExitCode {
     let spec = TargetLabSpec {
         lab_binary,
         deadline: args.deadline,
+        environment: Default::default(),
     };
     up(&target, &spec).await
 }

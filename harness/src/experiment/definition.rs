@@ -97,6 +97,44 @@ pub struct Plan {
     pub aborts: Vec<AbortCondition>,
     /// How `fortress capacity` searches this experiment's load (`[capacity]`), if it says.
     pub capacity: Option<CapacityPlan>,
+    /// A user's target, when the experiment runs against one (`target = "compose.yaml"`) instead of
+    /// the reference lab: then the seed, the mix and the modes above are unused.
+    #[serde(skip)]
+    pub target: Option<std::sync::Arc<TargetPlan>>,
+}
+
+/// What an experiment against a user's target has in place of the reference lab's seed, mix and
+/// modes: the Compose file, the load as requests, each variant's environment, and the invariants and
+/// end-of-run figures as SQL on the target's own databases.
+#[derive(Debug, Clone)]
+pub struct TargetPlan {
+    pub target: crate::env::target::Target,
+    pub script: crate::load::Script,
+    /// Per variant, per service, the environment set on top of the Compose file's (the file's
+    /// shared `[environment]` and the variant's own, merged).
+    pub environment: std::collections::BTreeMap<Variant, Overrides>,
+    pub invariants: Vec<SqlInvariant>,
+    pub figures: Vec<SqlFigure>,
+}
+
+/// Per service, environment variables.
+pub type Overrides = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
+
+/// A query on a target's database whose rows are violations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlInvariant {
+    pub name: String,
+    pub database: String,
+    pub sql: String,
+    pub counted_by: Option<crate::vocabulary::Metric>,
+}
+
+/// A query on a target's database answering one end-of-run figure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlFigure {
+    pub metric: crate::vocabulary::Metric,
+    pub database: String,
+    pub sql: String,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -252,3 +252,90 @@ pub(super) struct CapacityPredictionFile {
     #[serde(default)]
     pub(super) revised: Vec<RevisionFile>,
 }
+
+/// An experiment against a user's target (a file with `target = "compose.yaml"`): the same phases,
+/// faults and predictions, with the load as requests, the variants as environment overrides and the
+/// invariants and end-of-run figures as SQL on the target's own databases.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TargetExperimentFile {
+    pub(super) name: Spanned<String>,
+    pub(super) story: String,
+    /// The Compose file, relative to this file.
+    pub(super) target: Spanned<String>,
+    pub(super) load: TargetLoadFile,
+    #[serde(default)]
+    pub(super) profiles: Option<ProfilesFile>,
+    /// Environment overrides for every variant, per service.
+    #[serde(default)]
+    pub(super) environment: Option<Spanned<Overrides>>,
+    pub(super) phases: Spanned<Vec<PhaseFile>>,
+    pub(super) variants: Spanned<BTreeMap<String, TargetVariantFile>>,
+    #[serde(default)]
+    pub(super) invariants: Vec<Spanned<SqlInvariantFile>>,
+    /// End-of-run figures (`units_sold`, `oversold_units`...) computed by SQL.
+    #[serde(default)]
+    pub(super) figures: BTreeMap<String, Spanned<SqlFigureFile>>,
+    #[serde(default)]
+    pub(super) predictions: Vec<PredictionFile>,
+}
+
+/// Per service, variables to set (or replace) in its environment.
+pub(super) type Overrides = BTreeMap<String, BTreeMap<String, String>>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TargetLoadFile {
+    pub(super) rate: Spanned<f64>,
+    pub(super) users: Spanned<u32>,
+    pub(super) requests: Spanned<Vec<Spanned<RequestFile>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RequestFile {
+    pub(super) group: Spanned<String>,
+    pub(super) method: Spanned<String>,
+    pub(super) path: Spanned<String>,
+    #[serde(default)]
+    pub(super) name: Option<String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub(super) body: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) weight: Option<Spanned<u32>>,
+    pub(super) ok: Spanned<Vec<u16>>,
+    #[serde(default)]
+    pub(super) expected: Vec<u16>,
+    #[serde(default)]
+    pub(super) expected_contains: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TargetVariantFile {
+    #[serde(default)]
+    pub(super) environment: Option<Spanned<Overrides>>,
+}
+
+/// `[[invariants]]`: a query whose rows are the violations; none, and it holds.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SqlInvariantFile {
+    pub(super) name: String,
+    pub(super) database: Spanned<String>,
+    pub(super) sql: String,
+    /// The metric (one of `[figures]`) that counts its violations: a variant that predicts them
+    /// judges the invariant by that prediction.
+    #[serde(default)]
+    pub(super) counted_by: Option<Spanned<String>>,
+}
+
+/// `[figures.<metric>]`: a query answering one number.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SqlFigureFile {
+    pub(super) database: Spanned<String>,
+    pub(super) sql: String,
+}

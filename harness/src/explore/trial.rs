@@ -118,6 +118,7 @@ impl Trials<'_> {
             shoppers: self.plan.seed.users,
             request_timeout: REQUEST_TIMEOUT,
             sessions: Default::default(),
+            script: None,
         }
     }
 

@@ -41,7 +41,7 @@ impl Observed {
     }
 
     /// The proxy's evidence of a network fault on `link`.
-    pub fn of_network(link: Link, evidence: &Evidence) -> Self {
+    pub fn of_network(link: impl std::fmt::Display, evidence: &Evidence) -> Self {
         let touched = evidence.touched_traffic();
         let acted: Vec<String> = [
             (evidence.delayed_chunks, "chunks delayed"),
@@ -242,7 +242,7 @@ async fn restart_count(lab: &Lab, link: Link) -> Result<Evidence, Cause> {
 
 /// Whether traffic tried the link to a container that was down or frozen: connections refused, or
 /// bytes sent that nothing answered.
-fn traffic_met_a_dead_end(link: Link, evidence: &Evidence) -> (String, bool) {
+pub(super) fn traffic_met_a_dead_end(link: impl std::fmt::Display, evidence: &Evidence) -> (String, bool) {
     let tried = evidence.connections + evidence.upstream_unreachable + evidence.bytes_to_upstream;
     let fact = format!(
         "proxy, {link} link while it was down: {} connections opened, {} could not reach it, {} bytes sent to it, {} answered",

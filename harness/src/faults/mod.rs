@@ -9,6 +9,7 @@ pub mod audit;
 mod deploy;
 pub mod evidence;
 pub mod proxy;
+mod target;
 pub mod timeline;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use self::proxy::client::{ProxyClient, ProxyError};
 use self::proxy::{Evidence, FaultKind, ScopedFault};
 use crate::env::balancer::Rotation;
 use crate::env::docker::DockerError;
+use crate::env::target::lab::{TargetLab, TargetLabError};
 use crate::env::{AdminError, EnvError, Lab};
 use crate::vocabulary::{Link, Role};
 pub use evidence::Observed;
@@ -67,6 +69,40 @@ pub enum Fault {
     /// Not a fault but the operator's answer to one: the outbox's dead letters sent back to the
     /// queue, as after a mail outage. Nothing to revert: a replayed email is delivered, not undone.
     ReplayDeadLetters,
+    /// A kill, stop or pause of the first `replicas` replicas of a service of a user's target
+    /// (by its Compose name); revert starts or unfreezes them again.
+    OnService {
+        action: ContainerAction,
+        service: String,
+        replicas: u32,
+    },
+    /// A network fault on a link of a user's target (`from-to`, as its proxy names it).
+    OnLink { link: String, fault: ScopedFault },
+}
+
+/// What a container fault does to a container of a user's target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerAction {
+    Kill,
+    Stop,
+    Pause,
+}
+
+impl std::fmt::Display for ContainerAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Kill => "kill",
+            Self::Stop => "stop",
+            Self::Pause => "pause",
+        })
+    }
+}
+
+/// Where faults are injected: the reference lab, or a user's target.
+#[derive(Debug, Clone, Copy)]
+pub enum Site<'a> {
+    Reference(&'a Lab),
+    Target(&'a TargetLab),
 }
 
 impl std::fmt::Display for Fault {
@@ -93,6 +129,23 @@ impl std::fmt::Display for Fault {
             Self::RollingRestart => f.write_str("rolling restart of every service replica"),
             Self::TakeOut(replica) => write!(f, "take {} out of the balancer", Role::Service(*replica)),
             Self::ReplayDeadLetters => f.write_str("replay the outbox's dead letters"),
+            Self::OnService {
+                action,
+                service,
+                replicas: 1,
+            } => write!(f, "{action} {service}"),
+            Self::OnService {
+                action,
+                service,
+                replicas,
+            } => write!(f, "{action} {replicas} replicas of {service}"),
+            Self::OnLink { link, fault } if fault.fraction < 1.0 => write!(
+                f,
+                "{} on {}% of the {link} link's connections",
+                fault.fault,
+                (fault.fraction * 1000.0).round() / 10.0
+            ),
+            Self::OnLink { link, fault } => write!(f, "{} on the {link} link", fault.fault),
         }
     }
 }
@@ -131,6 +184,10 @@ pub enum Cause {
     NoSuchIndex(String),
     #[error("the {link} link already has a {kind} fault")]
     AlreadyFaulted { link: Link, kind: FaultKind },
+    #[error(transparent)]
+    Target(#[from] TargetLabError),
+    #[error("{fault} cannot be injected in {site}")]
+    WrongSite { fault: String, site: &'static str },
 }
 
 /// What an injection changed that its revert needs, filled in as the injection goes: a revert after
@@ -148,6 +205,8 @@ pub struct Undo {
     replayed: Option<u64>,
     /// What the injection saw, for the evidence the revert completes.
     witness: Witness,
+    /// A target's fault: what it saw, for its evidence at the revert.
+    target: target::Witness,
 }
 
 impl Undo {
@@ -222,8 +281,32 @@ impl Fault {
                 lab.wait_drained(*replica, DRAIN_DEADLINE).await?;
             }
             Self::ReplayDeadLetters => undo.replayed = Some(lab.replay_dead_letters().await?),
+            Self::OnService { .. } | Self::OnLink { .. } => return Err(self.not_in("the reference lab")),
         }
         Ok(())
+    }
+
+    fn not_in(&self, site: &'static str) -> Cause {
+        Cause::WrongSite {
+            fault: self.to_string(),
+            site,
+        }
+    }
+
+    /// Breaks it at `site`.
+    pub async fn inject_at(&self, site: Site<'_>, undo: &mut Undo) -> Result<(), Cause> {
+        match site {
+            Site::Reference(lab) => self.inject(lab, undo).await,
+            Site::Target(lab) => target::inject(self, lab, &mut undo.target).await,
+        }
+    }
+
+    /// Puts it back at `site`.
+    pub async fn revert_at(&self, site: Site<'_>, undo: &Undo) -> Result<Seen, Cause> {
+        match site {
+            Site::Reference(lab) => self.revert(lab, undo).await,
+            Site::Target(lab) => target::revert(self, lab, &undo.target).await,
+        }
     }
 
     /// Puts back what `inject` changed, after reading what the fault was seen to do; answers that,
@@ -271,6 +354,7 @@ impl Fault {
                 reverted.observed = Some(Observed::of_network(*link, &evidence));
                 reverted.evidence = Some(evidence);
             }
+            Self::OnService { .. } | Self::OnLink { .. } => return Err(self.not_in("the reference lab")),
         }
         Ok(reverted)
     }
@@ -279,12 +363,14 @@ impl Fault {
     /// replicas then; the others are done with at injection.
     async fn during(
         &self,
-        lab: &Lab,
+        site: Site<'_>,
         timeline: &FaultTimeline,
         stop: &CancellationToken,
     ) -> Result<(), FaultError> {
-        match self {
-            Self::RollingRestart => deploy::rolling_restart(lab, timeline, stop).await,
+        match (self, site) {
+            (Self::RollingRestart, Site::Reference(lab)) => {
+                deploy::rolling_restart(lab, timeline, stop).await
+            }
             _ => Ok(()),
         }
     }
@@ -380,7 +466,8 @@ pub async fn with_fault<T>(
     fault: &Fault,
     body: impl Future<Output = T>,
 ) -> Result<T, FaultError> {
-    scope(Scope { lab, timeline, stop }, fault, body, OnStop::Abandon).await
+    let site = Site::Reference(lab);
+    scope(Scope { site, timeline, stop }, fault, body, OnStop::Abandon).await
 }
 
 /// `with_fault` for a body that ends by itself when `stop` is cancelled, such as another fault's
@@ -392,7 +479,8 @@ pub async fn around_fault<T>(
     fault: &Fault,
     body: impl Future<Output = T>,
 ) -> Result<T, FaultError> {
-    scope(Scope { lab, timeline, stop }, fault, body, OnStop::Await).await
+    let site = Site::Reference(lab);
+    scope(Scope { site, timeline, stop }, fault, body, OnStop::Await).await
 }
 
 /// Injects every fault of `faults` (in order), runs `body`, reverts them all (in reverse order). Each
@@ -405,11 +493,23 @@ pub async fn around_faults<T>(
     faults: &[Fault],
     body: impl Future<Output = T>,
 ) -> Result<T, FaultError> {
+    around_faults_at(Site::Reference(lab), timeline, stop, faults, body).await
+}
+
+/// `around_faults` at any site: the reference lab or a user's target.
+pub async fn around_faults_at<T>(
+    site: Site<'_>,
+    timeline: &FaultTimeline,
+    stop: &CancellationToken,
+    faults: &[Fault],
+    body: impl Future<Output = T>,
+) -> Result<T, FaultError> {
     match faults {
         [] => Ok(body.await),
         [first, rest @ ..] => {
-            let inner = Box::pin(around_faults(lab, timeline, stop, rest, body));
-            around_fault(lab, timeline, stop, first, inner).await?
+            let inner = Box::pin(around_faults_at(site, timeline, stop, rest, body));
+            let at = Scope { site, timeline, stop };
+            scope(at, first, inner, OnStop::Await).await?
         }
     }
 }
@@ -417,7 +517,7 @@ pub async fn around_faults<T>(
 /// What every fault's scope works with.
 #[derive(Clone, Copy)]
 struct Scope<'a> {
-    lab: &'a Lab,
+    site: Site<'a>,
     timeline: &'a FaultTimeline,
     stop: &'a CancellationToken,
 }
@@ -443,7 +543,7 @@ async fn scope<T>(
         record.as_operator_step();
     }
     let mut undo = Undo::default();
-    let injected = fault.inject(at.lab, &mut undo).await;
+    let injected = fault.inject_at(at.site, &mut undo).await;
     record.done(
         Action::Inject,
         injected.as_ref().err().map(|e| cause_chain(e)),
@@ -456,7 +556,7 @@ async fn scope<T>(
         Ok(()) => Ok(alongside(at, fault, body, on_stop).await),
     };
     record.start(Action::Revert);
-    let reverted = fault.revert(at.lab, &undo).await;
+    let reverted = fault.revert_at(at.site, &undo).await;
     record.done(
         Action::Revert,
         reverted.as_ref().err().map(|e| cause_chain(e)),
@@ -491,7 +591,7 @@ async fn alongside<T>(
     // would otherwise grow each enclosing future by all of it (a nested fault around a load run
     // overflowed a test thread's stack).
     let body = Box::pin(AssertUnwindSafe(body).catch_unwind());
-    let during = Box::pin(fault.during(at.lab, at.timeline, at.stop));
+    let during = Box::pin(fault.during(at.site, at.timeline, at.stop));
     let body = async {
         match on_stop {
             OnStop::Await => Some(body.await),

@@ -21,6 +21,7 @@ mod figures;
 pub mod recorder;
 pub mod sample;
 mod scenarios;
+pub mod script;
 mod sessions;
 mod spec;
 
@@ -38,6 +39,7 @@ pub use sample::{
     Group, GroupSecond, GroupSummary, RequestOutcome, RequestTiming, ScheduleSecond, SecondSample,
     quantile_ms,
 };
+pub use script::Script;
 pub use sessions::SessionBook;
 pub use spec::LoadSpec;
 
@@ -180,7 +182,10 @@ pub async fn run(
     }
     let ctx = Arc::new(scenarios::Ctx::new(recorder.clone(), spec, end.clone()));
     let attack = GooseAttack::initialize_with_config(spec.goose_configuration(report))
-        .and_then(|attack| scenarios::register(attack, &spec.mix, &ctx))
+        .and_then(|attack| match &spec.script {
+            Some(script) => scenarios::register_script(attack, script, &ctx),
+            None => scenarios::register(attack, &spec.mix, &ctx),
+        })
         .map_err(Box::new)?;
     let before = (recorder.request_count(), recorder.acknowledged_orders().len());
     let started = Instant::now();

@@ -32,6 +32,7 @@ use super::LoadSpec;
 use super::arrivals::Arrivals;
 use super::recorder::Recorder;
 use super::sample::{Group, RequestOutcome, RequestTiming};
+use super::script::{Method, Script};
 use super::sessions::SessionBook;
 use crate::vocabulary::{Scenario, Start};
 
@@ -211,6 +212,64 @@ pub(super) fn register(
     Ok(attack)
 }
 
+/// Registers one goose scenario per request of the script, weighted as it says.
+pub(super) fn register_script(
+    mut attack: GooseAttack,
+    script: &Arc<Script>,
+    ctx: &Arc<Ctx>,
+) -> Result<GooseAttack, GooseError> {
+    for (index, request) in script.requests.iter().enumerate() {
+        let (script, ctx) = (Arc::clone(script), Arc::clone(ctx));
+        let transaction = Transaction::new(Arc::new(move |user| {
+            ctx.recorder.user_started(user.weighted_users_index);
+            if ctx.end.is_cancelled() {
+                return Box::pin(async {
+                    tokio::time::sleep(IDLE).await;
+                    Ok(())
+                });
+            }
+            let (script, ctx) = (Arc::clone(&script), Arc::clone(&ctx));
+            Box::pin(async move { scripted(user, &ctx, &script, index).await })
+        }))
+        .set_name(&request.name);
+        let scenario = GooseScenario::new(&request.name).set_weight(request.weight.max(1) as usize)?;
+        attack = attack.register_scenario(scenario.register_transaction(transaction));
+    }
+    Ok(attack)
+}
+
+/// Sends request `index` of the script, its templates filled in for this user and this request.
+async fn scripted(user: &mut GooseUser, ctx: &Ctx, script: &Script, index: usize) -> TransactionResult {
+    let request = &script.requests[index];
+    let values = script.next_values(user.weighted_users_index);
+    let path = request.path.render(values);
+    let method = match request.method {
+        Method::Get => GooseMethod::Get,
+        Method::Post => GooseMethod::Post,
+        Method::Put => GooseMethod::Put,
+        Method::Patch => GooseMethod::Patch,
+        Method::Delete => GooseMethod::Delete,
+    };
+    let mut builder = user.get_request_builder(&method, &path)?;
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.render(values));
+    }
+    if let Some(body) = &request.body {
+        builder = builder.body(body.render(values));
+    }
+    let goose_request = GooseRequest::builder()
+        .method(method)
+        .path(path.as_str())
+        .name(request.name.as_str())
+        .set_request_builder(builder)
+        .build();
+    send(user, ctx, request.group, goose_request, |status, body| {
+        request.classify(status, body)
+    })
+    .await?;
+    Ok(())
+}
+
 /// What a request answered, once classified and recorded.
 struct Answer {
     outcome: RequestOutcome,
@@ -226,7 +285,7 @@ async fn send(
     ctx: &Ctx,
     group: Group,
     request: GooseRequest<'_>,
-    classify: fn(u16, &[u8]) -> RequestOutcome,
+    classify: impl Fn(u16, &[u8]) -> RequestOutcome,
 ) -> Result<Answer, Box<TransactionError>> {
     let Some(slot) = ctx.arrivals.take_slot(&ctx.end).await else {
         return Err(Box::new(TransactionError::Custom("the schedule closed".into())));

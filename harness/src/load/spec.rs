@@ -35,6 +35,9 @@ pub struct LoadSpec {
     /// Shoppers' tokens from earlier loads that share it: those shoppers do not log in again.
     #[serde(skip)]
     pub sessions: SessionBook,
+    /// The requests of a user's file (`[[load.requests]]`), sent instead of the mix's scenarios.
+    #[serde(skip)]
+    pub script: Option<std::sync::Arc<super::Script>>,
 }
 
 impl LoadSpec {
@@ -68,7 +71,10 @@ impl LoadSpec {
         if !(1..=2000).contains(&self.users) {
             return invalid(format!("users must be 1 to 2000 (got {})", self.users));
         }
-        if self.mix.iter().all(|(_, w)| *w == 0) {
+        if self.script.as_ref().is_some_and(|s| s.requests.is_empty()) {
+            return invalid("the script needs at least one request".into());
+        }
+        if self.script.is_none() && self.mix.iter().all(|(_, w)| *w == 0) {
             return invalid("the mix needs a scenario with a weight above 0".into());
         }
         if self.run_seconds() == 0 || self.run_seconds() > 3600 {
@@ -126,6 +132,7 @@ mod tests {
             shoppers: 10,
             request_timeout: Duration::from_secs(5),
             sessions: SessionBook::default(),
+            script: None,
         }
     }
 

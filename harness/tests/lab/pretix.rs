@@ -20,6 +20,7 @@ async fn pretix_starts_from_its_compose_file_and_sells_within_its_quota() {
     let spec = TargetLabSpec {
         lab_binary: PathBuf::from(env!("CARGO_BIN_EXE_fortress")),
         deadline: Duration::from_secs(120),
+        environment: Default::default(),
     };
     let lab = TargetLab::start(&target, &spec, &|line| eprintln!("{line}"))
         .await

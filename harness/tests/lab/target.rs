@@ -63,6 +63,7 @@ fn spec(deadline: Duration) -> TargetLabSpec {
     TargetLabSpec {
         lab_binary: lab_binary(),
         deadline,
+        environment: Default::default(),
     }
 }
 

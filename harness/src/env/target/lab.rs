@@ -78,6 +78,8 @@ pub struct TargetLabSpec {
     pub lab_binary: PathBuf,
     /// How long each dependency condition, and the entry's readiness, may take.
     pub deadline: Duration,
+    /// Per service, environment variables set on top of the Compose file's (a variant's overrides).
+    pub environment: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// One container of the lab.
@@ -100,6 +102,8 @@ pub struct TargetLab {
     pub database_urls: BTreeMap<String, String>,
     /// From the call to `start` until the entry answered ready.
     pub ready_in: Duration,
+    /// The links through the proxy.
+    pub links: Vec<Link>,
     docker: DockerClient,
     removed: bool,
 }
@@ -130,6 +134,7 @@ impl TargetLab {
             entry_url: String::new(),
             database_urls: BTreeMap::new(),
             ready_in: Duration::ZERO,
+            links: target.links.clone(),
             docker,
             removed: false,
         };
@@ -141,6 +146,7 @@ impl TargetLab {
             lab: &lab,
             target,
             owner: Owner::this(),
+            environment: &spec.environment,
         };
         if let Some(image) = proxy_image {
             started.push(lab.create_and_start(starter.proxy(&image)?).await?);
@@ -175,6 +181,30 @@ impl TargetLab {
 
     fn proxy_name(&self) -> String {
         format!("fortress-{}-proxy", self.run_id)
+    }
+
+    /// `db`'s connection URL at its published address now: a container started again may have been
+    /// given another port.
+    pub async fn database_url(&self, db: &super::Database) -> Result<String, TargetLabError> {
+        let port = self
+            .host_port(&self.container_name(&db.service, 1), db.port)
+            .await?;
+        Ok(db.url.replace("{address}", &format!("127.0.0.1:{port}")))
+    }
+
+    /// The proxy's control API, on 127.0.0.1.
+    pub async fn proxy_url(&self) -> Result<String, TargetLabError> {
+        let port = self.host_port(&self.proxy_name(), PROXY_CONTROL_PORT).await?;
+        Ok(format!("http://127.0.0.1:{port}"))
+    }
+
+    pub fn docker(&self) -> &DockerClient {
+        &self.docker
+    }
+
+    /// The name the proxy gives `link` (`from-to`).
+    pub fn link_name(&self, link: &Link) -> String {
+        link_name(link)
     }
 
     /// Creates and starts one container (labelled: if anything fails later, the run's removal finds
@@ -280,6 +310,7 @@ struct Starter<'a> {
     lab: &'a TargetLab,
     target: &'a Target,
     owner: Option<Owner>,
+    environment: &'a BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Starter<'_> {
@@ -380,6 +411,9 @@ impl Starter<'_> {
 
     fn replica(&self, service: &Service, replica: u32, image: &str) -> ContainerRequest {
         let mut environment = service.environment.clone();
+        if let Some(overrides) = self.environment.get(&service.name) {
+            environment.extend(overrides.clone());
+        }
         for link in self.target.links.iter().filter(|l| l.from == service.name) {
             if let Some(value) = environment.get_mut(&link.address_in) {
                 *value = pointed_at(value, &link.to, &self.lab.proxy_name());

@@ -23,6 +23,7 @@ use crate::faults::proxy::{NetworkFault, ScopedFault};
 use crate::vocabulary::{Cadence, Link, Metric, Needs, Role, Scenario, Start, Variant};
 
 mod capacity;
+mod target;
 
 /// The text of a file, for locating its mistakes.
 struct Source<'a> {
@@ -53,6 +54,17 @@ impl Source<'_> {
         let line = self.text[start..].lines().next().unwrap_or("");
         line.split_once('=')
             .map_or_else(|| line.trim().to_owned(), |(key, _)| key.trim().to_owned())
+    }
+
+    /// A file toml could not read, located at its key.
+    fn toml_error(&self, e: &toml::de::Error) -> DefinitionError {
+        let span = e.span().unwrap_or(0..0);
+        DefinitionError {
+            file: self.file.into(),
+            line: self.line(&span),
+            field: self.key_at(&span),
+            message: e.message().trim().to_owned(),
+        }
     }
 
     fn in_range(
@@ -97,16 +109,11 @@ fn balancer(
 
 /// Parses and validates an experiment file. `file` names it in errors.
 pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, DefinitionError> {
+    if target::is_target_file(text) {
+        return target::parse(file, text, profile);
+    }
     let src = Source { file, text };
-    let parsed: File = toml::from_str(text).map_err(|e| {
-        let span = e.span().unwrap_or(0..0);
-        DefinitionError {
-            file: file.into(),
-            line: src.line(&span),
-            field: src.key_at(&span),
-            message: e.message().trim().to_owned(),
-        }
-    })?;
+    let parsed: File = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
     // In the order the file is written, so the first mistake reported is the first in the file.
     let name = name(&src, &parsed.name)?;
     let replicas = src.in_range(&parsed.topology.replicas, "topology.replicas", 1..=8)?;
@@ -117,6 +124,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
     let phases = phases(&src, &parsed, profile)?;
     let variants = variants(&src, &parsed, replicas)?;
     let lab = LabShape {
+        target: None,
         mail: parsed.topology.mail,
         payments: parsed.topology.payments,
         mix: &mix,
@@ -154,6 +162,7 @@ pub fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, Definitio
         predictions,
         aborts,
         capacity,
+        target: None,
     })
 }
 
@@ -202,11 +211,7 @@ fn seed(src: &Source<'_>, table: Option<&Spanned<toml::Table>>) -> Result<SeedPl
 
 /// The offered rate and the mix of scenarios.
 fn load(src: &Source<'_>, load: &LoadFile) -> Result<(f64, Vec<(Scenario, u32)>), DefinitionError> {
-    let rate = *load.rate.get_ref();
-    if !(rate > 0.0 && rate <= 10_000.0) {
-        let message = format!("requests per second, above 0 and at most 10000 (got {rate})");
-        return Err(src.error(&load.rate.span(), "load.rate", message));
-    }
+    let rate = rate(src, &load.rate)?;
     let mix_error = |message: String| src.error(&load.mix.span(), "load.mix", message);
     let mut mix = Vec::new();
     for (key, weight) in load.mix.get_ref() {
@@ -219,6 +224,16 @@ fn load(src: &Source<'_>, load: &LoadFile) -> Result<(f64, Vec<(Scenario, u32)>)
         return Err(mix_error("at least one scenario needs a weight above 0".into()));
     }
     Ok((rate, mix))
+}
+
+/// The offered rate, requests per second.
+fn rate(src: &Source<'_>, rate: &Spanned<f64>) -> Result<f64, DefinitionError> {
+    let got = *rate.get_ref();
+    if !(got > 0.0 && got <= 10_000.0) {
+        let message = format!("requests per second, above 0 and at most 10000 (got {got})");
+        return Err(src.error(&rate.span(), "load.rate", message));
+    }
+    Ok(got)
 }
 
 /// How much shorter than written the phases run in `profile`.
@@ -240,9 +255,36 @@ fn length_factor(
 
 fn phases(src: &Source<'_>, file: &File, profile: Profile) -> Result<Vec<PhasePlan>, DefinitionError> {
     let factor = length_factor(src, profile, file.profiles.as_ref())?;
+    let topology = &file.topology;
+    let reference_faults = |fault: &Spanned<FaultFile>| {
+        let planned = to_faults(src, fault, topology)?;
+        if !topology.mail && planned.iter().any(|f| acts_on(f, Role::Mail)) {
+            let message = "the mail server is only in labs with topology.mail = true";
+            return Err(src.error(&fault.span(), "phases.faults", message));
+        }
+        if !topology.payments && planned.iter().any(|f| acts_on(f, Role::Provider)) {
+            let message = "the payment provider is only in labs with topology.payments = true";
+            return Err(src.error(&fault.span(), "phases.faults", message));
+        }
+        Ok(planned)
+    };
+    phase_list(src, &file.phases, profile, factor, &reference_faults)
+}
+
+/// What one entry of a phase's `faults` stands for, in the lab the file is for.
+type FaultsOf<'a> = dyn Fn(&Spanned<FaultFile>) -> Result<Vec<Fault>, DefinitionError> + 'a;
+
+/// The phases, each with its faults as `faults_of` reads them: names unique, at most 30 minutes.
+fn phase_list(
+    src: &Source<'_>,
+    written: &Spanned<Vec<PhaseFile>>,
+    profile: Profile,
+    factor: f64,
+    faults_of: &FaultsOf<'_>,
+) -> Result<Vec<PhasePlan>, DefinitionError> {
     let mut phases: Vec<PhasePlan> = Vec::new();
-    for phase in file.phases.get_ref() {
-        let planned = self::phase(src, phase, profile, factor, &file.topology)?;
+    for phase in written.get_ref() {
+        let planned = self::phase(src, phase, profile, factor, faults_of)?;
         if planned.name == RUN_PHASE || phases.iter().any(|p| p.name == planned.name) {
             let message = format!(
                 "phase names must be unique and not {RUN_PHASE:?} (got {:?})",
@@ -252,11 +294,11 @@ fn phases(src: &Source<'_>, file: &File, profile: Profile) -> Result<Vec<PhasePl
         }
         phases.push(planned);
     }
-    let span = file.phases.span();
+    let span = written.span();
     if phases.is_empty() {
         return Err(src.error(&span, "phases", "an experiment needs at least one phase"));
     }
-    let total: f64 = file.phases.get_ref().iter().map(|p| *p.seconds.get_ref()).sum();
+    let total: f64 = written.get_ref().iter().map(|p| *p.seconds.get_ref()).sum();
     if total > 1800.0 {
         return Err(src.error(
             &span,
@@ -272,7 +314,7 @@ fn phase(
     phase: &PhaseFile,
     profile: Profile,
     factor: f64,
-    topology: &Topology,
+    faults_of: &FaultsOf<'_>,
 ) -> Result<PhasePlan, DefinitionError> {
     let seconds = *phase.seconds.get_ref();
     if !(seconds > 0.0 && seconds <= 600.0) {
@@ -281,16 +323,7 @@ fn phase(
     }
     let mut faults = Vec::new();
     for fault in &phase.faults {
-        let planned = to_faults(src, fault, topology)?;
-        if !topology.mail && planned.iter().any(|f| acts_on(f, Role::Mail)) {
-            let message = "the mail server is only in labs with topology.mail = true";
-            return Err(src.error(&fault.span(), "phases.faults", message));
-        }
-        if !topology.payments && planned.iter().any(|f| acts_on(f, Role::Provider)) {
-            let message = "the payment provider is only in labs with topology.payments = true";
-            return Err(src.error(&fault.span(), "phases.faults", message));
-        }
-        faults.extend(planned);
+        faults.extend(faults_of(fault)?);
     }
     let seconds = match profile {
         Profile::Standard => seconds,
@@ -329,6 +362,8 @@ fn variants(src: &Source<'_>, file: &File, replicas: u32) -> Result<Vec<VariantP
 /// What a plan's lab and load will have: enough to tell, before any lab starts, whether a metric can
 /// be produced for a prediction or a stop condition (its owner: `Metric::owner`).
 struct LabShape<'a> {
+    /// On a user's target: the figures it can have instead of the reference lab's.
+    target: Option<&'a target::Shape>,
     mail: bool,
     payments: bool,
     mix: &'a [(Scenario, u32)],
@@ -339,6 +374,9 @@ struct LabShape<'a> {
 impl LabShape<'_> {
     /// Why `metric` cannot be produced for `variants` (all of them when `None`), if it cannot.
     fn lacks(&self, metric: Metric, variant: Option<Variant>) -> Option<String> {
+        if let Some(target) = self.target {
+            return target.lacks(metric);
+        }
         let in_mix = |scenario: Scenario| self.mix.iter().any(|&(s, w)| s == scenario && w > 0);
         let has = match metric.owner().needs {
             Needs::Nothing => true,
@@ -706,6 +744,33 @@ fn to_faults(
         FaultFile::ExpireCache => Ok(vec![Fault::ExpireCache]),
         FaultFile::RollingRestart => one(rolling_restart(src, &span, topology)),
         FaultFile::ReplayDeadLetters => Ok(vec![Fault::ReplayDeadLetters]),
+        written => match network_parts(written) {
+            Some((link, fault, fraction)) => one(network(src, &span, link, fault, fraction)),
+            None => unreachable!("every other kind is a network fault"),
+        },
+    }
+}
+
+/// A network fault on every connection, or on a `fraction` of them, checked.
+fn scoped(
+    src: &Source<'_>,
+    span: &Range<usize>,
+    fault: NetworkFault,
+    fraction: Option<f64>,
+) -> Result<ScopedFault, DefinitionError> {
+    let fault = ScopedFault {
+        fault,
+        fraction: fraction.unwrap_or(1.0),
+    };
+    fault
+        .validate()
+        .map_err(|e| src.error(span, "phases.faults", e.to_string()))?;
+    Ok(fault)
+}
+
+/// A network fault as written: its link, the fault, and the share of connections it takes.
+fn network_parts(fault: &FaultFile) -> Option<(&str, NetworkFault, Option<f64>)> {
+    let (link, fault, fraction) = match fault {
         FaultFile::Latency {
             link,
             ms,
@@ -716,7 +781,7 @@ fn to_faults(
                 ms: *ms,
                 jitter_ms: jitter_ms.unwrap_or(0.0),
             };
-            one(network(src, &span, link, latency, *fraction))
+            (link, latency, fraction)
         }
         FaultFile::Bandwidth {
             link,
@@ -726,34 +791,25 @@ fn to_faults(
             let bandwidth = NetworkFault::Bandwidth {
                 bytes_per_second: *bytes_per_second,
             };
-            one(network(src, &span, link, bandwidth, *fraction))
+            (link, bandwidth, fraction)
         }
-        FaultFile::Blackhole { link, fraction } => {
-            one(network(src, &span, link, NetworkFault::Blackhole, *fraction))
-        }
-        FaultFile::Reset { link, fraction } => one(network(src, &span, link, NetworkFault::Reset, *fraction)),
-        FaultFile::Down { link, fraction } => one(network(src, &span, link, NetworkFault::Down, *fraction)),
+        FaultFile::Blackhole { link, fraction } => (link, NetworkFault::Blackhole, fraction),
+        FaultFile::Reset { link, fraction } => (link, NetworkFault::Reset, fraction),
+        FaultFile::Down { link, fraction } => (link, NetworkFault::Down, fraction),
         FaultFile::HttpStatus {
             link,
             status,
             fraction,
-        } => {
-            let fault = NetworkFault::HttpStatus { status: *status };
-            one(network(src, &span, link, fault, *fraction))
-        }
-        FaultFile::HttpDelay { link, ms, fraction } => {
-            let fault = NetworkFault::HttpDelay { ms: *ms };
-            one(network(src, &span, link, fault, *fraction))
-        }
+        } => (link, NetworkFault::HttpStatus { status: *status }, fraction),
+        FaultFile::HttpDelay { link, ms, fraction } => (link, NetworkFault::HttpDelay { ms: *ms }, fraction),
         FaultFile::HttpLostReply {
             link,
             status,
             fraction,
-        } => {
-            let fault = NetworkFault::HttpLostReply { status: *status };
-            one(network(src, &span, link, fault, *fraction))
-        }
-    }
+        } => (link, NetworkFault::HttpLostReply { status: *status }, fraction),
+        _ => return None,
+    };
+    Some((link.as_str(), fault, *fraction))
 }
 
 /// A network fault on a link of the proxy, on every connection or on a `fraction` of them.
@@ -795,13 +851,7 @@ fn network(
     fault: NetworkFault,
     fraction: Option<f64>,
 ) -> Result<Fault, DefinitionError> {
-    let fault = ScopedFault {
-        fault,
-        fraction: fraction.unwrap_or(1.0),
-    };
-    fault
-        .validate()
-        .map_err(|e| src.error(span, "phases.faults", e.to_string()))?;
+    let fault = scoped(src, span, fault, fraction)?;
     let link: Link = link
         .parse()
         .map_err(|e: crate::vocabulary::Unknown| src.error(span, "phases.faults.link", e.to_string()))?;

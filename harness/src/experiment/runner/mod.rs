@@ -7,8 +7,10 @@
 mod judge;
 mod phases;
 mod prepare;
+mod target;
 
 pub use judge::invariants_of;
+pub use target::TargetRunError;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,8 +21,8 @@ use super::definition::{Arrangement, PhasePlan, Plan, VariantPlan};
 use super::journal::{Entry, Journal};
 use super::output::{self, RunHeader, Summary, VariantReport};
 use crate::env::{AdminError, EnvError, Lab, LabSpec};
-use crate::faults::FaultError;
 use crate::faults::audit::{AuditError, LabAudit};
+use crate::faults::{FaultError, Site};
 use crate::load::{LoadError, Turn};
 use crate::run_folder::RunFolder;
 use crate::vocabulary::Variant;
@@ -47,6 +49,8 @@ pub enum RunError {
     Audit(#[from] AuditError),
     #[error("interrupted (Ctrl-C); every fault was reverted and the lab removed")]
     Interrupted,
+    #[error(transparent)]
+    Target(#[from] TargetRunError),
 }
 
 /// What the runner tells whoever shows progress.
@@ -104,6 +108,10 @@ impl Labs {
         out: &std::path::Path,
         progress: &(dyn Fn(Event<'_>) + Sync),
     ) -> Labs {
+        // A user's target starts its own labs, one variant at a time.
+        if plan.target.is_some() {
+            return Labs { started: Vec::new() };
+        }
         let count = u32::try_from(variants.len()).unwrap_or(u32::MAX);
         if let Err(error) = crate::env::check_room(count, out).await {
             return Labs {
@@ -232,7 +240,7 @@ async fn run_prepared(
     shared: &Shared<'_>,
 ) -> Result<VariantReport, RunError> {
     let watched = match prepared {
-        Ok(prepared) => phases::run(plan, variant.variant, lab, ctx, &shared.turn)
+        Ok(prepared) => phases::run(plan, variant.variant, Site::Reference(lab), ctx, &shared.turn)
             .await
             .map(|watched| (prepared, watched)),
         Err(error) => Err(error),
@@ -282,6 +290,9 @@ pub async fn run(
 ) -> Result<Summary, RunError> {
     let mut plan = plan.clone();
     plan.seed.seed = seed;
+    if let Some(target) = plan.target.clone() {
+        return target::run(&plan, &target, variants, ctx, handover).await;
+    }
     let header = RunHeader::of(&plan, chrono::Utc::now());
     ctx.journal.write(&Entry::RunStarted {
         header: header.clone(),

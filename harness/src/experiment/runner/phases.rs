@@ -17,7 +17,7 @@ use crate::experiment::invariants;
 use crate::experiment::journal::Entry;
 use crate::experiment::phase_figures::{PhaseLatencies, per_request_figures};
 use crate::experiment::verdict::Sample;
-use crate::faults::{self, FaultError, FaultTimeline, TimelineEntry};
+use crate::faults::{self, FaultError, FaultTimeline, Site, TimelineEntry};
 use crate::load::{self, LoadSpec, LoadSummary, Recorder, Turn};
 use crate::observe::{Observer, Rates};
 use crate::vocabulary::{Metric, Variant};
@@ -103,25 +103,7 @@ struct LoadRun {
 }
 
 impl LoadRun {
-    fn start(
-        plan: &Plan,
-        base_url: String,
-        recorder: Recorder,
-        report: std::path::PathBuf,
-        turn: &Arc<Turn>,
-    ) -> Self {
-        let spec = LoadSpec {
-            base_url,
-            rate: plan.rate,
-            users: plan.users,
-            mix: plan.mix.clone(),
-            start: plan.start,
-            duration: Duration::from_secs_f64(plan.run_seconds().ceil() + 1.0),
-            products: plan.seed.products,
-            shoppers: plan.seed.users,
-            request_timeout: REQUEST_TIMEOUT,
-            sessions: Default::default(),
-        };
+    fn start(spec: LoadSpec, recorder: Recorder, report: std::path::PathBuf, turn: &Arc<Turn>) -> Self {
         let end = CancellationToken::new();
         let task = {
             let (end, turn) = (end.clone(), Arc::clone(turn));
@@ -168,7 +150,7 @@ impl LoadRun {
 
 /// What travels with the watching from one second to the next.
 struct Watch<'a> {
-    lab: &'a Lab,
+    site: Site<'a>,
     ctx: &'a RunContext<'a>,
     variant: Variant,
     total_s: f64,
@@ -192,21 +174,22 @@ impl<'a> Watch<'a> {
     async fn new(
         plan: &Plan,
         variant: Variant,
-        lab: &'a Lab,
+        site: Site<'a>,
         ctx: &'a RunContext<'a>,
         recorder: Recorder,
     ) -> Result<Self, RunError> {
         let mut observer = Observer::new();
-        observer.sample(lab).await;
+        let mut live_db = None;
         let tripwire = Tripwire::new(&plan.aborts, variant);
-        let live_db = if tripwire.watches(Metric::OversoldUnits) {
-            Some(live_database(lab).await?)
-        } else {
-            None
-        };
+        if let Site::Reference(lab) = site {
+            observer.sample(lab).await;
+            if tripwire.watches(Metric::OversoldUnits) {
+                live_db = Some(live_database(lab).await?);
+            }
+        }
         let (clock, started_at) = Clock::start_with(&recorder).await;
         Ok(Self {
-            lab,
+            site,
             ctx,
             variant,
             total_s: plan.run_seconds(),
@@ -227,7 +210,7 @@ impl<'a> Watch<'a> {
     /// ends or a stop condition trips (its phase's faults are reverted as the watch returns, and no
     /// later phase starts). An error or Ctrl-C ends it with an error.
     async fn every_phase(&mut self, plan: &Plan, timeline: &FaultTimeline) -> Result<(), RunError> {
-        let (lab, ctx, variant) = (self.lab, self.ctx, self.variant);
+        let (site, ctx, variant) = (self.site, self.ctx, self.variant);
         for phase in &plan.phases {
             (ctx.progress)(Event::Phase { variant, phase });
             ctx.journal.write(&Entry::PhaseStarted {
@@ -238,7 +221,7 @@ impl<'a> Watch<'a> {
             self.clock.phase_end += Duration::from_secs_f64(phase.seconds);
             let mark = timeline.len();
             let watched =
-                faults::around_faults(lab, timeline, &ctx.stop, &phase.faults, self.phase(phase)).await;
+                faults::around_faults_at(site, timeline, &ctx.stop, &phase.faults, self.phase(phase)).await;
             self.note_untouched(phase, &timeline.since(mark));
             self.note_overrun(phase);
             match watched {
@@ -264,7 +247,11 @@ impl<'a> Watch<'a> {
                 in_phase = self.clock.next_sample_in_phase() => if !in_phase { return },
                 () = self.ctx.stop.cancelled() => return,
             }
-            let mut rates = self.observer.sample(self.lab).await;
+            // A user's target has no counters of the reference service's: the client's figures only.
+            let mut rates = match self.site {
+                Site::Reference(lab) => self.observer.sample(lab).await,
+                Site::Target(_) => Rates::default(),
+            };
             self.count_oversold(&mut rates).await;
             self.second(phase, rates);
             if self.tripped(phase) {
@@ -315,10 +302,9 @@ impl<'a> Watch<'a> {
         values.extend(load::client_figures_of(&finished).unwrap_or_default());
         per_request_figures(&mut values);
         self.report_progress(&values);
-        let replicas = if self.lab.services.len() > 1 {
-            rates.replicas
-        } else {
-            BTreeMap::new()
+        let replicas = match self.site {
+            Site::Reference(lab) if lab.services.len() > 1 => rates.replicas,
+            _ => BTreeMap::new(),
         };
         let sample = Sample {
             at_s: self.clock.started.elapsed().as_secs_f64(),
@@ -380,15 +366,15 @@ impl<'a> Watch<'a> {
 pub(super) async fn run(
     plan: &Plan,
     variant: Variant,
-    lab: &Lab,
+    site: Site<'_>,
     ctx: &RunContext<'_>,
     turn: &Arc<Turn>,
 ) -> Result<Watched, RunError> {
     let recorder = Recorder::new();
     let report = ctx.folder.goose_report(variant);
-    let load = LoadRun::start(plan, lab.entry_url().await?, recorder.clone(), report, turn);
+    let load = LoadRun::start(load_spec(plan, site).await?, recorder.clone(), report, turn);
     load.started(&recorder, &ctx.stop).await;
-    let mut watch = Watch::new(plan, variant, lab, ctx, recorder.clone()).await?;
+    let mut watch = Watch::new(plan, variant, site, ctx, recorder.clone()).await?;
     let requests_before_phases = recorder.request_count();
     let load_started_at = watch.started_at;
     let journal = ctx.journal.clone();
@@ -416,6 +402,31 @@ pub(super) async fn run(
         requests_in_phases,
         load_started_at,
         aborted: watch.aborted,
+    })
+}
+
+/// The load of `plan` at `site`: the mix of scenarios on the reference lab, the file's requests on
+/// a user's target; through every phase and a second more (the schedule closes when the last ends).
+async fn load_spec(plan: &Plan, site: Site<'_>) -> Result<LoadSpec, RunError> {
+    let (base_url, script) = match site {
+        Site::Reference(lab) => (lab.entry_url().await?, None),
+        Site::Target(lab) => (
+            lab.entry_url.clone(),
+            plan.target.as_ref().map(|t| Arc::new(t.script.clone())),
+        ),
+    };
+    Ok(LoadSpec {
+        base_url,
+        rate: plan.rate,
+        users: plan.users,
+        mix: plan.mix.clone(),
+        start: plan.start,
+        duration: Duration::from_secs_f64(plan.run_seconds().ceil() + 1.0),
+        products: plan.seed.products,
+        shoppers: plan.seed.users,
+        request_timeout: REQUEST_TIMEOUT,
+        sessions: Default::default(),
+        script,
     })
 }
 

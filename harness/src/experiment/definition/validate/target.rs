@@ -1,0 +1,437 @@
+//! An experiment file against a user's target (`target = "compose.yaml"`), checked into a `Plan`
+//! whose `target` holds what replaces the reference lab's seed, mix and modes.
+//!
+//! The Compose file is read and checked first, so every name the experiment uses (a service to kill,
+//! a link to break, a database to query, a service whose environment a variant sets) is checked
+//! against it, and a mistake in the Compose file is reported at its own file and line.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use toml::Spanned;
+
+use super::{
+    FaultsOf, LabShape, Source, length_factor, name, network_parts, phase_list, predictions, rate, scoped,
+};
+use crate::env::target::{Target, TargetError};
+use crate::experiment::definition::{
+    Arrangement, DefinitionError, Overrides, Plan, Profile, SqlFigure, SqlInvariant, TargetPlan, VariantPlan,
+};
+use crate::experiment::schema::{
+    FaultFile, RequestFile, SqlFigureFile, SqlInvariantFile, TargetExperimentFile,
+};
+use crate::faults::{ContainerAction, Fault};
+use crate::load::Group;
+use crate::load::script::{Method, Script, ScriptedRequest, Template};
+use crate::vocabulary::{Cadence, Metric, Needs, Producer, Start, Variant};
+
+/// Whether `text` is an experiment against a user's target: it names one at the top level.
+pub(super) fn is_target_file(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text).is_ok_and(|table| table.contains_key("target"))
+}
+
+/// What a target's run can measure: the client's figures of the groups its requests are filed
+/// under, and the end-of-run figures its `[figures]` compute.
+pub(super) struct Shape {
+    groups: BTreeSet<Group>,
+    figures: BTreeSet<Metric>,
+}
+
+impl Shape {
+    /// Why `metric` has no figure on this target, if it has none.
+    pub(super) fn lacks(&self, metric: Metric) -> Option<String> {
+        let owner = metric.owner();
+        let has = match (owner.producer, owner.needs) {
+            (Producer::Client, Needs::Nothing) => true,
+            (Producer::Client, Needs::Scenario(scenario)) => self.groups.iter().any(|g| g.sent_by(scenario)),
+            (Producer::Judge, _) if owner.cadence == Cadence::PerRun => self.figures.contains(&metric),
+            _ => false,
+        };
+        if has {
+            return None;
+        }
+        Some(match owner.producer {
+            Producer::Client => format!(
+                "{metric} needs requests of its group in load.requests (their groups here: {})",
+                names(&self.groups)
+            ),
+            Producer::Judge if owner.cadence == Cadence::PerRun => {
+                format!("{metric} is computed on a target by a [figures.{metric}] query; this file has none")
+            }
+            producer => format!(
+                "{metric} comes from {producer:?}, which only the reference lab has; on a target, predictions \
+                 take the client's figures (error_rate, p95_ms, throughput_rps...) and [figures]"
+            ),
+        })
+    }
+}
+
+fn names<T: std::fmt::Display>(set: &BTreeSet<T>) -> String {
+    let names: Vec<String> = set.iter().map(ToString::to_string).collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Parses and checks an experiment against a target; `file` names it in errors, and the Compose
+/// file is found relative to it.
+pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, DefinitionError> {
+    let src = Source { file, text };
+    let parsed: TargetExperimentFile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
+    let name = name(&src, &parsed.name)?;
+    let target = target(&src, &parsed.target)?;
+    let users = src.in_range(&parsed.load.users, "load.users", 1..=2000)?;
+    let rate = rate(&src, &parsed.load.rate)?;
+    let script = script(&src, &parsed.load.requests)?;
+    let factor = length_factor(&src, profile, parsed.profiles.as_ref())?;
+    let faults_of = |fault: &Spanned<FaultFile>| target_fault(&src, fault, &target);
+    let phases = phase_list(&src, &parsed.phases, profile, factor, &faults_of as &FaultsOf<'_>)?;
+    let (variants, environment) = variants(&src, &parsed, &target)?;
+    let figures = figures(&src, &parsed.figures, &target)?;
+    let shape = Shape {
+        groups: script.requests.iter().map(|r| r.group).collect(),
+        figures: figures.iter().map(|f| f.metric).collect(),
+    };
+    let invariants = (parsed.invariants.iter())
+        .map(|i| invariant(&src, i, &target, &shape))
+        .collect::<Result<_, _>>()?;
+    let lab = LabShape {
+        target: Some(&shape),
+        mail: false,
+        payments: false,
+        mix: &[],
+        phases: &phases,
+        variants: &variants,
+    };
+    let predictions = predictions(&src, &parsed.predictions, &lab)?;
+    Ok(Plan {
+        name,
+        story: parsed.story.trim().to_owned(),
+        source: file.to_owned(),
+        profile,
+        replicas: 1,
+        pool_size: 1,
+        mail: false,
+        payments: false,
+        // Each variant starts the whole target, which a user's service may size for the machine.
+        arrangement: Arrangement::InTurn,
+        seed: Default::default(),
+        rate,
+        users,
+        mix: Vec::new(),
+        start: Start::Staggered,
+        phases,
+        variants,
+        predictions,
+        aborts: Vec::new(),
+        capacity: None,
+        target: Some(Arc::new(TargetPlan {
+            target,
+            script,
+            environment,
+            invariants,
+            figures,
+        })),
+    })
+}
+
+/// The Compose file, relative to the experiment file; its own mistakes keep its own file and line.
+fn target(src: &Source<'_>, written: &Spanned<String>) -> Result<Target, DefinitionError> {
+    let base = Path::new(src.file).parent().unwrap_or(Path::new("."));
+    let path = base.join(written.get_ref());
+    Target::load(&path).map_err(|error| match error {
+        TargetError::Invalid {
+            file,
+            line,
+            field,
+            message,
+        } => DefinitionError {
+            file,
+            line,
+            field,
+            message,
+        },
+        unreadable @ TargetError::Unreadable { .. } => {
+            let message = format!("{unreadable} (the path is relative to this file)");
+            src.error(&written.span(), "target", message)
+        }
+    })
+}
+
+fn script(src: &Source<'_>, written: &Spanned<Vec<Spanned<RequestFile>>>) -> Result<Script, DefinitionError> {
+    if written.get_ref().is_empty() {
+        let message = "at least one request: [[load.requests]] with group, method, path and ok";
+        return Err(src.error(&written.span(), "load.requests", message));
+    }
+    let requests = (written.get_ref().iter())
+        .map(|r| request(src, r.get_ref()))
+        .collect::<Result<_, _>>()?;
+    Ok(Script::new(requests))
+}
+
+fn request(src: &Source<'_>, r: &RequestFile) -> Result<ScriptedRequest, DefinitionError> {
+    let group: Group = (r.group.get_ref().parse()).map_err(|e: crate::vocabulary::Unknown| {
+        src.error(&r.group.span(), "load.requests.group", e.to_string())
+    })?;
+    let method: Method = (r.method.get_ref().parse())
+        .map_err(|e: String| src.error(&r.method.span(), "load.requests.method", e))?;
+    let template = |text: &Spanned<String>, field: &str| {
+        Template::parse(text.get_ref()).map_err(|e| src.error(&text.span(), field, e))
+    };
+    if !r.path.get_ref().starts_with('/') {
+        let message = "a path on the entry, starting with / (the host is the target's entry)";
+        return Err(src.error(&r.path.span(), "load.requests.path", message));
+    }
+    let headers = (r.headers.iter())
+        .map(|(name, value)| Ok((name.clone(), template(value, "load.requests.headers")?)))
+        .collect::<Result<_, DefinitionError>>()?;
+    let weight = match &r.weight {
+        Some(w) => src.in_range(w, "load.requests.weight", 1..=1000)?,
+        None => 1,
+    };
+    let statuses = |list: &[u16]| list.iter().all(|s| (100..=599).contains(s));
+    if r.ok.get_ref().is_empty() || !statuses(r.ok.get_ref()) || !statuses(&r.expected) {
+        let message = "ok (and expected) list HTTP statuses, 100 to 599; ok needs at least one";
+        return Err(src.error(&r.ok.span(), "load.requests.ok", message));
+    }
+    Ok(ScriptedRequest {
+        name: (r.name.clone())
+            .unwrap_or_else(|| format!("{} {}", r.method.get_ref().to_uppercase(), r.path.get_ref())),
+        group,
+        method,
+        path: template(&r.path, "load.requests.path")?,
+        headers,
+        body: r
+            .body
+            .as_ref()
+            .map(|b| template(b, "load.requests.body"))
+            .transpose()?,
+        weight,
+        ok: r.ok.get_ref().clone(),
+        expected: r.expected.clone(),
+        expected_contains: r.expected_contains.clone(),
+    })
+}
+
+/// A fault on the target: a kill, stop or pause of one of its services (`target` is its Compose
+/// name; `count` replicas, 1 by default), or a network fault on one of its links (`from-to`).
+fn target_fault(
+    src: &Source<'_>,
+    fault: &Spanned<FaultFile>,
+    target: &Target,
+) -> Result<Vec<Fault>, DefinitionError> {
+    let span = fault.span();
+    let on_service = |action, service: &str, count: &Option<u32>| {
+        let Some(found) = target.service(service) else {
+            let message = format!(
+                "no service {service:?} in {}; services: {}",
+                target.file.display(),
+                service_names(target)
+            );
+            return Err(src.error(&span, "phases.faults.target", message));
+        };
+        let replicas = count.unwrap_or(1);
+        if replicas == 0 || replicas > found.replicas {
+            let message = format!(
+                "must be 1 to {}, the replicas of {service} (got {replicas})",
+                found.replicas
+            );
+            return Err(src.error(&span, "phases.faults.count", message));
+        }
+        Ok(vec![Fault::OnService {
+            action,
+            service: service.to_owned(),
+            replicas,
+        }])
+    };
+    match fault.get_ref() {
+        FaultFile::Kill { target, count } => on_service(ContainerAction::Kill, target, count),
+        FaultFile::Stop { target, count } => on_service(ContainerAction::Stop, target, count),
+        FaultFile::Pause { target, count } => on_service(ContainerAction::Pause, target, count),
+        written => match network_parts(written) {
+            Some((link, fault, fraction)) => {
+                on_link(src, &span, target, link, scoped(src, &span, fault, fraction)?)
+            }
+            None => Err(src.error(
+                &span,
+                "phases.faults.kind",
+                "this fault needs the reference service (its modes, its database or its balancer); on a \
+                 target: kill, stop, pause, latency, bandwidth, blackhole, reset, down",
+            )),
+        },
+    }
+}
+
+fn on_link(
+    src: &Source<'_>,
+    span: &Range<usize>,
+    target: &Target,
+    link: &str,
+    fault: crate::faults::proxy::ScopedFault,
+) -> Result<Vec<Fault>, DefinitionError> {
+    let known: Vec<String> = (target.links.iter())
+        .map(|l| format!("{}-{}", l.from, l.to))
+        .collect();
+    if !known.iter().any(|k| k == link) {
+        let message = format!(
+            "no link {link:?} in the target's x-fortress.links; links: {}",
+            if known.is_empty() {
+                "none".into()
+            } else {
+                known.join(", ")
+            }
+        );
+        return Err(src.error(span, "phases.faults.link", message));
+    }
+    if fault.kind().is_http() {
+        let message = "a target's links carry raw TCP: HTTP faults are not available on them";
+        return Err(src.error(span, "phases.faults.kind", message));
+    }
+    Ok(vec![Fault::OnLink {
+        link: link.to_owned(),
+        fault,
+    }])
+}
+
+fn service_names(target: &Target) -> String {
+    let names: Vec<&str> = target.services.iter().map(|s| s.name.as_str()).collect();
+    names.join(", ")
+}
+
+/// The variants (vulnerable first), and each one's environment: the file's shared `[environment]`
+/// with the variant's own on top.
+fn variants(
+    src: &Source<'_>,
+    file: &TargetExperimentFile,
+    target: &Target,
+) -> Result<(Vec<VariantPlan>, BTreeMap<Variant, Overrides>), DefinitionError> {
+    let shared = match &file.environment {
+        Some(written) => overrides(src, written, "environment", target)?,
+        None => Overrides::new(),
+    };
+    let span = file.variants.span();
+    let (mut variants, mut environment) = (Vec::new(), BTreeMap::new());
+    for (name, variant) in file.variants.get_ref() {
+        let parsed: Variant = (name.parse())
+            .map_err(|e: crate::vocabulary::Unknown| src.error(&span, "variants", e.to_string()))?;
+        let mut merged = shared.clone();
+        if let Some(own) = &variant.environment {
+            for (service, vars) in overrides(src, own, "variants.environment", target)? {
+                merged.entry(service).or_default().extend(vars);
+            }
+        }
+        environment.insert(parsed, merged);
+        variants.push(VariantPlan {
+            variant: parsed,
+            modes: Default::default(),
+            balancer: None,
+            without: Vec::new(),
+        });
+    }
+    if variants.is_empty() {
+        return Err(src.error(&span, "variants", "define vulnerable, defended or both"));
+    }
+    variants.sort_by_key(|v| v.variant);
+    Ok((variants, environment))
+}
+
+/// Overrides whose every service is one of the target's.
+fn overrides(
+    src: &Source<'_>,
+    written: &Spanned<Overrides>,
+    field: &str,
+    target: &Target,
+) -> Result<Overrides, DefinitionError> {
+    if let Some(unknown) = written.get_ref().keys().find(|s| target.service(s).is_none()) {
+        let message = format!(
+            "no service {unknown:?} in the target; services: {}",
+            service_names(target)
+        );
+        return Err(src.error(&written.span(), field, message));
+    }
+    Ok(written.get_ref().clone())
+}
+
+/// Each `[figures.<metric>]`: an end-of-run figure (units_sold, oversold_units...) on a database of
+/// the target.
+fn figures(
+    src: &Source<'_>,
+    written: &BTreeMap<String, Spanned<SqlFigureFile>>,
+    target: &Target,
+) -> Result<Vec<SqlFigure>, DefinitionError> {
+    let mut figures = Vec::new();
+    for (name, figure) in written {
+        let span = figure.span();
+        let metric: Metric = (name.parse())
+            .map_err(|e: crate::vocabulary::Unknown| src.error(&span, "figures", e.to_string()))?;
+        let owner = metric.owner();
+        if !(owner.producer == Producer::Judge && owner.cadence == Cadence::PerRun) {
+            let message = format!(
+                "{metric} is not an end-of-run figure; [figures] takes units_sold, oversold_units, lost_acknowledged_orders and the other figures of phase = \"run\""
+            );
+            return Err(src.error(&span, "figures", message));
+        }
+        figures.push(SqlFigure {
+            metric,
+            database: database(src, &figure.get_ref().database, target)?,
+            sql: figure.get_ref().sql.clone(),
+        });
+    }
+    Ok(figures)
+}
+
+fn invariant(
+    src: &Source<'_>,
+    written: &Spanned<SqlInvariantFile>,
+    target: &Target,
+    shape: &Shape,
+) -> Result<SqlInvariant, DefinitionError> {
+    let i = written.get_ref();
+    let counted_by = match &i.counted_by {
+        Some(named) => {
+            let metric: Metric = (named.get_ref().parse()).map_err(|e: crate::vocabulary::Unknown| {
+                src.error(&named.span(), "invariants.counted_by", e.to_string())
+            })?;
+            if !shape.figures.contains(&metric) {
+                let message = format!("{metric} needs a [figures.{metric}] query to count the violations");
+                return Err(src.error(&named.span(), "invariants.counted_by", message));
+            }
+            Some(metric)
+        }
+        None => None,
+    };
+    if i.name.trim().is_empty() || i.sql.trim().is_empty() {
+        return Err(src.error(
+            &written.span(),
+            "invariants",
+            "an invariant needs a name and its sql",
+        ));
+    }
+    Ok(SqlInvariant {
+        name: i.name.clone(),
+        database: database(src, &i.database, target)?,
+        sql: i.sql.clone(),
+        counted_by,
+    })
+}
+
+fn database(src: &Source<'_>, named: &Spanned<String>, target: &Target) -> Result<String, DefinitionError> {
+    let name = named.get_ref();
+    if target.databases.iter().any(|d| &d.name == name) {
+        return Ok(name.clone());
+    }
+    let known: Vec<&str> = target.databases.iter().map(|d| d.name.as_str()).collect();
+    let message = format!(
+        "no database {name:?} in the target's x-fortress.databases; databases: {}",
+        if known.is_empty() {
+            "none".into()
+        } else {
+            known.join(", ")
+        }
+    );
+    Err(src.error(&named.span(), "database", message))
+}

@@ -1,0 +1,354 @@
+//! Running an experiment against a user's target: for each variant in turn, its lab started from
+//! the Compose file with the variant's environment, the file's requests through every phase with
+//! the phases' faults (the same `phases::run` as the reference lab's, at `Site::Target`), then the
+//! judge: nothing left broken, the file's SQL invariants and end-of-run figures on the target's own
+//! databases, the predictions.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::phases::{self, Watched};
+use super::{Event, Handover, RunContext, RunError};
+use crate::env::target::lab::{TargetLab, TargetLabError, TargetLabSpec};
+use crate::experiment::definition::{Plan, RUN_PHASE, TargetPlan, VariantPlan};
+use crate::experiment::forensics;
+use crate::experiment::invariants::{Invariant, InvariantReport};
+use crate::experiment::journal::Entry;
+use crate::experiment::output::{self, RunHeader, Summary, VariantReport};
+use crate::experiment::phase_figures::{caveats, derived_stats};
+use crate::experiment::verdict::{self, PhaseStats};
+use crate::faults::{Fault, Site};
+use crate::load::Turn;
+use crate::vocabulary::Metric;
+
+/// How long each dependency condition of the target, and its readiness, may take.
+const READY_DEADLINE: Duration = Duration::from_secs(120);
+/// How many offending rows an invariant's detail shows.
+const ROWS_SHOWN: usize = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetRunError {
+    #[error("could not start the target's lab")]
+    Lab(#[from] TargetLabError),
+    #[error("the target has no database named {0}")]
+    NoDatabase(String),
+    #[error("{what} on database {database} failed")]
+    Query {
+        what: String,
+        database: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("after the last revert, {0}")]
+    NotWhole(String),
+}
+
+/// Runs the variants of a plan against its target, one after the other, and writes the run folder;
+/// answers the summary with its exit code. Every lab is removed before it answers.
+pub(super) async fn run(
+    plan: &Plan,
+    target: &TargetPlan,
+    variants: &[&VariantPlan],
+    ctx: &RunContext<'_>,
+    handover: Handover,
+) -> Result<Summary, RunError> {
+    if let Some(labs) = handover.labs {
+        labs.remove().await;
+    }
+    let header = RunHeader::of(plan, chrono::Utc::now());
+    ctx.journal.write(&Entry::RunStarted {
+        header: header.clone(),
+    });
+    let outcome = every_variant(plan, target, variants, ctx).await;
+    handover.loads_over.cancel();
+    let reports = match outcome {
+        Ok(reports) => reports,
+        Err(error) => {
+            ctx.journal.write(&Entry::RunStopped {
+                reason: super::cause_chain(&error),
+            });
+            return Err(error);
+        }
+    };
+    let order = reports.iter().map(|r| r.variant).collect();
+    let summary = Summary::from_parts(header, reports, super::docker_version().await);
+    ctx.journal.write(&Entry::RunEnded {
+        exit_code: summary.exit_code,
+        docker_version: summary.docker_version.clone(),
+        variants: order,
+    });
+    if let Err(error) = output::write_summary(ctx.folder, &summary) {
+        (ctx.progress)(Event::Message(format!("could not write summary.json: {error}")));
+    }
+    Ok(summary)
+}
+
+async fn every_variant(
+    plan: &Plan,
+    target: &TargetPlan,
+    variants: &[&VariantPlan],
+    ctx: &RunContext<'_>,
+) -> Result<Vec<VariantReport>, RunError> {
+    let turn = Arc::new(Turn::take(&ctx.stop).await.map_err(|_| RunError::Interrupted)?);
+    let mut reports = Vec::new();
+    for variant in variants {
+        if ctx.stop.is_cancelled() {
+            return Err(RunError::Interrupted);
+        }
+        let lab = start(target, variant, ctx).await?;
+        let report = run_variant(plan, target, variant, &lab, ctx, &turn).await;
+        if let Err(error) = lab.shutdown().await {
+            tracing::warn!(%error, "could not remove the target's lab; run `fortress cleanup`");
+        }
+        let report = report?;
+        ctx.journal.write(&Entry::VariantJudged {
+            report: Box::new(report.clone()),
+        });
+        reports.push(report);
+    }
+    if ctx.stop.is_cancelled() {
+        return Err(RunError::Interrupted);
+    }
+    Ok(reports)
+}
+
+/// The target's lab for `variant`, its environment set. A start is not abandoned half-way (the
+/// lab removes what it started if it fails).
+async fn start(
+    target: &TargetPlan,
+    variant: &VariantPlan,
+    ctx: &RunContext<'_>,
+) -> Result<TargetLab, RunError> {
+    let v = variant.variant;
+    let spec = TargetLabSpec {
+        lab_binary: ctx.lab_binary.clone(),
+        deadline: READY_DEADLINE,
+        environment: target.environment.get(&v).cloned().unwrap_or_default(),
+    };
+    (ctx.progress)(Event::Message(format!("{v}: starting the target's lab")));
+    let show = |line: &str| (ctx.progress)(Event::Message(format!("  {v}: {line}")));
+    let lab = TargetLab::start(&target.target, &spec, &show)
+        .await
+        .map_err(TargetRunError::from)?;
+    (ctx.progress)(Event::Message(format!(
+        "{v}: lab {} ready in {:.1?}",
+        lab.run_id, lab.ready_in
+    )));
+    Ok(lab)
+}
+
+async fn run_variant(
+    plan: &Plan,
+    target: &TargetPlan,
+    variant: &VariantPlan,
+    lab: &TargetLab,
+    ctx: &RunContext<'_>,
+    turn: &Arc<Turn>,
+) -> Result<VariantReport, RunError> {
+    let watched = phases::run(plan, variant.variant, Site::Target(lab), ctx, turn).await?;
+    let left = watched.timeline.still_injected();
+    if !left.is_empty() {
+        return Err(RunError::LeftInjected {
+            variant: variant.variant,
+            faults: left,
+        });
+    }
+    whole(plan, lab).await.map_err(RunError::from)?;
+    judge(plan, target, variant, lab, watched, ctx).await
+}
+
+/// Nothing left broken: every container a fault took is running again, unfrozen, and no link of
+/// the proxy has a fault.
+async fn whole(plan: &Plan, lab: &TargetLab) -> Result<(), TargetRunError> {
+    let mut broken = Vec::new();
+    for fault in plan.phases.iter().flat_map(|p| &p.faults) {
+        if let Fault::OnService {
+            service, replicas, ..
+        } = fault
+        {
+            for replica in 1..=*replicas {
+                let name = lab.container_name(service, replica);
+                match lab.docker().state(&name).await {
+                    Ok(state) if state.running && !state.paused => {}
+                    Ok(state) => broken.push(format!("{name} is {state}")),
+                    Err(error) => broken.push(format!("{name}: {error}")),
+                }
+            }
+        }
+    }
+    if !lab.links.is_empty() {
+        let proxy =
+            crate::faults::proxy::client::ProxyClient::new(lab.proxy_url().await?, reqwest::Client::new());
+        for link in &lab.links {
+            let name = lab.link_name(link);
+            match proxy.link(&name).await {
+                Ok(state) if state.faults.is_empty() => {}
+                Ok(state) => broken.push(format!(
+                    "the {name} link still has {} fault(s)",
+                    state.faults.len()
+                )),
+                Err(error) => broken.push(format!("the {name} link: {error}")),
+            }
+        }
+    }
+    match broken.is_empty() {
+        true => Ok(()),
+        false => Err(TargetRunError::NotWhole(broken.join("; "))),
+    }
+}
+
+async fn judge(
+    plan: &Plan,
+    target: &TargetPlan,
+    variant: &VariantPlan,
+    lab: &TargetLab,
+    watched: Watched,
+    ctx: &RunContext<'_>,
+) -> Result<VariantReport, RunError> {
+    let mut invariants = check_invariants(target, lab).await?;
+    let mut stats = PhaseStats::from_samples(&watched.samples);
+    derived_stats(plan, &watched.samples, &watched.latencies, &mut stats);
+    for (metric, value) in figures(target, lab).await? {
+        stats.set(RUN_PHASE, metric, value);
+    }
+    let requests = watched.recorder.request_count();
+    let errors: u64 = watched.recorder.totals().iter().map(|g| g.errors).sum();
+    if requests > 0 {
+        stats.set(RUN_PHASE, Metric::ErrorRate, errors as f64 / requests as f64);
+    }
+    let caveats = caveats(plan, &stats, &watched.latencies, &watched.untouched);
+    // As on the reference lab: a prediction that allows an invariant to break judges it instead.
+    for p in plan
+        .predictions_of(variant.variant)
+        .filter(|p| p.claim.allows_a_breakage())
+    {
+        for (check, sql) in invariants.checks.iter_mut().zip(&target.invariants) {
+            if sql.counted_by == Some(p.claim.metric) {
+                check.predicted_by = Some(p.claim.to_string());
+            }
+        }
+    }
+    let verdicts = (plan.predictions_of(variant.variant))
+        .map(|p| verdict::judge(p, &stats, &caveats))
+        .collect();
+    if let Err(error) = output::write_series(ctx.folder, variant.variant, &watched.samples) {
+        (ctx.progress)(Event::Message(format!(
+            "could not write the time series: {error}"
+        )));
+    }
+    let forensics = forensics::keep(
+        ctx.folder,
+        variant.variant,
+        &[],
+        watched.recorder.server_errors(),
+        watched.recorder.refused(),
+    );
+    invariants.units_sold = stats.get(RUN_PHASE, Metric::UnitsSold).unwrap_or(0.0) as i64;
+    invariants.oversold_units = stats.get(RUN_PHASE, Metric::OversoldUnits).unwrap_or(0.0) as i64;
+    Ok(VariantReport {
+        variant: variant.variant,
+        modes: variant.modes,
+        without: variant.without.clone(),
+        run_id: lab.run_id.clone(),
+        images: Vec::new(),
+        ready_in_s: lab.ready_in.as_secs_f64(),
+        load_started_at: watched.load_started_at,
+        offered_rps: plan.rate,
+        achieved_rps: watched.requests_in_phases as f64 / plan.run_seconds(),
+        requests: watched.load.requests.max(requests),
+        verdicts,
+        invariants,
+        timeline: watched.timeline.entries(),
+        lost_orders: Vec::new(),
+        aborted: None,
+        audit: None,
+        forensics,
+        phase_stats: stats,
+        samples: watched.samples,
+    })
+}
+
+/// A pool on a database of the target, at its published address now (a restarted container may
+/// have been given another port).
+async fn connect(
+    target: &TargetPlan,
+    lab: &TargetLab,
+    database: &str,
+) -> Result<sqlx::PgPool, TargetRunError> {
+    let db = (target.target.databases.iter())
+        .find(|d| d.name == database)
+        .ok_or_else(|| TargetRunError::NoDatabase(database.to_owned()))?;
+    let url = lab.database_url(db).await?;
+    let options = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10));
+    (options.connect(&url).await).map_err(|source| TargetRunError::Query {
+        what: "connecting".into(),
+        database: database.to_owned(),
+        source,
+    })
+}
+
+/// Each `[[invariants]]` query: its rows are the violations.
+async fn check_invariants(target: &TargetPlan, lab: &TargetLab) -> Result<InvariantReport, TargetRunError> {
+    let mut report = InvariantReport::default();
+    for invariant in &target.invariants {
+        let pg = connect(target, lab, &invariant.database).await?;
+        let sql = format!(
+            "SELECT row_to_json(violation)::text FROM ({}) AS violation",
+            invariant.sql.trim().trim_end_matches(';')
+        );
+        let rows: Vec<String> =
+            sqlx::query_scalar(&sql)
+                .fetch_all(&pg)
+                .await
+                .map_err(|source| TargetRunError::Query {
+                    what: format!("the invariant {:?}", invariant.name),
+                    database: invariant.database.clone(),
+                    source,
+                })?;
+        pg.close().await;
+        let detail = match rows.len() {
+            0 => "no offending rows".to_owned(),
+            n => format!(
+                "{n} offending rows: {}",
+                rows.iter()
+                    .take(ROWS_SHOWN)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        report.checks.push(Invariant {
+            name: invariant.name.clone(),
+            held: rows.is_empty(),
+            detail,
+            predicted_by: None,
+        });
+    }
+    Ok(report)
+}
+
+/// Each `[figures]` query's number; a query that answers NULL gives no figure.
+async fn figures(target: &TargetPlan, lab: &TargetLab) -> Result<BTreeMap<Metric, f64>, TargetRunError> {
+    let mut figures = BTreeMap::new();
+    for figure in &target.figures {
+        let pg = connect(target, lab, &figure.database).await?;
+        let sql = format!("SELECT ({})::float8", figure.sql.trim().trim_end_matches(';'));
+        let value: Option<f64> =
+            sqlx::query_scalar(&sql)
+                .fetch_one(&pg)
+                .await
+                .map_err(|source| TargetRunError::Query {
+                    what: format!("the figure {}", figure.metric),
+                    database: figure.database.clone(),
+                    source,
+                })?;
+        pg.close().await;
+        if let Some(value) = value {
+            figures.insert(figure.metric, value);
+        }
+    }
+    Ok(figures)
+}

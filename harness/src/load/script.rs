@@ -1,0 +1,222 @@
+//! Load as data: the requests a user's experiment file describes (`[[load.requests]]`), for a
+//! backend Fortress did not write. Each request has a weight (its share of the users), a method, a
+//! path, headers and a body whose `{{...}}` variables are filled in per request, and the statuses
+//! that count as its answer (`ok`) or as a normal refusal (`expected`, a sold-out). Each is filed
+//! under one of Fortress's request groups, so the checkout story's figures (`checkout_p95`,
+//! `http_5xx_rate`...) read the same for any backend.
+//!
+//! The variables: `{{user}}` (the virtual user's number, from 1), `{{request}}` (a number unique in
+//! the run) and `{{uuid}}` (a fresh UUID v4). A template is checked when the file is read: an
+//! unknown variable is refused there, not sent.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::sample::{Group, RequestOutcome};
+
+/// One templated piece of a request: literal text and variables, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    User,
+    Request,
+    Uuid,
+}
+
+/// What a template's variables are for one request.
+#[derive(Debug, Clone, Copy)]
+pub struct Values {
+    pub user: usize,
+    pub request: u64,
+}
+
+impl Template {
+    /// Reads `text`; an unknown or unclosed `{{...}}` is an error saying which variables exist.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_owned()));
+            }
+            let after = &rest[open + 2..];
+            let close = after
+                .find("}}")
+                .ok_or_else(|| format!("`{{{{` at byte {open} is never closed with `}}}}`"))?;
+            parts.push(match after[..close].trim() {
+                "user" => Part::User,
+                "request" => Part::Request,
+                "uuid" => Part::Uuid,
+                other => {
+                    return Err(format!(
+                        "unknown variable {{{{{other}}}}}: the variables are {{{{user}}}}, {{{{request}}}} and {{{{uuid}}}}"
+                    ));
+                }
+            });
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_owned()));
+        }
+        Ok(Self { parts })
+    }
+
+    /// The text with its variables filled in.
+    pub fn render(&self, values: Values) -> String {
+        let mut text = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => text.push_str(t),
+                Part::User => text.push_str(&values.user.to_string()),
+                Part::Request => text.push_str(&values.request.to_string()),
+                Part::Uuid => text.push_str(&uuid::Uuid::new_v4().to_string()),
+            }
+        }
+        text
+    }
+}
+
+/// A request method a scripted request may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Post,
+    Put,
+    Patch,
+    Delete,
+}
+
+impl std::str::FromStr for Method {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s.to_ascii_uppercase().as_str() {
+            "GET" => Self::Get,
+            "POST" => Self::Post,
+            "PUT" => Self::Put,
+            "PATCH" => Self::Patch,
+            "DELETE" => Self::Delete,
+            _ => return Err(format!("unknown method {s:?}: GET, POST, PUT, PATCH or DELETE")),
+        })
+    }
+}
+
+/// One request of the script.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScriptedRequest {
+    /// How goose's report names it (`POST /orders`).
+    pub name: String,
+    pub group: Group,
+    pub method: Method,
+    pub path: Template,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Template>,
+    /// Its share of the users, against the other requests' weights.
+    pub weight: u32,
+    /// The statuses that are the answer the request was made for.
+    pub ok: Vec<u16>,
+    /// The statuses that are a normal refusal (sold out), when the body contains `expected_contains`
+    /// (if given).
+    pub expected: Vec<u16>,
+    pub expected_contains: Option<String>,
+}
+
+impl ScriptedRequest {
+    /// Ok, expected, or an error: any other status, or an expected one without its text.
+    pub fn classify(&self, status: u16, body: &[u8]) -> RequestOutcome {
+        if self.ok.contains(&status) {
+            return RequestOutcome::Ok;
+        }
+        let text_there = |needle: &str| String::from_utf8_lossy(body).contains(needle);
+        if self.expected.contains(&status) && self.expected_contains.as_deref().is_none_or(text_there) {
+            return RequestOutcome::Expected;
+        }
+        RequestOutcome::Error
+    }
+}
+
+/// Every request of a load, and the run-wide count behind `{{request}}`.
+#[derive(Debug, Default)]
+pub struct Script {
+    pub requests: Vec<ScriptedRequest>,
+    sent: AtomicU64,
+}
+
+impl Script {
+    pub fn new(requests: Vec<ScriptedRequest>) -> Self {
+        Self {
+            requests,
+            sent: AtomicU64::new(0),
+        }
+    }
+
+    /// The variables of the next request of `user` (goose's 0-based index).
+    pub fn next_values(&self, user: usize) -> Values {
+        Values {
+            user: user + 1,
+            request: self.sent.fetch_add(1, Ordering::Relaxed) + 1,
+        }
+    }
+}
+
+impl Clone for Script {
+    fn clone(&self) -> Self {
+        Self::new(self.requests.clone())
+    }
+}
+
+impl PartialEq for Script {
+    fn eq(&self, other: &Self) -> bool {
+        self.requests == other.requests
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_fills_its_variables_and_refuses_unknown_ones() {
+        let t = Template::parse(r#"{"email":"buyer{{request}}-{{ user }}@x.test"}"#).unwrap();
+        let values = Values { user: 3, request: 41 };
+        assert_eq!(t.render(values), r#"{"email":"buyer41-3@x.test"}"#);
+        let id = Template::parse("{{uuid}}").unwrap().render(values);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        assert_eq!(Template::parse("plain").unwrap().render(values), "plain");
+        let unknown = Template::parse("a {{seat}} b").unwrap_err();
+        assert!(
+            unknown.contains("{{seat}}") && unknown.contains("{{request}}"),
+            "{unknown}"
+        );
+        assert!(Template::parse("a {{user").unwrap_err().contains("never closed"));
+    }
+
+    #[test]
+    fn an_answer_is_ok_expected_only_with_its_text_or_an_error() {
+        let request = ScriptedRequest {
+            name: "POST /orders".into(),
+            group: Group::Checkout,
+            method: Method::Post,
+            path: Template::parse("/orders").unwrap(),
+            headers: vec![],
+            body: None,
+            weight: 1,
+            ok: vec![201],
+            expected: vec![400],
+            expected_contains: Some("quota".into()),
+        };
+        assert_eq!(request.classify(201, b""), RequestOutcome::Ok);
+        assert_eq!(
+            request.classify(400, br#"{"positions":["not enough quota"]}"#),
+            RequestOutcome::Expected
+        );
+        assert_eq!(
+            request.classify(400, br#"{"email":["invalid"]}"#),
+            RequestOutcome::Error
+        );
+        assert_eq!(request.classify(500, b"quota"), RequestOutcome::Error);
+    }
+}
