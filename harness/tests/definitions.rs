@@ -620,10 +620,8 @@ fn pretix_error(from: &str, to: &str) -> (DefinitionError, String) {
 
 #[test]
 fn a_mistake_against_a_target_names_the_line_the_field_and_what_the_target_has() {
-    let (error, text) = pretix_error(
-        "name = \"rush\"\nseconds = 10\n",
-        "name = \"rush\"\nseconds = 10\nfaults = [{ kind = \"kill\", target = \"cache\" }]\n",
-    );
+    let latency = "faults = [{ kind = \"latency\", link = \"web-db\", ms = 10.0 }]";
+    let (error, text) = pretix_error(latency, "faults = [{ kind = \"kill\", target = \"cache\" }]");
     assert_eq!(error.field, "phases.faults.target");
     assert_eq!(error.line, line_of(&text, "target = \"cache\""));
     assert!(
@@ -631,17 +629,11 @@ fn a_mistake_against_a_target_names_the_line_the_field_and_what_the_target_has()
         "{error}"
     );
 
-    let (error, _) = pretix_error(
-        "seconds = 10\n",
-        "seconds = 10\nfaults = [{ kind = \"down\", link = \"web-cache\" }]\n",
-    );
+    let (error, _) = pretix_error(latency, "faults = [{ kind = \"down\", link = \"web-cache\" }]");
     assert_eq!(error.field, "phases.faults.link");
     assert!(error.message.contains("links: web-db, web-redis"), "{error}");
 
-    let (error, _) = pretix_error(
-        "seconds = 10\n",
-        "seconds = 10\nfaults = [{ kind = \"expire_cache\" }]\n",
-    );
+    let (error, _) = pretix_error(latency, "faults = [{ kind = \"expire_cache\" }]");
     assert!(error.message.contains("needs the reference service"), "{error}");
 
     let (error, text) = pretix_error("metric = \"error_rate\"", "metric = \"pg_statements_per_s\"");

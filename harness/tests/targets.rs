@@ -196,3 +196,61 @@ fn ctrl_c_removes_a_targets_lab_and_sigkill_leaves_it_to_the_next_command() {
     assert!(owned_by(pid).is_empty(), "{said}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Ctrl-C in the middle of an experiment against a target: the phase's fault is reverted (the
+/// journal has its revert), every container of the lab is removed, and the exit code says so.
+#[test]
+fn ctrl_c_in_a_target_experiments_fault_reverts_it_and_removes_the_lab() {
+    use std::io::BufRead;
+    let out = std::env::temp_dir().join(format!("fortress-target-interrupt-{}", std::process::id()));
+    let experiment = format!(
+        "{}/../examples/pretix/redis-outage.toml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .args(["experiment", &experiment, "--profile", "quick", "--out"])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("phase outage")) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outage never began:\n{}",
+            seen.join("\n")
+        );
+        if let Ok(line) = lines.recv_timeout(std::time::Duration::from_millis(100)) {
+            seen.push(line);
+        }
+    }
+    // Into the outage: the fault is injected at the phase's start.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    signal(pid, "-INT");
+    assert_eq!(child.wait().unwrap().code(), Some(4), "Ctrl-C: exit 4");
+    assert!(owned_by(pid).is_empty(), "Ctrl-C left containers behind");
+    let run = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let journal = std::fs::read_to_string(run.join("journal.ndjson")).unwrap();
+    let steps: Vec<&str> = (journal.lines())
+        .filter(|l| l.contains("down on the web-redis link"))
+        .collect();
+    assert!(
+        steps.iter().any(|l| l.contains("\"inject\"")) && steps.iter().any(|l| l.contains("\"revert\"")),
+        "the fault's inject and revert are in the journal: {steps:?}"
+    );
+    assert!(
+        journal.contains("interrupted"),
+        "the journal says the run was stopped"
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}

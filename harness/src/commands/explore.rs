@@ -88,6 +88,12 @@ pub async fn run(args: &ExploreArgs, lab_binary: PathBuf) -> ExitCode {
 fn plan_of(args: &ExploreArgs) -> Result<(Plan, (String, String)), String> {
     let source = catalog::text(&args.experiment).map_err(|e| e.to_string())?;
     let mut plan = catalog::load(&args.experiment, args.profile).map_err(|e| e.to_string())?;
+    if plan.target.is_some() {
+        return Err(format!(
+            "{} runs against a user's target; explore searches the reference lab's fault space only, so far",
+            plan.source
+        ));
+    }
     if !args.without.is_empty() {
         if args.variant != Variant::Defended {
             return Err(
