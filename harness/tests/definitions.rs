@@ -610,7 +610,12 @@ fn the_pretix_experiments_parse_against_their_compose_file_in_both_profiles() {
 
 /// An experiment against pretix's Compose file with `from` replaced by `to`, refused.
 fn pretix_error(from: &str, to: &str) -> (DefinitionError, String) {
-    let path = pretix("rush.toml");
+    pretix_file_error("rush.toml", from, to)
+}
+
+/// pretix's experiment `file` with `from` replaced by `to`, refused.
+fn pretix_file_error(file: &str, from: &str, to: &str) -> (DefinitionError, String) {
+    let path = pretix(file);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(text.contains(from), "{from}");
     let text = text.replacen(from, to, 1);
@@ -655,4 +660,25 @@ fn a_mistake_against_a_target_names_the_line_the_field_and_what_the_target_has()
     let (error, _) = pretix_error("target = \"compose.yaml\"", "target = \"missing.yaml\"");
     assert_eq!(error.field, "target");
     assert!(error.message.contains("relative to this file"), "{error}");
+}
+
+#[test]
+fn an_acknowledgement_needs_its_lookup_and_a_lookup_its_acknowledgement() {
+    let outage = "redis-outage.toml";
+    let ack = "acknowledges = { status = 201, id = \"/code\" }";
+    let (error, _) = pretix_file_error(outage, ack, "acknowledges = { status = 201, id = \"code\" }");
+    assert_eq!(error.field, "load.requests.acknowledges");
+    assert!(error.message.contains("JSON pointer"), "{error}");
+
+    let (error, _) = pretix_file_error(outage, ack, "");
+    assert_eq!(error.field, "acknowledged");
+    assert!(error.message.contains("no request acknowledges"), "{error}");
+
+    let (error, _) = pretix_file_error(outage, "= ANY($1)", "= ANY('{}')");
+    assert_eq!(error.field, "acknowledged.sql");
+
+    let lookup = "[acknowledged]\ndatabase = \"pretix\"\nsql = \"SELECT code FROM pretixbase_order WHERE code = ANY($1)\"\n";
+    let (error, _) = pretix_file_error(outage, lookup, "");
+    assert_eq!(error.field, "acknowledged");
+    assert!(error.message.contains("a request acknowledges"), "{error}");
 }

@@ -115,6 +115,15 @@ pub struct TargetPlan {
     pub environment: std::collections::BTreeMap<Variant, Overrides>,
     pub invariants: Vec<SqlInvariant>,
     pub figures: Vec<SqlFigure>,
+    /// How to find what the answers acknowledged (`[acknowledged]`), when a request acknowledges.
+    pub acknowledged: Option<SqlLookup>,
+}
+
+/// A query on a target's database answering which of the ids bound to `$1` (a `text[]`) it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SqlLookup {
+    pub database: String,
+    pub sql: String,
 }
 
 /// Per service, environment variables.

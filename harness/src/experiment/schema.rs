@@ -276,6 +276,10 @@ pub(super) struct TargetExperimentFile {
     /// End-of-run figures (`units_sold`, `oversold_units`...) computed by SQL.
     #[serde(default)]
     pub(super) figures: BTreeMap<String, Spanned<SqlFigureFile>>,
+    /// How to find what the requests' answers acknowledged: SQL answering those of the ids in `$1`
+    /// (a `text[]`) that the database has.
+    #[serde(default)]
+    pub(super) acknowledged: Option<Spanned<SqlFigureFile>>,
     #[serde(default)]
     pub(super) predictions: Vec<PredictionFile>,
 }
@@ -310,6 +314,17 @@ pub(super) struct RequestFile {
     pub(super) expected: Vec<u16>,
     #[serde(default)]
     pub(super) expected_contains: Option<String>,
+    /// Which answers acknowledge something the target must keep, and where its id is.
+    #[serde(default)]
+    pub(super) acknowledges: Option<Spanned<AcknowledgesFile>>,
+}
+
+/// `acknowledges = { status = 201, id = "/code" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AcknowledgesFile {
+    pub(super) status: u16,
+    pub(super) id: String,
 }
 
 #[derive(Debug, Deserialize)]

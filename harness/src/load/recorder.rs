@@ -84,6 +84,8 @@ struct State {
     busy_carried: u32,
     /// Each order the client saw acknowledged.
     acknowledged: Vec<Acknowledged>,
+    /// A user's target: each id its acknowledgements carried (`acknowledges` of a scripted request).
+    acknowledged_ids: Vec<String>,
     /// Every service time, in microseconds and in the order they completed, of the groups that keep
     /// each.
     each: BTreeMap<Group, Vec<u64>>,
@@ -248,6 +250,7 @@ impl Recorder {
             busy: 0,
             busy_carried: 0,
             acknowledged: Vec::new(),
+            acknowledged_ids: Vec::new(),
             each: BTreeMap::new(),
             probe_pairs: Vec::new(),
             started_users: Default::default(),
@@ -350,6 +353,16 @@ impl Recorder {
             sent_us,
             acknowledged_us,
         });
+    }
+
+    /// Notes an id a user's target acknowledged to this client (an order code by its JSON pointer).
+    pub fn acknowledge_id(&self, id: String) {
+        self.state().acknowledged_ids.push(id);
+    }
+
+    /// The ids a user's target acknowledged to this client, in the order it saw them.
+    pub fn acknowledged_ids(&self) -> Vec<String> {
+        self.state().acknowledged_ids.clone()
     }
 
     /// Notes an answer that was neither the one asked for nor an expected refusal (a 5xx, a 401 that

@@ -263,16 +263,24 @@ async fn scripted(user: &mut GooseUser, ctx: &Ctx, script: &Script, index: usize
         .name(request.name.as_str())
         .set_request_builder(builder)
         .build();
-    send(user, ctx, request.group, goose_request, |status, body| {
+    let answer = send(user, ctx, request.group, goose_request, |status, body| {
         request.classify(status, body)
     })
     .await?;
+    let acknowledged = (request.acknowledges.as_ref())
+        .zip(answer.status)
+        .and_then(|(ack, status)| ack.id_in(status, &answer.body));
+    if let Some(id) = acknowledged {
+        ctx.recorder.acknowledge_id(id);
+    }
     Ok(())
 }
 
 /// What a request answered, once classified and recorded.
 struct Answer {
     outcome: RequestOutcome,
+    /// The HTTP status, when an answer came.
+    status: Option<u16>,
     body: Vec<u8>,
     /// When it was due, left and ended.
     timing: RequestTiming,
@@ -297,9 +305,11 @@ async fn send(
     let free = ctx.free_since(user.weighted_users_index).unwrap_or(slot.claimed);
     let sending = ctx.recorder.sending(slot.due, free);
     let mut goose = user.request(request).await?;
+    let mut answered = None;
     let (outcome, body, problem) = match goose.response {
         Ok(response) => {
             let status = response.status().as_u16();
+            answered = Some(status);
             let request_id = response
                 .headers()
                 .get("x-request-id")
@@ -335,6 +345,7 @@ async fn send(
     }
     Ok(Answer {
         outcome,
+        status: answered,
         body,
         timing,
     })

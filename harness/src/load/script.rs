@@ -122,6 +122,31 @@ pub struct ScriptedRequest {
     /// (if given).
     pub expected: Vec<u16>,
     pub expected_contains: Option<String>,
+    /// Which answers acknowledge something the target must keep (an order), and where its id is.
+    pub acknowledges: Option<Acknowledgement>,
+}
+
+/// An answer that acknowledges: its status, and the JSON pointer to the id in its body (`/code`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledgement {
+    pub status: u16,
+    pub id: String,
+}
+
+impl Acknowledgement {
+    /// The id this answer acknowledged, if it is an acknowledgement: a string or a number at the
+    /// pointer of a JSON body with the status.
+    pub fn id_in(&self, status: u16, body: &[u8]) -> Option<String> {
+        if status != self.status {
+            return None;
+        }
+        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+        match value.pointer(&self.id)? {
+            serde_json::Value::String(id) => Some(id.clone()),
+            serde_json::Value::Number(id) => Some(id.to_string()),
+            _ => None,
+        }
+    }
 }
 
 impl ScriptedRequest {
@@ -207,6 +232,7 @@ mod tests {
             ok: vec![201],
             expected: vec![400],
             expected_contains: Some("quota".into()),
+            acknowledges: None,
         };
         assert_eq!(request.classify(201, b""), RequestOutcome::Ok);
         assert_eq!(
@@ -218,5 +244,25 @@ mod tests {
             RequestOutcome::Error
         );
         assert_eq!(request.classify(500, b"quota"), RequestOutcome::Error);
+    }
+
+    #[test]
+    fn an_acknowledgement_is_its_status_with_an_id_at_the_pointer() {
+        let ack = Acknowledgement {
+            status: 201,
+            id: "/code".into(),
+        };
+        assert_eq!(ack.id_in(201, br#"{"code":"AB3XZ"}"#).as_deref(), Some("AB3XZ"));
+        let by_number = Acknowledgement {
+            status: 201,
+            id: "/order/id".into(),
+        };
+        assert_eq!(
+            by_number.id_in(201, br#"{"order":{"id":42}}"#).as_deref(),
+            Some("42")
+        );
+        assert_eq!(ack.id_in(200, br#"{"code":"AB3XZ"}"#), None, "another status");
+        assert_eq!(ack.id_in(201, br#"{"id":7}"#), None, "no id at the pointer");
+        assert_eq!(ack.id_in(201, b"<html>"), None, "not JSON");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::phases::{self, Watched};
 use super::{Event, Handover, RunContext, RunError};
 use crate::env::target::lab::{TargetLab, TargetLabError, TargetLabSpec};
-use crate::experiment::definition::{Plan, RUN_PHASE, TargetPlan, VariantPlan};
+use crate::experiment::definition::{Plan, RUN_PHASE, SqlLookup, TargetPlan, VariantPlan};
 use crate::experiment::forensics;
 use crate::experiment::invariants::{Invariant, InvariantReport};
 use crate::experiment::journal::Entry;
@@ -26,6 +26,8 @@ use crate::vocabulary::Metric;
 const READY_DEADLINE: Duration = Duration::from_secs(120);
 /// How many offending rows an invariant's detail shows.
 const ROWS_SHOWN: usize = 5;
+/// The invariant every acknowledgement is held to.
+const LOST_INVARIANT: &str = "nothing acknowledged is lost";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetRunError {
@@ -212,6 +214,32 @@ async fn judge(
     for (metric, value) in figures(target, lab).await? {
         stats.set(RUN_PHASE, metric, value);
     }
+    if let Some(lookup) = &target.acknowledged {
+        let acknowledged = watched.recorder.acknowledged_ids();
+        let lost = lost(target, lab, lookup, &acknowledged).await?;
+        stats.set(RUN_PHASE, Metric::LostAcknowledgedOrders, lost.len() as f64);
+        invariants.checks.push(Invariant {
+            name: LOST_INVARIANT.to_owned(),
+            held: lost.is_empty(),
+            detail: format!(
+                "{} acknowledged, {} not in the database{}",
+                acknowledged.len(),
+                lost.len(),
+                match lost.is_empty() {
+                    true => String::new(),
+                    false => format!(
+                        ": {}",
+                        lost.iter()
+                            .take(ROWS_SHOWN)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                }
+            ),
+            predicted_by: None,
+        });
+    }
     let requests = watched.recorder.request_count();
     let errors: u64 = watched.recorder.totals().iter().map(|g| g.errors).sum();
     if requests > 0 {
@@ -328,6 +356,37 @@ async fn check_invariants(target: &TargetPlan, lab: &TargetLab) -> Result<Invari
         });
     }
     Ok(report)
+}
+
+/// The acknowledged ids the database does not have: `[acknowledged]`'s query answers those of `$1`
+/// it holds.
+async fn lost(
+    target: &TargetPlan,
+    lab: &TargetLab,
+    lookup: &SqlLookup,
+    acknowledged: &[String],
+) -> Result<Vec<String>, TargetRunError> {
+    let pg = connect(target, lab, &lookup.database).await?;
+    let sql = format!(
+        "SELECT (found)::text FROM ({}) AS found(found)",
+        lookup.sql.trim().trim_end_matches(';')
+    );
+    let found: Vec<String> = sqlx::query_scalar(&sql)
+        .bind(acknowledged)
+        .fetch_all(&pg)
+        .await
+        .map_err(|source| TargetRunError::Query {
+            what: "[acknowledged]".into(),
+            database: lookup.database.clone(),
+            source,
+        })?;
+    pg.close().await;
+    let found: std::collections::BTreeSet<String> = found.into_iter().collect();
+    Ok(acknowledged
+        .iter()
+        .filter(|id| !found.contains(*id))
+        .cloned()
+        .collect())
 }
 
 /// Each `[figures]` query's number; a query that answers NULL gives no figure.

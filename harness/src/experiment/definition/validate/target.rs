@@ -17,14 +17,15 @@ use super::{
 };
 use crate::env::target::{Target, TargetError};
 use crate::experiment::definition::{
-    Arrangement, DefinitionError, Overrides, Plan, Profile, SqlFigure, SqlInvariant, TargetPlan, VariantPlan,
+    Arrangement, DefinitionError, Overrides, Plan, Profile, SqlFigure, SqlInvariant, SqlLookup, TargetPlan,
+    VariantPlan,
 };
 use crate::experiment::schema::{
-    FaultFile, RequestFile, SqlFigureFile, SqlInvariantFile, TargetExperimentFile,
+    AcknowledgesFile, FaultFile, RequestFile, SqlFigureFile, SqlInvariantFile, TargetExperimentFile,
 };
 use crate::faults::{ContainerAction, Fault};
 use crate::load::Group;
-use crate::load::script::{Method, Script, ScriptedRequest, Template};
+use crate::load::script::{Acknowledgement, Method, Script, ScriptedRequest, Template};
 use crate::vocabulary::{Cadence, Metric, Needs, Producer, Start, Variant};
 
 /// Whether `text` is an experiment against a user's target: it names one at the top level.
@@ -92,10 +93,14 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
     let phases = phase_list(&src, &parsed.phases, profile, factor, &faults_of as &FaultsOf<'_>)?;
     let (variants, environment) = variants(&src, &parsed, &target)?;
     let figures = figures(&src, &parsed.figures, &target)?;
-    let shape = Shape {
+    let acknowledged = acknowledged(&src, &parsed, &script, &target)?;
+    let mut shape = Shape {
         groups: script.requests.iter().map(|r| r.group).collect(),
         figures: figures.iter().map(|f| f.metric).collect(),
     };
+    if acknowledged.is_some() {
+        shape.figures.insert(Metric::LostAcknowledgedOrders);
+    }
     let invariants = (parsed.invariants.iter())
         .map(|i| invariant(&src, i, &target, &shape))
         .collect::<Result<_, _>>()?;
@@ -135,6 +140,7 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
             environment,
             invariants,
             figures,
+            acknowledged,
         })),
     })
 }
@@ -214,7 +220,62 @@ fn request(src: &Source<'_>, r: &RequestFile) -> Result<ScriptedRequest, Definit
         ok: r.ok.get_ref().clone(),
         expected: r.expected.clone(),
         expected_contains: r.expected_contains.clone(),
+        acknowledges: r
+            .acknowledges
+            .as_ref()
+            .map(|a| acknowledges(src, a))
+            .transpose()?,
     })
+}
+
+fn acknowledges(
+    src: &Source<'_>,
+    written: &Spanned<AcknowledgesFile>,
+) -> Result<Acknowledgement, DefinitionError> {
+    let a = written.get_ref();
+    if !a.id.starts_with('/') || !(100..=599).contains(&a.status) {
+        let message =
+            "an HTTP status and the JSON pointer to the id in its body: { status = 201, id = \"/code\" }";
+        return Err(src.error(&written.span(), "load.requests.acknowledges", message));
+    }
+    Ok(Acknowledgement {
+        status: a.status,
+        id: a.id.clone(),
+    })
+}
+
+/// `[acknowledged]`, which a request that acknowledges needs, and only then: the SQL that finds the
+/// acknowledged ids (`$1`, a `text[]`) in the target's database.
+fn acknowledged(
+    src: &Source<'_>,
+    file: &TargetExperimentFile,
+    script: &Script,
+    target: &Target,
+) -> Result<Option<SqlLookup>, DefinitionError> {
+    let acknowledging = script.requests.iter().any(|r| r.acknowledges.is_some());
+    match &file.acknowledged {
+        None if acknowledging => Err(src.error(
+            &file.load.requests.span(),
+            "acknowledged",
+            "a request acknowledges: add [acknowledged] with the database and the SQL that answers which of \
+             the ids in $1 (a text[]) it holds",
+        )),
+        None => Ok(None),
+        Some(written) if !acknowledging => Err(src.error(
+            &written.span(),
+            "acknowledged",
+            "no request acknowledges anything: give one `acknowledges = { status = 201, id = \"/id\" }`",
+        )),
+        Some(written) if !written.get_ref().sql.contains("$1") => Err(src.error(
+            &written.span(),
+            "acknowledged.sql",
+            "the query takes the acknowledged ids as $1 (a text[]): ... WHERE code = ANY($1)",
+        )),
+        Some(written) => Ok(Some(SqlLookup {
+            database: database(src, &written.get_ref().database, target)?,
+            sql: written.get_ref().sql.clone(),
+        })),
+    }
 }
 
 /// A fault on the target: a kill, stop or pause of one of its services (`target` is its Compose
