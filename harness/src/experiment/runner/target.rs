@@ -209,54 +209,15 @@ async fn judge(
     ctx: &RunContext<'_>,
 ) -> Result<VariantReport, RunError> {
     let mut invariants = check_invariants(target, lab).await?;
-    let mut stats = PhaseStats::from_samples(&watched.samples);
-    derived_stats(plan, &watched.samples, &watched.latencies, &mut stats);
-    for (metric, value) in figures(target, lab).await? {
-        stats.set(RUN_PHASE, metric, value);
-    }
+    let mut stats = stats(plan, target, lab, &watched).await?;
     if let Some(lookup) = &target.acknowledged {
         let acknowledged = watched.recorder.acknowledged_ids();
         let lost = lost(target, lab, lookup, &acknowledged).await?;
         stats.set(RUN_PHASE, Metric::LostAcknowledgedOrders, lost.len() as f64);
-        invariants.checks.push(Invariant {
-            name: LOST_INVARIANT.to_owned(),
-            held: lost.is_empty(),
-            detail: format!(
-                "{} acknowledged, {} not in the database{}",
-                acknowledged.len(),
-                lost.len(),
-                match lost.is_empty() {
-                    true => String::new(),
-                    false => format!(
-                        ": {}",
-                        lost.iter()
-                            .take(ROWS_SHOWN)
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                }
-            ),
-            predicted_by: None,
-        });
-    }
-    let requests = watched.recorder.request_count();
-    let errors: u64 = watched.recorder.totals().iter().map(|g| g.errors).sum();
-    if requests > 0 {
-        stats.set(RUN_PHASE, Metric::ErrorRate, errors as f64 / requests as f64);
+        invariants.checks.push(nothing_lost(&acknowledged, &lost));
     }
     let caveats = caveats(plan, &stats, &watched.latencies, &watched.untouched);
-    // As on the reference lab: a prediction that allows an invariant to break judges it instead.
-    for p in plan
-        .predictions_of(variant.variant)
-        .filter(|p| p.claim.allows_a_breakage())
-    {
-        for (check, sql) in invariants.checks.iter_mut().zip(&target.invariants) {
-            if sql.counted_by == Some(p.claim.metric) {
-                check.predicted_by = Some(p.claim.to_string());
-            }
-        }
-    }
+    hand_over(plan, target, variant, &mut invariants);
     let verdicts = (plan.predictions_of(variant.variant))
         .map(|p| verdict::judge(p, &stats, &caveats))
         .collect();
@@ -284,7 +245,7 @@ async fn judge(
         load_started_at: watched.load_started_at,
         offered_rps: plan.rate,
         achieved_rps: watched.requests_in_phases as f64 / plan.run_seconds(),
-        requests: watched.load.requests.max(requests),
+        requests: watched.load.requests.max(watched.recorder.request_count()),
         verdicts,
         invariants,
         timeline: watched.timeline.entries(),
@@ -295,6 +256,64 @@ async fn judge(
         phase_stats: stats,
         samples: watched.samples,
     })
+}
+
+/// Every figure a prediction can be about: per phase from the seconds, over the run from the
+/// client's whole record, and the file's `[figures]`.
+async fn stats(
+    plan: &Plan,
+    target: &TargetPlan,
+    lab: &TargetLab,
+    watched: &Watched,
+) -> Result<PhaseStats, TargetRunError> {
+    let mut stats = PhaseStats::from_samples(&watched.samples);
+    derived_stats(plan, &watched.samples, &watched.latencies, &mut stats);
+    for (metric, value) in figures(target, lab).await? {
+        stats.set(RUN_PHASE, metric, value);
+    }
+    let requests = watched.recorder.request_count();
+    let errors: u64 = watched.recorder.totals().iter().map(|g| g.errors).sum();
+    if requests > 0 {
+        stats.set(RUN_PHASE, Metric::ErrorRate, errors as f64 / requests as f64);
+    }
+    Ok(stats)
+}
+
+/// "Nothing acknowledged is lost": held when every acknowledged id was found, else naming the first
+/// few missing.
+fn nothing_lost(acknowledged: &[String], lost: &[String]) -> Invariant {
+    let named = match lost.is_empty() {
+        true => String::new(),
+        false => format!(": {}", lost[..lost.len().min(ROWS_SHOWN)].join(", ")),
+    };
+    Invariant {
+        name: LOST_INVARIANT.to_owned(),
+        held: lost.is_empty(),
+        detail: format!(
+            "{} acknowledged, {} not in the database{named}",
+            acknowledged.len(),
+            lost.len()
+        ),
+        predicted_by: None,
+    }
+}
+
+/// As on the reference lab: a prediction that allows an invariant to break (`oversold_units > 0`)
+/// judges it in its place; the metric that counts an invariant's violations is its `counted_by`, and
+/// `lost_acknowledged_orders` for the acknowledgements'.
+fn hand_over(plan: &Plan, target: &TargetPlan, variant: &VariantPlan, invariants: &mut InvariantReport) {
+    let breakages = (plan.predictions_of(variant.variant)).filter(|p| p.claim.allows_a_breakage());
+    for p in breakages {
+        for check in &mut invariants.checks {
+            let counted_by = match target.invariants.iter().find(|i| i.name == check.name) {
+                Some(sql) => sql.counted_by,
+                None => (check.name == LOST_INVARIANT).then_some(Metric::LostAcknowledgedOrders),
+            };
+            if counted_by == Some(p.claim.metric) {
+                check.predicted_by = Some(p.claim.to_string());
+            }
+        }
+    }
 }
 
 /// A pool on a database of the target, at its published address now (a restarted container may
