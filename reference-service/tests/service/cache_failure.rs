@@ -77,7 +77,7 @@ async fn breaker_serves_reads_with_redis_stopped_and_skips_redis() {
         bypassed >= (READS - 6) as f64,
         "most reads skip Redis: bypassed {bypassed}, errors {errors}"
     );
-    let db_reads = lab.statements_since_reset(PRODUCT_BY_ID).await;
+    let db_reads = lab.statements_since_reset(&[PRODUCT_BY_ID]).await;
     assert!(
         db_reads <= 3,
         "the local single-flight cache bounds database reads: {db_reads} for {READS} requests"
@@ -93,7 +93,7 @@ async fn fallthrough_serves_reads_with_redis_stopped_but_every_read_hits_postgre
 
     read_product_repeatedly(&service).await;
 
-    let db_reads = lab.statements_since_reset(PRODUCT_BY_ID).await;
+    let db_reads = lab.statements_since_reset(&[PRODUCT_BY_ID]).await;
     assert_eq!(db_reads, READS as i64, "every read falls through to Postgres");
     assert!(
         service

@@ -156,12 +156,14 @@ impl Lab {
         service
     }
 
-    /// Counts statement executions Postgres saw since the last reset, except the test's own probes.
-    pub async fn statements_since_reset(&self, query_like: &str) -> i64 {
+    /// Counts executions, since the last reset, of the statements matching any of `query_like`
+    /// (ILIKE patterns), except the test's own probes and the outbox relay's background polls.
+    pub async fn statements_since_reset(&self, query_like: &[&str]) -> i64 {
         sqlx::query(
             "SELECT coalesce(sum(calls), 0)::bigint AS calls FROM pg_stat_statements \
              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-               AND query NOT ILIKE '%pg_stat_statements%' AND query ILIKE $1",
+               AND query NOT ILIKE '%pg_stat_statements%' AND query NOT ILIKE '%outbox%' \
+               AND query ILIKE ANY($1)",
         )
         .bind(query_like)
         .fetch_one(&self.pg)
