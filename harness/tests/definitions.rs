@@ -682,3 +682,27 @@ fn an_acknowledgement_needs_its_lookup_and_a_lookup_its_acknowledgement() {
     assert_eq!(error.field, "acknowledged");
     assert!(error.message.contains("a request acknowledges"), "{error}");
 }
+
+#[test]
+fn a_stop_condition_on_a_target_watches_the_clients_figures_only() {
+    let abort = |metric: &str| {
+        format!("[[abort]]\nmetric = \"{metric}\"\ncompare = \">\"\nthreshold = 0.0\n\n[[predictions]]")
+    };
+    let path = pretix("rush.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let stopping = text.replacen("[[predictions]]", &abort("error_rate"), 1);
+    let plan = parse(&path, &stopping, Profile::Quick).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(plan.aborts[0].to_string(), "error_rate > 0 for 1 s");
+
+    let (error, text) = pretix_error("[[predictions]]", &abort("oversold_units"));
+    assert_eq!(error.field, "abort.metric");
+    assert_eq!(error.line, line_of(&text, "metric = \"oversold_units\""));
+    assert!(
+        error.message.contains("counted live only in the reference lab"),
+        "{error}"
+    );
+
+    let (error, _) = pretix_error("[[predictions]]", &abort("pg_statements_per_s"));
+    assert_eq!(error.field, "abort.metric");
+    assert!(error.message.contains("only the reference lab has"), "{error}");
+}

@@ -254,3 +254,107 @@ fn ctrl_c_in_a_target_experiments_fault_reverts_it_and_removes_the_lab() {
     );
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// An experiment on `SMALL` whose second phase stops the entry service, with a stop condition on
+/// the error rate: it must trip there, before the phase's 20 s are over.
+fn stopped_entry_experiment(compose: &std::path::Path) -> String {
+    format!(
+        r#"name = "stop-condition-on-a-target"
+story = "The entry service stops under load; the stop condition ends the run."
+target = "{}"
+
+[load]
+rate = 20
+users = 4
+
+[[load.requests]]
+group = "browse"
+method = "GET"
+path = "/-/ready"
+ok = [200]
+
+[[phases]]
+name = "steady"
+seconds = 4
+
+[[phases]]
+name = "outage"
+seconds = 20
+faults = [{{ kind = "stop", target = "web" }}]
+
+[variants.vulnerable]
+[variants.defended]
+
+[[predictions]]
+variant = "vulnerable"
+metric = "error_rate"
+phase = "steady"
+compare = "<="
+threshold = 0.05
+why = "nothing is broken yet"
+
+[[abort]]
+metric = "error_rate"
+compare = ">"
+threshold = 0.5
+seconds = 2
+"#,
+        compose.display()
+    )
+}
+
+/// A stop condition that trips on a target: the fault is reverted at once, the later variant never
+/// starts, every verdict is `aborted`, nothing of the lab is left, and the exit code is 5.
+#[test]
+fn a_stop_condition_on_a_target_reverts_its_fault_and_no_later_variant_runs() {
+    let dir = std::env::temp_dir().join(format!("fortress-target-abort-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), SMALL).unwrap();
+    let experiment = dir.join("experiment.toml");
+    std::fs::write(&experiment, stopped_entry_experiment(&dir.join("compose.yaml"))).unwrap();
+    let out = dir.join("runs");
+    let child = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("experiment")
+        .arg(&experiment)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let run = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(
+        run.status.code(),
+        Some(5),
+        "a tripped stop condition: exit 5\n{said}"
+    );
+    assert!(owned_by(pid).is_empty(), "the lab was left behind");
+    let folder = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let journal = std::fs::read_to_string(folder.join("journal.ndjson")).unwrap();
+    let stop: Vec<&str> = journal.lines().filter(|l| l.contains("stop web")).collect();
+    assert!(
+        stop.iter().any(|l| l.contains("\"inject\"")) && stop.iter().any(|l| l.contains("\"revert\"")),
+        "the stop of web is injected and reverted: {stop:?}\n{said}"
+    );
+    let tripped = journal
+        .lines()
+        .find(|l| l.contains("\"aborted\""))
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        tripped.contains("error_rate > 0.5 for 2 s") && tripped.contains("outage"),
+        "{tripped}"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap()).unwrap();
+    let variants = summary["variants"].as_array().unwrap();
+    assert_eq!(variants.len(), 1, "the defended variant never ran: {summary}");
+    assert!(
+        (variants[0]["verdicts"].as_array().unwrap())
+            .iter()
+            .all(|v| v["outcome"] == "aborted"),
+        "{summary}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

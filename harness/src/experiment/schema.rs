@@ -282,6 +282,9 @@ pub(super) struct TargetExperimentFile {
     pub(super) acknowledged: Option<Spanned<SqlFigureFile>>,
     #[serde(default)]
     pub(super) predictions: Vec<PredictionFile>,
+    /// Stop conditions on the client's per-second figures.
+    #[serde(default)]
+    pub(super) abort: Vec<AbortFile>,
 }
 
 /// Per service, variables to set (or replace) in its environment.

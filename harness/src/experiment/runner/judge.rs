@@ -83,7 +83,7 @@ pub(super) async fn judge(
 }
 
 /// Every prediction of the variant judged; all of them `aborted` when a stop condition ended the run.
-fn verdicts(
+pub(super) fn verdicts(
     plan: &Plan,
     variant: &VariantPlan,
     watched: &Watched,
@@ -149,7 +149,7 @@ pub async fn invariants_of(lab: &Lab, facts: &RunFacts) -> Result<InvariantRepor
 }
 
 /// How long the phases ran: all of them, or up to the second a stop condition tripped.
-fn seconds_run(plan: &Plan, watched: &Watched) -> f64 {
+pub(super) fn seconds_run(plan: &Plan, watched: &Watched) -> f64 {
     watched
         .aborted
         .as_ref()

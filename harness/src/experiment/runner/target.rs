@@ -17,7 +17,7 @@ use crate::experiment::invariants::{Invariant, InvariantReport};
 use crate::experiment::journal::Entry;
 use crate::experiment::output::{self, RunHeader, Summary, VariantReport};
 use crate::experiment::phase_figures::{caveats, derived_stats};
-use crate::experiment::verdict::{self, PhaseStats};
+use crate::experiment::verdict::PhaseStats;
 use crate::faults::{Fault, Site};
 use crate::load::Turn;
 use crate::vocabulary::Metric;
@@ -107,7 +107,11 @@ async fn every_variant(
         ctx.journal.write(&Entry::VariantJudged {
             report: Box::new(report.clone()),
         });
+        let aborted = report.aborted.is_some();
         reports.push(report);
+        if aborted {
+            break;
+        }
     }
     if ctx.stop.is_cancelled() {
         return Err(RunError::Interrupted);
@@ -218,9 +222,7 @@ async fn judge(
     }
     let caveats = caveats(plan, &stats, &watched.latencies, &watched.untouched);
     hand_over(plan, target, variant, &mut invariants);
-    let verdicts = (plan.predictions_of(variant.variant))
-        .map(|p| verdict::judge(p, &stats, &caveats))
-        .collect();
+    let verdicts = super::judge::verdicts(plan, variant, &watched, &stats, &caveats);
     if let Err(error) = output::write_series(ctx.folder, variant.variant, &watched.samples) {
         (ctx.progress)(Event::Message(format!(
             "could not write the time series: {error}"
@@ -244,13 +246,13 @@ async fn judge(
         ready_in_s: lab.ready_in.as_secs_f64(),
         load_started_at: watched.load_started_at,
         offered_rps: plan.rate,
-        achieved_rps: watched.requests_in_phases as f64 / plan.run_seconds(),
+        achieved_rps: watched.requests_in_phases as f64 / super::judge::seconds_run(plan, &watched),
         requests: watched.load.requests.max(watched.recorder.request_count()),
         verdicts,
         invariants,
         timeline: watched.timeline.entries(),
         lost_orders: Vec::new(),
-        aborted: None,
+        aborted: watched.aborted.clone(),
         audit: None,
         forensics,
         phase_stats: stats,

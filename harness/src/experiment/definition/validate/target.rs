@@ -13,15 +13,18 @@ use std::sync::Arc;
 use toml::Spanned;
 
 use super::{
-    FaultsOf, LabShape, Source, length_factor, name, network_parts, phase_list, predictions, rate, scoped,
+    FaultsOf, LabShape, Source, abort, length_factor, name, network_parts, phase_list, predictions, rate,
+    scoped,
 };
 use crate::env::target::{Target, TargetError};
+use crate::experiment::abort::AbortCondition;
 use crate::experiment::definition::{
     Arrangement, DefinitionError, Overrides, Plan, Profile, SqlFigure, SqlInvariant, SqlLookup, TargetPlan,
     VariantPlan,
 };
 use crate::experiment::schema::{
-    AcknowledgesFile, FaultFile, RequestFile, SqlFigureFile, SqlInvariantFile, TargetExperimentFile,
+    AbortFile, AcknowledgesFile, FaultFile, RequestFile, SqlFigureFile, SqlInvariantFile,
+    TargetExperimentFile,
 };
 use crate::faults::{ContainerAction, Fault};
 use crate::load::Group;
@@ -113,6 +116,9 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
         variants: &variants,
     };
     let predictions = predictions(&src, &parsed.predictions, &lab)?;
+    let aborts: Vec<AbortCondition> = (parsed.abort.iter())
+        .map(|a| stop_condition(&src, a, &lab))
+        .collect::<Result<_, _>>()?;
     Ok(Plan {
         name,
         story: parsed.story.trim().to_owned(),
@@ -132,7 +138,7 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
         phases,
         variants,
         predictions,
-        aborts: Vec::new(),
+        aborts,
         capacity: None,
         target: Some(Arc::new(TargetPlan {
             target,
@@ -143,6 +149,22 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
             acknowledged,
         })),
     })
+}
+
+/// A stop condition, as on the reference lab, on one of the client's per-second figures: the live
+/// count of oversold units needs the reference lab's own database.
+fn stop_condition(
+    src: &Source<'_>,
+    written: &AbortFile,
+    lab: &LabShape<'_>,
+) -> Result<AbortCondition, DefinitionError> {
+    let condition = abort(src, written, lab)?;
+    if condition.metric == Metric::OversoldUnits {
+        let message = "oversold_units is counted live only in the reference lab; on a target it is an \
+                       end-of-run [figures] query: stop on error_rate, p95_ms or another per-second figure";
+        return Err(src.error(&written.metric.span(), "abort.metric", message));
+    }
+    Ok(condition)
 }
 
 /// The Compose file, relative to the experiment file; its own mistakes keep its own file and line.
