@@ -358,3 +358,36 @@ fn a_stop_condition_on_a_target_reverts_its_fault_and_no_later_variant_runs() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A readiness URL that never answers 200: the start fails within `--deadline`, with the entry
+/// service's own last log lines, and removes what it started.
+#[test]
+fn a_target_that_never_gets_ready_fails_with_its_own_log_lines_and_leaves_nothing() {
+    let dir = std::env::temp_dir().join(format!("fortress-target-unready-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("compose.yaml");
+    std::fs::write(&file, SMALL.replace("ready: /-/ready", "ready: /-/never")).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .args(["target", "--up", "--deadline", "8s"])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(4), "{said}");
+    assert!(
+        said.contains("web was not ready within 8s: GET http://127.0.0.1:"),
+        "{said}"
+    );
+    assert!(said.contains("/-/never last gave HTTP 404"), "{said}");
+    // Prometheus's own words, from its container's log.
+    assert!(
+        said.contains("its last log lines:") && said.contains("Server is ready to receive web requests"),
+        "{said}"
+    );
+    assert!(owned_by(pid).is_empty(), "a failed start left containers behind");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

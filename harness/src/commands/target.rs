@@ -44,8 +44,8 @@ async fn up(target: &Target, spec: &TargetLabSpec) -> ExitCode {
     let lab = match started {
         Ok(lab) => lab,
         Err(error) => {
-            eprint!("could not start the target's lab: ");
-            print_error(&error);
+            let chain = reference_service::error::cause_chain(&error);
+            eprintln!("fortress: could not start the target's lab: {chain}");
             return ExitCode::Environment;
         }
     };
