@@ -706,3 +706,37 @@ fn a_stop_condition_on_a_target_watches_the_clients_figures_only() {
     assert_eq!(error.field, "abort.metric");
     assert!(error.message.contains("only the reference lab has"), "{error}");
 }
+
+#[test]
+fn a_start_request_captures_values_the_requests_use_and_nothing_else_does() {
+    let start = "[load.start]\ngroup = \"login\"\nmethod = \"POST\"\npath = \"/login\"\nok = [200]\n\
+                 capture = { token = \"/token\" }\n\n[[load.requests]]";
+    let path = pretix("rush.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bearer = text.replacen("[[load.requests]]", start, 1).replacen(
+        "Token fortress-lab",
+        "Token {{token}} fortress-lab",
+        1,
+    );
+    let plan = parse(&path, &bearer, Profile::Quick).unwrap_or_else(|e| panic!("{e}"));
+    let script = &plan.target.unwrap().script;
+    assert_eq!(script.start.as_ref().unwrap().captures[0].pointer, "/token");
+
+    // A variable nobody captures, named with the ones that exist.
+    let (error, text) = pretix_error("Token fortress-lab", "Token {{token}} fortress-lab");
+    assert_eq!(error.field, "load.requests.headers");
+    assert_eq!(error.line, line_of(&text, "{{token}}"));
+    assert!(error.message.contains("captured by [load.start]"), "{error}");
+
+    // Captures belong to the start request; the start request has no weight; a capture is a pointer.
+    let (error, _) = pretix_error("ok = [201]", "ok = [201]\ncapture = { code = \"/code\" }");
+    assert_eq!(error.field, "load.requests.capture");
+    let (error, _) = pretix_error(
+        "[[load.requests]]",
+        &start.replace("ok = [200]", "ok = [200]\nweight = 2"),
+    );
+    assert_eq!(error.field, "load.start.weight");
+    let (error, _) = pretix_error("[[load.requests]]", &start.replace("\"/token\"", "\"token\""));
+    assert_eq!(error.field, "load.start.capture");
+    assert!(error.message.contains("JSON pointer"), "{error}");
+}

@@ -492,3 +492,125 @@ async fn the_last_schedule_to_close_ends_every_load_under_the_turn() {
     server.abort();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A stand-in shop on 127.0.0.1: `POST /login` refuses each user's first two tries (503) and answers
+/// its third with a token; `GET /me` answers 200 only to a token it issued. It counts both.
+#[derive(Default)]
+struct TokenShop {
+    tries: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    issued: std::sync::Mutex<std::collections::HashSet<String>>,
+    unknown_tokens: std::sync::atomic::AtomicU64,
+}
+
+async fn token_shop() -> (String, std::sync::Arc<TokenShop>, tokio::task::JoinHandle<()>) {
+    use axum::http::{HeaderMap, StatusCode};
+    let shop = std::sync::Arc::new(TokenShop::default());
+    let (at_login, at_me) = (std::sync::Arc::clone(&shop), std::sync::Arc::clone(&shop));
+    let login = move |body: String| async move {
+        let tries = {
+            let mut tries = at_login.tries.lock().unwrap();
+            let n = tries.entry(body.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if tries <= 2 {
+            return (StatusCode::SERVICE_UNAVAILABLE, "{}".to_owned());
+        }
+        let token = format!("t-{}", uuid::Uuid::new_v4());
+        at_login.issued.lock().unwrap().insert(token.clone());
+        (StatusCode::OK, format!(r#"{{"session":{{"token":"{token}"}}}}"#))
+    };
+    let me = move |headers: HeaderMap| async move {
+        let token = (headers.get("authorization").and_then(|v| v.to_str().ok()))
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if at_me.issued.lock().unwrap().contains(token) {
+            StatusCode::OK
+        } else {
+            at_me
+                .unknown_tokens
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            StatusCode::UNAUTHORIZED
+        }
+    };
+    let app = axum::Router::new()
+        .route("/login", axum::routing::post(login))
+        .route("/me", axum::routing::get(me));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base_url = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (base_url, shop, server)
+}
+
+/// A scripted load whose start request logs in and captures the token the others send: each user
+/// logs in before its first request (goose's on-start), tries again in its next slot after a failed
+/// login (the second refusal), and never sends a request without its token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_captures_the_start_requests_token_and_every_request_sends_it() {
+    use fortress::load::script::{Capture, Method, ScriptedRequest, Template};
+    let (base_url, shop, server) = token_shop().await;
+    let captured = ["token".to_owned()];
+    let request = |name: &str, group, method, path: &str| ScriptedRequest {
+        name: name.into(),
+        group,
+        method,
+        path: Template::parse(path, &captured).unwrap(),
+        headers: vec![],
+        body: None,
+        weight: 1,
+        ok: vec![200],
+        expected: vec![],
+        expected_contains: None,
+        acknowledges: None,
+        captures: vec![],
+    };
+    let mut login = request("POST /login", Group::Login, Method::Post, "/login");
+    login.body = Some(Template::parse("user{{user}}", &[]).unwrap());
+    login.captures = vec![Capture {
+        name: "token".into(),
+        pointer: "/session/token".into(),
+    }];
+    let mut me = request("GET /me", Group::Browse, Method::Get, "/me");
+    me.headers = vec![(
+        "Authorization".into(),
+        Template::parse("Bearer {{token}}", &captured).unwrap(),
+    )];
+    let users = 4;
+    let mut spec = spec(base_url, users, Vec::new(), 3);
+    spec.script = Some(std::sync::Arc::new(load::Script::new(Some(login), vec![me])));
+    let recorder = Recorder::new();
+    let dir = report_dir("capture");
+    run(&spec, recorder.clone(), &report(&dir), &CancellationToken::new())
+        .await
+        .unwrap();
+    server.abort();
+
+    let totals = recorder.totals();
+    let of = |group: Group| totals.iter().find(|t| t.group == group).cloned().unwrap();
+    let (logins, reads) = (of(Group::Login), of(Group::Browse));
+    let count = |g: &load::GroupSecond| g.ok + g.expected + g.errors;
+    eprintln!(
+        "logins {} ({} failed), reads {} ({} failed), unknown tokens {}",
+        count(&logins),
+        logins.errors,
+        count(&reads),
+        reads.errors,
+        shop.unknown_tokens.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    assert_eq!(
+        count(&logins),
+        3 * u64::from(users),
+        "each user: two refused logins, then one that held"
+    );
+    assert_eq!(logins.errors, 2 * u64::from(users));
+    assert_eq!(shop.unknown_tokens.load(std::sync::atomic::Ordering::Relaxed), 0);
+    assert_eq!(reads.errors, 0, "every read carried its user's token");
+    assert!(
+        count(&reads) >= 80,
+        "40/s for 3 s, less the logins' slots: {}",
+        count(&reads)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -295,6 +295,10 @@ pub(super) type Overrides = BTreeMap<String, BTreeMap<String, String>>;
 pub(super) struct TargetLoadFile {
     pub(super) rate: Spanned<f64>,
     pub(super) users: Spanned<u32>,
+    /// What each user sends once, before its first request: a login whose answer's values
+    /// (`capture`) the requests use.
+    #[serde(default)]
+    pub(super) start: Option<Spanned<RequestFile>>,
     pub(super) requests: Spanned<Vec<Spanned<RequestFile>>>,
 }
 
@@ -320,6 +324,9 @@ pub(super) struct RequestFile {
     /// Which answers acknowledge something the target must keep, and where its id is.
     #[serde(default)]
     pub(super) acknowledges: Option<Spanned<AcknowledgesFile>>,
+    /// Values to keep from an ok answer, by name and JSON pointer (`[load.start]` only).
+    #[serde(default)]
+    pub(super) capture: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// `acknowledges = { status = 201, id = "/code" }`.

@@ -32,7 +32,7 @@ use super::LoadSpec;
 use super::arrivals::Arrivals;
 use super::recorder::Recorder;
 use super::sample::{Group, RequestOutcome, RequestTiming};
-use super::script::{Method, Script};
+use super::script::{Captured, Method, Script, ScriptedRequest};
 use super::sessions::SessionBook;
 use crate::vocabulary::{Scenario, Start};
 
@@ -212,37 +212,102 @@ pub(super) fn register(
     Ok(attack)
 }
 
-/// Registers one goose scenario per request of the script, weighted as it says.
+/// Registers one goose scenario per request of the script, weighted as it says; with a start
+/// request, each user sends it first (goose's on-start transaction).
 pub(super) fn register_script(
     mut attack: GooseAttack,
     script: &Arc<Script>,
     ctx: &Arc<Ctx>,
 ) -> Result<GooseAttack, GooseError> {
     for (index, request) in script.requests.iter().enumerate() {
-        let (script, ctx) = (Arc::clone(script), Arc::clone(ctx));
-        let transaction = Transaction::new(Arc::new(move |user| {
-            ctx.recorder.user_started(user.weighted_users_index);
-            if ctx.end.is_cancelled() {
-                return Box::pin(async {
-                    tokio::time::sleep(IDLE).await;
-                    Ok(())
-                });
-            }
-            let (script, ctx) = (Arc::clone(&script), Arc::clone(&ctx));
-            Box::pin(async move { scripted(user, &ctx, &script, index).await })
-        }))
-        .set_name(&request.name);
-        let scenario = GooseScenario::new(&request.name).set_weight(request.weight.max(1) as usize)?;
-        attack = attack.register_scenario(scenario.register_transaction(transaction));
+        let mut scenario = GooseScenario::new(&request.name).set_weight(request.weight.max(1) as usize)?;
+        if let Some(start) = &script.start {
+            let first = script_transaction(&start.name, script, ctx, ScriptStep::Start).set_on_start();
+            scenario = scenario.register_transaction(first);
+        }
+        let own = script_transaction(&request.name, script, ctx, ScriptStep::Request(index));
+        attack = attack.register_scenario(scenario.register_transaction(own));
     }
     Ok(attack)
 }
 
-/// Sends request `index` of the script, its templates filled in for this user and this request.
+/// What a scripted transaction sends: the start request, or the script's request `index`.
+#[derive(Debug, Clone, Copy)]
+enum ScriptStep {
+    Start,
+    Request(usize),
+}
+
+/// A goose transaction running `step` while the schedule is open; a request (not the start) notes
+/// its user as started.
+fn script_transaction(name: &str, script: &Arc<Script>, ctx: &Arc<Ctx>, step: ScriptStep) -> Transaction {
+    let (script, ctx) = (Arc::clone(script), Arc::clone(ctx));
+    Transaction::new(Arc::new(move |user| {
+        if let ScriptStep::Request(_) = step {
+            ctx.recorder.user_started(user.weighted_users_index);
+        }
+        if ctx.end.is_cancelled() {
+            return Box::pin(async {
+                tokio::time::sleep(IDLE).await;
+                Ok(())
+            });
+        }
+        let (script, ctx) = (Arc::clone(&script), Arc::clone(&ctx));
+        Box::pin(async move {
+            match step {
+                ScriptStep::Start => started(user, &ctx, &script).await.map(|_| ()),
+                ScriptStep::Request(index) => scripted(user, &ctx, &script, index).await,
+            }
+        })
+    }))
+    .set_name(name)
+}
+
+/// What this user captured from the start request, sending it first if it has not yet (its first
+/// try, or again after a failed one). `None` while it fails; each try is recorded like any request.
+async fn started(
+    user: &mut GooseUser,
+    ctx: &Ctx,
+    script: &Script,
+) -> Result<Option<Captured>, Box<TransactionError>> {
+    let Some(start) = &script.start else {
+        return Ok(Some(Captured::new()));
+    };
+    if let Some(captured) = user.get_session_data::<Captured>() {
+        return Ok(Some(captured.clone()));
+    }
+    let answer = send_scripted(user, ctx, script, start, &Captured::new()).await?;
+    let captured = match answer.outcome {
+        RequestOutcome::Ok => start.captured_from(&answer.body),
+        _ => None,
+    };
+    if let Some(captured) = &captured {
+        user.set_session_data(captured.clone());
+    }
+    Ok(captured)
+}
+
+/// Request `index` of the script, once the user has its start request's values (a user whose
+/// start failed tries it again in this slot instead).
 async fn scripted(user: &mut GooseUser, ctx: &Ctx, script: &Script, index: usize) -> TransactionResult {
-    let request = &script.requests[index];
-    let values = script.next_values(user.weighted_users_index);
-    let path = request.path.render(values);
+    let Some(captured) = started(user, ctx, script).await? else {
+        return Ok(());
+    };
+    send_scripted(user, ctx, script, &script.requests[index], &captured).await?;
+    Ok(())
+}
+
+/// Sends `request`, its templates filled in for this user, this request and what the user
+/// captured; files the id an acknowledging answer carries.
+async fn send_scripted(
+    user: &mut GooseUser,
+    ctx: &Ctx,
+    script: &Script,
+    request: &ScriptedRequest,
+    captured: &Captured,
+) -> Result<Answer, Box<TransactionError>> {
+    let values = script.next_values(user.weighted_users_index, captured);
+    let path = request.path.render(&values);
     let method = match request.method {
         Method::Get => GooseMethod::Get,
         Method::Post => GooseMethod::Post,
@@ -252,10 +317,10 @@ async fn scripted(user: &mut GooseUser, ctx: &Ctx, script: &Script, index: usize
     };
     let mut builder = user.get_request_builder(&method, &path)?;
     for (name, value) in &request.headers {
-        builder = builder.header(name.as_str(), value.render(values));
+        builder = builder.header(name.as_str(), value.render(&values));
     }
     if let Some(body) = &request.body {
-        builder = builder.body(body.render(values));
+        builder = builder.body(body.render(&values));
     }
     let goose_request = GooseRequest::builder()
         .method(method)
@@ -273,7 +338,7 @@ async fn scripted(user: &mut GooseUser, ctx: &Ctx, script: &Script, index: usize
     if let Some(id) = acknowledged {
         ctx.recorder.acknowledge_id(id);
     }
-    Ok(())
+    Ok(answer)
 }
 
 /// What a request answered, once classified and recorded.

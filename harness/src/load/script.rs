@@ -6,9 +6,11 @@
 //! `http_5xx_rate`...) read the same for any backend.
 //!
 //! The variables: `{{user}}` (the virtual user's number, from 1), `{{request}}` (a number unique in
-//! the run) and `{{uuid}}` (a fresh UUID v4). A template is checked when the file is read: an
-//! unknown variable is refused there, not sent.
+//! the run), `{{uuid}}` (a fresh UUID v4), and the values each user captured from the answer to its
+//! start request (`[load.start]`, a login: `capture = { token = "/token" }` makes `{{token}}`). A
+//! template is checked when the file is read: an unknown variable is refused there, not sent.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::sample::{Group, RequestOutcome};
@@ -25,18 +27,27 @@ enum Part {
     User,
     Request,
     Uuid,
+    Captured(String),
 }
+
+/// The values one user captured from its start request's answer, by name.
+pub type Captured = BTreeMap<String, String>;
+
+/// The variables that are always there.
+const BUILT_IN: [&str; 3] = ["user", "request", "uuid"];
 
 /// What a template's variables are for one request.
 #[derive(Debug, Clone, Copy)]
-pub struct Values {
+pub struct Values<'a> {
     pub user: usize,
     pub request: u64,
+    pub captured: &'a Captured,
 }
 
 impl Template {
-    /// Reads `text`; an unknown or unclosed `{{...}}` is an error saying which variables exist.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    /// Reads `text`, whose variables are the built-in ones and `captured` (the names the start
+    /// request captures); an unknown or unclosed `{{...}}` is an error saying which variables exist.
+    pub fn parse(text: &str, captured: &[String]) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(open) = rest.find("{{") {
@@ -51,9 +62,16 @@ impl Template {
                 "user" => Part::User,
                 "request" => Part::Request,
                 "uuid" => Part::Uuid,
+                name if captured.iter().any(|c| c == name) => Part::Captured(name.to_owned()),
                 other => {
+                    let known: Vec<String> = (BUILT_IN.iter().map(|b| b.to_string()))
+                        .chain(captured.iter().cloned())
+                        .map(|name| format!("{{{{{name}}}}}"))
+                        .collect();
                     return Err(format!(
-                        "unknown variable {{{{{other}}}}}: the variables are {{{{user}}}}, {{{{request}}}} and {{{{uuid}}}}"
+                        "unknown variable {{{{{other}}}}}: the variables are {} (a value from an answer \
+                         is captured by [load.start])",
+                        known.join(", ")
                     ));
                 }
             });
@@ -65,8 +83,9 @@ impl Template {
         Ok(Self { parts })
     }
 
-    /// The text with its variables filled in.
-    pub fn render(&self, values: Values) -> String {
+    /// The text with its variables filled in. A captured value the user lacks is empty (a user
+    /// sends nothing but its start request until that has captured every value).
+    pub fn render(&self, values: &Values<'_>) -> String {
         let mut text = String::new();
         for part in &self.parts {
             match part {
@@ -74,6 +93,7 @@ impl Template {
                 Part::User => text.push_str(&values.user.to_string()),
                 Part::Request => text.push_str(&values.request.to_string()),
                 Part::Uuid => text.push_str(&uuid::Uuid::new_v4().to_string()),
+                Part::Captured(name) => text.push_str(values.captured.get(name).map_or("", String::as_str)),
             }
         }
         text
@@ -124,6 +144,26 @@ pub struct ScriptedRequest {
     pub expected_contains: Option<String>,
     /// Which answers acknowledge something the target must keep (an order), and where its id is.
     pub acknowledges: Option<Acknowledgement>,
+    /// The start request's values to keep for the user's later requests: a name and the JSON
+    /// pointer to it in an `ok` answer.
+    pub captures: Vec<Capture>,
+}
+
+/// `token = "/token"`: the value at the pointer of an ok answer, kept as `{{token}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capture {
+    pub name: String,
+    pub pointer: String,
+}
+
+/// The string or number at `pointer` in a JSON `body`, as text.
+fn scalar_at(body: &[u8], pointer: &str) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match value.pointer(pointer)? {
+        serde_json::Value::String(text) => Some(text.clone()),
+        serde_json::Value::Number(number) => Some(number.to_string()),
+        _ => None,
+    }
 }
 
 /// An answer that acknowledges: its status, and the JSON pointer to the id in its body (`/code`).
@@ -140,20 +180,19 @@ impl Acknowledgement {
         if status != self.status {
             return None;
         }
-        let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-        match value.pointer(&self.id)? {
-            serde_json::Value::String(id) => Some(id.clone()),
-            serde_json::Value::Number(id) => Some(id.to_string()),
-            _ => None,
-        }
+        scalar_at(body, &self.id)
     }
 }
 
 impl ScriptedRequest {
-    /// Ok, expected, or an error: any other status, or an expected one without its text.
+    /// Ok, expected, or an error: any other status, an expected one without its text, or an ok one
+    /// without a value it captures.
     pub fn classify(&self, status: u16, body: &[u8]) -> RequestOutcome {
         if self.ok.contains(&status) {
-            return RequestOutcome::Ok;
+            return match self.captured_from(body) {
+                Some(_) => RequestOutcome::Ok,
+                None => RequestOutcome::Error,
+            };
         }
         let text_there = |needle: &str| String::from_utf8_lossy(body).contains(needle);
         if self.expected.contains(&status) && self.expected_contains.as_deref().is_none_or(text_there) {
@@ -161,41 +200,53 @@ impl ScriptedRequest {
         }
         RequestOutcome::Error
     }
+
+    /// Every value this request captures, from an answer's `body`; `None` if one is missing.
+    pub fn captured_from(&self, body: &[u8]) -> Option<Captured> {
+        (self.captures.iter())
+            .map(|c| Some((c.name.clone(), scalar_at(body, &c.pointer)?)))
+            .collect()
+    }
 }
 
-/// Every request of a load, and the run-wide count behind `{{request}}`.
+/// Every request of a load, the start request each user sends first, and the run-wide count behind
+/// `{{request}}`.
 #[derive(Debug, Default)]
 pub struct Script {
+    /// What each user sends once before its first request (a login), and again after a failure.
+    pub start: Option<ScriptedRequest>,
     pub requests: Vec<ScriptedRequest>,
     sent: AtomicU64,
 }
 
 impl Script {
-    pub fn new(requests: Vec<ScriptedRequest>) -> Self {
+    pub fn new(start: Option<ScriptedRequest>, requests: Vec<ScriptedRequest>) -> Self {
         Self {
+            start,
             requests,
             sent: AtomicU64::new(0),
         }
     }
 
-    /// The variables of the next request of `user` (goose's 0-based index).
-    pub fn next_values(&self, user: usize) -> Values {
+    /// The variables of the next request of `user` (goose's 0-based index), with what it captured.
+    pub fn next_values<'a>(&self, user: usize, captured: &'a Captured) -> Values<'a> {
         Values {
             user: user + 1,
             request: self.sent.fetch_add(1, Ordering::Relaxed) + 1,
+            captured,
         }
     }
 }
 
 impl Clone for Script {
     fn clone(&self) -> Self {
-        Self::new(self.requests.clone())
+        Self::new(self.start.clone(), self.requests.clone())
     }
 }
 
 impl PartialEq for Script {
     fn eq(&self, other: &Self) -> bool {
-        self.requests == other.requests
+        self.start == other.start && self.requests == other.requests
     }
 }
 
@@ -205,18 +256,35 @@ mod tests {
 
     #[test]
     fn a_template_fills_its_variables_and_refuses_unknown_ones() {
-        let t = Template::parse(r#"{"email":"buyer{{request}}-{{ user }}@x.test"}"#).unwrap();
-        let values = Values { user: 3, request: 41 };
-        assert_eq!(t.render(values), r#"{"email":"buyer41-3@x.test"}"#);
-        let id = Template::parse("{{uuid}}").unwrap().render(values);
+        let t = Template::parse(r#"{"email":"buyer{{request}}-{{ user }}@x.test"}"#, &[]).unwrap();
+        let none = Captured::new();
+        let values = Values {
+            user: 3,
+            request: 41,
+            captured: &none,
+        };
+        assert_eq!(t.render(&values), r#"{"email":"buyer41-3@x.test"}"#);
+        let id = Template::parse("{{uuid}}", &[]).unwrap().render(&values);
         assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
-        assert_eq!(Template::parse("plain").unwrap().render(values), "plain");
-        let unknown = Template::parse("a {{seat}} b").unwrap_err();
+        assert_eq!(Template::parse("plain", &[]).unwrap().render(&values), "plain");
+        let unknown = Template::parse("a {{seat}} b", &["token".into()]).unwrap_err();
         assert!(
-            unknown.contains("{{seat}}") && unknown.contains("{{request}}"),
+            unknown.contains("{{seat}}") && unknown.contains("{{request}}") && unknown.contains("{{token}}"),
             "{unknown}"
         );
-        assert!(Template::parse("a {{user").unwrap_err().contains("never closed"));
+        assert!(
+            Template::parse("a {{user", &[])
+                .unwrap_err()
+                .contains("never closed")
+        );
+
+        let bearer = Template::parse("Bearer {{token}}", &["token".into()]).unwrap();
+        let captured = Captured::from([("token".to_owned(), "t-7".to_owned())]);
+        let values = Values {
+            captured: &captured,
+            ..values
+        };
+        assert_eq!(bearer.render(&values), "Bearer t-7");
     }
 
     #[test]
@@ -225,7 +293,7 @@ mod tests {
             name: "POST /orders".into(),
             group: Group::Checkout,
             method: Method::Post,
-            path: Template::parse("/orders").unwrap(),
+            path: Template::parse("/orders", &[]).unwrap(),
             headers: vec![],
             body: None,
             weight: 1,
@@ -233,6 +301,7 @@ mod tests {
             expected: vec![400],
             expected_contains: Some("quota".into()),
             acknowledges: None,
+            captures: vec![],
         };
         assert_eq!(request.classify(201, b""), RequestOutcome::Ok);
         assert_eq!(
@@ -244,6 +313,33 @@ mod tests {
             RequestOutcome::Error
         );
         assert_eq!(request.classify(500, b"quota"), RequestOutcome::Error);
+    }
+
+    #[test]
+    fn an_ok_answer_without_a_value_it_captures_is_an_error() {
+        let login = ScriptedRequest {
+            name: "POST /login".into(),
+            group: Group::Login,
+            method: Method::Post,
+            path: Template::parse("/login", &[]).unwrap(),
+            headers: vec![],
+            body: None,
+            weight: 1,
+            ok: vec![200],
+            expected: vec![],
+            expected_contains: None,
+            acknowledges: None,
+            captures: vec![Capture {
+                name: "token".into(),
+                pointer: "/session/token".into(),
+            }],
+        };
+        let answer = br#"{"session":{"token":"t-1"}}"#;
+        assert_eq!(login.classify(200, answer), RequestOutcome::Ok);
+        assert_eq!(login.captured_from(answer).unwrap()["token"], "t-1");
+        assert_eq!(login.classify(200, br#"{"session":{}}"#), RequestOutcome::Error);
+        assert_eq!(login.classify(200, b"<html>"), RequestOutcome::Error);
+        assert_eq!(login.classify(401, answer), RequestOutcome::Error);
     }
 
     #[test]

@@ -24,11 +24,11 @@ use crate::experiment::definition::{
 };
 use crate::experiment::schema::{
     AbortFile, AcknowledgesFile, FaultFile, RequestFile, SqlFigureFile, SqlInvariantFile,
-    TargetExperimentFile,
+    TargetExperimentFile, TargetLoadFile,
 };
 use crate::faults::{ContainerAction, Fault};
 use crate::load::Group;
-use crate::load::script::{Acknowledgement, Method, Script, ScriptedRequest, Template};
+use crate::load::script::{Acknowledgement, Capture, Method, Script, ScriptedRequest, Template};
 use crate::vocabulary::{Cadence, Metric, Needs, Producer, Start, Variant};
 
 /// Whether `text` is an experiment against a user's target: it names one at the top level.
@@ -90,7 +90,7 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
     let target = target(&src, &parsed.target)?;
     let users = src.in_range(&parsed.load.users, "load.users", 1..=2000)?;
     let rate = rate(&src, &parsed.load.rate)?;
-    let script = script(&src, &parsed.load.requests)?;
+    let script = script(&src, &parsed.load)?;
     let factor = length_factor(&src, profile, parsed.profiles.as_ref())?;
     let faults_of = |fault: &Spanned<FaultFile>| target_fault(&src, fault, &target);
     let phases = phase_list(&src, &parsed.phases, profile, factor, &faults_of as &FaultsOf<'_>)?;
@@ -98,7 +98,9 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
     let figures = figures(&src, &parsed.figures, &target)?;
     let acknowledged = acknowledged(&src, &parsed, &script, &target)?;
     let mut shape = Shape {
-        groups: script.requests.iter().map(|r| r.group).collect(),
+        groups: (script.requests.iter().chain(&script.start))
+            .map(|r| r.group)
+            .collect(),
         figures: figures.iter().map(|f| f.metric).collect(),
     };
     if acknowledged.is_some() {
@@ -190,75 +192,123 @@ fn target(src: &Source<'_>, written: &Spanned<String>) -> Result<Target, Definit
     })
 }
 
-fn script(src: &Source<'_>, written: &Spanned<Vec<Spanned<RequestFile>>>) -> Result<Script, DefinitionError> {
+/// The start request (its values captured for the others), then the requests, whose templates may
+/// use what the start captures.
+fn script(src: &Source<'_>, load: &TargetLoadFile) -> Result<Script, DefinitionError> {
+    let start = (load.start.as_ref())
+        .map(|start| start_request(src, start))
+        .transpose()?;
+    let captured: Vec<String> = (start.iter())
+        .flat_map(|s| s.captures.iter().map(|c| c.name.clone()))
+        .collect();
+    let written = &load.requests;
     if written.get_ref().is_empty() {
         let message = "at least one request: [[load.requests]] with group, method, path and ok";
         return Err(src.error(&written.span(), "load.requests", message));
     }
     let requests = (written.get_ref().iter())
-        .map(|r| request(src, r.get_ref()))
+        .map(|r| {
+            if let Some(capture) = &r.get_ref().capture {
+                let message = "a value is captured from [load.start]'s answer, which each user sends first";
+                return Err(src.error(&capture.span(), "load.requests.capture", message));
+            }
+            request(src, r.get_ref(), &captured, "load.requests")
+        })
         .collect::<Result<_, _>>()?;
-    Ok(Script::new(requests))
+    Ok(Script::new(start, requests))
 }
 
-fn request(src: &Source<'_>, r: &RequestFile) -> Result<ScriptedRequest, DefinitionError> {
-    let group: Group = (r.group.get_ref().parse()).map_err(|e: crate::vocabulary::Unknown| {
-        src.error(&r.group.span(), "load.requests.group", e.to_string())
-    })?;
-    let method: Method = (r.method.get_ref().parse())
-        .map_err(|e: String| src.error(&r.method.span(), "load.requests.method", e))?;
-    let template = |text: &Spanned<String>, field: &str| {
-        Template::parse(text.get_ref()).map_err(|e| src.error(&text.span(), field, e))
+/// `[load.start]`: a request like the others, without a weight (every user sends it), and the
+/// values it captures: names for templates, JSON pointers into its ok answer.
+fn start_request(
+    src: &Source<'_>,
+    written: &Spanned<RequestFile>,
+) -> Result<ScriptedRequest, DefinitionError> {
+    let r = written.get_ref();
+    if let Some(weight) = &r.weight {
+        let message = "every user sends the start request once: it has no weight";
+        return Err(src.error(&weight.span(), "load.start.weight", message));
+    }
+    let mut start = request(src, r, &[], "load.start")?;
+    for (name, pointer) in r.capture.as_ref().map(|c| c.get_ref()).into_iter().flatten() {
+        let span = r.capture.as_ref().map_or(written.span(), Spanned::span);
+        let named = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !named || ["user", "request", "uuid"].contains(&name.as_str()) || !pointer.starts_with('/') {
+            let message = format!(
+                "{name} = {pointer:?}: a name of letters, digits and _ (not user, request or uuid) and the JSON \
+                 pointer to its value in the answer: token = \"/token\""
+            );
+            return Err(src.error(&span, "load.start.capture", message));
+        }
+        start.captures.push(Capture {
+            name: name.clone(),
+            pointer: pointer.clone(),
+        });
+    }
+    Ok(start)
+}
+
+/// One request; `field` names its table in errors, and `captured` are the start's values its
+/// templates may use.
+fn request(
+    src: &Source<'_>,
+    r: &RequestFile,
+    captured: &[String],
+    field: &str,
+) -> Result<ScriptedRequest, DefinitionError> {
+    let at = |name: &str| format!("{field}.{name}");
+    let group: Group = (r.group.get_ref().parse())
+        .map_err(|e: crate::vocabulary::Unknown| src.error(&r.group.span(), &at("group"), e.to_string()))?;
+    let method: Method =
+        (r.method.get_ref().parse()).map_err(|e: String| src.error(&r.method.span(), &at("method"), e))?;
+    let template = |text: &Spanned<String>, name: &str| {
+        Template::parse(text.get_ref(), captured).map_err(|e| src.error(&text.span(), &at(name), e))
     };
     if !r.path.get_ref().starts_with('/') {
         let message = "a path on the entry, starting with / (the host is the target's entry)";
-        return Err(src.error(&r.path.span(), "load.requests.path", message));
+        return Err(src.error(&r.path.span(), &at("path"), message));
     }
     let headers = (r.headers.iter())
-        .map(|(name, value)| Ok((name.clone(), template(value, "load.requests.headers")?)))
+        .map(|(name, value)| Ok((name.clone(), template(value, "headers")?)))
         .collect::<Result<_, DefinitionError>>()?;
     let weight = match &r.weight {
-        Some(w) => src.in_range(w, "load.requests.weight", 1..=1000)?,
+        Some(w) => src.in_range(w, &at("weight"), 1..=1000)?,
         None => 1,
     };
     let statuses = |list: &[u16]| list.iter().all(|s| (100..=599).contains(s));
     if r.ok.get_ref().is_empty() || !statuses(r.ok.get_ref()) || !statuses(&r.expected) {
         let message = "ok (and expected) list HTTP statuses, 100 to 599; ok needs at least one";
-        return Err(src.error(&r.ok.span(), "load.requests.ok", message));
+        return Err(src.error(&r.ok.span(), &at("ok"), message));
     }
     Ok(ScriptedRequest {
         name: (r.name.clone())
             .unwrap_or_else(|| format!("{} {}", r.method.get_ref().to_uppercase(), r.path.get_ref())),
         group,
         method,
-        path: template(&r.path, "load.requests.path")?,
+        path: template(&r.path, "path")?,
         headers,
-        body: r
-            .body
-            .as_ref()
-            .map(|b| template(b, "load.requests.body"))
-            .transpose()?,
+        body: r.body.as_ref().map(|b| template(b, "body")).transpose()?,
         weight,
         ok: r.ok.get_ref().clone(),
         expected: r.expected.clone(),
         expected_contains: r.expected_contains.clone(),
-        acknowledges: r
-            .acknowledges
-            .as_ref()
-            .map(|a| acknowledges(src, a))
+        acknowledges: (r.acknowledges.as_ref())
+            .map(|a| acknowledges(src, a, &at("acknowledges")))
             .transpose()?,
+        captures: Vec::new(),
     })
 }
 
 fn acknowledges(
     src: &Source<'_>,
     written: &Spanned<AcknowledgesFile>,
+    field: &str,
 ) -> Result<Acknowledgement, DefinitionError> {
     let a = written.get_ref();
     if !a.id.starts_with('/') || !(100..=599).contains(&a.status) {
         let message =
             "an HTTP status and the JSON pointer to the id in its body: { status = 201, id = \"/code\" }";
-        return Err(src.error(&written.span(), "load.requests.acknowledges", message));
+        return Err(src.error(&written.span(), field, message));
     }
     Ok(Acknowledgement {
         status: a.status,
@@ -274,7 +324,7 @@ fn acknowledged(
     script: &Script,
     target: &Target,
 ) -> Result<Option<SqlLookup>, DefinitionError> {
-    let acknowledging = script.requests.iter().any(|r| r.acknowledges.is_some());
+    let acknowledging = (script.requests.iter().chain(&script.start)).any(|r| r.acknowledges.is_some());
     match &file.acknowledged {
         None if acknowledging => Err(src.error(
             &file.load.requests.span(),
