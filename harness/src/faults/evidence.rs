@@ -235,9 +235,16 @@ pub enum Expected {
 /// loses the part of its own count made before: the proxy keeps one count a link. No built-in
 /// experiment puts both on one link in one phase.
 async fn restart_count(lab: &Lab, link: Link) -> Result<Evidence, Cause> {
-    let proxy = ProxyClient::of(lab).await?;
-    let faults = proxy.link(link).await?.faults;
-    Ok(proxy.set(link, &faults).await?.previous.evidence)
+    restart_link_count(&ProxyClient::of(lab).await?, link).await
+}
+
+/// `restart_count` on any proxy: the reference lab's or a target's.
+pub(super) async fn restart_link_count(
+    proxy: &ProxyClient,
+    link: impl std::fmt::Display,
+) -> Result<Evidence, Cause> {
+    let faults = proxy.link(&link).await?.faults;
+    Ok(proxy.set(&link, &faults).await?.previous.evidence)
 }
 
 /// Whether traffic tried the link to a container that was down or frozen: connections refused, or

@@ -183,7 +183,7 @@ pub enum Cause {
     #[error("there is no index named {0}")]
     NoSuchIndex(String),
     #[error("the {link} link already has a {kind} fault")]
-    AlreadyFaulted { link: Link, kind: FaultKind },
+    AlreadyFaulted { link: String, kind: FaultKind },
     #[error(transparent)]
     Target(#[from] TargetLabError),
     #[error("{fault} cannot be injected in {site}")]
@@ -273,7 +273,9 @@ impl Fault {
                 let (before, after) = expire_cache(lab).await?;
                 witness.expired(before, after);
             }
-            Self::Network { link, fault } => add_network_fault(lab, *link, fault).await?,
+            Self::Network { link, fault } => {
+                add_network_fault(&ProxyClient::of(lab).await?, link, fault).await?
+            }
             // Its work is done while the body runs: `during`.
             Self::RollingRestart => witness.before_restarts(lab).await,
             Self::TakeOut(replica) => {
@@ -350,7 +352,8 @@ impl Fault {
                 lab.wait_balanced(RECOVERY_DEADLINE).await?;
             }
             Self::Network { link, fault } => {
-                let evidence = remove_network_fault(lab, *link, fault.kind()).await?;
+                let proxy = ProxyClient::of(lab).await?;
+                let evidence = remove_network_fault(&proxy, link, fault.kind()).await?;
                 reverted.observed = Some(Observed::of_network(*link, &evidence));
                 reverted.evidence = Some(evidence);
             }
@@ -433,27 +436,34 @@ async fn modes_took(lab: &Lab, patch: &ModesPatch, witness: &mut Witness) -> Res
     Ok(())
 }
 
-/// Adds `fault` to the faults the link already has (one of each kind).
-async fn add_network_fault(lab: &Lab, link: Link, fault: &ScopedFault) -> Result<(), Cause> {
-    let proxy = ProxyClient::of(lab).await?;
-    let mut faults = proxy.link(link).await?.faults;
+/// Adds `fault` to the link's faults (one of each kind at a time), on the reference lab's proxy or
+/// a target's.
+async fn add_network_fault(
+    proxy: &ProxyClient,
+    link: impl std::fmt::Display,
+    fault: &ScopedFault,
+) -> Result<(), Cause> {
+    let mut faults = proxy.link(&link).await?.faults;
     if faults.iter().any(|f| f.kind() == fault.kind()) {
         return Err(Cause::AlreadyFaulted {
-            link,
+            link: link.to_string(),
             kind: fault.kind(),
         });
     }
     faults.push(fault.clone());
-    proxy.set(link, &faults).await?;
+    proxy.set(&link, &faults).await?;
     Ok(())
 }
 
 /// Removes the fault of `kind` from the link, keeping the others; answers what the faults did.
-async fn remove_network_fault(lab: &Lab, link: Link, kind: FaultKind) -> Result<Evidence, Cause> {
-    let proxy = ProxyClient::of(lab).await?;
-    let mut faults = proxy.link(link).await?.faults;
+async fn remove_network_fault(
+    proxy: &ProxyClient,
+    link: impl std::fmt::Display,
+    kind: FaultKind,
+) -> Result<Evidence, Cause> {
+    let mut faults = proxy.link(&link).await?.faults;
     faults.retain(|f| f.kind() != kind);
-    Ok(proxy.set(link, &faults).await?.previous.evidence)
+    Ok(proxy.set(&link, &faults).await?.previous.evidence)
 }
 
 /// Injects `fault`, runs `body` (beside what the fault does meanwhile), and reverts, always: after an

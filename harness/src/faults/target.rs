@@ -52,12 +52,7 @@ pub(super) async fn inject(fault: &Fault, lab: &TargetLab, witness: &mut Witness
             Ok(())
         }
         Fault::OnLink { link, fault } => {
-            let proxy = ProxyClient::new(lab.proxy_url().await?, reqwest::Client::new());
-            let mut faults = proxy.link(link).await?.faults;
-            faults.retain(|f| f.kind() != fault.kind());
-            faults.push(fault.clone());
-            proxy.set(link, &faults).await?;
-            Ok(())
+            super::add_network_fault(&ProxyClient::of_target(lab).await?, link, fault).await
         }
         other => Err(other.not_in("a user's target")),
     }
@@ -86,10 +81,8 @@ pub(super) async fn revert(fault: &Fault, lab: &TargetLab, witness: &Witness) ->
             })
         }
         Fault::OnLink { link, fault } => {
-            let proxy = ProxyClient::new(lab.proxy_url().await?, reqwest::Client::new());
-            let mut faults = proxy.link(link).await?.faults;
-            faults.retain(|f| f.kind() != fault.kind());
-            let evidence = proxy.set(link, &faults).await?.previous.evidence;
+            let proxy = ProxyClient::of_target(lab).await?;
+            let evidence = super::remove_network_fault(&proxy, link, fault.kind()).await?;
             Ok(Seen {
                 observed: Some(Observed::of_network(link, &evidence)),
                 evidence: Some(evidence),
@@ -126,7 +119,5 @@ async fn observe(lab: &TargetLab, witness: &Witness) -> Observed {
 
 /// Starts a new count of the link's traffic; answers what the count that just ended saw.
 async fn restart_count(lab: &TargetLab, link: &str) -> Result<Evidence, Cause> {
-    let proxy = ProxyClient::new(lab.proxy_url().await?, reqwest::Client::new());
-    let faults = proxy.link(link).await?.faults;
-    Ok(proxy.set(link, &faults).await?.previous.evidence)
+    super::evidence::restart_link_count(&ProxyClient::of_target(lab).await?, link).await
 }

@@ -357,14 +357,31 @@ pub async fn run(
     if outcome.failure.is_none() && ctx.stop.is_cancelled() {
         outcome.fail(RunError::Interrupted);
     }
-    if let Some(error) = outcome.failure {
-        ctx.journal.write(&Entry::RunStopped {
-            reason: cause_chain(&error),
-        });
-        return Err(error);
-    }
-    let order = outcome.reports.iter().map(|r| r.variant).collect();
-    let summary = Summary::from_parts(header, outcome.reports, docker_version().await);
+    let reports = match outcome.failure {
+        Some(error) => Err(error),
+        None => Ok(outcome.reports),
+    };
+    finish(header, reports, ctx).await
+}
+
+/// The end of every run: a stopped one journalled with its cause; a judged one summarised,
+/// journalled and written to `summary.json`.
+async fn finish(
+    header: RunHeader,
+    reports: Result<Vec<VariantReport>, RunError>,
+    ctx: &RunContext<'_>,
+) -> Result<Summary, RunError> {
+    let reports = match reports {
+        Ok(reports) => reports,
+        Err(error) => {
+            ctx.journal.write(&Entry::RunStopped {
+                reason: cause_chain(&error),
+            });
+            return Err(error);
+        }
+    };
+    let order = reports.iter().map(|r| r.variant).collect();
+    let summary = Summary::from_parts(header, reports, docker_version().await);
     ctx.journal.write(&Entry::RunEnded {
         exit_code: summary.exit_code,
         docker_version: summary.docker_version.clone(),

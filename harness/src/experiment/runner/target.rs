@@ -62,28 +62,9 @@ pub(super) async fn run(
     ctx.journal.write(&Entry::RunStarted {
         header: header.clone(),
     });
-    let outcome = every_variant(plan, target, variants, ctx).await;
+    let reports = every_variant(plan, target, variants, ctx).await;
     handover.loads_over.cancel();
-    let reports = match outcome {
-        Ok(reports) => reports,
-        Err(error) => {
-            ctx.journal.write(&Entry::RunStopped {
-                reason: super::cause_chain(&error),
-            });
-            return Err(error);
-        }
-    };
-    let order = reports.iter().map(|r| r.variant).collect();
-    let summary = Summary::from_parts(header, reports, super::docker_version().await);
-    ctx.journal.write(&Entry::RunEnded {
-        exit_code: summary.exit_code,
-        docker_version: summary.docker_version.clone(),
-        variants: order,
-    });
-    if let Err(error) = output::write_summary(ctx.folder, &summary) {
-        (ctx.progress)(Event::Message(format!("could not write summary.json: {error}")));
-    }
-    Ok(summary)
+    super::finish(header, reports, ctx).await
 }
 
 async fn every_variant(
@@ -184,8 +165,7 @@ async fn whole(plan: &Plan, lab: &TargetLab) -> Result<(), TargetRunError> {
         }
     }
     if !lab.links.is_empty() {
-        let proxy =
-            crate::faults::proxy::client::ProxyClient::new(lab.proxy_url().await?, reqwest::Client::new());
+        let proxy = crate::faults::proxy::client::ProxyClient::of_target(lab).await?;
         for link in &lab.links {
             let name = lab.link_name(link);
             match proxy.link(&name).await {

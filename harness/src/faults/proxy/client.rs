@@ -3,6 +3,7 @@
 use serde::Deserialize;
 
 use super::{Evidence, ScopedFault};
+use crate::env::target::lab::{TargetLab, TargetLabError};
 use crate::env::{EnvError, Lab};
 
 #[derive(Debug, Clone)]
@@ -50,6 +51,11 @@ impl ProxyClient {
     /// The control API of a lab's proxy, on 127.0.0.1.
     pub async fn of(lab: &Lab) -> Result<Self, ProxyError> {
         Ok(Self::new(lab.proxy_url().await?, lab.http().clone()))
+    }
+
+    /// The control API of a user's target's proxy, on 127.0.0.1.
+    pub async fn of_target(lab: &TargetLab) -> Result<Self, TargetLabError> {
+        Ok(Self::new(lab.proxy_url().await?, reqwest::Client::new()))
     }
 
     async fn send<T: serde::de::DeserializeOwned>(
