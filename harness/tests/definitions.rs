@@ -740,3 +740,49 @@ fn a_start_request_captures_values_the_requests_use_and_nothing_else_does() {
     assert_eq!(error.field, "load.start.capture");
     assert!(error.message.contains("JSON pointer"), "{error}");
 }
+
+#[test]
+fn an_http_invariant_or_lookup_is_a_request_to_the_entry_checked_at_its_line() {
+    use fortress::experiment::definition::{InvariantCheck, Lookup};
+    let path = pretix("redis-outage.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let sql_lookup =
+        "database = \"pretix\"\nsql = \"SELECT code FROM pretixbase_order WHERE code = ANY($1)\"";
+    let by_get = "http = { path = \"/api/v1/organizers/fortress/events/rush/orders/{{id}}/\", headers = { \
+                  Authorization = \"Token fortress-lab-api-token-not-a-secret\" } }\n\n\
+                  [[invariants]]\nname = \"the shop answers\"\nhttp = { path = \"/healthcheck/\", status = [200] }";
+    let http = text.replacen(sql_lookup, by_get, 1);
+    let plan = parse(&path, &http, Profile::Quick).unwrap_or_else(|e| panic!("{e}"));
+    let target = plan.target.unwrap();
+    let Some(Lookup::Http(lookup)) = &target.acknowledged else {
+        panic!("an HTTP lookup: {:?}", target.acknowledged)
+    };
+    assert_eq!(
+        (lookup.found.as_slice(), lookup.missing.as_slice()),
+        (&[200][..], &[404][..])
+    );
+    assert!(matches!(&target.invariants[0].check, InvariantCheck::Http(c) if c.status == [200]));
+
+    let (error, text) = pretix_file_error("redis-outage.toml", sql_lookup, "http = { path = \"/orders/\" }");
+    assert_eq!(error.field, "acknowledged.http.path");
+    assert_eq!(error.line, line_of(&text, "path = \"/orders/\""));
+    let both = "http = { path = \"/o/{{id}}\", found = [200, 404] }";
+    let (error, _) = pretix_file_error("redis-outage.toml", sql_lookup, both);
+    assert_eq!(error.field, "acknowledged.http");
+    assert!(error.message.contains("404 cannot mean both"), "{error}");
+    let (error, _) = pretix_file_error("redis-outage.toml", sql_lookup, &format!("{sql_lookup}\n{both}"));
+    assert!(
+        error.message.contains("either database and sql, or http"),
+        "{error}"
+    );
+
+    let (error, _) = pretix_error(
+        "database = \"pretix\"\ncounted_by",
+        "http = { path = \"/x\" }\ndatabase = \"pretix\"\ncounted_by",
+    );
+    assert_eq!(error.field, "invariants");
+    let bad_path = "[[invariants]]\nname = \"x\"\nhttp = { path = \"x\" }\n\n[[predictions]]";
+    let (error, text) = pretix_error("[[predictions]]", bad_path);
+    assert_eq!(error.field, "invariants.http.path");
+    assert_eq!(error.line, line_of(&text, "path = \"x\""));
+}

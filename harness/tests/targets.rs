@@ -391,3 +391,97 @@ fn a_target_that_never_gets_ready_fails_with_its_own_log_lines_and_leaves_nothin
     assert!(owned_by(pid).is_empty(), "a failed start left containers behind");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `SMALL` under load while its entry is stopped and started again, judged with HTTP invariants:
+/// the load finds the entry at the same address after the restart, and an HTTP check holds or
+/// fails on what the entry answers after the run.
+#[test]
+fn a_restarted_entry_is_found_again_and_http_invariants_judge_its_answers() {
+    let dir = std::env::temp_dir().join(format!("fortress-target-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), SMALL).unwrap();
+    let experiment = dir.join("experiment.toml");
+    let text = format!(
+        r#"name = "restarted-entry"
+story = "The entry service is stopped for 3 s under load, then started again."
+target = "{}"
+
+[load]
+rate = 20
+users = 4
+
+[[load.requests]]
+group = "browse"
+method = "GET"
+path = "/-/ready"
+ok = [200]
+
+[[phases]]
+name = "steady"
+seconds = 2
+
+[[phases]]
+name = "outage"
+seconds = 3
+faults = [{{ kind = "stop", target = "web" }}]
+
+[[phases]]
+name = "recovery"
+seconds = 2
+
+[[phases]]
+name = "after"
+seconds = 4
+
+[variants.vulnerable]
+
+[[invariants]]
+name = "ready again"
+http = {{ path = "/-/ready", contains = "Ready" }}
+
+[[invariants]]
+name = "a page nobody serves"
+http = {{ path = "/-/never" }}
+
+[[predictions]]
+variant = "vulnerable"
+metric = "error_rate"
+phase = "after"
+compare = "<="
+threshold = 0.05
+why = "the entry is back at the address the load knows"
+"#,
+        dir.join("compose.yaml").display()
+    );
+    std::fs::write(&experiment, text).unwrap();
+    let out = dir.join("runs");
+    let run = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("experiment")
+        .arg(&experiment)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stderr);
+    let folder = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{e}\n{said}"));
+    let variant = &summary["variants"][0];
+    assert_eq!(
+        variant["verdicts"][0]["outcome"], "confirmed",
+        "{variant}\n{said}"
+    );
+    let checks = variant["invariants"]["checks"].as_array().unwrap();
+    let check = |name: &str| checks.iter().find(|c| c["name"] == name).unwrap().clone();
+    assert_eq!(check("ready again")["held"], true, "{checks:?}");
+    let never = check("a page nobody serves");
+    assert_eq!(never["held"], false, "{checks:?}");
+    assert_eq!(never["detail"], "GET /-/never answered 404, not one of [200]");
+    assert_eq!(
+        run.status.code(),
+        Some(1),
+        "a broken invariant refutes the run\n{said}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

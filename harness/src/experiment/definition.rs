@@ -113,10 +113,17 @@ pub struct TargetPlan {
     /// Per variant, per service, the environment set on top of the Compose file's (the file's
     /// shared `[environment]` and the variant's own, merged).
     pub environment: std::collections::BTreeMap<Variant, Overrides>,
-    pub invariants: Vec<SqlInvariant>,
+    pub invariants: Vec<TargetInvariant>,
     pub figures: Vec<SqlFigure>,
     /// How to find what the answers acknowledged (`[acknowledged]`), when a request acknowledges.
-    pub acknowledged: Option<SqlLookup>,
+    pub acknowledged: Option<Lookup>,
+}
+
+/// How the acknowledged ids are found after the run: one query for all of them, or a request each.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+    Sql(SqlLookup),
+    Http(HttpLookup),
 }
 
 /// A query on a target's database answering which of the ids bound to `$1` (a `text[]`) it holds.
@@ -126,17 +133,48 @@ pub struct SqlLookup {
     pub sql: String,
 }
 
-/// Per service, environment variables.
-pub type Overrides = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
-
-/// A query on a target's database whose rows are violations.
+/// A GET on the target's entry per acknowledged id (`{{id}}` in its path): a status of `found`
+/// means the target has it, one of `missing` that it lost it; anything else, asked again, leaves it
+/// unknown and the run unjudged.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SqlInvariant {
+pub struct HttpLookup {
+    pub path: crate::load::script::Template,
+    pub headers: Vec<(String, crate::load::script::Template)>,
+    pub found: Vec<u16>,
+    pub missing: Vec<u16>,
+}
+
+/// An invariant of a user's target, checked after the run: its `counted_by` figure, when a
+/// variant predicts violations, judges it in its place.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetInvariant {
     pub name: String,
-    pub database: String,
-    pub sql: String,
+    pub check: InvariantCheck,
     pub counted_by: Option<crate::vocabulary::Metric>,
 }
+
+/// How a target's invariant is checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InvariantCheck {
+    /// A query on one of its databases whose rows are the violations.
+    Sql { database: String, sql: String },
+    /// A request to its entry, whose answer must have one of the statuses (and the text).
+    Http(HttpCheck),
+}
+
+/// A request to the target's entry after the run: it holds when the answer's status is one of
+/// `status` and its body contains `contains`, if given.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpCheck {
+    pub method: crate::load::script::Method,
+    pub path: crate::load::script::Template,
+    pub headers: Vec<(String, crate::load::script::Template)>,
+    pub status: Vec<u16>,
+    pub contains: Option<String>,
+}
+
+/// Per service, environment variables.
+pub type Overrides = std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>;
 
 /// A query on a target's database answering one end-of-run figure.
 #[derive(Debug, Clone, PartialEq)]

@@ -272,14 +272,14 @@ pub(super) struct TargetExperimentFile {
     pub(super) phases: Spanned<Vec<PhaseFile>>,
     pub(super) variants: Spanned<BTreeMap<String, TargetVariantFile>>,
     #[serde(default)]
-    pub(super) invariants: Vec<Spanned<SqlInvariantFile>>,
+    pub(super) invariants: Vec<Spanned<InvariantFile>>,
     /// End-of-run figures (`units_sold`, `oversold_units`...) computed by SQL.
     #[serde(default)]
     pub(super) figures: BTreeMap<String, Spanned<SqlFigureFile>>,
     /// How to find what the requests' answers acknowledged: SQL answering those of the ids in `$1`
     /// (a `text[]`) that the database has.
     #[serde(default)]
-    pub(super) acknowledged: Option<Spanned<SqlFigureFile>>,
+    pub(super) acknowledged: Option<Spanned<AcknowledgedFile>>,
     #[serde(default)]
     pub(super) predictions: Vec<PredictionFile>,
     /// Stop conditions on the client's per-second figures.
@@ -344,17 +344,63 @@ pub(super) struct TargetVariantFile {
     pub(super) environment: Option<Spanned<Overrides>>,
 }
 
-/// `[[invariants]]`: a query whose rows are the violations; none, and it holds.
+/// `[[invariants]]`: a query whose rows are the violations, or a request whose answer must match.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct SqlInvariantFile {
+pub(super) struct InvariantFile {
     pub(super) name: String,
-    pub(super) database: Spanned<String>,
-    pub(super) sql: String,
+    /// A query on this database whose rows are the violations...
+    #[serde(default)]
+    pub(super) database: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) sql: Option<String>,
+    /// ...or a request to the entry whose answer must match.
+    #[serde(default)]
+    pub(super) http: Option<Spanned<HttpCheckFile>>,
     /// The metric (one of `[figures]`) that counts its violations: a variant that predicts them
     /// judges the invariant by that prediction.
     #[serde(default)]
     pub(super) counted_by: Option<Spanned<String>>,
+}
+
+/// `http = { path = "/healthz", status = [200], contains = "ok" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HttpCheckFile {
+    #[serde(default)]
+    pub(super) method: Option<Spanned<String>>,
+    pub(super) path: Spanned<String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub(super) status: Option<Spanned<Vec<u16>>>,
+    #[serde(default)]
+    pub(super) contains: Option<String>,
+}
+
+/// `[acknowledged]`: a query (`database`, `sql`) or a request per id (`http`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AcknowledgedFile {
+    #[serde(default)]
+    pub(super) database: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) sql: Option<String>,
+    #[serde(default)]
+    pub(super) http: Option<Spanned<HttpLookupFile>>,
+}
+
+/// `http = { path = "/orders/{{id}}", found = [200], missing = [404] }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct HttpLookupFile {
+    pub(super) path: Spanned<String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, Spanned<String>>,
+    #[serde(default)]
+    pub(super) found: Option<Spanned<Vec<u16>>>,
+    #[serde(default)]
+    pub(super) missing: Option<Spanned<Vec<u16>>>,
 }
 
 /// `[figures.<metric>]`: a query answering one number.

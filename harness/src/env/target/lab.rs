@@ -325,18 +325,27 @@ impl Starter<'_> {
         labels
     }
 
-    /// On the run's network, known there by `alias`; `published` ports on 127.0.0.1 at free ports.
-    fn placement(&self, alias: &str, published: &[u16]) -> (HostConfig, NetworkingConfig) {
-        let binding = || PortBinding {
+    /// On the run's network, known there by `alias`; `published` ports on 127.0.0.1 at free ports,
+    /// except a `pinned` one (container port, host port), which keeps its host port.
+    fn placement(
+        &self,
+        alias: &str,
+        published: &[u16],
+        pinned: Option<(u16, u16)>,
+    ) -> (HostConfig, NetworkingConfig) {
+        let binding = |port: u16| PortBinding {
             host_ip: Some("127.0.0.1".into()),
-            host_port: Some(String::new()),
+            host_port: Some(match pinned {
+                Some((container, host)) if container == port => host.to_string(),
+                _ => String::new(),
+            }),
         };
         let host = HostConfig {
             network_mode: Some(self.lab.network.clone()),
             port_bindings: Some(
                 published
                     .iter()
-                    .map(|p| (format!("{p}/tcp"), Some(vec![binding()])))
+                    .map(|p| (format!("{p}/tcp"), Some(vec![binding(*p)])))
                     .collect(),
             ),
             ..Default::default()
@@ -374,7 +383,7 @@ impl Starter<'_> {
                 format!("{name}=0.0.0.0:{}={}:{}", link.port, link.to, link.port),
             ]);
         }
-        let (host, networking) = self.placement("fortress-proxy", &[PROXY_CONTROL_PORT]);
+        let (host, networking) = self.placement("fortress-proxy", &[PROXY_CONTROL_PORT], None);
         Ok(ContainerRequest {
             service: "proxy".into(),
             replica: 1,
@@ -409,6 +418,18 @@ impl Starter<'_> {
         ports
     }
 
+    /// The entry's first replica keeps one host port for the whole run: Docker gives a stopped and
+    /// restarted container a new ephemeral port, and the load, started on the entry's address,
+    /// would knock on the old one after a stop or kill of the entry is reverted. The port is one the
+    /// kernel has just handed out and taken back.
+    fn pinned_entry(&self, service: &Service, replica: u32) -> Option<(u16, u16)> {
+        if service.name != self.target.entry.service || replica != 1 {
+            return None;
+        }
+        let free = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
+        free.ok().map(|address| (self.target.entry.port, address.port()))
+    }
+
     fn replica(&self, service: &Service, replica: u32, image: &str) -> ContainerRequest {
         let mut environment = service.environment.clone();
         if let Some(overrides) = self.environment.get(&service.name) {
@@ -420,7 +441,8 @@ impl Starter<'_> {
             }
         }
         let published = self.published(service);
-        let (host, networking) = self.placement(&service.name, &published);
+        let pinned = self.pinned_entry(service, replica);
+        let (host, networking) = self.placement(&service.name, &published, pinned);
         let mut exposed: Vec<String> = published.iter().map(|p| format!("{p}/tcp")).collect();
         exposed.extend(service.expose.iter().map(|p| format!("{p}/tcp")));
         ContainerRequest {

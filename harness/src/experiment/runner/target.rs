@@ -4,14 +4,18 @@
 //! judge: nothing left broken, the file's SQL invariants and end-of-run figures on the target's own
 //! databases, the predictions.
 
-use std::collections::BTreeMap;
+mod database;
+mod http;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::phases::{self, Watched};
 use super::{Event, Handover, RunContext, RunError};
 use crate::env::target::lab::{TargetLab, TargetLabError, TargetLabSpec};
-use crate::experiment::definition::{Plan, RUN_PHASE, SqlLookup, TargetPlan, VariantPlan};
+use crate::experiment::definition::{
+    InvariantCheck, Lookup, Plan, RUN_PHASE, TargetInvariant, TargetPlan, VariantPlan,
+};
 use crate::experiment::forensics;
 use crate::experiment::invariants::{Invariant, InvariantReport};
 use crate::experiment::journal::Entry;
@@ -44,6 +48,8 @@ pub enum TargetRunError {
     },
     #[error("after the last revert, {0}")]
     NotWhole(String),
+    #[error("could not look up every acknowledged id")]
+    Lookup(#[from] http::Undetermined),
 }
 
 /// Runs the variants of a plan against its target, one after the other, and writes the run folder;
@@ -196,7 +202,12 @@ async fn judge(
     let mut stats = stats(plan, target, lab, &watched).await?;
     if let Some(lookup) = &target.acknowledged {
         let acknowledged = watched.recorder.acknowledged_ids();
-        let lost = lost(target, lab, lookup, &acknowledged).await?;
+        let lost = match lookup {
+            Lookup::Sql(sql) => database::lost(target, lab, sql, &acknowledged).await?,
+            Lookup::Http(get) => (http::lost(&reqwest::Client::new(), &lab.entry_url, get, &acknowledged)
+                .await)
+                .map_err(TargetRunError::from)?,
+        };
         stats.set(RUN_PHASE, Metric::LostAcknowledgedOrders, lost.len() as f64);
         invariants.checks.push(nothing_lost(&acknowledged, &lost));
     }
@@ -250,7 +261,7 @@ async fn stats(
 ) -> Result<PhaseStats, TargetRunError> {
     let mut stats = PhaseStats::from_samples(&watched.samples);
     derived_stats(plan, &watched.samples, &watched.latencies, &mut stats);
-    for (metric, value) in figures(target, lab).await? {
+    for (metric, value) in database::figures(target, lab).await? {
         stats.set(RUN_PHASE, metric, value);
     }
     let requests = watched.recorder.request_count();
@@ -272,7 +283,7 @@ fn nothing_lost(acknowledged: &[String], lost: &[String]) -> Invariant {
         name: LOST_INVARIANT.to_owned(),
         held: lost.is_empty(),
         detail: format!(
-            "{} acknowledged, {} not in the database{named}",
+            "{} acknowledged, {} not found by the lookup{named}",
             acknowledged.len(),
             lost.len()
         ),
@@ -298,117 +309,23 @@ fn hand_over(plan: &Plan, target: &TargetPlan, variant: &VariantPlan, invariants
     }
 }
 
-/// A pool on a database of the target, at its published address now (a restarted container may
-/// have been given another port).
-async fn connect(
-    target: &TargetPlan,
-    lab: &TargetLab,
-    database: &str,
-) -> Result<sqlx::PgPool, TargetRunError> {
-    let db = (target.target.databases.iter())
-        .find(|d| d.name == database)
-        .ok_or_else(|| TargetRunError::NoDatabase(database.to_owned()))?;
-    let url = lab.database_url(db).await?;
-    let options = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(1)
-        .acquire_timeout(Duration::from_secs(10));
-    (options.connect(&url).await).map_err(|source| TargetRunError::Query {
-        what: "connecting".into(),
-        database: database.to_owned(),
-        source,
-    })
-}
-
-/// Each `[[invariants]]` query: its rows are the violations.
+/// Each `[[invariants]]`, after the run: a query on a database, or a request to the entry.
 async fn check_invariants(target: &TargetPlan, lab: &TargetLab) -> Result<InvariantReport, TargetRunError> {
+    let client = reqwest::Client::new();
     let mut report = InvariantReport::default();
-    for invariant in &target.invariants {
-        let pg = connect(target, lab, &invariant.database).await?;
-        let sql = format!(
-            "SELECT row_to_json(violation)::text FROM ({}) AS violation",
-            invariant.sql.trim().trim_end_matches(';')
-        );
-        let rows: Vec<String> =
-            sqlx::query_scalar(&sql)
-                .fetch_all(&pg)
-                .await
-                .map_err(|source| TargetRunError::Query {
-                    what: format!("the invariant {:?}", invariant.name),
-                    database: invariant.database.clone(),
-                    source,
-                })?;
-        pg.close().await;
-        let detail = match rows.len() {
-            0 => "no offending rows".to_owned(),
-            n => format!(
-                "{n} offending rows: {}",
-                rows.iter()
-                    .take(ROWS_SHOWN)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+    for TargetInvariant { name, check, .. } in &target.invariants {
+        let (held, detail) = match check {
+            InvariantCheck::Sql { database, sql } => {
+                database::violations(target, lab, name, (database, sql)).await?
+            }
+            InvariantCheck::Http(check) => http::check(&client, &lab.entry_url, check).await,
         };
         report.checks.push(Invariant {
-            name: invariant.name.clone(),
-            held: rows.is_empty(),
+            name: name.clone(),
+            held,
             detail,
             predicted_by: None,
         });
     }
     Ok(report)
-}
-
-/// The acknowledged ids the database does not have: `[acknowledged]`'s query answers those of `$1`
-/// it holds.
-async fn lost(
-    target: &TargetPlan,
-    lab: &TargetLab,
-    lookup: &SqlLookup,
-    acknowledged: &[String],
-) -> Result<Vec<String>, TargetRunError> {
-    let pg = connect(target, lab, &lookup.database).await?;
-    let sql = format!(
-        "SELECT (found)::text FROM ({}) AS found(found)",
-        lookup.sql.trim().trim_end_matches(';')
-    );
-    let found: Vec<String> = sqlx::query_scalar(&sql)
-        .bind(acknowledged)
-        .fetch_all(&pg)
-        .await
-        .map_err(|source| TargetRunError::Query {
-            what: "[acknowledged]".into(),
-            database: lookup.database.clone(),
-            source,
-        })?;
-    pg.close().await;
-    let found: std::collections::BTreeSet<String> = found.into_iter().collect();
-    Ok(acknowledged
-        .iter()
-        .filter(|id| !found.contains(*id))
-        .cloned()
-        .collect())
-}
-
-/// Each `[figures]` query's number; a query that answers NULL gives no figure.
-async fn figures(target: &TargetPlan, lab: &TargetLab) -> Result<BTreeMap<Metric, f64>, TargetRunError> {
-    let mut figures = BTreeMap::new();
-    for figure in &target.figures {
-        let pg = connect(target, lab, &figure.database).await?;
-        let sql = format!("SELECT ({})::float8", figure.sql.trim().trim_end_matches(';'));
-        let value: Option<f64> =
-            sqlx::query_scalar(&sql)
-                .fetch_one(&pg)
-                .await
-                .map_err(|source| TargetRunError::Query {
-                    what: format!("the figure {}", figure.metric),
-                    database: figure.database.clone(),
-                    source,
-                })?;
-        pg.close().await;
-        if let Some(value) = value {
-            figures.insert(figure.metric, value);
-        }
-    }
-    Ok(figures)
 }

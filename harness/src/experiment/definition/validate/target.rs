@@ -19,12 +19,12 @@ use super::{
 use crate::env::target::{Target, TargetError};
 use crate::experiment::abort::AbortCondition;
 use crate::experiment::definition::{
-    Arrangement, DefinitionError, Overrides, Plan, Profile, SqlFigure, SqlInvariant, SqlLookup, TargetPlan,
-    VariantPlan,
+    Arrangement, DefinitionError, HttpCheck, HttpLookup, InvariantCheck, Lookup, Overrides, Plan, Profile,
+    SqlFigure, SqlLookup, TargetInvariant, TargetPlan, VariantPlan,
 };
 use crate::experiment::schema::{
-    AbortFile, AcknowledgesFile, FaultFile, RequestFile, SqlFigureFile, SqlInvariantFile,
-    TargetExperimentFile, TargetLoadFile,
+    AbortFile, AcknowledgesFile, FaultFile, HttpCheckFile, HttpLookupFile, InvariantFile, RequestFile,
+    SqlFigureFile, TargetExperimentFile, TargetLoadFile,
 };
 use crate::faults::{ContainerAction, Fault};
 use crate::load::Group;
@@ -317,37 +317,96 @@ fn acknowledges(
 }
 
 /// `[acknowledged]`, which a request that acknowledges needs, and only then: the SQL that finds the
-/// acknowledged ids (`$1`, a `text[]`) in the target's database.
+/// acknowledged ids (`$1`, a `text[]`) in the target's database, or the GET that finds one
+/// (`{{id}}` in its path).
 fn acknowledged(
     src: &Source<'_>,
     file: &TargetExperimentFile,
     script: &Script,
     target: &Target,
-) -> Result<Option<SqlLookup>, DefinitionError> {
+) -> Result<Option<Lookup>, DefinitionError> {
     let acknowledging = (script.requests.iter().chain(&script.start)).any(|r| r.acknowledges.is_some());
-    match &file.acknowledged {
-        None if acknowledging => Err(src.error(
-            &file.load.requests.span(),
-            "acknowledged",
-            "a request acknowledges: add [acknowledged] with the database and the SQL that answers which of \
-             the ids in $1 (a text[]) it holds",
-        )),
-        None => Ok(None),
-        Some(written) if !acknowledging => Err(src.error(
-            &written.span(),
-            "acknowledged",
-            "no request acknowledges anything: give one `acknowledges = { status = 201, id = \"/id\" }`",
-        )),
-        Some(written) if !written.get_ref().sql.contains("$1") => Err(src.error(
+    let written = match &file.acknowledged {
+        None if acknowledging => {
+            return Err(src.error(
+                &file.load.requests.span(),
+                "acknowledged",
+                "a request acknowledges: add [acknowledged] with the database and the SQL that answers which \
+                 of the ids in $1 (a text[]) it holds, or http = { path = \"/orders/{{id}}\" }",
+            ));
+        }
+        None => return Ok(None),
+        Some(written) if !acknowledging => {
+            return Err(src.error(
+                &written.span(),
+                "acknowledged",
+                "no request acknowledges anything: give one `acknowledges = { status = 201, id = \"/id\" }`",
+            ));
+        }
+        Some(written) => written,
+    };
+    let a = written.get_ref();
+    match (&a.database, &a.sql, &a.http) {
+        (Some(database), Some(sql), None) if sql.contains("$1") => Ok(Some(Lookup::Sql(SqlLookup {
+            database: self::database(src, database, target)?,
+            sql: sql.clone(),
+        }))),
+        (Some(_), Some(_), None) => Err(src.error(
             &written.span(),
             "acknowledged.sql",
             "the query takes the acknowledged ids as $1 (a text[]): ... WHERE code = ANY($1)",
         )),
-        Some(written) => Ok(Some(SqlLookup {
-            database: database(src, &written.get_ref().database, target)?,
-            sql: written.get_ref().sql.clone(),
-        })),
+        (None, None, Some(http)) => Ok(Some(Lookup::Http(http_lookup(src, http)?))),
+        _ => Err(src.error(
+            &written.span(),
+            "acknowledged",
+            "either database and sql, or http = { path = \"/orders/{{id}}\", found = [200], missing = [404] }",
+        )),
     }
+}
+
+/// The GET per acknowledged id: `{{id}}` in its path, a status for found and one for missing.
+fn http_lookup(src: &Source<'_>, written: &Spanned<HttpLookupFile>) -> Result<HttpLookup, DefinitionError> {
+    let h = written.get_ref();
+    let id = ["id".to_owned()];
+    let template = |text: &Spanned<String>, field: &str| {
+        Template::parse(text.get_ref(), &id).map_err(|e| src.error(&text.span(), field, e))
+    };
+    if !h.path.get_ref().contains("{{id}}") || !h.path.get_ref().starts_with('/') {
+        let message = "a path on the entry with the id in it: /orders/{{id}}";
+        return Err(src.error(&h.path.span(), "acknowledged.http.path", message));
+    }
+    let found = statuses(src, h.found.as_ref(), &[200], "acknowledged.http.found")?;
+    let missing = statuses(src, h.missing.as_ref(), &[404], "acknowledged.http.missing")?;
+    if let Some(both) = found.iter().find(|s| missing.contains(s)) {
+        let message = format!("{both} cannot mean both found and missing");
+        return Err(src.error(&written.span(), "acknowledged.http", message));
+    }
+    Ok(HttpLookup {
+        path: template(&h.path, "acknowledged.http.path")?,
+        headers: (h.headers.iter())
+            .map(|(name, value)| Ok((name.clone(), template(value, "acknowledged.http.headers")?)))
+            .collect::<Result<_, DefinitionError>>()?,
+        found,
+        missing,
+    })
+}
+
+/// A list of HTTP statuses, `default` when not written; none empty, each 100 to 599.
+fn statuses(
+    src: &Source<'_>,
+    written: Option<&Spanned<Vec<u16>>>,
+    default: &[u16],
+    field: &str,
+) -> Result<Vec<u16>, DefinitionError> {
+    let Some(written) = written else {
+        return Ok(default.to_vec());
+    };
+    let list = written.get_ref();
+    if list.is_empty() || !list.iter().all(|s| (100..=599).contains(s)) {
+        return Err(src.error(&written.span(), field, "HTTP statuses, 100 to 599, at least one"));
+    }
+    Ok(list.clone())
 }
 
 /// A fault on the target: a kill, stop or pause of one of its services (`target` is its Compose
@@ -519,10 +578,10 @@ fn figures(
 
 fn invariant(
     src: &Source<'_>,
-    written: &Spanned<SqlInvariantFile>,
+    written: &Spanned<InvariantFile>,
     target: &Target,
     shape: &Shape,
-) -> Result<SqlInvariant, DefinitionError> {
+) -> Result<TargetInvariant, DefinitionError> {
     let i = written.get_ref();
     let counted_by = match &i.counted_by {
         Some(named) => {
@@ -537,18 +596,52 @@ fn invariant(
         }
         None => None,
     };
-    if i.name.trim().is_empty() || i.sql.trim().is_empty() {
-        return Err(src.error(
-            &written.span(),
-            "invariants",
-            "an invariant needs a name and its sql",
-        ));
+    let check = match (&i.database, &i.sql, &i.http) {
+        (Some(database), Some(sql), None) if !sql.trim().is_empty() => InvariantCheck::Sql {
+            database: self::database(src, database, target)?,
+            sql: sql.clone(),
+        },
+        (None, None, Some(http)) => InvariantCheck::Http(http_check(src, http)?),
+        _ => {
+            let message = "an invariant is database and sql (its rows are the violations), or http = { path = \
+                           \"/healthz\", status = [200] }";
+            return Err(src.error(&written.span(), "invariants", message));
+        }
+    };
+    if i.name.trim().is_empty() {
+        return Err(src.error(&written.span(), "invariants.name", "name what it holds"));
     }
-    Ok(SqlInvariant {
+    Ok(TargetInvariant {
         name: i.name.clone(),
-        database: database(src, &i.database, target)?,
-        sql: i.sql.clone(),
+        check,
         counted_by,
+    })
+}
+
+/// A request to the entry after the run, and the statuses (200 unless written) it must answer.
+fn http_check(src: &Source<'_>, written: &Spanned<HttpCheckFile>) -> Result<HttpCheck, DefinitionError> {
+    let h = written.get_ref();
+    let template = |text: &Spanned<String>, field: &str| {
+        Template::parse(text.get_ref(), &[]).map_err(|e| src.error(&text.span(), field, e))
+    };
+    if !h.path.get_ref().starts_with('/') {
+        let message = "a path on the entry, starting with /";
+        return Err(src.error(&h.path.span(), "invariants.http.path", message));
+    }
+    let method = match &h.method {
+        Some(m) => {
+            (m.get_ref().parse()).map_err(|e: String| src.error(&m.span(), "invariants.http.method", e))?
+        }
+        None => Method::Get,
+    };
+    Ok(HttpCheck {
+        method,
+        path: template(&h.path, "invariants.http.path")?,
+        headers: (h.headers.iter())
+            .map(|(name, value)| Ok((name.clone(), template(value, "invariants.http.headers")?)))
+            .collect::<Result<_, DefinitionError>>()?,
+        status: statuses(src, h.status.as_ref(), &[200], "invariants.http.status")?,
+        contains: h.contains.clone(),
     })
 }
 
