@@ -786,3 +786,31 @@ fn an_http_invariant_or_lookup_is_a_request_to_the_entry_checked_at_its_line() {
     assert_eq!(error.field, "invariants.http.path");
     assert_eq!(error.line, line_of(&text, "path = \"x\""));
 }
+
+#[test]
+fn a_variants_images_name_services_of_the_target() {
+    let path = pretix("rush.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let release = text.replacen(
+        "[variants.defended]",
+        "[variants.defended]\nimages = { web = \"shop/web:v2\" }",
+        1,
+    );
+    let plan = parse(&path, &release, Profile::Quick).unwrap_or_else(|e| panic!("{e}"));
+    let target = plan.target.unwrap();
+    assert_eq!(target.images[&Variant::Defended]["web"], "shop/web:v2");
+    assert!(!target.images.contains_key(&Variant::Vulnerable));
+    let swapped = target.target.with_images(&target.images[&Variant::Defended]);
+    assert!(format!("{:?}", swapped.service("web").unwrap().image).contains("shop/web:v2"));
+
+    let (error, text) = pretix_error(
+        "[variants.defended]",
+        "[variants.defended]\nimages = { shop = \"shop/web:v2\" }",
+    );
+    assert_eq!(error.field, "variants.images");
+    assert_eq!(error.line, line_of(&text, "images = { shop"));
+    assert!(
+        error.message.contains("services: web, setup, db, redis"),
+        "{error}"
+    );
+}

@@ -26,7 +26,8 @@ const SOURCE_LABEL: &str = "fortress.image.source";
 pub struct ImageChoice {
     pub role: String,
     pub image: String,
-    /// `official`, `offline`, `user` (named on the command line) or `lab-binary` (built from this binary).
+    /// `official`, `offline`, `user` (named on the command line) or `lab-binary` (built from this binary);
+    /// on a user's target, `compose` (its Compose file's) or `variant` (the variant's `images`).
     pub source: String,
 }
 

@@ -113,6 +113,8 @@ pub struct TargetPlan {
     /// Per variant, per service, the environment set on top of the Compose file's (the file's
     /// shared `[environment]` and the variant's own, merged).
     pub environment: std::collections::BTreeMap<Variant, Overrides>,
+    /// Per variant, per service, the image run instead of the Compose file's.
+    pub images: std::collections::BTreeMap<Variant, std::collections::BTreeMap<String, String>>,
     pub invariants: Vec<TargetInvariant>,
     pub figures: Vec<SqlFigure>,
     /// How to find what the answers acknowledged (`[acknowledged]`), when a request acknowledges.

@@ -342,6 +342,9 @@ pub(super) struct AcknowledgesFile {
 pub(super) struct TargetVariantFile {
     #[serde(default)]
     pub(super) environment: Option<Spanned<Overrides>>,
+    /// Per service, an image present in the local Docker to run instead of the Compose file's.
+    #[serde(default)]
+    pub(super) images: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 /// `[[invariants]]`: a query whose rows are the violations, or a request whose answer must match.

@@ -102,6 +102,8 @@ pub struct TargetLab {
     pub database_urls: BTreeMap<String, String>,
     /// From the call to `start` until the entry answered ready.
     pub ready_in: Duration,
+    /// Each service's image, as run.
+    pub images: BTreeMap<String, String>,
     /// The links through the proxy.
     pub links: Vec<Link>,
     docker: DockerClient,
@@ -135,6 +137,7 @@ impl TargetLab {
             database_urls: BTreeMap::new(),
             ready_in: Duration::ZERO,
             links: target.links.clone(),
+            images: images.clone(),
             docker,
             removed: false,
         };

@@ -103,6 +103,18 @@ pub struct Target {
 }
 
 impl Target {
+    /// This target with some services run from another image, present in the local Docker (a
+    /// variant's `images`: the release before and after a change).
+    pub fn with_images(&self, images: &std::collections::BTreeMap<String, String>) -> Self {
+        let mut target = self.clone();
+        for service in &mut target.services {
+            if let Some(image) = images.get(&service.name) {
+                service.image = ImageSource::Present(image.clone());
+            }
+        }
+        target
+    }
+
     /// Reads and checks the Compose file at `path`.
     pub fn load(path: &Path) -> Result<Self, TargetError> {
         let text = std::fs::read_to_string(path).map_err(|source| TargetError::Unreadable {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::phases::{self, Watched};
 use super::{Event, Handover, RunContext, RunError};
+use crate::env::images::ImageChoice;
 use crate::env::target::lab::{TargetLab, TargetLabError, TargetLabSpec};
 use crate::experiment::definition::{
     InvariantCheck, Lookup, Plan, RUN_PHASE, TargetInvariant, TargetPlan, VariantPlan,
@@ -121,7 +122,9 @@ async fn start(
     };
     (ctx.progress)(Event::Message(format!("{v}: starting the target's lab")));
     let show = |line: &str| (ctx.progress)(Event::Message(format!("  {v}: {line}")));
-    let lab = TargetLab::start(&target.target, &spec, &show)
+    let images = target.images.get(&v);
+    let variant_target = images.map(|images| target.target.with_images(images));
+    let lab = TargetLab::start(variant_target.as_ref().unwrap_or(&target.target), &spec, &show)
         .await
         .map_err(TargetRunError::from)?;
     (ctx.progress)(Event::Message(format!(
@@ -233,7 +236,7 @@ async fn judge(
         modes: variant.modes,
         without: variant.without.clone(),
         run_id: lab.run_id.clone(),
-        images: Vec::new(),
+        images: images_run(target, variant, lab),
         ready_in_s: lab.ready_in.as_secs_f64(),
         load_started_at: watched.load_started_at,
         offered_rps: plan.rate,
@@ -328,4 +331,19 @@ async fn check_invariants(target: &TargetPlan, lab: &TargetLab) -> Result<Invari
         });
     }
     Ok(report)
+}
+
+/// Each service's image, as the variant ran it: from the Compose file, or the variant's own.
+fn images_run(target: &TargetPlan, variant: &VariantPlan, lab: &TargetLab) -> Vec<ImageChoice> {
+    let own = target.images.get(&variant.variant);
+    (lab.images.iter())
+        .map(|(service, image)| ImageChoice {
+            role: service.clone(),
+            image: image.clone(),
+            source: match own.is_some_and(|own| own.contains_key(service)) {
+                true => "variant".into(),
+                false => "compose".into(),
+            },
+        })
+        .collect()
 }

@@ -94,7 +94,7 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
     let factor = length_factor(&src, profile, parsed.profiles.as_ref())?;
     let faults_of = |fault: &Spanned<FaultFile>| target_fault(&src, fault, &target);
     let phases = phase_list(&src, &parsed.phases, profile, factor, &faults_of as &FaultsOf<'_>)?;
-    let (variants, environment) = variants(&src, &parsed, &target)?;
+    let (variants, (environment, images)) = variants(&src, &parsed, &target)?;
     let figures = figures(&src, &parsed.figures, &target)?;
     let acknowledged = acknowledged(&src, &parsed, &script, &target)?;
     let mut shape = Shape {
@@ -146,6 +146,7 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
             target,
             script,
             environment,
+            images,
             invariants,
             figures,
             acknowledged,
@@ -494,19 +495,25 @@ fn service_names(target: &Target) -> String {
     names.join(", ")
 }
 
-/// The variants (vulnerable first), and each one's environment: the file's shared `[environment]`
-/// with the variant's own on top.
+/// Each variant's environment (the file's shared `[environment]` with the variant's own on top)
+/// and images.
+type VariantSetup = (
+    BTreeMap<Variant, Overrides>,
+    BTreeMap<Variant, BTreeMap<String, String>>,
+);
+
+/// The variants (vulnerable first), and each one's environment and images.
 fn variants(
     src: &Source<'_>,
     file: &TargetExperimentFile,
     target: &Target,
-) -> Result<(Vec<VariantPlan>, BTreeMap<Variant, Overrides>), DefinitionError> {
+) -> Result<(Vec<VariantPlan>, VariantSetup), DefinitionError> {
     let shared = match &file.environment {
         Some(written) => overrides(src, written, "environment", target)?,
         None => Overrides::new(),
     };
     let span = file.variants.span();
-    let (mut variants, mut environment) = (Vec::new(), BTreeMap::new());
+    let (mut variants, mut environment, mut images) = (Vec::new(), BTreeMap::new(), BTreeMap::new());
     for (name, variant) in file.variants.get_ref() {
         let parsed: Variant = (name.parse())
             .map_err(|e: crate::vocabulary::Unknown| src.error(&span, "variants", e.to_string()))?;
@@ -517,6 +524,9 @@ fn variants(
             }
         }
         environment.insert(parsed, merged);
+        if let Some(written) = &variant.images {
+            images.insert(parsed, variant_images(src, written, target)?);
+        }
         variants.push(VariantPlan {
             variant: parsed,
             modes: Default::default(),
@@ -528,7 +538,29 @@ fn variants(
         return Err(src.error(&span, "variants", "define vulnerable, defended or both"));
     }
     variants.sort_by_key(|v| v.variant);
-    Ok((variants, environment))
+    Ok((variants, (environment, images)))
+}
+
+/// A variant's `images`: each service one of the target's, each image named.
+fn variant_images(
+    src: &Source<'_>,
+    written: &Spanned<BTreeMap<String, String>>,
+    target: &Target,
+) -> Result<BTreeMap<String, String>, DefinitionError> {
+    for (service, image) in written.get_ref() {
+        if target.service(service).is_none() {
+            let message = format!(
+                "no service {service:?} in the target; services: {}",
+                service_names(target)
+            );
+            return Err(src.error(&written.span(), "variants.images", message));
+        }
+        if image.trim().is_empty() || image.contains(char::is_whitespace) {
+            let message = format!("{service}: an image present in the local Docker, as repository:tag");
+            return Err(src.error(&written.span(), "variants.images", message));
+        }
+    }
+    Ok(written.get_ref().clone())
 }
 
 /// Overrides whose every service is one of the target's.
