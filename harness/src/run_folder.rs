@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use crate::vocabulary::{Role, Variant};
+use crate::vocabulary::Variant;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFolder {
@@ -83,7 +83,7 @@ impl RunFolder {
     }
 
     /// The warning and error lines a container of a variant's lab logged (`logs-defended/postgres.log`).
-    pub fn log(&self, variant: Variant, role: Role) -> PathBuf {
+    pub fn log(&self, variant: Variant, role: &str) -> PathBuf {
         self.dir
             .join(format!("logs-{variant}"))
             .join(format!("{role}.log"))

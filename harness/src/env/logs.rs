@@ -11,7 +11,8 @@ pub const LINES_KEPT: usize = 2000;
 /// The worrying lines of one container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorryingLines {
-    pub role: Role,
+    /// The container's part in the lab: `service-1`, `postgres`, or a target's `web-1`.
+    pub role: String,
     pub lines: Vec<String>,
     /// Worrying lines past `LINES_KEPT`, not kept.
     pub dropped: usize,
@@ -42,18 +43,19 @@ pub async fn worrying_lines(lab: &Lab) -> Vec<WorryingLines> {
         } else {
             service_worrying
         };
-        found.push(kept(node.role, &text, keep));
+        found.push(kept(node.role.to_string(), &text, keep));
     }
     found
 }
 
-fn kept(role: Role, text: &str, keep: fn(&str) -> bool) -> WorryingLines {
+/// The lines `keep` picks, with the lines that explain each (Postgres's DETAIL, HINT and STATEMENT,
+/// a traceback's indented lines), the first `LINES_KEPT` of them.
+pub fn kept(role: String, text: &str, keep: fn(&str) -> bool) -> WorryingLines {
     let mut lines = Vec::new();
     let mut dropped = 0;
     let mut previous_kept = false;
     for line in text.lines() {
-        // Postgres explains a line on the lines after it (DETAIL, HINT, STATEMENT): they go with it.
-        let explains = previous_kept && is_postgres_explanation(line);
+        let explains = previous_kept && (is_postgres_explanation(line) || continues(line));
         previous_kept = keep(line) || explains;
         if !previous_kept {
             continue;
@@ -80,6 +82,60 @@ fn postgres_worrying(line: &str) -> bool {
         .any(|severity| line.contains(severity))
 }
 
+/// A line of any program that sounds an alarm: an error, a warning, an exception or a crash, in the
+/// words the common loggers and runtimes use (after the timestamp Docker puts before each line).
+pub fn any_worrying(line: &str) -> bool {
+    const WORDS: [&str; 12] = [
+        "ERROR",
+        "Error",
+        "error:",
+        "WARN",
+        "Warning:",
+        "Exception",
+        "Traceback",
+        "FATAL",
+        "Fatal",
+        "CRITICAL",
+        "PANIC",
+        "panicked",
+    ];
+    let said = without_timestamp(line);
+    WORDS.iter().any(|word| said.contains(word))
+}
+
+/// What a line says, without Docker's timestamp; `None` for a line that only goes on from the one
+/// before (a traceback's frames) or announces the lines after it (`Traceback (most recent call
+/// last):`), which say nothing on their own.
+pub fn headline(line: &str) -> Option<&str> {
+    let said = without_timestamp(line);
+    (!continues(line) && !said.starts_with("Traceback")).then_some(said)
+}
+
+/// A line that goes on from the one before: indented (a traceback's frames, a stack's `at` lines).
+fn continues(line: &str) -> bool {
+    without_timestamp(line).starts_with([' ', '\t'])
+}
+
+/// The line after the RFC 3339 timestamp Docker's log puts before it, if it has one.
+fn without_timestamp(line: &str) -> &str {
+    match line.split_once(' ') {
+        Some((first, rest)) if chrono::DateTime::parse_from_rfc3339(first).is_ok() => rest,
+        _ => line,
+    }
+}
+
+/// When a line was written: the RFC 3339 timestamp it starts with (Docker's), or the `timestamp`
+/// field of a JSON line (the reference service's).
+pub fn written_at(line: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let first = line.split(' ').next()?;
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(first) {
+        return Some(at.to_utc());
+    }
+    let json: serde_json::Value = serde_json::from_str(line).ok()?;
+    let at = chrono::DateTime::parse_from_rfc3339(json["timestamp"].as_str()?).ok()?;
+    Some(at.to_utc())
+}
+
 fn is_postgres_explanation(line: &str) -> bool {
     ["DETAIL:", "HINT:", "STATEMENT:", "CONTEXT:"]
         .iter()
@@ -100,7 +156,7 @@ mod tests {
             r#"{"level":"WARN","fields":{"message":"slow"}}"#,
             "\n"
         );
-        let kept_service = kept(Role::Service(1), service, service_worrying);
+        let kept_service = kept("service-1".into(), service, service_worrying);
         assert_eq!(kept_service.lines.len(), 2);
         assert!(kept_service.lines[0].contains("r-1"));
 
@@ -109,7 +165,7 @@ mod tests {
                         2026-11-29 03:00:01 UTC [9] STATEMENT:  SELECT qty FROM inventory\n\
                         2026-11-29 03:00:02 UTC [7] LOG:  checkpoint complete\n\
                         2026-11-29 03:00:03 UTC [7] DETAIL:  not after a kept line\n";
-        let kept_postgres = kept(Role::Postgres, postgres, postgres_worrying);
+        let kept_postgres = kept("postgres".into(), postgres, postgres_worrying);
         assert_eq!(kept_postgres.lines.len(), 2, "{:?}", kept_postgres.lines);
         assert!(kept_postgres.lines[1].contains("STATEMENT:  SELECT qty"));
     }
@@ -117,7 +173,26 @@ mod tests {
     #[test]
     fn a_flood_keeps_its_first_lines_and_counts_the_rest() {
         let flood = "ERROR: again\n".repeat(LINES_KEPT + 5);
-        let kept = kept(Role::Postgres, &flood, postgres_worrying);
+        let kept = kept("postgres".into(), &flood, postgres_worrying);
         assert_eq!((kept.lines.len(), kept.dropped), (LINES_KEPT, 5));
+    }
+
+    #[test]
+    fn any_programs_alarms_are_kept_with_their_traceback_and_their_time() {
+        let django = "2026-12-05T15:05:50.100000000Z [INFO] 200 GET /api/v1/events/\n\
+                      2026-12-05T15:05:51.200000000Z Internal Server Error: /api/v1/orders/\n\
+                      2026-12-05T15:05:51.200000001Z Traceback (most recent call last):\n\
+                      2026-12-05T15:05:51.200000002Z   File \"/pretix/base/services/orders.py\", line 10, in _perform\n\
+                      2026-12-05T15:05:51.200000003Z     cache.get(key)\n\
+                      2026-12-05T15:05:51.200000004Z redis.exceptions.ConnectionError: Error 111 connecting to redis:6379.\n\
+                      2026-12-05T15:05:52.000000000Z [INFO] 201 POST /api/v1/orders/\n";
+        let kept = kept("web-1".into(), django, any_worrying);
+        assert_eq!(kept.lines.len(), 5, "{:?}", kept.lines);
+        assert!(kept.lines[4].contains("redis.exceptions.ConnectionError"));
+        let at = written_at(&kept.lines[0]).unwrap();
+        assert_eq!(at.to_rfc3339(), "2026-12-05T15:05:51.200+00:00");
+        assert!(written_at("no time here").is_none());
+        let json = r#"{"timestamp":"2026-11-29T03:50:26.788494Z","level":"ERROR"}"#;
+        assert!(written_at(json).is_some());
     }
 }

@@ -58,7 +58,7 @@ pub fn keep(
 ) -> Forensics {
     let mut kept = Vec::new();
     for log in logs.iter().filter(|l| !l.lines.is_empty()) {
-        let path = folder.log(variant, log.role);
+        let path = folder.log(variant, &log.role);
         let written = path
             .parent()
             .map_or(Ok(()), std::fs::create_dir_all)
@@ -79,18 +79,42 @@ pub fn keep(
         server_errors: server_errors
             .into_iter()
             .map(|answers| ServerErrorCause {
-                log_lines: lines_naming(&answers.request_ids, logs),
+                log_lines: lines_of(&answers, logs),
                 answers,
             })
             .collect(),
     }
 }
 
-/// The first few lines, of any container, that name one of `ids`.
-fn lines_naming(ids: &[String], logs: &[WorryingLines]) -> Vec<String> {
+/// A class's lines: those that name one of its request ids; for a backend whose log names none (a
+/// user's target), those written while the class was being answered, give or take a second.
+fn lines_of(answers: &ServerErrors, logs: &[WorryingLines]) -> Vec<String> {
+    let naming = lines_where(logs, |line| {
+        (answers.request_ids.iter()).any(|id| line.contains(id.as_str()))
+    });
+    if !naming.is_empty() {
+        return naming;
+    }
+    let (Some(first), Some(last)) = (answers.first_at, answers.last_at) else {
+        return naming;
+    };
+    let (from, to) = (first - MARGIN, last + MARGIN);
+    // Each thing said once: every failed request logs the same traceback.
+    let seen = std::cell::RefCell::new(std::collections::HashSet::new());
+    lines_where(logs, |line| {
+        crate::env::logs::written_at(line).is_some_and(|at| from <= at && at <= to)
+            && crate::env::logs::headline(line).is_some_and(|said| seen.borrow_mut().insert(said.to_owned()))
+    })
+}
+
+/// How far before the first and after the last answer of a class its log lines are looked for.
+const MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
+/// The first few lines, of any container, that `matches`, as `role: line`.
+fn lines_where(logs: &[WorryingLines], matches: impl Fn(&str) -> bool) -> Vec<String> {
     logs.iter()
-        .flat_map(|log| log.lines.iter().map(move |line| (log.role, line)))
-        .filter(|(_, line)| ids.iter().any(|id| line.contains(id.as_str())))
+        .flat_map(|log| log.lines.iter().map(move |line| (&log.role, line)))
+        .filter(|(_, line)| matches(line))
         .take(LINES_PER_CLASS)
         .map(|(role, line)| format!("{role}: {}", shortened(&readable(line))))
         .collect()
@@ -139,7 +163,6 @@ fn shortened(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocabulary::Role;
 
     #[test]
     fn each_class_gets_the_lines_of_its_request_ids_and_the_logs_are_saved() {
@@ -147,7 +170,7 @@ mod tests {
         let folder = RunFolder::at(&dir);
         let logs = [
             WorryingLines {
-                role: Role::Service(1),
+                role: "service".into(),
                 lines: vec![
                     r#"{"timestamp":"2026-11-29T03:50:26.788494Z","level":"ERROR","fields":{"message":"request failed","error":"pool timed out","code":"database_unavailable"},"span":{"method":"POST","path":"/orders","request_id":"r-2"}}"#
                         .into(),
@@ -156,7 +179,7 @@ mod tests {
                 dropped: 0,
             },
             WorryingLines {
-                role: Role::Postgres,
+                role: "postgres".into(),
                 lines: Vec::new(),
                 dropped: 0,
             },
@@ -166,6 +189,8 @@ mod tests {
             code: "database_unavailable".into(),
             count: 4,
             request_ids: vec!["r-1".into(), "r-2".into()],
+            first_at: None,
+            last_at: None,
         };
         let forensics = keep(&folder, Variant::Vulnerable, &logs, vec![answers], Vec::new());
         assert_eq!(
@@ -182,6 +207,41 @@ mod tests {
             lines[0],
             "service: 03:50:26.788 ERROR request failed code=database_unavailable error=pool timed out [POST /orders r-2]"
         );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_class_whose_ids_no_line_names_gets_the_lines_of_its_seconds() {
+        let dir = std::env::temp_dir().join(format!("fortress-forensics-time-{}", std::process::id()));
+        let folder = RunFolder::at(&dir);
+        let logs = [WorryingLines {
+            role: "web-1".into(),
+            lines: vec![
+                "2026-12-05T15:05:40.000000000Z Error: before the outage".into(),
+                "2026-12-05T15:05:51.200000000Z Internal Server Error: /api/v1/orders/".into(),
+                "2026-12-05T15:05:51.200000001Z Traceback (most recent call last):".into(),
+                "2026-12-05T15:05:51.200000002Z   File \"orders.py\", line 10, in _perform".into(),
+                "2026-12-05T15:05:51.300000000Z redis.exceptions.ConnectionError: Error 111".into(),
+                "2026-12-05T15:05:52.200000000Z Internal Server Error: /api/v1/orders/".into(),
+                "2026-12-05T15:05:52.300000000Z redis.exceptions.ConnectionError: Error 111".into(),
+                "2026-12-05T15:06:30.000000000Z Error: long after".into(),
+            ],
+            dropped: 0,
+        }];
+        let at = |s: &str| Some(chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc());
+        let answers = ServerErrors {
+            status: 500,
+            code: "-".into(),
+            count: 40,
+            request_ids: vec!["never-logged".into()],
+            first_at: at("2026-12-05T15:05:51.000Z"),
+            last_at: at("2026-12-05T15:05:55.000Z"),
+        };
+        let forensics = keep(&folder, Variant::Vulnerable, &logs, vec![answers], Vec::new());
+        let lines = &forensics.server_errors[0].log_lines;
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[1].starts_with("web-1: 2026-12-05T15:05:51.3") && lines[1].contains("ConnectionError"));
+        assert_eq!(forensics.logs[0].file, "logs-vulnerable/web-1.log");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

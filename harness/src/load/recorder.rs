@@ -174,6 +174,12 @@ pub struct ServerErrors {
     pub code: String,
     pub count: u64,
     pub request_ids: Vec<String>,
+    /// When the first and the last of them were answered (wall clock), to find the log lines of
+    /// a backend whose log names no request id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// How many request ids a class of 5xx answers keeps.
@@ -370,6 +376,7 @@ impl Recorder {
     /// the service gave it.
     pub fn error_answer(&self, status: u16, code: Option<&str>, request_id: Option<&str>) {
         let code = code.unwrap_or("-").to_owned();
+        let now = chrono::Utc::now();
         let mut state = self.state();
         let class = state
             .server_errors
@@ -379,8 +386,11 @@ impl Recorder {
                 code,
                 count: 0,
                 request_ids: Vec::new(),
+                first_at: Some(now),
+                last_at: None,
             });
         class.count += 1;
+        class.last_at = Some(now);
         if let Some(id) = request_id.filter(|_| class.request_ids.len() < REQUEST_IDS_KEPT) {
             class.request_ids.push(id.to_owned());
         }

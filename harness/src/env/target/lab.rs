@@ -196,6 +196,24 @@ impl TargetLab {
     }
 
     /// The proxy's control API, on 127.0.0.1.
+    /// Every service container's alarming lines (errors, warnings, tracebacks), each with the time
+    /// Docker logged it: the run keeps them, and a class of 5xx gets those of its seconds. A log
+    /// that cannot be read is left out, with a warning: this is evidence, not the run.
+    pub async fn worrying_lines(&self) -> Vec<crate::env::logs::WorryingLines> {
+        let mut found = Vec::new();
+        for container in &self.containers {
+            match timestamped_log(&self.docker, &container.name).await {
+                Ok(text) => found.push(crate::env::logs::kept(
+                    format!("{}-{}", container.service, container.replica),
+                    &text,
+                    crate::env::logs::any_worrying,
+                )),
+                Err(error) => tracing::warn!(%error, container = container.name, "could not read its log"),
+            }
+        }
+        found
+    }
+
     pub async fn proxy_url(&self) -> Result<String, TargetLabError> {
         let port = self.host_port(&self.proxy_name(), PROXY_CONTROL_PORT).await?;
         Ok(format!("http://127.0.0.1:{port}"))
@@ -577,6 +595,21 @@ async fn last_log_lines(docker: &DockerClient, container: &str) -> String {
         .map(|line| format!("  {line}"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A container's whole log, stdout and stderr, each line after Docker's timestamp.
+async fn timestamped_log(docker: &DockerClient, container: &str) -> Result<String, DockerError> {
+    let options = LogsOptionsBuilder::new()
+        .stdout(true)
+        .stderr(true)
+        .timestamps(true)
+        .build();
+    let mut logs = docker.api().logs(container, Some(options));
+    let mut text = String::new();
+    while let Some(chunk) = logs.next().await {
+        text.push_str(&chunk.map_err(DockerError::from)?.to_string());
+    }
+    Ok(text)
 }
 
 /// Services in an order where each comes after everything it depends on (the file's order where

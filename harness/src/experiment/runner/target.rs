@@ -222,10 +222,11 @@ async fn judge(
             "could not write the time series: {error}"
         )));
     }
+    let logs = lab.worrying_lines().await;
     let forensics = forensics::keep(
         ctx.folder,
         variant.variant,
-        &[],
+        &logs,
         watched.recorder.server_errors(),
         watched.recorder.refused(),
     );
