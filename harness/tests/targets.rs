@@ -516,6 +516,10 @@ path = "/-/ready"
 ok = [200]
 
 [[phases]]
+name = "warmup"
+seconds = 2
+
+[[phases]]
 name = "steady"
 seconds = 2
 
@@ -557,5 +561,92 @@ why = "the other release answers as well"
     assert_eq!(web(0)["source"], "compose");
     assert_eq!(web(1)["image"], tag.as_str());
     assert_eq!(web(1)["source"], "variant");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `SMALL` with two replicas of its entry behind the lab's HAProxy: one replica killed under load
+/// costs a few requests at most (the balancer retries a failed connection on the other replica and
+/// takes the dead one out within 3 s), and none once it is started again.
+#[test]
+fn a_balancer_in_front_of_a_targets_replicas_rides_out_one_killed() {
+    let dir = std::env::temp_dir().join(format!("fortress-target-balanced-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let balanced = SMALL
+        .replace(
+            "    depends_on: [cache]\n",
+            "    depends_on: [cache]\n    deploy: { replicas: 2 }\n",
+        )
+        .replace("ready: /-/ready }", "ready: /-/ready, balancer: true }");
+    assert!(
+        balanced.contains("balancer: true") && balanced.contains("replicas: 2"),
+        "{balanced}"
+    );
+    std::fs::write(dir.join("compose.yaml"), balanced).unwrap();
+    let experiment = dir.join("experiment.toml");
+    let text = format!(
+        r#"name = "a-replica-dies"
+story = "One of two replicas of the entry is killed under load, behind the balancer."
+target = "{}"
+
+[load]
+rate = 20
+users = 4
+
+[[load.requests]]
+group = "browse"
+method = "GET"
+path = "/-/ready"
+ok = [200]
+
+[[phases]]
+name = "steady"
+seconds = 3
+
+[[phases]]
+name = "crash"
+seconds = 5
+faults = [{{ kind = "kill", target = "web", count = 1 }}]
+
+[[phases]]
+name = "after"
+seconds = 3
+
+[variants.defended]
+
+[[predictions]]
+variant = "defended"
+metric = "error_rate"
+phase = "crash"
+compare = "<="
+threshold = 0.1
+why = "a request whose connection the dead replica refuses or resets is retried on the other one"
+
+[[predictions]]
+variant = "defended"
+metric = "error_rate"
+phase = "after"
+compare = "<="
+threshold = 0.02
+why = "the killed replica is started again and health-checked back in"
+"#,
+        dir.join("compose.yaml").display()
+    );
+    std::fs::write(&experiment, text).unwrap();
+    let out = dir.join("runs");
+    let run = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("experiment")
+        .arg(&experiment)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{said}");
+    assert!(said.contains("balancer started"), "{said}");
+    let folder = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap()).unwrap();
+    let timeline = summary["variants"][0]["timeline"].to_string();
+    assert!(timeline.contains("kill web"), "{timeline}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -52,8 +52,16 @@ pub struct Balancing {
     pub sticky: bool,
 }
 
-/// HAProxy's configuration for `replicas` service replicas, each at `<container name>:<port>`.
-pub fn config(balancing: Balancing, replicas: &[(Role, String)], service_port: u16) -> String {
+/// What the balancer spreads the load over: each replica's server name and host (its container
+/// name), the port they all listen on, and the path whose 200 says a replica is ready.
+pub struct Backend<'a> {
+    pub servers: &'a [(String, String)],
+    pub port: u16,
+    pub ready: &'a str,
+}
+
+/// HAProxy's configuration for the backend's replicas, each at `<container name>:<port>`.
+pub fn config(balancing: Balancing, backend: &Backend<'_>) -> String {
     let secs = |d: Duration| format!("{}ms", d.as_millis());
     let mut cfg = format!(
         "global\n    maxconn 4096\n    log stderr format raw local0 notice\n    \
@@ -65,8 +73,9 @@ pub fn config(balancing: Balancing, replicas: &[(Role, String)], service_port: u
          timeout retry 1s\n    hold valid 1s\n    hold other 1s\n    hold refused 1s\n    hold nx 1s\n    \
          hold timeout 1s\n    hold obsolete 1s\n\n\
          frontend shop\n    bind :{FRONT_PORT}\n    default_backend service\n\n\
-         backend service\n    balance roundrobin\n    option httpchk GET /readyz\n    http-check expect status 200\n",
+         backend service\n    balance roundrobin\n    option httpchk GET {ready}\n    http-check expect status 200\n",
         check = secs(CHECK_TIMEOUT),
+        ready = backend.ready,
     );
     if balancing.sticky {
         cfg.push_str(&format!("    cookie {STICKY_COOKIE} insert indirect nocache\n"));
@@ -75,13 +84,13 @@ pub fn config(balancing: Balancing, replicas: &[(Role, String)], service_port: u
         "    default-server check inter {inter} fall {FALL} rise {RISE} resolvers docker init-addr last,libc,none\n",
         inter = secs(CHECK_INTERVAL),
     ));
-    for (role, host) in replicas {
+    for (name, host) in backend.servers {
         let cookie = if balancing.sticky {
-            format!(" cookie {role}")
+            format!(" cookie {name}")
         } else {
             String::new()
         };
-        cfg.push_str(&format!("    server {role} {host}:{service_port}{cookie}\n"));
+        cfg.push_str(&format!("    server {name} {host}:{}{cookie}\n", backend.port));
     }
     cfg.push_str(&format!(
         "\nfrontend stats\n    bind :{STATS_PORT}\n    stats enable\n    stats uri /stats\n"
@@ -273,11 +282,17 @@ mod tests {
 
     #[test]
     fn a_sticky_config_names_every_replica_with_its_cookie() {
-        let replicas = [
-            (Role::Service(1), "fortress-x-service".to_owned()),
-            (Role::Service(2), "fortress-x-service-2".to_owned()),
+        let servers = [
+            ("service".to_owned(), "fortress-x-service".to_owned()),
+            ("service-2".to_owned(), "fortress-x-service-2".to_owned()),
         ];
-        let cfg = config(Balancing { sticky: true }, &replicas, 8080);
+        let backend = Backend {
+            servers: &servers,
+            port: 8080,
+            ready: "/readyz",
+        };
+        let cfg = config(Balancing { sticky: true }, &backend);
+        assert!(cfg.contains("option httpchk GET /readyz\n"), "{cfg}");
         assert!(
             cfg.contains("server service fortress-x-service:8080 cookie service\n"),
             "{cfg}"
@@ -285,7 +300,7 @@ mod tests {
         assert!(cfg.contains("server service-2 fortress-x-service-2:8080 cookie service-2\n"));
         assert!(cfg.contains("cookie fortress_replica insert indirect nocache"));
         assert!(cfg.contains("check inter 1000ms fall 2 rise 2"));
-        let plain = config(Balancing::default(), &replicas, 8080);
+        let plain = config(Balancing::default(), &backend);
         assert!(!plain.contains("cookie"), "{plain}");
         assert!(plain.contains("balance roundrobin"));
     }

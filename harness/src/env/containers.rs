@@ -207,10 +207,20 @@ impl Topology {
 
     /// HAProxy with this run's configuration, balancing over every replica by container name.
     fn balancer(&self, balancing: Balancing, image: &ImageChoice) -> ContainerRequest<GenericImage> {
-        let replicas: Vec<(Role, String)> = (1..=self.replicas)
-            .map(|n| (Role::Service(n), self.container_name(Role::Service(n))))
+        let servers: Vec<(String, String)> = (1..=self.replicas)
+            .map(|n| {
+                (
+                    Role::Service(n).to_string(),
+                    self.container_name(Role::Service(n)),
+                )
+            })
             .collect();
-        let config = balancer::config(balancing, &replicas, SERVICE_PORT);
+        let backend = balancer::Backend {
+            servers: &servers,
+            port: SERVICE_PORT,
+            ready: "/readyz",
+        };
+        let config = balancer::config(balancing, &backend);
         self.request(
             image,
             Role::Balancer,

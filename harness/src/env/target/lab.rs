@@ -19,6 +19,7 @@ use testcontainers::bollard::models::{
 use testcontainers::bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
 
 use super::{Condition, ImageSource, Link, Service, Target, pointed_at};
+use crate::env::balancer::{self, Balancing};
 use crate::env::cleanup;
 use crate::env::docker::{DockerClient, DockerError, ROLE_LABEL, RUN_LABEL};
 use crate::env::images::{self, ImageError};
@@ -165,6 +166,11 @@ impl TargetLab {
                 service.name, service.replicas
             ));
         }
+        if let Some(balancing) = target.entry.balancer {
+            let image = balancer_image(&lab.docker).await?;
+            started.push(lab.create_and_start(starter.balancer(balancing, &image)).await?);
+            progress("balancer started (HAProxy in front of the entry's replicas)");
+        }
         lab.containers = started;
         lab.publish_addresses(target).await?;
         lab.wait_ready(target, spec.deadline).await?;
@@ -186,6 +192,10 @@ impl TargetLab {
         format!("fortress-{}-proxy", self.run_id)
     }
 
+    fn balancer_name(&self) -> String {
+        format!("fortress-{}-balancer", self.run_id)
+    }
+
     /// `db`'s connection URL at its published address now: a container started again may have been
     /// given another port.
     pub async fn database_url(&self, db: &super::Database) -> Result<String, TargetLabError> {
@@ -195,7 +205,6 @@ impl TargetLab {
         Ok(db.url.replace("{address}", &format!("127.0.0.1:{port}")))
     }
 
-    /// The proxy's control API, on 127.0.0.1.
     /// Every service container's alarming lines (errors, warnings, tracebacks), each with the time
     /// Docker logged it: the run keeps them, and a class of 5xx gets those of its seconds. A log
     /// that cannot be read is left out, with a warning: this is evidence, not the run.
@@ -214,6 +223,7 @@ impl TargetLab {
         found
     }
 
+    /// The proxy's control API, on 127.0.0.1.
     pub async fn proxy_url(&self) -> Result<String, TargetLabError> {
         let port = self.host_port(&self.proxy_name(), PROXY_CONTROL_PORT).await?;
         Ok(format!("http://127.0.0.1:{port}"))
@@ -248,11 +258,11 @@ impl TargetLab {
 
     /// The entry's URL and each database's, on the ports the engine published.
     async fn publish_addresses(&mut self, target: &Target) -> Result<(), TargetLabError> {
-        let entry = self.container_name(&target.entry.service, 1);
-        self.entry_url = format!(
-            "http://127.0.0.1:{}",
-            self.host_port(&entry, target.entry.port).await?
-        );
+        let (front, port) = match target.entry.balancer {
+            Some(_) => (self.balancer_name(), balancer::FRONT_PORT),
+            None => (self.container_name(&target.entry.service, 1), target.entry.port),
+        };
+        self.entry_url = format!("http://127.0.0.1:{}", self.host_port(&front, port).await?);
         for db in &target.databases {
             let port = self
                 .host_port(&self.container_name(&db.service, 1), db.port)
@@ -424,7 +434,7 @@ impl Starter<'_> {
     /// The published ports of a service: its own, the entry's and its databases'.
     fn published(&self, service: &Service) -> Vec<u16> {
         let mut ports: Vec<u16> = service.ports.iter().map(|p| p.container).collect();
-        if self.target.entry.service == service.name {
+        if self.target.entry.service == service.name && self.target.entry.balancer.is_none() {
             ports.push(self.target.entry.port);
         }
         ports.extend(
@@ -444,11 +454,52 @@ impl Starter<'_> {
     /// would knock on the old one after a stop or kill of the entry is reverted. The port is one the
     /// kernel has just handed out and taken back.
     fn pinned_entry(&self, service: &Service, replica: u32) -> Option<(u16, u16)> {
-        if service.name != self.target.entry.service || replica != 1 {
+        let entry = &self.target.entry;
+        if service.name != entry.service || replica != 1 || entry.balancer.is_some() {
             return None;
         }
-        let free = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr());
-        free.ok().map(|address| (self.target.entry.port, address.port()))
+        free_port().map(|port| (entry.port, port))
+    }
+
+    /// HAProxy in front of the entry's replicas, health-checking its ready path. Its configuration
+    /// comes in the environment and is written where it is read, so any HAProxy image with a shell
+    /// serves; its front port is pinned, as an unbalanced entry's is.
+    fn balancer(&self, balancing: Balancing, image: &str) -> ContainerRequest {
+        let entry = &self.target.entry;
+        let replicas = self.target.service(&entry.service).map_or(1, |s| s.replicas);
+        let servers: Vec<(String, String)> = (1..=replicas)
+            .map(|n| {
+                (
+                    format!("{}-{n}", entry.service),
+                    self.lab.container_name(&entry.service, n),
+                )
+            })
+            .collect();
+        let backend = balancer::Backend {
+            servers: &servers,
+            port: entry.port,
+            ready: &entry.ready,
+        };
+        let config = balancer::config(balancing, &backend);
+        let published = [balancer::FRONT_PORT, balancer::STATS_PORT];
+        let pinned = free_port().map(|port| (balancer::FRONT_PORT, port));
+        let (host, networking) = self.placement("fortress-balancer", &published, pinned);
+        let script = "printf '%s' \"$FORTRESS_HAPROXY_CFG\" > /tmp/haproxy.cfg && exec haproxy -W -db -f /tmp/haproxy.cfg";
+        ContainerRequest {
+            service: "balancer".into(),
+            replica: 1,
+            name: self.lab.balancer_name(),
+            body: ContainerCreateBody {
+                image: Some(image.to_owned()),
+                entrypoint: Some(vec!["sh".into(), "-c".into(), script.into()]),
+                env: Some(vec![format!("FORTRESS_HAPROXY_CFG={config}")]),
+                labels: Some(self.labels("balancer".into())),
+                exposed_ports: Some(published.iter().map(|p| format!("{p}/tcp")).collect()),
+                host_config: Some(host),
+                networking_config: Some(networking),
+                ..Default::default()
+            },
+        }
     }
 
     fn replica(&self, service: &Service, replica: u32, image: &str) -> ContainerRequest {
@@ -597,6 +648,12 @@ async fn last_log_lines(docker: &DockerClient, container: &str) -> String {
         .join("\n")
 }
 
+/// A port on 127.0.0.1 the kernel has just handed out and taken back, to pin a published port to.
+fn free_port() -> Option<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+    listener.local_addr().ok().map(|address| address.port())
+}
+
 /// A container's whole log, stdout and stderr, each line after Docker's timestamp.
 async fn timestamped_log(docker: &DockerClient, container: &str) -> Result<String, DockerError> {
     let options = LogsOptionsBuilder::new()
@@ -636,6 +693,18 @@ fn start_order(target: &Target) -> Result<Vec<&Service>, TargetLabError> {
         }
     }
     Ok(order)
+}
+
+/// The lab's HAProxy image, which `ci/setup` makes.
+async fn balancer_image(docker: &DockerClient) -> Result<String, TargetLabError> {
+    let image = crate::env::images::BALANCER_DEFAULT;
+    match docker.image_exists(image).await? {
+        true => Ok(image.to_owned()),
+        false => Err(TargetLabError::MissingImage {
+            service: "balancer".into(),
+            image: image.to_owned(),
+        }),
+    }
 }
 
 /// Each service's image: present in the local Docker, or built from its context now.

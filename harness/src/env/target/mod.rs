@@ -69,6 +69,9 @@ pub struct Entry {
     pub service: String,
     pub port: u16,
     pub ready: String,
+    /// HAProxy in front of the entry's replicas, when asked for: the load and the checks go
+    /// through it, and a replica that dies is taken out of its rotation.
+    pub balancer: Option<crate::env::balancer::Balancing>,
 }
 
 /// A dependency put through the fault proxy: `from` reaches `to` on `port`, by the address in its
@@ -293,10 +296,19 @@ impl Checker<'_> {
                 .file
                 .at(entry.ready.span(), "x-fortress.entry.ready", message));
         }
+        let balanced = entry.balancer.as_ref().is_some_and(|b| **b);
+        if let Some(sticky) = entry.sticky.as_ref().filter(|s| ***s && !balanced) {
+            let message =
+                "sticky pins each client to a replica behind the balancer: set `balancer: true` too";
+            return Err(self.file.at(sticky.span(), "x-fortress.entry.sticky", message));
+        }
         Ok(Entry {
             service: entry.service.to_string(),
             port: *entry.port,
             ready: entry.ready.to_string(),
+            balancer: balanced.then(|| crate::env::balancer::Balancing {
+                sticky: entry.sticky.as_ref().is_some_and(|s| **s),
+            }),
         })
     }
 

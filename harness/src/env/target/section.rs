@@ -3,7 +3,7 @@
 //!
 //! ```yaml
 //! x-fortress:
-//!   entry: { service: web, port: 8000, ready: /healthz }
+//!   entry: { service: web, port: 8000, ready: /healthz }   # balancer: true puts HAProxy in front
 //!   links:
 //!     - { from: web, to: db, port: 5432, address_in: DATABASE_URL }
 //!   databases:
@@ -30,6 +30,13 @@ pub(super) struct RawEntry {
     pub service: Spanned<String>,
     pub port: Spanned<u16>,
     pub ready: Spanned<String>,
+    /// HAProxy in front of the entry's replicas (`deploy.replicas` or `scale`), health-checking
+    /// `ready`.
+    #[serde(default)]
+    pub balancer: Option<Spanned<bool>>,
+    /// With the balancer: each client pinned to one replica by a cookie.
+    #[serde(default)]
+    pub sticky: Option<Spanned<bool>>,
 }
 
 /// A dependency reached by a service, to be put through the fault proxy: `from`'s variable

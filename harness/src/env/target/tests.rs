@@ -87,7 +87,8 @@ fn a_compose_file_with_its_fortress_section_is_read_whole() {
         Entry {
             service: "web".into(),
             port: 8000,
-            ready: "/healthz".into()
+            ready: "/healthz".into(),
+            balancer: None,
         }
     );
     assert_eq!(target.links.len(), 2);
@@ -214,4 +215,25 @@ fn waiting_for_a_healthy_service_needs_its_healthcheck() {
     ));
     assert_eq!((line, field.as_str()), (12, "services.web.depends_on"));
     assert!(message.contains("cache has no `healthcheck`"), "{message}");
+}
+
+#[test]
+fn a_balanced_entry_may_be_sticky_and_sticky_needs_the_balancer() {
+    let entry = "entry: { service: web, port: 8000, ready: /healthz }";
+    let balanced = parse(&shop_with(
+        entry,
+        "entry: { service: web, port: 8000, ready: /healthz, balancer: true, sticky: true }",
+    ))
+    .unwrap();
+    assert_eq!(
+        balanced.entry.balancer,
+        Some(crate::env::balancer::Balancing { sticky: true })
+    );
+    let (line, field, message) = refused(&shop_with(
+        entry,
+        "entry: { service: web, port: 8000, ready: /healthz, sticky: true }",
+    ));
+    assert_eq!(field, "x-fortress.entry.sticky");
+    assert!(message.contains("balancer: true"), "{message}");
+    assert!(line > 1);
 }
