@@ -814,3 +814,49 @@ fn a_variants_images_name_services_of_the_target() {
         "{error}"
     );
 }
+
+#[test]
+fn a_variants_compose_overrides_merge_over_the_target_and_their_mistakes_name_their_file() {
+    let dir = std::env::temp_dir().join(format!("fortress-overrides-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let good = dir.join("compose.pr.yaml");
+    let pr =
+        "services:\n  web:\n    environment:\n      PRETIX_WORKERS: \"3\"\n      FORTRESS_PR: \"1234\"\n";
+    std::fs::write(&good, pr).unwrap();
+    let bad = dir.join("compose.bad.yaml");
+    std::fs::write(&bad, "services:\n  web:\n    volumes: [\"data:/data\"]\n").unwrap();
+    let with = |file: &std::path::Path| format!("[variants.defended]\ncompose = [\"{}\"]", file.display());
+
+    let path = pretix("rush.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let plan = parse(
+        &path,
+        &text.replacen("[variants.defended]", &with(&good), 1),
+        Profile::Quick,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let target = plan.target.unwrap();
+    let merged = &target.targets[&Variant::Defended];
+    let web = &merged.service("web").unwrap().environment;
+    assert_eq!(
+        (web["PRETIX_WORKERS"].as_str(), web["FORTRESS_PR"].as_str()),
+        ("3", "1234")
+    );
+    assert_eq!(
+        web["PRETIX_REDIS_SESSIONS"], "true",
+        "the rest of web's environment stays"
+    );
+    assert!(!target.targets.contains_key(&Variant::Vulnerable));
+
+    let (error, _) = pretix_error("[variants.defended]", &with(&bad));
+    assert_eq!(
+        (error.file.as_str(), error.line),
+        (bad.to_str().unwrap(), 3),
+        "{error}"
+    );
+    assert!(error.field.contains("volumes"), "{error}");
+
+    let (error, _) = pretix_error("[variants.defended]", &with(&dir.join("nope.yaml")));
+    assert_eq!(error.field, "variants.compose");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

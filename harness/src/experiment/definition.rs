@@ -115,6 +115,8 @@ pub struct TargetPlan {
     pub environment: std::collections::BTreeMap<Variant, Overrides>,
     /// Per variant, per service, the image run instead of the Compose file's.
     pub images: std::collections::BTreeMap<Variant, std::collections::BTreeMap<String, String>>,
+    /// Per variant with override files (`compose = [...]`), the Compose file they make merged.
+    pub targets: std::collections::BTreeMap<Variant, crate::env::target::Target>,
     pub invariants: Vec<TargetInvariant>,
     pub figures: Vec<SqlFigure>,
     /// How to find what the answers acknowledged (`[acknowledged]`), when a request acknowledges.

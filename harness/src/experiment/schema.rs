@@ -345,6 +345,9 @@ pub(super) struct TargetVariantFile {
     /// Per service, an image present in the local Docker to run instead of the Compose file's.
     #[serde(default)]
     pub(super) images: Option<Spanned<BTreeMap<String, String>>>,
+    /// Compose override files merged over the target's, in order (relative to this file).
+    #[serde(default)]
+    pub(super) compose: Option<Spanned<Vec<String>>>,
 }
 
 /// `[[invariants]]`: a query whose rows are the violations, or a request whose answer must match.

@@ -8,6 +8,7 @@
 
 mod compose;
 pub mod lab;
+mod merge;
 mod section;
 
 use std::path::{Path, PathBuf};
@@ -120,20 +121,51 @@ impl Target {
 
     /// Reads and checks the Compose file at `path`.
     pub fn load(path: &Path) -> Result<Self, TargetError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TargetError::Unreadable {
-            file: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(path, &text)
+        Self::load_merged(path, &[])
+    }
+
+    /// Reads the Compose file at `path` with `overrides` merged over it in order, as `docker compose
+    /// -f path -f override...` does, and checks the result. A mistake is named in the file it is in.
+    pub fn load_merged(path: &Path, overrides: &[PathBuf]) -> Result<Self, TargetError> {
+        let paths: Vec<&Path> = std::iter::once(path)
+            .chain(overrides.iter().map(PathBuf::as_path))
+            .collect();
+        let texts = (paths.iter())
+            .map(|path| {
+                std::fs::read_to_string(path).map_err(|source| TargetError::Unreadable {
+                    file: path.display().to_string(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+        Self::parse_merged(&paths, &texts)
     }
 
     /// Checks `text`, the Compose file at `path` (named in errors; build contexts are relative to it).
     pub fn parse(path: &Path, text: &str) -> Result<Self, TargetError> {
+        Self::parse_merged(&[path], &[text])
+    }
+
+    /// Checks the Compose files' texts, each merged over the ones before it; build contexts are
+    /// relative to the first.
+    fn parse_merged(paths: &[&Path], texts: &[&str]) -> Result<Self, TargetError> {
         let file = File {
-            name: path.display().to_string(),
+            names: paths.iter().map(|p| p.display().to_string()).collect(),
         };
-        let options = LoaderOptions::default().error_on_duplicate_keys(true);
-        let root = marked_yaml::parse_yaml_with_options(0, text, options).map_err(|e| file.load_error(&e))?;
+        let mut root = None;
+        for (source, text) in texts.iter().enumerate() {
+            let options = LoaderOptions::default().error_on_duplicate_keys(true);
+            let node = marked_yaml::parse_yaml_with_options(source, text, options)
+                .map_err(|e| file.load_error(source, &e))?;
+            match &mut root {
+                None => root = Some(node),
+                Some(base) => merge::merge(base, &node, "")
+                    .map_err(|(span, field, message)| file.at(&span, &field, message))?,
+            }
+        }
+        let root = root.expect("at least the Compose file itself");
+        let path = paths[0];
         let (services, section) = file.top_level(&root)?;
         let checker = Checker {
             file: &file,
@@ -162,26 +194,33 @@ const NO_SECTION: &str = "the file has no Fortress section: add `x-fortress:` wi
 /// A service as written, with its name where the file gives it.
 type NamedService = (Spanned<String>, RawService);
 
-/// The file being read, for locating mistakes.
+/// The files being read (the Compose file, then its overrides, by source id), for locating mistakes.
 struct File {
-    name: String,
+    names: Vec<String>,
 }
 
 impl File {
+    /// A mistake at `line` of the Compose file itself.
     fn invalid(&self, line: usize, field: &str, message: impl Into<String>) -> TargetError {
+        self.invalid_in(0, line, field, message)
+    }
+
+    fn invalid_in(&self, source: usize, line: usize, field: &str, message: impl Into<String>) -> TargetError {
         TargetError::Invalid {
-            file: self.name.clone(),
+            file: self.names.get(source).unwrap_or(&self.names[0]).clone(),
             line,
             field: field.to_owned(),
             message: message.into(),
         }
     }
 
+    /// A mistake where `span` starts, in whichever file that is.
     fn at(&self, span: &Span, field: &str, message: impl Into<String>) -> TargetError {
-        self.invalid(line_of(span.start()), field, message)
+        let source = span.start().map_or(0, Marker::source);
+        self.invalid_in(source, line_of(span.start()), field, message)
     }
 
-    fn load_error(&self, error: &marked_yaml::LoadError) -> TargetError {
+    fn load_error(&self, source: usize, error: &marked_yaml::LoadError) -> TargetError {
         use marked_yaml::LoadError::*;
         let (marker, message) = match error {
             TopLevelMustBeMapping(m) => (Some(*m), "a Compose file is a mapping at its top".to_owned()),
@@ -198,20 +237,24 @@ impl File {
             ),
             other => (None, other.to_string()),
         };
-        self.invalid(line_of(marker.as_ref()), "(yaml)", message)
+        self.invalid_in(source, line_of(marker.as_ref()), "(yaml)", message)
     }
 
     /// Deserialises `node` as a `T`, locating any mistake under `field`.
     fn read<T: serde::de::DeserializeOwned>(&self, node: &Node, field: &str) -> Result<T, TargetError> {
         marked_yaml::from_node(node).map_err(|error| {
-            let line = error
-                .start_mark()
-                .map_or(line_of(node.span().start()), |m| m.line());
+            let marker = error.start_mark().or(node.span().start().copied());
             let path = match error.path() {
                 Some(inner) if !inner.is_empty() && inner != "." => format!("{field}.{inner}"),
                 _ => field.to_owned(),
             };
-            self.invalid(line, &path, error.into_inner().to_string())
+            let source = marker.map_or(0, |m| m.source());
+            self.invalid_in(
+                source,
+                line_of(marker.as_ref()),
+                &path,
+                error.into_inner().to_string(),
+            )
         })
     }
 

@@ -122,9 +122,12 @@ async fn start(
     };
     (ctx.progress)(Event::Message(format!("{v}: starting the target's lab")));
     let show = |line: &str| (ctx.progress)(Event::Message(format!("  {v}: {line}")));
-    let images = target.images.get(&v);
-    let variant_target = images.map(|images| target.target.with_images(images));
-    let lab = TargetLab::start(variant_target.as_ref().unwrap_or(&target.target), &spec, &show)
+    let base = target.targets.get(&v).unwrap_or(&target.target);
+    let variant_target = match target.images.get(&v) {
+        Some(images) => base.with_images(images),
+        None => base.clone(),
+    };
+    let lab = TargetLab::start(&variant_target, &spec, &show)
         .await
         .map_err(TargetRunError::from)?;
     (ctx.progress)(Event::Message(format!(

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use toml::Spanned;
@@ -94,7 +94,14 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
     let factor = length_factor(&src, profile, parsed.profiles.as_ref())?;
     let faults_of = |fault: &Spanned<FaultFile>| target_fault(&src, fault, &target);
     let phases = phase_list(&src, &parsed.phases, profile, factor, &faults_of as &FaultsOf<'_>)?;
-    let (variants, (environment, images)) = variants(&src, &parsed, &target)?;
+    let (
+        variants,
+        VariantSetup {
+            environment,
+            images,
+            targets,
+        },
+    ) = variants(&src, &parsed, &target)?;
     let figures = figures(&src, &parsed.figures, &target)?;
     let acknowledged = acknowledged(&src, &parsed, &script, &target)?;
     let mut shape = Shape {
@@ -147,6 +154,7 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
             script,
             environment,
             images,
+            targets,
             invariants,
             figures,
             acknowledged,
@@ -172,9 +180,24 @@ fn stop_condition(
 
 /// The Compose file, relative to the experiment file; its own mistakes keep its own file and line.
 fn target(src: &Source<'_>, written: &Spanned<String>) -> Result<Target, DefinitionError> {
+    merged_target(src, written, None)
+}
+
+/// The Compose file with a variant's override files merged over it (`compose = [...]`), all
+/// relative to this file; a mistake in any of them keeps its own file and line.
+fn merged_target(
+    src: &Source<'_>,
+    written: &Spanned<String>,
+    overrides: Option<&Spanned<Vec<String>>>,
+) -> Result<Target, DefinitionError> {
     let base = Path::new(src.file).parent().unwrap_or(Path::new("."));
     let path = base.join(written.get_ref());
-    Target::load(&path).map_err(|error| match error {
+    let files: Vec<PathBuf> = overrides
+        .iter()
+        .flat_map(|o| o.get_ref())
+        .map(|f| base.join(f))
+        .collect();
+    Target::load_merged(&path, &files).map_err(|error| match error {
         TargetError::Invalid {
             file,
             line,
@@ -188,7 +211,10 @@ fn target(src: &Source<'_>, written: &Spanned<String>) -> Result<Target, Definit
         },
         unreadable @ TargetError::Unreadable { .. } => {
             let message = format!("{unreadable} (the path is relative to this file)");
-            src.error(&written.span(), "target", message)
+            match overrides {
+                Some(o) => src.error(&o.span(), "variants.compose", message),
+                None => src.error(&written.span(), "target", message),
+            }
         }
     })
 }
@@ -495,12 +521,13 @@ fn service_names(target: &Target) -> String {
     names.join(", ")
 }
 
-/// Each variant's environment (the file's shared `[environment]` with the variant's own on top)
-/// and images.
-type VariantSetup = (
-    BTreeMap<Variant, Overrides>,
-    BTreeMap<Variant, BTreeMap<String, String>>,
-);
+/// What each variant sets up differently: its environment (the file's shared `[environment]` with
+/// the variant's own on top), its images, and its Compose file with its overrides merged.
+struct VariantSetup {
+    environment: BTreeMap<Variant, Overrides>,
+    images: BTreeMap<Variant, BTreeMap<String, String>>,
+    targets: BTreeMap<Variant, Target>,
+}
 
 /// The variants (vulnerable first), and each one's environment and images.
 fn variants(
@@ -514,6 +541,7 @@ fn variants(
     };
     let span = file.variants.span();
     let (mut variants, mut environment, mut images) = (Vec::new(), BTreeMap::new(), BTreeMap::new());
+    let mut targets = BTreeMap::new();
     for (name, variant) in file.variants.get_ref() {
         let parsed: Variant = (name.parse())
             .map_err(|e: crate::vocabulary::Unknown| src.error(&span, "variants", e.to_string()))?;
@@ -527,6 +555,9 @@ fn variants(
         if let Some(written) = &variant.images {
             images.insert(parsed, variant_images(src, written, target)?);
         }
+        if let Some(overrides) = &variant.compose {
+            targets.insert(parsed, merged_target(src, &file.target, Some(overrides))?);
+        }
         variants.push(VariantPlan {
             variant: parsed,
             modes: Default::default(),
@@ -538,7 +569,14 @@ fn variants(
         return Err(src.error(&span, "variants", "define vulnerable, defended or both"));
     }
     variants.sort_by_key(|v| v.variant);
-    Ok((variants, (environment, images)))
+    Ok((
+        variants,
+        VariantSetup {
+            environment,
+            images,
+            targets,
+        },
+    ))
 }
 
 /// A variant's `images`: each service one of the target's, each image named.
