@@ -11,7 +11,7 @@
 use marked_yaml::{Node, Span};
 
 /// A merge that cannot be done: where, the field, and why.
-pub(super) type Refusal = (Span, String, String);
+pub(super) type Refusal = Box<(Span, String, String)>;
 
 /// The keys whose sequence an override replaces rather than extends.
 const REPLACED: [&str; 3] = ["command", "entrypoint", "test"];
@@ -37,7 +37,7 @@ pub(super) fn merge(base: &mut Node, over: &Node, path: &str) -> Result<(), Refu
             }
             Ok(())
         }
-        (base, over) if BY_NAME.contains(&key) => Err((
+        (base, over) if BY_NAME.contains(&key) => Err(Box::new((
             *over.span(),
             path.to_owned(),
             format!(
@@ -48,7 +48,7 @@ pub(super) fn merge(base: &mut Node, over: &Node, path: &str) -> Result<(), Refu
                     None => "this file",
                 }
             ),
-        )),
+        ))),
         (Node::Sequence(base), Node::Sequence(over)) if !REPLACED.contains(&key) => {
             for item in over.iter() {
                 let present = item.as_scalar().is_some_and(|s| {
@@ -106,7 +106,7 @@ mod tests {
     fn an_environment_list_is_refused_at_the_overrides_line() {
         let base = "services:\n  web:\n    environment: [\"A=1\"]\n";
         let over = "services:\n  web:\n    environment: { A: \"2\" }\n";
-        let (span, field, message) = merged(base, over).unwrap_err();
+        let (span, field, message) = *merged(base, over).unwrap_err();
         assert_eq!(field, "services.web.environment");
         assert_eq!(span.start().map(|m| (m.source(), m.line())), Some((1, 3)));
         assert!(message.contains("the Compose file and this one"), "{message}");

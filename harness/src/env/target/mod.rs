@@ -160,8 +160,10 @@ impl Target {
                 .map_err(|e| file.load_error(source, &e))?;
             match &mut root {
                 None => root = Some(node),
-                Some(base) => merge::merge(base, &node, "")
-                    .map_err(|(span, field, message)| file.at(&span, &field, message))?,
+                Some(base) => merge::merge(base, &node, "").map_err(|refusal| {
+                    let (span, field, message) = *refusal;
+                    file.at(&span, &field, message)
+                })?,
             }
         }
         let root = root.expect("at least the Compose file itself");
