@@ -80,8 +80,10 @@ impl Tap {
         }
     }
 
-    /// Counts the connection as acted on by a fault in this activation (once).
+    /// Counts the connection as acted on by a fault in this activation (once), and so as seen in
+    /// it: a connection the fault closed before it carried a byte counts in both.
     pub fn touched(&self, active: &Active) {
+        self.saw(active);
         if self.touched_in.swap(active.id, Ordering::Relaxed) != active.id {
             Counters::add(&active.counters.connections_touched, 1);
         }

@@ -167,7 +167,15 @@ async fn down_refuses_new_connections_and_resets_open_ones_until_cleared() {
         "{error}"
     );
     let changed = p.control.clear("db").await.unwrap();
-    assert_eq!(changed.previous.evidence.closed_by_down, 1);
+    let evidence = changed.previous.evidence;
+    assert_eq!(evidence.closed_by_down, 1);
+    // The open connection the fault closed is one it touched, and so one it saw: a blast radius
+    // never reads "1 of 0".
+    assert_eq!(
+        (evidence.connections_touched, evidence.connections_seen),
+        (1, 1),
+        "{evidence:?}"
+    );
     let mut again = TcpStream::connect(p.link).await.unwrap();
     round_trip(&mut again, b'p').await.unwrap();
 }
