@@ -106,6 +106,11 @@ impl RunFolder {
         self.dir.join("capacity.json")
     }
 
+    /// A capacity run's journal: each step as it was judged (`capacity::journal`).
+    pub fn capacity_journal(&self) -> PathBuf {
+        self.dir.join("capacity-journal.ndjson")
+    }
+
     /// A capacity search's knee chart of a variant: latency and errors against the offered rate.
     pub fn knee_chart(&self, variant: Variant) -> PathBuf {
         self.dir.join(format!("knee-{variant}.png"))

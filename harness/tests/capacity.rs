@@ -76,7 +76,25 @@ fn the_search_finds_littles_law_under_the_fault() {
         "{said}"
     );
     assert!(folder.join("knee-defended.png").is_file());
+    // The journal has every step as it was judged, the search's end, and the run's.
+    let journal = journal_events(&folder);
+    let steps = journal.iter().filter(|e| e["event"] == "step").count();
+    assert_eq!(steps, search["trials"].as_array().unwrap().len(), "{journal:?}");
+    assert_eq!(journal[0]["event"], "capacity_started");
+    let ended = journal
+        .iter()
+        .find(|e| e["event"] == "search_ended")
+        .expect("the search's end");
+    assert_eq!(ended["capacity"], search["capacity"]);
+    assert_eq!(journal.last().unwrap()["event"], "capacity_ended");
+    assert_eq!(journal.last().unwrap()["exit_code"], 0);
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// The lines of a capacity run's journal, each a JSON object.
+fn journal_events(folder: &std::path::Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(folder.join("capacity-journal.ndjson")).expect("the journal");
+    text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 /// Ctrl-C in the middle of the search under fault: the fault is reverted, the lab removed, the run
@@ -156,6 +174,12 @@ fn ctrl_c_mid_search_reverts_the_fault_and_leaves_nothing() {
         !folder.join("capacity.json").exists(),
         "no findings from an interrupted run"
     );
+    // The steps taken before the stop are in the journal, and so is the stop.
+    let journal = journal_events(&folder);
+    assert!(journal.iter().any(|e| e["event"] == "step"), "{journal:?}");
+    let last = journal.last().unwrap();
+    assert_eq!(last["event"], "capacity_stopped", "{journal:?}");
+    assert!(last["reason"].as_str().unwrap().contains("interrupted"), "{last}");
     let left = Command::new("docker")
         .args([
             "ps",

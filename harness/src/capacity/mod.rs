@@ -8,6 +8,7 @@
 //! too), and its evidence decides whether that search measured anything. The invariants are checked
 //! once the variant's searches are over, over every order any step acknowledged.
 
+pub mod journal;
 mod knee;
 mod page;
 mod search;
@@ -20,6 +21,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use journal::{CapacityEvent, CapacityJournal};
 pub use search::{Found, Search};
 pub use step::{StepFigures, StepVerdict, Trial, Window, start_deadline, unix_now};
 
@@ -127,6 +129,36 @@ pub async fn run(
     ctx: &CapacityContext<'_>,
 ) -> Result<CapacityReport, CapacityError> {
     let capacity = (plan.capacity.as_ref()).ok_or_else(|| CapacityError::NoSection(plan.source.clone()))?;
+    let journal = CapacityJournal::create(&ctx.folder.capacity_journal());
+    journal.write(&CapacityEvent::CapacityStarted {
+        experiment: &plan.name,
+        profile: plan.profile,
+        seed: plan.seed.seed,
+        plan: capacity,
+    });
+    let searched = every_variant(plan, capacity, variants, conditions, ctx, &journal).await;
+    match &searched {
+        Ok(report) => journal.write(&CapacityEvent::CapacityEnded {
+            exit_code: report.exit_code(),
+        }),
+        Err(error) => journal.write(&CapacityEvent::CapacityStopped {
+            reason: reference_service::error::cause_chain(error),
+        }),
+    }
+    let report = searched?;
+    write(ctx.folder, &report);
+    Ok(report)
+}
+
+/// Each variant's searches in turn, on a lab of its own.
+async fn every_variant(
+    plan: &Plan,
+    capacity: &CapacityPlan,
+    variants: &[&VariantPlan],
+    conditions: &[Condition],
+    ctx: &CapacityContext<'_>,
+    journal: &CapacityJournal,
+) -> Result<CapacityReport, CapacityError> {
     let turn = Turn::take(&ctx.stop)
         .await
         .map_err(|_| CapacityError::Interrupted)?;
@@ -154,6 +186,7 @@ pub async fn run(
             lab: &lab,
             ctx,
             turn: &turn,
+            journal,
         }
         .run(conditions, orders_before_run)
         .await;
@@ -165,7 +198,6 @@ pub async fn run(
             return Err(CapacityError::Interrupted);
         }
     }
-    write(ctx.folder, &report);
     Ok(report)
 }
 
@@ -222,6 +254,7 @@ struct VariantSearch<'a> {
     lab: &'a Lab,
     ctx: &'a CapacityContext<'a>,
     turn: &'a Turn,
+    journal: &'a CapacityJournal,
 }
 
 impl VariantSearch<'_> {
@@ -248,10 +281,12 @@ impl VariantSearch<'_> {
         let mut searches = Vec::new();
         if conditions.contains(&Condition::Steady) {
             let from = self.capacity.from;
-            searches.push(
-                self.search(&mut stepper, Condition::Steady, from, started)
-                    .await?,
-            );
+            let steady = self
+                .search(&mut stepper, Condition::Steady, from, started)
+                .await?;
+            self.journal
+                .write(&CapacityEvent::search_ended(self.variant, &steady));
+            searches.push(steady);
         }
         let timeline = FaultTimeline::default();
         if conditions.contains(&Condition::Fault) {
@@ -262,6 +297,8 @@ impl VariantSearch<'_> {
             let mut faulted =
                 faults::around_faults(lab, &timeline, stop, &self.capacity.faults, search).await??;
             faulted.untouched = faults::timeline::untouched(&timeline.entries());
+            self.journal
+                .write(&CapacityEvent::search_ended(self.variant, &faulted));
             self.whole(&timeline).await?;
             searches.push(faulted);
         }
@@ -369,13 +406,18 @@ impl VariantSearch<'_> {
             self.show(condition, rate, figures.as_ref(), &verdict);
             let held = verdict == StepVerdict::Held;
             let bound = matches!(verdict, StepVerdict::GeneratorBound { .. });
-            trials.push(Trial {
+            let trial = Trial {
                 condition,
                 rate,
                 figures,
                 verdict,
                 at_s,
+            };
+            self.journal.write(&CapacityEvent::Step {
+                variant: self.variant,
+                trial: &trial,
             });
+            trials.push(trial);
             if bound {
                 return Ok(None);
             }
