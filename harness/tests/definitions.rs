@@ -638,6 +638,11 @@ fn a_mistake_against_a_target_names_the_line_the_field_and_what_the_target_has()
     assert_eq!(error.field, "phases.faults.link");
     assert!(error.message.contains("links: web-db, web-redis"), "{error}");
 
+    let http = "faults = [{ kind = \"http_status\", link = \"web-db\", status = 503 }]";
+    let (error, _) = pretix_error(latency, http);
+    assert_eq!(error.field, "phases.faults.kind");
+    assert!(error.message.contains("needs `http: true`"), "{error}");
+
     let (error, _) = pretix_error(latency, "faults = [{ kind = \"expire_cache\" }]");
     assert!(error.message.contains("needs the reference service"), "{error}");
 

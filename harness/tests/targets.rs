@@ -591,3 +591,97 @@ why = "the killed replica is started again and health-checked back in"
     assert!(timeline.contains("kill web"), "{timeline}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A target whose entry (HAProxy, configured from its environment) calls an HTTP dependency
+/// (Prometheus) on a link marked `http: true`: the lab's proxy reads its requests, so an HTTP fault
+/// answers half of them 503 itself, and the error rate and the proxy's evidence show it.
+const HTTP_CHAIN: &str = r#"services:
+  web:
+    image: fortress/haproxy:2.6
+    entrypoint:
+      - sh
+      - -c
+      - printf 'defaults\n  mode http\n  timeout connect 2s\n  timeout client 10s\n  timeout server 10s\nfrontend shop\n  bind :8080\n  default_backend api\nbackend api\n  server api %s\n' "$API" > /tmp/web.cfg && exec haproxy -db -f /tmp/web.cfg
+    environment: { API: "api:9090" }
+    depends_on: [api]
+  api:
+    image: fortress/prometheus:2.42
+x-fortress:
+  entry: { service: web, port: 8080, ready: /-/ready }
+  links: [{ from: web, to: api, port: 9090, address_in: API, http: true }]
+"#;
+
+#[test]
+fn an_http_fault_on_a_targets_http_link_answers_its_share_of_requests() {
+    let dir = std::env::temp_dir().join(format!("fortress-target-http-link-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("compose.yaml"), HTTP_CHAIN).unwrap();
+    let experiment = dir.join("experiment.toml");
+    let text = format!(
+        r#"name = "http-link"
+story = "Half the calls from the entry to its HTTP dependency are answered 503 by the fault."
+target = "{}"
+
+[load]
+rate = 20
+users = 4
+
+[[load.requests]]
+group = "browse"
+method = "GET"
+path = "/-/ready"
+ok = [200]
+
+[[phases]]
+name = "steady"
+seconds = 3
+
+[[phases]]
+name = "fault"
+seconds = 5
+faults = [{{ kind = "http_status", link = "web-api", status = 503, fraction = 0.5 }}]
+
+[variants.vulnerable]
+
+[[predictions]]
+variant = "vulnerable"
+metric = "error_rate"
+phase = "fault"
+compare = ">="
+threshold = 0.2
+why = "the proxy answers 503 on half the connections it takes; HAProxy passes the 503 on"
+
+[[predictions]]
+variant = "vulnerable"
+metric = "error_rate"
+phase = "steady"
+compare = "<="
+threshold = 0.02
+why = "nothing is broken yet"
+"#,
+        dir.join("compose.yaml").display()
+    );
+    std::fs::write(&experiment, text).unwrap();
+    let out = dir.join("runs");
+    let run = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("experiment")
+        .arg(&experiment)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{said}");
+    let folder = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap()).unwrap();
+    let timeline = &summary["variants"][0]["timeline"];
+    let revert = (timeline.as_array().unwrap().iter())
+        .find(|e| e["action"] == "revert")
+        .unwrap_or_else(|| panic!("{timeline}"));
+    assert!(
+        revert["evidence"]["http_answered"].as_u64().unwrap() > 0,
+        "{revert}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

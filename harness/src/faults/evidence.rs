@@ -59,13 +59,18 @@ impl Observed {
         .filter(|(n, _)| *n > 0)
         .map(|(n, what)| format!("{n} {what}"))
         .collect();
+        // HTTP faults take requests, network faults connections: the blast radius is counted in
+        // what the fault took.
+        let requests_taken = evidence.http_answered + evidence.http_delayed + evidence.http_lost_replies;
+        let radius = match requests_taken {
+            0 => format!(
+                "{} of {} connections carrying traffic touched",
+                evidence.connections_touched, evidence.connections_seen
+            ),
+            taken => format!("{taken} of {} requests taken", evidence.http_requests),
+        };
         let fact = if touched {
-            format!(
-                "proxy, {link} link: {} ({} of {} connections carrying traffic touched)",
-                acted.join(", "),
-                evidence.connections_touched,
-                evidence.connections_seen
-            )
+            format!("proxy, {link} link: {} ({radius})", acted.join(", "))
         } else {
             format!("proxy, {link} link: no traffic met the fault")
         };
@@ -305,4 +310,36 @@ async fn start_times(lab: &Lab) -> Result<Vec<String>, Cause> {
         times.push(lab.docker.state(&node.name).await?.started_at);
     }
     Ok(times)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_blast_radius_is_counted_in_what_the_fault_took() {
+        let http = Evidence {
+            http_requests: 100,
+            http_answered: 39,
+            connections_seen: 3,
+            ..Evidence::default()
+        };
+        let seen = Observed::of_network("web-api", &http);
+        assert!(seen.touched);
+        assert_eq!(
+            seen.facts,
+            ["proxy, web-api link: 39 requests answered by the fault (39 of 100 requests taken)"]
+        );
+        let reset = Evidence {
+            resets: 2,
+            connections_seen: 8,
+            connections_touched: 2,
+            ..Evidence::default()
+        };
+        assert_eq!(
+            Observed::of_network("db", &reset).facts,
+            ["proxy, db link: 2 connections reset or refused (2 of 8 connections carrying traffic touched)"]
+        );
+        assert!(!Observed::of_network("db", &Evidence::default()).touched);
+    }
 }

@@ -409,9 +409,10 @@ impl Starter<'_> {
                     second: name,
                 });
             }
+            let http = if link.http { "=http" } else { "" };
             cmd.extend([
                 "--link".to_owned(),
-                format!("{name}=0.0.0.0:{}={}:{}", link.port, link.to, link.port),
+                format!("{name}=0.0.0.0:{}={}:{}{http}", link.port, link.to, link.port),
             ]);
         }
         let (host, networking) = self.placement("fortress-proxy", &[PROXY_CONTROL_PORT], None);

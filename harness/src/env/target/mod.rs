@@ -83,6 +83,8 @@ pub struct Link {
     pub to: String,
     pub port: u16,
     pub address_in: String,
+    /// It carries HTTP/1.1: the proxy reads its requests, and HTTP faults apply to it.
+    pub http: bool,
 }
 
 /// A Postgres database the invariants may query.
@@ -384,6 +386,7 @@ impl Checker<'_> {
             to: link.to.to_string(),
             port: *link.port,
             address_in: link.address_in.to_string(),
+            http: link.http.as_ref().is_some_and(|h| **h),
         })
     }
 

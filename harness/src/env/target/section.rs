@@ -5,7 +5,7 @@
 //! x-fortress:
 //!   entry: { service: web, port: 8000, ready: /healthz }   # balancer: true puts HAProxy in front
 //!   links:
-//!     - { from: web, to: db, port: 5432, address_in: DATABASE_URL }
+//!     - { from: web, to: db, port: 5432, address_in: DATABASE_URL }   # http: true for HTTP faults
 //!   databases:
 //!     shop: { service: db, port: 5432, url: "postgres://shop:shop@{address}/shop" }
 //! ```
@@ -49,6 +49,9 @@ pub(super) struct RawLink {
     pub to: Spanned<String>,
     pub port: Spanned<u16>,
     pub address_in: Spanned<String>,
+    /// The link carries HTTP/1.1, so HTTP faults (a status answered, a delay, a lost reply) apply.
+    #[serde(default)]
+    pub http: Option<Spanned<bool>>,
 }
 
 /// A Postgres database the invariants may query: `url` with `{address}` where the host and port go

@@ -495,7 +495,8 @@ fn on_link(
     let known: Vec<String> = (target.links.iter())
         .map(|l| format!("{}-{}", l.from, l.to))
         .collect();
-    if !known.iter().any(|k| k == link) {
+    let found = (target.links.iter()).find(|l| format!("{}-{}", l.from, l.to) == link);
+    if found.is_none() {
         let message = format!(
             "no link {link:?} in the target's x-fortress.links; links: {}",
             if known.is_empty() {
@@ -506,8 +507,11 @@ fn on_link(
         );
         return Err(src.error(span, "phases.faults.link", message));
     }
-    if fault.kind().is_http() {
-        let message = "a target's links carry raw TCP: HTTP faults are not available on them";
+    if fault.kind().is_http() && !found.is_some_and(|l| l.http) {
+        let message = format!(
+            "the {link} link carries raw TCP: an HTTP fault needs `http: true` on it in x-fortress.links \
+             (for a link that carries HTTP/1.1)"
+        );
         return Err(src.error(span, "phases.faults.kind", message));
     }
     Ok(vec![Fault::OnLink {
