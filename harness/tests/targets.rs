@@ -255,12 +255,12 @@ fn ctrl_c_in_a_target_experiments_fault_reverts_it_and_removes_the_lab() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-/// An experiment on `SMALL` whose second phase stops the entry service, with a stop condition on
-/// the error rate: it must trip there, before the phase's 20 s are over.
-fn stopped_entry_experiment(compose: &std::path::Path) -> String {
+/// The top of an experiment file against `compose`: its name and story, and 20 GETs of `/-/ready`
+/// a second from 4 users (every entry of these tests answers it).
+fn experiment_head(name: &str, story: &str, compose: &std::path::Path) -> String {
     format!(
-        r#"name = "stop-condition-on-a-target"
-story = "The entry service stops under load; the stop condition ends the run."
+        r#"name = "{name}"
+story = "{story}"
 target = "{}"
 
 [load]
@@ -272,6 +272,45 @@ group = "browse"
 method = "GET"
 path = "/-/ready"
 ok = [200]
+"#,
+        compose.display()
+    )
+}
+
+/// A finished `fortress experiment` run: its exit code, what it said on stderr, its summary.
+struct Ran {
+    code: Option<i32>,
+    said: String,
+    summary: serde_json::Value,
+}
+
+/// Runs the experiment file `experiment` into a `runs` folder beside it.
+fn run_experiment(experiment: &std::path::Path) -> Ran {
+    let out = experiment.with_file_name("runs");
+    let run = Command::new(env!("CARGO_BIN_EXE_fortress"))
+        .arg("experiment")
+        .arg(experiment)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&run.stderr).into_owned();
+    let folder = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let summary = std::fs::read_to_string(folder.join("summary.json"))
+        .map(|text| serde_json::from_str(&text).unwrap())
+        .unwrap_or_else(|e| panic!("no summary.json: {e}\n{said}"));
+    Ran {
+        code: run.status.code(),
+        said,
+        summary,
+    }
+}
+
+/// An experiment on `SMALL` whose second phase stops the entry service, with a stop condition on
+/// the error rate: it must trip there, before the phase's 20 s are over.
+fn stopped_entry_experiment(compose: &std::path::Path) -> String {
+    format!(
+        r#"{}
 
 [[phases]]
 name = "steady"
@@ -299,7 +338,11 @@ compare = ">"
 threshold = 0.5
 seconds = 2
 "#,
-        compose.display()
+        experiment_head(
+            "stop-condition-on-a-target",
+            "The entry service stops under load; the stop condition ends the run.",
+            compose
+        )
     )
 }
 
@@ -410,19 +453,7 @@ fn a_restarted_entry_is_found_again_and_http_invariants_judge_its_answers() {
     std::fs::write(dir.join("compose.yaml"), SMALL).unwrap();
     let experiment = dir.join("experiment.toml");
     let text = format!(
-        r#"name = "restarted-entry"
-story = "The entry service is stopped for 3 s under load, then started again."
-target = "{}"
-
-[load]
-rate = 20
-users = 4
-
-[[load.requests]]
-group = "browse"
-method = "GET"
-path = "/-/ready"
-ok = [200]
+        r#"{}
 
 [[phases]]
 name = "steady"
@@ -460,24 +491,16 @@ compare = "<="
 threshold = 0.05
 why = "the entry is back at the address the load knows"
 "#,
-        dir.join("compose.yaml").display()
+        experiment_head(
+            "restarted-entry",
+            "The entry service is stopped for 3 s under load, then started again.",
+            &dir.join("compose.yaml")
+        )
     );
     std::fs::write(&experiment, text).unwrap();
-    let out = dir.join("runs");
-    let run = Command::new(env!("CARGO_BIN_EXE_fortress"))
-        .arg("experiment")
-        .arg(&experiment)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
+    let ran = run_experiment(&experiment);
     let _ = Command::new("docker").args(["rmi", &tag]).output();
-    let said = String::from_utf8_lossy(&run.stderr);
-    let folder = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap())
-            .unwrap_or_else(|e| panic!("{e}\n{said}"));
-    let variant = &summary["variants"][0];
+    let (said, variant) = (&ran.said, &ran.summary["variants"][0]);
     let image = |service: &str| {
         let images = variant["images"].as_array().unwrap();
         images.iter().find(|c| c["role"] == service).unwrap().clone()
@@ -497,11 +520,7 @@ why = "the entry is back at the address the load knows"
     let never = check("a page nobody serves");
     assert_eq!(never["held"], false, "{checks:?}");
     assert_eq!(never["detail"], "GET /-/never answered 404, not one of [200]");
-    assert_eq!(
-        run.status.code(),
-        Some(1),
-        "a broken invariant refutes the run\n{said}"
-    );
+    assert_eq!(ran.code, Some(1), "a broken invariant refutes the run\n{said}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -525,19 +544,7 @@ fn a_balancer_in_front_of_a_targets_replicas_rides_out_one_killed() {
     std::fs::write(dir.join("compose.yaml"), balanced).unwrap();
     let experiment = dir.join("experiment.toml");
     let text = format!(
-        r#"name = "a-replica-dies"
-story = "One of two replicas of the entry is killed under load, behind the balancer."
-target = "{}"
-
-[load]
-rate = 20
-users = 4
-
-[[load.requests]]
-group = "browse"
-method = "GET"
-path = "/-/ready"
-ok = [200]
+        r#"{}
 
 [[phases]]
 name = "steady"
@@ -570,23 +577,17 @@ compare = "<="
 threshold = 0.02
 why = "the killed replica is started again and health-checked back in"
 "#,
-        dir.join("compose.yaml").display()
+        experiment_head(
+            "a-replica-dies",
+            "One of two replicas of the entry is killed under load, behind the balancer.",
+            &dir.join("compose.yaml")
+        )
     );
     std::fs::write(&experiment, text).unwrap();
-    let out = dir.join("runs");
-    let run = Command::new(env!("CARGO_BIN_EXE_fortress"))
-        .arg("experiment")
-        .arg(&experiment)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(0), "{said}");
+    let ran = run_experiment(&experiment);
+    let (said, summary) = (&ran.said, &ran.summary);
+    assert_eq!(ran.code, Some(0), "{said}");
     assert!(said.contains("balancer started"), "{said}");
-    let folder = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap()).unwrap();
     let timeline = summary["variants"][0]["timeline"].to_string();
     assert!(timeline.contains("kill web"), "{timeline}");
     std::fs::remove_dir_all(&dir).unwrap();
@@ -618,19 +619,7 @@ fn an_http_fault_on_a_targets_http_link_answers_its_share_of_requests() {
     std::fs::write(dir.join("compose.yaml"), HTTP_CHAIN).unwrap();
     let experiment = dir.join("experiment.toml");
     let text = format!(
-        r#"name = "http-link"
-story = "Half the calls from the entry to its HTTP dependency are answered 503 by the fault."
-target = "{}"
-
-[load]
-rate = 20
-users = 4
-
-[[load.requests]]
-group = "browse"
-method = "GET"
-path = "/-/ready"
-ok = [200]
+        r#"{}
 
 [[phases]]
 name = "steady"
@@ -659,22 +648,16 @@ compare = "<="
 threshold = 0.02
 why = "nothing is broken yet"
 "#,
-        dir.join("compose.yaml").display()
+        experiment_head(
+            "http-link",
+            "Half the calls from the entry to its HTTP dependency are answered 503 by the fault.",
+            &dir.join("compose.yaml")
+        )
     );
     std::fs::write(&experiment, text).unwrap();
-    let out = dir.join("runs");
-    let run = Command::new(env!("CARGO_BIN_EXE_fortress"))
-        .arg("experiment")
-        .arg(&experiment)
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&run.stderr);
-    assert_eq!(run.status.code(), Some(0), "{said}");
-    let folder = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap()).unwrap();
+    let ran = run_experiment(&experiment);
+    let (said, summary) = (&ran.said, &ran.summary);
+    assert_eq!(ran.code, Some(0), "{said}");
     let timeline = &summary["variants"][0]["timeline"];
     let revert = (timeline.as_array().unwrap().iter())
         .find(|e| e["action"] == "revert")
