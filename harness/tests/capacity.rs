@@ -2,7 +2,8 @@
 //! Postgres 20 ms away holds a connection for nine round trips (180 ms), and 4 connections serve at
 //! most 4 / 0.180 s = 22.2 checkouts/s whatever is offered (Little's law). The search, through the
 //! binary on a real lab, must find that knee within 10%, with the fault's evidence on its timeline,
-//! the invariants held over every step's orders, and the knee chart drawn.
+//! the invariants held over every step's orders, and the knee chart drawn; then pgbench anchors it,
+//! running the checkout's transaction on the same Postgres.
 
 use std::process::Command;
 
@@ -76,6 +77,15 @@ fn the_search_finds_littles_law_under_the_fault() {
         "{said}"
     );
     assert!(folder.join("knee-defended.png").is_file());
+    // The anchor: pgbench ran the checkout's transaction on the lab's own Postgres once the search
+    // was over, with the pool's 5 clients and without the fault; no steady search to share it with.
+    let anchor = &variant["anchor"];
+    assert_eq!(anchor["outcome"], "measured", "{anchor}\n{said}");
+    assert_eq!(anchor["clients"], 5, "{anchor}");
+    assert!(anchor["transactions"].as_u64().unwrap() > 0, "{anchor}");
+    assert_eq!(anchor["failed"], 0, "{anchor}");
+    assert!(anchor["tps"].as_f64().unwrap() > capacity, "{anchor}");
+    assert!(anchor["share"].is_null(), "{anchor}");
     // The journal has every step as it was judged, the search's end, and the run's.
     let journal = journal_events(&folder);
     let steps = journal.iter().filter(|e| e["event"] == "step").count();
@@ -86,6 +96,7 @@ fn the_search_finds_littles_law_under_the_fault() {
         .find(|e| e["event"] == "search_ended")
         .expect("the search's end");
     assert_eq!(ended["capacity"], search["capacity"]);
+    assert_eq!(journal[journal.len() - 2]["event"], "anchored", "{journal:?}");
     assert_eq!(journal.last().unwrap()["event"], "capacity_ended");
     assert_eq!(journal.last().unwrap()["exit_code"], 0);
     std::fs::remove_dir_all(&out).unwrap();

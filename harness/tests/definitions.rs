@@ -433,6 +433,12 @@ fn mistakes_name_the_file_line_and_field() {
         },
         Case {
             from: "threshold = 2.0",
+            to: "threshold = 2.0\n[capacity]\nfault_phase = \"fault\"\np99_ms = 400\nanchor = true",
+            field: "capacity.anchor",
+            says: "the load's mix must be checkout only",
+        },
+        Case {
+            from: "threshold = 2.0",
             to: "threshold = 2.0\n[capacity]\nfault_phase = \"fault\"\np99_ms = 400\n[[capacity.predictions]]\nvariant = \"defended\"\ncompare = \">=\"\nthreshold = 0.5\nfigure = \"knee\"",
             field: "capacity.predictions.figure",
             says: "capacity, capacity_under_fault, capacity_kept",

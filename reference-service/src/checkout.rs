@@ -62,6 +62,35 @@ pub enum Placed {
 const ORDER_COLUMNS: &str =
     "id, user_id, product_id, quantity, total_cents, idempotency_key, payment_id, created_at";
 
+/// The defended checkout's transaction as a pgbench script, statement for statement (`locking =
+/// row_lock`, outbox delivery, no payment provider, quantity 1, an `Idempotency-Key` as the load
+/// sends one): the key lookup, then BEGIN, lock, decrement, the order, its event, COMMIT. It runs
+/// with pgbench's `-D products=N -D users=M`, so the harness can set what the service's own load
+/// could not exceed: the database's rate for this very transaction.
+///
+/// Two differences, both forced: pgbench builds no JSON or UUIDs on the client, so the event's
+/// payload (the same object) is built by `jsonb_build_object` and the key is a random number; and
+/// the event is written already delivered, so the service's outbox relay, idle beside it, does not
+/// take the cores pgbench is measured on.
+pub const PGBENCH_TRANSACTION: &str = r"\set pid random(1, :products)
+\set uid random(1, :users)
+\set key random(1, 1000000000000)
+SELECT id, user_id, product_id, quantity, total_cents, idempotency_key, payment_id, created_at
+ FROM orders WHERE user_id = :uid AND idempotency_key = 'pgbench-' || :key;
+BEGIN;
+SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id
+ WHERE i.product_id = :pid FOR UPDATE OF i \gset
+UPDATE inventory SET quantity = quantity - 1 WHERE product_id = :pid RETURNING quantity \gset
+INSERT INTO orders (user_id, product_id, quantity, total_cents, idempotency_key, request_id,
+ payment_ref, payment_id) VALUES (:uid, :pid, 1, :price_cents, 'pgbench-' || :key, NULL, NULL, NULL)
+ RETURNING id, user_id, product_id, quantity, total_cents, idempotency_key, payment_id, created_at \gset o_
+INSERT INTO outbox (event_type, order_id, payload, status, attempts, delivered_at)
+ VALUES ('order.created', :o_id, jsonb_build_object('order_id', :o_id::bigint, 'user_id',
+ :o_user_id::bigint, 'product_id', :o_product_id::bigint, 'quantity', :o_quantity::int,
+ 'total_cents', :o_total_cents::bigint), 'delivered', 1, now()) RETURNING id;
+COMMIT;
+";
+
 /// What a checkout talks to besides its database: the mail server and the payment provider, each
 /// when the service has one.
 #[derive(Debug, Clone, Copy, Default)]

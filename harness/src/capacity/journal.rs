@@ -10,6 +10,7 @@
 //! | `capacity_started` | `experiment`, `profile`, `seed`, `plan` (the objective and the search's bounds) | once, first |
 //! | `step` | `variant`, `trial`: its condition, rate, figures, verdict and `at_s` | as each step is judged |
 //! | `search_ended` | `variant`, `condition`, `found`, `capacity`, `caveat`, `untouched` | as each search ends |
+//! | `anchored` | `variant`, `anchor`: pgbench's rate for the checkout and the steady capacity's share of it | after a variant's searches, when `anchor = true` |
 //! | `capacity_ended` | `exit_code` | once, last, when the run was judged |
 //! | `capacity_stopped` | `reason` | once, last, when it was not (Ctrl-C, a lab that failed) |
 
@@ -47,6 +48,10 @@ pub enum CapacityEvent<'a> {
         capacity: f64,
         caveat: &'a Option<String>,
         untouched: &'a Option<String>,
+    },
+    Anchored {
+        variant: Variant,
+        anchor: &'a super::Anchor,
     },
     CapacityEnded {
         exit_code: ExitCode,

@@ -8,6 +8,7 @@
 //! too), and its evidence decides whether that search measured anything. The invariants are checked
 //! once the variant's searches are over, over every order any step acknowledged.
 
+mod anchor;
 pub mod journal;
 mod knee;
 mod page;
@@ -21,6 +22,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+pub use anchor::Anchor;
 use journal::{CapacityEvent, CapacityJournal};
 pub use search::{Found, Search};
 pub use step::{StepFigures, StepVerdict, Trial, Window, start_deadline, unix_now};
@@ -107,6 +109,8 @@ pub struct VariantCapacity {
     pub verdicts: Vec<CapacityVerdict>,
     pub invariants: InvariantReport,
     pub timeline: Vec<TimelineEntry>,
+    /// pgbench's rate for the checkout on this variant's Postgres, when the file asks for it.
+    pub anchor: Option<Anchor>,
 }
 
 /// Everything a capacity run found (`capacity.json`).
@@ -308,6 +312,7 @@ impl VariantSearch<'_> {
         };
         let invariants = runner::invariants_of(self.lab, &facts).await?;
         let figures = figures(&searches);
+        let anchor = self.anchor(figures.get(&CapacityFigure::Capacity).copied()).await;
         Ok(VariantCapacity {
             variant: self.variant,
             verdicts: verdicts(self.capacity, self.variant, &searches, &figures),
@@ -315,7 +320,26 @@ impl VariantSearch<'_> {
             figures,
             invariants,
             timeline: timeline.entries(),
+            anchor,
         })
+    }
+
+    /// The anchor, when the file asks for one, journaled and said.
+    async fn anchor(&self, steady: Option<f64>) -> Option<Anchor> {
+        if !self.capacity.anchor {
+            return None;
+        }
+        (self.ctx.progress)(Event::Message(format!(
+            "{}: pgbench runs the checkout's transaction on the lab's Postgres",
+            self.variant
+        )));
+        let anchor = Anchor::measure(self.lab, self.plan, self.capacity, steady).await;
+        (self.ctx.progress)(Event::Message(format!("{}: {}", self.variant, anchor.text())));
+        self.journal.write(&CapacityEvent::Anchored {
+            variant: self.variant,
+            anchor: &anchor,
+        });
+        Some(anchor)
     }
 
     /// Nothing left injected after the fault's revert, and the proxy and Docker agree.
@@ -611,6 +635,7 @@ mod tests {
             warmup_seconds: 3.0,
             repeats: 1,
             service_cpus: None,
+            anchor: false,
             predictions: vec![CapacityPrediction {
                 variant: Variant::Vulnerable,
                 figure: CapacityFigure::CapacityKept,

@@ -71,7 +71,18 @@ fn capacities(report: &CapacityReport, page: &mut String) {
             );
         }
     }
-    page.push_str("</table>\n<h2>Predicted</h2>\n<table><tr><th>variant</th><th>claim</th><th>observed</th><th>verdict</th><th>why</th></tr>\n");
+    page.push_str("</table>\n");
+    for variant in &report.variants {
+        if let Some(anchor) = &variant.anchor {
+            let _ = writeln!(
+                page,
+                "<p>{} anchor: {}.</p>",
+                variant.variant,
+                escape(&anchor.text())
+            );
+        }
+    }
+    page.push_str("<h2>Predicted</h2>\n<table><tr><th>variant</th><th>claim</th><th>observed</th><th>verdict</th><th>why</th></tr>\n");
     for variant in &report.variants {
         for v in &variant.verdicts {
             let _ = writeln!(

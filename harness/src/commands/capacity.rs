@@ -143,6 +143,9 @@ fn print_findings(report: &CapacityReport) -> ExitCode {
         for (figure, value) in &variant.figures {
             println!("  {v:<10} {figure} = {value:.3}");
         }
+        if let Some(anchor) = &variant.anchor {
+            println!("  {v:<10} anchor: {}", anchor.text());
+        }
         for verdict in &variant.verdicts {
             let observed = verdict
                 .observed

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use testcontainers::core::ExecCommand;
 use tokio::io::AsyncReadExt;
 
 use super::poll::{Look, poll_until};
@@ -95,15 +94,7 @@ impl Lab {
 
     /// What a shell `script` run in the mail server's container printed.
     async fn exec_mail(&self, script: &str) -> Result<String, EnvError> {
-        let node = self.node(Role::Mail)?;
-        let command = ExecCommand::new(["sh", "-c", script]);
-        let exec_error = |source| EnvError::Exec {
-            role: Role::Mail,
-            source,
-        };
-        let mut exec = node.container.exec(command).await.map_err(exec_error)?;
-        let stdout = exec.stdout_to_vec().await.map_err(exec_error)?;
-        Ok(String::from_utf8_lossy(&stdout).into_owned())
+        self.exec_in(Role::Mail, script).await
     }
 
     /// How many messages the mailbox holds, counted cheaply (once a second while a run is watched):

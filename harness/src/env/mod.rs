@@ -31,6 +31,7 @@ pub mod logs;
 pub mod mail;
 pub mod owner;
 pub mod payments;
+pub mod pgbench;
 pub mod poll;
 pub mod resources;
 pub mod target;
@@ -38,6 +39,7 @@ pub mod target;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use testcontainers::core::ExecCommand;
 use testcontainers::{ContainerAsync, GenericImage};
 
 pub use self::admin::AdminError;
@@ -332,6 +334,16 @@ impl Lab {
         lab.ready_in = steps.started.elapsed();
         lab.startup = steps.done;
         Ok(lab)
+    }
+
+    /// What a shell `script` run in `role`'s container printed on its standard output.
+    pub async fn exec_in(&self, role: Role, script: &str) -> Result<String, EnvError> {
+        let node = self.node(role)?;
+        let command = ExecCommand::new(["sh", "-c", script]);
+        let exec_error = |source| EnvError::Exec { role, source };
+        let mut exec = node.container.exec(command).await.map_err(exec_error)?;
+        let stdout = exec.stdout_to_vec().await.map_err(exec_error)?;
+        Ok(String::from_utf8_lossy(&stdout).into_owned())
     }
 
     pub fn node(&self, role: Role) -> Result<&Node, EnvError> {

@@ -291,6 +291,9 @@ pub struct CapacityPlan {
     /// The CPUs each service replica may use during the search (Docker's `--cpus`), when the file
     /// caps them: a knee the service reaches before the load generator beside it runs out of cores.
     pub service_cpus: Option<f64>,
+    /// Whether each variant's searches end with pgbench running the checkout's transaction on the
+    /// lab's Postgres (`anchor`), to set the steady capacity against what the database allows.
+    pub anchor: bool,
     pub predictions: Vec<CapacityPrediction>,
 }
 

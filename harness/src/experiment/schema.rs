@@ -232,6 +232,8 @@ pub(super) struct CapacityFile {
     pub(super) warmup_seconds: Option<Spanned<f64>>,
     pub(super) repeats: Option<Spanned<u32>>,
     pub(super) service_cpus: Option<Spanned<f64>>,
+    /// pgbench runs the checkout's transaction after the searches (a load of checkouts only).
+    pub(super) anchor: Option<Spanned<bool>>,
     /// The request group the objective is judged on (every request by default).
     pub(super) group: Option<Spanned<String>>,
     #[serde(default)]

@@ -6,7 +6,7 @@ use super::{LabShape, Source, checked_tolerance, finite, known_variant, revision
 use crate::experiment::definition::{CapacityPlan, CapacityPrediction, DefinitionError, Objective};
 use crate::experiment::schema::{CapacityFile, CapacityPredictionFile};
 use crate::load::Group;
-use crate::vocabulary::CapacityFigure;
+use crate::vocabulary::{CapacityFigure, Scenario};
 
 /// A step shorter than this after its warm-up judges too few seconds to see a queue grow.
 const MEASURED_SECONDS_MIN: f64 = 2.0;
@@ -79,6 +79,7 @@ pub(super) fn plan(
     let service_cpus = (c.service_cpus.as_ref())
         .map(|cpus| between(src, Some(cpus), "capacity.service_cpus", 1.0, 0.1, 64.0))
         .transpose()?;
+    let anchor = c.anchor.as_ref().map(|a| anchor(src, a, lab)).transpose()?;
     Ok(CapacityPlan {
         fault_phase: phase.clone(),
         faults: fault_phase.faults.clone(),
@@ -90,6 +91,7 @@ pub(super) fn plan(
         warmup_seconds,
         repeats,
         service_cpus,
+        anchor: anchor.unwrap_or(false),
         predictions: (c.predictions.iter())
             .map(|p| prediction(src, p, lab))
             .collect::<Result<_, _>>()?,
@@ -105,6 +107,25 @@ fn group(src: &Source<'_>, group: &Spanned<String>, lab: &LabShape<'_>) -> Resul
         return Err(error(format!("the load's mix sends no {parsed} requests")));
     }
     Ok(parsed)
+}
+
+/// `anchor`: pgbench runs the defended checkout's transaction, so the load must be checkouts only
+/// (the capacity it is set against is theirs) and take no payment (pgbench cannot call the provider).
+fn anchor(src: &Source<'_>, anchor: &Spanned<bool>, lab: &LabShape<'_>) -> Result<bool, DefinitionError> {
+    if !anchor.get_ref() {
+        return Ok(false);
+    }
+    let error = |message: &str| Err(src.error(&anchor.span(), "capacity.anchor", message.to_owned()));
+    let others = lab.mix.iter().any(|&(s, w)| w > 0 && s != Scenario::Checkout);
+    if others || lab.mix.iter().all(|&(_, w)| w == 0) {
+        return error(
+            "the anchor sets checkouts against pgbench running the checkout's transaction: the load's mix must be checkout only",
+        );
+    }
+    if lab.payments || lab.target.is_some() {
+        return error("the anchor's transaction is the reference checkout's without a payment provider");
+    }
+    Ok(true)
 }
 
 /// A written value in `min..=max`, or `default` when the file leaves it out.
