@@ -221,6 +221,11 @@ pub struct ExploreArgs {
     /// After the single faults, try every pair of faults on two different targets.
     #[arg(long)]
     pub pairs: bool,
+    /// When a trial's faults start, in seconds into its load; repeat for more instants, each tried
+    /// after every schedule was tried at the one before (default: the profile's, quick 2, 0.5 and
+    /// 4; standard 3, 0.5 and 6).
+    #[arg(long = "at", value_name = "SECONDS")]
+    pub instants: Vec<f64>,
     /// Write what breaks as found without shrinking it first.
     #[arg(long)]
     pub no_shrink: bool,

@@ -10,6 +10,7 @@ use fortress::experiment::runner::Event;
 use fortress::explore::{self, ExploreContext, ExploreReport, Settings};
 use fortress::faults::Fault;
 use fortress::faults::proxy::{NetworkFault, ScopedFault};
+use fortress::report::escape;
 use fortress::run_folder::RunFolder;
 use fortress::vocabulary::{Class, Link, Role};
 use tokio_util::sync::CancellationToken;
@@ -132,6 +133,17 @@ async fn a_breaking_schedule_sheds_its_harmless_fault_and_replays_as_an_experime
     assert!(
         (replay.predictions.iter()).any(|p| p.claim.metric.to_string() == "payments_charged_twice"),
         "{text}"
+    );
+    // The page: every trial classed, and the smallest schedule with a link to its replay beside it.
+    let page = std::fs::read_to_string(folder.join("report.html")).expect("report.html");
+    let name = file.file_name().unwrap().to_string_lossy();
+    assert!(page.contains(&format!("<a href=\"{name}\">")), "{page}");
+    assert!(page.contains(&escape(&finding.smallest.to_string())), "{page}");
+    let (_, trials) = page.split_once("<h2>Trials</h2>").expect("the trials' table");
+    assert_eq!(
+        trials.matches("<td class=\"violated\">broken</td>").count(),
+        report.count(Class::Broken),
+        "{page}"
     );
     std::fs::remove_dir_all(folder).unwrap();
 }

@@ -32,6 +32,10 @@ pub async fn run(args: &ExploreArgs, lab_binary: PathBuf) -> ExitCode {
     if let Some(budget) = args.budget {
         settings.budget = std::time::Duration::from_secs(budget);
     }
+    if let Err(refused) = settings.set_instants(&args.instants) {
+        eprintln!("fortress: --at: {refused}");
+        return ExitCode::Usage;
+    }
     print_plan(&plan, args, &settings);
     let folder = match RunFolder::create(&args.out, &format!("{}-explore", plan.name), chrono::Utc::now()) {
         Ok(folder) => folder,
@@ -62,7 +66,7 @@ pub async fn run(args: &ExploreArgs, lab_binary: PathBuf) -> ExitCode {
         Ok(report) if !crate::interrupt::pressed() => {
             let code = print_findings(&report);
             println!(
-                "\nrun folder: {} (explore.json, found-<n>.toml)",
+                "\nrun folder: {} (report.html, explore.json, found-<n>.toml)",
                 folder.dir().display()
             );
             println!("{code}");
@@ -121,7 +125,10 @@ fn print_plan(plan: &Plan, args: &ExploreArgs, settings: &Settings) {
         "trials: {} s of load at {} requests/s, faults at {} s for {} s; budget {} s{}",
         settings.trial_seconds,
         plan.rate,
-        settings.at_s,
+        (settings.instants().iter())
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(" s, then at "),
         settings.fault_seconds,
         settings.budget.as_secs(),
         if settings.pairs {

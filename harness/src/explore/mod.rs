@@ -8,12 +8,14 @@
 //!    touch what the load does. If the lab is not harmless without a fault, nothing can be blamed on
 //!    one, and the search stops there.
 //! 2. **Singles**, then (with `pairs`) **pairs** on two targets, each a short trial with the faults
-//!    injected together over one window, classed broken, degraded, untouched or harmless.
+//!    injected together over one window, classed broken, degraded, untouched or harmless; all of
+//!    them at one instant of the load, then all again at each of the next.
 //! 3. **Shrink.** Each broken schedule is cut down (a fault fewer, a shorter window, a later start)
 //!    while it still breaks, and written as `found-<n>.toml`.
 //!
 //! A wall-time budget bounds the whole search; what it did not reach is reported as not tried.
 
+mod page;
 mod replay;
 mod schedule;
 mod space;
@@ -68,6 +70,10 @@ pub struct Settings {
     /// When a schedule's faults are injected, and for how long, in seconds into the load.
     pub at_s: f64,
     pub fault_seconds: f64,
+    /// The instants every schedule is tried at again, in this order, once each has been tried at
+    /// `at_s`: a fault harmless mid-load may break as the load starts (pools and caches cold) or as
+    /// it ends (its revert racing the last requests).
+    pub again_at_s: Vec<f64>,
     /// The search stops starting trials after this long.
     #[serde(serialize_with = "seconds")]
     pub budget: Duration,
@@ -81,20 +87,61 @@ pub struct Settings {
     pub candidates: Option<Vec<Vec<Fault>>>,
 }
 
+/// An instant whose fault window does not fit in a trial's load.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "a fault at {at} s for {window} s does not fit the trial's {trial} s of load after a first second of it: give instants from 1 to {last} s"
+)]
+pub struct InstantOutside {
+    pub at: f64,
+    pub window: f64,
+    pub trial: f64,
+    pub last: f64,
+}
+
 fn seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64(d.as_secs_f64())
 }
 
 impl Settings {
-    /// The defaults of a profile: standard trials of 10 s with a 4 s window from 3 s; quick ones of
-    /// 6 s with 2 s from 2 s. The objective is the experiment's `[capacity]` one, else p99 1 s and
-    /// 1% errors.
+    /// Every instant a schedule is tried at, in order: `at_s`, then `again_at_s`.
+    pub fn instants(&self) -> Vec<f64> {
+        std::iter::once(self.at_s)
+            .chain(self.again_at_s.iter().copied())
+            .collect()
+    }
+
+    /// Sets the instants (the first is `at_s`), each checked to leave its fault window inside a
+    /// trial's load.
+    pub fn set_instants(&mut self, instants: &[f64]) -> Result<(), InstantOutside> {
+        let last = self.trial_seconds - self.fault_seconds;
+        if let Some(&at) = (instants.iter()).find(|&&at| !(1.0..=last).contains(&at)) {
+            return Err(InstantOutside {
+                at,
+                window: self.fault_seconds,
+                trial: self.trial_seconds,
+                last,
+            });
+        }
+        if let Some((&first, rest)) = instants.split_first() {
+            self.at_s = first;
+            self.again_at_s = rest.to_vec();
+        }
+        Ok(())
+    }
+
+    /// The defaults of a profile: standard trials of 10 s with a 4 s window from 3 s, then from
+    /// 1 s and from 6 s; quick ones of 6 s with 2 s from 2 s, then from 1 s and from 4 s. (Not
+    /// earlier than 1 s: a replay's phase before the fault must hold a whole second of load to show
+    /// it was offered.) The
+    /// objective is the experiment's `[capacity]` one, else p99 1 s and 1% errors.
     pub fn of(plan: &Plan, profile: Profile) -> Self {
         let quick = profile == Profile::Quick;
         Self {
             trial_seconds: if quick { 6.0 } else { 10.0 },
             at_s: if quick { 2.0 } else { 3.0 },
             fault_seconds: if quick { 2.0 } else { 4.0 },
+            again_at_s: if quick { vec![1.0, 4.0] } else { vec![1.0, 6.0] },
             budget: Duration::from_secs(if quick { 300 } else { 900 }),
             pairs: false,
             shrink: true,
@@ -180,7 +227,7 @@ pub struct ExploreContext<'a> {
 }
 
 /// Explores `variant` of `plan` on a lab of its own (removed whatever happens), writes
-/// `explore.json` and a `found-<n>.toml` per finding, and answers what it did (on Ctrl-C after the
+/// `explore.json`, `report.html` and a `found-<n>.toml` per finding, and answers what it did (on Ctrl-C after the
 /// trial without faults: what it did until then, `interrupted`).
 pub async fn run(
     plan: &Plan,
@@ -200,6 +247,12 @@ pub async fn run(
     let json = serde_json::to_vec_pretty(&report).map(|json| std::fs::write(ctx.folder.explore(), json));
     if !matches!(json, Ok(Ok(()))) {
         eprintln!("fortress: could not write {}", ctx.folder.explore().display());
+    }
+    if let Err(error) = std::fs::write(ctx.folder.report(), page::page(&report)) {
+        eprintln!(
+            "fortress: could not write {}: {error}",
+            ctx.folder.report().display()
+        );
     }
     Ok(report)
 }
@@ -377,34 +430,42 @@ impl Search<'_> {
         if let Some(candidates) = &self.settings.candidates {
             schedules.clone_from(candidates);
         }
-        let total = schedules.len();
-        for (n, faults) in schedules.into_iter().enumerate() {
+        let ordered = at_each_instant(schedules, self.settings);
+        let total = ordered.len();
+        for (n, schedule) in ordered.iter().enumerate() {
             if self.over_budget() {
+                let left = (ordered[n..].iter())
+                    .filter(|s| !self.says_nothing_new(&s.faults))
+                    .count();
                 if !self.ctx.stop.is_cancelled() {
-                    let left = total - n;
                     self.say(format!("budget spent: {left} of {total} schedules left untried"));
                 }
-                return Ok(total - n);
+                return Ok(left);
             }
-            // A pair whose single already breaks says nothing new.
-            if faults.len() > 1 && self.breaks_alone(&faults) {
+            if self.says_nothing_new(&schedule.faults) {
                 continue;
             }
-            let schedule = Schedule {
-                faults,
-                at_s: self.settings.at_s,
-                seconds: self.settings.fault_seconds,
-            };
-            let report = self.trial(&schedule).await?;
+            let report = self.trial(schedule).await?;
             self.done.push(report);
         }
         Ok(0)
+    }
+
+    /// A pair whose single already breaks, or faults that broke at an earlier instant: a trial of
+    /// them would tell nothing new.
+    fn says_nothing_new(&self, faults: &[Fault]) -> bool {
+        (faults.len() > 1 && self.breaks_alone(faults)) || self.broke(faults)
     }
 
     fn breaks_alone(&self, faults: &[Fault]) -> bool {
         (self.done.iter())
             .filter(|t| t.class == Class::Broken && t.schedule.faults.len() == 1)
             .any(|t| faults.contains(&t.schedule.faults[0]))
+    }
+
+    /// Whether these very faults already broke an invariant, at whatever instant.
+    fn broke(&self, faults: &[Fault]) -> bool {
+        (self.done.iter()).any(|t| t.class == Class::Broken && t.schedule.faults == faults)
     }
 
     /// Each broken schedule, shrunk while the budget lasts and written out.
@@ -509,6 +570,21 @@ impl Search<'_> {
     }
 }
 
+/// Every set of faults at each instant of `settings`: all of them at the first instant, then all
+/// again at the next, so a budget that runs out has tried each at least once before any twice.
+fn at_each_instant(faults: Vec<Vec<Fault>>, settings: &Settings) -> Vec<Schedule> {
+    let instants = settings.instants();
+    (instants.iter())
+        .flat_map(|&at_s| {
+            faults.iter().map(move |faults| Schedule {
+                faults: faults.clone(),
+                at_s,
+                seconds: settings.fault_seconds,
+            })
+        })
+        .collect()
+}
+
 /// The containers the load enters the lab by: the balancer when there is one, and every replica.
 fn entry_of(lab: &Lab) -> Vec<Role> {
     let mut entry: Vec<Role> = lab.replicas().map(Role::Service).collect();
@@ -516,4 +592,65 @@ fn entry_of(lab: &Lab) -> Vec<Role> {
         entry.push(Role::Balancer);
     }
     entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> Settings {
+        Settings {
+            trial_seconds: 6.0,
+            at_s: 2.0,
+            fault_seconds: 2.0,
+            again_at_s: vec![1.0, 4.0],
+            budget: Duration::from_secs(300),
+            pairs: false,
+            shrink: true,
+            objective: Objective {
+                p99_ms: 1000.0,
+                error_rate: 0.01,
+                group: None,
+            },
+            candidates: None,
+        }
+    }
+
+    #[test]
+    fn every_schedule_is_tried_at_the_first_instant_before_any_at_the_next() {
+        let faults = vec![vec![Fault::Pause(Role::Mail)], vec![Fault::Kill(Role::Redis)]];
+        let ordered = at_each_instant(faults, &settings());
+        let seen: Vec<(String, f64)> = (ordered.iter())
+            .map(|s| (s.faults[0].to_string(), s.at_s))
+            .collect();
+        let pause = Fault::Pause(Role::Mail).to_string();
+        let kill = Fault::Kill(Role::Redis).to_string();
+        assert_eq!(
+            seen,
+            [
+                (pause.clone(), 2.0),
+                (kill.clone(), 2.0),
+                (pause.clone(), 1.0),
+                (kill.clone(), 1.0),
+                (pause, 4.0),
+                (kill, 4.0)
+            ]
+        );
+        assert!(ordered.iter().all(|s| s.seconds == 2.0));
+    }
+
+    #[test]
+    fn an_instant_whose_window_outlasts_the_load_is_refused() {
+        let mut chosen = settings();
+        chosen.set_instants(&[1.0, 3.5]).unwrap();
+        assert_eq!(chosen.instants(), [1.0, 3.5]);
+        let refused = chosen.set_instants(&[1.0, 4.5]).unwrap_err();
+        assert_eq!(refused.last, 4.0);
+        assert!(refused.to_string().contains("from 1 to 4 s"), "{refused}");
+        assert!(
+            chosen.set_instants(&[0.5]).is_err(),
+            "a replay needs a whole second before it"
+        );
+        assert_eq!(chosen.instants(), [1.0, 3.5], "a refused set changes nothing");
+    }
 }
