@@ -2,8 +2,10 @@
 //!
 //! One run starts Postgres (`max_connections=200`, `fsync=off` as in the test lab) and Redis in
 //! containers on 127.0.0.1, runs the service in-process (pool of 32, outbox worker off), and for each
-//! scenario alternates: reseed, 32 HTTP clients posting `POST /orders` for a fixed time, reseed, pgbench
-//! with 32 clients running the transaction of `place_locked` + `insert_order` (row-lock mode). It prints
+//! scenario alternates: reseed, 32 HTTP clients posting `POST /orders` (each with an `Idempotency-Key`)
+//! for a fixed time, reseed, pgbench with 32 clients running the same transaction
+//! (`checkout::PGBENCH_TRANSACTION`: the key lookup, then `place_locked` + `insert_order` in row-lock
+//! mode, the script `fortress capacity` anchors with). It prints
 //! HTTP checkouts/s, pgbench TPS and their ratio (target: >= 0.7), and writes the figures to
 //! `target/bench/checkout_vs_pgbench.json`. Missing the target is reported, not an error.
 //!
@@ -23,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail, ensure};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use reference_service::{AppState, Config};
+use reference_service::{AppState, Config, checkout};
 use serde_json::json;
 use testcontainers::bollard::models::{HostConfig, PortBinding};
 use testcontainers::core::{ContainerPort, WaitFor};
@@ -39,27 +41,6 @@ const ADMIN_TOKEN: &str = "bench-admin-token";
 const PG_PASSWORD: &str = "fortress-bench";
 /// pgbench's options besides the connection, `-c` and `-T`: prepared statements as sqlx uses, no vacuum.
 const PGBENCH_ARGS: &str = "-M prepared -n -j 2";
-
-/// The checkout transaction of `checkout.rs` (row-lock mode, quantity 1, no idempotency key), statement
-/// for statement. pgbench cannot build JSON or UUIDs on the client, so the outbox payload (the same
-/// object) is built with `jsonb_build_object`, and the request id is a random number instead of a UUID.
-const SCRIPT: &str = r"\set pid PID
-\set uid random(1, USERS)
-\set qty 1
-\set rid random(1, 1000000000000)
-BEGIN;
-SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id
- WHERE i.product_id = :pid FOR UPDATE OF i \gset
-UPDATE inventory SET quantity = quantity - :qty WHERE product_id = :pid RETURNING quantity \gset
-\set total :price_cents * :qty
-INSERT INTO orders (user_id, product_id, quantity, total_cents, idempotency_key, request_id)
- VALUES (:uid, :pid, :qty, :total, NULL, :rid)
- RETURNING id, user_id, product_id, quantity, total_cents, idempotency_key, created_at \gset o_
-INSERT INTO outbox (event_type, order_id, payload) VALUES ('order.created', :o_id, jsonb_build_object(
- 'order_id', :o_id::bigint, 'user_id', :o_user_id::bigint, 'product_id', :o_product_id::bigint,
- 'quantity', :o_quantity::int, 'total_cents', :o_total_cents::bigint));
-COMMIT;
-";
 
 type Container = ContainerAsync<GenericImage>;
 
@@ -151,8 +132,7 @@ async fn main() -> anyhow::Result<()> {
     http_load(&http, &base, &tokens, false, Duration::from_secs(2), max_requests).await?;
 
     let (mut rows, mut table) = (Vec::new(), Vec::new());
-    let spread = format!("random(1, {PRODUCTS})");
-    for (scenario, hot, pid) in [("spread", false, spread.as_str()), ("hot row", true, "1")] {
+    for (scenario, hot, products) in [("spread", false, PRODUCTS), ("hot row", true, 1)] {
         seed(&http, &base, &state).await?;
         let duration = Duration::from_secs(seconds);
         let (created, http_seconds, failures) =
@@ -165,10 +145,10 @@ async fn main() -> anyhow::Result<()> {
         }
 
         seed(&http, &base, &state).await?;
-        let script = SCRIPT.replace("PID", pid).replace("USERS", &CLIENTS.to_string());
-        let script_path = bench_dir.join(format!("checkout_vs_pgbench_{}.sql", scenario.replace(' ', "_")));
-        std::fs::write(&script_path, script).context("failed to write the pgbench script")?;
-        let (tps, transactions, failed) = pgbench(&script_path, pg_port, seconds).await?;
+        let script_path = bench_dir.join("checkout_vs_pgbench.sql");
+        std::fs::write(&script_path, checkout::PGBENCH_TRANSACTION)
+            .context("failed to write the pgbench script")?;
+        let (tps, transactions, failed) = pgbench(&script_path, pg_port, seconds, products).await?;
         expect_orders(&state, transactions).await?;
         println!("{scenario:8} pgbench {tps:>9.1} tps ({transactions} transactions, {failed} failed)");
         let ratio = http_rate / tps;
@@ -265,7 +245,9 @@ async fn http_load(
             while Instant::now() < deadline && issued.fetch_add(1, Ordering::Relaxed) < max_requests {
                 let product_id = if hot { 1 } else { rng.random_range(1..=PRODUCTS) };
                 let body = json!({ "product_id": product_id, "quantity": 1 });
-                let failure = match http.post(&url).bearer_auth(&token).json(&body).send().await {
+                let key = uuid::Uuid::new_v4().to_string();
+                let request = http.post(&url).bearer_auth(&token).header("Idempotency-Key", key);
+                let failure = match request.json(&body).send().await {
                     Ok(response) if response.status() == reqwest::StatusCode::CREATED => {
                         let body = response.bytes().await;
                         body.err().map(|e| format!("201 with an unreadable body: {e}"))
@@ -292,8 +274,11 @@ async fn http_load(
 
 /// Runs pgbench with the bench's concurrency; returns its TPS (without initial connection time), the
 /// transactions processed and the transactions failed.
-async fn pgbench(script: &Path, port: u16, seconds: u64) -> anyhow::Result<(f64, u64, u64)> {
-    let args = format!("-h 127.0.0.1 -p {port} -U postgres {PGBENCH_ARGS} -c {CLIENTS} -T {seconds} -f");
+async fn pgbench(script: &Path, port: u16, seconds: u64, products: u32) -> anyhow::Result<(f64, u64, u64)> {
+    let args = format!(
+        "-h 127.0.0.1 -p {port} -U postgres {PGBENCH_ARGS} -c {CLIENTS} -T {seconds} \
+         -D products={products} -D users={CLIENTS} -f"
+    );
     let output = tokio::process::Command::new("pgbench")
         .args(args.split(' '))
         .args([script.as_os_str(), "shop".as_ref()])

@@ -64,7 +64,8 @@ const ORDER_COLUMNS: &str =
 
 /// The defended checkout's transaction as a pgbench script, statement for statement (`locking =
 /// row_lock`, outbox delivery, no payment provider, quantity 1, an `Idempotency-Key` as the load
-/// sends one): the key lookup, then BEGIN, lock, decrement, the order, its event, COMMIT. It runs
+/// sends one): the key lookup, then BEGIN, lock, decrement, the order, its event, COMMIT; a product
+/// sold out is left as the service leaves it, with nothing written (`\if`). It runs
 /// with pgbench's `-D products=N -D users=M`, so the harness can set what the service's own load
 /// could not exceed: the database's rate for this very transaction.
 ///
@@ -80,6 +81,7 @@ SELECT id, user_id, product_id, quantity, total_cents, idempotency_key, payment_
 BEGIN;
 SELECT i.quantity, p.price_cents FROM inventory i JOIN products p ON p.id = i.product_id
  WHERE i.product_id = :pid FOR UPDATE OF i \gset
+\if :quantity > 0
 UPDATE inventory SET quantity = quantity - 1 WHERE product_id = :pid RETURNING quantity \gset
 INSERT INTO orders (user_id, product_id, quantity, total_cents, idempotency_key, request_id,
  payment_ref, payment_id) VALUES (:uid, :pid, 1, :price_cents, 'pgbench-' || :key, NULL, NULL, NULL)
@@ -88,6 +90,7 @@ INSERT INTO outbox (event_type, order_id, payload, status, attempts, delivered_a
  VALUES ('order.created', :o_id, jsonb_build_object('order_id', :o_id::bigint, 'user_id',
  :o_user_id::bigint, 'product_id', :o_product_id::bigint, 'quantity', :o_quantity::int,
  'total_cents', :o_total_cents::bigint), 'delivered', 1, now()) RETURNING id;
+\endif
 COMMIT;
 ";
 

@@ -10,6 +10,8 @@
 
 use serde::Serialize;
 
+use reference_service::modes::{Durability, EmailDelivery, Locking, ModesPatch};
+
 use crate::env::Lab;
 use crate::env::pgbench::{PgbenchFigures, PgbenchRun};
 use crate::experiment::definition::{CapacityPlan, Plan};
@@ -30,11 +32,37 @@ pub enum Anchor {
     Failed {
         why: String,
     },
+    /// The variant's checkout is not the transaction pgbench runs: no anchor to set it against.
+    Skipped {
+        why: String,
+    },
+}
+
+/// Why a variant's checkout is not `PGBENCH_TRANSACTION` (the defended one: row lock, outbox,
+/// synchronous commit), when it is not.
+pub fn unlike_the_script(modes: &ModesPatch) -> Option<String> {
+    let mut unlike = Vec::new();
+    if modes.locking == Some(Locking::None) {
+        unlike.push("locking = none (no row lock: a read, then a write)");
+    }
+    if modes.email_delivery == Some(EmailDelivery::Inline) {
+        unlike.push("email_delivery = inline (a mail server inside the transaction)");
+    }
+    if modes.durability == Some(Durability::AsyncCommit) {
+        unlike.push("durability = async_commit (a commit without its flush)");
+    }
+    (!unlike.is_empty()).then(|| {
+        format!(
+            "this variant's checkout is not the transaction pgbench runs: {}",
+            unlike.join(", ")
+        )
+    })
 }
 
 impl Anchor {
     /// Runs pgbench in `lab`'s Postgres and sets `steady` (the steady capacity, when searched)
-    /// against its rate.
+    /// against its rate. The caller checks first that the variant's checkout is the script's
+    /// (`unlike_the_script`).
     pub async fn measure(lab: &Lab, plan: &Plan, capacity: &CapacityPlan, steady: Option<f64>) -> Self {
         let clients = plan.pool_size * plan.replicas;
         // Whole seconds, as long as a step: pgbench's -T takes no fractions.
@@ -83,6 +111,33 @@ impl Anchor {
                 )
             }
             Self::Failed { why } => format!("pgbench could not run: {why}"),
+            Self::Skipped { why } => format!("not anchored: {why}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_defended_checkout_is_anchored() {
+        assert_eq!(unlike_the_script(&ModesPatch::default()), None);
+        let defended = ModesPatch {
+            locking: Some(Locking::RowLock),
+            email_delivery: Some(EmailDelivery::Outbox),
+            ..ModesPatch::default()
+        };
+        assert_eq!(unlike_the_script(&defended), None);
+        let naive = ModesPatch {
+            locking: Some(Locking::None),
+            durability: Some(Durability::AsyncCommit),
+            ..ModesPatch::default()
+        };
+        let why = unlike_the_script(&naive).expect("not the script's transaction");
+        assert!(
+            why.contains("locking = none") && why.contains("async_commit"),
+            "{why}"
+        );
     }
 }

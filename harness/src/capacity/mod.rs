@@ -329,11 +329,19 @@ impl VariantSearch<'_> {
         if !self.capacity.anchor {
             return None;
         }
-        (self.ctx.progress)(Event::Message(format!(
-            "{}: pgbench runs the checkout's transaction on the lab's Postgres",
-            self.variant
-        )));
-        let anchor = Anchor::measure(self.lab, self.plan, self.capacity, steady).await;
+        let modes = (self.plan.variants.iter())
+            .find(|v| v.variant == self.variant)
+            .map(|v| &v.modes);
+        let anchor = match modes.and_then(anchor::unlike_the_script) {
+            Some(why) => Anchor::Skipped { why },
+            None => {
+                (self.ctx.progress)(Event::Message(format!(
+                    "{}: pgbench runs the checkout's transaction on the lab's Postgres",
+                    self.variant
+                )));
+                Anchor::measure(self.lab, self.plan, self.capacity, steady).await
+            }
+        };
         (self.ctx.progress)(Event::Message(format!("{}: {}", self.variant, anchor.text())));
         self.journal.write(&CapacityEvent::Anchored {
             variant: self.variant,

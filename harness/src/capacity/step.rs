@@ -52,7 +52,9 @@ pub enum StepVerdict {
     Broke {
         why: String,
     },
-    /// It broke, and the generator itself fell behind: the machine, not the service, is measured.
+    /// It broke, and the generator itself fell behind while the service's own answers held (no
+    /// errors over the objective's, and a p99 from the actual send within it once the generator's
+    /// lag is taken off): the machine, not the service, is measured.
     GeneratorBound {
         why: String,
     },
@@ -131,15 +133,29 @@ impl StepFigures {
         }
         let own_lag_limit = (objective.p99_ms * OWN_LAG_SHARE).max(OWN_LAG_FLOOR_MS);
         let why = over.join(", ");
-        if self.own_lag_p99_ms > own_lag_limit {
-            return StepVerdict::GeneratorBound {
+        if self.own_lag_p99_ms <= own_lag_limit {
+            return StepVerdict::Broke { why };
+        }
+        let lag = format!(
+            "the generator's own lag p99 {:.0} ms > {own_lag_limit:.0} ms",
+            self.own_lag_p99_ms
+        );
+        // The service's own answers broke the objective: failing, or slow from the moment each
+        // request left by more than the generator's lag (which also delays its reading of an
+        // answer). A late send explains neither, so the break is the service's.
+        let service_alone_ms = self.service_p99_ms - self.own_lag_p99_ms;
+        if service_alone_ms > objective.p99_ms || self.error_rate > objective.error_rate {
+            return StepVerdict::Broke {
                 why: format!(
-                    "{why}, and the generator's own lag p99 {:.0} ms > {own_lag_limit:.0} ms",
-                    self.own_lag_p99_ms
+                    "{why}: the service's own (p99 {:.0} ms from the actual send, errors {:.1}%), although {lag}",
+                    self.service_p99_ms,
+                    self.error_rate * 100.0
                 ),
             };
         }
-        StepVerdict::Broke { why }
+        StepVerdict::GeneratorBound {
+            why: format!("{why}, and {lag}"),
+        }
     }
 
     /// How close the step came to the objective's edge: 1 at the edge, below 1 inside it.
@@ -323,7 +339,7 @@ mod tests {
             requests: 100,
             p50_ms: p99_ms / 2.0,
             p99_ms,
-            service_p99_ms: p99_ms,
+            service_p99_ms: p99_ms - own_lag_p99_ms,
             error_rate,
             unsent_share: 0.0,
             own_lag_p99_ms,
@@ -342,8 +358,24 @@ mod tests {
             panic!("a slow, failing step broke");
         };
         assert!(why.contains("p99 900 ms") && why.contains("errors 5.0%"), "{why}");
+        // Late sends alone: 600 ms from the slot, 450 from the send, inside the objective.
         assert!(matches!(
-            figures(900.0, 0.0, 150.0).judge(&objective),
+            figures(600.0, 0.0, 150.0).judge(&objective),
+            StepVerdict::GeneratorBound { .. }
+        ));
+        // The generator lagged, and the service failed or was slow from the send on: its own break.
+        let StepVerdict::Broke { why } = figures(900.0, 0.05, 150.0).judge(&objective) else {
+            panic!("the service's errors are the service's");
+        };
+        assert!(why.contains("the service's own"), "{why}");
+        // 1,200 ms from the slot, 1,050 from the send, 900 without the generator's lag: slow.
+        assert!(matches!(
+            figures(1200.0, 0.0, 150.0).judge(&objective),
+            StepVerdict::Broke { .. }
+        ));
+        // 800 from the slot, 650 from the send, 500 without the lag: the generator's doing.
+        assert!(matches!(
+            figures(800.0, 0.0, 150.0).judge(&objective),
             StepVerdict::GeneratorBound { .. }
         ));
         assert!((figures(250.0, 0.02, 0.0).margin(&objective) - 2.0).abs() < 1e-9);
