@@ -79,6 +79,18 @@ impl std::fmt::Display for Orphan {
     }
 }
 
+/// Before a lab starts: removes the labs earlier runs left behind, saying each. Housekeeping: one
+/// that cannot be removed now is said and does not stop the new lab (`fortress cleanup` removes it
+/// later).
+pub async fn reap_before_start(docker: &DockerClient, progress: &(dyn Fn(&str) + Sync)) {
+    match remove_orphans(docker).await {
+        Ok(orphans) => orphans.iter().for_each(|orphan| progress(&orphan.to_string())),
+        Err(error) => progress(&format!(
+            "could not remove a lab an earlier run left behind ({error}); `fortress cleanup` will"
+        )),
+    }
+}
+
 /// Removes every lab whose owner (the labels' process) no longer runs: what a `fortress` killed with
 /// SIGKILL left behind. Labs without an owner label are left to `fortress cleanup`.
 pub async fn remove_orphans(docker: &DockerClient) -> Result<Vec<Orphan>, DockerError> {

@@ -69,6 +69,10 @@ impl std::fmt::Display for ContainerState {
     }
 }
 
+/// How long a network refused for its active endpoints is asked again: the engine releases a
+/// removed container's endpoint asynchronously, within a second or two.
+const ENDPOINTS_RELEASED: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct DockerClient {
     docker: Docker,
@@ -250,14 +254,27 @@ impl DockerClient {
         Ok(removed)
     }
 
+    /// Removes a network; one already gone is fine. The engine releases a removed container's
+    /// endpoint a moment after the removal returns, so a network refused for its active endpoints
+    /// is asked again until `ENDPOINTS_RELEASED` has passed.
     pub async fn remove_network(&self, name: &str) -> Result<(), DockerError> {
-        match self.docker.remove_network(name).await {
-            Ok(())
-            | Err(testcontainers::bollard::errors::Error::DockerResponseServerError {
-                status_code: 404,
-                ..
-            }) => Ok(()),
-            Err(error) => Err(error.into()),
+        let started = std::time::Instant::now();
+        loop {
+            match self.docker.remove_network(name).await {
+                Ok(())
+                | Err(testcontainers::bollard::errors::Error::DockerResponseServerError {
+                    status_code: 404,
+                    ..
+                }) => return Ok(()),
+                Err(testcontainers::bollard::errors::Error::DockerResponseServerError {
+                    status_code: 403,
+                    message,
+                }) if message.contains("active endpoints") && started.elapsed() < ENDPOINTS_RELEASED => {
+                    tracing::debug!(name, message, "the network still has endpoints; asking again");
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
     }
 }

@@ -276,9 +276,7 @@ impl Lab {
     pub async fn start(spec: &LabSpec, progress: &(dyn Fn(&str) + Sync)) -> Result<Self, EnvError> {
         let mut steps = Steps::new();
         let docker = DockerClient::connect().await?;
-        for orphan in cleanup::remove_orphans(&docker).await? {
-            progress(&orphan.to_string());
-        }
+        cleanup::reap_before_start(&docker, progress).await;
         let images = images::for_lab(&docker, spec).await?;
         steps.finished("images (resolve postgres and redis, hash the binary, build if new)");
         for choice in images.all() {

@@ -120,9 +120,7 @@ impl TargetLab {
     ) -> Result<Self, TargetLabError> {
         let began = Instant::now();
         let docker = DockerClient::connect().await?;
-        for orphan in cleanup::remove_orphans(&docker).await? {
-            progress(&orphan.to_string());
-        }
+        cleanup::reap_before_start(&docker, progress).await;
         let order = start_order(target)?;
         let images = resolve_images(&docker, target, progress).await?;
         let proxy_image = match target.links.is_empty() {
