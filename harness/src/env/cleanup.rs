@@ -109,12 +109,23 @@ pub async fn remove_orphans(docker: &DockerClient) -> Result<Vec<Orphan>, Docker
             owners.insert(network.run, owner);
         }
     }
+    // One lab that cannot be removed (a network the engine keeps a stale endpoint of) does not
+    // keep the others: each is tried, and the first failure is answered after all were.
     let mut orphans = Vec::new();
+    let mut failed = None;
     for (run, owner) in owners.into_iter().filter(|(_, owner)| !owner.is_alive()) {
-        let removed = remove_runs(docker, Some(&run)).await?;
-        orphans.push(Orphan { run, owner, removed });
+        match remove_runs(docker, Some(&run)).await {
+            Ok(removed) => orphans.push(Orphan { run, owner, removed }),
+            Err(error) => {
+                tracing::warn!(run, %error, "could not remove a lab left behind");
+                failed.get_or_insert(error);
+            }
+        }
     }
-    Ok(orphans)
+    match failed {
+        Some(error) if orphans.is_empty() => Err(error),
+        _ => Ok(orphans),
+    }
 }
 
 /// Why a cleanup from synchronous code could not run.

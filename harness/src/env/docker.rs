@@ -70,8 +70,9 @@ impl std::fmt::Display for ContainerState {
 }
 
 /// How long a network refused for its active endpoints is asked again: the engine releases a
-/// removed container's endpoint asynchronously, within a second or two.
-const ENDPOINTS_RELEASED: std::time::Duration = std::time::Duration::from_secs(10);
+/// removed container's endpoint asynchronously, within a second. (A network the engine keeps a
+/// stale endpoint of, seen in CI, is refused for good: not worth more of every lab start.)
+const ENDPOINTS_RELEASED: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 pub struct DockerClient {
