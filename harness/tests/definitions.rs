@@ -449,6 +449,18 @@ fn mistakes_name_the_file_line_and_field() {
             field: "capacity.predictions.variant",
             says: "no variant \"vulnerable\"",
         },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[capacity]\nfault_phase = \"fault\"\np99_ms = 400\n[[capacity.predictions]]\nvariant = \"defended\"\ncompare = \">=\"\nthreshold = 1\nfigure = \"charges_without_order\"",
+            field: "capacity.predictions.figure",
+            says: "charges_without_order needs a payment provider",
+        },
+        Case {
+            from: "threshold = 2.0",
+            to: "threshold = 2.0\n[capacity]\nfault_phase = \"fault\"\np99_ms = 400\n[[capacity.predictions]]\nvariant = \"defended\"\ncompare = \">=\"\nthreshold = 1\nfigure = \"p95_ms\"",
+            field: "capacity.predictions.figure",
+            says: "or a count of an invariant's violations (oversold_units, lost_acknowledged_orders",
+        },
     ];
     for case in cases {
         let text = with(case.from, case.to);
@@ -482,6 +494,15 @@ fn a_capacity_section_becomes_the_search_plan() {
     assert_eq!((standard.from, standard.max_rate), (10.0, 160.0));
     assert_eq!((standard.step_seconds, standard.repeats), (10.0, 3));
     assert_eq!(standard.predictions[0].to_string(), "capacity_kept >= 0.5");
+    let counted = format!(
+        "{text}\n[[capacity.predictions]]\nvariant = \"defended\"\nfigure = \"oversold_units\"\ncompare = \">=\"\nthreshold = 1\n"
+    );
+    let counted = parse("good.toml", &counted, Profile::Standard)
+        .unwrap()
+        .capacity
+        .unwrap();
+    assert_eq!(counted.predictions[1].to_string(), "oversold_units >= 1");
+    assert!(counted.predictions[1].figure.needs().is_empty());
     let quick = parse("good.toml", &text, Profile::Quick)
         .unwrap()
         .capacity

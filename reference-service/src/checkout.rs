@@ -184,7 +184,7 @@ pub async fn place_order(
         && !matches!(placed, Ok(Placed::Created { .. }))
     {
         // No order came of it (sold out, a replay, an error): release the money.
-        client.void(authorized).await;
+        client.void(authorized, &order_ref).await;
     }
     placed
 }

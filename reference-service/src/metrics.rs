@@ -28,6 +28,9 @@ pub struct Metrics {
     pub outbox_events: IntGaugeVec,
     pub outbox_relayed: IntCounterVec,
     pub payments: IntCounterVec,
+    /// Guarded checkouts and payment releases still running on tasks of their own: each ends in an
+    /// order or a released payment, so a ledger read while this is above 0 may see money mid-way.
+    pub payments_in_flight: IntGauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -125,8 +128,23 @@ impl Metrics {
                  timeout; busy and circuit_open never reached it)",
                 &["outcome"],
             ),
+            payments_in_flight: register(
+                r,
+                IntGauge::new(
+                    "payments_in_flight",
+                    "Guarded checkouts and payment releases still running on their own tasks",
+                )
+                .expect("valid"),
+            ),
             registry,
         }
+    }
+
+    /// Counts one task in `payments_in_flight` until the returned guard is dropped (the task's end,
+    /// however it ends).
+    pub fn payment_in_flight(&self) -> InFlight {
+        self.payments_in_flight.inc();
+        InFlight(self.payments_in_flight.clone())
     }
 
     /// The Prometheus text exposition of every metric.
@@ -140,5 +158,15 @@ impl Metrics {
 
     pub fn statement(&self, query: &'static str) {
         self.db_statements.with_label_values(&[query]).inc();
+    }
+}
+
+/// A task counted in a gauge while it runs (`Metrics::payment_in_flight`).
+#[derive(Debug)]
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }

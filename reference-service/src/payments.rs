@@ -184,7 +184,7 @@ impl PaymentClient {
                         .flatten();
                     let Some(next) = retry else {
                         if unknown {
-                            self.cancel_by_reference(payment);
+                            self.cancel_by_reference(&payment.order_ref);
                         }
                         return Err(error);
                     };
@@ -201,14 +201,22 @@ impl PaymentClient {
     }
 
     /// Releases an authorisation whose order could not be placed, so the customer is not charged for
-    /// nothing. Best effort, with the guarded deadline: a release that fails is logged.
-    pub async fn void(&self, authorization: &Authorized) {
+    /// nothing, with the guarded deadline. A void that fails (the provider slow, the service short of
+    /// CPU) is not the end of it: the release is handed to the cancel by reference, which is tried
+    /// again until `CANCEL_DEADLINE`.
+    pub async fn void(&self, authorization: &Authorized, order_ref: &str) {
         let url = format!("{}/v1/authorizations/{}/void", self.url, authorization.id);
         let voided = self.http.post(url).timeout(DEADLINE).send().await;
         match voided.map(|r| r.status()) {
             Ok(status) if status.is_success() => {}
-            Ok(status) => tracing::error!(id = authorization.id, %status, "authorisation not voided"),
-            Err(error) => tracing::error!(id = authorization.id, %error, "authorisation not voided"),
+            Ok(status) => {
+                tracing::warn!(id = authorization.id, %status, "void refused; cancelling by reference");
+                self.cancel_by_reference(order_ref);
+            }
+            Err(error) => {
+                tracing::warn!(id = authorization.id, %error, "void failed; cancelling by reference");
+                self.cancel_by_reference(order_ref);
+            }
         }
     }
 
@@ -217,10 +225,12 @@ impl PaymentClient {
     /// reference can be repeated safely, so one that fails is tried again after a backoff, up to
     /// `CANCEL_ATTEMPTS` times within `CANCEL_DEADLINE`; one that still fails is logged for someone to
     /// reconcile by hand.
-    fn cancel_by_reference(&self, payment: &Payment) {
+    fn cancel_by_reference(&self, order_ref: &str) {
         let client = self.clone();
-        let order_ref = payment.order_ref.clone();
+        let order_ref = order_ref.to_owned();
+        let in_flight = self.metrics.payment_in_flight();
         tokio::spawn(async move {
+            let _counted = in_flight;
             let started = tokio::time::Instant::now();
             let mut attempt = 1;
             loop {
@@ -373,15 +383,62 @@ mod tests {
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, provider).await });
 
-        let client = PaymentClient::new(&url, Metrics::new());
+        let metrics = Metrics::new();
+        let client = PaymentClient::new(&url, metrics.clone());
         let payment = Payment {
             order_ref: "order-1".into(),
             amount_cents: 100,
         };
         let error = client.authorize_guarded(&payment).await.unwrap_err();
         assert!(matches!(error, PaymentError::Timeout), "{error}");
+        assert_eq!(
+            metrics.payments_in_flight.get(),
+            1,
+            "the cancel is counted in flight"
+        );
         let started = std::time::Instant::now();
-        while cancels.load(SeqCst) < 2 {
+        while cancels.load(SeqCst) < 2 || metrics.payments_in_flight.get() > 0 {
+            assert!(
+                started.elapsed() < CANCEL_DEADLINE,
+                "{} cancel(s) within {CANCEL_DEADLINE:?}, {} in flight",
+                cancels.load(SeqCst),
+                metrics.payments_in_flight.get()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// A void the provider refuses is handed to the cancel by reference, which is tried until the
+    /// provider takes it: a release is never left to a single request.
+    #[tokio::test]
+    async fn a_void_that_fails_is_cancelled_by_reference() {
+        use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+        let cancels = Arc::new(AtomicU32::new(0));
+        let counted = cancels.clone();
+        let cancel = move || {
+            counted.fetch_add(1, SeqCst);
+            async { StatusCode::OK }
+        };
+        let provider = axum::Router::new()
+            .route(
+                "/v1/authorizations/{id}/void",
+                axum::routing::post(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+            )
+            .route(
+                "/v1/authorizations/cancel-by-reference",
+                axum::routing::post(cancel),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, provider).await });
+
+        let metrics = Metrics::new();
+        let client = PaymentClient::new(&url, metrics.clone());
+        let authorized = Authorized { id: "auth-1".into() };
+        client.void(&authorized, "order-1").await;
+        let started = std::time::Instant::now();
+        while cancels.load(SeqCst) < 1 || metrics.payments_in_flight.get() > 0 {
             assert!(
                 started.elapsed() < CANCEL_DEADLINE,
                 "{} cancel(s) within {CANCEL_DEADLINE:?}",

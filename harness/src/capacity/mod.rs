@@ -29,7 +29,9 @@ pub use step::{StepFigures, StepVerdict, Trial, Window, start_deadline, unix_now
 
 use crate::env::{EnvError, Lab};
 use crate::experiment::claim::Comparison;
-use crate::experiment::definition::{CapacityPlan, CapacityPrediction, Plan, Profile, VariantPlan};
+use crate::experiment::definition::{
+    CapacityClaim, CapacityPlan, CapacityPrediction, Plan, Profile, VariantPlan,
+};
 use crate::experiment::invariants::{InvariantReport, RunFacts};
 use crate::experiment::runner::{self, Event, RunError};
 use crate::faults::audit::{self, AuditError};
@@ -214,7 +216,7 @@ impl CapacityReport {
             .variants
             .iter()
             .flat_map(|v| &v.invariants.checks)
-            .any(|c| !c.held);
+            .any(|c| !c.passed());
         let mut code = if broken {
             ExitCode::Refuted
         } else {
@@ -310,12 +312,19 @@ impl VariantSearch<'_> {
             acknowledged: std::mem::take(&mut stepper.acknowledged),
             orders_before_run,
         };
-        let invariants = runner::invariants_of(self.lab, &facts).await?;
+        let mut invariants = runner::invariants_of(self.lab, &facts).await?;
         let figures = figures(&searches);
         let anchor = self.anchor(figures.get(&CapacityFigure::Capacity).copied()).await;
+        let found = Findings {
+            searches: &searches,
+            figures: &figures,
+            invariants: &invariants,
+        };
+        let verdicts = verdicts(self.capacity, self.variant, &found);
+        hand_over_predicted(self.capacity, self.variant, &mut invariants);
         Ok(VariantCapacity {
             variant: self.variant,
-            verdicts: verdicts(self.capacity, self.variant, &searches, &figures),
+            verdicts,
             searches,
             figures,
             invariants,
@@ -530,22 +539,41 @@ fn range_of(figure: CapacityFigure, searches: &[SearchReport]) -> Option<(f64, f
     }
 }
 
-/// Each prediction about `variant`, judged over the range its figure lies in: confirmed when the
-/// whole range bears it out, refuted when none of it does, inconclusive otherwise (a bound that
-/// straddles the threshold), and inconclusive when a search it needs did not run or ran under a
-/// fault that touched nothing.
-fn verdicts(
-    capacity: &CapacityPlan,
-    variant: Variant,
-    searches: &[SearchReport],
-    figures: &BTreeMap<CapacityFigure, f64>,
-) -> Vec<CapacityVerdict> {
+/// What one variant's searches found, for its predictions to be judged against.
+struct Findings<'a> {
+    searches: &'a [SearchReport],
+    figures: &'a BTreeMap<CapacityFigure, f64>,
+    invariants: &'a InvariantReport,
+}
+
+impl Findings<'_> {
+    /// The figure or count `claim` names, as found.
+    fn observed(&self, claim: CapacityClaim) -> Option<f64> {
+        match claim {
+            CapacityClaim::Figure(figure) => self.figures.get(&figure).copied(),
+            CapacityClaim::Violations(metric) => (self.invariants.figures().into_iter())
+                .find(|(m, _)| *m == metric)
+                .map(|(_, count)| count),
+        }
+    }
+}
+
+/// Each prediction about `variant`: a figure judged over the range it lies in, a count of
+/// violations over every step's orders.
+fn verdicts(capacity: &CapacityPlan, variant: Variant, found: &Findings<'_>) -> Vec<CapacityVerdict> {
     let verdict = |p: &CapacityPrediction| CapacityVerdict {
         variant,
         claim: p.to_string(),
         why: p.why.clone(),
-        observed: figures.get(&p.figure).copied(),
-        outcome: judged(p, searches),
+        observed: found.observed(p.figure),
+        outcome: match p.figure {
+            CapacityClaim::Figure(figure) => judged(p, figure, found.searches),
+            CapacityClaim::Violations(_) => match found.observed(p.figure) {
+                Some(count) if p.holds(count) => Outcome::Confirmed,
+                Some(_) => Outcome::Refuted,
+                None => inconclusive(format!("no {} was counted", p.figure)),
+            },
+        },
     };
     (capacity.predictions.iter())
         .filter(|p| p.variant == variant)
@@ -553,8 +581,22 @@ fn verdicts(
         .collect()
 }
 
-fn judged(p: &CapacityPrediction, searches: &[SearchReport]) -> Outcome {
-    let needed = p.figure.needs().iter().map(|&condition| {
+/// Hands each invariant whose violation `variant` predicts over to its prediction: the prediction
+/// judges it, and its violation alone does not fail the run.
+fn hand_over_predicted(capacity: &CapacityPlan, variant: Variant, invariants: &mut InvariantReport) {
+    for p in capacity.predictions.iter().filter(|p| p.variant == variant) {
+        if let CapacityClaim::Violations(metric) = p.figure {
+            invariants.predicted(metric, p.to_string());
+        }
+    }
+}
+
+/// A figure's prediction, judged over the range the figure lies in: confirmed when the whole range
+/// bears it out, refuted when none of it does, inconclusive otherwise (a bound that straddles the
+/// threshold), and inconclusive when a search it needs did not run or ran under a fault that
+/// touched nothing.
+fn judged(p: &CapacityPrediction, figure: CapacityFigure, searches: &[SearchReport]) -> Outcome {
+    let needed = figure.needs().iter().map(|&condition| {
         let search = searches.iter().find(|s| s.condition == condition);
         (condition, search)
     });
@@ -566,8 +608,8 @@ fn judged(p: &CapacityPrediction, searches: &[SearchReport]) -> Outcome {
             Some(s) => bounds.extend(s.caveat.clone().filter(|_| !s.found.conclusive())),
         }
     }
-    let Some((lo, hi)) = range_of(p.figure, searches) else {
-        return inconclusive(format!("no {}: no steady capacity to divide by", p.figure));
+    let Some((lo, hi)) = range_of(figure, searches) else {
+        return inconclusive(format!("no {figure}: no steady capacity to divide by"));
     };
     let straddles = p.compare == Comparison::Within && lo < p.threshold && hi > p.threshold;
     match (p.holds(lo), p.holds(hi)) {
@@ -603,8 +645,8 @@ pub fn gate_cases(report: &CapacityReport) -> Vec<Case> {
                 experiment: experiment.clone(),
                 kind: CaseKind::Invariant,
                 name: format!("{}: invariant {}", variant.variant, check.name),
-                passed: Some(check.held),
-                message: check.detail.clone(),
+                passed: Some(check.passed()),
+                message: format!("{check}: {}", check.detail),
             });
         }
     }
@@ -615,6 +657,7 @@ pub fn gate_cases(report: &CapacityReport) -> Vec<Case> {
 mod tests {
     use super::*;
     use crate::experiment::definition::Objective;
+    use crate::vocabulary::Metric;
 
     fn search(condition: Condition, found: Found) -> SearchReport {
         SearchReport {
@@ -646,7 +689,7 @@ mod tests {
             anchor: false,
             predictions: vec![CapacityPrediction {
                 variant: Variant::Vulnerable,
-                figure: CapacityFigure::CapacityKept,
+                figure: CapacityClaim::Figure(CapacityFigure::CapacityKept),
                 compare,
                 threshold,
                 tolerance: None,
@@ -657,8 +700,12 @@ mod tests {
     }
 
     fn outcome(searches: &[SearchReport], compare: Comparison, threshold: f64) -> Outcome {
-        let figures = figures(searches);
-        let judged = verdicts(&plan(compare, threshold), Variant::Vulnerable, searches, &figures);
+        let found = Findings {
+            searches,
+            figures: &figures(searches),
+            invariants: &InvariantReport::default(),
+        };
+        let judged = verdicts(&plan(compare, threshold), Variant::Vulnerable, &found);
         judged[0].outcome.clone()
     }
 
@@ -726,5 +773,42 @@ mod tests {
         assert!(
             matches!(judged, Outcome::Inconclusive { ref reason } if reason.contains("steady search did not run"))
         );
+    }
+
+    /// A predicted violation is judged by its count, and its invariant no longer fails the run; an
+    /// unpredicted one still does.
+    #[test]
+    fn a_predicted_violation_is_judged_by_its_count() {
+        use crate::experiment::invariants::Invariant;
+
+        let mut capacity = plan(Comparison::AtLeast, 1.0);
+        capacity.predictions[0].figure = CapacityClaim::Violations(Metric::ChargesWithoutOrder);
+        let broken = |name: &str| Invariant {
+            name: name.into(),
+            held: false,
+            detail: String::new(),
+            predicted_by: None,
+        };
+        let mut invariants = InvariantReport {
+            checks: vec![
+                broken("no charge without an order"),
+                broken("no payment charged twice"),
+            ],
+            charges_without_order: Some(3),
+            ..InvariantReport::default()
+        };
+        let found = Findings {
+            searches: &[],
+            figures: &BTreeMap::new(),
+            invariants: &invariants,
+        };
+        let judged = verdicts(&capacity, Variant::Vulnerable, &found);
+        assert_eq!(
+            (judged[0].observed, &judged[0].outcome),
+            (Some(3.0), &Outcome::Confirmed)
+        );
+        hand_over_predicted(&capacity, Variant::Vulnerable, &mut invariants);
+        let passed: Vec<bool> = invariants.checks.iter().map(|c| c.passed()).collect();
+        assert_eq!(passed, [true, false]);
     }
 }

@@ -15,7 +15,7 @@ use super::abort::AbortCondition;
 use super::claim::Claim;
 use crate::env::Balancing;
 use crate::faults::Fault;
-use crate::vocabulary::{CapacityFigure, Scenario, Start, Variant};
+use crate::vocabulary::{CapacityFigure, Condition, Metric, Scenario, Start, Variant};
 
 /// A mistake in an experiment file, located.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -340,11 +340,42 @@ impl std::fmt::Display for Objective {
     }
 }
 
+/// What a capacity prediction claims (its `figure`): a figure the searches find, or how many times
+/// an invariant broke over every step's orders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum CapacityClaim {
+    Figure(CapacityFigure),
+    /// A metric that counts an invariant's violations (`charges_without_order`): the variant is
+    /// predicted to break that invariant under load it cannot carry, and the prediction judges it.
+    Violations(Metric),
+}
+
+impl CapacityClaim {
+    /// The searches the claim needs: a figure's own; a count of violations none (it counts the
+    /// orders of whichever searches ran).
+    pub fn needs(self) -> &'static [Condition] {
+        match self {
+            Self::Figure(figure) => figure.needs(),
+            Self::Violations(_) => &[],
+        }
+    }
+}
+
+impl std::fmt::Display for CapacityClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Figure(figure) => figure.fmt(f),
+            Self::Violations(metric) => metric.fmt(f),
+        }
+    }
+}
+
 /// A figure of a capacity search, predicted before the run.
 #[derive(Debug, Clone, Serialize)]
 pub struct CapacityPrediction {
     pub variant: Variant,
-    pub figure: CapacityFigure,
+    pub figure: CapacityClaim,
     pub compare: super::claim::Comparison,
     pub threshold: f64,
     pub tolerance: Option<f64>,

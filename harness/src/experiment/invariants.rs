@@ -125,6 +125,12 @@ pub fn metric_of(name: &str) -> Option<Metric> {
         .map(|(metric, _)| *metric)
 }
 
+/// Whether `metric` counts an invariant's violations: a metric a prediction of that violation may
+/// claim.
+pub fn counts_violations(metric: Metric) -> bool {
+    COUNTED_BY.iter().any(|(m, _)| *m == metric)
+}
+
 /// Each metric that counts violations, and the invariants it counts them for.
 const COUNTED_BY: &[(Metric, &[&str])] = &[
     // A lost update both oversells and leaves the stock out of step with the orders.

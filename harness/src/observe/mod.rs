@@ -68,6 +68,19 @@ impl Observer {
         Self::default()
     }
 
+    /// The guarded checkouts and payment releases still running in the replicas
+    /// (`fortress_payments_in_flight`, summed), or `None` when a replica could not be read.
+    pub async fn payments_in_flight(lab: &Lab) -> Option<f64> {
+        let read = |replica| async move {
+            let url = lab.service_url(replica).await.ok()?;
+            let response = lab.http().get(format!("{url}/metrics")).send().await.ok()?;
+            service::gauge(&response.text().await.ok()?, "fortress_payments_in_flight")
+        };
+        let read = futures::future::join_all(lab.replicas().map(read));
+        let each = tokio::time::timeout(READ_DEADLINE, read).await.ok()?;
+        each.into_iter().sum()
+    }
+
     async fn read_service(lab: &Lab, replica: u32) -> Option<ServiceCounters> {
         let read = async {
             let url = lab.service_url(replica).await.ok()?;

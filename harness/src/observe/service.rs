@@ -114,6 +114,13 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
     Some(Line { name, labels, value })
 }
 
+/// The value of the unlabelled gauge `name` in a `/metrics` body, if it has one.
+pub fn gauge(text: &str, name: &str) -> Option<f64> {
+    (text.lines().filter_map(parse_line))
+        .find(|l| l.name == name && l.labels.is_empty())
+        .map(|l| l.value)
+}
+
 /// Reads the counters out of a `/metrics` body.
 pub fn parse(text: &str) -> ServiceCounters {
     let lines: Vec<Line<'_>> = text.lines().filter_map(parse_line).collect();

@@ -53,7 +53,9 @@ impl ExitCode {
 
     pub fn meaning(self) -> &'static str {
         match self {
-            Self::Confirmed => "every prediction confirmed, every invariant held",
+            Self::Confirmed => {
+                "every prediction confirmed, every invariant held or broke only where predicted"
+            }
             Self::Refuted => "a prediction was refuted, an invariant violated or a gate figure regressed",
             Self::Inconclusive => "something could not be judged",
             Self::Usage => "a usage or experiment-file error; nothing ran",

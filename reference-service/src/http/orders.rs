@@ -132,7 +132,11 @@ async fn placed_even_if_abandoned(
     checkout: Checkout,
 ) -> Result<Placed, ApiError> {
     let state = state.clone();
-    let task = tokio::spawn(async move { place(&state, &modes, &checkout).await });
+    let in_flight = state.metrics.payment_in_flight();
+    let task = tokio::spawn(async move {
+        let _counted = in_flight;
+        place(&state, &modes, &checkout).await
+    });
     task.await
         .unwrap_or_else(|error| Err(ApiError::Internal(format!("the checkout's task ended: {error}"))))
 }

@@ -17,6 +17,7 @@ use crate::experiment::timing::Probes;
 use crate::experiment::verdict::{self, Caveats, PhaseStats, Verdict};
 use crate::faults::audit::{self, LabAudit};
 use crate::load::{Acknowledged, Group};
+use crate::observe::Observer;
 use crate::vocabulary::Metric;
 
 /// How long the outbox gets to drain before the email invariant is judged.
@@ -141,11 +142,29 @@ pub async fn invariants_of(lab: &Lab, facts: &RunFacts) -> Result<InvariantRepor
         invariants::emails_match_orders(&pg, facts, &mailbox, &mut report).await?;
     }
     if lab.provider.is_some() {
+        payments_at_rest(lab, DRAIN).await;
         let ledger = lab.ledger().await?;
         invariants::payments_match_orders(&pg, facts, &ledger, &mut report).await?;
     }
     pg.close().await;
     Ok(report)
+}
+
+/// Waits, up to `deadline`, until no replica has a guarded checkout or a payment release still
+/// running. A checkout whose client gave up runs on (its money must end in an order or a release),
+/// and a ledger read meanwhile would count its authorisation as a charge for no order.
+async fn payments_at_rest(lab: &Lab, deadline: Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        match Observer::payments_in_flight(lab).await {
+            Some(0.0) => return,
+            None => return tracing::warn!("could not read the payments in flight; reading the ledger"),
+            Some(in_flight) if started.elapsed() >= deadline => {
+                return tracing::warn!(in_flight, "payments still in flight; reading the ledger anyway");
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// How long the phases ran: all of them, or up to the second a stop condition tripped.

@@ -3,10 +3,13 @@
 use toml::Spanned;
 
 use super::{LabShape, Source, checked_tolerance, finite, known_variant, revision_in};
-use crate::experiment::definition::{CapacityPlan, CapacityPrediction, DefinitionError, Objective};
+use crate::experiment::definition::{
+    CapacityClaim, CapacityPlan, CapacityPrediction, DefinitionError, Objective,
+};
+use crate::experiment::invariants;
 use crate::experiment::schema::{CapacityFile, CapacityPredictionFile};
 use crate::load::Group;
-use crate::vocabulary::{CapacityFigure, Scenario};
+use crate::vocabulary::{CapacityFigure, Metric, Scenario, Variant};
 
 /// A step shorter than this after its warm-up judges too few seconds to see a queue grow.
 const MEASURED_SECONDS_MIN: f64 = 2.0;
@@ -98,6 +101,41 @@ pub(super) fn plan(
     })
 }
 
+/// `figure`: a figure of the searches, or a metric counting an invariant's violations that this
+/// lab can produce for `variant`.
+fn claim(
+    src: &Source<'_>,
+    figure: &Spanned<String>,
+    lab: &LabShape<'_>,
+    variant: Variant,
+) -> Result<CapacityClaim, DefinitionError> {
+    let error = |message: String| src.error(&figure.span(), "capacity.predictions.figure", message);
+    let named = figure.get_ref();
+    if let Ok(figure) = named.parse::<CapacityFigure>() {
+        return Ok(CapacityClaim::Figure(figure));
+    }
+    let counted: Vec<&str> = (Metric::ALL.iter())
+        .filter(|m| invariants::counts_violations(**m))
+        .map(|m| m.name())
+        .collect();
+    let Some(metric) = named
+        .parse::<Metric>()
+        .ok()
+        .filter(|m| invariants::counts_violations(*m))
+    else {
+        let figures: Vec<&str> = CapacityFigure::ALL.iter().map(|f| f.name()).collect();
+        return Err(error(format!(
+            "unknown figure {named:?}: a capacity figure ({}) or a count of an invariant's violations ({})",
+            figures.join(", "),
+            counted.join(", ")
+        )));
+    };
+    match lab.lacks(metric, Some(variant)) {
+        Some(why) => Err(error(why)),
+        None => Ok(CapacityClaim::Violations(metric)),
+    }
+}
+
 /// The request group the objective is judged on: a known one, that the load's mix sends.
 fn group(src: &Source<'_>, group: &Spanned<String>, lab: &LabShape<'_>) -> Result<Group, DefinitionError> {
     let error = |message: String| src.error(&group.span(), "capacity.group", message);
@@ -174,13 +212,7 @@ fn prediction(
     lab: &LabShape<'_>,
 ) -> Result<CapacityPrediction, DefinitionError> {
     let variant = known_variant(src, &p.variant, "capacity.predictions.variant", lab.variants)?;
-    let figure: CapacityFigure = p
-        .figure
-        .get_ref()
-        .parse()
-        .map_err(|e: crate::vocabulary::Unknown| {
-            src.error(&p.figure.span(), "capacity.predictions.figure", e.to_string())
-        })?;
+    let figure = claim(src, &p.figure, lab, variant)?;
     let tolerance = checked_tolerance(
         src,
         &p.compare,
