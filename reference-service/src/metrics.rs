@@ -142,7 +142,7 @@ impl Metrics {
 
     /// Counts one task in `payments_in_flight` until the returned guard is dropped (the task's end,
     /// however it ends).
-    pub fn payment_in_flight(&self) -> InFlight {
+    pub fn count_payment_in_flight(&self) -> InFlight {
         self.payments_in_flight.inc();
         InFlight(self.payments_in_flight.clone())
     }
@@ -161,7 +161,7 @@ impl Metrics {
     }
 }
 
-/// A task counted in a gauge while it runs (`Metrics::payment_in_flight`).
+/// A task counted in a gauge while it runs (`Metrics::count_payment_in_flight`).
 #[derive(Debug)]
 pub struct InFlight(IntGauge);
 

@@ -228,7 +228,7 @@ impl PaymentClient {
     fn cancel_by_reference(&self, order_ref: &str) {
         let client = self.clone();
         let order_ref = order_ref.to_owned();
-        let in_flight = self.metrics.payment_in_flight();
+        let in_flight = self.metrics.count_payment_in_flight();
         tokio::spawn(async move {
             let _counted = in_flight;
             let started = tokio::time::Instant::now();

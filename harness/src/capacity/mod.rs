@@ -568,6 +568,9 @@ fn verdicts(capacity: &CapacityPlan, variant: Variant, found: &Findings<'_>) -> 
         observed: found.observed(p.figure),
         outcome: match p.figure {
             CapacityClaim::Figure(figure) => judged(p, figure, found.searches),
+            CapacityClaim::Violations(_) if found.searches.is_empty() => {
+                inconclusive("no search ran: no order was placed to count".to_owned())
+            }
             CapacityClaim::Violations(_) => match found.observed(p.figure) {
                 Some(count) if p.holds(count) => Outcome::Confirmed,
                 Some(_) => Outcome::Refuted,
@@ -582,10 +585,13 @@ fn verdicts(capacity: &CapacityPlan, variant: Variant, found: &Findings<'_>) -> 
 }
 
 /// Hands each invariant whose violation `variant` predicts over to its prediction: the prediction
-/// judges it, and its violation alone does not fail the run.
+/// judges it, and its violation alone does not fail the run. A prediction that it holds (`== 0`)
+/// leaves it an invariant.
 fn hand_over_predicted(capacity: &CapacityPlan, variant: Variant, invariants: &mut InvariantReport) {
     for p in capacity.predictions.iter().filter(|p| p.variant == variant) {
-        if let CapacityClaim::Violations(metric) = p.figure {
+        if let CapacityClaim::Violations(metric) = p.figure
+            && p.allows_a_breakage()
+        {
             invariants.predicted(metric, p.to_string());
         }
     }
@@ -640,7 +646,8 @@ pub fn gate_cases(report: &CapacityReport) -> Vec<Case> {
                 message: format!("{}, observed {observed}", verdict.outcome),
             });
         }
-        for check in &variant.invariants.checks {
+        // An invariant handed to a prediction is judged by that prediction's case.
+        for check in (variant.invariants.checks.iter()).filter(|c| c.predicted_by.is_none()) {
             cases.push(Case {
                 experiment: experiment.clone(),
                 kind: CaseKind::Invariant,
@@ -797,8 +804,9 @@ mod tests {
             charges_without_order: Some(3),
             ..InvariantReport::default()
         };
+        let faulted = [search(Condition::Fault, Found::Below { broke: 1.5 })];
         let found = Findings {
-            searches: &[],
+            searches: &faulted,
             figures: &BTreeMap::new(),
             invariants: &invariants,
         };
@@ -806,6 +814,15 @@ mod tests {
         assert_eq!(
             (judged[0].observed, &judged[0].outcome),
             (Some(3.0), &Outcome::Confirmed)
+        );
+        let unsearched = Findings {
+            searches: &[],
+            ..found
+        };
+        let judged = verdicts(&capacity, Variant::Vulnerable, &unsearched);
+        assert!(
+            matches!(judged[0].outcome, Outcome::Inconclusive { .. }),
+            "{judged:?}"
         );
         hand_over_predicted(&capacity, Variant::Vulnerable, &mut invariants);
         let passed: Vec<bool> = invariants.checks.iter().map(|c| c.passed()).collect();

@@ -144,7 +144,11 @@ fn steps(variant: &VariantCapacity, page: &mut String) {
 fn invariants(variant: &VariantCapacity, page: &mut String) {
     page.push_str("<table><tr><th>invariant, over every step's orders</th><th></th><th>found</th></tr>\n");
     for check in &variant.invariants.checks {
-        let class = if check.held { "held" } else { "violated" };
+        let class = match (&check.held, &check.predicted_by) {
+            (true, _) => "held",
+            (false, Some(_)) => "predicted",
+            (false, None) => "violated",
+        };
         let _ = writeln!(
             page,
             "<tr><td>{}</td><td class=\"{class}\">{}</td><td>{}</td></tr>",

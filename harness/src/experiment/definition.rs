@@ -375,6 +375,7 @@ impl std::fmt::Display for CapacityClaim {
 #[derive(Debug, Clone, Serialize)]
 pub struct CapacityPrediction {
     pub variant: Variant,
+    /// What it claims, named `figure` as in the file: a figure of the searches or a count.
     pub figure: CapacityClaim,
     pub compare: super::claim::Comparison,
     pub threshold: f64,
@@ -387,6 +388,12 @@ pub struct CapacityPrediction {
 impl CapacityPrediction {
     pub fn holds(&self, observed: f64) -> bool {
         (self.compare).holds(observed, self.threshold, self.tolerance.unwrap_or(0.0))
+    }
+
+    /// Whether a count of violations this claims may be above 0 (`>= 1`, `<= 20`): the prediction
+    /// then judges the invariant in its place. One that says it holds (`== 0`) leaves it an invariant.
+    pub fn allows_a_breakage(&self) -> bool {
+        !self.holds(0.0) || self.holds(1.0)
     }
 }
 

@@ -122,7 +122,7 @@ async fn place(state: &AppState, modes: &Modes, checkout: &Checkout) -> Result<P
 }
 
 /// The guarded checkout runs to its end on its own task: once the provider is asked, the money must
-/// end in an order or a void. Run in the request's own future, a client that gives up (a timeout, a
+/// end in an order or a release. Run in the request's own future, a client that gives up (a timeout, a
 /// closed tab) drops it between the authorisation and the order, and the authorisation stands for
 /// nothing (found by `fortress capacity slow-payments`: 194 in one search). The naive checkout keeps
 /// the request's future: that is the code people write.
@@ -132,7 +132,7 @@ async fn placed_even_if_abandoned(
     checkout: Checkout,
 ) -> Result<Placed, ApiError> {
     let state = state.clone();
-    let in_flight = state.metrics.payment_in_flight();
+    let in_flight = state.metrics.count_payment_in_flight();
     let task = tokio::spawn(async move {
         let _counted = in_flight;
         place(&state, &modes, &checkout).await

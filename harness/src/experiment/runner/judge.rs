@@ -22,6 +22,9 @@ use crate::vocabulary::Metric;
 
 /// How long the outbox gets to drain before the email invariant is judged.
 const DRAIN: Duration = Duration::from_secs(15);
+/// How long the service's payments in flight get to end before any invariant is read: a release is
+/// retried for up to 5 s, and a checkout whose client gave up may still wait for a connection.
+const PAYMENTS_SETTLE: Duration = Duration::from_secs(15);
 
 pub(super) async fn judge(
     plan: &Plan,
@@ -135,6 +138,9 @@ async fn check_invariants(
 /// Every invariant the lab can check (the database's, the mail server's and the provider's ledger
 /// when it has them), given what the client saw.
 pub async fn invariants_of(lab: &Lab, facts: &RunFacts) -> Result<InvariantReport, RunError> {
+    if lab.provider.is_some() {
+        payments_at_rest(lab, PAYMENTS_SETTLE).await;
+    }
     let pg = sqlx::PgPool::connect(&lab.postgres_url().await?).await?;
     let mut report = invariants::check(&pg, facts, DRAIN).await?;
     if lab.mail.is_some() {
@@ -142,7 +148,6 @@ pub async fn invariants_of(lab: &Lab, facts: &RunFacts) -> Result<InvariantRepor
         invariants::emails_match_orders(&pg, facts, &mailbox, &mut report).await?;
     }
     if lab.provider.is_some() {
-        payments_at_rest(lab, DRAIN).await;
         let ledger = lab.ledger().await?;
         invariants::payments_match_orders(&pg, facts, &ledger, &mut report).await?;
     }
@@ -152,18 +157,23 @@ pub async fn invariants_of(lab: &Lab, facts: &RunFacts) -> Result<InvariantRepor
 
 /// Waits, up to `deadline`, until no replica has a guarded checkout or a payment release still
 /// running. A checkout whose client gave up runs on (its money must end in an order or a release),
-/// and a ledger read meanwhile would count its authorisation as a charge for no order.
+/// and invariants read meanwhile would count its authorisation as a charge for no order. A replica
+/// that cannot be read (busy, or restarting) is read again until the deadline.
 async fn payments_at_rest(lab: &Lab, deadline: Duration) {
     let started = std::time::Instant::now();
     loop {
-        match Observer::payments_in_flight(lab).await {
-            Some(0.0) => return,
-            None => return tracing::warn!("could not read the payments in flight; reading the ledger"),
-            Some(in_flight) if started.elapsed() >= deadline => {
-                return tracing::warn!(in_flight, "payments still in flight; reading the ledger anyway");
-            }
-            Some(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        let in_flight = Observer::payments_in_flight(lab).await;
+        if in_flight == Some(0.0) {
+            return;
         }
+        if started.elapsed() >= deadline {
+            let in_flight = in_flight.map_or_else(|| "unknown".to_owned(), |n| n.to_string());
+            return tracing::warn!(
+                in_flight,
+                "payments still in flight; reading the invariants anyway"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
