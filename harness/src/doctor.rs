@@ -84,13 +84,26 @@ async fn image_check(docker: &DockerClient, image: &str) -> Check {
 /// Removes the labs whose fortress was killed, and counts what is left: labs still in use by a running
 /// fortress are fine; containers that name no owner (an older fortress's) need `fortress cleanup`.
 async fn leftovers_check(docker: &DockerClient) -> Check {
-    let orphans = match cleanup::remove_orphans(docker).await {
-        Ok(orphans) => orphans,
+    let reaped = match cleanup::remove_orphans(docker).await {
+        Ok(reaped) => reaped,
         Err(error) => return check("leftovers", false, cause_chain(&error), "check the Docker engine"),
     };
-    for orphan in &orphans {
+    for orphan in &reaped.removed {
         println!("     {orphan}");
     }
+    if let Some(stuck) = reaped.stuck.first() {
+        let found = format!(
+            "{} lab(s) of killed runs could not be removed: {stuck}",
+            reaped.stuck.len()
+        );
+        return check(
+            "leftovers",
+            false,
+            found,
+            "restart the Docker engine, then run `fortress cleanup`",
+        );
+    }
+    let orphans = reaped.removed;
     match docker.labelled_containers(None).await {
         Ok(left) => {
             let unowned = left.iter().filter(|c| c.owner.is_none()).count();

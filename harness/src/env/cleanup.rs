@@ -84,16 +84,47 @@ impl std::fmt::Display for Orphan {
 /// later).
 pub async fn reap_before_start(docker: &DockerClient, progress: &(dyn Fn(&str) + Sync)) {
     match remove_orphans(docker).await {
-        Ok(orphans) => orphans.iter().for_each(|orphan| progress(&orphan.to_string())),
+        Ok(reaped) => {
+            reaped
+                .removed
+                .iter()
+                .for_each(|orphan| progress(&orphan.to_string()));
+            reaped.stuck.iter().for_each(|stuck| progress(&stuck.to_string()));
+        }
         Err(error) => progress(&format!(
-            "could not remove a lab an earlier run left behind ({error}); `fortress cleanup` will"
+            "could not look for labs earlier runs left behind ({error}); `fortress cleanup` will"
         )),
     }
 }
 
+/// What a reap did: the labs it removed, and those it could not, each with why.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    pub removed: Vec<Orphan>,
+    pub stuck: Vec<Stuck>,
+}
+
+/// A lab left behind that could not be removed (a network the engine keeps a stale endpoint of).
+#[derive(Debug)]
+pub struct Stuck {
+    pub run: String,
+    pub error: DockerError,
+}
+
+impl std::fmt::Display for Stuck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "could not remove lab {}, left by a run that is gone ({}); `fortress cleanup` will try again (a network that stays may need the Docker engine restarted)",
+            self.run, self.error
+        )
+    }
+}
+
 /// Removes every lab whose owner (the labels' process) no longer runs: what a `fortress` killed with
-/// SIGKILL left behind. Labs without an owner label are left to `fortress cleanup`.
-pub async fn remove_orphans(docker: &DockerClient) -> Result<Vec<Orphan>, DockerError> {
+/// SIGKILL left behind. Labs without an owner label are left to `fortress cleanup`. Fails only when
+/// the labs cannot be listed; one that cannot be removed is `stuck`, and does not keep the others.
+pub async fn remove_orphans(docker: &DockerClient) -> Result<Reaped, DockerError> {
     // A run starts its labs at once, and each start reaps: one at a time, or two would remove the
     // same containers together and the second would fail on a removal already in progress.
     static REAPING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -109,23 +140,14 @@ pub async fn remove_orphans(docker: &DockerClient) -> Result<Vec<Orphan>, Docker
             owners.insert(network.run, owner);
         }
     }
-    // One lab that cannot be removed (a network the engine keeps a stale endpoint of) does not
-    // keep the others: each is tried, and the first failure is answered after all were.
-    let mut orphans = Vec::new();
-    let mut failed = None;
+    let mut reaped = Reaped::default();
     for (run, owner) in owners.into_iter().filter(|(_, owner)| !owner.is_alive()) {
         match remove_runs(docker, Some(&run)).await {
-            Ok(removed) => orphans.push(Orphan { run, owner, removed }),
-            Err(error) => {
-                tracing::warn!(run, %error, "could not remove a lab left behind");
-                failed.get_or_insert(error);
-            }
+            Ok(removed) => reaped.removed.push(Orphan { run, owner, removed }),
+            Err(error) => reaped.stuck.push(Stuck { run, error }),
         }
     }
-    match failed {
-        Some(error) if orphans.is_empty() => Err(error),
-        _ => Ok(orphans),
-    }
+    Ok(reaped)
 }
 
 /// Why a cleanup from synchronous code could not run.
