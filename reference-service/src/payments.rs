@@ -352,6 +352,15 @@ mod tests {
         }
     }
 
+    /// A client of `provider`, served on a port of its own, and the client's metrics.
+    async fn client_of(provider: axum::Router) -> (PaymentClient, Metrics) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, provider).await });
+        let metrics = Metrics::new();
+        (PaymentClient::new(&url, metrics.clone()), metrics)
+    }
+
     /// A provider that never answers an authorisation in time and refuses the first cancel: the guarded
     /// call gives up not knowing whether it was charged, and its cancel is tried until one goes through.
     #[tokio::test]
@@ -379,12 +388,7 @@ mod tests {
                 "/v1/authorizations/cancel-by-reference",
                 axum::routing::post(refuse_first),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, provider).await });
-
-        let metrics = Metrics::new();
-        let client = PaymentClient::new(&url, metrics.clone());
+        let (client, metrics) = client_of(provider).await;
         let payment = Payment {
             order_ref: "order-1".into(),
             amount_cents: 100,
@@ -429,12 +433,7 @@ mod tests {
                 "/v1/authorizations/cancel-by-reference",
                 axum::routing::post(cancel),
             );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, provider).await });
-
-        let metrics = Metrics::new();
-        let client = PaymentClient::new(&url, metrics.clone());
+        let (client, metrics) = client_of(provider).await;
         let authorized = Authorized { id: "auth-1".into() };
         client.void(&authorized, "order-1").await;
         let started = std::time::Instant::now();
