@@ -12,6 +12,7 @@ use crate::seed::PasswordCost;
 
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::metrics::InFlight;
 use crate::modes::LoginTiming;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -153,7 +154,8 @@ pub async fn login(db: &Db, email: &str, password: &str, timing: LoginTiming) ->
             (None, dummy)
         }
     };
-    if verify(&stored, password).await? {
+    let counted = db.metrics().count_password_check_in_flight();
+    if verify(&stored, password, counted).await? {
         user_id.ok_or_else(wrong)
     } else {
         Err(wrong())
@@ -161,9 +163,11 @@ pub async fn login(db: &Db, email: &str, password: &str, timing: LoginTiming) ->
 }
 
 /// Checks `password` against an argon2 hash, off the async workers (argon2 is deliberately slow).
-async fn verify(stored: &str, password: &str) -> Result<bool, ApiError> {
+/// The check is counted in flight until it ends, even when the login waiting for it is dropped.
+async fn verify(stored: &str, password: &str, counted: InFlight) -> Result<bool, ApiError> {
     let (stored, password) = (stored.to_owned(), password.to_owned());
     tokio::task::spawn_blocking(move || {
+        let _counted = counted;
         PasswordHash::new(&stored).is_ok_and(|hash| {
             Argon2::default()
                 .verify_password(password.as_bytes(), &hash)

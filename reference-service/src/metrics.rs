@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Guarded checkouts and payment releases still running on tasks of their own: each ends in an
     /// order or a released payment, so a ledger read while this is above 0 may see money mid-way.
     pub payments_in_flight: IntGauge,
+    /// Password checks (argon2, on the blocking pool) queued or running. A check outlives a login
+    /// whose client gave up, so a service can be busy hashing for clients long gone.
+    pub password_checks_in_flight: IntGauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: T) -> T {
@@ -136,6 +139,14 @@ impl Metrics {
                 )
                 .expect("valid"),
             ),
+            password_checks_in_flight: register(
+                r,
+                IntGauge::new(
+                    "password_checks_in_flight",
+                    "Password checks queued or running on the blocking pool, whether or not their client still waits",
+                )
+                .expect("valid"),
+            ),
             registry,
         }
     }
@@ -145,6 +156,12 @@ impl Metrics {
     pub fn count_payment_in_flight(&self) -> InFlight {
         self.payments_in_flight.inc();
         InFlight(self.payments_in_flight.clone())
+    }
+
+    /// Counts one password check in `password_checks_in_flight` until the returned guard is dropped.
+    pub fn count_password_check_in_flight(&self) -> InFlight {
+        self.password_checks_in_flight.inc();
+        InFlight(self.password_checks_in_flight.clone())
     }
 
     /// The Prometheus text exposition of every metric.
@@ -161,7 +178,8 @@ impl Metrics {
     }
 }
 
-/// A task counted in a gauge while it runs (`Metrics::count_payment_in_flight`).
+/// A task counted in a gauge while it runs (`Metrics::count_payment_in_flight`,
+/// `Metrics::count_password_check_in_flight`).
 #[derive(Debug)]
 pub struct InFlight(IntGauge);
 
