@@ -27,7 +27,7 @@ use journal::{CapacityEvent, CapacityJournal};
 pub use search::{Found, Search};
 pub use step::{StepFigures, StepVerdict, Trial, Window, start_deadline, unix_now};
 
-use crate::env::{EnvError, Lab};
+use crate::env::{EnvError, Lab, logs};
 use crate::experiment::claim::Comparison;
 use crate::experiment::definition::{
     CapacityClaim, CapacityPlan, CapacityPrediction, Plan, Profile, VariantPlan,
@@ -44,6 +44,9 @@ use crate::vocabulary::{CapacityFigure, Condition, ExitCode, Outcome, Variant};
 /// A rate whose step came this close to the objective's edge (1 = at it) is near the knee, and is
 /// tried again until the majority of `capacity.repeats` agree.
 const KNEE: std::ops::RangeInclusive<f64> = 0.6..=1.6;
+/// A service that stopped answering: its last lines told in the error, and kept in the run folder.
+const LAST_LINES_TOLD: usize = 15;
+const LAST_LINES_KEPT: usize = 200;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CapacityError {
@@ -65,6 +68,15 @@ pub enum CapacityError {
     LabNotWhole {
         variant: Variant,
         audit: audit::LabAudit,
+    },
+    #[error(
+        "{variant}: the service stopped answering, so no later step could measure it; how its replicas stand and what they said last:\n{words}"
+    )]
+    ServiceGone {
+        variant: Variant,
+        #[source]
+        cause: step::StepError,
+        words: String,
     },
     #[error("interrupted (Ctrl-C); every fault was reverted and the lab removed")]
     Interrupted,
@@ -277,6 +289,7 @@ impl VariantSearch<'_> {
             step_seconds: self.capacity.step_seconds,
             warmup_seconds: self.capacity.warmup_seconds,
             base_url: self.lab.entry_url().await?,
+            lab: self.lab,
             turn: self.turn,
             goose_report: self.ctx.folder.goose_report(self.variant),
             acknowledged: Vec::new(),
@@ -434,7 +447,11 @@ impl VariantSearch<'_> {
             if self.ctx.stop.is_cancelled() {
                 return Err(CapacityError::Interrupted);
             }
-            let figures = figures?;
+            let figures = match figures {
+                Ok(figures) => figures,
+                Err(step::StepError::Load(error)) => return Err(error.into()),
+                Err(silent) => return Err(self.gone(silent).await),
+            };
             let (verdict, margin) = match &figures {
                 Some(f) => (f.judge(objective), f.margin(objective)),
                 None => (
@@ -469,6 +486,40 @@ impl VariantSearch<'_> {
             if let Some(decided) = search::decided(&outcomes, self.capacity.repeats) {
                 return Ok(Some(decided));
             }
+        }
+    }
+
+    /// The error of a service that stopped answering: how its replicas stand and their last lines
+    /// (`LAST_LINES_TOLD` of each in the error, `LAST_LINES_KEPT` in the run folder).
+    async fn gone(&self, cause: step::StepError) -> CapacityError {
+        let mut words = String::new();
+        for replica in logs::last_words(self.lab, LAST_LINES_KEPT).await {
+            let file = self
+                .ctx
+                .folder
+                .log(self.variant, &format!("{}-last", replica.role));
+            let text = format!(
+                "{} ({})\n{}\n",
+                replica.role,
+                replica.state,
+                replica.lines.join("\n")
+            );
+            let kept = (file.parent())
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::write(&file, text));
+            let whereabouts = match kept {
+                Ok(()) => format!("kept in {}", file.display()),
+                Err(error) => format!("not kept: {error}"),
+            };
+            words += &format!("  {} ({}; {whereabouts}):\n", replica.role, replica.state);
+            for line in &replica.lines[replica.lines.len().saturating_sub(LAST_LINES_TOLD)..] {
+                words += &format!("    {line}\n");
+            }
+        }
+        CapacityError::ServiceGone {
+            variant: self.variant,
+            cause,
+            words,
         }
     }
 

@@ -114,24 +114,36 @@ impl Search {
         }
     }
 
-    /// The next rate to try, or where the knee is.
+    /// The next rate to try, or where the knee is. A rate the generator could not offer caps the
+    /// search as a break would: the search goes on below it, and when its bracket closes on that
+    /// rate rather than on one the service broke, the capacity is a bound.
     pub fn next(&self) -> Result<f64, Found> {
         let floor = self.from / FLOOR_DIVISOR;
-        if let Some(at) = self.generator_bound {
-            let held = self.held.unwrap_or(0.0);
-            return Err(Found::GeneratorBound { held, at });
-        }
-        match (self.held, self.broke) {
+        let top = match (self.broke, self.generator_bound) {
+            (Some(broke), Some(at)) => Some(broke.min(at)),
+            (broke, at) => broke.or(at),
+        };
+        let service_broke = |top: f64| self.broke == Some(top);
+        let bound = |held: f64, at: f64| Err(Found::GeneratorBound { held, at });
+        match (self.held, top) {
             (None, None) => Ok(self.from),
             (Some(held), None) if held >= self.max_rate => Err(Found::AtLeast { held }),
-            (None, Some(broke)) if broke <= floor => Err(Found::Below { broke }),
-            (Some(held), Some(broke)) if (broke - held) <= self.resolution * held => {
-                Err(Found::Between { held, broke })
+            (None, Some(top)) if top <= floor && service_broke(top) => Err(Found::Below { broke: top }),
+            (None, Some(top)) if top <= floor => bound(0.0, top),
+            (Some(held), Some(top)) if (top - held) <= self.resolution * held => {
+                if service_broke(top) {
+                    Err(Found::Between { held, broke: top })
+                } else {
+                    bound(held, top)
+                }
             }
-            (Some(held), Some(broke)) if self.rates >= MAX_RATES => Err(Found::Unsettled { held, broke }),
+            (Some(held), Some(top)) if self.rates >= MAX_RATES && service_broke(top) => {
+                Err(Found::Unsettled { held, broke: top })
+            }
+            (Some(held), Some(top)) if self.rates >= MAX_RATES => bound(held, top),
             (Some(held), None) => Ok((held * 2.0).min(self.max_rate)),
-            (None, Some(broke)) => Ok((broke / 2.0).max(floor)),
-            (Some(held), Some(broke)) => Ok((held + broke) / 2.0),
+            (None, Some(top)) => Ok((top / 2.0).max(floor)),
+            (Some(held), Some(top)) => Ok((held + top) / 2.0),
         }
     }
 
@@ -145,9 +157,10 @@ impl Search {
         }
     }
 
-    /// The load generator could not offer `rate`: the search ends with what held below it.
+    /// The load generator could not offer `rate` (or this machine could not carry it into the lab).
     pub fn generator_bound(&mut self, rate: f64) {
-        self.generator_bound = Some(rate);
+        self.rates += 1;
+        self.generator_bound = Some(self.generator_bound.map_or(rate, |at| at.min(rate)));
     }
 }
 
@@ -209,12 +222,37 @@ mod tests {
         );
         assert_eq!(below.capacity(), 0.0);
         assert!(below.conclusive() && !Found::AtLeast { held: 1.0 }.conclusive());
+        // A generator that cannot offer 40/s, in front of a service whose knee is 22.2: the search
+        // goes on below 40 and finds the service's knee.
         let mut s = Search::new(10.0, 1000.0, 0.1);
-        s.record(10.0, true);
-        s.record(20.0, true);
-        s.generator_bound(40.0);
-        assert_eq!(s.next(), Err(Found::GeneratorBound { held: 20.0, at: 40.0 }));
-        assert!(s.next().unwrap_err().caveat().is_some());
+        let found = loop {
+            match s.next() {
+                Ok(rate) if rate >= 40.0 => s.generator_bound(rate),
+                Ok(rate) => s.record(rate, rate <= 22.2),
+                Err(found) => break found,
+            }
+        };
+        assert!(
+            matches!(found, Found::Between { held, broke } if held <= 22.2 && broke > 22.2),
+            "{found:?}"
+        );
+        // One that cannot offer 15/s: the capacity is a bound, below the generator's limit.
+        let mut s = Search::new(10.0, 1000.0, 0.1);
+        let found = loop {
+            match s.next() {
+                Ok(rate) if rate >= 15.0 => s.generator_bound(rate),
+                Ok(rate) => s.record(rate, rate <= 22.2),
+                Err(found) => break found,
+            }
+        };
+        let Found::GeneratorBound { held, at } = found else {
+            panic!("{found:?}");
+        };
+        assert!(
+            held < 15.0 && at >= 15.0 && at - held <= 0.1 * held,
+            "{held} {at}"
+        );
+        assert!(!found.conclusive() && found.caveat().is_some());
     }
 
     #[test]

@@ -6,8 +6,11 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::env::Lab;
 use crate::experiment::definition::{Objective, Plan};
+use crate::load::host_tcp::HostTcp;
 use crate::load::{self, Group, LoadSpec, Recorder, SecondSample, SessionBook, Turn, quantile_ms};
+use crate::observe::Observer;
 use crate::vocabulary::Condition;
 
 /// The generator's own lag (a slot due, a user free, the request not yet sent) above which a step
@@ -16,13 +19,27 @@ use crate::vocabulary::Condition;
 const OWN_LAG_SHARE: f64 = 0.2;
 const OWN_LAG_FLOOR_MS: f64 = 20.0;
 
-/// A step starts from a quiet service: this many health checks in a row, each answered within
-/// `QUIET_ANSWER`. An overloaded step leaves work behind (logins hashing for clients long gone), and
-/// the next rate would be judged on it.
-const QUIET_ANSWERS: u32 = 5;
+/// A step starts from a quiet service: this many looks in a row, each a health check answered within
+/// `QUIET_ANSWER`, no work left running for clients that may be gone, and room in this machine's
+/// local ports. An overloaded step leaves work behind (logins hashing for clients long gone) and
+/// ports in TIME_WAIT, and the next rate would be judged on them.
+const QUIET_LOOKS: u32 = 5;
 const QUIET_ANSWER: Duration = Duration::from_millis(10);
-/// How long a step waits for the service to be quiet before it starts anyway, and says so.
-const QUIET_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a step waits for a quiet service before it starts anyway, and says so: longer than a
+/// port stays in TIME_WAIT (60 s). A service that answered nothing in all that time is gone.
+const QUIET_DEADLINE: Duration = Duration::from_secs(75);
+
+/// Why a step could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(
+        "the service answered nothing for {:?} before the step at {rate}/s (last: {last})",
+        QUIET_DEADLINE
+    )]
+    Silent { rate: f64, last: String },
+    #[error("the load generator failed")]
+    Load(#[from] load::LoadError),
+}
 
 /// What one step saw in its judged seconds.
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +59,9 @@ pub struct StepFigures {
     pub unsent_share: f64,
     /// p99 of the generator's own lag behind its schedule (its timer and CPU, users free).
     pub own_lag_p99_ms: f64,
+    /// Connections this machine's listeners (the port forwarding into the lab) dropped during the
+    /// step for a full accept queue: requests that never reached the service.
+    pub host_dropped: u64,
 }
 
 /// How one step came out against the objective.
@@ -110,6 +130,7 @@ impl StepFigures {
             error_rate: errors as f64 / requests as f64,
             unsent_share: u64::saturating_sub(due, sent) as f64 / due.max(1) as f64,
             own_lag_p99_ms: quantile_ms(&merged.schedule.own_lag_us, 0.99),
+            host_dropped: 0,
         })
     }
 
@@ -131,8 +152,16 @@ impl StepFigures {
         if over.is_empty() {
             return StepVerdict::Held;
         }
-        let own_lag_limit = (objective.p99_ms * OWN_LAG_SHARE).max(OWN_LAG_FLOOR_MS);
         let why = over.join(", ");
+        if self.host_dropped > 0 {
+            return StepVerdict::GeneratorBound {
+                why: format!(
+                    "{why}, and this machine's port forwarding into the lab dropped {} connections for a full accept queue (the host's ListenOverflows): they never reached the service",
+                    self.host_dropped
+                ),
+            };
+        }
+        let own_lag_limit = (objective.p99_ms * OWN_LAG_SHARE).max(OWN_LAG_FLOOR_MS);
         if self.own_lag_p99_ms <= own_lag_limit {
             return StepVerdict::Broke { why };
         }
@@ -178,6 +207,8 @@ pub struct Stepper<'a> {
     pub step_seconds: f64,
     pub warmup_seconds: f64,
     pub base_url: String,
+    /// The lab under load: what the service still does is read from it before each step.
+    pub lab: &'a Lab,
     pub turn: &'a Turn,
     /// Where goose's report of each step goes (one file, rewritten each step).
     pub goose_report: std::path::PathBuf,
@@ -193,9 +224,13 @@ impl Stepper<'_> {
     /// Holds `rate` for a step and answers its figures (`None`: nothing completed after the
     /// warm-up, which breaks the objective). The step's seconds count from when every user is past
     /// its login: a login storm at the start (argon2, on the schedule) is not the rate's steady state.
-    pub async fn step(&mut self, rate: f64) -> Result<Option<StepFigures>, load::LoadError> {
-        if let Err(busy) = self.quiet().await {
-            tracing::warn!(busy, "the step at {rate}/s starts on a service still busy");
+    pub async fn step(&mut self, rate: f64) -> Result<Option<StepFigures>, StepError> {
+        match self.quiet().await {
+            Ok(()) => {}
+            Err(Unquiet::Busy(busy)) => {
+                tracing::warn!(busy, "the step at {rate}/s starts on a service still busy");
+            }
+            Err(Unquiet::Silent(last)) => return Err(StepError::Silent { rate, last }),
         }
         let recorder = Recorder::new();
         let users = users_for(rate, &self.objective);
@@ -213,6 +248,7 @@ impl Stepper<'_> {
             script: None,
         };
         let end = CancellationToken::new();
+        let before = HostTcp::read().ok();
         let (ran, window) = {
             let load = load::run(&spec, recorder.clone(), &self.goose_report, self.turn, &end);
             let timer = self.close_after_start(&recorder, users, rate, &end);
@@ -220,42 +256,54 @@ impl Stepper<'_> {
         };
         ran?;
         self.acknowledged.extend(recorder.acknowledged_orders());
-        Ok(StepFigures::of(
-            rate,
-            &recorder.take_all(),
-            window,
-            self.objective.group,
-        ))
+        let figures = StepFigures::of(rate, &recorder.take_all(), window, self.objective.group);
+        let dropped = match (before, HostTcp::read().ok()) {
+            (Some(before), Some(after)) => after.listen_overflows.saturating_sub(before.listen_overflows),
+            _ => 0,
+        };
+        Ok(figures.map(|f| StepFigures {
+            host_dropped: dropped,
+            ..f
+        }))
     }
 
-    /// Polls the service's liveness until it answers `QUIET_ANSWERS` times in a row within
-    /// `QUIET_ANSWER`, or `QUIET_DEADLINE` passes (then: what it last saw). A Ctrl-C ends the wait
-    /// at once: the step it precedes stops too.
-    async fn quiet(&self) -> Result<(), String> {
+    /// Looks at the service until it is quiet (`QUIET_LOOKS` in a row) or `QUIET_DEADLINE` passes.
+    /// A Ctrl-C ends the wait at once: the step it precedes stops too.
+    async fn quiet(&self) -> Result<(), Unquiet> {
         let http = reqwest::Client::new();
         let url = format!("{}/healthz", self.base_url.trim_end_matches('/'));
         let deadline = Instant::now() + QUIET_DEADLINE;
-        let mut in_a_row = 0;
-        let mut last = String::from("no answer yet");
-        while in_a_row < QUIET_ANSWERS {
+        let mut quiet = Quiet::default();
+        loop {
             if self.stop.is_cancelled() {
                 return Ok(());
             }
             if Instant::now() >= deadline {
-                return Err(format!("not quiet after {QUIET_DEADLINE:?}: {last}"));
+                return Err(quiet.gave_up());
             }
-            let asked = Instant::now();
-            let answer = http.get(&url).timeout(Duration::from_secs(1)).send().await;
-            let took = asked.elapsed();
-            let quick = matches!(&answer, Ok(a) if a.status().is_success()) && took <= QUIET_ANSWER;
-            in_a_row = if quick { in_a_row + 1 } else { 0 };
-            last = format!(
-                "{}, in {took:.1?}",
-                answer.map_or_else(|e| e.to_string(), |a| a.status().to_string())
-            );
+            if quiet.saw(self.look(&http, &url).await) {
+                return Ok(());
+            }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Ok(())
+    }
+
+    /// One look: the health check, the service's detached work, this machine's waiting ports.
+    async fn look(&self, http: &reqwest::Client, url: &str) -> Look {
+        let asked = Instant::now();
+        let answer = http.get(url).timeout(Duration::from_secs(1)).send().await;
+        let answer = answer
+            .map(|a| (a.status().is_success(), asked.elapsed()))
+            .map_err(|e| reference_service::error::cause_chain(&e));
+        let detached = Observer::detached_work(self.lab).await;
+        let ports = HostTcp::read()
+            .inspect_err(|error| tracing::warn!(%error, "this machine's ports could not be read"))
+            .ok();
+        Look {
+            answer,
+            detached,
+            ports,
+        }
     }
 
     /// Waits until every user is past its start (or the start's deadline), closes the schedule
@@ -283,6 +331,74 @@ impl Stepper<'_> {
         Window {
             judged_from: (started + self.warmup_seconds).ceil() as i64,
             closed_in: unix_now().floor() as i64,
+        }
+    }
+}
+
+/// What one look before a step saw.
+#[derive(Debug, Clone)]
+struct Look {
+    /// The health check's answer (whether it was a success, and how long it took), or why none came.
+    answer: Result<(bool, Duration), String>,
+    /// Work the service still does for clients that may be gone (`None`: it could not be read).
+    detached: Option<f64>,
+    /// This machine's ports in TIME_WAIT (`None`: not readable here, so not waited for).
+    ports: Option<HostTcp>,
+}
+
+/// Why a step could not start from a quiet service.
+#[derive(Debug, Clone, PartialEq)]
+enum Unquiet {
+    /// It answered, but was not quiet by the deadline: what the last look saw.
+    Busy(String),
+    /// Not one look got an answer: the service is gone.
+    Silent(String),
+}
+
+/// The looks before a step so far.
+#[derive(Debug, Default)]
+struct Quiet {
+    in_a_row: u32,
+    answered: bool,
+    last: String,
+}
+
+impl Quiet {
+    /// Takes a look in: `true` once `QUIET_LOOKS` in a row found the service quiet.
+    fn saw(&mut self, look: Look) -> bool {
+        self.answered |= look.answer.is_ok();
+        let not_quiet = match (&look.answer, look.detached, look.ports) {
+            (Err(error), ..) => Some(format!("no answer: {error}")),
+            (Ok((false, _)), ..) => Some("the health check failed".to_owned()),
+            (Ok((true, took)), ..) if *took > QUIET_ANSWER => Some(format!("answered in {took:.1?}")),
+            (_, None, _) => Some("its work in flight could not be read".to_owned()),
+            (_, Some(work), _) if work > 0.0 => {
+                Some(format!("{work} password checks or payments still running"))
+            }
+            (_, _, Some(ports)) if !ports.room() => Some(ports.to_string()),
+            _ => None,
+        };
+        match not_quiet {
+            Some(why) => {
+                self.in_a_row = 0;
+                self.last = why;
+            }
+            None => self.in_a_row += 1,
+        }
+        self.in_a_row >= QUIET_LOOKS
+    }
+
+    /// Why the looks so far did not end in a quiet service.
+    fn gave_up(&self) -> Unquiet {
+        let last = if self.last.is_empty() {
+            "no look yet"
+        } else {
+            &self.last
+        };
+        if self.answered {
+            Unquiet::Busy(format!("not quiet after {QUIET_DEADLINE:?}: {last}"))
+        } else {
+            Unquiet::Silent(last.to_owned())
         }
     }
 }
@@ -343,6 +459,7 @@ mod tests {
             error_rate,
             unsent_share: 0.0,
             own_lag_p99_ms,
+            host_dropped: 0,
         }
     }
 
@@ -378,7 +495,87 @@ mod tests {
             figures(800.0, 0.0, 150.0).judge(&objective),
             StepVerdict::GeneratorBound { .. }
         ));
+        // Connections this machine's port forwarding dropped: a break that is not the service's.
+        let dropped = StepFigures {
+            host_dropped: 7700,
+            ..figures(1040.0, 1.0, 1.0)
+        };
+        let StepVerdict::GeneratorBound { why } = dropped.judge(&objective) else {
+            panic!("dropped on the way in: {:?}", dropped.judge(&objective));
+        };
+        assert!(why.contains("dropped 7700 connections"), "{why}");
+        let held = StepFigures {
+            host_dropped: 3,
+            ..figures(400.0, 0.0, 1.0)
+        };
+        assert_eq!(
+            held.judge(&objective),
+            StepVerdict::Held,
+            "a step that held, held"
+        );
         assert!((figures(250.0, 0.02, 0.0).margin(&objective) - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_step_waits_for_a_quiet_service_and_tells_a_busy_one_from_a_silent_one() {
+        let quiet_look = || Look {
+            answer: Ok((true, Duration::from_millis(2))),
+            detached: Some(0.0),
+            ports: Some(HostTcp {
+                time_wait: 100,
+                range: 28232,
+                listen_overflows: 0,
+            }),
+        };
+        let mut quiet = Quiet::default();
+        assert!(!(0..QUIET_LOOKS - 1).any(|_| quiet.saw(quiet_look())));
+        assert!(quiet.saw(quiet_look()), "{QUIET_LOOKS} quiet looks in a row");
+
+        let not_quiet = [
+            Look {
+                answer: Ok((true, Duration::from_millis(40))),
+                ..quiet_look()
+            },
+            Look {
+                answer: Ok((false, Duration::from_millis(2))),
+                ..quiet_look()
+            },
+            Look {
+                detached: Some(3.0),
+                ..quiet_look()
+            },
+            Look {
+                detached: None,
+                ..quiet_look()
+            },
+            Look {
+                ports: Some(HostTcp {
+                    time_wait: 20_000,
+                    range: 28232,
+                    listen_overflows: 0,
+                }),
+                ..quiet_look()
+            },
+        ];
+        for look in not_quiet {
+            let mut quiet = Quiet::default();
+            let seen = format!("{look:?}");
+            assert!(!(0..QUIET_LOOKS - 1).any(|_| quiet.saw(quiet_look())));
+            assert!(!quiet.saw(look), "{seen} is not quiet");
+            assert!(matches!(quiet.gave_up(), Unquiet::Busy(_)), "{seen}: it answered");
+        }
+
+        let mut gone = Quiet::default();
+        let refused = || Look {
+            answer: Err("client error (Connect)".into()),
+            ..quiet_look()
+        };
+        assert!(!(0..20).any(|_| gone.saw(refused())));
+        assert_eq!(
+            gone.gave_up(),
+            Unquiet::Silent("no answer: client error (Connect)".into())
+        );
+        assert_eq!(Quiet::default().gave_up(), Unquiet::Silent("no look yet".into()));
     }
 
     #[test]

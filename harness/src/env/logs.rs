@@ -48,6 +48,52 @@ pub async fn worrying_lines(lab: &Lab) -> Vec<WorryingLines> {
     found
 }
 
+/// How a service replica stands and what it said last: what is left to tell when it stops answering.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LastWords {
+    pub role: String,
+    /// `running`, `exited with code 137`, or why it could not be asked.
+    pub state: String,
+    /// Its last lines, stdout and stderr each (the service logs to stdout; a panic goes to stderr).
+    pub lines: Vec<String>,
+}
+
+/// Every service replica's state and last `count` lines of each stream, as they stand now.
+pub async fn last_words(lab: &Lab, count: usize) -> Vec<LastWords> {
+    let mut said = Vec::new();
+    for node in &lab.services {
+        let state = match (
+            node.container.is_running().await,
+            node.container.exit_code().await,
+        ) {
+            (Ok(true), _) => "running".to_owned(),
+            (Ok(false), Ok(Some(code))) => format!("exited with code {code}"),
+            (Ok(false), _) => "not running".to_owned(),
+            (Err(error), _) => format!("could not be asked: {error}"),
+        };
+        let mut lines = Vec::new();
+        for stream in [
+            node.container.stdout_to_vec().await,
+            node.container.stderr_to_vec().await,
+        ] {
+            let text = stream.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+            let text = text.unwrap_or_else(|error| format!("(its log could not be read: {error})"));
+            let all: Vec<&str> = text.lines().collect();
+            lines.extend(
+                all[all.len().saturating_sub(count)..]
+                    .iter()
+                    .map(|l| (*l).to_owned()),
+            );
+        }
+        said.push(LastWords {
+            role: node.role.to_string(),
+            state,
+            lines,
+        });
+    }
+    said
+}
+
 /// The lines `keep` picks, with the lines that explain each (Postgres's DETAIL, HINT and STATEMENT,
 /// a traceback's indented lines), the first `LINES_KEPT` of them.
 pub fn kept(role: String, text: &str, keep: fn(&str) -> bool) -> WorryingLines {

@@ -18,6 +18,7 @@
 
 mod arrivals;
 mod figures;
+pub mod host_tcp;
 pub mod recorder;
 pub mod sample;
 mod scenarios;

@@ -71,10 +71,28 @@ impl Observer {
     /// The guarded checkouts and payment releases still running in the replicas
     /// (`fortress_payments_in_flight`, summed), or `None` when a replica could not be read.
     pub async fn payments_in_flight(lab: &Lab) -> Option<f64> {
+        Self::gauges_summed(lab, &[service::PAYMENTS_IN_FLIGHT]).await
+    }
+
+    /// The work the replicas still do for clients that may be gone: payments on their own tasks and
+    /// password checks on the blocking pool (summed), or `None` when a replica could not be read.
+    /// A step of load started while this is above 0 is judged on the last one's leftovers.
+    pub async fn detached_work(lab: &Lab) -> Option<f64> {
+        let gauges = [service::PAYMENTS_IN_FLIGHT, service::PASSWORD_CHECKS_IN_FLIGHT];
+        Self::gauges_summed(lab, &gauges).await
+    }
+
+    /// The gauges `names`, summed over every replica, or `None` when a replica could not be read
+    /// or lacks one of them.
+    async fn gauges_summed(lab: &Lab, names: &[&str]) -> Option<f64> {
         let read = |replica| async move {
             let url = lab.service_url(replica).await.ok()?;
             let response = lab.http().get(format!("{url}/metrics")).send().await.ok()?;
-            service::gauge(&response.text().await.ok()?, "fortress_payments_in_flight")
+            let text = response.text().await.ok()?;
+            names
+                .iter()
+                .map(|name| service::gauge(&text, name))
+                .sum::<Option<f64>>()
         };
         let read = futures::future::join_all(lab.replicas().map(read));
         let each = tokio::time::timeout(READ_DEADLINE, read).await.ok()?;

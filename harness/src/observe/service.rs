@@ -114,6 +114,11 @@ fn parse_line(line: &str) -> Option<Line<'_>> {
     Some(Line { name, labels, value })
 }
 
+/// Guarded checkouts and payment releases running on their own tasks (the reference service's gauge).
+pub const PAYMENTS_IN_FLIGHT: &str = "fortress_payments_in_flight";
+/// Password checks queued or running on the service's blocking pool (the reference service's gauge).
+pub const PASSWORD_CHECKS_IN_FLIGHT: &str = "fortress_password_checks_in_flight";
+
 /// The value of the unlabelled gauge `name` in a `/metrics` body, if it has one.
 pub fn gauge(text: &str, name: &str) -> Option<f64> {
     (text.lines().filter_map(parse_line))

@@ -375,7 +375,7 @@ async fn finish(
         Ok(reports) => reports,
         Err(error) => {
             ctx.journal.write(&Entry::RunStopped {
-                reason: cause_chain(&error),
+                reason: reference_service::error::cause_chain(&error),
             });
             return Err(error);
         }
@@ -450,18 +450,6 @@ async fn side_by_side<'v>(
         }
         outcome.removals.push(removal);
     }
-}
-
-/// `error: its cause: its cause's cause`.
-fn cause_chain(error: &dyn std::error::Error) -> String {
-    let mut chain = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        chain.push_str(": ");
-        chain.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    chain
 }
 
 async fn docker_version() -> Option<String> {
