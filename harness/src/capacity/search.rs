@@ -18,7 +18,8 @@ pub enum Found {
     AtLeast { held: f64 },
     /// Down to `broke`, no rate held.
     Below { broke: f64 },
-    /// The load generator could not offer `at` (its own lag, not the service's): the service held
+    /// This machine could not offer `at` (the generator's own lag, or connections the port
+    /// forwarding into the lab dropped): the search closed in on it from below, the service held
     /// `held` (0 when no rate was held), and what it holds beyond that is unknown.
     GeneratorBound { held: f64, at: f64 },
     /// The search tried its most rates without narrowing the bracket (the service's knee moves).
@@ -64,7 +65,7 @@ impl Found {
             )),
             Self::Below { broke } => Some(format!("no rate held, down to {broke:.2}/s")),
             Self::GeneratorBound { held, at } => Some(format!(
-                "the load generator could not keep its own schedule at {at:.1}/s: this machine offers no more, and the service held {held:.1}/s"
+                "this machine could not offer {at:.1}/s (the load generator fell behind its schedule, or the port forwarding into the lab dropped connections), and the service held {held:.1}/s"
             )),
             Self::Unsettled { held, broke } => Some(format!(
                 "the bracket {held:.1} to {broke:.1}/s did not narrow in {MAX_RATES} rates"
