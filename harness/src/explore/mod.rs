@@ -39,6 +39,7 @@ use crate::experiment::runner::{self, Event, RunError};
 use crate::faults::proxy::client::{ProxyClient, ProxyError};
 use crate::faults::{Fault, FaultError};
 use crate::load::{LoadError, Turn};
+use crate::observe::database::DatabaseProbe;
 use crate::run_folder::RunFolder;
 use crate::vocabulary::{Class, Metric, Role, Variant};
 
@@ -54,6 +55,8 @@ pub enum ExploreError {
     Env(#[from] EnvError),
     #[error("could not read the proxy's links for the lineage")]
     Proxy(#[from] ProxyError),
+    #[error("could not read Postgres's index scans for the lineage")]
+    Database(#[from] sqlx::Error),
     #[error("faults still injected after a trial: {0}")]
     LeftInjected(String),
     #[error("could not write the schedule found as an experiment")]
@@ -361,10 +364,13 @@ impl Search<'_> {
     }
 
     /// The trial without faults, and the lineage: each link's bytes over it, against the same
-    /// link's bytes over an idle stretch as long just before it.
+    /// link's bytes over an idle stretch as long just before it, and the indexes it scanned (its
+    /// preparation's queries included).
     async fn lineage(&mut self, lab: &Lab) -> Result<(Lineage, TrialReport), ExploreError> {
         let proxy = ProxyClient::of(lab).await?;
         let idle = self.bytes_over(&proxy, lab, IDLE).await?;
+        let mut database = DatabaseProbe::connect(&lab.postgres_url().await?).await?;
+        let scans_before = database.index_scans().await?;
         for link in lab.links() {
             proxy.clear(link).await?;
         }
@@ -384,11 +390,20 @@ impl Search<'_> {
                 idle,
             });
         }
-        let lineage = Lineage::of(&traffic, entry_of(lab));
-        let unused: Vec<String> = lineage.unused.iter().map(ToString::to_string).collect();
+        let scans_after = database.index_scans().await?;
+        let lineage = Lineage::of(&traffic, entry_of(lab)).with_indexes(&scans_before, &scans_after);
+        let unused: Vec<String> = (lineage.unused.iter().map(ToString::to_string))
+            .chain(
+                lineage
+                    .indexes_unused
+                    .iter()
+                    .map(|index| format!("index {index}")),
+            )
+            .collect();
         self.say(format!(
-            "lineage: the load used {} link(s); pruned: {}",
+            "lineage: the load used {} link(s) and scanned {} index(es); pruned: {}",
             lineage.used.len(),
+            lineage.indexes.len(),
             if unused.is_empty() {
                 "nothing".into()
             } else {

@@ -44,12 +44,14 @@ fn space(report: &ExploreReport, page: &mut String) {
         .collect();
     let unused: Vec<String> = report.lineage.unused.iter().map(ToString::to_string).collect();
     let entry: Vec<String> = report.lineage.entry.iter().map(ToString::to_string).collect();
+    let (indexes, indexes_unused) = (&report.lineage.indexes, &report.lineage.indexes_unused);
     let _ = write!(
         page,
         "<h2>The space</h2>\n<p>Each trial: {trial} s of load, the schedule's faults injected together for \
          {window} s from {at} s into it (every schedule at each instant before any at the next); objective \
          {objective}.</p>\n<p>Lineage (the trial without faults): the load \
-         went through {used}; nothing went through {unused}; it entered by {entry}. Single faults in the \
+         went through {used}; nothing went through {unused}; it entered by {entry}; its queries scanned \
+         the indexes {indexes}, and not {indexes_unused}. Single faults in the \
          lab's space: {unpruned}; after pruning what the load never touched: {pruned}{pairs}. Trials run: \
          {ran}; schedules the budget left untried: {untried}.</p>\n",
         trial = figure(s.trial_seconds),
@@ -61,6 +63,8 @@ fn space(report: &ExploreReport, page: &mut String) {
         used = escape(&or_none(&used)),
         unused = escape(&or_none(&unused)),
         entry = escape(&or_none(&entry)),
+        indexes = escape(&or_none(indexes)),
+        indexes_unused = escape(&or_none(indexes_unused)),
         unpruned = report.space_unpruned,
         pruned = report.space_pruned,
         pairs = if s.pairs { ", then pairs among them" } else { "" },

@@ -147,6 +147,10 @@ fn fault_table(fault: &Fault) -> Result<Value, ReplayError> {
             }
             return Ok(spelled.into());
         }
+        Fault::DropIndex(index) => {
+            return Ok(table([("kind", "drop_index".into()), ("index", index.clone().into())]).into());
+        }
+        Fault::ExpireCache => return Ok(table([("kind", "expire_cache".into())]).into()),
         other => return Err(ReplayError::Unwritable(other.to_string())),
     };
     Ok(table([("kind", kind.into()), ("target", target.to_string().into())]).into())
@@ -178,6 +182,8 @@ mod tests {
                         fraction: 0.5,
                     },
                 },
+                Fault::DropIndex("orders_user_id_idx".into()),
+                Fault::ExpireCache,
             ],
             at_s: 3.0,
             seconds: 2.0,

@@ -1,7 +1,11 @@
 //! The fault space `fortress explore` searches, and how lineage prunes it: a fault is only worth a
 //! run on a link the load's traffic went through, or on a container at the end of such a link (or
 //! the entry the load talks to). Faults on anything else cannot touch what the load does, and a run
-//! spent on them would only come back untouched.
+//! spent on them would only come back untouched. The same holds for the data's own faults: every
+//! cached key expired at once only where the load went through Redis, and an index dropped only if
+//! the load's queries scanned it.
+
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -24,6 +28,11 @@ pub struct Lineage {
     /// The containers the load enters by: every service replica, and the balancer if there is one.
     #[serde(serialize_with = "named")]
     pub entry: Vec<Role>,
+    /// The indexes the load's queries scanned (Postgres's own count rose), and those it did not.
+    /// Unique indexes are left out: dropping one changes what the data may hold, not how fast it
+    /// is read.
+    pub indexes: Vec<String>,
+    pub indexes_unused: Vec<String>,
 }
 
 fn named<S: serde::Serializer>(roles: &[Role], s: S) -> Result<S::Ok, S::Error> {
@@ -61,6 +70,19 @@ impl Lineage {
         lineage
     }
 
+    /// Sorts the indexes into those the trial scanned (their scans in `after` beyond `before`, by
+    /// name) and the rest.
+    pub fn with_indexes(mut self, before: &BTreeMap<String, i64>, after: &BTreeMap<String, i64>) -> Self {
+        for (name, scans) in after {
+            if *scans > before.get(name).copied().unwrap_or(0) {
+                self.indexes.push(name.clone());
+            } else {
+                self.indexes_unused.push(name.clone());
+            }
+        }
+        self
+    }
+
     /// The links the traffic went through.
     pub fn links(&self) -> impl Iterator<Item = Link> + '_ {
         self.used.iter().map(|(link, _)| *link)
@@ -70,10 +92,14 @@ impl Lineage {
     pub fn everything(&self) -> Self {
         let mut used = self.used.clone();
         used.extend(self.unused.iter().map(|link| (*link, 0)));
+        let mut indexes = self.indexes.clone();
+        indexes.extend(self.indexes_unused.iter().cloned());
         Self {
             used,
             unused: Vec::new(),
             entry: self.entry.clone(),
+            indexes,
+            indexes_unused: Vec::new(),
         }
     }
 }
@@ -96,6 +122,11 @@ pub fn singles(lineage: &Lineage) -> Vec<Fault> {
     for role in roles {
         faults.extend([Fault::Kill(role), Fault::Stop(role), Fault::Pause(role)]);
     }
+    if lineage.links().any(|link| link == Link::Redis) {
+        // Hot keys written together with one TTL expire together.
+        faults.push(Fault::ExpireCache);
+    }
+    faults.extend(lineage.indexes.iter().cloned().map(Fault::DropIndex));
     faults
 }
 
@@ -150,6 +181,8 @@ mod tests {
             used: vec![(Link::Postgres, 10_000)],
             unused: vec![Link::Redis, Link::Payments],
             entry: vec![Role::Service(1)],
+            indexes: vec!["orders_user_id_idx".into()],
+            indexes_unused: vec!["outbox_pending_idx".into()],
         }
     }
 
@@ -164,10 +197,30 @@ mod tests {
         );
         assert!(named.contains(&"kill postgres".to_owned()), "{named:?}");
         assert!(named.contains(&"pause service".to_owned()), "{named:?}");
-        // 4 network faults on postgres, 3 on each of service and postgres.
-        assert_eq!(faults.len(), 4 + 3 + 3, "{named:?}");
-        // Unpruned, redis (4 + 3) and the payments link (6, none on the provider) join.
-        assert_eq!(singles(&lineage().everything()).len(), 10 + 7 + 6);
+        assert!(
+            named.contains(&"drop index orders_user_id_idx".to_owned()),
+            "{named:?}"
+        );
+        assert!(
+            !named
+                .iter()
+                .any(|f| f.contains("outbox_pending_idx") || f.contains("cached key")),
+            "an index nothing scanned, and a cache nothing read, are never faulted: {named:?}"
+        );
+        // 4 network faults on postgres, 3 on each of service and postgres, the index scanned.
+        assert_eq!(faults.len(), 4 + 3 + 3 + 1, "{named:?}");
+        // Unpruned, redis (4 + 3, and its keys expired), the payments link (6, none on the
+        // provider) and the index nothing scanned join.
+        assert_eq!(singles(&lineage().everything()).len(), 11 + 8 + 6 + 1);
+    }
+
+    #[test]
+    fn an_index_is_used_when_the_trial_scanned_it() {
+        let before = BTreeMap::from([("a".to_owned(), 5), ("b".to_owned(), 7)]);
+        let after = BTreeMap::from([("a".to_owned(), 5), ("b".to_owned(), 9), ("c".to_owned(), 1)]);
+        let lineage = Lineage::default().with_indexes(&before, &after);
+        assert_eq!(lineage.indexes, ["b", "c"]);
+        assert_eq!(lineage.indexes_unused, ["a"]);
     }
 
     #[test]
@@ -199,7 +252,8 @@ mod tests {
         let faults = singles(&lineage());
         let pairs = pairs(&faults);
         assert!(pairs.iter().all(|p| target(&p[0]) != target(&p[1])));
-        // postgres (4 link + 3 container faults, one target name) against service's 3.
-        assert_eq!(pairs.len(), 7 * 3);
+        // postgres (4 link + 3 container faults, one target name) against service's 3, and the
+        // index dropped (a target of its own: the data, not the server) against all 10.
+        assert_eq!(pairs.len(), 7 * 3 + 10);
     }
 }

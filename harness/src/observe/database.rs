@@ -3,6 +3,8 @@
 //! rolled back (`pg_stat_database`), read through the port published on 127.0.0.1 (not the proxy, so a
 //! network fault on the service's link does not blind the observer).
 
+use std::collections::BTreeMap;
+
 use sqlx::{Connection, PgConnection};
 
 /// Cumulative counters at one reading.
@@ -31,6 +33,18 @@ impl DatabaseProbe {
             .execute(&mut conn)
             .await?;
         Ok(Self { conn })
+    }
+
+    /// How many scans each index has served, by name: what the load's queries lean on. Unique
+    /// indexes are left out (dropping one changes what the data may hold, not how fast it is read).
+    pub async fn index_scans(&mut self) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+        let rows = sqlx::query_as::<_, (String, i64)>(
+            "SELECT s.indexrelname::text, s.idx_scan FROM pg_stat_user_indexes s \
+             JOIN pg_index i ON i.indexrelid = s.indexrelid WHERE NOT i.indisunique",
+        )
+        .fetch_all(&mut self.conn)
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// The counters now. The probe's own statements are left out of the statement count (it is one
