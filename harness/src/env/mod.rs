@@ -393,6 +393,24 @@ impl Lab {
         }
     }
 
+    /// Waits until Postgres takes a connection and answers `SELECT 1`, for at most `deadline`: a kill
+    /// reverted at a trial's last instant leaves it restarting, and a read made then is reset.
+    pub async fn wait_postgres(&self, deadline: Duration) -> Result<(), EnvError> {
+        use sqlx::Connection;
+        let url = self.postgres_url().await?;
+        poll::poll_until(Role::Postgres, deadline, Duration::from_millis(200), || async {
+            let answered = match sqlx::PgConnection::connect(&url).await {
+                Ok(mut db) => sqlx::query("SELECT 1").execute(&mut db).await.map(drop),
+                Err(error) => Err(error),
+            };
+            Ok(match answered {
+                Ok(()) => poll::Look::Done(()),
+                Err(error) => poll::Look::NotYet(error.to_string()),
+            })
+        })
+        .await
+    }
+
     /// Postgres as seen from this machine (for observation, invariants and database faults).
     pub async fn postgres_url(&self) -> Result<String, EnvError> {
         let port = self.postgres.host_port().await?;

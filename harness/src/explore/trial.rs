@@ -21,6 +21,10 @@ use crate::vocabulary::Class;
 /// A request is given up on after this long: longer than any fault window of a trial, so a request
 /// a fault held is seen answering late, not cut off.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the judge waits for Postgres after the faults are reverted: a kill reverted at the
+/// trial's last instant leaves it restarting (it came back within seconds in every trial seen).
+/// Not part of the kill's revert, whose timing crash-after-ack depends on.
+const POSTGRES_BACK: Duration = Duration::from_secs(60);
 
 /// What one trial of a schedule showed.
 #[derive(Debug, Clone, Serialize)]
@@ -85,6 +89,7 @@ impl Trials<'_> {
             acknowledged: recorder.acknowledged_orders(),
             orders_before_run,
         };
+        self.lab.wait_postgres(POSTGRES_BACK).await?;
         let invariants = runner::invariants_of(self.lab, &facts).await?;
         let figures = StepFigures::of(self.plan.rate, &recorder.take_all(), window, self.objective.group);
         let (class, why) = class_of(
