@@ -23,7 +23,7 @@ use crate::db::Db;
 use crate::error::ApiError;
 use crate::mail::Mailer;
 use crate::modes::{Durability, EmailDelivery, Locking, Modes, Payments};
-use crate::payments::{Authorized, Payment, PaymentClient};
+use crate::payments::{Authorized, Guards, Payment, PaymentClient};
 
 /// The most units one order may take.
 pub const MAX_QUANTITY: i32 = 10;
@@ -157,7 +157,10 @@ pub async fn place_order(
     }
     let order_ref = format!("pay_{}", uuid::Uuid::new_v4().simple());
     let authorized = match (outside.payments, modes.payments) {
-        (Some(client), Payments::Guarded) => Some(authorize_first(db, client, checkout, &order_ref).await?),
+        (Some(client), Payments::Guarded) => {
+            let guards = Guards::of(modes);
+            Some(authorize_first(db, client, checkout, &order_ref, guards).await?)
+        }
         _ => None,
     };
     let writer = Writer {
@@ -196,13 +199,17 @@ async fn authorize_first(
     client: &PaymentClient,
     checkout: &Checkout,
     order_ref: &str,
+    guards: Guards,
 ) -> Result<Authorized, ApiError> {
     let (_, price_cents) = read_stock(db, checkout, "checkout.read_price").await?;
     let payment = Payment {
         order_ref: order_ref.to_owned(),
         amount_cents: price_cents * i64::from(checkout.quantity),
     };
-    client.authorize_guarded(&payment).await.map_err(ApiError::from)
+    client
+        .authorize_guarded(&payment, guards)
+        .await
+        .map_err(ApiError::from)
 }
 
 /// Writes the order as the locking mode says; a unique violation on the idempotency key is the

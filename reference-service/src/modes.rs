@@ -158,6 +158,44 @@ pub enum Payments {
     Naive,
 }
 
+/// One part of a defence that bundles several (`payments = guarded`, `cache_failure = breaker`), switched on or off alone: the
+/// run with one part off shows what that part, and not the others, holds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Guard {
+    On,
+    Off,
+}
+
+impl Guard {
+    pub fn is_on(self) -> bool {
+        self == Self::On
+    }
+}
+
+/// The parts of a bundled defence: each mode here is one part of the defence its parent mode's value
+/// names, and does nothing under the parent's other values. Switched off (`--without PART`), a part
+/// is `off`; the others stay on.
+pub const PARTS: &[(&str, (&str, &str))] = &[
+    ("payment_deadline", ("payments", "guarded")),
+    ("payment_bulkhead", ("payments", "guarded")),
+    ("payment_breaker", ("payments", "guarded")),
+    ("payment_retry_budget", ("payments", "guarded")),
+    ("payment_idempotency_key", ("payments", "guarded")),
+    ("payment_cancel", ("payments", "guarded")),
+    ("cache_deadline", ("cache_failure", "breaker")),
+    ("cache_breaker", ("cache_failure", "breaker")),
+    ("cache_local", ("cache_failure", "breaker")),
+];
+
+/// The mode and value `mode` is a part of, if it is a part of a bundled defence.
+pub fn part_of(mode: &str) -> Option<(&'static str, &'static str)> {
+    PARTS
+        .iter()
+        .find(|(part, _)| *part == mode)
+        .map(|(_, parent)| *parent)
+}
+
 /// The full set of modes, as `GET /admin/modes` shows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Modes {
@@ -176,6 +214,24 @@ pub struct Modes {
     pub sessions: Sessions,
     pub revocation: Revocation,
     pub payments: Payments,
+    /// 500 ms for each authorisation attempt (`payments = guarded`); off, an attempt waits as long as the provider takes.
+    pub payment_deadline: Guard,
+    /// At most 8 authorisations in flight, the rest refused after 20 ms; off, every checkout calls at once.
+    pub payment_bulkhead: Guard,
+    /// Calls stop for 2 s after 20 failed attempts in a row; off, every checkout calls a failing provider.
+    pub payment_breaker: Guard,
+    /// Retries spend a budget earned at a tenth of a retry per call; off, every failed attempt is retried (3 attempts).
+    pub payment_retry_budget: Guard,
+    /// Every attempt of a payment carries its reference as the idempotency key; off, none does, and a retry is a new charge.
+    pub payment_idempotency_key: Guard,
+    /// A call given up without an answer it can trust cancels by its reference; off, whatever the provider did stands.
+    pub payment_cancel: Guard,
+    /// The Redis timeout (`REDIS_TIMEOUT_MS`) on every Redis call (`cache_failure = breaker`); off, a call waits as long as the client library does.
+    pub cache_deadline: Guard,
+    /// Redis skipped for 500 ms after 5 failed calls in a row; off, every read asks a dead Redis.
+    pub cache_breaker: Guard,
+    /// Loads of a key shared by its concurrent readers and kept 1 s in memory; off, every read Redis cannot answer is a database read.
+    pub cache_local: Guard,
 }
 
 impl Default for Modes {
@@ -195,6 +251,15 @@ impl Default for Modes {
             sessions: Sessions::Jwt,
             revocation: Revocation::Off,
             payments: Payments::Guarded,
+            payment_deadline: Guard::On,
+            payment_bulkhead: Guard::On,
+            payment_breaker: Guard::On,
+            payment_retry_budget: Guard::On,
+            payment_idempotency_key: Guard::On,
+            payment_cancel: Guard::On,
+            cache_deadline: Guard::On,
+            cache_breaker: Guard::On,
+            cache_local: Guard::On,
         }
     }
 }
@@ -232,6 +297,24 @@ pub struct ModesPatch {
     pub revocation: Option<Revocation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub payments: Option<Payments>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_deadline: Option<Guard>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_bulkhead: Option<Guard>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_breaker: Option<Guard>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_retry_budget: Option<Guard>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_idempotency_key: Option<Guard>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payment_cancel: Option<Guard>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_deadline: Option<Guard>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_breaker: Option<Guard>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_local: Option<Guard>,
 }
 
 /// The patch that puts every mode back as it was in `modes`.
@@ -252,6 +335,15 @@ impl From<Modes> for ModesPatch {
             sessions,
             revocation,
             payments,
+            payment_deadline,
+            payment_bulkhead,
+            payment_breaker,
+            payment_retry_budget,
+            payment_idempotency_key,
+            payment_cancel,
+            cache_deadline,
+            cache_breaker,
+            cache_local,
         } = modes;
         Self {
             locking: Some(locking),
@@ -268,6 +360,15 @@ impl From<Modes> for ModesPatch {
             sessions: Some(sessions),
             revocation: Some(revocation),
             payments: Some(payments),
+            payment_deadline: Some(payment_deadline),
+            payment_bulkhead: Some(payment_bulkhead),
+            payment_breaker: Some(payment_breaker),
+            payment_retry_budget: Some(payment_retry_budget),
+            payment_idempotency_key: Some(payment_idempotency_key),
+            payment_cancel: Some(payment_cancel),
+            cache_deadline: Some(cache_deadline),
+            cache_breaker: Some(cache_breaker),
+            cache_local: Some(cache_local),
         }
     }
 }
@@ -308,6 +409,15 @@ impl ModesPatch {
             sessions,
             revocation,
             payments,
+            payment_deadline,
+            payment_bulkhead,
+            payment_breaker,
+            payment_retry_budget,
+            payment_idempotency_key,
+            payment_cancel,
+            cache_deadline,
+            cache_breaker,
+            cache_local,
         } = *self;
         // Each field the patch names replaces the mode's. A new mode breaks the destructuring above
         // until it is named there, and is an unused variable (a lint error) until it is listed here.
@@ -332,7 +442,16 @@ impl ModesPatch {
             durability,
             sessions,
             revocation,
-            payments
+            payments,
+            payment_deadline,
+            payment_bulkhead,
+            payment_breaker,
+            payment_retry_budget,
+            payment_idempotency_key,
+            payment_cancel,
+            cache_deadline,
+            cache_breaker,
+            cache_local
         );
         Ok(())
     }

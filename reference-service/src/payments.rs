@@ -18,8 +18,9 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-use crate::breaker::CircuitBreaker;
+use crate::breaker::{Call, CircuitBreaker};
 use crate::metrics::Metrics;
+use crate::modes::Modes;
 
 /// How many times the naive call tries: once, then twice more at once.
 const NAIVE_ATTEMPTS: u32 = 3;
@@ -95,6 +96,41 @@ impl PaymentError {
     }
 }
 
+/// Which parts of the guarded call are on: each can be switched off alone (the `payment_*` modes),
+/// to show what that part holds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Guards {
+    pub deadline: bool,
+    pub bulkhead: bool,
+    pub breaker: bool,
+    pub retry_budget: bool,
+    pub idempotency_key: bool,
+    pub cancel: bool,
+}
+
+impl Guards {
+    /// Every part on.
+    pub const ALL: Self = Self {
+        deadline: true,
+        bulkhead: true,
+        breaker: true,
+        retry_budget: true,
+        idempotency_key: true,
+        cancel: true,
+    };
+
+    pub fn of(modes: &Modes) -> Self {
+        Self {
+            deadline: modes.payment_deadline.is_on(),
+            bulkhead: modes.payment_bulkhead.is_on(),
+            breaker: modes.payment_breaker.is_on(),
+            retry_budget: modes.payment_retry_budget.is_on(),
+            idempotency_key: modes.payment_idempotency_key.is_on(),
+            cancel: modes.payment_cancel.is_on(),
+        }
+    }
+}
+
 /// Retries earned by calls: a token bucket that lets a failing provider get at most about a tenth
 /// more requests than there are payments, instead of a multiple of them.
 #[derive(Debug)]
@@ -157,33 +193,31 @@ impl PaymentClient {
     }
 
     /// The guarded call: refused at once when the bulkhead is full or the breaker open; otherwise
-    /// attempts with a deadline each, retried after a jittered backoff while the budget allows.
-    pub async fn authorize_guarded(&self, payment: &Payment) -> Result<Authorized, PaymentError> {
-        let _turn = tokio::time::timeout(BULKHEAD_WAIT, self.bulkhead.acquire())
-            .await
-            .map_err(|_| self.count(PaymentError::Busy))?
-            .expect("the bulkhead is never closed");
-        let Some(mut call) = self.breaker.allow() else {
-            return Err(self.count(PaymentError::CircuitOpen));
+    /// attempts with a deadline each, retried after a jittered backoff while the budget allows. Each
+    /// of those parts is on unless `guards` switches it off.
+    pub async fn authorize_guarded(
+        &self,
+        payment: &Payment,
+        guards: Guards,
+    ) -> Result<Authorized, PaymentError> {
+        let _turn = match guards.bulkhead {
+            true => Some(self.turn().await?),
+            false => None,
         };
+        let mut call = self.admit(guards)?;
         self.budget.earn();
-        let key = payment.order_ref.as_str();
+        let key = guards.idempotency_key.then_some(payment.order_ref.as_str());
         let mut attempt = 1;
         let mut unknown = false;
         loop {
-            let outcome = match tokio::time::timeout(DEADLINE, self.send(payment, Some(key))).await {
-                Ok(outcome) => outcome,
-                Err(_) => Err(self.count(PaymentError::Timeout)),
-            };
-            match outcome {
+            match self.attempt(payment, key, guards).await {
                 Err(error) if error.is_transient() => {
-                    call.failed();
+                    if let Some(call) = call {
+                        call.failed();
+                    }
                     unknown |= error.outcome_unknown();
-                    let retry = (attempt < GUARDED_ATTEMPTS && self.budget.spend())
-                        .then(|| self.breaker.allow())
-                        .flatten();
-                    let Some(next) = retry else {
-                        if unknown {
+                    let Some(next) = self.retry(attempt, guards) else {
+                        if unknown && guards.cancel {
                             self.cancel_by_reference(&payment.order_ref);
                         }
                         return Err(error);
@@ -193,10 +227,60 @@ impl PaymentClient {
                     attempt += 1;
                 }
                 outcome => {
-                    call.succeeded();
+                    if let Some(call) = call {
+                        call.succeeded();
+                    }
                     return outcome;
                 }
             }
+        }
+    }
+
+    /// A turn in the bulkhead, waited for `BULKHEAD_WAIT` at most.
+    async fn turn(&self) -> Result<tokio::sync::SemaphorePermit<'_>, PaymentError> {
+        let turn = tokio::time::timeout(BULKHEAD_WAIT, self.bulkhead.acquire())
+            .await
+            .map_err(|_| self.count(PaymentError::Busy))?;
+        Ok(turn.expect("the bulkhead is never closed"))
+    }
+
+    /// The breaker's leave for a first attempt (`None` with the breaker off), or a refusal.
+    fn admit(&self, guards: Guards) -> Result<Option<Call<'_>>, PaymentError> {
+        if !guards.breaker {
+            return Ok(None);
+        }
+        match self.breaker.allow() {
+            Some(call) => Ok(Some(call)),
+            None => Err(self.count(PaymentError::CircuitOpen)),
+        }
+    }
+
+    /// Whether attempt `attempt + 1` may go, and the breaker's leave for it: within the attempts, with
+    /// a retry from the budget (when it is on) and the breaker's leave (when it is on).
+    #[allow(clippy::option_option)]
+    fn retry(&self, attempt: u32, guards: Guards) -> Option<Option<Call<'_>>> {
+        if attempt >= GUARDED_ATTEMPTS || (guards.retry_budget && !self.budget.spend()) {
+            return None;
+        }
+        match guards.breaker {
+            true => self.breaker.allow().map(Some),
+            false => Some(None),
+        }
+    }
+
+    /// One attempt, given `DEADLINE` when the deadline is on.
+    async fn attempt(
+        &self,
+        payment: &Payment,
+        key: Option<&str>,
+        guards: Guards,
+    ) -> Result<Authorized, PaymentError> {
+        if !guards.deadline {
+            return self.send(payment, key).await;
+        }
+        match tokio::time::timeout(DEADLINE, self.send(payment, key)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(self.count(PaymentError::Timeout)),
         }
     }
 
@@ -393,7 +477,7 @@ mod tests {
             order_ref: "order-1".into(),
             amount_cents: 100,
         };
-        let error = client.authorize_guarded(&payment).await.unwrap_err();
+        let error = client.authorize_guarded(&payment, Guards::ALL).await.unwrap_err();
         assert!(matches!(error, PaymentError::Timeout), "{error}");
         assert_eq!(
             metrics.payments_in_flight.get(),
@@ -444,6 +528,152 @@ mod tests {
                 cancels.load(SeqCst)
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// What a provider saw: authorisation requests, those with an idempotency key, cancels.
+    #[derive(Debug, Default)]
+    struct Seen {
+        requests: std::sync::atomic::AtomicU32,
+        keyed: std::sync::atomic::AtomicU32,
+        cancels: std::sync::atomic::AtomicU32,
+    }
+
+    /// A provider that answers every authorisation `status` after `delay`, and counts what it sees.
+    async fn provider(status: StatusCode, delay: Duration) -> (PaymentClient, Arc<Seen>) {
+        use std::sync::atomic::Ordering::SeqCst;
+        let seen = Arc::new(Seen::default());
+        let (on_authorize, on_cancel) = (seen.clone(), seen.clone());
+        let authorize = move |headers: axum::http::HeaderMap| {
+            on_authorize.requests.fetch_add(1, SeqCst);
+            if headers.contains_key("idempotency-key") {
+                on_authorize.keyed.fetch_add(1, SeqCst);
+            }
+            async move {
+                tokio::time::sleep(delay).await;
+                (status, axum::Json(serde_json::json!({ "id": "auth-1" })))
+            }
+        };
+        let cancel = move || {
+            on_cancel.cancels.fetch_add(1, SeqCst);
+            async { StatusCode::OK }
+        };
+        let provider = axum::Router::new()
+            .route("/v1/authorizations", axum::routing::post(authorize))
+            .route(
+                "/v1/authorizations/cancel-by-reference",
+                axum::routing::post(cancel),
+            );
+        (client_of(provider).await.0, seen)
+    }
+
+    fn payment(n: u32) -> Payment {
+        Payment {
+            order_ref: format!("order-{n}"),
+            amount_cents: 100,
+        }
+    }
+
+    /// Ten payments against a provider that answers 503 to all: the requests it got.
+    async fn requests_for_ten_failing(guards: Guards) -> u32 {
+        let (client, seen) = provider(StatusCode::SERVICE_UNAVAILABLE, Duration::ZERO).await;
+        for n in 0..10 {
+            assert!(client.authorize_guarded(&payment(n), guards).await.is_err());
+        }
+        seen.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    #[tokio::test]
+    async fn the_budget_and_the_breaker_each_hold_back_retries_to_a_failing_provider() {
+        let no_breaker = Guards {
+            breaker: false,
+            ..Guards::ALL
+        };
+        // 3 attempts each; the budget's 10 saved (full, so the first call's tenth is lost) and 0.9
+        // earned allow 10 retries of the 20 wanted.
+        assert_eq!(requests_for_ten_failing(no_breaker).await, 20);
+        let neither = Guards {
+            retry_budget: false,
+            ..no_breaker
+        };
+        assert_eq!(requests_for_ten_failing(neither).await, 30);
+        let no_budget = Guards {
+            retry_budget: false,
+            ..Guards::ALL
+        };
+        // The breaker opens after 20 failed attempts in a row: the last 3 calls are refused unsent.
+        assert_eq!(requests_for_ten_failing(no_budget).await, 20);
+    }
+
+    #[tokio::test]
+    async fn without_the_key_a_payment_is_asked_for_with_nothing_to_tell_a_retry_from_a_new_charge() {
+        use std::sync::atomic::Ordering::SeqCst;
+        for (guards, keyed) in [
+            (Guards::ALL, 1),
+            (
+                Guards {
+                    idempotency_key: false,
+                    ..Guards::ALL
+                },
+                0,
+            ),
+        ] {
+            let (client, seen) = provider(StatusCode::OK, Duration::ZERO).await;
+            client.authorize_guarded(&payment(1), guards).await.unwrap();
+            assert_eq!(seen.keyed.load(SeqCst), keyed, "{guards:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_the_deadline_a_slow_provider_is_waited_for_and_without_the_cancel_it_stands() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let slow = DEADLINE * 2;
+        let no_deadline = Guards {
+            deadline: false,
+            ..Guards::ALL
+        };
+        let (client, seen) = provider(StatusCode::OK, slow).await;
+        client.authorize_guarded(&payment(1), no_deadline).await.unwrap();
+        assert_eq!(seen.requests.load(SeqCst), 1);
+
+        let no_cancel = Guards {
+            cancel: false,
+            retry_budget: false,
+            ..Guards::ALL
+        };
+        let (client, seen) = provider(StatusCode::OK, slow).await;
+        let error = client
+            .authorize_guarded(&payment(1), no_cancel)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, PaymentError::Timeout), "{error}");
+        tokio::time::sleep(slow).await;
+        assert_eq!(seen.requests.load(SeqCst), 3, "three attempts, each given up");
+        assert_eq!(seen.cancels.load(SeqCst), 0, "and no cancel");
+    }
+
+    #[tokio::test]
+    async fn without_the_bulkhead_every_caller_waits_on_a_slow_provider() {
+        for (guards, busy) in [
+            (Guards::ALL, 2),
+            (
+                Guards {
+                    bulkhead: false,
+                    ..Guards::ALL
+                },
+                0,
+            ),
+        ] {
+            let (client, _) = provider(StatusCode::OK, DEADLINE / 2).await;
+            let calls = (0..BULKHEAD_PERMITS as u32 + 2).map(|n| {
+                let client = client.clone();
+                tokio::spawn(async move { client.authorize_guarded(&payment(n), guards).await })
+            });
+            let mut refused = 0;
+            for call in calls.collect::<Vec<_>>() {
+                refused += u32::from(matches!(call.await.unwrap(), Err(PaymentError::Busy)));
+            }
+            assert_eq!(refused, busy, "{guards:?}");
         }
     }
 }

@@ -18,6 +18,7 @@ use redis::aio::ConnectionManager;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::breaker::Call;
 pub use crate::breaker::{BreakerState, CircuitBreaker};
 pub use key_locks::KeyLocks;
 
@@ -53,6 +54,35 @@ impl Outcome {
             Self::Bypass => "bypass",
         }
     }
+}
+
+/// Which parts of the `breaker` read are on: each can be switched off alone (the `cache_*` part
+/// modes), to show what that part holds up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct CacheGuards {
+    deadline: bool,
+    breaker: bool,
+    local: bool,
+}
+
+impl CacheGuards {
+    fn of(modes: &Modes) -> Self {
+        Self {
+            deadline: modes.cache_deadline.is_on(),
+            breaker: modes.cache_breaker.is_on(),
+            local: modes.cache_local.is_on(),
+        }
+    }
+}
+
+/// What asking Redis for a key gave.
+enum Asked {
+    Found(String),
+    Missing,
+    /// It failed or (with the deadline on) did not answer in time.
+    Failed,
+    /// The open breaker skipped it.
+    Skipped,
 }
 
 #[derive(Clone)]
@@ -140,7 +170,9 @@ impl Cache {
             (CacheMode::Aside, CacheFailure::Fallthrough) => {
                 self.read_fallthrough(modes.cache_refill, key, load).await
             }
-            (CacheMode::Aside, CacheFailure::Breaker) => self.read_guarded(key, load).await,
+            (CacheMode::Aside, CacheFailure::Breaker) => {
+                self.read_guarded(CacheGuards::of(modes), key, load).await
+            }
         }
     }
 
@@ -200,58 +232,98 @@ impl Cache {
         Ok(value)
     }
 
-    /// The defended read: deadline, breaker, then a single-flight local cache in front of the database.
-    async fn read_guarded<T, F, Fut>(&self, key: &str, load: F) -> Result<T, ApiError>
+    /// The defended read: deadline, breaker, then a single-flight local cache in front of the database;
+    /// each part on unless `guards` switches it off.
+    async fn read_guarded<T, F, Fut>(&self, guards: CacheGuards, key: &str, load: F) -> Result<T, ApiError>
     where
         T: Serialize + DeserializeOwned,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        let redis_up = if let Some(call) = self.breaker.allow() {
-            let mut redis = self.redis.clone();
-            match tokio::time::timeout(self.deadline, redis.get::<_, Option<String>>(key)).await {
-                Ok(Ok(found)) => {
-                    call.succeeded();
-                    if let Some(value) = found.and_then(|cached| serde_json::from_str(&cached).ok()) {
-                        self.count(Outcome::Hit);
-                        return Ok(value);
-                    }
-                    self.count(Outcome::Miss);
-                    true
+        let redis_up = match self.ask(guards, key).await {
+            Asked::Found(cached) => match serde_json::from_str(&cached) {
+                Ok(value) => {
+                    self.count(Outcome::Hit);
+                    return Ok(value);
                 }
-                Ok(Err(_)) | Err(_) => {
-                    call.failed();
-                    self.count(Outcome::Error);
-                    false
-                }
-            }
-        } else {
-            self.count(Outcome::Bypass);
-            false
+                Err(_) => true,
+            },
+            Asked::Missing => true,
+            Asked::Failed | Asked::Skipped => false,
         };
-
-        let encoded = self
-            .local
-            .try_get_with(key.to_owned(), async move {
-                load().await.and_then(|v| encode(&v)).map(Arc::from)
-            })
-            .await
-            .map_err(|shared: Arc<ApiError>| shared_error(&shared))?;
         if redis_up {
-            self.write_guarded(key, &encoded).await;
+            self.count(Outcome::Miss);
+        }
+        let encoded: Arc<str> = match guards.local {
+            true => self
+                .local
+                .try_get_with(key.to_owned(), async move {
+                    load().await.and_then(|v| encode(&v)).map(Arc::from)
+                })
+                .await
+                .map_err(|shared: Arc<ApiError>| shared_error(&shared))?,
+            false => Arc::from(encode(&load().await?)?),
+        };
+        if redis_up {
+            self.write_guarded(guards, key, &encoded).await;
         }
         serde_json::from_str(&encoded).map_err(|e| ApiError::Internal(format!("cached value for {key}: {e}")))
     }
 
-    /// Writes `key` to Redis if the breaker lets a call through, with the deadline.
-    async fn write_guarded(&self, key: &str, encoded: &str) {
-        let Some(call) = self.breaker.allow() else { return };
+    /// Asks Redis for `key` if the breaker (when on) lets the call through, within the deadline (when
+    /// on); a failure or a skip is counted here.
+    async fn ask(&self, guards: CacheGuards, key: &str) -> Asked {
+        let call = match guards.breaker {
+            true => match self.breaker.allow() {
+                Some(call) => Some(call),
+                None => {
+                    self.count(Outcome::Bypass);
+                    return Asked::Skipped;
+                }
+            },
+            false => None,
+        };
+        let mut redis = self.redis.clone();
+        let found = self.within(guards, redis.get::<_, Option<String>>(key)).await;
+        match found {
+            Some(found) => {
+                report(call, true);
+                found.map_or(Asked::Missing, Asked::Found)
+            }
+            None => {
+                report(call, false);
+                self.count(Outcome::Error);
+                Asked::Failed
+            }
+        }
+    }
+
+    /// `call`'s answer, or `None` when it failed or (with the deadline on) took longer than it.
+    async fn within<T>(
+        &self,
+        guards: CacheGuards,
+        call: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Option<T> {
+        let answered = match guards.deadline {
+            true => tokio::time::timeout(self.deadline, call).await.ok()?,
+            false => call.await,
+        };
+        answered.ok()
+    }
+
+    /// Writes `key` to Redis if the breaker (when on) lets a call through, within the deadline (when on).
+    async fn write_guarded(&self, guards: CacheGuards, key: &str, encoded: &str) {
+        let call = match guards.breaker {
+            true => match self.breaker.allow() {
+                Some(call) => Some(call),
+                None => return,
+            },
+            false => None,
+        };
         let mut redis = self.redis.clone();
         let write = redis.set_ex::<_, _, ()>(key, encoded, self.ttl.as_secs());
-        match tokio::time::timeout(self.deadline, write).await {
-            Ok(Ok(())) => call.succeeded(),
-            Ok(Err(_)) | Err(_) => call.failed(),
-        }
+        let written = self.within(guards, write).await.is_some();
+        report(call, written);
     }
 
     /// Replaces a cached value after a write committed (checkout updating availability).
@@ -262,7 +334,7 @@ impl Cache {
         }
         let Ok(encoded) = encode(value) else { return };
         match modes.cache_failure {
-            CacheFailure::Breaker => self.write_guarded(key, &encoded).await,
+            CacheFailure::Breaker => self.write_guarded(CacheGuards::of(modes), key, &encoded).await,
             CacheFailure::Fallthrough => {
                 let mut redis = self.redis.clone();
                 if let Err(error) = redis.set_ex::<_, _, ()>(key, encoded, self.ttl.as_secs()).await {
@@ -277,6 +349,15 @@ impl Cache {
         self.local.invalidate_all();
         let mut redis = self.redis.clone();
         redis::cmd("FLUSHDB").query_async::<()>(&mut redis).await
+    }
+}
+
+/// Tells the breaker, if it let the call through, how the call went.
+fn report(call: Option<Call<'_>>, succeeded: bool) {
+    match (call, succeeded) {
+        (Some(call), true) => call.succeeded(),
+        (Some(call), false) => call.failed(),
+        (None, _) => {}
     }
 }
 
@@ -305,6 +386,7 @@ fn shared_error(error: &ApiError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::modes::ModesPatch;
 
     /// A "Redis" that takes connections and never answers: every call waits until its deadline.
     async fn silent_redis() -> String {
@@ -358,6 +440,71 @@ mod tests {
             errors + 1,
             "after a cool-down the next read asks Redis again (bypassed: {})",
             asked(&cache, Outcome::Bypass)
+        );
+    }
+
+    /// A cache of a Redis that never answers, with a 20 ms deadline, and modes with part `off` off.
+    async fn silent_cache_without(off: Option<&str>) -> (Cache, Modes) {
+        let cache = Cache::new(
+            &silent_redis().await,
+            Duration::from_millis(20),
+            Duration::from_secs(10),
+            Metrics::new(),
+        )
+        .unwrap();
+        let mut modes = Modes::default();
+        if let Some(off) = off {
+            let patch: ModesPatch = serde_json::from_str(&format!(r#"{{"{off}":"off"}}"#)).unwrap();
+            patch.apply(&mut modes).unwrap();
+        }
+        (cache, modes)
+    }
+
+    /// Ten reads of one key against a Redis that never answers, with part `off` switched off: what
+    /// was asked of Redis (errors), skipped (bypasses) and loaded from the database.
+    async fn ten_reads_without(off: Option<&str>) -> (u64, u64, u32) {
+        use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+        let (cache, modes) = silent_cache_without(off).await;
+        let loads = AtomicU32::new(0);
+        for _ in 0..10 {
+            let load = || async {
+                loads.fetch_add(1, SeqCst);
+                Ok(1_u32)
+            };
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                cache.read_through(&modes, "product:1", load),
+            )
+            .await
+            .expect("a read with the deadline on ends")
+            .unwrap();
+        }
+        let asked = |outcome| asked(&cache, outcome);
+        (asked(Outcome::Error), asked(Outcome::Bypass), loads.load(SeqCst))
+    }
+
+    #[tokio::test]
+    async fn each_part_of_the_breaker_read_switched_off_alone_changes_what_it_holds_back() {
+        // All on: 5 failures open the breaker, the other 5 reads skip Redis; one database load,
+        // shared through the local cache.
+        assert_eq!(ten_reads_without(None).await, (5, 5, 1));
+        assert_eq!(
+            ten_reads_without(Some("cache_breaker")).await,
+            (10, 0, 1),
+            "every read asks"
+        );
+        assert_eq!(
+            ten_reads_without(Some("cache_local")).await,
+            (5, 5, 10),
+            "every read loads"
+        );
+
+        let (cache, modes) = silent_cache_without(Some("cache_deadline")).await;
+        let read = cache.read_through(&modes, "product:1", || async { Ok(1_u32) });
+        let waited = tokio::time::timeout(Duration::from_millis(500), read).await;
+        assert!(
+            waited.is_err(),
+            "without the deadline a read waits on the silent Redis"
         );
     }
 }
