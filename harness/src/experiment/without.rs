@@ -6,7 +6,7 @@
 
 use std::str::FromStr;
 
-use reference_service::modes::{Modes, ModesPatch};
+use reference_service::modes::{Modes, ModesPatch, PARTS, part_of};
 use serde_json::{Map, Value};
 
 use super::definition::Plan;
@@ -117,17 +117,14 @@ fn value_without(
             known: names.join(", "),
         });
     }
-    let Some(defended) = set.get(&w.mode) else {
-        let set: Vec<&str> = set.keys().map(String::as_str).collect();
-        return Err(WithoutError::NotADefence {
-            experiment: experiment.to_owned(),
-            mode: w.mode.clone(),
-            set: if set.is_empty() {
-                "nothing".into()
-            } else {
-                set.join(", ")
-            },
-        });
+    // A part of a bundled defence the defended variant uses (`payment_breaker` of `payments =
+    // guarded`) is on there without being named, and `off` without it.
+    let part =
+        part_of(&w.mode).filter(|(parent, value)| set.get(*parent).and_then(Value::as_str) == Some(value));
+    let defended = match (set.get(&w.mode), part) {
+        (Some(defended), _) => defended.clone(),
+        (None, Some(_)) => Value::from("on"),
+        (None, None) => return Err(not_a_defence(experiment, &w.mode, set)),
     };
     let value = match (&w.value, naive.and_then(|n| n.get(&w.mode))) {
         // A number for a number mode (`race_window_ms=50`), a name for the others.
@@ -135,6 +132,7 @@ fn value_without(
             .parse::<u64>()
             .map_or_else(|_| Value::String(value.clone()), Value::from),
         (None, Some(naive)) => naive.clone(),
+        (None, None) if part.is_some() => Value::from("off"),
         (None, None) => {
             return Err(WithoutError::NoNaiveValue {
                 experiment: experiment.to_owned(),
@@ -143,7 +141,7 @@ fn value_without(
         }
     };
     let shown = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
-    if &value == defended {
+    if value == defended {
         return Err(WithoutError::NothingOff {
             mode: w.mode.clone(),
             value: shown,
@@ -156,6 +154,26 @@ fn value_without(
         why: error.to_string(),
     })?;
     Ok(value)
+}
+
+/// The error for a mode the defended variant neither sets nor uses a part of; it lists what it sets,
+/// parts included.
+fn not_a_defence(experiment: &str, mode: &str, set: &Map<String, Value>) -> WithoutError {
+    let mut names: Vec<&str> = set.keys().map(String::as_str).collect();
+    for (part, (parent, value)) in PARTS {
+        if set.get(*parent).and_then(Value::as_str) == Some(value) {
+            names.push(part);
+        }
+    }
+    WithoutError::NotADefence {
+        experiment: experiment.to_owned(),
+        mode: mode.to_owned(),
+        set: if names.is_empty() {
+            "nothing".into()
+        } else {
+            names.join(", ")
+        },
+    }
 }
 
 /// The modes a patch sets, by name.
@@ -171,7 +189,7 @@ mod tests {
     use super::*;
     use crate::experiment::catalog;
     use crate::experiment::definition::Profile;
-    use reference_service::modes::{CacheFailure, Revocation};
+    use reference_service::modes::{CacheFailure, Guard, Payments, Revocation};
 
     fn without(text: &str) -> Without {
         text.parse().unwrap()
@@ -200,6 +218,35 @@ mod tests {
     }
 
     #[test]
+    fn a_part_of_a_bundled_defence_is_switched_off_alone() {
+        let plan = catalog::load("slow-payments", Profile::Quick).unwrap();
+        let off = switch_off(&plan, &[without("payment_breaker")]).unwrap();
+        let defended = (off.variants.iter())
+            .find(|v| v.variant == Variant::Defended)
+            .unwrap();
+        assert_eq!(defended.modes.payment_breaker, Some(Guard::Off));
+        assert_eq!(defended.modes.payment_deadline, None, "the other parts stay on");
+        assert_eq!(defended.modes.payments, Some(Payments::Guarded));
+        assert_eq!(defended.without, ["payment_breaker = off"]);
+
+        let error = |name: &str, w: &str| {
+            let plan = catalog::load(name, Profile::Quick).unwrap();
+            switch_off(&plan, &[without(w)]).unwrap_err().to_string()
+        };
+        let on = error("slow-payments", "payment_breaker=on");
+        assert!(on.contains("already on in the defended variant"), "{on}");
+        let elsewhere = error("cache-outage", "payment_breaker");
+        assert!(
+            elsewhere.contains(
+                "does not set payment_breaker (it sets: cache_failure, cache_deadline, cache_breaker, cache_local)"
+            ),
+            "{elsewhere}"
+        );
+        let listed = error("slow-payments", "locking");
+        assert!(listed.contains("payment_deadline, payment_bulkhead"), "{listed}");
+    }
+
+    #[test]
     fn what_cannot_be_switched_off_says_why() {
         let plan = catalog::load("cache-outage", Profile::Quick).unwrap();
         let error = |w: &str| switch_off(&plan, &[without(w)]).unwrap_err().to_string();
@@ -208,7 +255,7 @@ mod tests {
             "{}",
             error("turbo")
         );
-        assert!(error("locking").contains("does not set locking (it sets: cache_failure)"));
+        assert!(error("locking").contains("does not set locking (it sets: cache_failure, cache_deadline"));
         assert!(error("cache_failure=pray").contains("cache_failure=pray is not a value the service takes"));
         let plan = catalog::load("session-store-outage", Profile::Quick).unwrap();
         let naive = switch_off(&plan, &[without("revocation")])
