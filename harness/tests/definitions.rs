@@ -561,7 +561,7 @@ fn a_defence_switched_off_by_mistake_is_refused_before_a_lab_starts() {
     assert!(refused(&["--without", "cache_failure"]).contains("add --variant defended"));
     let not_set = refused(&["--variant", "defended", "--without", "locking"]);
     assert!(
-        not_set.contains("does not set locking (it sets: cache_failure)"),
+        not_set.contains("does not set locking (it sets: cache_failure, cache_deadline"),
         "{not_set}"
     );
     let unknown = refused(&["--variant", "defended", "--without", "turbo"]);
