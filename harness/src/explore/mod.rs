@@ -293,8 +293,8 @@ async fn explore(
         seed: plan.seed.seed,
         started_at: chrono::Utc::now(),
         settings: settings.clone(),
-        space_unpruned: singles(&lineage.everything()).len(),
-        space_pruned: singles(&lineage).len(),
+        space_unpruned: singles(&lineage.everything(), &settings.objective).len(),
+        space_pruned: singles(&lineage, &settings.objective).len(),
         lineage,
         trials: Vec::new(),
         not_tried: 0,
@@ -437,7 +437,7 @@ impl Search<'_> {
     /// Every single fault of the pruned space, then the pairs if asked, while the budget lasts;
     /// answers how many were left untried.
     async fn candidates(&mut self, lineage: &Lineage) -> Result<usize, ExploreError> {
-        let singles = singles(lineage);
+        let singles = singles(lineage, &self.settings.objective);
         let mut schedules: Vec<Vec<Fault>> = singles.iter().map(|f| vec![f.clone()]).collect();
         if self.settings.pairs {
             schedules.extend(pairs(&singles));

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::experiment::definition::Objective;
 use crate::faults::Fault;
 use crate::faults::proxy::{NetworkFault, ScopedFault};
 use crate::vocabulary::{Link, Role};
@@ -16,6 +17,11 @@ use crate::vocabulary::{Link, Role};
 /// The delay a latency fault adds: ten times a slow query, well past any sane request timeout of a
 /// call that should take milliseconds.
 const LATENCY_MS: f64 = 500.0;
+/// The second latency fault's delay, as a share of the objective's p99: a request of a few round
+/// trips on the link (five at most) stays within half the objective, one of twenty (a query per
+/// row, an N+1) takes twice it, and so does a pool whose connections each such request holds that
+/// long. 500 ms alone breaks both kinds, and tells them apart no better than no fault at all.
+const SCALED_LATENCY_SHARE: f64 = 1.0 / 10.0;
 
 /// What the load touched, measured in a run without faults: the links that carried bytes, and the
 /// containers the load's requests entered by.
@@ -107,13 +113,18 @@ impl Lineage {
 /// Every single fault worth a run: on each used link the network faults (and the HTTP ones on an
 /// HTTP link), and on each container the load reaches (the entry, and the far end of each used
 /// link) a kill, a stop and a pause.
-pub fn singles(lineage: &Lineage) -> Vec<Fault> {
+pub fn singles(lineage: &Lineage, objective: &Objective) -> Vec<Fault> {
     let mut faults = Vec::new();
+    let scaled_ms = (objective.p99_ms * SCALED_LATENCY_SHARE).round();
     for link in lineage.links() {
-        faults.extend(network_faults(link).into_iter().map(|fault| Fault::Network {
-            link,
-            fault: ScopedFault::from(fault),
-        }));
+        faults.extend(
+            network_faults(link, scaled_ms)
+                .into_iter()
+                .map(|fault| Fault::Network {
+                    link,
+                    fault: ScopedFault::from(fault),
+                }),
+        );
     }
     // Not the provider: its ledger lives in its memory, so a restart would forget the very payments
     // the invariants check. Its outages are the payments link's faults.
@@ -130,7 +141,8 @@ pub fn singles(lineage: &Lineage) -> Vec<Fault> {
     faults
 }
 
-fn network_faults(link: Link) -> Vec<NetworkFault> {
+/// The network faults of `link`, the second latency delaying `scaled_ms` (when it is one of its own).
+fn network_faults(link: Link, scaled_ms: f64) -> Vec<NetworkFault> {
     let mut faults = vec![
         NetworkFault::Down,
         NetworkFault::Blackhole,
@@ -140,6 +152,12 @@ fn network_faults(link: Link) -> Vec<NetworkFault> {
             jitter_ms: 0.0,
         },
     ];
+    if (1.0..LATENCY_MS).contains(&scaled_ms) {
+        faults.push(NetworkFault::Latency {
+            ms: scaled_ms,
+            jitter_ms: 0.0,
+        });
+    }
     if link == Link::Payments {
         // The provider answering an error, and the provider acting but its answer lost.
         faults.extend([
@@ -176,6 +194,12 @@ pub fn pairs(faults: &[Fault]) -> Vec<Vec<Fault>> {
 mod tests {
     use super::*;
 
+    const OBJECTIVE: Objective = Objective {
+        p99_ms: 1000.0,
+        error_rate: 0.01,
+        group: None,
+    };
+
     fn lineage() -> Lineage {
         Lineage {
             used: vec![(Link::Postgres, 10_000)],
@@ -188,7 +212,7 @@ mod tests {
 
     #[test]
     fn a_link_nothing_used_is_never_faulted_nor_the_container_behind_it() {
-        let faults = singles(&lineage());
+        let faults = singles(&lineage(), &OBJECTIVE);
         let named: Vec<String> = faults.iter().map(ToString::to_string).collect();
         assert!(
             named
@@ -207,11 +231,37 @@ mod tests {
                 .any(|f| f.contains("outbox_pending_idx") || f.contains("cached key")),
             "an index nothing scanned, and a cache nothing read, are never faulted: {named:?}"
         );
-        // 4 network faults on postgres, 3 on each of service and postgres, the index scanned.
-        assert_eq!(faults.len(), 4 + 3 + 3 + 1, "{named:?}");
-        // Unpruned, redis (4 + 3, and its keys expired), the payments link (6, none on the
+        // 5 network faults on postgres, 3 on each of service and postgres, the index scanned.
+        assert_eq!(faults.len(), 5 + 3 + 3 + 1, "{named:?}");
+        // Unpruned, redis (5 + 3, and its keys expired), the payments link (7, none on the
         // provider) and the index nothing scanned join.
-        assert_eq!(singles(&lineage().everything()).len(), 11 + 8 + 6 + 1);
+        assert_eq!(singles(&lineage().everything(), &OBJECTIVE).len(), 12 + 9 + 7 + 1);
+    }
+
+    #[test]
+    fn a_second_latency_is_a_tenth_of_the_objective() {
+        let delays = |objective: &Objective| -> Vec<f64> {
+            let faults = singles(&lineage(), objective);
+            (faults.iter())
+                .filter_map(|fault| match fault {
+                    Fault::Network { fault, .. } => match fault.fault {
+                        NetworkFault::Latency { ms, .. } => Some(ms),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect()
+        };
+        assert_eq!(delays(&OBJECTIVE), [500.0, 100.0]);
+        let lenient = Objective {
+            p99_ms: 5_000.0,
+            ..OBJECTIVE
+        };
+        assert_eq!(
+            delays(&lenient),
+            [500.0],
+            "no second latency as long as the first"
+        );
     }
 
     #[test]
@@ -249,11 +299,11 @@ mod tests {
 
     #[test]
     fn pairs_are_of_two_targets() {
-        let faults = singles(&lineage());
+        let faults = singles(&lineage(), &OBJECTIVE);
         let pairs = pairs(&faults);
         assert!(pairs.iter().all(|p| target(&p[0]) != target(&p[1])));
-        // postgres (4 link + 3 container faults, one target name) against service's 3, and the
-        // index dropped (a target of its own: the data, not the server) against all 10.
-        assert_eq!(pairs.len(), 7 * 3 + 10);
+        // postgres (5 link + 3 container faults, one target name) against service's 3, and the
+        // index dropped (a target of its own: the data, not the server) against all 11.
+        assert_eq!(pairs.len(), 8 * 3 + 11);
     }
 }
