@@ -22,6 +22,8 @@
 //! - `interrupt`: Ctrl-C, owned by Fortress (goose never gets it)
 //! - `run_folder`: where each file of a run goes
 //! - `saved_json`: reading Fortress's own JSON files back
+//! - `exposition`: the Prometheus text format (a sample line, a series selector), read from any
+//!   service's `/metrics`
 //! - `vocabulary`: the closed sets every layer speaks (variant, role and link, metric, scenario,
 //!   outcome, exit code)
 //!
@@ -38,6 +40,7 @@ pub mod env;
 pub mod experiment;
 pub mod explore;
 pub mod export;
+pub mod exposition;
 pub mod faults;
 pub mod gate;
 pub mod interrupt;

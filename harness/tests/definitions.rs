@@ -678,6 +678,18 @@ fn a_mistake_against_a_target_names_the_line_the_field_and_what_the_target_has()
     assert_eq!(error.line, line_of(&text, "pg_statements_per_s"));
     assert!(error.message.contains("only the reference lab has"), "{error}");
 
+    let (error, _) = pretix_error("metric = \"error_rate\"", "metric = \"http_5xx_rate\"");
+    assert_eq!(error.field, "predictions.metric");
+    assert!(
+        error
+            .message
+            .contains("service's own counters (responses, responses_5xx)")
+            && error
+                .message
+                .contains("x-fortress.metrics.counters (it maps: none)"),
+        "{error}"
+    );
+
     let (error, _) = pretix_error("buyer{{request}}", "buyer{{seat}}");
     assert_eq!(error.field, "load.requests.body");
     assert!(error.message.contains("unknown variable {{seat}}"), "{error}");

@@ -524,6 +524,82 @@ why = "the entry is back at the address the load knows"
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `SMALL` with its entry's own `/metrics` mapped: Prometheus counts what it answered by handler
+/// and code, so the target's service rates (answers a second, the 5xx share) come from its own
+/// counters, and a prediction may judge them.
+#[test]
+fn a_targets_own_metrics_give_its_service_rates() {
+    let dir = std::env::temp_dir().join(format!("fortress-target-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let metrics = r#"  metrics:
+    path: /metrics
+    counters:
+      responses: 'prometheus_http_requests_total{handler="/-/ready"}'
+      responses_5xx: 'prometheus_http_requests_total{code=~"5.."}'
+"#;
+    std::fs::write(dir.join("compose.yaml"), format!("{SMALL}{metrics}")).unwrap();
+    let experiment = dir.join("experiment.toml");
+    let text = format!(
+        r#"{}
+
+[[phases]]
+name = "steady"
+seconds = 4
+
+[variants.vulnerable]
+
+[[predictions]]
+variant = "vulnerable"
+metric = "service_rps"
+phase = "steady"
+compare = ">="
+threshold = 12.0
+why = "the entry's own count of the 20 a second it is sent"
+
+[[predictions]]
+variant = "vulnerable"
+metric = "http_5xx_rate"
+phase = "steady"
+compare = "=="
+threshold = 0.0
+why = "nothing is broken"
+"#,
+        experiment_head(
+            "own-metrics",
+            "The entry's own counters, read from its /metrics.",
+            &dir.join("compose.yaml")
+        )
+    );
+    std::fs::write(&experiment, text).unwrap();
+    let ran = run_experiment(&experiment);
+    let (said, variant) = (&ran.said, &ran.summary["variants"][0]);
+    let outcomes: Vec<&str> = (variant["verdicts"].as_array().unwrap())
+        .iter()
+        .map(|v| v["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(outcomes, ["confirmed", "confirmed"], "{variant}\n{said}");
+    let answered = variant["phase_stats"]["steady"]["service_rps"].as_f64().unwrap();
+    assert!(
+        (15.0..=25.0).contains(&answered),
+        "20 a second sent, {answered} counted"
+    );
+    assert_eq!(ran.code, Some(0), "{said}");
+    let folder = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(folder.join("chart-service-requests.png").exists(), "its chart");
+    let series = std::fs::read_to_string(folder.join("timeseries-vulnerable.csv")).unwrap();
+    let header = series.lines().next().unwrap();
+    assert!(
+        header.contains("service_rps") && !header.contains("db_statements_per_s"),
+        "a counter not mapped is not measured, not 0: {header}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `SMALL` with two replicas of its entry behind the lab's HAProxy: one replica killed under load
 /// costs a few requests at most (the balancer retries a failed connection on the other replica and
 /// takes the dead one out within 3 s), and none once it is started again.

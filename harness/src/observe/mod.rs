@@ -3,7 +3,8 @@
 //! series: per replica, and summed over the replicas. With a balancer, also which replicas its health
 //! checks have in and how many requests it sent each; with a mail server, what it delivered, counted in
 //! its own mailbox, and the outbox's backlog in Postgres; with a payment provider, the requests it got
-//! and the authorisations it granted, from its own ledger.
+//! and the authorisations it granted, from its own ledger. On a user's target, the same service
+//! rates from its entry replicas' own `/metrics`, by the series its Compose file maps to each counter.
 //!
 //! A source that cannot be read in a second (a replica restarting, Postgres stopped) leaves its
 //! metrics out of that second rather than failing the run; counters that went backwards (a restarted
@@ -18,13 +19,13 @@ use std::time::{Duration, Instant};
 
 use self::cache::{CacheCounters, CacheProbe};
 use self::database::{DatabaseCounters, DatabaseProbe};
-use self::service::ServiceCounters;
+use self::service::{CounterMap, ServiceCounters};
 use crate::env::Lab;
 use crate::env::balancer::ServerStats;
+use crate::env::target::lab::TargetLab;
 use crate::faults::proxy::client::ProxyClient;
 use crate::provider::LedgerCounts;
-use crate::vocabulary::Link;
-use crate::vocabulary::Metric;
+use crate::vocabulary::{Counter, Link, Metric};
 
 /// How long one source may take to answer before the second goes without it.
 const READ_DEADLINE: Duration = Duration::from_millis(500);
@@ -61,6 +62,8 @@ pub struct Observer {
     database: Option<DatabaseProbe>,
     cache: Option<CacheProbe>,
     last: Option<Reading>,
+    /// For a target's `/metrics` (the reference lab's replicas are asked through `Lab::http`).
+    http: reqwest::Client,
 }
 
 impl Observer {
@@ -190,6 +193,40 @@ impl Observer {
             ledger,
             payment_requests,
         };
+        self.advance(reading)
+    }
+
+    /// A user's target's rates: its entry replicas' counters, from their own `/metrics` by the
+    /// series the Compose file maps (nothing when it names no `metrics`).
+    pub async fn sample_target(&mut self, lab: &TargetLab) -> Rates {
+        let Some(metrics) = &lab.metrics else {
+            return Rates::default();
+        };
+        let map = CounterMap::new(metrics.counters.clone());
+        let urls = lab.metrics_urls().await;
+        let services = urls.iter().map(|url| async {
+            let read = async {
+                let response = self.http.get(url.as_deref()?).send().await.ok()?;
+                Some(map.read(&response.error_for_status().ok()?.text().await.ok()?))
+            };
+            tokio::time::timeout(READ_DEADLINE, read).await.ok().flatten()
+        });
+        let services = futures::future::join_all(services).await;
+        let mut rates = self.advance(Reading::of_services(services));
+        // A metric whose counters are not all mapped would read 0: it was not measured.
+        let mapped = |metric: &Metric| {
+            let mapped = |c: &Counter| metrics.counters.iter().any(|(m, _)| m == c);
+            Counter::feeding(*metric).iter().all(mapped)
+        };
+        rates.total.retain(|metric, _| mapped(metric));
+        for figures in rates.replicas.values_mut() {
+            figures.retain(|metric, _| mapped(metric));
+        }
+        rates
+    }
+
+    /// The rates since the previous reading (nothing on the first), keeping `reading` for the next.
+    fn advance(&mut self, reading: Reading) -> Rates {
         let rates = self
             .last
             .as_ref()
@@ -197,6 +234,22 @@ impl Observer {
             .unwrap_or_default();
         self.last = Some(reading);
         rates
+    }
+}
+
+impl Reading {
+    /// A reading of the service replicas' counters alone (a target has no other source yet).
+    fn of_services(services: Vec<Option<ServiceCounters>>) -> Self {
+        Self {
+            at: Instant::now(),
+            services,
+            database: None,
+            cache: None,
+            balancer: None,
+            mailbox: None,
+            ledger: None,
+            payment_requests: None,
+        }
     }
 }
 
@@ -358,6 +411,28 @@ pub(crate) fn rates_of_every_source() -> Rates {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vocabulary::Producer;
+
+    /// What a target's plan lets a prediction judge (`Counter::feeding`) is what `service_rates`
+    /// computes: each service metric appears from the counters it names alone.
+    #[test]
+    fn each_service_metric_comes_from_the_counters_it_names() {
+        let service = Metric::ALL
+            .iter()
+            .filter(|m| m.owner().producer == Producer::Service);
+        for &metric in service {
+            let feeding = Counter::feeding(metric);
+            assert!(!feeding.is_empty(), "{metric} names no counter");
+            let mut delta = ServiceCounters::default();
+            for &counter in feeding {
+                *delta.get_mut(counter) = 10.0;
+            }
+            assert!(
+                service_rates(&delta, 1.0).contains_key(&metric),
+                "{metric} is not computed from {feeding:?}"
+            );
+        }
+    }
 
     fn reading(at: Instant, replicas: &[(f64, f64, f64)], pg: f64) -> Reading {
         let services = replicas

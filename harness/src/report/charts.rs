@@ -160,6 +160,14 @@ fn for_this_run(run: &Run) -> Vec<ChartSpec> {
             &[Metric::ProviderRequestsPerS, Metric::ProviderAuthorizedPerS],
         ));
     }
+    if run.has_series(Metric::ServiceRps) && !run.has_replica_series(Metric::ServiceRps) {
+        charts.push(ChartSpec::new(
+            "service-requests",
+            "Requests per second the service answered, by its own count",
+            "requests/s",
+            &[Metric::ServiceRps],
+        ));
+    }
     if run.has_replica_series(Metric::ServiceRps) {
         charts.push(ChartSpec {
             shape: Shape::PerReplica,

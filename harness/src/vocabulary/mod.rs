@@ -7,6 +7,7 @@
 pub use closed_set::Unknown;
 pub(crate) use closed_set::closed_set;
 mod capacity;
+mod counter;
 mod exit;
 mod explore;
 mod metric;
@@ -16,6 +17,7 @@ mod scenario;
 mod variant;
 
 pub use capacity::{CapacityFigure, Condition};
+pub use counter::Counter;
 pub use exit::ExitCode;
 pub use explore::Class;
 pub use metric::{Cadence, Metric, Needs, Owner, Producer};

@@ -107,6 +107,9 @@ pub struct TargetLab {
     pub images: BTreeMap<String, String>,
     /// The links through the proxy.
     pub links: Vec<Link>,
+    /// The entry's own `/metrics`, when the section names it.
+    pub metrics: Option<super::Metrics>,
+    entry_service: String,
     docker: DockerClient,
     removed: bool,
 }
@@ -137,6 +140,8 @@ impl TargetLab {
             ready_in: Duration::ZERO,
             links: target.links.clone(),
             images: images.clone(),
+            metrics: target.metrics.clone(),
+            entry_service: target.entry.service.clone(),
             docker,
             removed: false,
         };
@@ -201,6 +206,20 @@ impl TargetLab {
             .host_port(&self.container_name(&db.service, 1), db.port)
             .await?;
         Ok(db.url.replace("{address}", &format!("127.0.0.1:{port}")))
+    }
+
+    /// Each replica's `/metrics` page at its published address now, in replica order; `None` for a
+    /// replica whose port cannot be found (a stopped container has none). Empty without `metrics`.
+    pub async fn metrics_urls(&self) -> Vec<Option<String>> {
+        let Some(metrics) = &self.metrics else {
+            return Vec::new();
+        };
+        let replicas = (self.containers.iter()).filter(|c| c.service == self.entry_service);
+        let urls = replicas.map(|c| async move {
+            let port = self.host_port(&c.name, metrics.port).await.ok()?;
+            Some(format!("http://127.0.0.1:{port}{}", metrics.path))
+        });
+        futures::future::join_all(urls).await
     }
 
     /// Every service container's alarming lines (errors, warnings, tracebacks), each with the time
@@ -435,6 +454,11 @@ impl Starter<'_> {
         let mut ports: Vec<u16> = service.ports.iter().map(|p| p.container).collect();
         if self.target.entry.service == service.name && self.target.entry.balancer.is_none() {
             ports.push(self.target.entry.port);
+        }
+        if let Some(metrics) =
+            (self.target.metrics.as_ref()).filter(|_| self.target.entry.service == service.name)
+        {
+            ports.push(metrics.port);
         }
         ports.extend(
             self.target

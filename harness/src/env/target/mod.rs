@@ -17,7 +17,9 @@ use marked_yaml::{LoaderOptions, Marker, Node, Span, Spanned};
 
 use self::compose::RawService;
 pub use self::compose::{Build, Condition, Healthcheck, Port};
-use self::section::{RawLink, RawSection};
+use self::section::{RawLink, RawMetrics, RawSection};
+use crate::exposition::Selector;
+use crate::vocabulary::Counter;
 
 /// A mistake in a target's Compose file, or the file unreadable.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +99,15 @@ pub struct Database {
     pub url: String,
 }
 
+/// The entry service's own Prometheus page: where each replica serves it, and which series each
+/// service counter is summed from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metrics {
+    pub path: String,
+    pub port: u16,
+    pub counters: Vec<(Counter, Selector)>,
+}
+
 /// A target, checked: every name it uses refers to a service of the file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Target {
@@ -106,6 +117,8 @@ pub struct Target {
     pub entry: Entry,
     pub links: Vec<Link>,
     pub databases: Vec<Database>,
+    /// The entry's own counters, when the section names its `/metrics`.
+    pub metrics: Option<Metrics>,
 }
 
 impl Target {
@@ -183,6 +196,9 @@ impl Target {
                 .map(|link| checker.link(link))
                 .collect::<Result<_, _>>()?,
             databases: checker.databases(&section)?,
+            metrics: (section.metrics.as_ref())
+                .map(|metrics| checker.metrics(metrics, *section.entry.port))
+                .transpose()?,
             services: checker.services()?,
         })
     }
@@ -406,6 +422,36 @@ impl Checker<'_> {
                 })
             })
             .collect()
+    }
+
+    fn metrics(&self, raw: &RawMetrics, entry_port: u16) -> Result<Metrics, TargetError> {
+        if !raw.path.starts_with('/') {
+            let message = format!(
+                "{:?} is not a path: write where the entry serves its metrics, such as /metrics",
+                raw.path.as_str()
+            );
+            return Err(self.file.at(raw.path.span(), "x-fortress.metrics.path", message));
+        }
+        let counters = (raw.counters.iter())
+            .map(|(name, selector)| {
+                let field = format!("x-fortress.metrics.counters.{name}");
+                let counter = name
+                    .parse::<Counter>()
+                    .map_err(|e| self.file.at(selector.span(), &field, e.to_string()))?;
+                let selector = selector
+                    .parse::<Selector>()
+                    .map_err(|e| self.file.at(selector.span(), &field, e.to_string()))?;
+                Ok((counter, selector))
+            })
+            .collect::<Result<Vec<_>, TargetError>>()?;
+        if counters.is_empty() {
+            return Err(self.file.at(raw.path.span(), "x-fortress.metrics.counters", "name at least one counter and the series it is read from, such as `responses: http_requests_total`"));
+        }
+        Ok(Metrics {
+            path: raw.path.to_string(),
+            port: raw.port.as_ref().map_or(entry_port, |p| **p),
+            counters,
+        })
     }
 
     fn services(&self) -> Result<Vec<Service>, TargetError> {

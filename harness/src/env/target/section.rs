@@ -8,6 +8,9 @@
 //!     - { from: web, to: db, port: 5432, address_in: DATABASE_URL }   # http: true for HTTP faults
 //!   databases:
 //!     shop: { service: db, port: 5432, url: "postgres://shop:shop@{address}/shop" }
+//!   metrics:                                                # the entry's own /metrics, if it has one
+//!     path: /metrics
+//!     counters: { responses: http_requests_total, responses_5xx: 'http_requests_total{code=~"5.."}' }
 //! ```
 
 use marked_yaml::Spanned;
@@ -21,6 +24,8 @@ pub(super) struct RawSection {
     pub links: Vec<RawLink>,
     #[serde(default)]
     pub databases: std::collections::BTreeMap<String, RawDatabase>,
+    #[serde(default)]
+    pub metrics: Option<RawMetrics>,
 }
 
 /// The service and port the load goes to, and the path that answers 2xx once it is ready.
@@ -62,4 +67,16 @@ pub(super) struct RawDatabase {
     pub service: Spanned<String>,
     pub port: Spanned<u16>,
     pub url: Spanned<String>,
+}
+
+/// The entry service's own Prometheus page, read on each replica once a second: which series each
+/// of Fortress's service counters is summed from (a PromQL series selector).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetrics {
+    pub path: Spanned<String>,
+    /// The entry's port unless given.
+    #[serde(default)]
+    pub port: Option<Spanned<u16>>,
+    pub counters: std::collections::BTreeMap<String, Spanned<String>>,
 }

@@ -237,3 +237,49 @@ fn a_balanced_entry_may_be_sticky_and_sticky_needs_the_balancer() {
     assert!(message.contains("balancer: true"), "{message}");
     assert!(line > 1);
 }
+
+#[test]
+fn the_entrys_metrics_map_counters_to_series_and_a_mistake_is_named() {
+    let with = |metrics: &str| shop_with("  databases:\n", &format!("  metrics: {metrics}\n  databases:\n"));
+    let counters = r#"{ responses: http_requests_total, responses_5xx: 'http_requests_total{code=~"5.."}' }"#;
+    let target = parse(&with(&format!("{{ path: /metrics, counters: {counters} }}"))).unwrap();
+    let metrics = target.metrics.expect("the section's metrics");
+    assert_eq!(
+        (metrics.path.as_str(), metrics.port),
+        ("/metrics", 8000),
+        "the entry's port"
+    );
+    let read: Vec<(Counter, String)> = (metrics.counters.iter())
+        .map(|(c, s)| (*c, s.to_string()))
+        .collect();
+    assert_eq!(
+        read,
+        [
+            (Counter::Responses, "http_requests_total".to_owned()),
+            (
+                Counter::Responses5xx,
+                r#"http_requests_total{code=~"5.."}"#.to_owned()
+            ),
+        ]
+    );
+    assert_eq!(parse(SHOP).unwrap().metrics, None);
+
+    let (line, field, message) = refused(&with("{ path: /metrics, counters: { hits: x_total } }"));
+    assert_eq!((line, field.as_str()), (29, "x-fortress.metrics.counters.hits"));
+    assert!(
+        message.starts_with("unknown counter \"hits\"; counters: responses,"),
+        "{message}"
+    );
+    let (line, field, message) = refused(&with(
+        r#"{ path: /metrics, counters: { responses: 'x{code=5}' } }"#,
+    ));
+    assert_eq!(
+        (line, field.as_str()),
+        (29, "x-fortress.metrics.counters.responses")
+    );
+    assert!(message.contains("not in double quotes"), "{message}");
+    let (_, field, _) = refused(&with("{ path: metrics, counters: { responses: x } }"));
+    assert_eq!(field, "x-fortress.metrics.path");
+    let (_, field, _) = refused(&with("{ path: /metrics, counters: {} }"));
+    assert_eq!(field, "x-fortress.metrics.counters");
+}

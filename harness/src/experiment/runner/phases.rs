@@ -247,10 +247,10 @@ impl<'a> Watch<'a> {
                 in_phase = self.clock.next_sample_in_phase() => if !in_phase { return },
                 () = self.ctx.stop.cancelled() => return,
             }
-            // A user's target has no counters of the reference service's: the client's figures only.
+            // A user's target: its entry's own counters, when its Compose file maps them.
             let mut rates = match self.site {
                 Site::Reference(lab) => self.observer.sample(lab).await,
-                Site::Target(_) => Rates::default(),
+                Site::Target(lab) => self.observer.sample_target(lab).await,
             };
             self.count_oversold(&mut rates).await;
             self.second(phase, rates);

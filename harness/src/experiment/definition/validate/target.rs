@@ -29,7 +29,7 @@ use crate::experiment::schema::{
 use crate::faults::{ContainerAction, Fault};
 use crate::load::Group;
 use crate::load::script::{Acknowledgement, Capture, Method, Script, ScriptedRequest, Template};
-use crate::vocabulary::{Cadence, Metric, Needs, Producer, Start, Variant};
+use crate::vocabulary::{Cadence, Counter, Metric, Needs, Producer, Start, Variant};
 
 /// Whether `text` is an experiment against a user's target: it names one at the top level.
 pub(super) fn is_target_file(text: &str) -> bool {
@@ -37,10 +37,12 @@ pub(super) fn is_target_file(text: &str) -> bool {
 }
 
 /// What a target's run can measure: the client's figures of the groups its requests are filed
-/// under, and the end-of-run figures its `[figures]` compute.
+/// under, the end-of-run figures its `[figures]` compute, and the service rates of the counters its
+/// Compose file maps to its entry's own series.
 pub(super) struct Shape {
     groups: BTreeSet<Group>,
     figures: BTreeSet<Metric>,
+    counters: BTreeSet<Counter>,
 }
 
 impl Shape {
@@ -51,6 +53,10 @@ impl Shape {
             (Producer::Client, Needs::Nothing) => true,
             (Producer::Client, Needs::Scenario(scenario)) => self.groups.iter().any(|g| g.sent_by(scenario)),
             (Producer::Judge, _) if owner.cadence == Cadence::PerRun => self.figures.contains(&metric),
+            (Producer::Service, _) => {
+                let feeding = Counter::feeding(metric);
+                !feeding.is_empty() && feeding.iter().all(|c| self.counters.contains(c))
+            }
             _ => false,
         };
         if has {
@@ -64,6 +70,12 @@ impl Shape {
             Producer::Judge if owner.cadence == Cadence::PerRun => {
                 format!("{metric} is computed on a target by a [figures.{metric}] query; this file has none")
             }
+            Producer::Service if !Counter::feeding(metric).is_empty() => format!(
+                "{metric} is read from the service's own counters ({}): map each to a series of the entry's \
+                 /metrics in the Compose file's x-fortress.metrics.counters (it maps: {})",
+                names(&Counter::feeding(metric).iter().copied().collect()),
+                names(&self.counters)
+            ),
             producer => format!(
                 "{metric} comes from {producer:?}, which only the reference lab has; on a target, predictions \
                  take the client's figures (error_rate, p95_ms, throughput_rps...) and [figures]"
@@ -109,6 +121,9 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
             .map(|r| r.group)
             .collect(),
         figures: figures.iter().map(|f| f.metric).collect(),
+        counters: (target.metrics.iter())
+            .flat_map(|m| m.counters.iter().map(|(counter, _)| *counter))
+            .collect(),
     };
     if acknowledged.is_some() {
         shape.figures.insert(Metric::LostAcknowledgedOrders);
