@@ -670,6 +670,15 @@ fn a_mistake_against_a_target_names_the_line_the_field_and_what_the_target_has()
     assert_eq!(error.field, "phases.faults.kind");
     assert!(error.message.contains("needs `http: true`"), "{error}");
 
+    let (error, _) = pretix_error(latency, "faults = [{ kind = \"rolling_restart\" }]");
+    assert_eq!(error.field, "phases.faults.kind");
+    assert!(
+        error
+            .message
+            .contains("`deploy.replicas` of web: 1) and `balancer: true`"),
+        "{error}"
+    );
+
     let (error, _) = pretix_error(latency, "faults = [{ kind = \"expire_cache\" }]");
     assert!(error.message.contains("needs the reference service"), "{error}");
 

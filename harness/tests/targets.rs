@@ -602,9 +602,10 @@ why = "nothing is broken"
 
 /// `SMALL` with two replicas of its entry behind the lab's HAProxy: one replica killed under load
 /// costs a few requests at most (the balancer retries a failed connection on the other replica and
-/// takes the dead one out within 3 s), and none once it is started again.
+/// takes the dead one out within 3 s), and none once it is started again; a rolling restart, each
+/// replica drained before it stops, costs none.
 #[test]
-fn a_balancer_in_front_of_a_targets_replicas_rides_out_one_killed() {
+fn a_balancer_in_front_of_a_targets_replicas_rides_out_one_killed_and_a_deploy() {
     let dir = std::env::temp_dir().join(format!("fortress-target-balanced-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let balanced = SMALL
@@ -635,7 +636,20 @@ faults = [{{ kind = "kill", target = "web", count = 1 }}]
 name = "after"
 seconds = 3
 
+[[phases]]
+name = "deploy"
+seconds = 10
+faults = [{{ kind = "rolling_restart" }}]
+
 [variants.defended]
+
+[[predictions]]
+variant = "defended"
+metric = "error_rate"
+phase = "deploy"
+compare = "<="
+threshold = 0.01
+why = "each replica is taken out of the balancer and drained before it stops, and let back in once its checks pass"
 
 [[predictions]]
 variant = "defended"
@@ -666,6 +680,17 @@ why = "the killed replica is started again and health-checked back in"
     assert!(said.contains("balancer started"), "{said}");
     let timeline = summary["variants"][0]["timeline"].to_string();
     assert!(timeline.contains("kill web"), "{timeline}");
+    for step in [
+        "take web-1 out of the balancer",
+        "stop web-1",
+        "take web-2 out of the balancer",
+        "stop web-2",
+        "docker: 2 of 2 web replicas started again",
+    ] {
+        assert!(timeline.contains(step), "the deploy's {step:?}: {timeline}");
+    }
+    let outcomes = summary["variants"][0]["verdicts"].to_string();
+    assert!(!outcomes.contains("inconclusive"), "{outcomes}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

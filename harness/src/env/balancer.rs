@@ -115,6 +115,38 @@ pub struct ServerStats {
     pub taken_out: bool,
 }
 
+/// How the backend's servers are named: the reference lab's replicas by their role (`service`,
+/// `service-2`, ...), a user's target's entry replicas `<its Compose name>-<n>` (`web-1`, `web-2`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Servers {
+    Reference,
+    Of(String),
+}
+
+impl Servers {
+    pub fn name(&self, replica: u32) -> String {
+        match self {
+            Self::Reference => Role::Service(replica).to_string(),
+            Self::Of(service) => format!("{service}-{replica}"),
+        }
+    }
+
+    /// The replica a server name is, if it is one of these.
+    fn replica(&self, name: &str) -> Option<u32> {
+        match self {
+            Self::Reference => match name.parse().ok()? {
+                Role::Service(replica) => Some(replica),
+                _ => None,
+            },
+            Self::Of(service) => name
+                .strip_prefix(service.as_str())?
+                .strip_prefix('-')?
+                .parse()
+                .ok(),
+        }
+    }
+}
+
 /// What a deploy tells the balancer about a replica.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rotation {
@@ -128,8 +160,8 @@ pub enum Rotation {
 
 impl Rotation {
     /// The runtime API's commands, in order.
-    fn commands(self, replica: u32) -> Vec<String> {
-        let server = format!("service/{}", Role::Service(replica));
+    fn commands(self, servers: &Servers, replica: u32) -> Vec<String> {
+        let server = format!("service/{}", servers.name(replica));
         match self {
             Self::Out => vec![format!("set server {server} state maint")],
             Self::In => vec![
@@ -142,7 +174,7 @@ impl Rotation {
 
 /// The service replicas' rows of `/stats;csv`. Rows of other proxies, and rows that do not name a
 /// replica, are skipped.
-pub fn parse_stats(csv: &str) -> Vec<ServerStats> {
+pub fn parse_stats(csv: &str, servers: &Servers) -> Vec<ServerStats> {
     let mut lines = csv.lines();
     let Some(header) = lines.next() else {
         return Vec::new();
@@ -164,9 +196,7 @@ pub fn parse_stats(csv: &str) -> Vec<ServerStats> {
         .map(|line| line.split(',').collect::<Vec<_>>())
         .filter(|fields| fields.get(px) == Some(&"service"))
         .filter_map(|fields| {
-            let Role::Service(replica) = fields.get(sv)?.parse().ok()? else {
-                return None;
-            };
+            let replica = servers.replica(fields.get(sv)?)?;
             let state = fields.get(status).copied().unwrap_or("");
             Some(ServerStats {
                 replica,
@@ -197,8 +227,7 @@ impl Lab {
     /// The replicas as the balancer sees them now (`None` without a balancer, or when it does not answer).
     pub async fn balancer_stats(&self) -> Option<Vec<ServerStats>> {
         let url = self.balancer_stats_url().await.ok()??;
-        let response = self.http().get(url).send().await.ok()?;
-        Some(parse_stats(&response.text().await.ok()?))
+        stats(self.http(), &url, &Servers::Reference).await
     }
 
     /// Takes a replica out of the balancer's rotation, or puts it back, through HAProxy's runtime API.
@@ -208,56 +237,82 @@ impl Lab {
             return Ok(());
         };
         let port = balancer.host_port_of(ADMIN_PORT).await?;
-        for command in rotation.commands(replica) {
-            let answer = runtime_api(port, &command)
-                .await
-                .map_err(|source| EnvError::BalancerCommand {
-                    command: command.clone(),
-                    source,
-                })?;
-            if !answer.trim().is_empty() {
-                let answer = answer.trim().to_owned();
-                return Err(EnvError::BalancerRefused { command, answer });
-            }
-        }
-        Ok(())
+        rotate(port, &Servers::Reference, replica, rotation).await
     }
 
     /// Polls the balancer's stats until `replica` is out of rotation with no request in flight, or
     /// `deadline` passes.
     pub async fn wait_drained(&self, replica: u32, deadline: Duration) -> Result<(), EnvError> {
-        let every = Duration::from_millis(100);
-        poll_until(Role::Balancer, deadline, every, || async {
-            let stats = self.balancer_stats().await.unwrap_or_default();
-            let look = match stats.iter().find(|s| s.replica == replica) {
-                Some(s) if s.taken_out && s.in_flight == 0.0 => Look::Done(()),
-                Some(s) => Look::NotYet(format!(
-                    "{} out: {}, {} in flight",
-                    Role::Service(replica),
-                    s.taken_out,
-                    s.in_flight
-                )),
-                None => Look::NotYet(format!("no row for {}", Role::Service(replica))),
-            };
-            Ok(look)
-        })
-        .await
+        wait_drained(|| self.balancer_stats(), replica, deadline).await
     }
 
     /// Polls the balancer's stats until every replica is in, or `deadline` passes.
     pub async fn wait_balanced(&self, deadline: Duration) -> Result<(), EnvError> {
-        let wanted = self.services.len();
-        poll_until(Role::Balancer, deadline, Duration::from_millis(200), || async {
-            let stats = self.balancer_stats().await;
-            let up = stats.as_ref().map_or(0, |s| s.iter().filter(|r| r.up).count());
-            Ok(match stats {
-                Some(_) if up == wanted => Look::Done(()),
-                Some(_) => Look::NotYet(format!("{up} of {wanted} replicas up")),
-                None => Look::NotYet("its stats page did not answer".into()),
-            })
-        })
-        .await
+        wait_balanced(|| self.balancer_stats(), self.services.len(), deadline).await
     }
+}
+
+/// The servers' rows of the stats page at `url` (`None` when it does not answer).
+pub async fn stats(http: &reqwest::Client, url: &str, servers: &Servers) -> Option<Vec<ServerStats>> {
+    let response = http.get(url).send().await.ok()?;
+    Some(parse_stats(&response.text().await.ok()?, servers))
+}
+
+/// Takes `replica` out of rotation, or puts it back, through the runtime API on 127.0.0.1:`port`.
+pub async fn rotate(port: u16, servers: &Servers, replica: u32, rotation: Rotation) -> Result<(), EnvError> {
+    for command in rotation.commands(servers, replica) {
+        let answer = runtime_api(port, &command)
+            .await
+            .map_err(|source| EnvError::BalancerCommand {
+                command: command.clone(),
+                source,
+            })?;
+        if !answer.trim().is_empty() {
+            let answer = answer.trim().to_owned();
+            return Err(EnvError::BalancerRefused { command, answer });
+        }
+    }
+    Ok(())
+}
+
+/// Polls `stats` until `replica` is out of rotation with no request in flight, or `deadline` passes.
+pub async fn wait_drained<F, Fut>(stats: F, replica: u32, deadline: Duration) -> Result<(), EnvError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<Vec<ServerStats>>>,
+{
+    let every = Duration::from_millis(100);
+    poll_until(Role::Balancer, deadline, every, || async {
+        let stats = stats().await.unwrap_or_default();
+        let look = match stats.iter().find(|s| s.replica == replica) {
+            Some(s) if s.taken_out && s.in_flight == 0.0 => Look::Done(()),
+            Some(s) => Look::NotYet(format!(
+                "replica {replica} out: {}, {} in flight",
+                s.taken_out, s.in_flight
+            )),
+            None => Look::NotYet(format!("no row for replica {replica}")),
+        };
+        Ok(look)
+    })
+    .await
+}
+
+/// Polls `stats` until all `wanted` replicas are in, or `deadline` passes.
+pub async fn wait_balanced<F, Fut>(stats: F, wanted: usize, deadline: Duration) -> Result<(), EnvError>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<Vec<ServerStats>>>,
+{
+    poll_until(Role::Balancer, deadline, Duration::from_millis(200), || async {
+        let stats = stats().await;
+        let up = stats.as_ref().map_or(0, |s| s.iter().filter(|r| r.up).count());
+        Ok(match stats {
+            Some(_) if up == wanted => Look::Done(()),
+            Some(_) => Look::NotYet(format!("{up} of {wanted} replicas up")),
+            None => Look::NotYet("its stats page did not answer".into()),
+        })
+    })
+    .await
 }
 
 /// Sends one command to HAProxy's runtime API and answers what it said (nothing, when it worked). The
@@ -313,7 +368,7 @@ mod tests {
                    service,service-2,0,0,35,0,0,MAINT,0\n\
                    service,service-3,0,1,25,0,0,UP 1/2,2\n\
                    service,BACKEND,0,3,100,1,2,UP,3\n";
-        let rows = parse_stats(csv);
+        let rows = parse_stats(csv, &Servers::Reference);
         assert_eq!(rows.len(), 3, "{rows:?}");
         assert_eq!(
             rows[0],
@@ -328,6 +383,14 @@ mod tests {
         );
         assert!(!rows[1].up && rows[1].taken_out);
         assert!(rows[2].up, "UP 1/2 is still up (going down)");
-        assert!(parse_stats("").is_empty());
+        assert!(parse_stats("", &Servers::Reference).is_empty());
+        let target = "# pxname,svname,scur,stot,status\nservice,web-1,0,9,UP\nservice,web-2,1,8,MAINT\nservice,webx-3,0,1,UP\n";
+        let rows = parse_stats(target, &Servers::Of("web".into()));
+        let replicas: Vec<(u32, bool)> = rows.iter().map(|r| (r.replica, r.taken_out)).collect();
+        assert_eq!(
+            replicas,
+            [(1, false), (2, true)],
+            "a target's servers are <service>-<n>"
+        );
     }
 }

@@ -5,8 +5,9 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Fault, FaultError, FaultTimeline, around_fault, with_fault};
+use super::{Fault, FaultError, FaultTimeline, OnStop, Scope, Site, around_fault, scope, with_fault};
 use crate::env::Lab;
+use crate::env::target::lab::TargetLab;
 use crate::vocabulary::Role;
 
 /// Restarts every replica in turn, each step two faults of its own on the timeline (`take service-2
@@ -32,6 +33,35 @@ pub(super) async fn rolling_restart(
             restarted,
         ))
         .await??;
+    }
+    Ok(())
+}
+
+/// A user's target's deploy: each replica of its balanced entry `service` in turn taken out of the
+/// balancer around a clean stop and start, as `rolling_restart` does in the reference lab.
+pub(super) async fn rolling_restart_of(
+    lab: &TargetLab,
+    service: &str,
+    timeline: &FaultTimeline,
+    stop: &CancellationToken,
+) -> Result<(), FaultError> {
+    let at = Scope {
+        site: Site::Target(lab),
+        timeline,
+        stop,
+    };
+    for replica in 1..=lab.entry_replicas() {
+        if stop.is_cancelled() {
+            return Err(FaultError::Interrupted);
+        }
+        let service = service.to_owned();
+        let restart = Fault::StopReplica {
+            service: service.clone(),
+            replica,
+        };
+        let restarted = scope(at, &restart, async {}, OnStop::Await);
+        let take_out = Fault::TakeOutOf { service, replica };
+        Box::pin(scope(at, &take_out, restarted, OnStop::Await)).await??;
     }
     Ok(())
 }

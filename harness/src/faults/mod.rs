@@ -78,6 +78,15 @@ pub enum Fault {
     },
     /// A network fault on a link of a user's target (`from-to`, as its proxy names it).
     OnLink { link: String, fault: ScopedFault },
+    /// Every replica of a user's target's entry (by its Compose name) stopped cleanly and started
+    /// again, one at a time behind the balancer, while the load runs: a deploy. Each replica's
+    /// restart is its own two steps, as in the reference lab's.
+    RollingRestartOf(String),
+    /// A step of a target's deploy: an entry replica taken out of the balancer and drained; revert
+    /// puts it back and waits until its health checks have let it in.
+    TakeOutOf { service: String, replica: u32 },
+    /// A step of a target's deploy: one replica stopped cleanly (SIGTERM); revert starts it again.
+    StopReplica { service: String, replica: u32 },
 }
 
 /// What a container fault does to a container of a user's target.
@@ -128,6 +137,9 @@ impl std::fmt::Display for Fault {
             Self::Network { link, fault } => write!(f, "{} on the {link} link", fault.fault),
             Self::RollingRestart => f.write_str("rolling restart of every service replica"),
             Self::TakeOut(replica) => write!(f, "take {} out of the balancer", Role::Service(*replica)),
+            Self::RollingRestartOf(service) => write!(f, "rolling restart of every {service} replica"),
+            Self::TakeOutOf { service, replica } => write!(f, "take {service}-{replica} out of the balancer"),
+            Self::StopReplica { service, replica } => write!(f, "stop {service}-{replica}"),
             Self::ReplayDeadLetters => f.write_str("replay the outbox's dead letters"),
             Self::OnService {
                 action,
@@ -283,7 +295,11 @@ impl Fault {
                 lab.wait_drained(*replica, DRAIN_DEADLINE).await?;
             }
             Self::ReplayDeadLetters => undo.replayed = Some(lab.replay_dead_letters().await?),
-            Self::OnService { .. } | Self::OnLink { .. } => return Err(self.not_in("the reference lab")),
+            Self::OnService { .. }
+            | Self::OnLink { .. }
+            | Self::RollingRestartOf(_)
+            | Self::TakeOutOf { .. }
+            | Self::StopReplica { .. } => return Err(self.not_in("the reference lab")),
         }
         Ok(())
     }
@@ -357,7 +373,11 @@ impl Fault {
                 reverted.observed = Some(Observed::of_network(*link, &evidence));
                 reverted.evidence = Some(evidence);
             }
-            Self::OnService { .. } | Self::OnLink { .. } => return Err(self.not_in("the reference lab")),
+            Self::OnService { .. }
+            | Self::OnLink { .. }
+            | Self::RollingRestartOf(_)
+            | Self::TakeOutOf { .. }
+            | Self::StopReplica { .. } => return Err(self.not_in("the reference lab")),
         }
         Ok(reverted)
     }
@@ -373,6 +393,9 @@ impl Fault {
         match (self, site) {
             (Self::RollingRestart, Site::Reference(lab)) => {
                 deploy::rolling_restart(lab, timeline, stop).await
+            }
+            (Self::RollingRestartOf(service), Site::Target(lab)) => {
+                deploy::rolling_restart_of(lab, service, timeline, stop).await
             }
             _ => Ok(()),
         }

@@ -1,12 +1,14 @@
-//! Faults on a user's target: a kill, stop or pause of a service's replicas, and network faults on
-//! the links its proxy carries. Their evidence, as for the reference lab: Docker's word on each
-//! container, and what the traffic on the links to the service met while it was down (the proxy's
-//! count); for a network fault, the proxy's own evidence.
+//! Faults on a user's target: a kill, stop or pause of a service's replicas, network faults on the
+//! links its proxy carries, and a rolling restart of its balanced entry. Their evidence, as for the
+//! reference lab: Docker's word on each container, and what the traffic on the links to the service
+//! met while it was down (the proxy's count); for a network fault, the proxy's own evidence; for a
+//! rolling restart, each replica's start time changing.
 
 use super::evidence::Observed;
 use super::proxy::Evidence;
 use super::proxy::client::ProxyClient;
 use super::{Cause, ContainerAction, Fault, Seen};
+use crate::env::balancer::Rotation;
 use crate::env::target::lab::TargetLab;
 
 /// What an injection on a target saw, for the revert to complete.
@@ -16,6 +18,8 @@ pub struct Witness {
     containers: Vec<(String, bool)>,
     /// The links into the service, their count restarted at the injection.
     links: Vec<String>,
+    /// Each entry replica's start time before a rolling restart.
+    started: Vec<String>,
 }
 
 pub(super) async fn inject(fault: &Fault, lab: &TargetLab, witness: &mut Witness) -> Result<(), Cause> {
@@ -54,6 +58,25 @@ pub(super) async fn inject(fault: &Fault, lab: &TargetLab, witness: &mut Witness
         Fault::OnLink { link, fault } => {
             super::add_network_fault(&ProxyClient::of_target(lab).await?, link, fault).await
         }
+        // Its steps run while the body does (`during`).
+        Fault::RollingRestartOf(_) => {
+            witness.started = lab.entry_start_times().await?;
+            Ok(())
+        }
+        Fault::TakeOutOf { replica, .. } => {
+            lab.rotate(*replica, Rotation::Out).await?;
+            Ok(lab.wait_drained(*replica, super::DRAIN_DEADLINE).await?)
+        }
+        Fault::StopReplica { service, replica } => {
+            let container = lab.container_name(service, *replica);
+            (lab.docker().api().stop_container(&container, None).await)
+                .map_err(crate::env::docker::DockerError::from)?;
+            let state = lab.docker().state(&container).await?;
+            witness
+                .containers
+                .push((format!("docker: {container} is {state}"), !state.running));
+            Ok(())
+        }
         other => Err(other.not_in("a user's target")),
     }
 }
@@ -80,6 +103,25 @@ pub(super) async fn revert(fault: &Fault, lab: &TargetLab, witness: &Witness) ->
                 observed: Some(observed),
             })
         }
+        Fault::RollingRestartOf(service) => Ok(Seen {
+            evidence: None,
+            observed: Some(restarted(lab, service, &witness.started).await?),
+        }),
+        // The deploy's own evidence is the start times; a take-out witnesses nothing of its own.
+        Fault::TakeOutOf { replica, .. } => {
+            lab.rotate(*replica, Rotation::In).await?;
+            lab.wait_balanced(super::RECOVERY_DEADLINE).await?;
+            Ok(Seen::default())
+        }
+        Fault::StopReplica { service, replica } => {
+            let container = lab.container_name(service, *replica);
+            (lab.docker().api().start_container(&container, None).await)
+                .map_err(crate::env::docker::DockerError::from)?;
+            Ok(Seen {
+                evidence: None,
+                observed: Some(observe(lab, witness).await),
+            })
+        }
         Fault::OnLink { link, fault } => {
             let proxy = ProxyClient::of_target(lab).await?;
             let evidence = super::remove_network_fault(&proxy, link, fault.kind()).await?;
@@ -90,6 +132,20 @@ pub(super) async fn revert(fault: &Fault, lab: &TargetLab, witness: &Witness) ->
         }
         other => Err(other.not_in("a user's target")),
     }
+}
+
+/// How many of the entry's replicas started again since `before`: all of them, or the deploy did not
+/// happen.
+async fn restarted(lab: &TargetLab, service: &str, before: &[String]) -> Result<Observed, Cause> {
+    let now = lab.entry_start_times().await?;
+    let again = before.iter().zip(&now).filter(|(a, b)| a != b).count();
+    Ok(Observed {
+        touched: !now.is_empty() && again == now.len(),
+        facts: vec![format!(
+            "docker: {again} of {} {service} replicas started again",
+            now.len()
+        )],
+    })
 }
 
 /// Docker's word on the containers, and what the traffic to the service met while it was down.

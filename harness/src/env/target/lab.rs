@@ -19,7 +19,7 @@ use testcontainers::bollard::models::{
 use testcontainers::bollard::query_parameters::{CreateContainerOptionsBuilder, LogsOptionsBuilder};
 
 use super::{Condition, ImageSource, Link, Service, Target, pointed_at};
-use crate::env::balancer::{self, Balancing};
+use crate::env::balancer::{self, Balancing, Rotation, ServerStats, Servers};
 use crate::env::cleanup;
 use crate::env::docker::{DockerClient, DockerError, ROLE_LABEL, RUN_LABEL};
 use crate::env::images::{self, ImageError};
@@ -70,6 +70,8 @@ pub enum TargetLabError {
     },
     #[error("{container} has no published port {port}")]
     NoPort { container: String, port: u16 },
+    #[error(transparent)]
+    Balancer(#[from] crate::env::EnvError),
 }
 
 /// How to start a target's lab.
@@ -206,6 +208,57 @@ impl TargetLab {
             .host_port(&self.container_name(&db.service, 1), db.port)
             .await?;
         Ok(db.url.replace("{address}", &format!("127.0.0.1:{port}")))
+    }
+
+    /// The entry's replicas.
+    pub fn entry_replicas(&self) -> u32 {
+        let replicas = self.containers.iter().filter(|c| c.service == self.entry_service);
+        replicas.count() as u32
+    }
+
+    /// The entry's replicas as the balancer sees them now (`None` without a balancer, or when it
+    /// does not answer).
+    pub async fn balancer_stats(&self) -> Option<Vec<ServerStats>> {
+        let port = self
+            .host_port(&self.balancer_name(), balancer::STATS_PORT)
+            .await
+            .ok()?;
+        let url = format!("http://127.0.0.1:{port}/stats;csv");
+        balancer::stats(&reqwest::Client::new(), &url, &self.servers()).await
+    }
+
+    /// Takes an entry replica out of the balancer's rotation, or puts it back.
+    pub async fn rotate(&self, replica: u32, rotation: Rotation) -> Result<(), TargetLabError> {
+        let port = self
+            .host_port(&self.balancer_name(), balancer::ADMIN_PORT)
+            .await?;
+        Ok(balancer::rotate(port, &self.servers(), replica, rotation).await?)
+    }
+
+    /// Waits until `replica` is out of rotation with nothing in flight.
+    pub async fn wait_drained(&self, replica: u32, deadline: Duration) -> Result<(), TargetLabError> {
+        Ok(balancer::wait_drained(|| self.balancer_stats(), replica, deadline).await?)
+    }
+
+    /// Waits until every entry replica is in rotation and up.
+    pub async fn wait_balanced(&self, deadline: Duration) -> Result<(), TargetLabError> {
+        let wanted = self.entry_replicas() as usize;
+        Ok(balancer::wait_balanced(|| self.balancer_stats(), wanted, deadline).await?)
+    }
+
+    /// Each entry replica's container start time, in replica order (a restarted one has a new one).
+    pub async fn entry_start_times(&self) -> Result<Vec<String>, TargetLabError> {
+        let mut started = Vec::new();
+        for container in self.containers.iter().filter(|c| c.service == self.entry_service) {
+            let inspected = (self.docker.api().inspect_container(&container.name, None).await)
+                .map_err(DockerError::from)?;
+            started.push(inspected.state.and_then(|s| s.started_at).unwrap_or_default());
+        }
+        Ok(started)
+    }
+
+    fn servers(&self) -> Servers {
+        Servers::Of(self.entry_service.clone())
     }
 
     /// Each replica's `/metrics` page at its published address now, in replica order; `None` for a
@@ -504,7 +557,7 @@ impl Starter<'_> {
             ready: &entry.ready,
         };
         let config = balancer::config(balancing, &backend);
-        let published = [balancer::FRONT_PORT, balancer::STATS_PORT];
+        let published = [balancer::FRONT_PORT, balancer::STATS_PORT, balancer::ADMIN_PORT];
         let pinned = free_port().map(|port| (balancer::FRONT_PORT, port));
         let (host, networking) = self.placement("fortress-balancer", &published, pinned);
         let script = "printf '%s' \"$FORTRESS_HAPROXY_CFG\" > /tmp/haproxy.cfg && exec haproxy -W -db -f /tmp/haproxy.cfg";

@@ -486,6 +486,24 @@ fn target_fault(
         FaultFile::Kill { target, count } => on_service(ContainerAction::Kill, target, count),
         FaultFile::Stop { target, count } => on_service(ContainerAction::Stop, target, count),
         FaultFile::Pause { target, count } => on_service(ContainerAction::Pause, target, count),
+        FaultFile::RollingRestart => {
+            let entry = &target.entry;
+            let replicas = target.service(&entry.service).map_or(1, |s| s.replicas);
+            if entry.balancer.is_none() || replicas < 2 {
+                let message = format!(
+                    "a rolling restart needs the entry's replicas behind the balancer: at least 2 \
+                     (`deploy.replicas` of {}: {replicas}) and `balancer: true` in x-fortress.entry{}",
+                    entry.service,
+                    if entry.balancer.is_none() {
+                        " (it is not set)"
+                    } else {
+                        ""
+                    }
+                );
+                return Err(src.error(&span, "phases.faults.kind", message));
+            }
+            Ok(vec![Fault::RollingRestartOf(entry.service.clone())])
+        }
         written => match network_parts(written) {
             Some((link, fault, fraction)) => {
                 on_link(src, &span, target, link, scoped(src, &span, fault, fraction)?)
@@ -493,8 +511,8 @@ fn target_fault(
             None => Err(src.error(
                 &span,
                 "phases.faults.kind",
-                "this fault needs the reference service (its modes, its database or its balancer); on a \
-                 target: kill, stop, pause, latency, bandwidth, blackhole, reset, down",
+                "this fault needs the reference service (its modes, its database or its cache); on a \
+                 target: kill, stop, pause, rolling_restart, latency, bandwidth, blackhole, reset, down",
             )),
         },
     }
