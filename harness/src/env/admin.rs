@@ -65,6 +65,23 @@ impl Lab {
         .await
     }
 
+    /// Polls `/readyz` of a replica until its process answers with a readiness document, whatever
+    /// it says of its dependencies: a replica started again while another fault holds Redis or
+    /// Postgres down (explore's pairs) is up, and says so (`degraded`, `unavailable`). A balancer lets
+    /// it serve only once it is `ready`.
+    pub async fn wait_answering(&self, replica: u32, deadline: Duration) -> Result<(), EnvError> {
+        let every = Duration::from_millis(100);
+        poll_until(Role::Service(replica), deadline, every, || async {
+            Ok(match self.readiness(replica).await {
+                Ok((_, body)) if body["status"].is_string() => Look::Done(()),
+                Ok((status, body)) => Look::NotYet(format!("{status} {body}")),
+                Err(AdminError::Env(error)) => return Err(error),
+                Err(error) => Look::NotYet(reference_service::error::cause_chain(&error)),
+            })
+        })
+        .await
+    }
+
     /// The modes a replica runs with now.
     pub async fn modes(&self, replica: u32) -> Result<Modes, AdminError> {
         self.admin(replica, reqwest::Method::GET, "/admin/modes", None::<&()>)

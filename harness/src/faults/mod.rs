@@ -339,7 +339,7 @@ impl Fault {
                 lab.node(*role)?.container.start().await?;
                 match role {
                     Role::Service(replica) => {
-                        lab.wait_ready(*replica, RECOVERY_DEADLINE).await?;
+                        lab.wait_answering(*replica, RECOVERY_DEADLINE).await?;
                         if let Some(modes) = undo.replica_modes {
                             lab.set_modes(*replica, &ModesPatch::from(modes)).await?;
                         }
