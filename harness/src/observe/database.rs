@@ -1,7 +1,8 @@
 //! Postgres's own view: statements executed and rows they answered or touched (`pg_stat_statements`),
 //! and transactions committed or
 //! rolled back (`pg_stat_database`), read through the port published on 127.0.0.1 (not the proxy, so a
-//! network fault on the service's link does not blind the observer).
+//! network fault on the service's link does not blind the observer). A user's target's databases are
+//! read from the views every Postgres keeps (`Activity`): no extension, no schema of ours.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +21,23 @@ pub struct DatabaseCounters {
     pub outbox_dead: f64,
 }
 
+/// What any Postgres counts, cumulative: transactions ended and table rows read.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Activity {
+    pub transactions: f64,
+    pub tuples_read: f64,
+}
+
+impl std::ops::Add for Activity {
+    type Output = Self;
+    fn add(self, other: Self) -> Self {
+        Self {
+            transactions: self.transactions + other.transactions,
+            tuples_read: self.tuples_read + other.tuples_read,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct DatabaseProbe {
     conn: PgConnection,
@@ -33,6 +51,29 @@ impl DatabaseProbe {
             .execute(&mut conn)
             .await?;
         Ok(Self { conn })
+    }
+
+    /// Connects to a user's Postgres, creating nothing there.
+    pub async fn connect_plain(url: &str) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            conn: PgConnection::connect(url).await?,
+        })
+    }
+
+    /// Transactions and table rows read in this database so far.
+    pub async fn read_activity(&mut self) -> Result<Activity, sqlx::Error> {
+        let (transactions, tuples_read) = sqlx::query_as::<_, (f64, f64)>(
+            "SELECT (s.xact_commit + s.xact_rollback)::float8, \
+                (SELECT coalesce(sum(seq_tup_read + coalesce(idx_tup_fetch, 0)), 0)::float8 \
+                 FROM pg_stat_user_tables) \
+             FROM pg_stat_database s WHERE s.datname = current_database()",
+        )
+        .fetch_one(&mut self.conn)
+        .await?;
+        Ok(Activity {
+            transactions,
+            tuples_read,
+        })
     }
 
     /// How many scans each index has served, by name: what the load's queries lean on. Unique

@@ -4,7 +4,8 @@
 //! checks have in and how many requests it sent each; with a mail server, what it delivered, counted in
 //! its own mailbox, and the outbox's backlog in Postgres; with a payment provider, the requests it got
 //! and the authorisations it granted, from its own ledger. On a user's target, the same service
-//! rates from its entry replicas' own `/metrics`, by the series its Compose file maps to each counter.
+//! rates from its entry replicas' own `/metrics`, by the series its Compose file maps to each counter,
+//! and its databases' transactions and rows read (`target_produces` says which metrics).
 //!
 //! A source that cannot be read in a second (a replica restarting, Postgres stopped) leaves its
 //! metrics out of that second rather than failing the run; counters that went backwards (a restarted
@@ -18,14 +19,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use self::cache::{CacheCounters, CacheProbe};
-use self::database::{DatabaseCounters, DatabaseProbe};
+use self::database::{Activity, DatabaseCounters, DatabaseProbe};
 use self::service::{CounterMap, ServiceCounters};
 use crate::env::Lab;
 use crate::env::balancer::ServerStats;
 use crate::env::target::lab::TargetLab;
 use crate::faults::proxy::client::ProxyClient;
 use crate::provider::LedgerCounts;
-use crate::vocabulary::{Counter, Link, Metric};
+use crate::vocabulary::{Counter, Link, Metric, Producer};
 
 /// How long one source may take to answer before the second goes without it.
 const READ_DEADLINE: Duration = Duration::from_millis(500);
@@ -55,6 +56,8 @@ struct Reading {
     ledger: Option<LedgerCounts>,
     /// The proxy's count of every request the payments link has carried.
     payment_requests: Option<u64>,
+    /// A target's databases' activity, summed, when every one of them answered.
+    activity: Option<Activity>,
 }
 
 #[derive(Debug, Default)]
@@ -64,6 +67,25 @@ pub struct Observer {
     last: Option<Reading>,
     /// For a target's `/metrics` (the reference lab's replicas are asked through `Lab::http`).
     http: reqwest::Client,
+    /// A probe per database of a target, connected at its first reading.
+    target_databases: Vec<Option<DatabaseProbe>>,
+}
+
+/// The Postgres figures a target's databases give: what every Postgres counts.
+const TARGET_POSTGRES: [Metric; 2] = [Metric::PgTransactionsPerS, Metric::PgTuplesReadPerS];
+
+/// Whether a user's target produces `metric` from its own sources: service rates from the counters
+/// its Compose file maps (`mapped`), Postgres activity when it names a database. The client's and the
+/// judge's figures are the experiment's to decide.
+pub fn target_produces(metric: Metric, mapped: &[Counter], databases: bool) -> bool {
+    match metric.owner().producer {
+        Producer::Service => {
+            let feeding = Counter::feeding(metric);
+            !feeding.is_empty() && feeding.iter().all(|c| mapped.contains(c))
+        }
+        Producer::Postgres => databases && TARGET_POSTGRES.contains(&metric),
+        _ => false,
+    }
 }
 
 impl Observer {
@@ -192,6 +214,7 @@ impl Observer {
             mailbox,
             ledger,
             payment_requests,
+            activity: None,
         };
         self.advance(reading)
     }
@@ -199,30 +222,68 @@ impl Observer {
     /// A user's target's rates: its entry replicas' counters, from their own `/metrics` by the
     /// series the Compose file maps (nothing when it names no `metrics`).
     pub async fn sample_target(&mut self, lab: &TargetLab) -> Rates {
+        let mapped: Vec<Counter> = (lab.metrics.iter())
+            .flat_map(|m| m.counters.iter().map(|(counter, _)| *counter))
+            .collect();
+        let (services, activity) = tokio::join!(
+            Self::read_target_services(&self.http, lab),
+            Self::read_target_databases(&mut self.target_databases, lab),
+        );
+        let mut reading = Reading::of_services(services);
+        reading.activity = activity;
+        let mut rates = self.advance(reading);
+        // A metric the target has no source for would read 0: it was not measured.
+        let databases = !lab.databases.is_empty();
+        let produced = |metric: &Metric, _: &mut f64| target_produces(*metric, &mapped, databases);
+        rates.total.retain(produced);
+        for figures in rates.replicas.values_mut() {
+            figures.retain(produced);
+        }
+        rates
+    }
+
+    /// Each entry replica's counters, by the series the target maps (none without `metrics`).
+    async fn read_target_services(http: &reqwest::Client, lab: &TargetLab) -> Vec<Option<ServiceCounters>> {
         let Some(metrics) = &lab.metrics else {
-            return Rates::default();
+            return Vec::new();
         };
         let map = CounterMap::new(metrics.counters.clone());
         let urls = lab.metrics_urls().await;
         let services = urls.iter().map(|url| async {
             let read = async {
-                let response = self.http.get(url.as_deref()?).send().await.ok()?;
+                let response = http.get(url.as_deref()?).send().await.ok()?;
                 Some(map.read(&response.error_for_status().ok()?.text().await.ok()?))
             };
             tokio::time::timeout(READ_DEADLINE, read).await.ok().flatten()
         });
-        let services = futures::future::join_all(services).await;
-        let mut rates = self.advance(Reading::of_services(services));
-        // A metric whose counters are not all mapped would read 0: it was not measured.
-        let mapped = |metric: &Metric| {
-            let mapped = |c: &Counter| metrics.counters.iter().any(|(m, _)| m == c);
-            Counter::feeding(*metric).iter().all(mapped)
-        };
-        rates.total.retain(|metric, _| mapped(metric));
-        for figures in rates.replicas.values_mut() {
-            figures.retain(|metric, _| mapped(metric));
+        futures::future::join_all(services).await
+    }
+
+    /// The target's databases' activity, summed; `None` when one of them did not answer (its
+    /// probe reconnects the next second).
+    async fn read_target_databases(
+        probes: &mut Vec<Option<DatabaseProbe>>,
+        lab: &TargetLab,
+    ) -> Option<Activity> {
+        probes.resize_with(lab.databases.len(), || None);
+        let mut total = Activity::default();
+        for (slot, db) in probes.iter_mut().zip(&lab.databases) {
+            if slot.is_none() {
+                let url = lab.database_url(db).await.ok()?;
+                *slot = tokio::time::timeout(READ_DEADLINE, DatabaseProbe::connect_plain(&url))
+                    .await
+                    .ok()?
+                    .ok();
+            }
+            match tokio::time::timeout(READ_DEADLINE, slot.as_mut()?.read_activity()).await {
+                Ok(Ok(activity)) => total = total + activity,
+                _ => {
+                    *slot = None;
+                    return None;
+                }
+            }
         }
-        rates
+        (!probes.is_empty()).then_some(total)
     }
 
     /// The rates since the previous reading (nothing on the first), keeping `reading` for the next.
@@ -249,6 +310,7 @@ impl Reading {
             mailbox: None,
             ledger: None,
             payment_requests: None,
+            activity: None,
         }
     }
 }
@@ -290,6 +352,10 @@ fn rates(before: &Reading, now: &Reading) -> Rates {
             Metric::ProviderAuthorizedPerS,
             delta(count(a.authorized), count(b.authorized)),
         );
+    }
+    if let (Some(a), Some(b)) = (before.activity, now.activity) {
+        per_second(Metric::PgTransactionsPerS, delta(a.transactions, b.transactions));
+        per_second(Metric::PgTuplesReadPerS, delta(a.tuples_read, b.tuples_read));
     }
     if let (Some(a), Some(b)) = (before.database, now.database) {
         per_second(Metric::PgStatementsPerS, delta(a.statements, b.statements));
@@ -403,6 +469,7 @@ pub(crate) fn rates_of_every_source() -> Rates {
             voided: 0,
         }),
         payment_requests: Some(4 * n as u64),
+        activity: None,
     };
     let t0 = Instant::now();
     rates(&reading(t0, 1.0), &reading(t0 + Duration::from_secs(1), 2.0))
@@ -411,7 +478,6 @@ pub(crate) fn rates_of_every_source() -> Rates {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vocabulary::Producer;
 
     /// What a target's plan lets a prediction judge (`Counter::feeding`) is what `service_rates`
     /// computes: each service metric appears from the counters it names alone.
@@ -461,6 +527,7 @@ mod tests {
             mailbox: None,
             ledger: None,
             payment_requests: None,
+            activity: None,
         }
     }
 

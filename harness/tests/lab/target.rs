@@ -9,6 +9,8 @@ use fortress::env::docker::DockerClient;
 use fortress::env::images;
 use fortress::env::target::Target;
 use fortress::env::target::lab::{TargetLab, TargetLabError, TargetLabSpec};
+use fortress::observe::Observer;
+use fortress::vocabulary::Metric;
 
 /// The reference service as a Compose file, on the lab image `lab_image`.
 fn compose(lab_image: &str, ready: &str) -> String {
@@ -41,6 +43,9 @@ x-fortress:
     - {{ from: shop, to: cache, port: 6379, address_in: REDIS_URL }}
   databases:
     shop: {{ service: db, port: 5432, url: "postgres://postgres:fortress@{{address}}/shop" }}
+  metrics:
+    path: /metrics
+    counters: {{ responses: fortress_http_requests_total, statements: fortress_db_statements_total }}
 "#,
         postgres = images::POSTGRES_DEFAULT,
         redis = images::REDIS_DEFAULT,
@@ -117,6 +122,46 @@ async fn a_compose_target_starts_behind_the_proxy_and_leaves_nothing() {
             "{name} carried the service's connections: {links}"
         );
     }
+
+    // Observed as a user's target: the service's rates from its own /metrics by the counters the
+    // file maps (the 5xx share is not mapped, so not measured), and its database's activity.
+    let mut observer = Observer::new();
+    observer.sample_target(&lab).await;
+    for _ in 0..20 {
+        let url = format!("{}/products", lab.entry_url);
+        assert_eq!(http.get(url).send().await.unwrap().status(), 200);
+    }
+    let rates = observer.sample_target(&lab).await;
+    let figure = |metric| rates.total.get(&metric).copied();
+    assert!(figure(Metric::ServiceRps) > Some(0.0), "{rates:?}");
+    assert!(
+        figure(Metric::DbStatementsPerS).is_some(),
+        "mapped, so measured: {rates:?}"
+    );
+    assert!(figure(Metric::PgTuplesReadPerS).is_some(), "{rates:?}");
+    assert_eq!(figure(Metric::Http5xxRate), None, "not mapped: {rates:?}");
+    assert_eq!(
+        figure(Metric::PgStatementsPerS),
+        None,
+        "a target's Postgres gives no statements"
+    );
+    // Postgres's backends publish their transaction counts at most once a second (when idle, or
+    // at their next transaction after the interval), so the requests' show within a few readings.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut transactions = figure(Metric::PgTransactionsPerS).unwrap_or(0.0);
+    while transactions == 0.0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let later = observer.sample_target(&lab).await;
+        transactions = later
+            .total
+            .get(&Metric::PgTransactionsPerS)
+            .copied()
+            .unwrap_or(0.0);
+    }
+    assert!(
+        transactions > 0.0,
+        "no transactions seen in Postgres's statistics within 15 s"
+    );
 
     // The invariants' database answers on its published address.
     let db = sqlx::PgPool::connect(&lab.database_urls["shop"]).await.unwrap();

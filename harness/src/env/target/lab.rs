@@ -111,6 +111,8 @@ pub struct TargetLab {
     pub links: Vec<Link>,
     /// The entry's own `/metrics`, when the section names it.
     pub metrics: Option<super::Metrics>,
+    /// The databases of the section.
+    pub databases: Vec<super::Database>,
     entry_service: String,
     docker: DockerClient,
     removed: bool,
@@ -143,6 +145,7 @@ impl TargetLab {
             links: target.links.clone(),
             images: images.clone(),
             metrics: target.metrics.clone(),
+            databases: target.databases.clone(),
             entry_service: target.entry.service.clone(),
             docker,
             removed: false,

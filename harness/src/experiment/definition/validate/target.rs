@@ -37,12 +37,13 @@ pub(super) fn is_target_file(text: &str) -> bool {
 }
 
 /// What a target's run can measure: the client's figures of the groups its requests are filed
-/// under, the end-of-run figures its `[figures]` compute, and the service rates of the counters its
-/// Compose file maps to its entry's own series.
+/// under, the end-of-run figures its `[figures]` compute, the service rates of the counters its
+/// Compose file maps to its entry's own series, and its databases' activity.
 pub(super) struct Shape {
     groups: BTreeSet<Group>,
     figures: BTreeSet<Metric>,
     counters: BTreeSet<Counter>,
+    databases: bool,
 }
 
 impl Shape {
@@ -53,9 +54,9 @@ impl Shape {
             (Producer::Client, Needs::Nothing) => true,
             (Producer::Client, Needs::Scenario(scenario)) => self.groups.iter().any(|g| g.sent_by(scenario)),
             (Producer::Judge, _) if owner.cadence == Cadence::PerRun => self.figures.contains(&metric),
-            (Producer::Service, _) => {
-                let feeding = Counter::feeding(metric);
-                !feeding.is_empty() && feeding.iter().all(|c| self.counters.contains(c))
+            (Producer::Service | Producer::Postgres, _) => {
+                let mapped: Vec<Counter> = self.counters.iter().copied().collect();
+                crate::observe::target_produces(metric, &mapped, self.databases)
             }
             _ => false,
         };
@@ -76,9 +77,15 @@ impl Shape {
                 names(&Counter::feeding(metric).iter().copied().collect()),
                 names(&self.counters)
             ),
+            Producer::Postgres if crate::observe::target_produces(metric, &[], true) => format!(
+                "{metric} is read from the target's Postgres: name its database in the Compose file's \
+                 x-fortress.databases"
+            ),
             producer => format!(
                 "{metric} comes from {producer:?}, which only the reference lab has; on a target, predictions \
-                 take the client's figures (error_rate, p95_ms, throughput_rps...) and [figures]"
+                 take the client's figures (error_rate, p95_ms, throughput_rps...), its databases' \
+                 pg_transactions_per_s and pg_tuples_read_per_s, the service rates of x-fortress.metrics, \
+                 and [figures]"
             ),
         })
     }
@@ -124,6 +131,7 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
         counters: (target.metrics.iter())
             .flat_map(|m| m.counters.iter().map(|(counter, _)| *counter))
             .collect(),
+        databases: !target.databases.is_empty(),
     };
     if acknowledged.is_some() {
         shape.figures.insert(Metric::LostAcknowledgedOrders);
