@@ -114,6 +114,8 @@ pub struct TargetLab {
     /// The databases of the section.
     pub databases: Vec<super::Database>,
     entry_service: String,
+    /// For the balancer's stats page, polled every 100 ms while a deploy waits.
+    http: reqwest::Client,
     docker: DockerClient,
     removed: bool,
 }
@@ -147,6 +149,7 @@ impl TargetLab {
             metrics: target.metrics.clone(),
             databases: target.databases.clone(),
             entry_service: target.entry.service.clone(),
+            http: reqwest::Client::new(),
             docker,
             removed: false,
         };
@@ -227,7 +230,7 @@ impl TargetLab {
             .await
             .ok()?;
         let url = format!("http://127.0.0.1:{port}/stats;csv");
-        balancer::stats(&reqwest::Client::new(), &url, &self.servers()).await
+        balancer::stats(&self.http, &url, &self.servers()).await
     }
 
     /// Takes an entry replica out of the balancer's rotation, or puts it back.
