@@ -88,6 +88,19 @@ pub struct CapacityContext<'a> {
     pub folder: &'a RunFolder,
     pub stop: CancellationToken,
     pub progress: &'a (dyn Fn(Event<'_>) + Sync),
+    pub goal: SearchGoal,
+}
+
+/// How far a search goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchGoal {
+    /// To the knee, within the file's resolution: what `fortress capacity` reports.
+    Knee,
+    /// Under the fault, only until every prediction that needs that search is decided: a gate
+    /// judges claims, and a claim such as "kept >= 0.5" is often settled by the first rates that
+    /// hold (a capacity under fault of 1,200/s or more against a steady one below 1,950/s). The
+    /// steady search still finds its knee: the claims are judged over both brackets.
+    Verdicts,
 }
 
 /// One search: its condition, where it found the knee, and every step it took.
@@ -101,6 +114,19 @@ pub struct SearchReport {
     /// Set when the fault's evidence shows it never touched the system: the search measured nothing.
     pub untouched: Option<String>,
     pub trials: Vec<Trial>,
+}
+
+impl SearchReport {
+    fn of(condition: Condition, found: Found, trials: Vec<Trial>) -> Self {
+        Self {
+            condition,
+            found,
+            capacity: found.capacity(),
+            caveat: found.caveat(),
+            untouched: None,
+            trials,
+        }
+    }
 }
 
 /// A capacity prediction's verdict.
@@ -301,7 +327,7 @@ impl VariantSearch<'_> {
         if conditions.contains(&Condition::Steady) {
             let from = self.capacity.from;
             let steady = self
-                .search(&mut stepper, Condition::Steady, from, started)
+                .search(&mut stepper, Condition::Steady, from, (started, &[]))
                 .await?;
             self.journal
                 .write(&CapacityEvent::search_ended(self.variant, &steady));
@@ -311,7 +337,7 @@ impl VariantSearch<'_> {
         if conditions.contains(&Condition::Fault) {
             let steady = searches.first().map(|s| s.capacity).filter(|c| *c > 0.0);
             let from = steady.map_or(self.capacity.from, |c| c.min(self.capacity.from));
-            let search = self.search(&mut stepper, Condition::Fault, from, started);
+            let search = self.search(&mut stepper, Condition::Fault, from, (started, &searches));
             let (lab, stop) = (self.lab, &self.ctx.stop);
             let mut faulted =
                 faults::around_faults(lab, &timeline, stop, &self.capacity.faults, search).await??;
@@ -392,13 +418,14 @@ impl VariantSearch<'_> {
         Ok(())
     }
 
-    /// One search under `condition`, from `from`, to where it finds the knee.
+    /// One search under `condition`, from `from`, to where it finds the knee (or, for the gate,
+    /// to where the predictions are decided over it and the searches before it, `prior`).
     async fn search(
         &self,
         stepper: &mut step::Stepper<'_>,
         condition: Condition,
         from: f64,
-        started: Instant,
+        (started, prior): (Instant, &[SearchReport]),
     ) -> Result<SearchReport, CapacityError> {
         let capacity = self.capacity;
         let mut search = Search::new(from, capacity.max_rate, capacity.resolution);
@@ -412,19 +439,18 @@ impl VariantSearch<'_> {
                 Some(held) => search.record(rate, held),
                 None => search.generator_bound(rate),
             }
+            if self.ctx.goal == SearchGoal::Verdicts
+                && condition == Condition::Fault
+                && decided(capacity, self.variant, prior, &search)
+            {
+                break search.so_far();
+            }
         };
         (self.ctx.progress)(Event::Message(format!(
             "{}/{condition}: capacity {found}",
             self.variant
         )));
-        Ok(SearchReport {
-            condition,
-            found,
-            capacity: found.capacity(),
-            caveat: found.caveat(),
-            untouched: None,
-            trials,
-        })
+        Ok(SearchReport::of(condition, found, trials))
     }
 
     /// Tries `rate` until it is decided: once when its step is far from the objective's edge, else
@@ -676,6 +702,23 @@ fn judged(p: &CapacityPrediction, figure: CapacityFigure, searches: &[SearchRepo
     }
 }
 
+/// Whether every prediction of `variant` on a figure the search under fault gives is decided by
+/// the searches before it (`prior`) and that search where it stands. False when there is none: a
+/// search nothing is predicted on goes to its knee.
+fn decided(capacity: &CapacityPlan, variant: Variant, prior: &[SearchReport], fault: &Search) -> bool {
+    let provisional = SearchReport::of(Condition::Fault, fault.so_far(), Vec::new());
+    let searches: Vec<SearchReport> = prior.iter().cloned().chain([provisional]).collect();
+    let mut claims = (capacity.predictions.iter())
+        .filter(|p| p.variant == variant)
+        .filter_map(|p| match p.figure {
+            CapacityClaim::Figure(f) if f.needs().contains(&Condition::Fault) => Some((p, f)),
+            _ => None,
+        })
+        .peekable();
+    claims.peek().is_some()
+        && claims.all(|(p, f)| matches!(judged(p, f, &searches), Outcome::Confirmed | Outcome::Refuted))
+}
+
 fn inconclusive(reason: String) -> Outcome {
     Outcome::Inconclusive { reason }
 }
@@ -685,10 +728,15 @@ pub fn gate_cases(report: &CapacityReport) -> Vec<Case> {
     let experiment = format!("{} capacity", report.experiment);
     let mut cases = Vec::new();
     for variant in &report.variants {
+        // A figure from a search that stopped short of its knee is a bound: say which.
+        let bounds: String = (variant.searches.iter())
+            .filter(|s| !s.found.conclusive())
+            .filter_map(|s| s.caveat.as_ref().map(|c| format!(" ({}: {c})", s.condition)))
+            .collect();
         for verdict in &variant.verdicts {
             let observed = verdict
                 .observed
-                .map_or_else(|| "-".to_owned(), |o| format!("{o:.3}"));
+                .map_or_else(|| "-".to_owned(), |o| format!("{o:.3}{bounds}"));
             cases.push(Case {
                 experiment: experiment.clone(),
                 kind: CaseKind::Prediction,
@@ -718,14 +766,7 @@ mod tests {
     use crate::vocabulary::Metric;
 
     fn search(condition: Condition, found: Found) -> SearchReport {
-        SearchReport {
-            condition,
-            found,
-            capacity: found.capacity(),
-            caveat: found.caveat(),
-            untouched: None,
-            trials: Vec::new(),
-        }
+        SearchReport::of(condition, found, Vec::new())
     }
 
     fn plan(compare: Comparison, threshold: f64) -> CapacityPlan {
@@ -830,6 +871,42 @@ mod tests {
         let judged = outcome(&[half], Comparison::AtLeast, 0.5);
         assert!(
             matches!(judged, Outcome::Inconclusive { ref reason } if reason.contains("steady search did not run"))
+        );
+    }
+
+    /// The gate's search under fault stops as soon as the claims are decided over both brackets,
+    /// confirmed or refuted, and never when nothing is predicted on it.
+    #[test]
+    fn the_gates_search_under_fault_stops_once_its_claims_are_decided() {
+        let steady = [search(
+            Condition::Steady,
+            Found::Between {
+                held: 1800.0,
+                broke: 1950.0,
+            },
+        )];
+        let half = plan(Comparison::AtLeast, 0.5);
+        let mut fault = Search::new(600.0, 10_000.0, 0.1);
+        assert!(!decided(&half, Variant::Vulnerable, &steady, &fault));
+        fault.record(600.0, true);
+        // 600/1950 = 0.31 or more: not yet half.
+        assert!(!decided(&half, Variant::Vulnerable, &steady, &fault));
+        fault.record(1200.0, true);
+        // 1200/1950 = 0.62 or more: half, whatever the knee under fault.
+        assert!(decided(&half, Variant::Vulnerable, &steady, &fault));
+        let kept = [steady[0].clone(), search(Condition::Fault, fault.so_far())];
+        assert_eq!(outcome(&kept, Comparison::AtLeast, 0.5), Outcome::Confirmed);
+        assert!(
+            !kept[1].found.conclusive() && kept[1].caveat.as_ref().unwrap().contains("at least 1200.0/s")
+        );
+
+        let mut dead = Search::new(600.0, 10_000.0, 0.1);
+        dead.record(600.0, false);
+        // Below 600/1800 = 0.33: refuted, at the first rate.
+        assert!(decided(&half, Variant::Vulnerable, &steady, &dead));
+        assert!(
+            !decided(&half, Variant::Defended, &steady, &fault),
+            "nothing predicted on the defended"
         );
     }
 

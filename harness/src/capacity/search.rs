@@ -24,6 +24,10 @@ pub enum Found {
     GeneratorBound { held: f64, at: f64 },
     /// The search tried its most rates without narrowing the bracket (the service's knee moves).
     Unsettled { held: f64, broke: f64 },
+    /// The search stopped as soon as every prediction that needs it was decided (the gate asks no
+    /// more): the capacity is at least `held` (0 when no rate held yet) and below `broke` (when a
+    /// rate broke yet).
+    Decided { held: f64, broke: Option<f64> },
 }
 
 impl Found {
@@ -33,7 +37,8 @@ impl Found {
             Self::Between { held, .. }
             | Self::AtLeast { held }
             | Self::GeneratorBound { held, .. }
-            | Self::Unsettled { held, .. } => held,
+            | Self::Unsettled { held, .. }
+            | Self::Decided { held, .. } => held,
             Self::Below { .. } => 0.0,
         }
     }
@@ -46,6 +51,7 @@ impl Found {
             Self::Below { .. } => (0.0, 0.0),
             Self::AtLeast { held } | Self::GeneratorBound { held, .. } => (held, f64::INFINITY),
             Self::Unsettled { held, broke } => (held, broke),
+            Self::Decided { held, broke } => (held, broke.unwrap_or(f64::INFINITY)),
         }
     }
 
@@ -69,6 +75,10 @@ impl Found {
             )),
             Self::Unsettled { held, broke } => Some(format!(
                 "the bracket {held:.1} to {broke:.1}/s did not narrow in {MAX_RATES} rates"
+            )),
+            Self::Decided { held, broke } => Some(format!(
+                "the search stopped once its predictions were decided: the capacity is at least {held:.1}/s{}",
+                broke.map_or_else(String::new, |b| format!(" and below {b:.1}/s"))
             )),
         }
     }
@@ -155,6 +165,15 @@ impl Search {
             self.held = Some(self.held.map_or(rate, |h| h.max(rate)));
         } else {
             self.broke = Some(self.broke.map_or(rate, |b| b.min(rate)));
+        }
+    }
+
+    /// Where the search stands now, as a finding: between the highest rate that held and the
+    /// lowest the service broke at, either of them still open.
+    pub fn so_far(&self) -> Found {
+        Found::Decided {
+            held: self.held.unwrap_or(0.0),
+            broke: self.broke,
         }
     }
 

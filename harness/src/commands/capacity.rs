@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::print_error;
-use crate::capacity::{self, CapacityContext, CapacityError, CapacityReport};
+use crate::capacity::{self, CapacityContext, CapacityError, CapacityReport, SearchGoal};
 use crate::cli::CapacityArgs;
 use crate::experiment::catalog;
 use crate::experiment::definition::{Plan, VariantPlan};
@@ -37,7 +37,7 @@ pub async fn run(args: &CapacityArgs, lab_binary: PathBuf) -> ExitCode {
     let (report, folder) = match execute(
         &plan,
         &variants,
-        args.condition.conditions(),
+        (args.condition.conditions(), SearchGoal::Knee),
         &args.out,
         lab_binary,
     )
@@ -55,13 +55,13 @@ pub async fn run(args: &CapacityArgs, lab_binary: PathBuf) -> ExitCode {
     code
 }
 
-/// Runs the searches of `variants` under `conditions` with Ctrl-C reverting everything, and writes
+/// Runs the searches of `variants` under `conditions`, as far as `goal`, with Ctrl-C reverting everything, and writes
 /// the run folder under `out_root`. Answers the findings and the folder, or the exit code of what
 /// went wrong (the environment, or Ctrl-C: the folder is marked `INTERRUPTED`).
 pub async fn execute(
     plan: &Plan,
     variants: &[&VariantPlan],
-    conditions: &[Condition],
+    (conditions, goal): (&[Condition], SearchGoal),
     out_root: &Path,
     lab_binary: PathBuf,
 ) -> Result<(CapacityReport, RunFolder), ExitCode> {
@@ -84,6 +84,7 @@ pub async fn execute(
         folder: &folder,
         stop,
         progress: &show,
+        goal,
     };
     let result = capacity::run(plan, variants, conditions, &ctx).await;
     watcher.abort();

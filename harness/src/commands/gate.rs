@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tokio_util::sync::CancellationToken;
 
 use super::print_error;
+use crate::capacity::SearchGoal;
 use crate::cli::GateArgs;
 use crate::commands::experiment::execute;
 use crate::experiment::definition::VariantPlan;
@@ -172,8 +173,10 @@ async fn capacity_one(
     let variants: Vec<&VariantPlan> = (c.plan.variants.iter())
         .filter(|v| c.variants.contains(&v.variant))
         .collect();
+    // The gate judges the claims, not the knee: the search under fault stops once they are decided.
+    let search = (c.conditions.as_slice(), SearchGoal::Verdicts);
     let (report, folder) =
-        super::capacity::execute(&c.plan, &variants, &c.conditions, &args.out, lab_binary).await?;
+        super::capacity::execute(&c.plan, &variants, search, &args.out, lab_binary).await?;
     let judged = crate::capacity::gate_cases(&report);
     print_cases(&judged);
     println!("  run folder: {}", folder.dir().display());
