@@ -1,6 +1,6 @@
-//! Exploration on real labs: the lineage prunes a link nothing uses (its faults are never tried), and
-//! a breaking schedule with a harmless extra fault shrinks to the fault that matters, written as an
-//! experiment file that loads.
+//! Exploration on real labs: the lineage prunes a link nothing uses (its faults are never tried) and
+//! grows by a link only a fault reaches, and a breaking schedule with a harmless extra fault shrinks
+//! to the fault that matters, written as an experiment file that loads.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 /// The explorations take turns: each loads the 2-core machine on its own.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A lab with a mail server and a payment provider; `mix` and the payments mode vary.
-fn experiment(mix: &str, payments: &str) -> String {
+/// A lab with a mail server and a payment provider; the products, `mix` and `modes` vary.
+fn experiment(products: u32, mix: &str, modes: &str) -> String {
     format!(
         r#"
 name = "explored"
@@ -30,7 +30,7 @@ mail = true
 payments = true
 
 [seed]
-products = 50
+products = {products}
 users = 100
 stock = 1000000
 password_cost = "light"
@@ -45,7 +45,7 @@ name = "steady"
 seconds = 6
 
 [variants.defended]
-modes = {{ payments = "{payments}" }}
+modes = {{ {modes} }}
 "#
     )
 }
@@ -74,30 +74,44 @@ async fn explored(text: &str, settings: impl FnOnce(&mut Settings)) -> (ExploreR
     (report, folder.dir().to_owned())
 }
 
+/// Reads of four products' stock, all from Redis once cached: the trial without faults sends
+/// nothing to Postgres, the mail server or the provider. A cache that falls through to Postgres
+/// when Redis fails makes Postgres a dependency only a Redis fault reaches: the lineage grows by it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_link_nothing_uses_is_pruned_and_never_faulted() {
+async fn a_link_nothing_uses_is_pruned_and_one_only_a_fault_reaches_grows_the_lineage() {
     let _turn = ONE_AT_A_TIME.lock().await;
-    // Browsing only: no order, so no payment and no email.
-    let (report, folder) = explored(&experiment("browse = 1", "guarded"), |s| {
+    let modes = r#"payments = "guarded", cache_failure = "fallthrough""#;
+    let (report, folder) = explored(&experiment(4, "availability = 1", modes), |s| {
         s.budget = Duration::from_secs(25);
     })
     .await;
     assert_eq!(report.trials[0].class, Class::Harmless, "{:?}", report.trials[0]);
-    for unused in [Link::Mail, Link::Payments] {
+    for unused in [Link::Mail, Link::Payments, Link::Postgres] {
         assert!(report.lineage.unused.contains(&unused), "{:?}", report.lineage);
     }
     assert!(report.space_pruned < report.space_unpruned);
-    let faulted: Vec<String> = (report.trials.iter())
-        .flat_map(|t| &t.schedule.faults)
-        .map(ToString::to_string)
-        .collect();
-    assert!(!faulted.is_empty(), "the budget let some trials run");
-    for fault in &faulted {
+    let faulted: Vec<&Vec<Fault>> = (report.trials.iter()).map(|t| &t.schedule.faults).collect();
+    assert!(faulted.len() > 1, "the budget let some trials run");
+    for faults in &faulted {
+        let named: Vec<String> = faults.iter().map(ToString::to_string).collect();
         assert!(
-            !fault.contains("mail") && !fault.contains("payments") && !fault.contains("provider"),
-            "{fault} was tried on a link the load never used"
+            named
+                .iter()
+                .all(|f| !f.contains("mail") && !f.contains("payments") && !f.contains("provider")),
+            "{named:?} was tried on a link the load never used"
+        );
+        assert!(
+            !(faults.len() == 1 && named[0].contains("postgres")),
+            "{named:?}: Postgres is only reached through a Redis fault, never faulted alone"
         );
     }
+    // The first single is Redis's link down: the reads fall through to Postgres.
+    let grown = (report.lineage.grown.iter())
+        .find(|g| g.link == Link::Postgres)
+        .unwrap_or_else(|| panic!("the lineage did not grow by Postgres: {:?}", report.lineage));
+    assert!(grown.by.faults[0].to_string().contains("redis"), "{grown:?}");
+    let page = std::fs::read_to_string(folder.join("report.html")).expect("report.html");
+    assert!(page.contains("The lineage grew"), "{page}");
     std::fs::remove_dir_all(folder).unwrap();
 }
 
@@ -111,7 +125,8 @@ async fn a_breaking_schedule_sheds_its_harmless_fault_and_replays_as_an_experime
     let harmless = Fault::Pause(Role::Mail);
     let candidates = vec![vec![harmless, lost_replies.clone()]];
     // The naive payment retries an authorisation whose answer was lost: charged twice.
-    let (report, folder) = explored(&experiment("browse = 1, checkout = 1", "naive"), |s| {
+    let modes = r#"payments = "naive""#;
+    let (report, folder) = explored(&experiment(50, "browse = 1, checkout = 1", modes), |s| {
         s.candidates = Some(candidates);
     })
     .await;

@@ -10,12 +10,17 @@
 //! 2. **Singles**, then (with `pairs`) **pairs** on two targets, each a short trial with the faults
 //!    injected together over one window, classed broken, degraded, untouched or harmless; all of
 //!    them at one instant of the load, then all again at each of the next.
+//!    **The lineage grows** as they run: a link the trial without faults left unused that a faulted
+//!    trial's traffic went through (a cache miss's query, a fallback) is a dependency only that
+//!    fault reaches, so each of the link's faults is tried paired with it, slow ones first
+//!    (`queue`).
 //! 3. **Shrink.** Each broken schedule is cut down (a fault fewer, a shorter window, a later start)
 //!    while it still breaks, and written as `found-<n>.toml`.
 //!
 //! A wall-time budget bounds the whole search; what it did not reach is reported as not tried.
 
 mod page;
+mod queue;
 mod replay;
 mod schedule;
 mod space;
@@ -29,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use replay::{Replay, ReplayError};
 pub use schedule::{Schedule, Shrink};
-pub use space::{Lineage, pairs, singles};
+pub use space::{Grown, Lineage, pairs, revealed_pairs, singles};
 pub use trial::{TrialReport, Trials};
 
 use crate::env::{EnvError, Lab};
@@ -41,7 +46,8 @@ use crate::faults::{Fault, FaultError};
 use crate::load::{LoadError, Turn};
 use crate::observe::database::DatabaseProbe;
 use crate::run_folder::RunFolder;
-use crate::vocabulary::{Class, Metric, Role, Variant};
+use crate::vocabulary::{Class, Link, Metric, Role, Variant};
+use queue::Queue;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExploreError {
@@ -282,6 +288,8 @@ async fn explore(
         trials,
         settings,
         ctx,
+        proxy: ProxyClient::of(lab).await?,
+        idle_per_s: Vec::new(),
         started: Instant::now(),
         done: Vec::new(),
         started_trials: 0,
@@ -304,7 +312,7 @@ async fn explore(
     };
     if baseline.class == Class::Harmless {
         // On Ctrl-C the trials so far are kept and written: a long search is not lost whole.
-        let searched = match search.candidates(&report.lineage).await {
+        let searched = match search.candidates(&mut report.lineage).await {
             Ok(not_tried) => {
                 report.not_tried = not_tried;
                 search.findings(plan, variant).await
@@ -333,6 +341,9 @@ struct Search<'a> {
     trials: Trials<'a>,
     settings: &'a Settings,
     ctx: &'a ExploreContext<'a>,
+    proxy: ProxyClient,
+    /// Each link's bytes sent upstream per second with no load, measured before the lineage.
+    idle_per_s: Vec<(Link, f64)>,
     started: Instant,
     /// Every trial after the one without faults, in order.
     done: Vec<TrialReport>,
@@ -367,29 +378,21 @@ impl Search<'_> {
     /// link's bytes over an idle stretch as long just before it, and the indexes it scanned (its
     /// preparation's queries included).
     async fn lineage(&mut self, lab: &Lab) -> Result<(Lineage, TrialReport), ExploreError> {
-        let proxy = ProxyClient::of(lab).await?;
-        let idle = self.bytes_over(&proxy, lab, IDLE).await?;
+        let idle = self.bytes_over(lab, IDLE).await?;
+        self.idle_per_s = (idle.iter())
+            .map(|(link, bytes)| (*link, *bytes as f64 / IDLE.as_secs_f64()))
+            .collect();
         let mut database = DatabaseProbe::connect(&lab.postgres_url().await?).await?;
         let scans_before = database.index_scans().await?;
-        for link in lab.links() {
-            proxy.clear(link).await?;
-        }
+        let links = lab.links();
+        self.clear(&links).await?;
         let none = Schedule {
             faults: Vec::new(),
             at_s: self.settings.at_s,
             seconds: self.settings.fault_seconds,
         };
         let baseline = self.trial(&none).await?;
-        let mut traffic = Vec::new();
-        for (link, idle_bytes) in idle {
-            let with_load = proxy.link(link).await?.evidence.bytes_to_upstream;
-            let idle = (idle_bytes as f64 * baseline.took_s / IDLE.as_secs_f64()) as u64;
-            traffic.push(space::Traffic {
-                link,
-                with_load,
-                idle,
-            });
-        }
+        let traffic = self.traffic(&links, baseline.took_s).await?;
         let scans_after = database.index_scans().await?;
         let lineage = Lineage::of(&traffic, entry_of(lab)).with_indexes(&scans_before, &scans_after);
         let unused: Vec<String> = (lineage.unused.iter().map(ToString::to_string))
@@ -414,56 +417,115 @@ impl Search<'_> {
     }
 
     /// Each link's bytes sent upstream over `idle` with no load.
-    async fn bytes_over(
-        &self,
-        proxy: &ProxyClient,
-        lab: &Lab,
-        idle: Duration,
-    ) -> Result<Vec<(crate::vocabulary::Link, u64)>, ExploreError> {
-        for link in lab.links() {
-            proxy.clear(link).await?;
-        }
+    async fn bytes_over(&self, lab: &Lab, idle: Duration) -> Result<Vec<(Link, u64)>, ExploreError> {
+        let links = lab.links();
+        self.clear(&links).await?;
         tokio::select! {
             () = tokio::time::sleep(idle) => {}
             () = self.ctx.stop.cancelled() => return Err(ExploreError::Interrupted),
         }
         let mut bytes = Vec::new();
-        for link in lab.links() {
-            bytes.push((link, proxy.link(link).await?.evidence.bytes_to_upstream));
+        for link in links {
+            bytes.push((link, self.proxy.link(link).await?.evidence.bytes_to_upstream));
         }
         Ok(bytes)
     }
 
-    /// Every single fault of the pruned space, then the pairs if asked, while the budget lasts;
-    /// answers how many were left untried.
-    async fn candidates(&mut self, lineage: &Lineage) -> Result<usize, ExploreError> {
-        let singles = singles(lineage, &self.settings.objective);
-        let mut schedules: Vec<Vec<Fault>> = singles.iter().map(|f| vec![f.clone()]).collect();
-        if self.settings.pairs {
-            schedules.extend(pairs(&singles));
+    /// Clears `links` (none is faulted): their byte counts start again from 0.
+    async fn clear(&self, links: &[Link]) -> Result<(), ExploreError> {
+        for link in links {
+            self.proxy.clear(link).await?;
         }
-        if let Some(candidates) = &self.settings.candidates {
-            schedules.clone_from(candidates);
+        Ok(())
+    }
+
+    /// Each of `links`' bytes sent upstream since it was cleared, against its idle traffic over
+    /// `seconds`.
+    async fn traffic(&self, links: &[Link], seconds: f64) -> Result<Vec<space::Traffic>, ExploreError> {
+        let mut traffic = Vec::new();
+        for &link in links {
+            let with_load = self.proxy.link(link).await?.evidence.bytes_to_upstream;
+            let per_s = (self.idle_per_s.iter())
+                .find(|(l, _)| *l == link)
+                .map_or(0.0, |(_, b)| *b);
+            traffic.push(space::Traffic {
+                link,
+                with_load,
+                idle: (per_s * seconds) as u64,
+            });
         }
-        let ordered = at_each_instant(schedules, self.settings);
-        let total = ordered.len();
-        for (n, schedule) in ordered.iter().enumerate() {
+        Ok(traffic)
+    }
+
+    /// Every single fault of the pruned space, the pairs the lineage grows as they run, then the
+    /// space's pairs if asked, while the budget lasts; answers how many were left untried.
+    async fn candidates(&mut self, lineage: &mut Lineage) -> Result<usize, ExploreError> {
+        let mut queue = self.queue(lineage);
+        // Explicit candidates are exactly what is tried: the lineage does not grow them.
+        let growing = self.settings.candidates.is_none();
+        while let Some(schedule) = queue.next() {
             if self.over_budget() {
-                let left = (ordered[n..].iter())
-                    .filter(|s| !self.says_nothing_new(&s.faults))
+                let left = (std::iter::once(schedule.faults.as_slice()).chain(queue.waiting()))
+                    .filter(|faults| !self.says_nothing_new(faults))
                     .count();
                 if !self.ctx.stop.is_cancelled() {
-                    self.say(format!("budget spent: {left} of {total} schedules left untried"));
+                    self.say(format!(
+                        "budget spent: {left} of {} schedules left untried",
+                        self.done.len() + left
+                    ));
                 }
                 return Ok(left);
             }
             if self.says_nothing_new(&schedule.faults) {
                 continue;
             }
-            let report = self.trial(schedule).await?;
+            let watched = if growing { lineage.unseen() } else { Vec::new() };
+            self.clear(&watched).await?;
+            let report = self.trial(&schedule).await?;
+            for grown in self.grown(&watched, &report).await? {
+                let pairs = revealed_pairs(&grown.by.faults, grown.link, &self.settings.objective);
+                self.say(format!(
+                    "lineage grew: the {} link carried {} bytes under {}, unused without a fault; {} pair(s) of it with that fault queued",
+                    grown.link,
+                    grown.bytes,
+                    grown.by,
+                    pairs.len()
+                ));
+                queue.grow(pairs);
+                lineage.grown.push(grown);
+            }
             self.done.push(report);
         }
         Ok(0)
+    }
+
+    /// The space's singles and pairs (or the settings' explicit candidates) at each instant.
+    fn queue(&self, lineage: &Lineage) -> Queue {
+        let (instants, seconds) = (self.settings.instants(), self.settings.fault_seconds);
+        if let Some(candidates) = &self.settings.candidates {
+            return Queue::new(candidates.clone(), Vec::new(), instants, seconds);
+        }
+        let singles = singles(lineage, &self.settings.objective);
+        let pairs = if self.settings.pairs {
+            pairs(&singles)
+        } else {
+            Vec::new()
+        };
+        let singles = singles.into_iter().map(|fault| vec![fault]).collect();
+        Queue::new(singles, pairs, instants, seconds)
+    }
+
+    /// The links among `watched` that `trial` sent traffic down (`Traffic::used`).
+    async fn grown(&self, watched: &[Link], trial: &TrialReport) -> Result<Vec<Grown>, ExploreError> {
+        let traffic = self.traffic(watched, trial.took_s).await?;
+        Ok((traffic.into_iter())
+            .filter(space::Traffic::used)
+            .map(|t| Grown {
+                link: t.link,
+                by: trial.schedule.clone(),
+                bytes: t.with_load,
+            })
+            .collect())
     }
 
     /// A pair whose single already breaks, or faults that broke at an earlier instant: a trial of
@@ -585,21 +647,6 @@ impl Search<'_> {
     }
 }
 
-/// Every set of faults at each instant of `settings`: all of them at the first instant, then all
-/// again at the next, so a budget that runs out has tried each at least once before any twice.
-fn at_each_instant(faults: Vec<Vec<Fault>>, settings: &Settings) -> Vec<Schedule> {
-    let instants = settings.instants();
-    (instants.iter())
-        .flat_map(|&at_s| {
-            faults.iter().map(move |faults| Schedule {
-                faults: faults.clone(),
-                at_s,
-                seconds: settings.fault_seconds,
-            })
-        })
-        .collect()
-}
-
 /// The containers the load enters the lab by: the balancer when there is one, and every replica.
 fn entry_of(lab: &Lab) -> Vec<Role> {
     let mut entry: Vec<Role> = lab.replicas().map(Role::Service).collect();
@@ -629,29 +676,6 @@ mod tests {
             },
             candidates: None,
         }
-    }
-
-    #[test]
-    fn every_schedule_is_tried_at_the_first_instant_before_any_at_the_next() {
-        let faults = vec![vec![Fault::Pause(Role::Mail)], vec![Fault::Kill(Role::Redis)]];
-        let ordered = at_each_instant(faults, &settings());
-        let seen: Vec<(String, f64)> = (ordered.iter())
-            .map(|s| (s.faults[0].to_string(), s.at_s))
-            .collect();
-        let pause = Fault::Pause(Role::Mail).to_string();
-        let kill = Fault::Kill(Role::Redis).to_string();
-        assert_eq!(
-            seen,
-            [
-                (pause.clone(), 2.0),
-                (kill.clone(), 2.0),
-                (pause.clone(), 1.0),
-                (kill.clone(), 1.0),
-                (pause, 4.0),
-                (kill, 4.0)
-            ]
-        );
-        assert!(ordered.iter().all(|s| s.seconds == 2.0));
     }
 
     #[test]

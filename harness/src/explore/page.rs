@@ -35,6 +35,27 @@ pub fn page(report: &ExploreReport) -> String {
     page
 }
 
+/// The links only a fault's trial went through, and the fault that opened each.
+fn grown(report: &ExploreReport, page: &mut String) {
+    if report.lineage.grown.is_empty() {
+        return;
+    }
+    page.push_str(
+        "<p>The lineage grew: links the trial without faults left unused that a faulted trial's traffic \
+         went through, each then faulted paired with the fault that opened it (slow first):</p>\n<ul>\n",
+    );
+    for g in &report.lineage.grown {
+        let _ = writeln!(
+            page,
+            "<li>{} ({} bytes) under {}</li>",
+            escape(&g.link.to_string()),
+            g.bytes,
+            escape(&g.by.to_string())
+        );
+    }
+    page.push_str("</ul>\n");
+}
+
 /// The space: what the lineage saw, what it pruned, how the trials came out against the search's
 /// exhaustive count.
 fn space(report: &ExploreReport, page: &mut String) {
@@ -71,6 +92,7 @@ fn space(report: &ExploreReport, page: &mut String) {
         ran = report.trials.len(),
         untried = report.not_tried,
     );
+    grown(report, page);
     page.push_str("<table><tr><th>class</th><th>trials</th><th>meaning</th></tr>\n");
     for class in Class::ALL {
         let _ = writeln!(

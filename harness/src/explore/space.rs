@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use super::schedule::Schedule;
 use crate::experiment::definition::Objective;
 use crate::faults::Fault;
 use crate::faults::proxy::{NetworkFault, ScopedFault};
@@ -39,6 +40,19 @@ pub struct Lineage {
     /// is read.
     pub indexes: Vec<String>,
     pub indexes_unused: Vec<String>,
+    /// Links the trial without faults left unused that a faulted trial's traffic went through.
+    pub grown: Vec<Grown>,
+}
+
+/// A link that carried traffic only under a fault: a dependency on a fallback path (a cache miss's
+/// query, a retry elsewhere), invisible to a lineage measured without faults. The fault that opened
+/// it is the only way to reach it, so its faults are tried paired with that one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Grown {
+    pub link: Link,
+    /// The schedule whose trial first sent traffic down the link, and the bytes it sent upstream.
+    pub by: Schedule,
+    pub bytes: u64,
 }
 
 fn named<S: serde::Serializer>(roles: &[Role], s: S) -> Result<S::Ok, S::Error> {
@@ -57,17 +71,23 @@ pub struct Traffic {
 /// Bytes a link may carry beyond twice its idle traffic and still count as unused by the load.
 const NOISE_BYTES: u64 = 4096;
 
+impl Traffic {
+    /// More than twice the link's idle traffic, and a few KiB: a link carrying only its background
+    /// (a poller, health checks) leads to nothing the load's requests depend on.
+    pub fn used(&self) -> bool {
+        self.with_load > 2 * self.idle + NOISE_BYTES
+    }
+}
+
 impl Lineage {
-    /// The links the load used: those that carried more than twice their idle traffic (and a few
-    /// KiB). A link carrying only its background (a poller, health checks) leads to nothing the
-    /// load's requests depend on.
+    /// The links the load used (`Traffic::used`), and the rest.
     pub fn of(traffic: &[Traffic], entry: Vec<Role>) -> Self {
         let mut lineage = Self {
             entry,
             ..Self::default()
         };
         for t in traffic {
-            if t.with_load > 2 * t.idle + NOISE_BYTES {
+            if t.used() {
                 lineage.used.push((t.link, t.with_load));
             } else {
                 lineage.unused.push(t.link);
@@ -106,8 +126,49 @@ impl Lineage {
             entry: self.entry.clone(),
             indexes,
             indexes_unused: Vec::new(),
+            grown: Vec::new(),
         }
     }
+
+    /// The links a trial should watch for growth: those neither used nor grown yet.
+    pub fn unseen(&self) -> Vec<Link> {
+        (self.unused.iter().copied())
+            .filter(|link| !self.grown.iter().any(|g| g.link == *link))
+            .collect()
+    }
+}
+
+/// The pairs a link grown under `by`'s single fault calls for: that fault with each fault of the
+/// link (its network faults, then a kill, stop and pause of the server behind it), ranked by how
+/// likely each is to hurt a fallback path: slow first (the scaled latency, then 500 ms: a fallback
+/// that works but slowly is what piles a stampede or a retry storm onto it), then dead. Each comes
+/// with its rank, so the search can try every revealing fault's first-ranked pair before any
+/// second. None when `by` is not a single fault.
+pub fn revealed_pairs(by: &[Fault], link: Link, objective: &Objective) -> Vec<(usize, Vec<Fault>)> {
+    let [opener] = by else { return Vec::new() };
+    let scaled_ms = (objective.p99_ms * SCALED_LATENCY_SHARE).round();
+    let mut network = network_faults(link, scaled_ms);
+    // network_faults lists down, blackhole, reset, 500 ms, the scaled latency (then HTTP faults):
+    // the latencies go first, the scaled one before 500 ms.
+    network.sort_by_key(|f| match f {
+        NetworkFault::Latency { ms, .. } if *ms < LATENCY_MS => 0,
+        NetworkFault::Latency { .. } => 1,
+        _ => 2,
+    });
+    let mut faults: Vec<Fault> = (network.into_iter())
+        .map(|fault| Fault::Network {
+            link,
+            fault: ScopedFault::from(fault),
+        })
+        .collect();
+    let server = link.role();
+    if server != Role::Provider {
+        faults.extend([Fault::Kill(server), Fault::Stop(server), Fault::Pause(server)]);
+    }
+    (faults.into_iter().enumerate())
+        .filter(|(_, f)| target(f) != target(opener) && !needs_what_the_other_stops(opener, f))
+        .map(|(rank, f)| (rank, vec![opener.clone(), f]))
+        .collect()
 }
 
 /// Every single fault worth a run: on each used link the network faults (and the HTTP ones on an
@@ -226,6 +287,7 @@ mod tests {
             entry: vec![Role::Service(1)],
             indexes: vec!["orders_user_id_idx".into()],
             indexes_unused: vec!["outbox_pending_idx".into()],
+            grown: Vec::new(),
         }
     }
 
@@ -314,6 +376,55 @@ mod tests {
         let lineage = Lineage::of(&traffic, vec![Role::Service(1)]);
         assert_eq!(lineage.used, [(Link::Postgres, 580_000)]);
         assert_eq!(lineage.unused, [Link::Redis, Link::Mail]);
+    }
+
+    /// A link only a fault sent traffic down is faulted paired with that fault, slow first; a
+    /// flush of the cache is never paired with Redis stopped, nor a fault with one on its own link.
+    #[test]
+    fn a_grown_link_is_faulted_with_the_fault_that_opened_it_slow_first() {
+        let named = |pairs: &[(usize, Vec<Fault>)]| -> Vec<String> {
+            (pairs.iter())
+                .map(|(rank, p)| format!("{rank}: {}", p[1]))
+                .collect()
+        };
+        let expiry = revealed_pairs(&[Fault::ExpireCache], Link::Postgres, &OBJECTIVE);
+        assert!(expiry.iter().all(|(_, p)| p[0] == Fault::ExpireCache));
+        let seen = named(&expiry);
+        assert!(seen[0].starts_with("0: ") && seen[0].contains("100"), "{seen:?}");
+        assert!(seen[1].starts_with("1: ") && seen[1].contains("500"), "{seen:?}");
+        assert_eq!(seen.len(), 5 + 3, "{seen:?}");
+        assert_eq!(
+            seen[5..],
+            ["5: kill postgres", "6: stop postgres", "7: pause postgres"]
+        );
+
+        let redis_down = Fault::Network {
+            link: Link::Redis,
+            fault: ScopedFault::from(NetworkFault::Down),
+        };
+        assert!(revealed_pairs(std::slice::from_ref(&redis_down), Link::Redis, &OBJECTIVE).is_empty());
+        let stop_redis = revealed_pairs(&[Fault::Stop(Role::Redis)], Link::Postgres, &OBJECTIVE);
+        assert_eq!(stop_redis.len(), 8);
+        let flush = revealed_pairs(&[Fault::ExpireCache], Link::Redis, &OBJECTIVE);
+        assert!(
+            !(flush.iter()).any(|(_, p)| matches!(p[1], Fault::Kill(_) | Fault::Stop(_) | Fault::Pause(_))),
+            "a cache cannot be flushed on a stopped Redis: {:?}",
+            named(&flush)
+        );
+        assert!(revealed_pairs(&[redis_down, Fault::ExpireCache], Link::Postgres, &OBJECTIVE).is_empty());
+
+        let mut lineage = lineage();
+        assert_eq!(lineage.unseen(), [Link::Redis, Link::Payments]);
+        lineage.grown.push(Grown {
+            link: Link::Redis,
+            by: Schedule {
+                faults: vec![Fault::Kill(Role::Service(1))],
+                at_s: 2.0,
+                seconds: 2.0,
+            },
+            bytes: 9_000,
+        });
+        assert_eq!(lineage.unseen(), [Link::Payments]);
     }
 
     #[test]
