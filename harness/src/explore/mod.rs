@@ -479,10 +479,19 @@ impl Search<'_> {
             if self.says_nothing_new(&schedule.faults) {
                 continue;
             }
-            let watched = if growing { lineage.unseen() } else { Vec::new() };
+            // A single fault's trial is watched on every link the lineage left unused: each fault
+            // that sends traffic down one opens it (a failed cache and a flushed one alike), and its
+            // pairs with that link's faults are its own. A pair's is not (a triple is not tried).
+            let watched = match growing && schedule.faults.len() == 1 {
+                true => lineage.unused.clone(),
+                false => Vec::new(),
+            };
             self.clear(&watched).await?;
             let report = self.trial(&schedule).await?;
             for grown in self.grown(&watched, &report).await? {
+                if lineage.opened(grown.link, &grown.by.faults) {
+                    continue; // the same fault at a later instant
+                }
                 let pairs = revealed_pairs(&grown.by.faults, grown.link, &self.settings.objective);
                 self.say(format!(
                     "lineage grew: the {} link carried {} bytes under {}, unused without a fault; {} pair(s) of it with that fault queued",

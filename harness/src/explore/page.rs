@@ -41,8 +41,8 @@ fn grown(report: &ExploreReport, page: &mut String) {
         return;
     }
     page.push_str(
-        "<p>The lineage grew: links the trial without faults left unused that a faulted trial's traffic \
-         went through, each then faulted paired with the fault that opened it (slow first):</p>\n<ul>\n",
+        "<p>The lineage grew: links the trial without faults left unused that a single fault's trial \
+         sent traffic down, each then faulted paired with each fault that opened it (slow first):</p>\n<ul>\n",
     );
     for g in &report.lineage.grown {
         let _ = writeln!(

@@ -40,13 +40,14 @@ pub struct Lineage {
     /// is read.
     pub indexes: Vec<String>,
     pub indexes_unused: Vec<String>,
-    /// Links the trial without faults left unused that a faulted trial's traffic went through.
+    /// Links the trial without faults left unused that a single fault's trial sent traffic down,
+    /// once per fault that did.
     pub grown: Vec<Grown>,
 }
 
 /// A link that carried traffic only under a fault: a dependency on a fallback path (a cache miss's
-/// query, a retry elsewhere), invisible to a lineage measured without faults. The fault that opened
-/// it is the only way to reach it, so its faults are tried paired with that one.
+/// query, a retry elsewhere), invisible to a lineage measured without faults. The faults that open
+/// it are the only ways to reach it, so its faults are tried paired with each of them.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Grown {
     pub link: Link,
@@ -130,11 +131,9 @@ impl Lineage {
         }
     }
 
-    /// The links a trial should watch for growth: those neither used nor grown yet.
-    pub fn unseen(&self) -> Vec<Link> {
-        (self.unused.iter().copied())
-            .filter(|link| !self.grown.iter().any(|g| g.link == *link))
-            .collect()
+    /// Whether `faults` already grew the lineage by `link`.
+    pub fn opened(&self, link: Link, faults: &[Fault]) -> bool {
+        (self.grown.iter()).any(|g| g.link == link && g.by.faults == faults)
     }
 }
 
@@ -414,17 +413,19 @@ mod tests {
         assert!(revealed_pairs(&[redis_down, Fault::ExpireCache], Link::Postgres, &OBJECTIVE).is_empty());
 
         let mut lineage = lineage();
-        assert_eq!(lineage.unseen(), [Link::Redis, Link::Payments]);
+        let kill = vec![Fault::Kill(Role::Service(1))];
+        assert!(!lineage.opened(Link::Redis, &kill));
         lineage.grown.push(Grown {
             link: Link::Redis,
             by: Schedule {
-                faults: vec![Fault::Kill(Role::Service(1))],
+                faults: kill.clone(),
                 at_s: 2.0,
                 seconds: 2.0,
             },
             bytes: 9_000,
         });
-        assert_eq!(lineage.unseen(), [Link::Payments]);
+        assert!(lineage.opened(Link::Redis, &kill));
+        assert!(!lineage.opened(Link::Redis, &[Fault::Pause(Role::Service(1))]));
     }
 
     #[test]
