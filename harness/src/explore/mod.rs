@@ -391,10 +391,14 @@ impl Search<'_> {
             at_s: self.settings.at_s,
             seconds: self.settings.fault_seconds,
         };
-        let baseline = self.trial(&none).await?;
+        let mut baseline = self.trial(&none).await?;
         let traffic = self.traffic(&links, baseline.took_s).await?;
         let scans_after = database.index_scans().await?;
         let lineage = Lineage::of(&traffic, entry_of(lab)).with_indexes(&scans_before, &scans_after);
+        baseline.pruned_links = (traffic.iter())
+            .filter(|t| lineage.unused.contains(&t.link))
+            .map(|t| (t.link, t.with_load))
+            .collect();
         let unused: Vec<String> = (lineage.unused.iter().map(ToString::to_string))
             .chain(
                 lineage
@@ -487,8 +491,10 @@ impl Search<'_> {
                 false => Vec::new(),
             };
             self.clear(&watched).await?;
-            let report = self.trial(&schedule).await?;
-            for grown in self.grown(&watched, &report).await? {
+            let mut report = self.trial(&schedule).await?;
+            let traffic = self.traffic(&watched, report.took_s).await?;
+            report.pruned_links = traffic.iter().map(|t| (t.link, t.with_load)).collect();
+            for grown in grown(&traffic, &report) {
                 if lineage.opened(grown.link, &grown.by.faults) {
                     continue; // the same fault at a later instant
                 }
@@ -522,19 +528,6 @@ impl Search<'_> {
         };
         let singles = singles.into_iter().map(|fault| vec![fault]).collect();
         Queue::new(singles, pairs, instants, seconds)
-    }
-
-    /// The links among `watched` that `trial` sent traffic down (`Traffic::used`).
-    async fn grown(&self, watched: &[Link], trial: &TrialReport) -> Result<Vec<Grown>, ExploreError> {
-        let traffic = self.traffic(watched, trial.took_s).await?;
-        Ok((traffic.into_iter())
-            .filter(space::Traffic::used)
-            .map(|t| Grown {
-                link: t.link,
-                by: trial.schedule.clone(),
-                bytes: t.with_load,
-            })
-            .collect())
     }
 
     /// A pair whose single already breaks, or faults that broke at an earlier instant: a trial of
@@ -654,6 +647,18 @@ impl Search<'_> {
         })?;
         Ok(Some(path))
     }
+}
+
+/// The links `trial` sent traffic down (`Traffic::used`), each as grown by its schedule.
+fn grown(traffic: &[space::Traffic], trial: &TrialReport) -> Vec<Grown> {
+    (traffic.iter())
+        .filter(|t| t.used())
+        .map(|t| Grown {
+            link: t.link,
+            by: trial.schedule.clone(),
+            bytes: t.with_load,
+        })
+        .collect()
 }
 
 /// The containers the load enters the lab by: the balancer when there is one, and every replica.

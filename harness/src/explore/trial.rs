@@ -40,6 +40,10 @@ pub struct TrialReport {
     pub timeline: Vec<TimelineEntry>,
     /// How long the trial took, seeding and judging included.
     pub took_s: f64,
+    /// The bytes each link the lineage pruned carried upstream in this trial (single faults and
+    /// the trial without faults: what the lineage grows from).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pruned_links: Vec<(crate::vocabulary::Link, u64)>,
 }
 
 /// What every trial of one exploration shares.
@@ -106,6 +110,7 @@ impl Trials<'_> {
             figures,
             timeline: timeline.entries(),
             took_s: began.elapsed().as_secs_f64(),
+            pruned_links: Vec::new(),
         })
     }
 
