@@ -96,10 +96,11 @@ pub struct CapacityContext<'a> {
 pub enum SearchGoal {
     /// To the knee, within the file's resolution: what `fortress capacity` reports.
     Knee,
-    /// Under the fault, only until every prediction that needs that search is decided: a gate
-    /// judges claims, and a claim such as "kept >= 0.5" is often settled by the first rates that
-    /// hold (a capacity under fault of 1,200/s or more against a steady one below 1,950/s). The
-    /// steady search still finds its knee: the claims are judged over both brackets.
+    /// Only until every prediction is decided: a gate judges claims, and a claim such as
+    /// "kept >= 0.5" is often settled by bounds (a capacity under fault of 1,200/s or more against
+    /// a steady one below 2,400/s). The steady search stops at its first bracket, the search under
+    /// fault starts where the steady one held and stops once the claims are decided over both, and
+    /// the steady one goes on only if they are not.
     Verdicts,
 }
 
@@ -302,8 +303,7 @@ struct VariantSearch<'a> {
 }
 
 impl VariantSearch<'_> {
-    /// The steady search, then the search under fault (from the lower of the first rate and the
-    /// steady capacity), then the invariants and the verdicts.
+    /// The searches, then the invariants and the verdicts.
     async fn run(
         &self,
         conditions: &[Condition],
@@ -322,31 +322,7 @@ impl VariantSearch<'_> {
             sessions: Default::default(),
             stop: self.ctx.stop.clone(),
         };
-        let started = Instant::now();
-        let mut searches = Vec::new();
-        if conditions.contains(&Condition::Steady) {
-            let from = self.capacity.from;
-            let steady = self
-                .search(&mut stepper, Condition::Steady, from, (started, &[]))
-                .await?;
-            self.journal
-                .write(&CapacityEvent::search_ended(self.variant, &steady));
-            searches.push(steady);
-        }
-        let timeline = FaultTimeline::default();
-        if conditions.contains(&Condition::Fault) {
-            let steady = searches.first().map(|s| s.capacity).filter(|c| *c > 0.0);
-            let from = steady.map_or(self.capacity.from, |c| c.min(self.capacity.from));
-            let search = self.search(&mut stepper, Condition::Fault, from, (started, &searches));
-            let (lab, stop) = (self.lab, &self.ctx.stop);
-            let mut faulted =
-                faults::around_faults(lab, &timeline, stop, &self.capacity.faults, search).await??;
-            faulted.untouched = faults::timeline::untouched(&timeline.entries());
-            self.journal
-                .write(&CapacityEvent::search_ended(self.variant, &faulted));
-            self.whole(&timeline).await?;
-            searches.push(faulted);
-        }
+        let (searches, timeline) = self.searches(&mut stepper, conditions).await?;
         let facts = RunFacts {
             acknowledged: std::mem::take(&mut stepper.acknowledged),
             orders_before_run,
@@ -370,6 +346,71 @@ impl VariantSearch<'_> {
             timeline: timeline.entries(),
             anchor,
         })
+    }
+
+    /// The searches `conditions` ask for, and the fault's timeline. To the knee each, the steady
+    /// one first; for the gate (`SearchGoal::Verdicts`) only as far as the claims need: the steady
+    /// search to its first bracket, the one under fault until they are decided over both, and the
+    /// steady one on again, after the fault's revert (the lab audited whole), only if they are not.
+    async fn searches(
+        &self,
+        stepper: &mut step::Stepper<'_>,
+        conditions: &[Condition],
+    ) -> Result<(Vec<SearchReport>, FaultTimeline), CapacityError> {
+        let started = Instant::now();
+        let gate = self.ctx.goal == SearchGoal::Verdicts;
+        let runs = |condition| conditions.contains(&condition);
+        let mut steady = Walk::new(Condition::Steady, self.capacity, self.capacity.from);
+        if runs(Condition::Steady) {
+            let bracketed = |s: &Search| gate && runs(Condition::Fault) && s.bracketed();
+            self.advance(stepper, &mut steady, started, bracketed).await?;
+            if steady.found.is_some() {
+                self.said(&steady);
+                self.ended(&steady.so_far());
+            }
+        }
+        let mut searches = Vec::new();
+        let timeline = FaultTimeline::default();
+        if runs(Condition::Fault) {
+            let prior: Vec<SearchReport> = runs(Condition::Steady)
+                .then(|| steady.so_far())
+                .into_iter()
+                .collect();
+            // A knee search under the fault starts low, as the steady one did; the gate's starts
+            // where the steady search held, the rate that decides a claim on what is kept soonest.
+            let held = steady.search.so_far().capacity();
+            let from = match (held > 0.0, gate) {
+                (false, _) => self.capacity.from,
+                (true, true) => held,
+                (true, false) => held.min(self.capacity.from),
+            };
+            let mut fault = Walk::new(Condition::Fault, self.capacity, from);
+            let settled =
+                |s: &Search| gate && decided(self.capacity, self.variant, &prior, Condition::Fault, s);
+            let search = self.advance(stepper, &mut fault, started, settled);
+            let (lab, stop) = (self.lab, &self.ctx.stop);
+            faults::around_faults(lab, &timeline, stop, &self.capacity.faults, search).await??;
+            self.said(&fault);
+            let mut faulted = fault.into_report();
+            faulted.untouched = faults::timeline::untouched(&timeline.entries());
+            self.ended(&faulted);
+            self.whole(&timeline).await?;
+            searches.push(faulted);
+        }
+        if runs(Condition::Steady) {
+            let faulted = searches.clone();
+            let settled =
+                |s: &Search| gate && decided(self.capacity, self.variant, &faulted, Condition::Steady, s);
+            if steady.found.is_none() {
+                if !settled(&steady.search) {
+                    self.advance(stepper, &mut steady, started, settled).await?;
+                }
+                self.said(&steady);
+                self.ended(&steady.so_far());
+            }
+            searches.insert(0, steady.into_report());
+        }
+        Ok((searches, timeline))
     }
 
     /// The anchor, when the file asks for one, journaled and said.
@@ -418,39 +459,48 @@ impl VariantSearch<'_> {
         Ok(())
     }
 
-    /// One search under `condition`, from `from`, to where it finds the knee (or, for the gate,
-    /// to where the predictions are decided over it and the searches before it, `prior`).
-    async fn search(
+    /// Steps `walk` on until its search finds the knee or `enough` says it has gone far enough
+    /// (`Walk::found` stays `None` then: it can go on later).
+    async fn advance(
         &self,
         stepper: &mut step::Stepper<'_>,
-        condition: Condition,
-        from: f64,
-        (started, prior): (Instant, &[SearchReport]),
-    ) -> Result<SearchReport, CapacityError> {
-        let capacity = self.capacity;
-        let mut search = Search::new(from, capacity.max_rate, capacity.resolution);
-        let mut trials = Vec::new();
-        let found = loop {
-            let rate = match search.next() {
+        walk: &mut Walk,
+        started: Instant,
+        enough: impl Fn(&Search) -> bool,
+    ) -> Result<(), CapacityError> {
+        while walk.found.is_none() && !enough(&walk.search) {
+            let rate = match walk.search.next() {
                 Ok(rate) => rate,
-                Err(found) => break found,
+                Err(found) => {
+                    walk.found = Some(found);
+                    break;
+                }
             };
-            match self.rate(stepper, condition, rate, started, &mut trials).await? {
-                Some(held) => search.record(rate, held),
-                None => search.generator_bound(rate),
-            }
-            if self.ctx.goal == SearchGoal::Verdicts
-                && condition == Condition::Fault
-                && decided(capacity, self.variant, prior, &search)
+            match self
+                .rate(stepper, walk.condition, rate, started, &mut walk.trials)
+                .await?
             {
-                break search.so_far();
+                Some(held) => walk.search.record(rate, held),
+                None => walk.search.generator_bound(rate),
             }
-        };
+        }
+        Ok(())
+    }
+
+    /// Where a search ended, journaled.
+    fn ended(&self, search: &SearchReport) {
+        self.journal
+            .write(&CapacityEvent::search_ended(self.variant, search));
+    }
+
+    /// Where a search ended, said.
+    fn said(&self, walk: &Walk) {
         (self.ctx.progress)(Event::Message(format!(
-            "{}/{condition}: capacity {found}",
-            self.variant
+            "{}/{}: capacity {}",
+            self.variant,
+            walk.condition,
+            walk.so_far().found
         )));
-        Ok(SearchReport::of(condition, found, trials))
     }
 
     /// Tries `rate` until it is decided: once when its step is far from the objective's edge, else
@@ -702,21 +752,58 @@ fn judged(p: &CapacityPrediction, figure: CapacityFigure, searches: &[SearchRepo
     }
 }
 
-/// Whether every prediction of `variant` on a figure the search under fault gives is decided by
-/// the searches before it (`prior`) and that search where it stands. False when there is none: a
+/// Whether every prediction of `variant` on a figure the search under `condition` gives is decided
+/// by the searches before it (`prior`) and that search where it stands. False when there is none: a
 /// search nothing is predicted on goes to its knee.
-fn decided(capacity: &CapacityPlan, variant: Variant, prior: &[SearchReport], fault: &Search) -> bool {
-    let provisional = SearchReport::of(Condition::Fault, fault.so_far(), Vec::new());
+fn decided(
+    capacity: &CapacityPlan,
+    variant: Variant,
+    prior: &[SearchReport],
+    condition: Condition,
+    search: &Search,
+) -> bool {
+    let provisional = SearchReport::of(condition, search.so_far(), Vec::new());
     let searches: Vec<SearchReport> = prior.iter().cloned().chain([provisional]).collect();
     let mut claims = (capacity.predictions.iter())
         .filter(|p| p.variant == variant)
         .filter_map(|p| match p.figure {
-            CapacityClaim::Figure(f) if f.needs().contains(&Condition::Fault) => Some((p, f)),
+            CapacityClaim::Figure(f) if f.needs().contains(&condition) => Some((p, f)),
             _ => None,
         })
         .peekable();
     claims.peek().is_some()
         && claims.all(|(p, f)| matches!(judged(p, f, &searches), Outcome::Confirmed | Outcome::Refuted))
+}
+
+/// One search under way: its condition, where it stands, the steps it took, and the knee once
+/// found. The gate's steady search is walked in two legs, either side of the search under fault.
+struct Walk {
+    condition: Condition,
+    search: Search,
+    trials: Vec<Trial>,
+    found: Option<Found>,
+}
+
+impl Walk {
+    fn new(condition: Condition, capacity: &CapacityPlan, from: f64) -> Self {
+        Self {
+            condition,
+            search: Search::new(from, capacity.max_rate, capacity.resolution),
+            trials: Vec::new(),
+            found: None,
+        }
+    }
+
+    /// Where it stands, as a report to judge the other search's claims against.
+    fn so_far(&self) -> SearchReport {
+        let found = self.found.unwrap_or_else(|| self.search.so_far());
+        SearchReport::of(self.condition, found, Vec::new())
+    }
+
+    fn into_report(self) -> SearchReport {
+        let found = self.found.unwrap_or_else(|| self.search.so_far());
+        SearchReport::of(self.condition, found, self.trials)
+    }
 }
 
 fn inconclusive(reason: String) -> Outcome {
@@ -887,13 +974,31 @@ mod tests {
         )];
         let half = plan(Comparison::AtLeast, 0.5);
         let mut fault = Search::new(600.0, 10_000.0, 0.1);
-        assert!(!decided(&half, Variant::Vulnerable, &steady, &fault));
+        assert!(!decided(
+            &half,
+            Variant::Vulnerable,
+            &steady,
+            Condition::Fault,
+            &fault
+        ));
         fault.record(600.0, true);
         // 600/1950 = 0.31 or more: not yet half.
-        assert!(!decided(&half, Variant::Vulnerable, &steady, &fault));
+        assert!(!decided(
+            &half,
+            Variant::Vulnerable,
+            &steady,
+            Condition::Fault,
+            &fault
+        ));
         fault.record(1200.0, true);
         // 1200/1950 = 0.62 or more: half, whatever the knee under fault.
-        assert!(decided(&half, Variant::Vulnerable, &steady, &fault));
+        assert!(decided(
+            &half,
+            Variant::Vulnerable,
+            &steady,
+            Condition::Fault,
+            &fault
+        ));
         let kept = [steady[0].clone(), search(Condition::Fault, fault.so_far())];
         assert_eq!(outcome(&kept, Comparison::AtLeast, 0.5), Outcome::Confirmed);
         assert!(
@@ -903,11 +1008,76 @@ mod tests {
         let mut dead = Search::new(600.0, 10_000.0, 0.1);
         dead.record(600.0, false);
         // Below 600/1800 = 0.33: refuted, at the first rate.
-        assert!(decided(&half, Variant::Vulnerable, &steady, &dead));
+        assert!(decided(
+            &half,
+            Variant::Vulnerable,
+            &steady,
+            Condition::Fault,
+            &dead
+        ));
         assert!(
-            !decided(&half, Variant::Defended, &steady, &fault),
+            !decided(&half, Variant::Defended, &steady, Condition::Fault, &fault),
             "nothing predicted on the defended"
         );
+    }
+
+    /// The gate's steady search stops at its first bracket; the claim is decided against it when
+    /// the bounds suffice, and the steady search goes on only when they do not.
+    #[test]
+    fn the_gates_steady_search_goes_past_its_bracket_only_when_the_claims_need_it() {
+        let half = plan(Comparison::AtLeast, 0.5);
+        let mut steady = Search::new(600.0, 10_000.0, 0.1);
+        for (rate, held) in [(600.0, true), (1200.0, true)] {
+            assert!(!steady.bracketed());
+            steady.record(rate, held);
+        }
+        steady.record(2400.0, false);
+        assert!(steady.bracketed());
+        let bracket = [search(Condition::Steady, steady.so_far())];
+        // 1,200/s under the fault against a steady knee below 2,400/s: half, decided.
+        let mut fault = Search::new(600.0, 10_000.0, 0.1);
+        fault.record(600.0, true);
+        assert!(!decided(
+            &half,
+            Variant::Vulnerable,
+            &bracket,
+            Condition::Fault,
+            &fault
+        ));
+        fault.record(1200.0, true);
+        assert!(decided(
+            &half,
+            Variant::Vulnerable,
+            &bracket,
+            Condition::Fault,
+            &fault
+        ));
+        // 600/s under the fault (1,200 broke): 600/2400 to 600/1200, undecided until the steady
+        // search narrows its bracket (1,800/s held: a third at most, refuted).
+        let faulted = [search(
+            Condition::Fault,
+            Found::Between {
+                held: 600.0,
+                broke: 1200.0,
+            },
+        )];
+        assert!(!decided(
+            &half,
+            Variant::Vulnerable,
+            &faulted,
+            Condition::Steady,
+            &steady
+        ));
+        steady.record(1800.0, true);
+        assert!(decided(
+            &half,
+            Variant::Vulnerable,
+            &faulted,
+            Condition::Steady,
+            &steady
+        ));
+        let kept = [search(Condition::Steady, steady.so_far()), faulted[0].clone()];
+        assert_eq!(outcome(&kept, Comparison::AtLeast, 0.5), Outcome::Refuted);
     }
 
     /// A predicted violation is judged by its count, and its invariant no longer fails the run; an

@@ -177,6 +177,11 @@ impl Search {
         }
     }
 
+    /// Whether a rate has held and a higher one broken: the knee lies between them.
+    pub fn bracketed(&self) -> bool {
+        self.held.is_some() && self.broke.is_some()
+    }
+
     /// The load generator could not offer `rate` (or this machine could not carry it into the lab).
     pub fn generator_bound(&mut self, rate: f64) {
         self.rates += 1;
