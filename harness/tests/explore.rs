@@ -1,6 +1,7 @@
 //! Exploration on real labs: the lineage prunes a link nothing uses (its faults are never tried) and
-//! grows by a link only a fault reaches, and a breaking schedule with a harmless extra fault shrinks
-//! to the fault that matters, written as an experiment file that loads.
+//! grows by a link only a fault reaches, a schedule the lab refuses is classed and passed over, and a
+//! breaking schedule with a harmless extra fault shrinks to the fault that matters, written as an
+//! experiment file that loads.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -116,20 +117,27 @@ async fn a_link_nothing_uses_is_pruned_and_one_only_a_fault_reaches_grows_the_li
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_breaking_schedule_sheds_its_harmless_fault_and_replays_as_an_experiment() {
+async fn a_refused_schedule_is_passed_over_and_a_breaking_one_sheds_its_harmless_fault() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let lost_replies = Fault::Network {
         link: Link::Payments,
         fault: ScopedFault::from(NetworkFault::HttpLostReply { status: 504 }),
     };
     let harmless = Fault::Pause(Role::Mail);
-    let candidates = vec![vec![harmless, lost_replies.clone()]];
+    // A flush cannot reach a stopped Redis: the lab refuses the schedule, and the search goes on.
+    let refused = vec![Fault::Stop(Role::Redis), Fault::ExpireCache];
+    let candidates = vec![refused.clone(), vec![harmless, lost_replies.clone()]];
     // The naive payment retries an authorisation whose answer was lost: charged twice.
     let modes = r#"payments = "naive""#;
     let (report, folder) = explored(&experiment(50, "browse = 1, checkout = 1", modes), |s| {
         s.candidates = Some(candidates);
     })
     .await;
+    let tried = (report.trials.iter())
+        .find(|t| t.schedule.faults == refused)
+        .expect("the refused schedule was tried");
+    assert_eq!(tried.class, Class::NotInjected, "{tried:?}");
+    assert!(tried.why.contains("could not inject expire"), "{}", tried.why);
     let finding = report
         .findings
         .first()

@@ -185,7 +185,7 @@ fn trials(trials: &[TrialReport], page: &mut String) {
 fn css(class: Class) -> &'static str {
     match class {
         Class::Broken => "violated",
-        Class::Degraded | Class::Untouched => "inconclusive",
+        Class::Degraded | Class::Untouched | Class::NotInjected => "inconclusive",
         Class::Harmless => "held",
     }
 }

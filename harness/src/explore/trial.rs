@@ -14,9 +14,10 @@ use crate::env::Lab;
 use crate::experiment::definition::{Objective, Plan, VariantPlan};
 use crate::experiment::invariants::{InvariantReport, RunFacts};
 use crate::experiment::runner;
-use crate::faults::{self, FaultError, FaultTimeline, TimelineEntry};
+use crate::faults::{self, Action, FaultError, FaultTimeline, TimelineEntry};
 use crate::load::{self, LoadSpec, Recorder, Turn};
 use crate::vocabulary::Class;
+use reference_service::error::cause_chain;
 
 /// A request is given up on after this long: longer than any fault window of a trial, so a request
 /// a fault held is seen answering late, not cut off.
@@ -84,11 +85,23 @@ impl Trials<'_> {
             return Err(ExploreError::Interrupted);
         }
         ran?;
-        let window = clocked?;
+        let (window, faulted) = clocked;
         let left = timeline.still_injected();
         if !left.is_empty() {
             return Err(ExploreError::LeftInjected(left.join(", ")));
         }
+        // A fault the lab refused, every revert through (the lab is whole): the schedule could not
+        // be tried, and the search goes on. Any other fault error ends it.
+        let refused = match faulted {
+            Ok(()) => None,
+            Err(
+                refused @ FaultError::Failed {
+                    action: Action::Inject,
+                    ..
+                },
+            ) => Some(cause_chain(&refused)),
+            Err(other) => return Err(other.into()),
+        };
         let facts = RunFacts {
             acknowledged: recorder.acknowledged_orders(),
             orders_before_run,
@@ -96,12 +109,15 @@ impl Trials<'_> {
         self.lab.wait_postgres(POSTGRES_BACK).await?;
         let invariants = runner::invariants_of(self.lab, &facts).await?;
         let figures = StepFigures::of(self.plan.rate, &recorder.take_all(), window, self.objective.group);
-        let (class, why) = class_of(
-            &invariants,
-            figures.as_ref(),
-            &timeline.entries(),
-            &self.objective,
-        );
+        let (class, why) = match refused {
+            Some(why) => (Class::NotInjected, why),
+            None => class_of(
+                &invariants,
+                figures.as_ref(),
+                &timeline.entries(),
+                &self.objective,
+            ),
+        };
         Ok(TrialReport {
             schedule: schedule.clone(),
             class,
@@ -133,14 +149,15 @@ impl Trials<'_> {
     }
 
     /// From when every user is logged in: the faults at their instant for their window, the load
-    /// for `seconds` (or until the faults are reverted, if later); then the schedule closes.
+    /// for `seconds` (or until the faults are reverted, if later); then the schedule closes. Answers
+    /// the window judged and how the faults went.
     async fn clock(
         &self,
         recorder: &Recorder,
         schedule: &Schedule,
         timeline: &FaultTimeline,
         end: &CancellationToken,
-    ) -> Result<Window, FaultError> {
+    ) -> (Window, Result<(), FaultError>) {
         let deadline = Instant::now() + start_deadline(self.plan.rate, self.plan.users);
         while recorder.users_started() < self.plan.users as usize
             && Instant::now() < deadline
@@ -156,11 +173,11 @@ impl Trials<'_> {
         };
         let (faulted, ()) = tokio::join!(faulted, self.wait(self.seconds));
         end.cancel();
-        faulted?;
-        Ok(Window {
+        let window = Window {
             judged_from: started.ceil() as i64,
             closed_in: unix_now().floor() as i64,
-        })
+        };
+        (window, faulted)
     }
 
     /// Sleeps `seconds`, or less on Ctrl-C.
