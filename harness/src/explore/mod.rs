@@ -10,10 +10,10 @@
 //! 2. **Singles**, then (with `pairs`) **pairs** on two targets, each a short trial with the faults
 //!    injected together over one window, classed broken, degraded, untouched or harmless; all of
 //!    them at one instant of the load, then all again at each of the next.
-//!    **The lineage grows** as they run: a link the trial without faults left unused that a faulted
-//!    trial's traffic went through (a cache miss's query, a fallback) is a dependency only that
-//!    fault reaches, so each of the link's faults is tried paired with it, slow ones first
-//!    (`queue`).
+//!    **The lineage grows** as they run: a link the trial without faults left unused that a single
+//!    fault's trial sent traffic through (a cache miss's query, a fallback) is a dependency that
+//!    fault opens, so each of the link's faults is tried paired with each single that opened it,
+//!    slow ones first (`queue`).
 //! 3. **Shrink.** Each broken schedule is cut down (a fault fewer, a shorter window, a later start)
 //!    while it still breaks, and written as `found-<n>.toml`.
 //!
@@ -34,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use replay::{Replay, ReplayError};
 pub use schedule::{Schedule, Shrink};
-pub use space::{Grown, Lineage, pairs, revealed_pairs, singles};
+use space::{Grown, revealed_pairs};
+pub use space::{Lineage, pairs, singles};
 pub use trial::{TrialReport, Trials};
 
 use crate::env::{EnvError, Lab};
