@@ -90,18 +90,10 @@ impl Trials<'_> {
         if !left.is_empty() {
             return Err(ExploreError::LeftInjected(left.join(", ")));
         }
-        // A fault the lab refused, every revert through (the lab is whole): the schedule could not
-        // be tried, and the search goes on. Any other fault error ends it.
-        let refused = match faulted {
-            Ok(()) => None,
-            Err(
-                refused @ FaultError::Failed {
-                    action: Action::Inject,
-                    ..
-                },
-            ) => Some(cause_chain(&refused)),
-            Err(other) => return Err(other.into()),
-        };
+        let refused = refused(&faulted);
+        if refused.is_none() {
+            faulted?;
+        }
         let facts = RunFacts {
             acknowledged: recorder.acknowledged_orders(),
             orders_before_run,
@@ -186,6 +178,21 @@ impl Trials<'_> {
             () = tokio::time::sleep(Duration::from_secs_f64(seconds)) => {}
             () = self.stop.cancelled() => {}
         }
+    }
+}
+
+/// Why the lab refused one of the faults, when it did and every revert went through (the trial
+/// already checked that nothing is left injected): the schedule could not be tried, and the search
+/// goes on. Any other fault error ends the search.
+fn refused(faulted: &Result<(), FaultError>) -> Option<String> {
+    match faulted {
+        Err(
+            refused @ FaultError::Failed {
+                action: Action::Inject,
+                ..
+            },
+        ) => Some(cause_chain(refused)),
+        _ => None,
     }
 }
 
