@@ -961,6 +961,16 @@ mod tests {
         );
     }
 
+    /// `decided` for the vulnerable variant, the one these plans predict on.
+    fn decided_on_vulnerable(
+        capacity: &CapacityPlan,
+        prior: &[SearchReport],
+        condition: Condition,
+        search: &Search,
+    ) -> bool {
+        decided(capacity, Variant::Vulnerable, prior, condition, search)
+    }
+
     /// The gate's search under fault stops as soon as the claims are decided over both brackets,
     /// confirmed or refuted, and never when nothing is predicted on it.
     #[test]
@@ -974,31 +984,13 @@ mod tests {
         )];
         let half = plan(Comparison::AtLeast, 0.5);
         let mut fault = Search::new(600.0, 10_000.0, 0.1);
-        assert!(!decided(
-            &half,
-            Variant::Vulnerable,
-            &steady,
-            Condition::Fault,
-            &fault
-        ));
+        assert!(!decided_on_vulnerable(&half, &steady, Condition::Fault, &fault));
         fault.record(600.0, true);
         // 600/1950 = 0.31 or more: not yet half.
-        assert!(!decided(
-            &half,
-            Variant::Vulnerable,
-            &steady,
-            Condition::Fault,
-            &fault
-        ));
+        assert!(!decided_on_vulnerable(&half, &steady, Condition::Fault, &fault));
         fault.record(1200.0, true);
         // 1200/1950 = 0.62 or more: half, whatever the knee under fault.
-        assert!(decided(
-            &half,
-            Variant::Vulnerable,
-            &steady,
-            Condition::Fault,
-            &fault
-        ));
+        assert!(decided_on_vulnerable(&half, &steady, Condition::Fault, &fault));
         let kept = [steady[0].clone(), search(Condition::Fault, fault.so_far())];
         assert_eq!(outcome(&kept, Comparison::AtLeast, 0.5), Outcome::Confirmed);
         assert!(
@@ -1008,13 +1000,7 @@ mod tests {
         let mut dead = Search::new(600.0, 10_000.0, 0.1);
         dead.record(600.0, false);
         // Below 600/1800 = 0.33: refuted, at the first rate.
-        assert!(decided(
-            &half,
-            Variant::Vulnerable,
-            &steady,
-            Condition::Fault,
-            &dead
-        ));
+        assert!(decided_on_vulnerable(&half, &steady, Condition::Fault, &dead));
         assert!(
             !decided(&half, Variant::Defended, &steady, Condition::Fault, &fault),
             "nothing predicted on the defended"
@@ -1037,21 +1023,9 @@ mod tests {
         // 1,200/s under the fault against a steady knee below 2,400/s: half, decided.
         let mut fault = Search::new(600.0, 10_000.0, 0.1);
         fault.record(600.0, true);
-        assert!(!decided(
-            &half,
-            Variant::Vulnerable,
-            &bracket,
-            Condition::Fault,
-            &fault
-        ));
+        assert!(!decided_on_vulnerable(&half, &bracket, Condition::Fault, &fault));
         fault.record(1200.0, true);
-        assert!(decided(
-            &half,
-            Variant::Vulnerable,
-            &bracket,
-            Condition::Fault,
-            &fault
-        ));
+        assert!(decided_on_vulnerable(&half, &bracket, Condition::Fault, &fault));
         // 600/s under the fault (1,200 broke): 600/2400 to 600/1200, undecided until the steady
         // search narrows its bracket (1,800/s held: a third at most, refuted).
         let faulted = [search(
@@ -1061,21 +1035,14 @@ mod tests {
                 broke: 1200.0,
             },
         )];
-        assert!(!decided(
+        assert!(!decided_on_vulnerable(
             &half,
-            Variant::Vulnerable,
             &faulted,
             Condition::Steady,
             &steady
         ));
         steady.record(1800.0, true);
-        assert!(decided(
-            &half,
-            Variant::Vulnerable,
-            &faulted,
-            Condition::Steady,
-            &steady
-        ));
+        assert!(decided_on_vulnerable(&half, &faulted, Condition::Steady, &steady));
         let kept = [search(Condition::Steady, steady.so_far()), faulted[0].clone()];
         assert_eq!(outcome(&kept, Comparison::AtLeast, 0.5), Outcome::Refuted);
     }
