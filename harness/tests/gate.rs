@@ -9,7 +9,7 @@
 mod browser;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::sync::Mutex;
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -25,14 +25,20 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// `fortress gate ...` from the workspace root; fails the test when the lab could not start.
+/// `fortress gate ...` from the workspace root; fails the test when the lab could not start, or
+/// when a lab of the run is still there once it has ended (each run's labs are removed while its
+/// report is written, and the gate waits for that before it goes on).
 fn gate(args: &[&str]) -> (Output, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_fortress"))
+    let child = Command::new(env!("CARGO_BIN_EXE_fortress"))
         .arg("gate")
         .args(args)
         .current_dir(workspace())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("failed to run fortress");
+    let pid = child.id();
+    let output = child.wait_with_output().expect("fortress gate did not end");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     eprintln!("{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert_ne!(
@@ -40,7 +46,31 @@ fn gate(args: &[&str]) -> (Output, String) {
         Some(4),
         "the lab did not start (it needs Docker and the images: run ci/setup)"
     );
+    let left = containers_owned_by(pid);
+    assert!(left.is_empty(), "the gate left containers behind: {left:?}");
     (output, stdout)
+}
+
+/// Containers whose labels name `pid` as their owner.
+fn containers_owned_by(pid: u32) -> Vec<String> {
+    let output = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=fortress.owner.pid={pid}"),
+        ])
+        .output()
+        .expect("docker ps (the tests need Docker: run ci/setup)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn run_folders(out: &Path) -> Vec<PathBuf> {

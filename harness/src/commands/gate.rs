@@ -12,7 +12,7 @@ use crate::cli::GateArgs;
 use crate::commands::experiment::execute;
 use crate::experiment::definition::VariantPlan;
 use crate::experiment::output::Summary;
-use crate::experiment::runner::{Handover, Labs};
+use crate::experiment::runner::{Handover, Labs, Removals};
 use crate::gate::{self, Case, CaseKind, baseline, suite};
 use crate::vocabulary::ExitCode;
 
@@ -76,6 +76,7 @@ async fn experiments(
 ) -> Result<Vec<Case>, ExitCode> {
     let mut cases: Vec<Case> = Vec::new();
     let mut ahead: Option<Ahead> = None;
+    let removals = Removals::default();
     for (i, (g, base)) in gates.iter().zip(baselines).enumerate() {
         let started = std::time::Instant::now();
         let labs = match ahead.take() {
@@ -86,8 +87,15 @@ async fn experiments(
         ahead = gates
             .get(i + 1)
             .map(|next| start_ahead(args, next, lab_binary, loads_over.clone()));
-        let handover = Handover { labs, loads_over };
-        match run_one(args, g, base.as_ref(), lab_binary.to_owned(), handover).await {
+        let handover = Handover {
+            labs,
+            loads_over,
+            removals: Some(removals.clone()),
+        };
+        let judged = run_one(args, g, base.as_ref(), lab_binary.to_owned(), handover).await;
+        // The run's labs went while its report was written; they are gone before the next run.
+        removals.finish().await;
+        match judged {
             Ok(judged) => cases.extend(judged),
             Err(code) => {
                 // The run cancelled `loads_over` as it ended: the next labs start (or not) now.

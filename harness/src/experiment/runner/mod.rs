@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::definition::{Arrangement, PhasePlan, Plan, VariantPlan};
 use super::journal::{Entry, Journal};
 use super::output::{self, RunHeader, Summary, VariantReport};
+use crate::env::target::lab::TargetLab;
 use crate::env::{AdminError, EnvError, Lab, LabSpec};
 use crate::faults::audit::{AuditError, LabAudit};
 use crate::faults::{FaultError, Site};
@@ -81,25 +82,55 @@ pub struct RunContext<'a> {
 }
 
 /// What a caller with runs to make one after another (the gate) hands each run: the labs it started
-/// for it ahead of time, and a token the run cancels as soon as its last load has ended (or the run
-/// ends without one), the moment the next run's labs may start without sharing the cores with a load.
+/// for it ahead of time, a token the run cancels as soon as its last load has ended (or the run
+/// ends without one), the moment the next run's labs may start without sharing the cores with a
+/// load, and where the run leaves its labs' removals for the caller to await (none: the run awaits
+/// them before it answers).
 #[derive(Default)]
 pub struct Handover {
     pub labs: Option<Labs>,
     pub loads_over: CancellationToken,
+    pub removals: Option<Removals>,
 }
 
-/// The labs of a run's variants, in the variants' order, each started or the reason it did not.
+/// Labs being removed in the background, left by runs for their caller to await when it suits it:
+/// the gate awaits a run's once its report is written, before the next run starts, so the removal
+/// (1 to 3 s of the engine stopping containers) overlaps the report and no load. Clones share one
+/// list.
+#[derive(Clone, Default)]
+pub struct Removals(Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl Removals {
+    fn add(&self, removals: Vec<tokio::task::JoinHandle<()>>) {
+        let mut list = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        list.extend(removals);
+    }
+
+    /// Waits until every lab left here so far is gone.
+    pub async fn finish(&self) {
+        let removals = std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        for removal in removals {
+            let _ = removal.await;
+        }
+    }
+}
+
+/// The labs of a run's variants, in the variants' order, each started and prepared, or the reason
+/// it did not start.
 pub struct Labs {
-    started: Vec<Result<Lab, RunError>>,
+    started: Vec<Result<ReadyLab, RunError>>,
+    /// A user's target's first variant's lab: a target runs its variants in turn, and starts each
+    /// next one's lab when the load before it is over.
+    target: Option<Result<TargetLab, RunError>>,
 }
 
 impl Labs {
-    /// Starts a lab per variant, all at once, before any load: most of a start is Postgres's
-    /// initdb, which leaves the other core free, so the second lab is ready with the first instead
-    /// of after the first variant (about 2.5 s saved). `out` is where the run folder will be (its
-    /// disk is checked). A waiting lab is idle (its outbox worker polls an empty table ten times a
-    /// second).
+    /// Starts a lab per variant and prepares each for its load, all at once, before any load: a
+    /// start is mostly waiting on Postgres and a seed is not measured, so the second lab is ready
+    /// with the first instead of after it, and two seeds take the two cores together
+    /// (missing-index's 200,000 orders: ~4 s each). `out` is where the run folder will be (its disk
+    /// is checked). A waiting lab is idle (its outbox worker polls an empty table ten times a
+    /// second). A user's target gets its first variant's lab only (the others start in turn).
     pub async fn start(
         plan: &Plan,
         variants: &[&VariantPlan],
@@ -108,14 +139,21 @@ impl Labs {
         out: &std::path::Path,
         progress: &(dyn Fn(Event<'_>) + Sync),
     ) -> Labs {
-        // A user's target starts its own labs, one variant at a time.
-        if plan.target.is_some() {
-            return Labs { started: Vec::new() };
+        if let Some(target) = &plan.target {
+            let first = match variants.first() {
+                Some(variant) => Some(target::start_lab(target, variant, lab_binary, progress).await),
+                None => None,
+            };
+            return Labs {
+                started: Vec::new(),
+                target: first,
+            };
         }
         let count = u32::try_from(variants.len()).unwrap_or(u32::MAX);
         if let Err(error) = crate::env::check_room(count, out).await {
             return Labs {
                 started: vec![Err(error.into())],
+                target: None,
             };
         }
         let mut plan = plan.clone();
@@ -123,17 +161,36 @@ impl Labs {
         let starts = variants
             .iter()
             .map(|v| start_lab(&plan, v.variant, lab_binary, None, progress));
+        let started = futures::future::join_all(starts).await;
+        let prepares = started.into_iter().zip(variants).map(|(lab, variant)| {
+            let plan = &plan;
+            async move {
+                let lab = lab?;
+                let prepared = prepare::prepare(plan, variant, &lab).await;
+                Ok(ReadyLab { lab, prepared })
+            }
+        });
         Labs {
-            started: futures::future::join_all(starts).await,
+            started: futures::future::join_all(prepares).await,
+            target: None,
         }
     }
 
     /// Removes every lab that started (for a run that will not happen).
     pub async fn remove(self) {
-        for lab in self.started.into_iter().flatten() {
-            let _ = remove_in_background(lab).await;
+        for ready in self.started.into_iter().flatten() {
+            let _ = remove_in_background(ready.lab).await;
+        }
+        if let Some(Ok(lab)) = self.target {
+            target::remove(lab).await;
         }
     }
+}
+
+/// A lab started for a variant, and its preparation for the load (a failed one fails the variant).
+struct ReadyLab {
+    lab: Lab,
+    prepared: Result<prepare::Prepared, RunError>,
 }
 
 /// Counts the variants' loads down and cancels the handover's token when the last has ended.
@@ -218,18 +275,6 @@ pub async fn prepare_again(plan: &Plan, variant: &VariantPlan, lab: &Lab) -> Res
     Ok(prepare::prepare(plan, variant, lab).await?.orders_before_run)
 }
 
-/// One variant on its lab: prepare, run the phases, judge.
-async fn run_variant(
-    plan: &Plan,
-    variant: &VariantPlan,
-    lab: &Lab,
-    ctx: &RunContext<'_>,
-    shared: &Shared<'_>,
-) -> Result<VariantReport, RunError> {
-    let prepared = prepare::prepare(plan, variant, lab).await;
-    run_prepared(plan, variant, lab, prepared, ctx, shared).await
-}
-
 /// One variant on its prepared lab: run the phases, judge.
 async fn run_prepared(
     plan: &Plan,
@@ -280,7 +325,7 @@ impl Outcome {
 /// Runs the chosen variants, each on a fresh lab of its own (the handover's, if it brings them),
 /// side by side or in turn as the plan says, writes the run folder, and answers the summary with
 /// its exit code. Each lab is removed in the background as soon as its variant is done, and every
-/// lab is gone before the run answers.
+/// lab is gone before the run answers, unless the handover takes the removals.
 pub async fn run(
     plan: &Plan,
     variants: &[&VariantPlan],
@@ -300,7 +345,7 @@ pub async fn run(
     let labs = match handover.labs {
         Some(labs) => {
             (ctx.progress)(Event::Message(
-                "labs started ahead, during the previous run's judging".into(),
+                "labs started and prepared ahead, during the previous run's judging".into(),
             ));
             labs
         }
@@ -341,7 +386,7 @@ pub async fn run(
     };
     let pairs = variants.iter().copied().zip(started);
     match (&shared, plan.arrangement) {
-        (None, _) => outcome.removals = pairs.map(|(_, lab)| remove_in_background(lab)).collect(),
+        (None, _) => outcome.removals = pairs.map(|(_, ready)| remove_in_background(ready.lab)).collect(),
         (Some(shared), Arrangement::InTurn) => in_turn(&plan, pairs, ctx, shared, &mut outcome).await,
         (Some(shared), Arrangement::SideBySide) => {
             side_by_side(&plan, pairs, ctx, shared, &mut outcome).await
@@ -349,9 +394,15 @@ pub async fn run(
     }
     drop(shared);
     handover.loads_over.cancel();
-    // Every lab is gone before the run answers, whatever happened.
-    for removal in std::mem::take(&mut outcome.removals) {
-        let _ = removal.await;
+    // Every lab is gone before the run answers, whatever happened, or its caller awaits that.
+    let removals = std::mem::take(&mut outcome.removals);
+    match &handover.removals {
+        Some(later) => later.add(removals),
+        None => {
+            for removal in removals {
+                let _ = removal.await;
+            }
+        }
     }
     // Stopped after the last variant was judged, or while a lab was being removed: still no verdict.
     if outcome.failure.is_none() && ctx.stop.is_cancelled() {
@@ -397,23 +448,13 @@ async fn finish(
 /// variants after it do not start.
 async fn in_turn<'v>(
     plan: &Plan,
-    pairs: impl Iterator<Item = (&'v VariantPlan, Lab)>,
+    pairs: impl Iterator<Item = (&'v VariantPlan, ReadyLab)>,
     ctx: &RunContext<'_>,
     shared: &Shared<'_>,
     outcome: &mut Outcome,
 ) {
-    // Every lab is prepared at once, before any load: a seed is not measured, and two seeds take
-    // the two cores together (missing-index's 200,000 orders: ~4 s each, one after the other
-    // before). A lab whose variant never runs (a failure or a stop before it) was seeded for nothing.
-    let pairs: Vec<_> = pairs.collect();
-    let prepared = futures::future::join_all(
-        pairs
-            .iter()
-            .map(|(variant, lab)| prepare::prepare(plan, variant, lab)),
-    )
-    .await;
     let mut aborted = false;
-    for ((variant, lab), prepared) in pairs.into_iter().zip(prepared) {
+    for (variant, ReadyLab { lab, prepared }) in pairs {
         if outcome.failure.is_none() && ctx.stop.is_cancelled() {
             outcome.fail(RunError::Interrupted);
         }
@@ -434,13 +475,13 @@ async fn in_turn<'v>(
 /// (A plan with stop conditions runs in turn: a stop must keep the variants after it from starting.)
 async fn side_by_side<'v>(
     plan: &Plan,
-    pairs: impl Iterator<Item = (&'v VariantPlan, Lab)>,
+    pairs: impl Iterator<Item = (&'v VariantPlan, ReadyLab)>,
     ctx: &RunContext<'_>,
     shared: &Shared<'_>,
     outcome: &mut Outcome,
 ) {
-    let runs = pairs.map(|(variant, lab)| async move {
-        let report = run_variant(plan, variant, &lab, ctx, shared).await;
+    let runs = pairs.map(|(variant, ReadyLab { lab, prepared })| async move {
+        let report = run_prepared(plan, variant, &lab, prepared, ctx, shared).await;
         (report, remove_in_background(lab))
     });
     for (report, removal) in futures::future::join_all(runs).await {

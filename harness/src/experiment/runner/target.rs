@@ -54,7 +54,8 @@ pub enum TargetRunError {
 }
 
 /// Runs the variants of a plan against its target, one after the other, and writes the run folder;
-/// answers the summary with its exit code. Every lab is removed before it answers.
+/// answers the summary with its exit code. The handover's lab, if it brings one, is the first
+/// variant's. Every lab is removed before it answers.
 pub(super) async fn run(
     plan: &Plan,
     target: &TargetPlan,
@@ -62,36 +63,57 @@ pub(super) async fn run(
     ctx: &RunContext<'_>,
     handover: Handover,
 ) -> Result<Summary, RunError> {
-    if let Some(labs) = handover.labs {
-        labs.remove().await;
-    }
+    let first = handover.labs.and_then(|mut labs| labs.target.take());
     let header = RunHeader::of(plan, chrono::Utc::now());
     ctx.journal.write(&Entry::RunStarted {
         header: header.clone(),
     });
-    let reports = every_variant(plan, target, variants, ctx).await;
+    let reports = every_variant(plan, target, variants, ctx, first).await;
     handover.loads_over.cancel();
     super::finish(header, reports, ctx).await
 }
 
+/// Each variant in turn on a lab of its own. The next variant's lab starts as soon as a load is
+/// over, while that load's variant is judged and its lab removed: a target's start (pretix: ~10 s
+/// of Python importing) is most of its run's cost, and after the load it measures nothing.
 async fn every_variant(
     plan: &Plan,
     target: &TargetPlan,
     variants: &[&VariantPlan],
     ctx: &RunContext<'_>,
+    first: Option<Result<TargetLab, RunError>>,
 ) -> Result<Vec<VariantReport>, RunError> {
-    let turn = Arc::new(Turn::take(&ctx.stop).await.map_err(|_| RunError::Interrupted)?);
+    let turn = match Turn::take(&ctx.stop).await {
+        Ok(turn) => Arc::new(turn),
+        Err(_) => return discard(first, Err(RunError::Interrupted)).await,
+    };
     let mut reports = Vec::new();
-    for variant in variants {
+    let mut ready = first;
+    for (i, variant) in variants.iter().enumerate() {
         if ctx.stop.is_cancelled() {
-            return Err(RunError::Interrupted);
+            return discard(ready, Err(RunError::Interrupted)).await;
         }
-        let lab = start(target, variant, ctx).await?;
-        let report = run_variant(plan, target, variant, &lab, ctx, &turn).await;
-        if let Err(error) = lab.shutdown().await {
-            tracing::warn!(%error, "could not remove the target's lab; run `fortress cleanup`");
-        }
-        let report = report?;
+        let lab = match ready.take() {
+            Some(lab) => lab?,
+            None => start_lab(target, variant, &ctx.lab_binary, ctx.progress).await?,
+        };
+        let watched = phases::run(plan, variant.variant, Site::Target(&lab), ctx, &turn).await;
+        let go_on = matches!(&watched, Ok(w) if w.aborted.is_none()) && !ctx.stop.is_cancelled();
+        let next = variants.get(i + 1).filter(|_| go_on);
+        let (report, started) = tokio::join!(
+            judge_and_remove(plan, target, variant, lab, watched, ctx),
+            async {
+                match next {
+                    Some(v) => Some(start_lab(target, v, &ctx.lab_binary, ctx.progress).await),
+                    None => None,
+                }
+            },
+        );
+        ready = started;
+        let report = match report {
+            Ok(report) => report,
+            Err(error) => return discard(ready, Err(error)).await,
+        };
         ctx.journal.write(&Entry::VariantJudged {
             report: Box::new(report.clone()),
         });
@@ -102,26 +124,44 @@ async fn every_variant(
         }
     }
     if ctx.stop.is_cancelled() {
-        return Err(RunError::Interrupted);
+        return discard(ready, Err(RunError::Interrupted)).await;
     }
-    Ok(reports)
+    discard(ready, Ok(reports)).await
+}
+
+/// Removes a lab started for a variant that will not run, and answers `outcome`.
+async fn discard<T>(
+    lab: Option<Result<TargetLab, RunError>>,
+    outcome: Result<T, RunError>,
+) -> Result<T, RunError> {
+    if let Some(Ok(lab)) = lab {
+        remove(lab).await;
+    }
+    outcome
+}
+
+pub(super) async fn remove(lab: TargetLab) {
+    if let Err(error) = lab.shutdown().await {
+        tracing::warn!(%error, "could not remove the target's lab; run `fortress cleanup`");
+    }
 }
 
 /// The target's lab for `variant`, its environment set. A start is not abandoned half-way (the
 /// lab removes what it started if it fails).
-async fn start(
+pub(super) async fn start_lab(
     target: &TargetPlan,
     variant: &VariantPlan,
-    ctx: &RunContext<'_>,
+    lab_binary: &std::path::Path,
+    progress: &(dyn Fn(Event<'_>) + Sync),
 ) -> Result<TargetLab, RunError> {
     let v = variant.variant;
     let spec = TargetLabSpec {
-        lab_binary: ctx.lab_binary.clone(),
+        lab_binary: lab_binary.to_owned(),
         deadline: READY_DEADLINE,
         environment: target.environment.get(&v).cloned().unwrap_or_default(),
     };
-    (ctx.progress)(Event::Message(format!("{v}: starting the target's lab")));
-    let show = |line: &str| (ctx.progress)(Event::Message(format!("  {v}: {line}")));
+    progress(Event::Message(format!("{v}: starting the target's lab")));
+    let show = |line: &str| progress(Event::Message(format!("  {v}: {line}")));
     let base = target.targets.get(&v).unwrap_or(&target.target);
     let variant_target = match target.images.get(&v) {
         Some(images) => base.with_images(images),
@@ -130,22 +170,39 @@ async fn start(
     let lab = TargetLab::start(&variant_target, &spec, &show)
         .await
         .map_err(TargetRunError::from)?;
-    (ctx.progress)(Event::Message(format!(
+    progress(Event::Message(format!(
         "{v}: lab {} ready in {:.1?}",
         lab.run_id, lab.ready_in
     )));
     Ok(lab)
 }
 
-async fn run_variant(
+/// A variant's load judged (nothing left injected or broken, the invariants, the verdicts), then
+/// its lab removed, whatever the judge said.
+async fn judge_and_remove(
+    plan: &Plan,
+    target: &TargetPlan,
+    variant: &VariantPlan,
+    lab: TargetLab,
+    watched: Result<Watched, RunError>,
+    ctx: &RunContext<'_>,
+) -> Result<VariantReport, RunError> {
+    let report = match watched {
+        Ok(watched) => judge_variant(plan, target, variant, &lab, watched, ctx).await,
+        Err(error) => Err(error),
+    };
+    remove(lab).await;
+    report
+}
+
+async fn judge_variant(
     plan: &Plan,
     target: &TargetPlan,
     variant: &VariantPlan,
     lab: &TargetLab,
+    watched: Watched,
     ctx: &RunContext<'_>,
-    turn: &Arc<Turn>,
 ) -> Result<VariantReport, RunError> {
-    let watched = phases::run(plan, variant.variant, Site::Target(lab), ctx, turn).await?;
     let left = watched.timeline.still_injected();
     if !left.is_empty() {
         return Err(RunError::LeftInjected {
