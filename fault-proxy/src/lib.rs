@@ -16,6 +16,7 @@
 //! latency once per reply, on connections that are already open.
 
 mod control;
+mod fine_timer;
 mod http;
 mod link;
 mod network_fault;
