@@ -5,6 +5,9 @@
 //! the invariants held over every step's orders, and the knee chart drawn; then pgbench anchors it,
 //! running the checkout's transaction on the same Postgres.
 
+mod leftovers;
+
+use leftovers::containers_owned_by;
 use std::process::Command;
 
 use serde_json::Value;
@@ -191,20 +194,7 @@ fn ctrl_c_mid_search_reverts_the_fault_and_leaves_nothing() {
     let last = journal.last().unwrap();
     assert_eq!(last["event"], "capacity_stopped", "{journal:?}");
     assert!(last["reason"].as_str().unwrap().contains("interrupted"), "{last}");
-    let left = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=fortress.owner.pid={pid}"),
-        ])
-        .output()
-        .expect("docker ps (the tests need Docker: run ci/setup)");
-    assert!(left.status.success(), "{}", String::from_utf8_lossy(&left.stderr));
-    assert_eq!(
-        String::from_utf8_lossy(&left.stdout).trim(),
-        "",
-        "containers left behind:\n{said}"
-    );
+    let left = containers_owned_by(pid);
+    assert!(left.is_empty(), "containers left behind {left:?}:\n{said}");
     std::fs::remove_dir_all(&out).unwrap();
 }

@@ -7,6 +7,7 @@
 //! The runs take turns: each one loads the 2-core machine on its own.
 
 mod browser;
+mod leftovers;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -46,31 +47,9 @@ fn gate(args: &[&str]) -> (Output, String) {
         Some(4),
         "the lab did not start (it needs Docker and the images: run ci/setup)"
     );
-    let left = containers_owned_by(pid);
+    let left = leftovers::containers_owned_by(pid);
     assert!(left.is_empty(), "the gate left containers behind: {left:?}");
     (output, stdout)
-}
-
-/// Containers whose labels name `pid` as their owner.
-fn containers_owned_by(pid: u32) -> Vec<String> {
-    let output = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=fortress.owner.pid={pid}"),
-        ])
-        .output()
-        .expect("docker ps (the tests need Docker: run ci/setup)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 fn run_folders(out: &Path) -> Vec<PathBuf> {

@@ -9,6 +9,9 @@
 //!
 //! The runs take turns: each one loads the 2-core machine on its own.
 
+mod leftovers;
+
+use leftovers::containers_owned_by;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -115,28 +118,6 @@ fn signal(child: &Child, signal: &str) {
         .status()
         .unwrap();
     assert!(sent.success(), "kill {signal} {}", child.id());
-}
-
-/// Containers whose labels name `pid` as their owner.
-fn containers_owned_by(pid: u32) -> Vec<String> {
-    let output = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=fortress.owner.pid={pid}"),
-        ])
-        .output()
-        .expect("docker ps (the tests need Docker: run ci/setup)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
 }
 
 /// Waits for the run to end by itself (within two minutes); answers its exit code and what it said.

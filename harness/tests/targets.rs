@@ -1,6 +1,9 @@
 //! `fortress target FILE` from the command line: a user's Compose file checked, a mistake named by
 //! file, line and field with exit code 3 (nothing started), a good file's lab printed.
 
+mod leftovers;
+
+use leftovers::containers_owned_by;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -129,28 +132,6 @@ fn wait_for_ready(lines: &std::sync::mpsc::Receiver<String>) {
     panic!("the target's lab never said it was ready:\n{}", seen.join("\n"));
 }
 
-/// Containers whose labels name `pid` as their owner.
-fn owned_by(pid: u32) -> Vec<String> {
-    let output = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label=fortress.owner.pid={pid}"),
-        ])
-        .output()
-        .expect("docker ps (the tests need Docker: run ci/setup)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(str::to_owned)
-        .collect()
-}
-
 fn signal(pid: u32, signal: &str) {
     let sent = Command::new("kill")
         .args([signal, &pid.to_string()])
@@ -167,10 +148,13 @@ fn ctrl_c_removes_a_targets_lab_and_sigkill_leaves_it_to_the_next_command() {
     let (mut child, lines) = up(&dir);
     wait_for_ready(&lines);
     let pid = child.id();
-    assert_eq!(owned_by(pid).len(), 3, "proxy, web and cache");
+    assert_eq!(containers_owned_by(pid).len(), 3, "proxy, web and cache");
     signal(pid, "-INT");
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    assert!(owned_by(pid).is_empty(), "Ctrl-C left containers behind");
+    assert!(
+        containers_owned_by(pid).is_empty(),
+        "Ctrl-C left containers behind"
+    );
 
     // SIGKILL: nothing can clean up, but the labels name the dead owner, and `fortress doctor` (as
     // any command that starts a lab) removes what it left.
@@ -180,7 +164,7 @@ fn ctrl_c_removes_a_targets_lab_and_sigkill_leaves_it_to_the_next_command() {
     signal(pid, "-KILL");
     child.wait().unwrap();
     assert_eq!(
-        owned_by(pid).len(),
+        containers_owned_by(pid).len(),
         3,
         "a killed owner's lab stays until someone reaps it"
     );
@@ -193,7 +177,7 @@ fn ctrl_c_removes_a_targets_lab_and_sigkill_leaves_it_to_the_next_command() {
         said.contains(&format!("left by fortress (pid {pid}), which is gone")),
         "{said}"
     );
-    assert!(owned_by(pid).is_empty(), "{said}");
+    assert!(containers_owned_by(pid).is_empty(), "{said}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -238,7 +222,10 @@ fn ctrl_c_in_a_target_experiments_fault_reverts_it_and_removes_the_lab() {
     std::thread::sleep(std::time::Duration::from_secs(1));
     signal(pid, "-INT");
     assert_eq!(child.wait().unwrap().code(), Some(4), "Ctrl-C: exit 4");
-    assert!(owned_by(pid).is_empty(), "Ctrl-C left containers behind");
+    assert!(
+        containers_owned_by(pid).is_empty(),
+        "Ctrl-C left containers behind"
+    );
     let run = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
     let journal = std::fs::read_to_string(run.join("journal.ndjson")).unwrap();
     let steps: Vec<&str> = (journal.lines())
@@ -373,7 +360,7 @@ fn a_stop_condition_on_a_target_reverts_its_fault_and_no_later_variant_runs() {
         Some(5),
         "a tripped stop condition: exit 5\n{said}"
     );
-    assert!(owned_by(pid).is_empty(), "the lab was left behind");
+    assert!(containers_owned_by(pid).is_empty(), "the lab was left behind");
     let folder = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
     let journal = std::fs::read_to_string(folder.join("journal.ndjson")).unwrap();
     let stop: Vec<&str> = journal.lines().filter(|l| l.contains("stop web")).collect();
@@ -431,7 +418,10 @@ fn a_target_that_never_gets_ready_fails_with_its_own_log_lines_and_leaves_nothin
         said.contains("its last log lines:") && said.contains("Server is ready to receive web requests"),
         "{said}"
     );
-    assert!(owned_by(pid).is_empty(), "a failed start left containers behind");
+    assert!(
+        containers_owned_by(pid).is_empty(),
+        "a failed start left containers behind"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
