@@ -53,6 +53,13 @@ pub(super) struct Watched {
 /// ended and phases (with their faults) begin and end on those boundaries. Started anywhere else, a
 /// phase's first sample would hold up to a second of the phase before it: a kill's first second
 /// read as 0 to 0.95 of the users logged out depending only on where in a second the run began.
+///
+/// The sample due at a phase's end reads the lab before the next phase's faults, but they wait for
+/// it [`READ_HEAD_START`] at most: before 2026-12-06 they waited for the whole reading, and a
+/// metrics page behind a queue (500 ms, its read deadline) started pretix's Redis outage half a
+/// second late while the outage's first second was still judged as the outage's (5 orders of it
+/// answered 201). Read after the injection instead, it counted the first milliseconds of a cache
+/// stampede into the second before it (a peak of 19 misses, not 20).
 struct Clock {
     started: Instant,
     /// Where the current phase ends.
@@ -78,20 +85,41 @@ impl Clock {
     }
 
     /// Waits for the next sample of the current phase; `false` once the phase is over (at its end).
-    /// A sample due within a few milliseconds of the phase's end still belongs to it.
+    /// The sample due as the phase ends is not taken here but as the next phase starts
+    /// ([`Clock::sample_due_at_phase_end`]): reading the lab can take up to its 500 ms deadline
+    /// (a paused Redis, a slow metrics page), and the next phase's faults must not wait for all of it.
     async fn next_sample_in_phase(&mut self) -> bool {
-        if self.next_sample > self.phase_end + Duration::from_millis(10) {
+        if self.next_sample + PHASE_EDGE >= self.phase_end {
             tokio::time::sleep_until(self.phase_end.into()).await;
             return false;
         }
         tokio::time::sleep_until(self.next_sample.into()).await;
-        // A sample that took longer than a second skips the seconds it missed rather than bunching.
+        true
+    }
+
+    /// Whether a sample falls due as the current phase ends (within a few milliseconds of it): the
+    /// last second of the phase, read as the next phase starts.
+    fn sample_due_at_phase_end(&self) -> bool {
+        self.next_sample <= self.phase_end + PHASE_EDGE
+    }
+
+    /// Moves past the sample just taken. A sample that took longer than a second skips the
+    /// seconds it missed rather than bunching.
+    fn sampled(&mut self) {
         while self.next_sample <= Instant::now() {
             self.next_sample += Duration::from_secs(1);
         }
-        true
     }
 }
+
+/// How long the next phase's faults wait for the reading due as a phase ends: a reading of the
+/// reference lab takes about 10 ms, and it must be taken before the faults act (a cache stampede's
+/// first misses counted into the second before it otherwise); one slower than this (a paused Redis,
+/// a metrics page behind a queue: up to its 500 ms deadline) goes on beside the injection.
+const READ_HEAD_START: Duration = Duration::from_millis(100);
+
+/// How close to a phase's end a sample is still the phase's last.
+const PHASE_EDGE: Duration = Duration::from_millis(10);
 
 /// The load generator running in the background, and how to stop it.
 struct LoadRun {
@@ -154,7 +182,8 @@ struct Watch<'a> {
     ctx: &'a RunContext<'a>,
     variant: Variant,
     total_s: f64,
-    observer: Observer,
+    /// Shared so that the reading due at a phase's end can run beside the next phase's injection.
+    observer: Arc<tokio::sync::Mutex<Observer>>,
     recorder: Recorder,
     clock: Clock,
     /// The wall-clock time of the timetable's start (`at_s` 0).
@@ -193,7 +222,7 @@ impl<'a> Watch<'a> {
             ctx,
             variant,
             total_s: plan.run_seconds(),
-            observer,
+            observer: Arc::new(tokio::sync::Mutex::new(observer)),
             recorder,
             clock,
             started_at,
@@ -211,7 +240,10 @@ impl<'a> Watch<'a> {
     /// later phase starts). An error or Ctrl-C ends it with an error.
     async fn every_phase(&mut self, plan: &Plan, timeline: &FaultTimeline) -> Result<(), RunError> {
         let (site, ctx, variant) = (self.site, self.ctx, self.variant);
+        let mut ended: Option<&PhasePlan> = None;
         for phase in &plan.phases {
+            // The phase before's last second, read before this phase's faults (or beside them, when slow).
+            let last_second = ended.take().filter(|_| self.clock.sample_due_at_phase_end());
             (ctx.progress)(Event::Phase { variant, phase });
             ctx.journal.write(&Entry::PhaseStarted {
                 variant,
@@ -220,8 +252,30 @@ impl<'a> Watch<'a> {
             });
             self.clock.phase_end += Duration::from_secs_f64(phase.seconds);
             let mark = timeline.len();
-            let watched =
-                faults::around_faults_at(site, timeline, &ctx.stop, &phase.faults, self.phase(phase)).await;
+            // The phase before's last second is read as this phase's faults go in, not before them.
+            let (reading, read) = tokio::sync::oneshot::channel();
+            let boundary = last_second.map(|before| (before, read));
+            let mut read_lab = std::pin::pin!(read_at_edge(
+                Arc::clone(&self.observer),
+                site,
+                boundary.is_some(),
+                reading
+            ));
+            let read_first = tokio::time::timeout(READ_HEAD_START, &mut read_lab).await.is_ok();
+            let (_, watched) = tokio::join!(
+                async {
+                    if !read_first {
+                        read_lab.await
+                    }
+                },
+                faults::around_faults_at(
+                    site,
+                    timeline,
+                    &ctx.stop,
+                    &phase.faults,
+                    self.phase(phase, boundary)
+                ),
+            );
             self.note_untouched(phase, &timeline.since(mark));
             self.note_overrun(phase);
             match watched {
@@ -236,28 +290,49 @@ impl<'a> Watch<'a> {
                 )));
                 return Ok(());
             }
+            ended = Some(phase);
+        }
+        // The last phase's last second, once its faults are reverted.
+        if let Some(last) = ended.filter(|_| self.clock.sample_due_at_phase_end()) {
+            let rates = self.read_lab().await;
+            self.file_sample(last, rates).await;
         }
         Ok(())
     }
 
-    /// Samples once a second until the phase ends, the run is stopped, or a stop condition trips.
-    async fn phase(&mut self, phase: &PhasePlan) {
+    /// Samples once a second until the phase ends, the run is stopped, or a stop condition trips;
+    /// first the phase before's last second, when one is due (`boundary`: that phase, and the
+    /// reading of the lab taken as this phase's faults went in).
+    async fn phase(&mut self, phase: &PhasePlan, boundary: Option<(&PhasePlan, Reading)>) {
+        if let Some((before, reading)) = boundary {
+            let rates = reading.await.unwrap_or_default();
+            if self.file_sample(before, rates).await {
+                return;
+            }
+        }
         loop {
             tokio::select! {
                 in_phase = self.clock.next_sample_in_phase() => if !in_phase { return },
                 () = self.ctx.stop.cancelled() => return,
             }
-            // A user's target: its entry's own counters, when its Compose file maps them.
-            let mut rates = match self.site {
-                Site::Reference(lab) => self.observer.sample(lab).await,
-                Site::Target(lab) => self.observer.sample_target(lab).await,
-            };
-            self.count_oversold(&mut rates).await;
-            self.second(phase, rates);
-            if self.tripped(phase) {
+            let rates = self.read_lab().await;
+            if self.file_sample(phase, rates).await {
                 return;
             }
         }
+    }
+
+    async fn read_lab(&self) -> Rates {
+        read_lab(&mut *self.observer.lock().await, self.site).await
+    }
+
+    /// Files the second that just ended under `phase`, with the lab's `rates`, and says whether it
+    /// trips a stop condition.
+    async fn file_sample(&mut self, phase: &PhasePlan, mut rates: Rates) -> bool {
+        self.count_oversold(&mut rates).await;
+        self.clock.sampled();
+        self.second(phase, rates);
+        self.tripped(phase)
     }
 
     /// The units sold beyond stock so far, if a stop condition watches them. A second the database
@@ -362,6 +437,32 @@ impl<'a> Watch<'a> {
     }
 }
 
+/// The lab's rates since the previous reading. A user's target: its entry's own counters, when its
+/// Compose file maps them.
+async fn read_lab(observer: &mut Observer, site: Site<'_>) -> Rates {
+    match site {
+        Site::Reference(lab) => observer.sample(lab).await,
+        Site::Target(lab) => observer.sample_target(lab).await,
+    }
+}
+
+/// The reading of the lab due at a phase's end, handed to the next phase's body.
+type Reading = tokio::sync::oneshot::Receiver<Rates>;
+
+/// Reads the lab (when `due`) and sends the rates to whoever files the second: the reading due as a
+/// phase ends, which the next phase's faults wait for only [`READ_HEAD_START`].
+async fn read_at_edge(
+    observer: Arc<tokio::sync::Mutex<Observer>>,
+    site: Site<'_>,
+    due: bool,
+    reading: tokio::sync::oneshot::Sender<Rates>,
+) {
+    if due {
+        let rates = read_lab(&mut *observer.lock().await, site).await;
+        let _ = reading.send(rates);
+    }
+}
+
 /// Runs the load through every phase of `plan`, with each phase's faults, sampling once a second.
 pub(super) async fn run(
     plan: &Plan,
@@ -436,4 +537,46 @@ async fn live_database(lab: &Lab) -> Result<sqlx::PgPool, RunError> {
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(1));
     Ok(options.connect(&lab.postgres_url().await?).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A phase of 2 s sampled at 1 s and 2 s: the first sample is the phase's, the one due at its end
+    /// is left for the next phase's start, and is then due. (Real time: about 3 s.)
+    #[tokio::test]
+    async fn the_sample_due_at_a_phase_end_waits_for_the_next_phases_faults() {
+        let mut clock = Clock::start_at(Instant::now());
+        clock.phase_end += Duration::from_secs(2);
+        assert!(
+            clock.next_sample_in_phase().await,
+            "the sample at 1 s is the phase's"
+        );
+        clock.sampled();
+        assert!(
+            !clock.next_sample_in_phase().await,
+            "the phase ends without its last sample"
+        );
+        assert!(Instant::now() >= clock.phase_end, "at its end");
+        assert!(clock.sample_due_at_phase_end(), "which is then due");
+        clock.sampled();
+        clock.phase_end += Duration::from_millis(2500);
+        assert!(
+            clock.next_sample_in_phase().await,
+            "the next phase samples at 3 s"
+        );
+    }
+
+    /// A phase that ends between two samples leaves none due at its end: the next sample is the
+    /// next phase's.
+    #[tokio::test]
+    async fn a_phase_ending_between_samples_leaves_none_due() {
+        let mut clock = Clock::start_at(Instant::now());
+        clock.phase_end += Duration::from_millis(1500);
+        assert!(clock.next_sample_in_phase().await);
+        clock.sampled();
+        assert!(!clock.next_sample_in_phase().await);
+        assert!(!clock.sample_due_at_phase_end());
+    }
 }
