@@ -913,3 +913,53 @@ fn a_variants_compose_overrides_merge_over_the_target_and_their_mistakes_name_th
     assert_eq!(error.field, "variants.compose");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn an_experiments_compose_overrides_merge_for_every_variant_before_a_variants_own() {
+    let path = pretix("redis-outage.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let plan = parse(&path, &text, Profile::Quick).unwrap_or_else(|e| panic!("{e}"));
+    let target = plan.target.unwrap();
+    let metrics = (target.target.metrics.as_ref()).expect("metrics.yaml's section, merged");
+    assert_eq!(metrics.path, "/metrics");
+    assert!(metrics.basic_auth.is_some(), "pretix's page asks for its login");
+
+    let dir = std::env::temp_dir().join(format!("fortress-shared-overrides-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let own = dir.join("compose.pr.yaml");
+    std::fs::write(
+        &own,
+        "services:\n  web:\n    environment:\n      PRETIX_WORKERS: \"3\"\n",
+    )
+    .unwrap();
+    let rush = pretix("rush.toml");
+    let text = std::fs::read_to_string(&rush).unwrap();
+    let both = (text.replacen(
+        "target = \"compose.yaml\"",
+        "target = \"compose.yaml\"\ncompose = [\"metrics.yaml\"]",
+        1,
+    ))
+    .replacen(
+        "[variants.defended]",
+        &format!("[variants.defended]\ncompose = [\"{}\"]", own.display()),
+        1,
+    );
+    let plan = parse(&rush, &both, Profile::Quick).unwrap_or_else(|e| panic!("{e}"));
+    let target = plan.target.unwrap();
+    assert!(target.target.metrics.is_some(), "every variant's");
+    let defended = &target.targets[&Variant::Defended];
+    let web = &defended.service("web").unwrap().environment;
+    assert_eq!(web["PRETIX_WORKERS"], "3", "the variant's own, over the shared");
+    assert_eq!(web["PRETIX_METRICS_ENABLED"], "true", "the shared, under it");
+
+    let (error, text) = pretix_error(
+        "target = \"compose.yaml\"",
+        "target = \"compose.yaml\"\ncompose = [\"nope.yaml\"]",
+    );
+    assert_eq!(
+        (error.field.as_str(), error.line),
+        ("compose", line_of(&text, "compose = [\"nope.yaml\"]"))
+    );
+    assert!(error.message.contains("nope.yaml"), "{error}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

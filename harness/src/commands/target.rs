@@ -99,6 +99,18 @@ fn print_target(target: &Target) {
             db.name, db.service, db.port
         );
     }
+    if let Some(metrics) = &target.metrics {
+        let login = (metrics.basic_auth.as_ref())
+            .map(|auth| format!(" as {} (password from {})", auth.user, auth.password))
+            .unwrap_or_default();
+        println!(
+            "service counters from GET {} on {}:{}{login}:",
+            metrics.path, entry.service, metrics.port
+        );
+        for (counter, selector) in &metrics.counters {
+            println!("  {counter} = {selector}");
+        }
+    }
 }
 
 /// One line: where the image comes from, replicas, ports, and what the service waits for.

@@ -265,6 +265,10 @@ pub(super) struct TargetExperimentFile {
     pub(super) story: String,
     /// The Compose file, relative to this file.
     pub(super) target: Spanned<String>,
+    /// Compose override files merged over it for every variant, in order (relative to this file),
+    /// before a variant's own.
+    #[serde(default)]
+    pub(super) compose: Option<Spanned<Vec<String>>>,
     pub(super) load: TargetLoadFile,
     #[serde(default)]
     pub(super) profiles: Option<ProfilesFile>,

@@ -251,7 +251,7 @@ impl Observer {
         let urls = lab.metrics_urls().await;
         let services = urls.iter().map(|url| async {
             let read = async {
-                let response = http.get(url.as_deref()?).send().await.ok()?;
+                let response = lab.metrics_request(http, url.as_deref()?).send().await.ok()?;
                 Some(map.read(&response.error_for_status().ok()?.text().await.ok()?))
             };
             tokio::time::timeout(READ_DEADLINE, read).await.ok().flatten()

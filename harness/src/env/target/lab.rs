@@ -68,6 +68,17 @@ pub enum TargetLabError {
         last: String,
         logs: String,
     },
+    #[error(
+        "the metrics password is read from {source_name}, which is not set{where_}: set it, or change \
+         x-fortress.metrics.basic_auth"
+    )]
+    NoPassword { source_name: String, where_: String },
+    #[error("GET {url} answered {status}: {advice}")]
+    MetricsRefused {
+        url: String,
+        status: u16,
+        advice: &'static str,
+    },
     #[error("{container} has no published port {port}")]
     NoPort { container: String, port: u16 },
     #[error(transparent)]
@@ -113,6 +124,8 @@ pub struct TargetLab {
     pub metrics: Option<super::Metrics>,
     /// The databases of the section.
     pub databases: Vec<super::Database>,
+    /// The metrics page's credentials, when it asks for them.
+    metrics_login: Option<MetricsLogin>,
     entry_service: String,
     /// For the balancer's stats page, polled every 100 ms while a deploy waits.
     http: reqwest::Client,
@@ -148,6 +161,7 @@ impl TargetLab {
             images: images.clone(),
             metrics: target.metrics.clone(),
             databases: target.databases.clone(),
+            metrics_login: MetricsLogin::read(target, spec)?,
             entry_service: target.entry.service.clone(),
             http: reqwest::Client::new(),
             docker,
@@ -185,6 +199,7 @@ impl TargetLab {
         lab.containers = started;
         lab.publish_addresses(target).await?;
         lab.wait_ready(target, spec.deadline).await?;
+        lab.check_metrics_page().await?;
         lab.ready_in = began.elapsed();
         Ok(lab)
     }
@@ -279,6 +294,48 @@ impl TargetLab {
             Some(format!("http://127.0.0.1:{port}{}", metrics.path))
         });
         futures::future::join_all(urls).await
+    }
+
+    /// A GET of a metrics page, with the page's credentials when it asks for them.
+    pub fn metrics_request(&self, http: &reqwest::Client, url: &str) -> reqwest::RequestBuilder {
+        let request = http.get(url);
+        match &self.metrics_login {
+            Some(login) => request.basic_auth(&login.user, Some(&login.password)),
+            None => request,
+        }
+    }
+
+    /// Reads the first replica's metrics page once, so that a page that refuses Fortress fails the
+    /// start with what to change, instead of a run without service figures. Any other failure is
+    /// the service's own and is left to the run's samples.
+    async fn check_metrics_page(&self) -> Result<(), TargetLabError> {
+        let Some(Some(url)) = self.metrics_urls().await.into_iter().next() else {
+            return Ok(());
+        };
+        let answer = self.metrics_request(&self.http, &url).send().await;
+        let status = match answer {
+            Ok(answer) => answer.status(),
+            Err(error) => {
+                tracing::warn!(url, error = %reference_service::error::cause_chain(&error), "the metrics page did not answer");
+                return Ok(());
+            }
+        };
+        if status != reqwest::StatusCode::UNAUTHORIZED && status != reqwest::StatusCode::FORBIDDEN {
+            return Ok(());
+        }
+        let advice = match self.metrics_login {
+            None => {
+                "the page asks for credentials: add `basic_auth: { user: ..., password_in: ... }` to x-fortress.metrics"
+            }
+            Some(_) => {
+                "the page refused the credentials of x-fortress.metrics.basic_auth: check the user and the password's variable"
+            }
+        };
+        Err(TargetLabError::MetricsRefused {
+            url,
+            status: status.as_u16(),
+            advice,
+        })
     }
 
     /// Every service container's alarming lines (errors, warnings, tracebacks), each with the time
@@ -391,6 +448,54 @@ impl TargetLab {
             last,
             logs: last_log_lines(&self.docker, &entry).await,
         })
+    }
+}
+
+/// The metrics page's user and password, read when the lab starts. Its `Debug` shows no password,
+/// and nothing writes it anywhere but the request's header (which reqwest marks sensitive).
+#[derive(Clone)]
+struct MetricsLogin {
+    user: String,
+    password: String,
+}
+
+impl std::fmt::Debug for MetricsLogin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (f.debug_struct("MetricsLogin"))
+            .field("user", &self.user)
+            .field("password", &"(not shown)")
+            .finish()
+    }
+}
+
+impl MetricsLogin {
+    /// The credentials `target`'s metrics section names, the password read from the entry's
+    /// environment (with the variant's overrides) or from Fortress's own.
+    fn read(target: &Target, spec: &TargetLabSpec) -> Result<Option<Self>, TargetLabError> {
+        let Some(auth) = target.metrics.as_ref().and_then(|m| m.basic_auth.as_ref()) else {
+            return Ok(None);
+        };
+        let entry = &target.entry.service;
+        let password = match &auth.password {
+            super::PasswordSource::Service(variable) => (spec.environment.get(entry))
+                .and_then(|overrides| overrides.get(variable))
+                .or_else(|| target.service(entry)?.environment.get(variable))
+                .cloned()
+                .ok_or_else(|| TargetLabError::NoPassword {
+                    source_name: variable.clone(),
+                    where_: format!(" in {entry}'s environment"),
+                })?,
+            super::PasswordSource::Fortress(variable) => {
+                std::env::var(variable).map_err(|_| TargetLabError::NoPassword {
+                    source_name: variable.clone(),
+                    where_: " in Fortress's environment".to_owned(),
+                })?
+            }
+        };
+        Ok(Some(Self {
+            user: auth.user.clone(),
+            password,
+        }))
     }
 }
 

@@ -17,7 +17,7 @@ use marked_yaml::{LoaderOptions, Marker, Node, Span, Spanned};
 
 use self::compose::RawService;
 pub use self::compose::{Build, Condition, Healthcheck, Port};
-use self::section::{RawLink, RawMetrics, RawSection};
+use self::section::{RawBasicAuth, RawEntry, RawLink, RawMetrics, RawSection};
 use crate::exposition::Selector;
 use crate::vocabulary::Counter;
 
@@ -106,6 +106,35 @@ pub struct Metrics {
     pub path: String,
     pub port: u16,
     pub counters: Vec<(Counter, Selector)>,
+    /// The page asks for HTTP basic authentication.
+    pub basic_auth: Option<BasicAuth>,
+}
+
+/// The metrics page's HTTP basic authentication: the user, and where its password is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BasicAuth {
+    pub user: String,
+    pub password: PasswordSource,
+}
+
+/// Where a password is read when a lab starts. A target keeps the variable's name, never its value,
+/// so it can be printed, logged and compared without the secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PasswordSource {
+    /// A variable of the entry service's environment, with a variant's overrides: the password as
+    /// the service itself is given it.
+    Service(String),
+    /// A variable of Fortress's own environment.
+    Fortress(String),
+}
+
+impl std::fmt::Display for PasswordSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Service(variable) => write!(f, "the entry's environment variable {variable}"),
+            Self::Fortress(variable) => write!(f, "Fortress's environment variable {variable}"),
+        }
+    }
 }
 
 /// A target, checked: every name it uses refers to a service of the file.
@@ -197,7 +226,7 @@ impl Target {
                 .collect::<Result<_, _>>()?,
             databases: checker.databases(&section)?,
             metrics: (section.metrics.as_ref())
-                .map(|metrics| checker.metrics(metrics, *section.entry.port))
+                .map(|metrics| checker.metrics(metrics, &section.entry))
                 .transpose()?,
             services: checker.services()?,
         })
@@ -424,7 +453,7 @@ impl Checker<'_> {
             .collect()
     }
 
-    fn metrics(&self, raw: &RawMetrics, entry_port: u16) -> Result<Metrics, TargetError> {
+    fn metrics(&self, raw: &RawMetrics, entry: &RawEntry) -> Result<Metrics, TargetError> {
         if !raw.path.starts_with('/') {
             let message = format!(
                 "{:?} is not a path: write where the entry serves its metrics, such as /metrics",
@@ -449,8 +478,55 @@ impl Checker<'_> {
         }
         Ok(Metrics {
             path: raw.path.to_string(),
-            port: raw.port.as_ref().map_or(entry_port, |p| **p),
+            port: raw.port.as_ref().map_or(*entry.port, |p| **p),
             counters,
+            basic_auth: (raw.basic_auth.as_ref())
+                .map(|auth| self.basic_auth(auth, entry))
+                .transpose()?,
+        })
+    }
+
+    /// The metrics page's user, and the one variable its password is read from, which must be set
+    /// where it is looked for.
+    fn basic_auth(&self, raw: &RawBasicAuth, entry: &RawEntry) -> Result<BasicAuth, TargetError> {
+        let field = "x-fortress.metrics.basic_auth";
+        let password = match (&raw.password_in, &raw.password_env) {
+            (Some(variable), None) => {
+                let service = self.raw(&entry.service, "x-fortress.entry.service")?;
+                let env = service.environment.as_ref().map(|e| &e.0);
+                if !env.is_some_and(|env| env.contains_key(variable.as_str())) {
+                    let message = format!(
+                        "{} has no variable {:?} in its `environment`: name the variable the service reads its metrics password from, or use password_env",
+                        entry.service.as_str(),
+                        variable.as_str()
+                    );
+                    return Err(self
+                        .file
+                        .at(variable.span(), &format!("{field}.password_in"), message));
+                }
+                PasswordSource::Service(variable.to_string())
+            }
+            (None, Some(variable)) => {
+                if std::env::var_os(variable.as_str()).is_none() {
+                    let message = format!(
+                        "Fortress's environment has no {:?}: export it before the run (`export {}=...`)",
+                        variable.as_str(),
+                        variable.as_str()
+                    );
+                    return Err(self
+                        .file
+                        .at(variable.span(), &format!("{field}.password_env"), message));
+                }
+                PasswordSource::Fortress(variable.to_string())
+            }
+            _ => {
+                let message = "name where the password is read, once: `password_in: <a variable of the entry's environment>` or `password_env: <a variable of Fortress's environment>` (the password itself is never written here)";
+                return Err(self.file.at(raw.user.span(), field, message));
+            }
+        };
+        Ok(BasicAuth {
+            user: raw.user.to_string(),
+            password,
         })
     }
 

@@ -11,6 +11,7 @@
 //!   metrics:                                                # the entry's own /metrics, if it has one
 //!     path: /metrics
 //!     counters: { responses: http_requests_total, responses_5xx: 'http_requests_total{code=~"5.."}' }
+//!     basic_auth: { user: metrics, password_in: METRICS_PASSWORD }   # when the page asks for them
 //! ```
 
 use marked_yaml::Spanned;
@@ -79,4 +80,22 @@ pub(super) struct RawMetrics {
     #[serde(default)]
     pub port: Option<Spanned<u16>>,
     pub counters: std::collections::BTreeMap<String, Spanned<String>>,
+    /// The page asks for HTTP basic authentication.
+    #[serde(default)]
+    pub basic_auth: Option<RawBasicAuth>,
+}
+
+/// The user the metrics page is read as, and where its password is kept: never in this section,
+/// so the section can be shown, copied and committed without it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBasicAuth {
+    pub user: Spanned<String>,
+    /// A variable of the entry service's `environment`: the password as the service is given it.
+    #[serde(default)]
+    pub password_in: Option<Spanned<String>>,
+    /// A variable of Fortress's own environment, for a password the Compose file does not hold
+    /// (baked into the image's configuration, say).
+    #[serde(default)]
+    pub password_env: Option<Spanned<String>>,
 }

@@ -283,3 +283,57 @@ fn the_entrys_metrics_map_counters_to_series_and_a_mistake_is_named() {
     let (_, field, _) = refused(&with("{ path: /metrics, counters: {} }"));
     assert_eq!(field, "x-fortress.metrics.counters");
 }
+
+#[test]
+fn a_metrics_password_is_named_by_where_it_is_kept_and_must_be_there() {
+    let with = |auth: &str| {
+        let metrics = format!(
+            "  metrics:\n    path: /metrics\n    counters: {{ responses: x_total }}\n    basic_auth: {auth}\n"
+        );
+        shop_with("  databases:\n", &format!("{metrics}  databases:\n"))
+    };
+    let in_service = with("{ user: metrics, password_in: REDIS_HOST }");
+    let auth = parse(&in_service).unwrap().metrics.unwrap().basic_auth;
+    assert_eq!(
+        auth,
+        Some(BasicAuth {
+            user: "metrics".into(),
+            password: PasswordSource::Service("REDIS_HOST".into()),
+        })
+    );
+    let auth = parse(&with("{ user: m, password_env: PATH }"))
+        .unwrap()
+        .metrics
+        .unwrap()
+        .basic_auth;
+    assert_eq!(auth.unwrap().password, PasswordSource::Fortress("PATH".into()));
+
+    let (line, field, message) = refused(&with("{ user: metrics, password_in: METRICS_PASSWORD }"));
+    assert_eq!(
+        (line, field.as_str()),
+        (32, "x-fortress.metrics.basic_auth.password_in")
+    );
+    assert!(
+        message.starts_with("web has no variable \"METRICS_PASSWORD\""),
+        "{message}"
+    );
+    let absent = "FORTRESS_TEST_NO_SUCH_VARIABLE";
+    assert!(std::env::var_os(absent).is_none());
+    let (_, field, message) = refused(&with(&format!("{{ user: m, password_env: {absent} }}")));
+    assert_eq!(field, "x-fortress.metrics.basic_auth.password_env");
+    assert!(message.contains(&format!("export {absent}=")), "{message}");
+    for neither_or_both in [
+        "{ user: m }",
+        "{ user: m, password_in: REDIS_HOST, password_env: PATH }",
+    ] {
+        let (_, field, message) = refused(&with(neither_or_both));
+        assert_eq!(field, "x-fortress.metrics.basic_auth", "{neither_or_both}");
+        assert!(message.contains("never written here"), "{message}");
+    }
+    let (_, field, message) = refused(&with("{ user: m, password: hunter2 }"));
+    assert_eq!(
+        field, "x-fortress.metrics.basic_auth.password",
+        "a password in the section is refused"
+    );
+    assert!(message.contains("password_in"), "{message}");
+}

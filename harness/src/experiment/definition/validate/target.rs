@@ -106,7 +106,7 @@ pub(super) fn parse(file: &str, text: &str, profile: Profile) -> Result<Plan, De
     let src = Source { file, text };
     let parsed: TargetExperimentFile = toml::from_str(text).map_err(|e| src.toml_error(&e))?;
     let name = name(&src, &parsed.name)?;
-    let target = target(&src, &parsed.target)?;
+    let target = target(&src, &parsed)?;
     let users = src.in_range(&parsed.load.users, "load.users", 1..=2000)?;
     let rate = rate(&src, &parsed.load.rate)?;
     let script = script(&src, &parsed.load)?;
@@ -202,25 +202,30 @@ fn stop_condition(
 }
 
 /// The Compose file, relative to the experiment file; its own mistakes keep its own file and line.
-fn target(src: &Source<'_>, written: &Spanned<String>) -> Result<Target, DefinitionError> {
-    merged_target(src, written, None)
+fn target(src: &Source<'_>, experiment: &TargetExperimentFile) -> Result<Target, DefinitionError> {
+    merged_target(src, experiment, None)
 }
 
-/// The Compose file with a variant's override files merged over it (`compose = [...]`), all
-/// relative to this file; a mistake in any of them keeps its own file and line.
+/// The Compose file with the override files merged over it in order (`compose = [...]`, the
+/// experiment's for every variant, then `variant`'s own), all relative to this file; a mistake in
+/// any of them keeps its own file and line.
 fn merged_target(
     src: &Source<'_>,
-    written: &Spanned<String>,
-    overrides: Option<&Spanned<Vec<String>>>,
+    experiment: &TargetExperimentFile,
+    variant: Option<&Spanned<Vec<String>>>,
 ) -> Result<Target, DefinitionError> {
     let base = Path::new(src.file).parent().unwrap_or(Path::new("."));
-    let path = base.join(written.get_ref());
-    let files: Vec<PathBuf> = overrides
-        .iter()
-        .flat_map(|o| o.get_ref())
-        .map(|f| base.join(f))
+    let lists = [
+        (experiment.compose.as_ref(), "compose"),
+        (variant, "variants.compose"),
+    ];
+    let overrides: Vec<(PathBuf, &Spanned<Vec<String>>, &str)> = (lists.into_iter())
+        .filter_map(|(list, field)| Some((list?, field)))
+        .flat_map(|(list, field)| (list.get_ref().iter()).map(move |f| (base.join(f), list, field)))
         .collect();
-    Target::load_merged(&path, &files).map_err(|error| match error {
+    let paths: Vec<PathBuf> = overrides.iter().map(|(path, ..)| path.clone()).collect();
+    let target = &experiment.target;
+    Target::load_merged(&base.join(target.get_ref()), &paths).map_err(|error| match error {
         TargetError::Invalid {
             file,
             line,
@@ -232,12 +237,14 @@ fn merged_target(
             field,
             message,
         },
-        unreadable @ TargetError::Unreadable { .. } => {
-            let message = format!("{unreadable} (the path is relative to this file)");
-            match overrides {
-                Some(o) => src.error(&o.span(), "variants.compose", message),
-                None => src.error(&written.span(), "target", message),
-            }
+        TargetError::Unreadable { ref file, .. } => {
+            let (span, field) = (overrides.iter())
+                .find(|(path, ..)| path.display().to_string() == *file)
+                .map_or((target.span(), "target"), |(_, list, field)| {
+                    (list.span(), *field)
+                });
+            let message = format!("{error} (the path is relative to this file)");
+            src.error(&span, field, message)
         }
     })
 }
@@ -601,7 +608,7 @@ fn variants(
             images.insert(parsed, variant_images(src, written, target)?);
         }
         if let Some(overrides) = &variant.compose {
-            targets.insert(parsed, merged_target(src, &file.target, Some(overrides))?);
+            targets.insert(parsed, merged_target(src, file, Some(overrides))?);
         }
         variants.push(VariantPlan {
             variant: parsed,
