@@ -126,6 +126,11 @@ async fn a_clean_database_holds_and_each_known_violation_is_caught() {
     assert_eq!(broken(&report), ["no oversell", "stock matches orders"]);
     assert_eq!(report.oversold_units, 3);
     assert_eq!(report.units_sold, initial - sold + 3);
+    assert_eq!(
+        report.stock_mismatch_units,
+        initial - sold + 3,
+        "every one of those orders"
+    );
 
     // Stock taken with no order for it (a write that lost its order).
     exec(
@@ -160,6 +165,15 @@ async fn a_clean_database_holds_and_each_known_violation_is_caught() {
         off.detail.contains("1, 2, 3"),
         "products 1, 2 and 3 are out of step: {}",
         off.detail
+    );
+    // Product 3 has stock to spare: its order that took none (a lost update on a product that is
+    // not sold out) oversells nothing, and only the mismatch counts it.
+    assert_eq!(report.oversold_units, 3);
+    assert_eq!(report.stock_mismatch_units, initial - sold + 3 + 2 + 1);
+    assert_eq!(
+        invariants::metric_of("stock matches orders"),
+        Some(fortress::vocabulary::Metric::StockMismatchUnits),
+        "what a replay of it predicts"
     );
 
     // An event stuck in pending: the check waits for the drain, then says what is still pending.

@@ -170,16 +170,7 @@ fn print_findings(report: &ExploreReport) -> ExitCode {
             finding.found, finding.shrink_trials
         );
         println!("  broke: {}", finding.violated.join(", "));
-        println!(
-            "  broke it again in {} of {} more trials{}",
-            finding.reproduced,
-            explore::CONFIRMATIONS,
-            if finding.reproduced < explore::CONFIRMATIONS {
-                ": not reproducible, so not the fault's doing for certain (not written out)"
-            } else {
-                ""
-            }
-        );
+        println!("  {}", confirmation(finding));
         match &finding.file {
             Some(file) => println!("  replay: fortress experiment {}", file.display()),
             None if finding.reproduced == explore::CONFIRMATIONS => {
@@ -188,10 +179,71 @@ fn print_findings(report: &ExploreReport) -> ExitCode {
             None => {}
         }
     }
-    if report.reproduced().next().is_none() {
+    let unconfirmed = report.unconfirmed().count();
+    if report.reproduced().next().is_some() {
+        ExitCode::Refuted
+    } else if unconfirmed > 0 {
+        println!(
+            "\n{unconfirmed} schedule(s) broke an invariant, but the budget ran out before they were tried again: \
+             run with a larger --budget to confirm or refute them"
+        );
+        ExitCode::Inconclusive
+    } else {
         println!("\nno schedule tried broke an invariant reproducibly");
         ExitCode::Confirmed
+    }
+}
+
+/// What the trials after the shrinking said of a finding.
+fn confirmation(finding: &explore::Finding) -> String {
+    let (again, ran, needed) = (finding.reproduced, finding.confirmations, explore::CONFIRMATIONS);
+    if ran < needed {
+        format!(
+            "tried again {ran} of {needed} times before the budget ran out (broke it {again} time(s)): \
+             not confirmed, not refuted (not written out; a larger --budget decides it)"
+        )
+    } else if again < needed {
+        format!(
+            "broke it again in {again} of {needed} more trials: not reproducible, so not the fault's doing for \
+             certain (not written out)"
+        )
     } else {
-        ExitCode::Refuted
+        format!("broke it again in {again} of {needed} more trials")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::explore::{Finding, Schedule};
+
+    fn finding(reproduced: usize, confirmations: usize) -> Finding {
+        let schedule = Schedule {
+            faults: Vec::new(),
+            at_s: 2.0,
+            seconds: 2.0,
+        };
+        Finding {
+            found: schedule.clone(),
+            smallest: schedule,
+            violated: vec!["stock matches orders".into()],
+            shrink_trials: 0,
+            reproduced,
+            confirmations,
+            file: None,
+        }
+    }
+
+    /// A finding whose confirmations the budget cut short was tried too few times to be called
+    /// not reproducible: it says so, and what decides it.
+    #[test]
+    fn a_finding_the_budget_left_untried_is_not_called_unreproducible() {
+        let untried = confirmation(&finding(0, 0));
+        assert!(untried.contains("not confirmed, not refuted"), "{untried}");
+        assert!(!untried.contains("not reproducible"), "{untried}");
+        let refuted = confirmation(&finding(1, explore::CONFIRMATIONS));
+        assert!(refuted.contains("not reproducible"), "{refuted}");
+        let confirmed = confirmation(&finding(explore::CONFIRMATIONS, explore::CONFIRMATIONS));
+        assert_eq!(confirmed, "broke it again in 2 of 2 more trials");
     }
 }

@@ -187,6 +187,9 @@ pub struct Finding {
     /// finding every one reproduced is written out: a race that breaks now and then without the
     /// fault's help would otherwise pass for the fault's doing.
     pub reproduced: usize,
+    /// How many of those trials ran: fewer than `CONFIRMATIONS` when the budget ran out first, and
+    /// then the finding is neither confirmed nor refuted.
+    pub confirmations: usize,
     /// The experiment file written for it, when every confirmation reproduced it and a metric
     /// counts what it broke.
     pub file: Option<PathBuf>,
@@ -223,6 +226,11 @@ impl ExploreReport {
     /// The findings every confirmation reproduced.
     pub fn reproduced(&self) -> impl Iterator<Item = &Finding> {
         (self.findings.iter()).filter(|f| f.reproduced == CONFIRMATIONS)
+    }
+
+    /// The findings whose confirmations the budget cut short: neither confirmed nor refuted.
+    pub fn unconfirmed(&self) -> impl Iterator<Item = &Finding> {
+        (self.findings.iter()).filter(|f| f.confirmations < CONFIRMATIONS)
     }
 }
 
@@ -557,7 +565,7 @@ impl Search<'_> {
         let mut findings = Vec::new();
         for trial in broken {
             let (smallest, violated, shrink_trials) = self.shrink(&trial).await?;
-            let reproduced = self.reproduce(&smallest, &violated).await?;
+            let (reproduced, confirmations) = self.reproduce(&smallest, &violated).await?;
             let file = match reproduced == CONFIRMATIONS {
                 true => self.write(plan, variant, findings.len() + 1, &smallest, &violated)?,
                 false => None,
@@ -568,25 +576,28 @@ impl Search<'_> {
                 violated,
                 shrink_trials,
                 reproduced,
+                confirmations,
                 file,
             });
         }
         Ok(findings)
     }
 
-    /// How many of `CONFIRMATIONS` more trials of `schedule` broke one of `violated` again (those
-    /// the budget leaves no time for count as not).
-    async fn reproduce(&mut self, schedule: &Schedule, violated: &[String]) -> Result<usize, ExploreError> {
-        let mut reproduced = 0;
-        for _ in 0..CONFIRMATIONS {
-            if self.over_budget() {
-                break;
-            }
+    /// Of `CONFIRMATIONS` more trials of `schedule`, how many broke one of `violated` again, and
+    /// how many ran before the budget ran out.
+    async fn reproduce(
+        &mut self,
+        schedule: &Schedule,
+        violated: &[String],
+    ) -> Result<(usize, usize), ExploreError> {
+        let (mut reproduced, mut ran) = (0, 0);
+        while ran < CONFIRMATIONS && !self.over_budget() {
             let report = self.trial(schedule).await?;
             reproduced += usize::from(report.violated.iter().any(|v| violated.contains(v)));
+            ran += 1;
             self.done.push(report);
         }
-        Ok(reproduced)
+        Ok((reproduced, ran))
     }
 
     /// The smallest schedule that still breaks an invariant `trial` broke, what it broke, and how

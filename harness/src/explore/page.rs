@@ -132,7 +132,7 @@ fn findings(report: &ExploreReport, page: &mut String) {
             escape(&finding.smallest.to_string()),
             escape(&finding.violated.join(", ")),
             finding.reproduced,
-            super::CONFIRMATIONS,
+            finding.confirmations,
             replay_link(finding),
         );
     }
@@ -149,8 +149,11 @@ fn replay_link(finding: &Finding) -> String {
             "<a href=\"{n}\"><code>{n}</code></a> (<code>fortress experiment {n}</code>)",
             n = escape(&name)
         ),
+        None if finding.confirmations < super::CONFIRMATIONS => {
+            "not written: the budget ran out before it was tried again (not confirmed, not refuted)".into()
+        }
         None if finding.reproduced < super::CONFIRMATIONS => {
-            "not written: not reproduced by every confirmation (or the budget ran out first)".into()
+            "not written: not reproduced by every confirmation".into()
         }
         None => "not written: no metric counts what it broke".into(),
     }

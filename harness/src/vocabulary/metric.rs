@@ -154,6 +154,7 @@ metrics! {
     PaymentRequestsPerS = "payment_requests_per_s" [Proxy, PerSecond, Payments]: "requests per second sent to the payment provider over the proxy's payments link, retries included (the proxy's count: passed on or answered by a fault)",
     PaymentRequestsPerCheckout = "payment_requests_per_checkout" [Judge, PerPhase, Payments]: "requests sent to the payment provider per checkout over the phase, retries included",
     OversoldUnits = "oversold_units" [Judge, PerRun, Nothing]: "units sold beyond the initial stock, summed over products (end of run)",
+    StockMismatchUnits = "stock_mismatch_units" [Judge, PerRun, Nothing]: "units by which products' stock is out of step with their orders (initial stock less what is left, against the units ordered), summed over products: lost updates, half-kept checkouts (end of run)",
     UnitsSold = "units_sold" [Judge, PerRun, Nothing]: "units sold during the run (end of run)",
     LostAcknowledgedOrders = "lost_acknowledged_orders" [Judge, PerRun, Nothing]: "orders the client saw acknowledged (201) that the database does not have (end of run)",
     PaymentsChargedTwice = "payments_charged_twice" [Judge, PerRun, Payments]: "payments (one per checkout) with more than one standing authorisation at the provider: customers charged twice (its ledger; end of run)",
