@@ -459,7 +459,7 @@ fn mistakes_name_the_file_line_and_field() {
             from: "threshold = 2.0",
             to: "threshold = 2.0\n[capacity]\nfault_phase = \"fault\"\np99_ms = 400\n[[capacity.predictions]]\nvariant = \"defended\"\ncompare = \">=\"\nthreshold = 1\nfigure = \"p95_ms\"",
             field: "capacity.predictions.figure",
-            says: "or a count of an invariant's violations (oversold_units, lost_acknowledged_orders",
+            says: "or a count of an invariant's violations (oversold_units, stock_mismatch_units, lost_acknowledged_orders",
         },
     ];
     for case in cases {

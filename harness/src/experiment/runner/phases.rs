@@ -239,7 +239,7 @@ impl<'a> Watch<'a> {
     /// ends or a stop condition trips (its phase's faults are reverted as the watch returns, and no
     /// later phase starts). An error or Ctrl-C ends it with an error.
     async fn every_phase(&mut self, plan: &Plan, timeline: &FaultTimeline) -> Result<(), RunError> {
-        let (site, ctx, variant) = (self.site, self.ctx, self.variant);
+        let (ctx, variant) = (self.ctx, self.variant);
         let mut ended: Option<&PhasePlan> = None;
         for phase in &plan.phases {
             // The phase before's last second, read before this phase's faults (or beside them, when slow).
@@ -252,30 +252,7 @@ impl<'a> Watch<'a> {
             });
             self.clock.phase_end += Duration::from_secs_f64(phase.seconds);
             let mark = timeline.len();
-            // The phase before's last second is read as this phase's faults go in, not before them.
-            let (reading, read) = tokio::sync::oneshot::channel();
-            let boundary = last_second.map(|before| (before, read));
-            let mut read_lab = std::pin::pin!(read_at_edge(
-                Arc::clone(&self.observer),
-                site,
-                boundary.is_some(),
-                reading
-            ));
-            let read_first = tokio::time::timeout(READ_HEAD_START, &mut read_lab).await.is_ok();
-            let (_, watched) = tokio::join!(
-                async {
-                    if !read_first {
-                        read_lab.await
-                    }
-                },
-                faults::around_faults_at(
-                    site,
-                    timeline,
-                    &ctx.stop,
-                    &phase.faults,
-                    self.phase(phase, boundary)
-                ),
-            );
+            let watched = self.faulted_phase(phase, last_second, timeline).await;
             self.note_untouched(phase, &timeline.since(mark));
             self.note_overrun(phase);
             match watched {
@@ -298,6 +275,30 @@ impl<'a> Watch<'a> {
             self.file_sample(last, rates).await;
         }
         Ok(())
+    }
+
+    /// One phase with its faults around it. The phase before's `last_second`, when one is due, is
+    /// read first, and the faults wait for that reading [`READ_HEAD_START`] at most.
+    async fn faulted_phase(
+        &mut self,
+        phase: &PhasePlan,
+        last_second: Option<&PhasePlan>,
+        timeline: &FaultTimeline,
+    ) -> Result<(), FaultError> {
+        let (site, ctx) = (self.site, self.ctx);
+        let (reading, read) = tokio::sync::oneshot::channel();
+        let boundary = last_second.map(|before| (before, read));
+        let observer = Arc::clone(&self.observer);
+        let mut read_lab = std::pin::pin!(read_at_edge(observer, site, boundary.is_some(), reading));
+        let read_first = tokio::time::timeout(READ_HEAD_START, &mut read_lab).await.is_ok();
+        let rest_of_reading = async {
+            if !read_first {
+                read_lab.await
+            }
+        };
+        let body = self.phase(phase, boundary);
+        let faulted = faults::around_faults_at(site, timeline, &ctx.stop, &phase.faults, body);
+        tokio::join!(rest_of_reading, faulted).1
     }
 
     /// Samples once a second until the phase ends, the run is stopped, or a stop condition trips;
