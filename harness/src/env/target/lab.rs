@@ -312,7 +312,11 @@ impl TargetLab {
         let Some(Some(url)) = self.metrics_urls().await.into_iter().next() else {
             return Ok(());
         };
-        let answer = self.metrics_request(&self.http, &url).send().await;
+        // The lab's client has no timeout of its own: a page that never answers must not hold the start.
+        let answer = (self.metrics_request(&self.http, &url))
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
         let status = match answer {
             Ok(answer) => answer.status(),
             Err(error) => {
