@@ -2,7 +2,7 @@
 //! each service replica (JSON, each carrying its request id) and of Postgres. A run keeps them, so a
 //! 5xx in a report can be traced to its cause once the lab is removed.
 
-use super::Lab;
+use super::{Lab, Node};
 use crate::vocabulary::Role;
 
 /// How many lines a container keeps at most (the first ones: a flood repeats itself).
@@ -62,36 +62,41 @@ pub struct LastWords {
 pub async fn last_words(lab: &Lab, count: usize) -> Vec<LastWords> {
     let mut said = Vec::new();
     for node in &lab.services {
-        let state = match (
-            node.container.is_running().await,
-            node.container.exit_code().await,
-        ) {
-            (Ok(true), _) => "running".to_owned(),
-            (Ok(false), Ok(Some(code))) => format!("exited with code {code}"),
-            (Ok(false), _) => "not running".to_owned(),
-            (Err(error), _) => format!("could not be asked: {error}"),
-        };
-        let mut lines = Vec::new();
-        for stream in [
-            node.container.stdout_to_vec().await,
-            node.container.stderr_to_vec().await,
-        ] {
-            let text = stream.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
-            let text = text.unwrap_or_else(|error| format!("(its log could not be read: {error})"));
-            let all: Vec<&str> = text.lines().collect();
-            lines.extend(
-                all[all.len().saturating_sub(count)..]
-                    .iter()
-                    .map(|l| (*l).to_owned()),
-            );
-        }
-        said.push(LastWords {
-            role: node.role.to_string(),
-            state,
-            lines,
-        });
+        said.push(last_words_of(node, count).await);
     }
     said
+}
+
+/// One container's state and last `count` lines of each stream, as they stand now.
+pub async fn last_words_of(node: &Node, count: usize) -> LastWords {
+    let state = match (
+        node.container.is_running().await,
+        node.container.exit_code().await,
+    ) {
+        (Ok(true), _) => "running".to_owned(),
+        (Ok(false), Ok(Some(code))) => format!("exited with code {code}"),
+        (Ok(false), _) => "not running".to_owned(),
+        (Err(error), _) => format!("could not be asked: {error}"),
+    };
+    let mut lines = Vec::new();
+    for stream in [
+        node.container.stdout_to_vec().await,
+        node.container.stderr_to_vec().await,
+    ] {
+        let text = stream.map(|bytes| String::from_utf8_lossy(&bytes).into_owned());
+        let text = text.unwrap_or_else(|error| format!("(its log could not be read: {error})"));
+        let all: Vec<&str> = text.lines().collect();
+        lines.extend(
+            all[all.len().saturating_sub(count)..]
+                .iter()
+                .map(|l| (*l).to_owned()),
+        );
+    }
+    LastWords {
+        role: node.role.to_string(),
+        state,
+        lines,
+    }
 }
 
 /// The lines `keep` picks, with the lines that explain each (Postgres's DETAIL, HINT and STATEMENT,

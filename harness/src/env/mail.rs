@@ -69,16 +69,33 @@ pub fn parse_mailbox(out: &str) -> Mailbox {
 
 impl Lab {
     /// Polls the mail server's SMTP port on 127.0.0.1 until it greets (`220 ...`), or `deadline`.
+    /// A server that never does is named with its state, port and last log lines: a run stopped by a
+    /// mail server that did not come back (once in about thirty email-outage runs, 2026-12-07) had
+    /// nothing else to tell why.
     pub async fn wait_mail_server(&self, deadline: Duration) -> Result<(), EnvError> {
-        let port = self.node(Role::Mail)?.host_port().await?;
-        poll_until(Role::Mail, deadline, Duration::from_millis(200), || async {
+        let node = self.node(Role::Mail)?;
+        let port = node.host_port().await?;
+        let waited = poll_until(Role::Mail, deadline, Duration::from_millis(200), || async {
             let greeting = greeting(port).await;
             Ok(match greeting.starts_with("220 ") {
                 true => Look::Done(()),
                 false => Look::NotYet(greeting),
             })
         })
-        .await
+        .await;
+        match waited {
+            Err(EnvError::NotReady { role, deadline, last }) => {
+                let said = super::logs::last_words_of(node, 20).await;
+                let now = node.host_port().await.map_or_else(|e| e.to_string(), |p| p.to_string());
+                let last = format!(
+                    "{last} (at 127.0.0.1:{port}, published now at {now}); it is {}; its last log lines:\n{}",
+                    said.state,
+                    said.lines.join("\n")
+                );
+                Err(EnvError::NotReady { role, deadline, last })
+            }
+            other => other,
+        }
     }
 
     /// What the mail server has delivered and still has queued, from inside its container.
