@@ -227,3 +227,103 @@ async fn a_replay_waits_for_the_batch_in_flight_and_replays_what_it_dead_letters
     let worker = service.state.outbox_worker();
     assert_eq!(worker.relay_batch().await.unwrap().delivered, 1);
 }
+
+/// The most SMTP conversations a test mail server saw open at once, and how many messages it took.
+#[derive(Default)]
+struct Conversations {
+    open: std::sync::atomic::AtomicUsize,
+    peak: std::sync::atomic::AtomicUsize,
+    accepted: std::sync::atomic::AtomicUsize,
+    held: std::sync::atomic::AtomicBool,
+}
+
+/// A mail server for one test: enough SMTP for lettre's client (greeting, EHLO, MAIL, RCPT, DATA,
+/// QUIT). It holds the first message's 250 until a second conversation is open, for 1 s at most (the
+/// client gives up after 2), so a client that sends one email at a time is seen as one (and only
+/// slowed), and one that overlaps them is seen overlapping, whatever the machine's speed.
+async fn mail_server(listener: tokio::net::TcpListener, seen: std::sync::Arc<Conversations>) {
+    while let Ok((stream, _)) = listener.accept().await {
+        tokio::spawn(converse(stream, seen.clone()));
+    }
+}
+
+/// One SMTP conversation of `mail_server`, counted open from its greeting to its end.
+async fn converse(stream: tokio::net::TcpStream, seen: std::sync::Arc<Conversations>) {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let now_open = seen.open.fetch_add(1, SeqCst) + 1;
+    seen.peak.fetch_max(now_open, SeqCst);
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let _ = write.write_all(b"220 test ESMTP\r\n").await;
+    let mut in_data = false;
+    while let Ok(Some(line)) = lines.next_line().await {
+        let reply: &[u8] = match (in_data, line.as_str()) {
+            (true, ".") => {
+                in_data = false;
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+                let first = !seen.held.swap(true, SeqCst);
+                while first && seen.peak.load(SeqCst) < 2 && tokio::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                seen.accepted.fetch_add(1, SeqCst);
+                b"250 queued\r\n"
+            }
+            (true, _) => continue,
+            (false, "DATA") => {
+                in_data = true;
+                b"354 go on\r\n"
+            }
+            (false, "QUIT") => b"221 bye\r\n",
+            (false, _) => b"250 ok\r\n",
+        };
+        if write.write_all(reply).await.is_err() || reply.starts_with(b"221") {
+            break;
+        }
+    }
+    seen.open.fetch_sub(1, SeqCst);
+}
+
+#[tokio::test]
+async fn a_batch_holds_several_smtp_conversations_at_once() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = std::sync::Arc::new(Conversations::default());
+    let server = tokio::spawn(mail_server(listener, seen.clone()));
+    let lab = Lab::start().await;
+    let service = lab
+        .service(|config| {
+            config.outbox_worker = false;
+            config.smtp_addr = Some(addr.to_string());
+        })
+        .await;
+    place_orders(&service).await;
+
+    // One batch at a time, to the end: each relays its emails before it commits.
+    let worker = service.state.outbox_worker();
+    let mut delivered = 0;
+    while delivered < ORDERS as u32 {
+        let relayed = worker.relay_batch().await.unwrap();
+        assert_eq!((relayed.retried, relayed.dead), (0, 0), "{relayed:?}");
+        assert!(
+            relayed.delivered > 0,
+            "a batch with nothing to send before all were sent"
+        );
+        delivered += relayed.delivered;
+    }
+    server.abort();
+    assert_eq!(
+        seen.accepted.load(SeqCst),
+        ORDERS as usize,
+        "one message per order"
+    );
+    assert_eq!(lab.scalar("SELECT count(*) FROM emails").await, ORDERS);
+    let peak = seen.peak.load(SeqCst);
+    assert!(
+        peak >= 2,
+        "a backlog's emails were sent one conversation at a time (at most {peak} open at once): \
+         its drain is capped at the mail link's round-trip rate"
+    );
+    assert!(peak <= 4, "at most 4 conversations at once, {peak} were open");
+}
