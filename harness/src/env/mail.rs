@@ -86,7 +86,10 @@ impl Lab {
         match waited {
             Err(EnvError::NotReady { role, deadline, last }) => {
                 let said = super::logs::last_words_of(node, 20).await;
-                let now = node.host_port().await.map_or_else(|e| e.to_string(), |p| p.to_string());
+                let now = node
+                    .host_port()
+                    .await
+                    .map_or_else(|e| e.to_string(), |p| p.to_string());
                 let last = format!(
                     "{last} (at 127.0.0.1:{port}, published now at {now}); it is {}; its last log lines:\n{}",
                     said.state,
