@@ -153,6 +153,8 @@ impl OutboxWorker {
         // one after another they capped a backlog's drain at the mail link's round-trip rate (about
         // 40 emails a second on a slow 2-core machine, 2026-12-07), below what the mail server takes.
         // The marks stay in claim order, in this one transaction.
+        // The futures are made before the stream: a `.map` closure on the stream itself borrows each
+        // event for a lifetime the worker's spawned future cannot name, and does not compile.
         let sends = events.iter().map(|event| self.send(sender, event));
         let sends: Vec<Result<(), String>> = stream::iter(sends.collect::<Vec<_>>())
             .buffered(CONCURRENT_SENDS)
