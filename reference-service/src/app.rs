@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::auth::TokenKeys;
+use crate::auth::{PasswordChecks, TokenKeys};
 use crate::cache::Cache;
 use crate::config::{Config, ConfigError};
 use crate::db::Db;
@@ -45,6 +45,8 @@ pub struct AppState {
     pub payments: Option<PaymentClient>,
     /// The turns of order-history queries when `history_guard = bounded`.
     pub history_bulkhead: Arc<tokio::sync::Semaphore>,
+    /// The turns argon2 checks take, one per core.
+    pub password_checks: PasswordChecks,
     admin_token: Arc<str>,
 }
 
@@ -85,6 +87,7 @@ impl AppState {
         )
         .map_err(StartError::RedisUrl)?;
         let payments = (config.payments_url.as_deref()).map(|url| PaymentClient::new(url, metrics.clone()));
+        let password_checks = PasswordChecks::one_per_core(metrics.clone());
         Ok(Self {
             db,
             sessions: SessionStore::new(cache.connection()),
@@ -100,6 +103,7 @@ impl AppState {
             mailer: config.smtp()?.map(|(host, port)| Mailer::new(&host, port)),
             payments,
             history_bulkhead: Arc::new(tokio::sync::Semaphore::new(crate::order_history::HISTORY_PERMITS)),
+            password_checks,
             admin_token: Arc::from(config.admin_token.as_str()),
         })
     }

@@ -1,5 +1,6 @@
 //! Who is buying: password login (argon2 hashes) and the JWTs that stand for a logged-in user.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use argon2::Argon2;
@@ -12,7 +13,7 @@ use crate::seed::PasswordCost;
 
 use crate::db::Db;
 use crate::error::ApiError;
-use crate::metrics::InFlight;
+use crate::metrics::Metrics;
 use crate::modes::LoginTiming;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -135,9 +136,60 @@ pub fn prepare_dummy_hash() {
     std::sync::LazyLock::force(&DUMMY_HASH);
 }
 
+/// The turns password checks take: as many at once as the service has cores, the rest waiting.
+///
+/// argon2 is CPU work by design (tens of milliseconds a check). One blocking thread per check let a
+/// login rush put dozens of runnable threads beside the async workers, and every other request waited
+/// for its slice of a core behind them: in the replica-crash warm-up (60 logins per variant, two labs
+/// side by side) a replica's `/readyz` missed its deadline twice and the balancer took it out. A login
+/// waiting for its turn waits on the semaphore, where it costs nothing and is dropped with its client.
+#[derive(Debug, Clone)]
+pub struct PasswordChecks {
+    turns: Arc<tokio::sync::Semaphore>,
+    metrics: Metrics,
+}
+
+impl PasswordChecks {
+    /// One turn per core this process may use (its cgroup's CPU quota included).
+    pub fn one_per_core(metrics: Metrics) -> Self {
+        Self::new(
+            std::thread::available_parallelism().map_or(1, usize::from),
+            metrics,
+        )
+    }
+
+    pub fn new(turns: usize, metrics: Metrics) -> Self {
+        Self {
+            turns: Arc::new(tokio::sync::Semaphore::new(turns.max(1))),
+            metrics,
+        }
+    }
+
+    /// Runs `work` on the blocking pool once a turn is free. It is counted in
+    /// `password_checks_in_flight` from its start until it ends, even when the login waiting for it is
+    /// dropped (the work itself cannot be stopped).
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+        let turn = (self.turns.clone().acquire_owned().await)
+            .map_err(|_| ApiError::Internal("the password check turns are closed".into()))?;
+        let counted = self.metrics.count_password_check_in_flight();
+        tokio::task::spawn_blocking(move || {
+            let _held = (turn, counted);
+            work()
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("password check panicked: {e}")))
+    }
+}
+
 /// Checks an email and password; the same answer for an unknown email and a wrong password, and, with
 /// `LoginTiming::Constant`, the same time.
-pub async fn login(db: &Db, email: &str, password: &str, timing: LoginTiming) -> Result<i64, ApiError> {
+pub async fn login(
+    db: &Db,
+    checks: &PasswordChecks,
+    email: &str,
+    password: &str,
+    timing: LoginTiming,
+) -> Result<i64, ApiError> {
     let wrong = || ApiError::unauthorized("invalid_credentials", "wrong email or password");
     db.statement("auth.find_user");
     let user: Option<(i64, String)> = sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
@@ -154,8 +206,7 @@ pub async fn login(db: &Db, email: &str, password: &str, timing: LoginTiming) ->
             (None, dummy)
         }
     };
-    let counted = db.metrics().count_password_check_in_flight();
-    if verify(&stored, password, counted).await? {
+    if verify(checks, &stored, password).await? {
         user_id.ok_or_else(wrong)
     } else {
         Err(wrong())
@@ -163,19 +214,17 @@ pub async fn login(db: &Db, email: &str, password: &str, timing: LoginTiming) ->
 }
 
 /// Checks `password` against an argon2 hash, off the async workers (argon2 is deliberately slow).
-/// The check is counted in flight until it ends, even when the login waiting for it is dropped.
-async fn verify(stored: &str, password: &str, counted: InFlight) -> Result<bool, ApiError> {
+async fn verify(checks: &PasswordChecks, stored: &str, password: &str) -> Result<bool, ApiError> {
     let (stored, password) = (stored.to_owned(), password.to_owned());
-    tokio::task::spawn_blocking(move || {
-        let _counted = counted;
-        PasswordHash::new(&stored).is_ok_and(|hash| {
-            Argon2::default()
-                .verify_password(password.as_bytes(), &hash)
-                .is_ok()
+    checks
+        .run(move || {
+            PasswordHash::new(&stored).is_ok_and(|hash| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+            })
         })
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("password check panicked: {e}")))
+        .await
 }
 
 #[cfg(test)]
@@ -215,5 +264,24 @@ mod tests {
         let parsed = PasswordHash::new(&hash).unwrap();
         assert!(Argon2::default().verify_password(b"hunter22", &parsed).is_ok());
         assert!(Argon2::default().verify_password(b"wrong", &parsed).is_err());
+    }
+
+    /// However many logins arrive at once, no more checks run than there are turns; the rest wait.
+    #[tokio::test]
+    async fn no_more_password_checks_run_at_once_than_there_are_turns() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let checks = PasswordChecks::new(2, Metrics::new());
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let check = |_| {
+            let (running, most) = (running.clone(), most.clone());
+            checks.run(move || {
+                most.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(20));
+                running.fetch_sub(1, Ordering::SeqCst);
+            })
+        };
+        futures::future::try_join_all((0..8).map(check)).await.unwrap();
+        assert_eq!(most.load(Ordering::SeqCst), 2, "checks running at once, at most");
     }
 }

@@ -42,7 +42,14 @@ pub async fn login(
         ));
     }
     let modes = state.modes.current();
-    let user_id = auth::login(&state.db, &request.email, &request.password, modes.login_timing).await?;
+    let user_id = auth::login(
+        &state.db,
+        &state.password_checks,
+        &request.email,
+        &request.password,
+        modes.login_timing,
+    )
+    .await?;
     if modes.sessions == Sessions::Jwt {
         let token = state.tokens.issue(user_id)?;
         return Ok(Json(json!({ "token": token, "user_id": user_id })).into_response());
