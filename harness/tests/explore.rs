@@ -111,6 +111,11 @@ async fn a_link_nothing_uses_is_pruned_and_one_only_a_fault_reaches_grows_the_li
         .find(|g| g.link == Link::Postgres)
         .unwrap_or_else(|| panic!("the lineage did not grow by Postgres: {:?}", report.lineage));
     assert!(grown.by.faults[0].to_string().contains("redis"), "{grown:?}");
+    // Postgres's own count names the fallback's query: the stock read ran only under the fault.
+    assert!(
+        (grown.statements.iter()).any(|s| s.query.contains("inventory") && s.under_fault >= 2 * s.without),
+        "no statement of the stock read counted as opened: {grown:?}"
+    );
     let page = std::fs::read_to_string(folder.join("report.html")).expect("report.html");
     assert!(page.contains("The lineage grew"), "{page}");
     std::fs::remove_dir_all(folder).unwrap();

@@ -13,7 +13,9 @@
 //!    **The lineage grows** as they run: a link the trial without faults left unused that a single
 //!    fault's trial sent traffic through (a cache miss's query, a fallback) is a dependency that
 //!    fault opens, so each of the link's faults is tried paired with each single that opened it,
-//!    slow ones first (`queue`).
+//!    slow ones first (`queue`). Traffic is the link's bytes, and on the Postgres link also each
+//!    statement's runs (`pg_stat_statements`): a few refill queries hide in a link's background
+//!    bytes, not in the count of their own statement.
 //! 3. **Shrink.** Each broken schedule is cut down (a fault fewer, a shorter window, a later start)
 //!    while it still breaks, and written as `found-<n>.toml`.
 //!
@@ -34,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use replay::{Replay, ReplayError};
 pub use schedule::{Schedule, Shrink};
-use space::{Grown, revealed_pairs};
+use space::{Grown, StatementCalls, revealed_pairs, runs_between, statements_opened};
 pub use space::{Lineage, pairs, singles};
 pub use trial::{TrialReport, Trials};
 
@@ -299,6 +301,8 @@ async fn explore(
         ctx,
         proxy: ProxyClient::of(lab).await?,
         idle_per_s: Vec::new(),
+        database_url: lab.postgres_url().await?,
+        quiet_statements: StatementCalls::new(),
         started: Instant::now(),
         done: Vec::new(),
         started_trials: 0,
@@ -353,6 +357,10 @@ struct Search<'a> {
     proxy: ProxyClient,
     /// Each link's bytes sent upstream per second with no load, measured before the lineage.
     idle_per_s: Vec<(Link, f64)>,
+    /// Where the lab's Postgres is read from (its published port, not the proxy).
+    database_url: String,
+    /// How often each statement ran in the trial without faults.
+    quiet_statements: StatementCalls,
     started: Instant,
     /// Every trial after the one without faults, in order.
     done: Vec<TrialReport>,
@@ -391,8 +399,9 @@ impl Search<'_> {
         self.idle_per_s = (idle.iter())
             .map(|(link, bytes)| (*link, *bytes as f64 / IDLE.as_secs_f64()))
             .collect();
-        let mut database = DatabaseProbe::connect(&lab.postgres_url().await?).await?;
+        let mut database = DatabaseProbe::connect(&self.database_url).await?;
         let scans_before = database.index_scans().await?;
+        let statements_before = database.statement_calls().await?;
         let links = lab.links();
         self.clear(&links).await?;
         let none = Schedule {
@@ -403,6 +412,7 @@ impl Search<'_> {
         let mut baseline = self.trial(&none).await?;
         let traffic = self.traffic(&links, baseline.took_s).await?;
         let scans_after = database.index_scans().await?;
+        self.quiet_statements = runs_between(&statements_before, &database.statement_calls().await?);
         let lineage = Lineage::of(&traffic, entry_of(lab)).with_indexes(&scans_before, &scans_after);
         baseline.pruned_links = (traffic.iter())
             .filter(|t| lineage.unused.contains(&t.link))
@@ -500,16 +510,29 @@ impl Search<'_> {
                 false => Vec::new(),
             };
             self.clear(&watched).await?;
+            let statements = match watched.contains(&Link::Postgres) {
+                true => self.statement_calls().await,
+                false => None,
+            };
             let mut report = self.trial(&schedule).await?;
             let traffic = self.traffic(&watched, report.took_s).await?;
             report.pruned_links = traffic.iter().map(|t| (t.link, t.with_load)).collect();
-            for grown in grown(&traffic, &report) {
+            let mut opened = grown(&traffic, &report);
+            if let Some(before) = statements {
+                self.grow_by_statements(&before, &traffic, &report, &mut opened)
+                    .await;
+            }
+            for grown in opened {
                 if lineage.opened(grown.link, &grown.by.faults) {
                     continue; // the same fault at a later instant
                 }
                 let pairs = revealed_pairs(&grown.by.faults, grown.link, &self.settings.objective);
+                let statements = match grown.statements.len() {
+                    0 => String::new(),
+                    n => format!(" ({n} statement(s) ran at least twice as often as without a fault)"),
+                };
                 self.say(format!(
-                    "lineage grew: the {} link carried {} bytes under {}, unused without a fault; {} pair(s) of it with that fault queued",
+                    "lineage grew: the {} link carried {} bytes under {}{statements}, unused without a fault; {} pair(s) of it with that fault queued",
                     grown.link,
                     grown.bytes,
                     grown.by,
@@ -521,6 +544,52 @@ impl Search<'_> {
             self.done.push(report);
         }
         Ok(0)
+    }
+
+    /// How often each statement has run so far, or `None` (said) when Postgres cannot be read: the
+    /// statements are one more sign of a link opened, not a reason to stop the search.
+    async fn statement_calls(&self) -> Option<StatementCalls> {
+        let read = async {
+            let mut database = DatabaseProbe::connect_plain(&self.database_url).await?;
+            database.statement_calls().await
+        };
+        match read.await {
+            Ok(calls) => Some(calls),
+            Err(error) => {
+                self.say(format!("could not read the statements Postgres ran: {error}"));
+                None
+            }
+        }
+    }
+
+    /// Grows `opened` by the Postgres link when `report`'s single fault ran some statement at least
+    /// twice as often as the trial without faults (`space::statements_opened`), though its bytes
+    /// did not stand out: per-statement lineage, read from Postgres after the trial.
+    async fn grow_by_statements(
+        &self,
+        before: &StatementCalls,
+        traffic: &[space::Traffic],
+        report: &TrialReport,
+        opened: &mut Vec<Grown>,
+    ) {
+        let Some(after) = self.statement_calls().await else {
+            return;
+        };
+        let statements = statements_opened(&self.quiet_statements, &runs_between(before, &after));
+        if statements.is_empty() {
+            return;
+        }
+        if let Some(grown) = opened.iter_mut().find(|g| g.link == Link::Postgres) {
+            grown.statements = statements;
+            return;
+        }
+        let bytes = (traffic.iter().find(|t| t.link == Link::Postgres)).map_or(0, |t| t.with_load);
+        opened.push(Grown {
+            link: Link::Postgres,
+            by: report.schedule.clone(),
+            bytes,
+            statements,
+        });
     }
 
     /// The space's singles and pairs (or the settings' explicit candidates) at each instant.
@@ -669,6 +738,7 @@ fn grown(traffic: &[space::Traffic], trial: &TrialReport) -> Vec<Grown> {
             link: t.link,
             by: trial.schedule.clone(),
             bytes: t.with_load,
+            statements: Vec::new(),
         })
         .collect()
 }

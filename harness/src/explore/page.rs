@@ -45,9 +45,19 @@ fn grown(report: &ExploreReport, page: &mut String) {
          sent traffic down, each then faulted paired with each fault that opened it (slow first):</p>\n<ul>\n",
     );
     for g in &report.lineage.grown {
+        let statements: String = (g.statements.iter())
+            .map(|s| {
+                format!(
+                    "<br><code>{}</code>: {} runs against {} without a fault",
+                    escape(&s.query),
+                    s.under_fault,
+                    s.without
+                )
+            })
+            .collect();
         let _ = writeln!(
             page,
-            "<li>{} ({} bytes) under {}</li>",
+            "<li>{} ({} bytes) under {}{statements}</li>",
             escape(&g.link.to_string()),
             g.bytes,
             escape(&g.by.to_string())

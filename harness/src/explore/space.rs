@@ -54,6 +54,64 @@ pub struct Grown {
     /// The schedule whose trial first sent traffic down the link, and the bytes it sent upstream.
     pub by: Schedule,
     pub bytes: u64,
+    /// On the Postgres link, the statements the trial ran that the trial without faults ran less
+    /// than half as often: what opened it when its bytes alone did not stand out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub statements: Vec<StatementRuns>,
+}
+
+/// How often each statement ran in one trial, by `pg_stat_statements`' query id, with its text.
+pub type StatementCalls = BTreeMap<i64, (i64, String)>;
+
+/// A statement a fault's trial ran more often than the trial without faults.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StatementRuns {
+    /// Its normalised text, cut to a line.
+    pub query: String,
+    pub under_fault: i64,
+    pub without: i64,
+}
+
+/// The fewest more runs of a statement that say a fault sent the load's work to the database: four
+/// hot keys expiring over a fast link are four refills, one per key.
+const MORE_RUNS: i64 = 3;
+
+/// Each statement's runs between two readings (a statement new since the first ran all its calls
+/// in between; a count that went down, a restarted server's, says nothing).
+pub fn runs_between(before: &StatementCalls, after: &StatementCalls) -> StatementCalls {
+    (after.iter())
+        .filter_map(|(id, (calls, query))| {
+            let earlier = before.get(id).map_or(0, |(c, _)| *c);
+            (*calls >= earlier).then(|| (*id, (calls - earlier, query.clone())))
+        })
+        .collect()
+}
+
+/// The statements a single fault's trial ran at least twice as often as the trial without faults
+/// and at least `MORE_RUNS` more times: per-statement lineage. A cache miss's query over a fast link
+/// is a few hundred bytes among the link's background (the seeding, the outbox's polls), which a
+/// byte count cannot tell apart; the database's own count of that one statement can.
+pub fn statements_opened(without: &StatementCalls, under_fault: &StatementCalls) -> Vec<StatementRuns> {
+    (under_fault.iter())
+        .filter_map(|(id, (runs, query))| {
+            let quiet = without.get(id).map_or(0, |(c, _)| *c);
+            let opened = *runs >= 2 * quiet && *runs - quiet >= MORE_RUNS;
+            opened.then(|| StatementRuns {
+                query: one_line(query),
+                under_fault: *runs,
+                without: quiet,
+            })
+        })
+        .collect()
+}
+
+/// A statement's text on one line of at most 120 characters.
+fn one_line(query: &str) -> String {
+    let line = query.split_whitespace().collect::<Vec<_>>().join(" ");
+    match line.char_indices().nth(120) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line,
+    }
 }
 
 fn named<S: serde::Serializer>(roles: &[Role], s: S) -> Result<S::Ok, S::Error> {
@@ -423,9 +481,43 @@ mod tests {
                 seconds: 2.0,
             },
             bytes: 9_000,
+            statements: Vec::new(),
         });
         assert!(lineage.opened(Link::Redis, &kill));
         assert!(!lineage.opened(Link::Redis, &[Fault::Pause(Role::Service(1))]));
+    }
+
+    fn calls(entries: &[(i64, i64)]) -> StatementCalls {
+        (entries.iter())
+            .map(|(id, calls)| (*id, (*calls, format!("SELECT {id}"))))
+            .collect()
+    }
+
+    /// The outbox's poll runs in every trial; a cache's refill only under the fault that empties
+    /// it (four keys: four more runs); one stray run of a rare statement says nothing.
+    #[test]
+    fn a_statement_run_twice_as_often_under_a_fault_opens_the_link() {
+        let without = calls(&[(1, 40), (2, 4)]);
+        let under_fault = calls(&[(1, 44), (2, 8), (3, 2)]);
+        let opened = statements_opened(&without, &under_fault);
+        assert_eq!(
+            opened,
+            [StatementRuns {
+                query: "SELECT 2".into(),
+                under_fault: 8,
+                without: 4
+            }]
+        );
+        assert!(statements_opened(&without, &without).is_empty());
+    }
+
+    /// A statement new since the first reading ran every call in between; a count that went down
+    /// (a restarted server starts again from 0) is left out.
+    #[test]
+    fn runs_between_two_readings_leave_out_a_count_that_went_down() {
+        let before = calls(&[(1, 100), (2, 10)]);
+        let after = calls(&[(1, 140), (2, 5), (3, 3)]);
+        assert_eq!(runs_between(&before, &after), calls(&[(1, 40), (3, 3)]));
     }
 
     #[test]

@@ -88,6 +88,23 @@ impl DatabaseProbe {
         Ok(rows.into_iter().collect())
     }
 
+    /// How often each statement has run in this database so far, by `pg_stat_statements`' query
+    /// id, with its normalised text (the probe's own, naming `pg_stat_`, left out).
+    pub async fn statement_calls(&mut self) -> Result<BTreeMap<i64, (i64, String)>, sqlx::Error> {
+        let rows = sqlx::query_as::<_, (i64, i64, String)>(
+            "SELECT queryid, sum(calls)::int8, min(query) FROM pg_stat_statements st \
+             JOIN pg_database d ON d.oid = st.dbid \
+             WHERE d.datname = current_database() AND queryid IS NOT NULL \
+               AND query NOT ILIKE '%pg_stat_%' GROUP BY queryid",
+        )
+        .fetch_all(&mut self.conn)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, calls, query)| (id, (calls, query)))
+            .collect())
+    }
+
     /// The counters now. The probe's own statements are left out of the statement count (it is one
     /// statement, naming `pg_stat_`); the outbox's undelivered events it counts (through the partial
     /// index on them: none but the backlog) are in the rows read.
