@@ -43,10 +43,6 @@ impl Db {
         self.metrics.statement(query);
     }
 
-    pub fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }

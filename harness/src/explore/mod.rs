@@ -509,41 +509,59 @@ impl Search<'_> {
                 true => lineage.unused.clone(),
                 false => Vec::new(),
             };
-            self.clear(&watched).await?;
-            let statements = match watched.contains(&Link::Postgres) {
-                true => self.statement_calls().await,
-                false => None,
-            };
-            let mut report = self.trial(&schedule).await?;
-            let traffic = self.traffic(&watched, report.took_s).await?;
-            report.pruned_links = traffic.iter().map(|t| (t.link, t.with_load)).collect();
-            let mut opened = grown(&traffic, &report);
-            if let Some(before) = statements {
-                self.grow_by_statements(&before, &traffic, &report, &mut opened)
-                    .await;
-            }
-            for grown in opened {
-                if lineage.opened(grown.link, &grown.by.faults) {
-                    continue; // the same fault at a later instant
-                }
-                let pairs = revealed_pairs(&grown.by.faults, grown.link, &self.settings.objective);
-                let statements = match grown.statements.len() {
-                    0 => String::new(),
-                    n => format!(" ({n} statement(s) ran at least twice as often as without a fault)"),
-                };
-                self.say(format!(
-                    "lineage grew: the {} link carried {} bytes under {}{statements}, unused without a fault; {} pair(s) of it with that fault queued",
-                    grown.link,
-                    grown.bytes,
-                    grown.by,
-                    pairs.len()
-                ));
-                queue.grow(pairs);
-                lineage.grown.push(grown);
-            }
+            let (report, opened) = self.watched_trial(&schedule, &watched).await?;
+            self.grow(lineage, &mut queue, opened);
             self.done.push(report);
         }
         Ok(0)
+    }
+
+    /// Runs `schedule` with the byte counts of `watched` (links the lineage left unused) cleared
+    /// before and read after; answers its report and the links it opened (`grown`), the Postgres
+    /// link also by its statements (`grow_by_statements`).
+    async fn watched_trial(
+        &mut self,
+        schedule: &Schedule,
+        watched: &[Link],
+    ) -> Result<(TrialReport, Vec<Grown>), ExploreError> {
+        self.clear(watched).await?;
+        let statements = match watched.contains(&Link::Postgres) {
+            true => self.statement_calls().await,
+            false => None,
+        };
+        let mut report = self.trial(schedule).await?;
+        let traffic = self.traffic(watched, report.took_s).await?;
+        report.pruned_links = traffic.iter().map(|t| (t.link, t.with_load)).collect();
+        let mut opened = grown(&traffic, &report);
+        if let Some(before) = statements {
+            self.grow_by_statements(&before, &traffic, &report, &mut opened)
+                .await;
+        }
+        Ok((report, opened))
+    }
+
+    /// Adds each link `opened` to the lineage, and its pairs with the fault that opened it to
+    /// `queue`, unless the same fault opened it already (at an earlier instant).
+    fn grow(&self, lineage: &mut Lineage, queue: &mut Queue, opened: Vec<Grown>) {
+        for grown in opened {
+            if lineage.opened(grown.link, &grown.by.faults) {
+                continue;
+            }
+            let pairs = revealed_pairs(&grown.by.faults, grown.link, &self.settings.objective);
+            let statements = match grown.statements.len() {
+                0 => String::new(),
+                n => format!(" ({n} statement(s) ran at least twice as often as without a fault)"),
+            };
+            self.say(format!(
+                "lineage grew: the {} link carried {} bytes under {}{statements}, unused without a fault; {} pair(s) of it with that fault queued",
+                grown.link,
+                grown.bytes,
+                grown.by,
+                pairs.len()
+            ));
+            queue.grow(pairs);
+            lineage.grown.push(grown);
+        }
     }
 
     /// How often each statement has run so far, or `None` (said) when Postgres cannot be read: the
