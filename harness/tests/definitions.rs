@@ -92,14 +92,21 @@ fn the_built_ins_are_every_file_of_the_experiments_folder() {
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    let built_in: Vec<&str> = catalog::BUILT_IN.iter().map(|(name, _)| *name).collect();
-    assert_eq!(built_in, files);
-    for (name, text) in catalog::BUILT_IN {
+    let built_ins = catalog::built_ins().unwrap();
+    let names: Vec<&str> = built_ins.iter().map(|b| b.name.as_str()).collect();
+    assert_eq!(names, files);
+    for built_in in &built_ins {
         let on_disk = std::fs::read_to_string(format!(
-            "{}/../experiments/{name}.toml",
-            env!("CARGO_MANIFEST_DIR")
+            "{}/../experiments/{}.toml",
+            env!("CARGO_MANIFEST_DIR"),
+            built_in.name
         ));
-        assert_eq!(on_disk.unwrap(), *text, "{name} is compiled in as it is on disk");
+        assert_eq!(
+            on_disk.unwrap(),
+            built_in.text,
+            "{} is as it is on disk",
+            built_in.name
+        );
     }
 }
 

@@ -1,14 +1,16 @@
-//! The built-in experiments (every `experiments/*.toml`, compiled in by `build.rs`) and finding an
-//! experiment by name or path.
+//! The built-in experiments (every `experiments/*.toml`) and finding an experiment by name or path.
+//!
+//! A release build carries them compiled in (`build.rs`); a development build reads the folder it
+//! was built from at run time, so editing a built-in needs no rebuild.
 
 use std::path::{Path, PathBuf};
 
 use super::definition::{self, DefinitionError, Plan, Profile};
 
-// `BUILT_IN`: every `experiments/*.toml`, compiled in by `build.rs`.
+// `COMPILED_IN`: every `experiments/*.toml` in a release build, `None` in a development build.
 include!(concat!(env!("OUT_DIR"), "/built_in.rs"));
 
-/// The folder the built-ins were compiled from.
+/// The folder the built-ins come from (read at run time by a development build).
 const SOURCE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../experiments");
 
 #[derive(Debug, thiserror::Error)]
@@ -17,8 +19,63 @@ pub enum CatalogError {
     Unknown { name: String, known: String },
     #[error("cannot read {path}")]
     Read { path: String, source: std::io::Error },
+    #[error(
+        "cannot read the built-in experiments from {path}: a development build reads them from the \
+         checkout it was built in (give the path of a .toml file, or install a release build with \
+         `cargo install --path harness`, which carries them)"
+    )]
+    Folder { path: String, source: std::io::Error },
     #[error(transparent)]
     Definition(#[from] DefinitionError),
+}
+
+/// One built-in experiment: its name (the file's stem) and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuiltIn {
+    pub name: String,
+    pub text: String,
+}
+
+/// Every built-in experiment, by name: compiled in (release), or read from the folder (development).
+pub fn built_ins() -> Result<Vec<BuiltIn>, CatalogError> {
+    match COMPILED_IN {
+        Some(compiled) => Ok(compiled
+            .iter()
+            .map(|(name, text)| BuiltIn {
+                name: (*name).to_owned(),
+                text: (*text).to_owned(),
+            })
+            .collect()),
+        None => read_folder(Path::new(SOURCE_DIR)),
+    }
+}
+
+/// Every `*.toml` of `dir`, sorted by name.
+fn read_folder(dir: &Path) -> Result<Vec<BuiltIn>, CatalogError> {
+    let folder_error = |source| CatalogError::Folder {
+        path: dir.display().to_string(),
+        source,
+    };
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(folder_error)? {
+        let path = entry.map_err(folder_error)?.path();
+        if path.extension().is_some_and(|e| e == "toml")
+            && let Some(name) = path.file_stem()
+        {
+            files.push((name.to_string_lossy().into_owned(), path));
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .map(|(name, path)| {
+            let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+            Ok(BuiltIn { name, text })
+        })
+        .collect()
 }
 
 /// A built-in experiment by name, or a file by path (anything with a `/` or ending in `.toml`).
@@ -37,24 +94,27 @@ pub fn text(name_or_path: &str) -> Result<(String, String), CatalogError> {
         })?;
         return Ok((name_or_path.to_owned(), text));
     }
-    let (name, text) = BUILT_IN
-        .iter()
-        .find(|(name, _)| *name == name_or_path)
-        .ok_or_else(|| {
-            let known: Vec<&str> = BUILT_IN.iter().map(|(name, _)| *name).collect();
-            CatalogError::Unknown {
-                name: name_or_path.into(),
-                known: known.join(", "),
-            }
-        })?;
-    if let Some(source) = edited_since_build(name, text) {
+    let built_ins = built_ins()?;
+    let Some(built_in) = built_ins.iter().find(|b| b.name == name_or_path) else {
+        let known: Vec<&str> = built_ins.iter().map(|b| b.name.as_str()).collect();
+        return Err(CatalogError::Unknown {
+            name: name_or_path.into(),
+            known: known.join(", "),
+        });
+    };
+    if COMPILED_IN.is_some()
+        && let Some(source) = edited_since_build(&built_in.name, &built_in.text)
+    {
         tracing::warn!(
             "{} was edited since this binary was built: the run uses the experiment as it was then \
-             (rebuild with `cargo build`, or give the file's path to run it as it is now)",
+             (rebuild with `cargo build --release`, or give the file's path to run it as it is now)",
             source.display()
         );
     }
-    Ok((format!("experiments/{name}.toml"), (*text).to_owned()))
+    Ok((
+        format!("experiments/{}.toml", built_in.name),
+        built_in.text.clone(),
+    ))
 }
 
 /// The file a built-in was compiled from, when it still exists and says something else: a series of
@@ -72,7 +132,16 @@ fn differs(path: &Path, compiled: &str) -> bool {
 
 /// Every built-in experiment, parsed (a broken built-in is a bug: the tests parse them all).
 pub fn all(profile: Profile) -> Result<Vec<Plan>, CatalogError> {
-    BUILT_IN.iter().map(|(name, _)| load(name, profile)).collect()
+    built_ins()?
+        .iter()
+        .map(|b| {
+            Ok(definition::parse(
+                &format!("experiments/{}.toml", b.name),
+                &b.text,
+                profile,
+            )?)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -92,11 +161,36 @@ mod tests {
         assert!(!differs(&file, "name = \"x\"\n"), "a missing file is not stale");
     }
 
-    /// This test binary was built from the files on disk, so none of them reads as edited.
+    /// Whatever this build's catalog comes from, it says what the folder says now: a release build
+    /// was compiled from these files, a development build reads them.
     #[test]
-    fn every_built_in_matches_the_file_it_was_compiled_from() {
-        for (name, text) in BUILT_IN {
-            assert_eq!(edited_since_build(name, text), None, "{name}");
+    fn every_built_in_matches_its_file() {
+        for built_in in built_ins().unwrap() {
+            assert_eq!(
+                edited_since_build(&built_in.name, &built_in.text),
+                None,
+                "{}",
+                built_in.name
+            );
         }
+    }
+
+    #[test]
+    fn a_folder_read_lists_its_toml_files_by_name_and_a_missing_one_says_what_to_do() {
+        let dir = std::env::temp_dir().join(format!("fortress-catalog-dir-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (file, text) in [
+            ("b.toml", "b"),
+            ("a.toml", "a"),
+            ("notes.md", "not an experiment"),
+        ] {
+            std::fs::write(dir.join(file), text).unwrap();
+        }
+        let read = read_folder(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let names: Vec<(String, String)> = read.unwrap().into_iter().map(|b| (b.name, b.text)).collect();
+        assert_eq!(names, [("a".into(), "a".into()), ("b".into(), "b".into())]);
+        let missing = read_folder(&dir).unwrap_err().to_string();
+        assert!(missing.contains("cargo install --path harness"), "{missing}");
     }
 }
