@@ -19,7 +19,8 @@
 //! 3. **Shrink.** Each broken schedule is cut down (a fault fewer, a shorter window, a later start)
 //!    while it still breaks, and written as `found-<n>.toml`.
 //!
-//! A wall-time budget bounds the whole search; what it did not reach is reported as not tried.
+//! A wall-time budget bounds the whole search; what it did not reach is reported as not tried. Once
+//! a schedule has broken, the search keeps back the time its confirmations need.
 
 mod page;
 mod queue;
@@ -374,7 +375,21 @@ impl Search<'_> {
     }
 
     fn over_budget(&self) -> bool {
-        self.started.elapsed() >= self.settings.budget || self.ctx.stop.is_cancelled()
+        self.over(Duration::ZERO)
+    }
+
+    /// Whether the budget, less `kept` for what must still run after this, is spent (or Ctrl-C came).
+    fn over(&self, kept: Duration) -> bool {
+        self.started.elapsed() + kept >= self.settings.budget || self.ctx.stop.is_cancelled()
+    }
+
+    /// The time to keep back for confirming `findings` broken schedules, at the trials' mean length.
+    fn kept_for(&self, findings: usize) -> Duration {
+        kept_for_confirming(self.done.iter().map(|t| t.took_s), findings)
+    }
+
+    fn broken_so_far(&self) -> usize {
+        self.done.iter().filter(|t| t.class == Class::Broken).count()
     }
 
     async fn trial(&mut self, schedule: &Schedule) -> Result<TrialReport, ExploreError> {
@@ -487,13 +502,18 @@ impl Search<'_> {
         // Explicit candidates are exactly what is tried: the lineage does not grow them.
         let growing = self.settings.candidates.is_none();
         while let Some(schedule) = queue.next() {
-            if self.over_budget() {
+            let broken = self.broken_so_far();
+            if self.over(self.kept_for(broken)) {
                 let left = (std::iter::once(schedule.faults.as_slice()).chain(queue.waiting()))
                     .filter(|faults| !self.says_nothing_new(faults))
                     .count();
                 if !self.ctx.stop.is_cancelled() {
+                    let kept = match broken {
+                        0 => String::new(),
+                        n => format!(" (the rest kept for confirming {n} broken schedule(s))"),
+                    };
                     self.say(format!(
-                        "budget spent: {left} of {} schedules left untried",
+                        "budget spent: {left} of {} schedules left untried{kept}",
                         self.done.len() + left
                     ));
                 }
@@ -650,8 +670,9 @@ impl Search<'_> {
             .cloned()
             .collect();
         let mut findings = Vec::new();
-        for trial in broken {
-            let (smallest, violated, shrink_trials) = self.shrink(&trial).await?;
+        let count = broken.len();
+        for (n, trial) in broken.into_iter().enumerate() {
+            let (smallest, violated, shrink_trials) = self.shrink(&trial, count - n).await?;
             let (reproduced, confirmations) = self.reproduce(&smallest, &violated).await?;
             let file = match reproduced == CONFIRMATIONS {
                 true => self.write(plan, variant, findings.len() + 1, &smallest, &violated)?,
@@ -688,11 +709,16 @@ impl Search<'_> {
     }
 
     /// The smallest schedule that still breaks an invariant `trial` broke, what it broke, and how
-    /// many trials that took.
-    async fn shrink(&mut self, trial: &TrialReport) -> Result<(Schedule, Vec<String>, usize), ExploreError> {
+    /// many trials that took; it stops short of the confirmations of this and the `unconfirmed - 1`
+    /// findings after it.
+    async fn shrink(
+        &mut self,
+        trial: &TrialReport,
+        unconfirmed: usize,
+    ) -> Result<(Schedule, Vec<String>, usize), ExploreError> {
         let mut shrink = Shrink::new(trial.schedule.clone(), self.settings.trial_seconds);
         let mut violated = trial.violated.clone();
-        while self.settings.shrink && !self.over_budget() {
+        while self.settings.shrink && !self.over(self.kept_for(unconfirmed)) {
             let Some(next) = shrink.next().cloned() else { break };
             let report = self.trial(&next).await?;
             let still = report.violated.iter().any(|v| trial.violated.contains(v));
@@ -749,6 +775,17 @@ impl Search<'_> {
 }
 
 /// The links `trial` sent traffic down (`Traffic::used`), each as grown by its schedule.
+/// The time to keep back for `findings` broken schedules' confirmations: `CONFIRMATIONS` trials each,
+/// at the mean length of the trials so far (`took_s`). A finding the budget leaves neither confirmed
+/// nor refuted says less than the last schedules of the space would have: email-outage's defended
+/// search of 2026-12-07 broke at its fourth trial, spent the rest of its 300 s on the space, and
+/// ended with the break undecided.
+fn kept_for_confirming(took_s: impl Iterator<Item = f64>, findings: usize) -> Duration {
+    let (sum, n) = took_s.fold((0.0, 0usize), |(sum, n), took| (sum + took, n + 1));
+    let mean = if n == 0 { 0.0 } else { sum / n as f64 };
+    Duration::from_secs_f64(mean * (CONFIRMATIONS * findings) as f64)
+}
+
 fn grown(traffic: &[space::Traffic], trial: &TrialReport) -> Vec<Grown> {
     (traffic.iter())
         .filter(|t| t.used())
@@ -805,5 +842,14 @@ mod tests {
             "a replay needs a whole second before it"
         );
         assert_eq!(chosen.instants(), [1.0, 3.5], "a refused set changes nothing");
+    }
+
+    #[test]
+    fn a_search_keeps_back_two_trials_per_broken_schedule_at_the_trials_mean_length() {
+        let took = [7.0, 8.0, 9.0];
+        assert_eq!(kept_for_confirming(took.into_iter(), 0), Duration::ZERO);
+        assert_eq!(kept_for_confirming(took.into_iter(), 1), Duration::from_secs(16));
+        assert_eq!(kept_for_confirming(took.into_iter(), 3), Duration::from_secs(48));
+        assert_eq!(kept_for_confirming(std::iter::empty(), 2), Duration::ZERO);
     }
 }
