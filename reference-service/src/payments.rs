@@ -45,7 +45,6 @@ const BUDGET_MAX: f64 = 10.0;
 /// How long a cancel of an unknown outcome may take: it is not in the customer's way, and a lost one
 /// is a charge for nothing.
 const CANCEL_DEADLINE: Duration = Duration::from_secs(5);
-const CANCEL_ATTEMPTS: u32 = 5;
 /// What a client is told to wait before trying again, in seconds.
 pub const RETRY_AFTER_S: u64 = 1;
 
@@ -306,9 +305,11 @@ impl PaymentClient {
 
     /// Voids, in the background, whatever the provider may have authorised for `payment` (a "technical
     /// cancel" by the shop's reference): the call gave up without an answer it could trust. A cancel by
-    /// reference can be repeated safely, so one that fails is tried again after a backoff, up to
-    /// `CANCEL_ATTEMPTS` times within `CANCEL_DEADLINE`; one that still fails is logged for someone to
-    /// reconcile by hand.
+    /// reference can be repeated safely, so one that fails is tried again after a backoff until
+    /// `CANCEL_DEADLINE`, however quickly each attempt fails: capped at five attempts, a link that reset
+    /// every connection for two seconds used them up in half a second and left the authorisation
+    /// standing for an order never placed (`fortress explore double-charge`, 2026-12-07). One that
+    /// still fails at the deadline is logged for someone to reconcile by hand.
     fn cancel_by_reference(&self, order_ref: &str) {
         let client = self.clone();
         let order_ref = order_ref.to_owned();
@@ -319,19 +320,15 @@ impl PaymentClient {
             let mut attempt = 1;
             loop {
                 let left = CANCEL_DEADLINE.saturating_sub(started.elapsed());
-                let outcome = client.send_cancel(&order_ref, left).await;
-                match outcome {
-                    Ok(()) => {
-                        return tracing::info!(order_ref, attempt, "payment of unknown outcome cancelled");
-                    }
-                    Err(error) if attempt < CANCEL_ATTEMPTS && started.elapsed() < CANCEL_DEADLINE => {
-                        tracing::warn!(order_ref, attempt, %error, "cancel failed; trying again");
-                    }
-                    Err(error) => {
-                        return tracing::error!(order_ref, attempt, %error, "payment of unknown outcome not cancelled");
-                    }
+                let Err(error) = client.send_cancel(&order_ref, left).await else {
+                    return tracing::info!(order_ref, attempt, "payment of unknown outcome cancelled");
+                };
+                let pause = backoff(attempt);
+                if started.elapsed() + pause >= CANCEL_DEADLINE {
+                    return tracing::error!(order_ref, attempt, %error, "payment of unknown outcome not cancelled");
                 }
-                tokio::time::sleep(backoff(attempt)).await;
+                tracing::warn!(order_ref, attempt, %error, "cancel failed; trying again");
+                tokio::time::sleep(pause).await;
                 attempt += 1;
             }
         });
@@ -494,6 +491,42 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// A provider whose cancels fail at once for a while (a link resetting every connection): the
+    /// cancel is tried until its deadline, not for a number of attempts that fast failures use up.
+    #[tokio::test]
+    async fn a_cancel_is_tried_until_its_deadline_however_fast_its_attempts_fail() {
+        use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
+
+        const REFUSED: u32 = 8;
+        let cancels = Arc::new(AtomicU32::new(0));
+        let counted = cancels.clone();
+        let refuse_at_first = move || {
+            let n = counted.fetch_add(1, SeqCst) + 1;
+            async move {
+                match n {
+                    n if n <= REFUSED => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::OK,
+                }
+            }
+        };
+        let provider = axum::Router::new().route(
+            "/v1/authorizations/cancel-by-reference",
+            axum::routing::post(refuse_at_first),
+        );
+        let (client, metrics) = client_of(provider).await;
+        client.cancel_by_reference("order-1");
+        let started = std::time::Instant::now();
+        while metrics.payments_in_flight.get() > 0 {
+            assert!(started.elapsed() < CANCEL_DEADLINE * 2, "the cancel ended");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            cancels.load(SeqCst),
+            REFUSED + 1,
+            "tried until the provider took it"
+        );
     }
 
     /// A void the provider refuses is handed to the cancel by reference, which is tried until the
