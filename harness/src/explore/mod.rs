@@ -774,7 +774,6 @@ impl Search<'_> {
     }
 }
 
-/// The links `trial` sent traffic down (`Traffic::used`), each as grown by its schedule.
 /// The time to keep back for `findings` broken schedules' confirmations: `CONFIRMATIONS` trials each,
 /// at the mean length of the trials so far (`took_s`). A finding the budget leaves neither confirmed
 /// nor refuted says less than the last schedules of the space would have: email-outage's defended
@@ -786,6 +785,7 @@ fn kept_for_confirming(took_s: impl Iterator<Item = f64>, findings: usize) -> Du
     Duration::from_secs_f64(mean * (CONFIRMATIONS * findings) as f64)
 }
 
+/// The links `trial` sent traffic down (`Traffic::used`), each as grown by its schedule.
 fn grown(traffic: &[space::Traffic], trial: &TrialReport) -> Vec<Grown> {
     (traffic.iter())
         .filter(|t| t.used())
