@@ -318,6 +318,7 @@ impl Lab {
         }
         steps.finished("service replicas ready (migrations, /readyz)");
         if lab.balancer.is_some() {
+            lab.vouch_replicas_ready().await;
             lab.wait_balanced(spec.ready_deadline).await?;
             steps.finished("balancer sees every replica up");
         }
