@@ -69,8 +69,9 @@ pub struct Config {
     #[arg(long, env = "OUTBOX_WORKER", default_value_t = true, action = clap::ArgAction::Set)]
     pub outbox_worker: bool,
 
-    /// Outbox events relayed per batch (one transaction each).
-    #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    /// Outbox events relayed per batch: claimed in one transaction, their emails sent at once. The
+    /// most a Postgres failure before the batch's commit sends twice.
+    #[arg(long, env = "OUTBOX_BATCH_SIZE", default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub outbox_batch_size: u32,
 
     /// Delivery attempts before an outbox event is dead-lettered.

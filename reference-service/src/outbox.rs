@@ -2,15 +2,17 @@
 //! confirmation emails: over SMTP to the mail server when the service has one (`SMTP_ADDR`), and
 //! always as a row of `emails`, the service's own record of what it sent.
 //!
-//! One batch is one transaction: claim pending events with `FOR UPDATE SKIP LOCKED` (so several workers
-//! never take the same event), deliver them a few at a time, mark each. The `emails` row is idempotent per event
-//! (`emails.event_id` is unique); the SMTP send cannot be: a batch that sent an email and then failed to
-//! commit sends it again when retried (at least once, with the same `Message-ID`). A failed delivery is
-//! retried later with exponential backoff and dead-lettered after `max_attempts`.
+//! One batch is one transaction: claim a few pending events with `FOR UPDATE SKIP LOCKED` (so several
+//! workers never take the same event), send their emails at once, mark each. The `emails` row is
+//! idempotent per event (`emails.event_id` is unique); the SMTP send cannot be: a batch that sent its
+//! emails and then failed to commit (Postgres gone in between) sends them again when its events are
+//! claimed again (at least once, with the same `Message-ID`). So a batch is small: the most a failure
+//! sends twice is one batch, the emails in flight, whatever the backlog. A failed delivery is retried
+//! later with exponential backoff and dead-lettered after `max_attempts`.
 
 use std::time::Duration;
 
-use futures::stream::{self, StreamExt};
+use futures::future::join_all;
 use sqlx::PgConnection;
 use tokio_util::sync::CancellationToken;
 
@@ -21,16 +23,14 @@ use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::modes::{EmailSender, ModeSwitch};
 
-/// How many SMTP conversations one batch holds open at once. A handful: enough to hide the round
-/// trips, few enough that a mail server stopped mid-batch swallows at most that many 250s (each
-/// such email is sent again: at least once).
-const CONCURRENT_SENDS: usize = 4;
-
 /// The longest a failed event waits before its next attempt.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct OutboxSettings {
+    /// Events claimed in one transaction, whose emails are sent at once (`OUTBOX_BATCH_SIZE`, 4 by
+    /// default). A handful: enough conversations at once to hide the mail link's round trips, few
+    /// enough that a batch the mail server or Postgres fails mid-way sends at most that many twice.
     pub batch_size: u32,
     pub max_attempts: u32,
     pub retry_base: Duration,
@@ -149,17 +149,12 @@ impl OutboxWorker {
         .bind(i64::from(self.settings.batch_size))
         .fetch_all(&mut *tx)
         .await?;
-        // The emails go out a few at a time: one SMTP conversation is half a dozen round trips, and
+        // The batch's emails go out at once: one SMTP conversation is half a dozen round trips, and
         // one after another they capped a backlog's drain at the mail link's round-trip rate (about
         // 40 emails a second on a slow 2-core machine, 2026-12-07), below what the mail server takes.
         // The marks stay in claim order, in this one transaction.
-        // The futures are made before the stream: a `.map` closure on the stream itself borrows each
-        // event for a lifetime the worker's spawned future cannot name, and does not compile.
-        let sends = events.iter().map(|event| self.send(sender, event));
-        let sends: Vec<Result<(), String>> = stream::iter(sends.collect::<Vec<_>>())
-            .buffered(CONCURRENT_SENDS)
-            .collect()
-            .await;
+        let sends: Vec<Result<(), String>> =
+            join_all(events.iter().map(|event| self.send(sender, event))).await;
         let mut relayed = Relayed::default();
         for (event, sent) in events.iter().zip(sends) {
             let attempts = u32::try_from(event.attempts).unwrap_or(0).saturating_add(1);
