@@ -218,11 +218,7 @@ mod tests {
     use crate::explore::{Finding, Schedule};
 
     fn finding(reproduced: usize, confirmations: usize) -> Finding {
-        let schedule = Schedule {
-            faults: Vec::new(),
-            at_s: 2.0,
-            seconds: 2.0,
-        };
+        let schedule = Schedule::new(Vec::new(), 2.0, 2.0);
         Finding {
             found: schedule.clone(),
             smallest: schedule,

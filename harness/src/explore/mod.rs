@@ -419,11 +419,7 @@ impl Search<'_> {
         let statements_before = database.statement_calls().await?;
         let links = lab.links();
         self.clear(&links).await?;
-        let none = Schedule {
-            faults: Vec::new(),
-            at_s: self.settings.at_s,
-            seconds: self.settings.fault_seconds,
-        };
+        let none = Schedule::new(Vec::new(), self.settings.at_s, self.settings.fault_seconds);
         let mut baseline = self.trial(&none).await?;
         let traffic = self.traffic(&links, baseline.took_s).await?;
         let scans_after = database.index_scans().await?;

@@ -89,11 +89,7 @@ impl Queue {
         loop {
             let at_s = *self.instants.get(self.instant)?;
             if let Some(faults) = self.now.pop() {
-                return Some(Schedule {
-                    faults,
-                    at_s,
-                    seconds: self.fault_seconds,
-                });
+                return Some(Schedule::new(faults, at_s, self.fault_seconds));
             }
             self.instant += 1;
             self.fill();

@@ -1,5 +1,6 @@
 //! A schedule explore found, written out as an ordinary experiment file: the source experiment's
-//! topology, seed and load, three phases (before, the faults, after), the explored variant alone,
+//! topology, seed and load, its phases (before, the faults, after; a staggered schedule's first
+//! fault alone in a phase of its own before the faults), the explored variant alone,
 //! and a prediction of each violation it saw. `fortress experiment <file>` replays it, and the gate
 //! can keep it. The text is parsed back before it is written, so a file explore writes always loads.
 
@@ -87,15 +88,19 @@ impl Replay<'_> {
         }
     }
 
+    /// Before, the faults, after; a staggered schedule's first fault alone in a `lead` phase before
+    /// the fault phase, where it is injected again beside the one that joins it.
     fn phases(&self) -> Result<Vec<Value>, ReplayError> {
-        let faults = (self.schedule.faults.iter())
-            .map(fault_table)
-            .collect::<Result<Vec<Value>, _>>()?;
-        let after = self.trial_seconds - self.schedule.at_s - self.schedule.seconds;
-        let mut phases = vec![
-            phase("before", self.schedule.at_s, Vec::new()),
-            phase("fault", self.schedule.seconds, faults),
-        ];
+        let tables = |faults: &[Fault]| faults.iter().map(fault_table).collect::<Result<Vec<Value>, _>>();
+        let schedule = self.schedule;
+        let after = self.trial_seconds - schedule.at_s - schedule.seconds;
+        let mut phases = vec![phase("before", schedule.at_s, Vec::new())];
+        let (first, _) = schedule.waves();
+        if first.len() < schedule.faults.len() {
+            phases.push(phase("lead", schedule.lead_s, tables(first)?));
+        }
+        let fault_seconds = schedule.seconds - schedule.lead_s;
+        phases.push(phase("fault", fault_seconds, tables(&schedule.faults)?));
         if after >= 1.0 {
             phases.push(phase("after", after, Vec::new()));
         }
@@ -187,6 +192,7 @@ mod tests {
             ],
             at_s: 3.0,
             seconds: 2.0,
+            lead_s: 0.0,
         };
         let replay = Replay {
             source: (&file, &source),
@@ -215,5 +221,51 @@ mod tests {
             replayed.predictions[0].claim.metric,
             Metric::LostAcknowledgedOrders
         );
+    }
+
+    #[test]
+    fn a_staggered_schedule_replays_its_slow_fault_alone_then_both() {
+        let (file, source) = crate::experiment::catalog::text("crash-after-ack").unwrap();
+        let plan = definition::parse(&file, &source, Profile::Standard).unwrap();
+        let variant = &plan.variants[0];
+        let network = |link, fault| Fault::Network {
+            link,
+            fault: ScopedFault::from(fault),
+        };
+        let slow = network(
+            Link::Redis,
+            NetworkFault::Latency {
+                ms: 100.0,
+                jitter_ms: 0.0,
+            },
+        );
+        let down = network(Link::Postgres, NetworkFault::Down);
+        let schedule = Schedule::new(vec![slow.clone(), down.clone()], 2.0, 2.0);
+        assert_eq!(schedule.lead_s, 1.0);
+        let replay = Replay {
+            source: (&file, &source),
+            name: "found-2".into(),
+            story: "Found by explore.".into(),
+            variant,
+            schedule: &schedule,
+            trial_seconds: 10.0,
+            seed: 7,
+            predictions: vec![(Metric::LostAcknowledgedOrders, "lost".into())],
+        };
+        let replayed = definition::parse("found-2.toml", &replay.text().unwrap(), Profile::Quick).unwrap();
+        let phases: Vec<(&str, f64, usize)> = (replayed.phases.iter())
+            .map(|p| (p.name.as_str(), p.seconds, p.faults.len()))
+            .collect();
+        assert_eq!(
+            phases,
+            [
+                ("before", 2.0, 0),
+                ("lead", 1.0, 1),
+                ("fault", 1.0, 2),
+                ("after", 6.0, 0)
+            ]
+        );
+        assert_eq!(replayed.phases[1].faults, [slow]);
+        assert_eq!(replayed.phases[2].faults, schedule.faults);
     }
 }

@@ -313,17 +313,32 @@ fn needs_what_the_other_stops(first: &Fault, second: &Fault) -> bool {
     one_way(first, second) || one_way(second, first)
 }
 
-/// Every pair of `faults` on two different targets, in order, leaving out those that cannot both be
-/// in force (a data fault with its server stopped).
+/// Every pair of `faults` on two different targets, leaving out those that cannot both be in force
+/// (a data fault with its server stopped). A slow fault and a failure go slow first, to be staggered
+/// (`schedule::lead`), and those pairs are tried before the others, the ones failing Postgres first:
+/// its commit is what a slow call inside a transaction (an email sent before the order commits)
+/// waits to make. Otherwise in the order of `faults`.
 pub fn pairs(faults: &[Fault]) -> Vec<Vec<Fault>> {
     let mut pairs = Vec::new();
     for (i, first) in faults.iter().enumerate() {
         for second in &faults[i + 1..] {
             if target(first) != target(second) && !needs_what_the_other_stops(first, second) {
-                pairs.push(vec![first.clone(), second.clone()]);
+                let slow_second = second.slows() && !first.slows();
+                pairs.push(match slow_second {
+                    true => vec![second.clone(), first.clone()],
+                    false => vec![first.clone(), second.clone()],
+                });
             }
         }
     }
+    let fails_postgres = |fault: &Fault| {
+        let target = target(fault);
+        target == Link::Postgres.to_string() || target == Role::Postgres.to_string()
+    };
+    pairs.sort_by_key(|pair| match pair.as_slice() {
+        [slow, fail] if slow.slows() && !fail.slows() => usize::from(!fails_postgres(fail)),
+        _ => 2,
+    });
     pairs
 }
 
@@ -475,11 +490,7 @@ mod tests {
         assert!(!lineage.opened(Link::Redis, &kill));
         lineage.grown.push(Grown {
             link: Link::Redis,
-            by: Schedule {
-                faults: kill.clone(),
-                at_s: 2.0,
-                seconds: 2.0,
-            },
+            by: Schedule::new(kill.clone(), 2.0, 2.0),
             bytes: 9_000,
             statements: Vec::new(),
         });
@@ -534,6 +545,53 @@ mod tests {
         assert!(
             !pairs.iter().any(stopped),
             "an index cannot be dropped on a killed Postgres"
+        );
+    }
+
+    #[test]
+    fn a_slow_fault_goes_first_beside_a_failure_and_those_failing_postgres_are_tried_first() {
+        let network = |link, fault| Fault::Network {
+            link,
+            fault: ScopedFault::from(fault),
+        };
+        let slow = |link| {
+            network(
+                link,
+                NetworkFault::Latency {
+                    ms: 100.0,
+                    jitter_ms: 0.0,
+                },
+            )
+        };
+        let down = network(Link::Postgres, NetworkFault::Down);
+        let kill = Fault::Kill(Role::Service(1));
+        let stop = Fault::Stop(Role::Postgres);
+        let faults = [
+            down.clone(),
+            slow(Link::Redis),
+            kill.clone(),
+            slow(Link::Mail),
+            stop.clone(),
+        ];
+        let pairs = pairs(&faults);
+        let expected_first = [
+            [slow(Link::Redis), down.clone()],
+            [slow(Link::Mail), down.clone()],
+            [slow(Link::Redis), stop.clone()],
+            [slow(Link::Mail), stop.clone()],
+            [slow(Link::Redis), kill.clone()],
+            [slow(Link::Mail), kill.clone()],
+        ];
+        assert_eq!(pairs[..6], expected_first.map(|p| p.to_vec()));
+        assert_eq!(
+            pairs.len(),
+            6 + 3,
+            "then both slow, and the failures together: {pairs:?}"
+        );
+        assert!(
+            pairs[6..]
+                .iter()
+                .all(|p| super::super::schedule::lead(p, 2.0) == 0.0)
         );
     }
 }

@@ -140,7 +140,8 @@ impl Trials<'_> {
         }
     }
 
-    /// From when every user is logged in: the faults at their instant for their window, the load
+    /// From when every user is logged in: the faults at their instants until their window ends (a
+    /// staggered schedule's second fault inside the first's scope, so both are reverted), the load
     /// for `seconds` (or until the faults are reverted, if later); then the schedule closes. Answers
     /// the window judged and how the faults went.
     async fn clock(
@@ -160,8 +161,13 @@ impl Trials<'_> {
         let started = unix_now();
         let faulted = async {
             self.wait(schedule.at_s).await;
-            let window = self.wait(schedule.seconds);
-            faults::around_faults(self.lab, timeline, &self.stop, &schedule.faults, window).await
+            let (first, joining) = schedule.waves();
+            let joined = async {
+                self.wait(schedule.lead_s).await;
+                let rest = self.wait(schedule.seconds - schedule.lead_s);
+                faults::around_faults(self.lab, timeline, &self.stop, joining, rest).await
+            };
+            faults::around_faults(self.lab, timeline, &self.stop, first, joined).await?
         };
         let (faulted, ()) = tokio::join!(faulted, self.wait(self.seconds));
         end.cancel();

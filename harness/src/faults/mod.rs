@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::evidence::{Expected, Witness};
 use self::proxy::client::{ProxyClient, ProxyError};
-use self::proxy::{Evidence, FaultKind, ScopedFault};
+use self::proxy::{Evidence, FaultKind, NetworkFault, ScopedFault};
 use crate::env::balancer::Rotation;
 use crate::env::docker::DockerError;
 use crate::env::target::lab::{TargetLab, TargetLabError};
@@ -245,6 +245,23 @@ impl Fault {
     /// as a window of breakage.
     pub fn is_operator_step(&self) -> bool {
         matches!(self, Self::ReplayDeadLetters)
+    }
+
+    /// Whether it slows what crosses a link (a latency, bandwidth, a delayed HTTP answer) rather
+    /// than failing it: what waits on the link is held, not given up on.
+    pub fn slows(&self) -> bool {
+        matches!(
+            self,
+            Self::Network {
+                fault: ScopedFault {
+                    fault: NetworkFault::Latency { .. }
+                        | NetworkFault::Bandwidth { .. }
+                        | NetworkFault::HttpDelay { .. },
+                    ..
+                },
+                ..
+            }
+        )
     }
 
     /// Breaks it, noting in `undo` what its revert must put back and what it saw.
