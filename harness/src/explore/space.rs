@@ -591,7 +591,7 @@ mod tests {
         assert!(
             pairs[6..]
                 .iter()
-                .all(|p| super::super::schedule::lead(p, 2.0) == 0.0)
+                .all(|p| Schedule::new(p.clone(), 2.0, 2.0).lead_s == 0.0)
         );
     }
 }
