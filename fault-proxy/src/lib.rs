@@ -21,6 +21,7 @@ mod http;
 mod link;
 mod network_fault;
 mod pump;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -40,9 +41,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let mut started = BTreeMap::new();
+    let workers = Arc::new(workers::Workers::per_core()?);
     for spec in links {
         let name = spec.name.clone();
-        let link = link::Link::start(spec, seed).await?;
+        let link = link::Link::start(spec, seed, Arc::clone(&workers)).await?;
         tracing::info!(link = name, listen = %link.spec.listen, upstream = link.spec.upstream, "link up");
         started.insert(name, link);
     }

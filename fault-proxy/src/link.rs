@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use super::http::{self, HttpLayer};
 use super::network_fault::{FaultKind, FaultSet};
 use super::pump::{self, End, Tap};
+use super::workers::Workers;
 
 /// How long the proxy waits for its upstream to accept a connection.
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -197,11 +198,13 @@ pub struct Link {
     activations: AtomicU64,
     /// The HTTP side of an HTTP link, behind the byte pump of each connection.
     http: Option<Arc<HttpLayer>>,
+    /// The threads its connections live on (shared by every link).
+    workers: Arc<Workers>,
 }
 
 impl Link {
     /// Binds the listener (so a bad address fails at start) and starts forwarding.
-    pub async fn start(spec: LinkSpec, seed: u64) -> std::io::Result<Arc<Self>> {
+    pub async fn start(spec: LinkSpec, seed: u64, workers: Arc<Workers>) -> std::io::Result<Arc<Self>> {
         let listener = TcpListener::bind(spec.listen).await?;
         let spec = LinkSpec {
             listen: listener.local_addr()?,
@@ -228,6 +231,7 @@ impl Link {
             accepted: AtomicU64::new(0),
             activations: AtomicU64::new(1),
             http,
+            workers,
         });
         tokio::spawn(Arc::clone(&link).accept_loop(listener));
         Ok(link)
@@ -294,7 +298,7 @@ impl Link {
                     Ok((client, _)) => {
                         let number = self.accepted.fetch_add(1, Ordering::Relaxed);
                         let tap = Arc::new(Tap::new(number, self.seed));
-                        tokio::spawn(Arc::clone(&self).forward(client, tap));
+                        self.hand_over(client, tap);
                     }
                     Err(error) => tracing::warn!(%error, link = self.spec.name, "accept failed"),
                 },
@@ -305,6 +309,26 @@ impl Link {
 }
 
 impl Link {
+    /// Gives an accepted connection to the next connection thread, which forwards it.
+    fn hand_over(self: &Arc<Self>, client: TcpStream, tap: Arc<Tap>) {
+        // Off this runtime's reactor and onto the thread's: a std stream carries no registration.
+        let client = match client.into_std() {
+            Ok(client) => client,
+            Err(error) => {
+                tracing::warn!(%error, link = self.spec.name, "cannot hand a connection over");
+                return;
+            }
+        };
+        let link = Arc::clone(self);
+        self.workers
+            .run(Box::new(move || match TcpStream::from_std(client) {
+                Ok(client) => {
+                    tokio::spawn(link.forward(client, tap));
+                }
+                Err(error) => tracing::warn!(%error, link = link.spec.name, "cannot take a connection over"),
+            }));
+    }
+
     /// Forwards one client connection to a fresh upstream connection (an HTTP link: to its HTTP
     /// side) until either side closes, or a fault (reset, down) ends it with a RST on both sides.
     async fn forward(self: Arc<Self>, mut client: TcpStream, tap: Arc<Tap>) {
