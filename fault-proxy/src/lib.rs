@@ -6,7 +6,8 @@
 //! dependencies through it. It is a crate of its own, apart from the host-side harness, because it
 //! runs inside the lab and sits on the path of every request an experiment measures: the workspace
 //! builds it optimised even in dev builds (`Cargo.toml`), and `harness/benches/proxy_in_lab.rs`
-//! measures what it adds.
+//! measures what it adds. Each connection lives on one thread, a single-threaded runtime per core
+//! (`workers`), so its wake-ups stay on one core.
 //!
 //! Why not the `fault-engine` crate, which was the first choice: measured here (figures in the issue
 //! notes), its latency delays only the first round trip of a connection after activation (a pool's
